@@ -1,0 +1,1 @@
+"""lineage_guard: governed reads."""

@@ -1,0 +1,65 @@
+"""Step 4's result: what the plan decided, per statement and per output column.
+
+`Decision.to_json()` is the public contract printed by `lineage-guard plan --json`:
+    {"action": "allow"|"deny"|"needs_approval", "reasons": [str], "statement": str,
+     "columns": [{"position": int, "name": str, "masked": bool, "method": str|null,
+                  "sources": ["schema.table.column", ...]}]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .mask.spec import MaskSpec
+from .sql.model import Analysis, ColumnRef
+
+Action = Literal["allow", "deny", "needs_approval"]
+
+
+@dataclass(frozen=True)
+class ColumnDecision:
+    position: int
+    name: str
+    sources: tuple[ColumnRef, ...]
+    mask: MaskSpec | None = None        # None => returned clear
+    direct: bool = False
+    labels: tuple[str, ...] = ()        # classifications of the sensitive sources
+
+    @property
+    def masked(self) -> bool:
+        return self.mask is not None
+
+    def to_json(self) -> dict:
+        return {
+            "position": self.position,
+            "name": self.name,
+            "masked": self.masked,
+            "method": self.mask.method if self.mask else None,
+            "sources": [str(s) for s in self.sources],
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reasons: tuple[str, ...]
+    statement: str
+    columns: tuple[ColumnDecision, ...] = ()
+    analysis: Analysis | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "allow"
+
+    @property
+    def masked_columns(self) -> tuple[ColumnDecision, ...]:
+        return tuple(c for c in self.columns if c.masked)
+
+    def to_json(self) -> dict:
+        return {
+            "action": self.action,
+            "reasons": list(self.reasons),
+            "statement": self.statement,
+            "columns": [c.to_json() for c in self.columns],
+        }

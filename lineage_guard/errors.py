@@ -1,0 +1,60 @@
+"""Exceptions raised by lineage_guard. Messages never carry raw data values or keys."""
+
+from __future__ import annotations
+
+
+class LineageGuardError(Exception):
+    """Base class. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(LineageGuardError):
+    """A policy, identity or option is invalid; the message says what to fix."""
+
+
+class PolicyError(ConfigError):
+    """The policy file is invalid (file, line, field, what would be valid)."""
+
+
+class AccessDenied(LineageGuardError):
+    """The plan denied the request. `reasons` are meant for a person to act on."""
+
+    exit_code = 2
+
+    def __init__(self, reasons: list[str], receipt_id: str | None = None):
+        self.reasons = list(reasons)
+        self.receipt_id = receipt_id
+        super().__init__("access denied: " + "; ".join(self.reasons))
+
+
+class ApprovalRequired(LineageGuardError):
+    """The plan needs a human approval first. `approve_command` is the exact command to run."""
+
+    exit_code = 3
+
+    def __init__(self, request_id: str, reasons: list[str], approve_command: str, receipt_id: str | None = None):
+        self.request_id = request_id
+        self.reasons = list(reasons)
+        self.approve_command = approve_command
+        self.receipt_id = receipt_id
+        super().__init__(
+            f"approval required (request {request_id}): {'; '.join(self.reasons)}. "
+            f"An approver other than the requester runs: {approve_command}"
+        )
+
+
+class SourceError(LineageGuardError):
+    """The source failed. Sanitized: the error class and what to fix, never the server's raw text."""
+
+    def __init__(self, message: str, sqlstate: str | None = None):
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class SinkError(LineageGuardError):
+    """Writing the result failed; nothing was left at the target."""
+
+
+class MaskingError(LineageGuardError):
+    """A mask could not be applied; the batch is not released."""

@@ -1,0 +1,111 @@
+"""What step 2 (sql) learns about a statement, with no data touched.
+
+`analyze(sql, catalog)` in `lineage_guard.sql` returns an `Analysis`; the policy
+step turns it into a `Decision`. The analysis never raises on hostile input: a
+statement it cannot understand comes back with `violations` (deny) or with
+`opaque` output columns (mask), never silently clear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, order=True)
+class TableRef:
+    """A table or view, fully qualified: `schema.table` (database is the source's)."""
+
+    schema: str
+    table: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True, order=True)
+class ColumnRef:
+    """A source column: `schema.table.column`."""
+
+    schema: str
+    table: str
+    column: str
+
+    @property
+    def table_ref(self) -> TableRef:
+        return TableRef(self.schema, self.table)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}.{self.column}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ColumnRef":
+        parts = text.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"column reference must be schema.table.column, got {text!r}")
+        return cls(*parts)
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One output column, by position (names repeat), and the source columns it derives from.
+
+    `direct` means the value is a source value passed through unchanged (identity),
+    so column lineage says IDENTITY; otherwise it is computed from `sources`.
+    `opaque` means lineage could not be fully resolved (whole-row reference, unknown
+    function, dynamic SQL...): the policy masks it with the default if the statement
+    reads anything sensitive, whatever `sources` says.
+    """
+
+    position: int
+    name: str
+    sources: tuple[ColumnRef, ...] = ()
+    direct: bool = False
+    opaque: bool = False
+    type: str | None = None  # the Postgres type name when known (e.g. "text", "date")
+    notes: tuple[str, ...] = ()
+
+
+Clause = Literal["where", "join", "having", "order", "group", "distinct_on", "window", "limit"]
+
+
+@dataclass(frozen=True)
+class ColumnUse:
+    """A source column used outside the projection, where it can leak by inference.
+
+    `against_constant`: tested against caller-chosen constants (`ssn = '123...'`,
+    `LIKE 'A%'`); `orders`: the result is ordered by it; `singles_out`: the query
+    can return individual rows (not only population-level aggregates).
+    """
+
+    column: ColumnRef
+    clause: Clause
+    against_constant: bool = False
+    singles_out: bool = True
+
+
+StatementKind = Literal[
+    "select", "insert", "update", "delete", "merge", "copy", "ddl", "dcl", "call",
+    "explain", "session", "transaction", "maintenance", "lock", "other",
+]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the plan needs to decide, learned from the SQL and the catalog only."""
+
+    statement: str                      # the statement as normalized by sqlglot (postgres dialect)
+    kind: StatementKind
+    is_read: bool                       # true only for a plain read with no side effect
+    tables_read: tuple[TableRef, ...] = ()
+    tables_written: tuple[TableRef, ...] = ()
+    columns: tuple[OutputColumn, ...] = ()
+    uses: tuple[ColumnUse, ...] = ()
+    violations: tuple[str, ...] = ()    # non-empty => deny, whatever the policy (reasons a person can act on)
+    has_where: bool = True              # for UPDATE/DELETE: false => whole-table change
+    flags: frozenset[str] = field(default_factory=frozenset)  # e.g. {"copy_program", "truncate", "drop", "grant"}
+
+    @property
+    def source_columns(self) -> tuple[ColumnRef, ...]:
+        """Every source column any output derives from, sorted and unique."""
+        return tuple(sorted({c for col in self.columns for c in col.sources}))
