@@ -104,6 +104,10 @@ class RunRecord:
     error_class: str | None = None                  # e.g. "SourceError"
     error_message: str | None = None                # sanitized: never raw server text or values
     parent: ParentRun | None = None
+    # Step 10 needs dataset schemas: the columns read per source table (name, postgres type or None)
+    # and the output's columns (name, arrow type string) in output order.
+    input_schemas: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)  # "schema.table" -> cols
+    output_schema: list[tuple[str, str]] = field(default_factory=list)
     receipt: Receipt | None = None
     extra: dict = field(default_factory=dict)       # integration-specific, key-free metadata
 
