@@ -1,0 +1,134 @@
+"""Steps 1-4 with no data touched: identity, SQL analysis, catalog labels, policy decision.
+
+`plan` is what `lineage-guard plan` and every session call run first, so SQL can be
+checked before a DAG is deployed.
+
+Example:
+    >>> decision = plan("SELECT id, email FROM customers", catalog=catalog, policy=policy,
+    ...                 identity=Identity("svc-training", "service"), purpose="ai_training")  # doctest: +SKIP
+    >>> decision.to_json()["columns"][1]["masked"]                                            # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .decision import ColumnDecision, Decision
+from .identity import Identity
+from .mask.spec import MaskSpec
+from .policy.model import Policy
+from .sql import analyze
+from .sql.catalog import Catalog
+from .sql.inference import inference_findings
+from .sql.model import Analysis, ColumnRef, OutputColumn, TableRef
+
+# Methods that make sense on any derived value (a computed column's type is not the source's).
+_TYPE_AGNOSTIC = {"tokenize", "hash", "redact", "null", "drop", "format_preserving"}
+
+
+def sensitive_labels(policy: Policy, detected: Mapping[ColumnRef, str] | None = None) -> dict[ColumnRef, str]:
+    """Step 3: labels declared in the policy win; detection fills in the rest."""
+    labels = dict(detected or {})
+    labels.update(policy.labels())
+    return labels
+
+
+def plan(
+    sql: str,
+    *,
+    catalog: Catalog,
+    policy: Policy,
+    identity: Identity,
+    purpose: str,
+    environment: str = "default",
+    detected: Mapping[ColumnRef, str] | None = None,
+) -> Decision:
+    """Decide `allow | deny | needs_approval` for one statement, per output column clear or masked."""
+    identity = policy.resolve_identity(identity)
+    analysis = analyze(sql, catalog)
+    labels = sensitive_labels(policy, detected)
+
+    gate = _gate(policy, identity, purpose)
+    if gate:
+        return _deny(analysis, gate, labels, policy, identity, purpose)
+    if analysis.violations:
+        return _deny(analysis, list(analysis.violations), labels, policy, identity, purpose)
+    if not analysis.is_read:
+        return _write_decision(analysis, policy, identity, environment, labels)
+
+    findings = inference_findings(analysis, set(labels), policy.inference)
+    if findings:
+        return _deny(analysis, findings, labels, policy, identity, purpose)
+
+    columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose)
+    if approvals:
+        return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis)
+    masked = [c for c in columns if c.masked]
+    reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})"]
+    return Decision("allow", tuple(reasons), analysis.statement, columns, analysis)
+
+
+def _gate(policy: Policy, identity: Identity, purpose: str) -> list[str]:
+    reasons = []
+    if policy.purposes and purpose not in policy.purposes:
+        reasons.append(f"purpose {purpose!r} is not declared in the policy; declared: {', '.join(policy.purposes)}")
+    if policy.require_declared_identities and identity.principal not in policy.identities:
+        reasons.append(f"identity {identity.principal!r} is not declared in the policy (require_declared_identities)")
+    return reasons
+
+
+def _deny(analysis: Analysis, reasons, labels, policy, identity, purpose) -> Decision:
+    # Columns are still reported (fully masked) so a person sees what the statement would have read.
+    columns = tuple(
+        ColumnDecision(c.position, c.name, c.sources, policy.mask_spec(policy.default_mask, identity, purpose),
+                       c.direct, _labels_of(c, labels))
+        for c in analysis.columns
+    )
+    return Decision("deny", tuple(reasons), analysis.statement, columns, analysis)
+
+
+def _labels_of(col: OutputColumn, labels: Mapping[ColumnRef, str]) -> tuple[str, ...]:
+    return tuple(sorted({labels[s] for s in col.sources if s in labels}))
+
+
+def _column_decisions(analysis, labels, policy, identity, purpose):
+    sensitive_tables = {ref.table_ref for ref in labels}
+    reads_sensitive = any(t in sensitive_tables for t in analysis.tables_read)
+    strongest = policy.mask_spec(policy.default_mask, identity, purpose)
+    approvals: list[str] = []
+    out = []
+    for col in analysis.columns:
+        col_labels = _labels_of(col, labels)
+        spec: MaskSpec | None = None
+        if col.opaque and reads_sensitive:
+            spec = strongest  # provenance unresolved while sensitive data is read: fail closed
+        else:
+            specs = []
+            for src in col.sources:
+                if src not in labels:
+                    continue
+                rule = policy.first_rule(labels[src], src, identity, purpose)
+                if rule is None:
+                    specs.append(strongest)  # sensitive with no rule: the strongest mask
+                elif rule.action == "mask":
+                    specs.append(policy.mask_spec(rule.mask, identity, purpose))
+                elif rule.approval:
+                    approvals.append(f"clear access to {src} ({labels[src]}) for {purpose} requires approval"
+                                     f" (rule {rule.name or policy.rules.index(rule)})")
+            if specs:
+                distinct = set(specs)
+                spec = specs[0] if len(distinct) == 1 else strongest
+                if not col.direct and spec.method not in _TYPE_AGNOSTIC:
+                    spec = strongest  # e.g. partial/generalize on a computed value: its type is not the source's
+        out.append(ColumnDecision(col.position, col.name, col.sources, spec, col.direct, col_labels))
+    return tuple(out), approvals
+
+
+def _write_decision(analysis, policy, identity, environment, labels) -> Decision:
+    from .policy.guardrails import check_write
+
+    sensitive_tables: set[TableRef] = {ref.table_ref for ref in labels}
+    result = check_write(analysis, policy.writes, identity=identity, environment=environment,
+                         sensitive_tables=sensitive_tables)
+    return Decision(result.action, tuple(result.reasons), analysis.statement, (), analysis)

@@ -1,0 +1,165 @@
+"""The policy, as validated data: who may see which classified columns, for which purpose, how masked.
+
+A policy is YAML (see `examples/policy.yaml`); `lineage_guard.policy.load_policy` turns it
+into a `Policy` and reports errors with file, line and field. Rules are ordered: the first
+rule that matches a column's classification, the identity and the purpose decides it. A
+sensitive column that no rule covers gets `default_mask` (the strongest mask).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..identity import Identity
+from ..mask.spec import METHODS, MaskSpec
+from ..sql.model import ColumnRef
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IdentityDecl(_Strict):
+    kind: Literal["human", "service", "agent"] = "human"
+    groups: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class MaskDecl(_Strict):
+    """A mask method with its parameters and, optionally, a key scope overriding `keys.scope`."""
+
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    scope: Literal["global", "tenant", "purpose", "identity", "group"] | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown mask method {v!r}; valid: {', '.join(METHODS)}")
+        return v
+
+
+class Rule(_Strict):
+    """Clear or mask columns of some classifications, for some identities/groups and purposes.
+
+    `"*"` matches anything. `columns` (optional) narrows the rule to column patterns
+    (`public.patients.*`). `approval: true` on a clear rule makes such a read wait for a
+    human approval.
+    """
+
+    name: str | None = None
+    classifications: list[str] = Field(default_factory=lambda: ["*"])
+    columns: list[str] = Field(default_factory=list)
+    identities: list[str] = Field(default_factory=lambda: ["*"])
+    groups: list[str] = Field(default_factory=lambda: ["*"])
+    purposes: list[str] = Field(default_factory=lambda: ["*"])
+    action: Literal["clear", "mask"]
+    mask: MaskDecl | None = None
+    approval: bool = False
+
+    @model_validator(mode="after")
+    def _mask_iff_masking(self) -> "Rule":
+        if self.action == "mask" and self.mask is None:
+            raise ValueError("a rule with action 'mask' needs a 'mask: {method: ...}'")
+        if self.action == "clear" and self.mask is not None:
+            raise ValueError("a rule with action 'clear' must not have a 'mask'")
+        return self
+
+    def matches(self, label: str, column: ColumnRef, identity: Identity, purpose: str) -> bool:
+        def any_of(patterns: list[str], values) -> bool:
+            return any(fnmatchcase(v, p) for p in patterns for v in values)
+
+        return (
+            any_of(self.classifications, [label])
+            and (not self.columns or any_of(self.columns, [str(column)]))
+            and any_of(self.identities, [identity.principal])
+            and ("*" in self.groups or any_of(self.groups, identity.groups))
+            and any_of(self.purposes, [purpose])
+        )
+
+
+class KeysConfig(_Strict):
+    """Key scope: the same value gives the same token within a scope, unlinkable tokens across scopes."""
+
+    scope: Literal["global", "tenant", "purpose", "identity", "group"] = "purpose"
+    tenant: str | None = None
+
+    @model_validator(mode="after")
+    def _tenant_named(self) -> "KeysConfig":
+        if self.scope == "tenant" and not self.tenant:
+            raise ValueError("keys.scope 'tenant' needs keys.tenant")
+        return self
+
+
+class Policy(_Strict):
+    """The whole policy. Build with `load_policy(path)`; construct directly in tests."""
+
+    version: Literal[1] = 1
+    identities: dict[str, IdentityDecl] = Field(default_factory=dict)
+    require_declared_identities: bool = False
+    groups: list[str] = Field(default_factory=list)
+    purposes: list[str] = Field(default_factory=list)
+    classifications: dict[str, str] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+    default_mask: MaskDecl = Field(default_factory=lambda: MaskDecl(method="redact"))
+    keys: KeysConfig = Field(default_factory=KeysConfig)
+    inference: Literal["lenient", "default", "strict"] = "default"
+    search_path: list[str] = Field(default_factory=lambda: ["public"])
+
+    @field_validator("classifications")
+    @classmethod
+    def _qualified(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if len(key.split(".")) != 3 or not all(key.split(".")):
+                raise ValueError(f"classification key {key!r} must be schema.table.column (e.g. public.customers.email)")
+        return v
+
+    @model_validator(mode="after")
+    def _groups_declared(self) -> "Policy":
+        if self.groups:
+            declared = set(self.groups)
+            for name, decl in self.identities.items():
+                unknown = set(decl.groups) - declared
+                if unknown:
+                    raise ValueError(f"identity {name!r} names undeclared group(s) {sorted(unknown)}; declared: {sorted(declared)}")
+        return self
+
+    # -- lookups used by the planner -------------------------------------------------------
+
+    def labels(self) -> dict[ColumnRef, str]:
+        return {ColumnRef.parse(k): v for k, v in self.classifications.items()}
+
+    def resolve_identity(self, identity: Identity) -> Identity:
+        """Step 1: a declared identity takes kind and groups from the policy (the caller cannot add groups)."""
+        decl = self.identities.get(identity.principal)
+        if decl is None:
+            return identity
+        return Identity(
+            principal=identity.principal,
+            kind=decl.kind,
+            groups=frozenset(decl.groups),
+            attributes={**decl.attributes, **identity.attributes},
+        )
+
+    def scope_for(self, identity: Identity, purpose: str, override: str | None = None) -> str:
+        kind = override or self.keys.scope
+        if kind == "global":
+            return "global"
+        if kind == "tenant":
+            return f"tenant:{self.keys.tenant}"
+        if kind == "purpose":
+            return f"purpose:{purpose}"
+        if kind == "identity":
+            return f"identity:{identity.principal}"
+        # group: a stable choice among the identity's groups, so members share tokens
+        return f"group:{min(identity.groups)}" if identity.groups else f"identity:{identity.principal}"
+
+    def mask_spec(self, decl: MaskDecl, identity: Identity, purpose: str) -> MaskSpec:
+        return MaskSpec(decl.method, dict(decl.params), self.scope_for(identity, purpose, decl.scope))  # type: ignore[arg-type]
+
+    def first_rule(self, label: str, column: ColumnRef, identity: Identity, purpose: str) -> Rule | None:
+        return next((r for r in self.rules if r.matches(label, column, identity, purpose)), None)

@@ -1,0 +1,55 @@
+"""Policy loading: valid files load; invalid ones name file, line, field and what is valid."""
+
+import pytest
+
+from lineage_guard.errors import PolicyError
+from lineage_guard.identity import Identity
+from lineage_guard.policy import load_policy, parse_policy
+from lineage_guard.sql.model import ColumnRef
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("purposes: [a]\nbogus: 1\n", "p.yaml:2: bogus: unknown field; valid here: version"),
+        ("rules:\n  - action: mask\n    classifications: [email]\n", "p.yaml:2: rules.0: a rule with action 'mask' needs"),
+        ("rules:\n  - action: mask\n    mask: {method: tokenise}\n", "p.yaml:3: rules.0.mask.method: unknown mask method 'tokenise'; valid: tokenize"),
+        ("classifications:\n  customers.email: email\n", "must be schema.table.column"),
+        ("inference: loose\n", "p.yaml:1: inference: must be 'lenient', 'default' or 'strict'"),
+        ("a: [\n", "p.yaml:2: not valid YAML"),
+        ("rules:\n - action: clear\n   colour: 1\n", "p.yaml:3: rules.0.colour: unknown field; valid here: name, classifications"),
+        ("groups: [a]\nidentities:\n  x: {groups: [b]}\n", "names undeclared group(s) ['b']"),
+        ("keys: {scope: tenant}\n", "keys.scope 'tenant' needs keys.tenant"),
+        ("", "the policy is empty"),
+        ("- 1\n", "must be a mapping"),
+    ],
+)
+def test_invalid_policy_errors_say_where_and_what(text, expected):
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(text, "p.yaml")
+    assert expected in str(exc.value)
+
+
+def test_missing_file_is_a_policy_error(tmp_path):
+    with pytest.raises(PolicyError, match="policy file not found"):
+        load_policy(tmp_path / "nope.yaml")
+
+
+def test_corpus_policy_loads_and_resolves():
+    from pathlib import Path
+
+    policy = load_policy(Path(__file__).parent / "corpus" / "policy.yaml")
+    who = policy.resolve_identity(Identity("svc-training", groups=frozenset({"admins"})))
+    assert (who.kind, who.groups) == ("service", frozenset({"training-jobs"}))  # the caller cannot add groups
+    email = ColumnRef("public", "customers", "email")
+    assert policy.labels()[email] == "email"
+    rule = policy.first_rule("email", email, who, "ai_training")
+    assert rule.action == "mask" and policy.mask_spec(rule.mask, who, "ai_training").scope == "purpose:ai_training"
+    assert policy.first_rule("email", email, who, "analytics") is None
+
+
+def test_scopes():
+    policy = parse_policy("keys: {scope: group}\n")
+    assert policy.scope_for(Identity("a", groups=frozenset({"z", "b"})), "p") == "group:b"
+    assert policy.scope_for(Identity("a"), "p") == "identity:a"
+    assert policy.scope_for(Identity("a"), "p", "global") == "global"
