@@ -1,0 +1,269 @@
+"""`lineage-guard`: plan, extract, demo, and the audit / lineage / approvals / scan sub-commands.
+
+Exit codes: 0 allowed or done, 2 denied, 3 needs approval, 1 error.
+
+    lineage-guard plan --policy policy.yaml --identity svc-training --purpose ai_training \\
+        --schema-file schema.sql --sql "SELECT id, email FROM customers" --json
+    lineage-guard extract --policy policy.yaml --identity svc-training --purpose ai_training \\
+        --source postgresql://127.0.0.1/clinic --sql "SELECT * FROM patients" --to patients.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
+from ..identity import Identity
+
+app = typer.Typer(
+    name="lineage-guard",
+    help="Governed, masked, audited reads of production data, with OpenLineage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FOR_ACTION = {"allow": 0, "deny": 2, "needs_approval": 3}
+
+PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Policy YAML file.")]
+IdentityOpt = Annotated[Optional[str], typer.Option("--identity", "-i", help="Principal (default: $LINEAGE_GUARD_IDENTITY).")]
+GroupOpt = Annotated[Optional[list[str]], typer.Option("--group", "-g", help="Group of an identity the policy does not declare (repeat).")]
+KindOpt = Annotated[Optional[str], typer.Option("--kind", help="human | service | agent (undeclared identities).")]
+PurposeOpt = Annotated[str, typer.Option("--purpose", help="Why the data is read, as declared in the policy.")]
+SqlOpt = Annotated[Optional[str], typer.Option("--sql", help="The statement.")]
+FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="A file holding the statement.")]
+SourceOpt = Annotated[Optional[str], typer.Option("--source", "-s", help="PostgreSQL URL (default: $LINEAGE_GUARD_SOURCE).", envvar="LINEAGE_GUARD_SOURCE")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def identity_from(identity: str | None, groups: list[str] | None, kind: str | None) -> Identity:
+    base = Identity.parse(identity) if identity else Identity.from_env()
+    if groups or kind:
+        base = Identity(base.principal, kind or base.kind, frozenset(base.groups) | set(groups or ()), base.attributes)  # type: ignore[arg-type]
+    return base
+
+
+def statement_from(sql: str | None, file: Path | None) -> str:
+    if bool(sql) == bool(file):
+        raise ConfigError("give exactly one of --sql TEXT or --file FILE")
+    if file:
+        try:
+            return file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
+    return sql  # type: ignore[return-value]
+
+
+def run_guarded(fn):
+    """Turn lineage_guard errors into a clean message and the documented exit code."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except ApprovalRequired as exc:
+        err.print(f"[yellow]needs approval[/yellow] (request {exc.request_id}): " + "; ".join(exc.reasons), highlight=False)
+        err.print(f"an approver other than the requester runs: {exc.approve_command}", highlight=False, markup=False)
+        if exc.receipt_id:
+            err.print(f"receipt: {exc.receipt_id}", highlight=False)
+        raise typer.Exit(3)
+    except AccessDenied as exc:
+        err.print("[red]denied:[/red] " + "; ".join(exc.reasons), highlight=False)
+        if exc.receipt_id:
+            err.print(f"receipt: {exc.receipt_id}", highlight=False)
+        raise typer.Exit(2)
+    except LineageGuardError as exc:
+        raise _fail(str(exc), exc.exit_code)
+
+
+@app.command()
+def plan(
+    policy: PolicyOpt,
+    purpose: PurposeOpt,
+    identity: IdentityOpt = None,
+    group: GroupOpt = None,
+    kind: KindOpt = None,
+    source: SourceOpt = None,
+    schema_file: Annotated[Optional[list[Path]], typer.Option("--schema-file", help="Offline DDL instead of a live catalog (repeat).")] = None,
+    sql: SqlOpt = None,
+    file: FileOpt = None,
+    jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Plan every line {id, sql} of this file; one decision per line.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON (a stable contract).")] = False,
+    environment: Annotated[str, typer.Option("--environment", help="Source environment (production, staging...).")] = "default",
+) -> None:
+    """Steps 1-4 with no data touched: allow, deny or needs approval, per column clear or masked."""
+
+    def go():
+        from ..planner import plan as plan_statement
+        from ..policy import load_policy
+        from ..sql.catalog import Catalog
+
+        pol = load_policy(policy)
+        who = identity_from(identity, group, kind)
+        if schema_file:
+            catalog = Catalog.from_ddl(*schema_file)
+        elif source:
+            catalog = Catalog.from_postgres(source)
+        else:
+            raise ConfigError("give --source URL (live catalog) or --schema-file DDL.sql (offline)")
+
+        def decide(text: str):
+            return plan_statement(text, catalog=catalog, policy=pol, identity=who, purpose=purpose, environment=environment)
+
+        if jsonl:
+            raise typer.Exit(_plan_jsonl(jsonl, decide))
+        decision = decide(statement_from(sql, file))
+        if as_json:
+            print(json.dumps(decision.to_json()))
+        else:
+            _print_decision(decision)
+        raise typer.Exit(EXIT_FOR_ACTION[decision.action])
+
+    run_guarded(go)
+
+
+def _plan_jsonl(path: Path, decide) -> int:
+    """One decision per input line, same `id`; exit 2 if any denied, else 3 if any needs approval, 1 on a bad line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    codes: set[int] = set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("sql"), str):
+                raise ValueError("each line needs an object with a string 'sql' (and an 'id')")
+        except ValueError as exc:
+            print(json.dumps({"id": None, "line": n, "error": f"{path}:{n}: {exc}"}))
+            codes.add(1)
+            continue
+        decision = decide(item["sql"])
+        print(json.dumps({"id": item.get("id"), **decision.to_json()}))
+        codes.add(EXIT_FOR_ACTION[decision.action])
+    return next((c for c in (2, 3, 1) if c in codes), 0)
+
+
+def _print_decision(decision) -> None:
+    from rich.table import Table
+
+    colour = {"allow": "green", "deny": "red", "needs_approval": "yellow"}[decision.action]
+    out.print(f"[bold {colour}]{decision.action}[/]", highlight=False)
+    for reason in decision.reasons:
+        out.print(f"  - {reason}", highlight=False, markup=False)
+    if decision.columns:
+        table = Table("#", "column", "masked", "method", "sources")
+        for c in decision.columns:
+            table.add_row(str(c.position), c.name, "yes" if c.masked else "no",
+                          c.mask.describe() if c.mask else "", ", ".join(str(s) for s in c.sources))
+        out.print(table)
+
+
+@app.command()
+def extract(
+    policy: PolicyOpt,
+    purpose: PurposeOpt,
+    to: Annotated[str, typer.Option("--to", "-o", help="Parquet target: a local path or an fsspec URL.")],
+    identity: IdentityOpt = None,
+    group: GroupOpt = None,
+    kind: KindOpt = None,
+    source: SourceOpt = None,
+    sql: SqlOpt = None,
+    file: FileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result summary as JSON.")] = False,
+) -> None:
+    """Read, mask, write Parquet atomically, record a receipt, emit lineage."""
+
+    def go():
+        from ..session import GovernedSession
+
+        if not source:
+            raise ConfigError("give --source URL (or set LINEAGE_GUARD_SOURCE)")
+        statement = statement_from(sql, file)
+        with GovernedSession(source, policy, identity_from(identity, group, kind), purpose) as session:
+            result = _extract_with_progress(session, statement, to, quiet=as_json)
+        if as_json:
+            print(json.dumps(result.summary()))
+        else:
+            out.print(f"[green]done[/green]: {result.rows:,} rows, {result.bytes:,} bytes -> {result.output_uri}", highlight=False)
+            out.print(f"masked: {', '.join(result.masked_columns) or '(none)'}", highlight=False)
+            out.print(f"receipt: {result.receipt_id}", highlight=False)
+
+    run_guarded(go)
+
+
+def _extract_with_progress(session, statement: str, to: str, quiet: bool = False):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+        TextColumn("{task.fields[rate]:,.0f} rows/s"), TimeElapsedColumn(),
+        console=err, disable=quiet or not err.is_terminal, transient=False,
+    ) as progress:
+        task = progress.add_task("extracting", total=None, rate=0.0)
+
+        def tick(rows: int) -> None:
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, completed=rows, rate=rows / elapsed)
+
+        return session.extract(statement, to=to, progress=tick)
+
+
+@app.command()
+def demo(
+    source: Annotated[Optional[str], typer.Option("--source", help="Run against your own PostgreSQL instead of the embedded one.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its Parquet files.")] = Path("demo-out"),
+    rows: Annotated[int, typer.Option("--rows", help="Patients and customers to seed.")] = 100_000,
+) -> None:
+    """Seed a fake clinic, extract it as two identities, and show what each one saw."""
+    from ..demo.run import run_demo
+
+    run_guarded(lambda: run_demo(source=source, out_dir=out_dir, rows=rows, console=out))
+
+
+def _register_subcommands() -> None:
+    """Sub-apps live next to their step; each is optional so core stays importable alone."""
+    import importlib
+
+    for name, help_text in [
+        ("audit", "The who-saw-what ledger: verify, log, who-saw, receipt, export."),
+        ("lineage", "The OpenLineage outbox: flush, export, status."),
+        ("approvals", "Approval requests: list, show, approve, deny, notify."),
+        ("scan", "Detect sensitive columns in a source."),
+    ]:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        sub = getattr(module, "app", None)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=name, help=help_text)
+        elif callable(getattr(module, name, None)):
+            app.command(name=name, help=help_text)(getattr(module, name))
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

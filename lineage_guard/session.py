@@ -1,0 +1,449 @@
+"""The one governed path every request takes (DESIGN.md steps 1-10), as a session object.
+
+A `GovernedSession` binds a source, a policy, an identity and a purpose. Every call plans
+first (steps 1-4, no data touched), then, if allowed, reads Arrow batches (6), masks each
+batch (7), writes the sink atomically (8), records a ledger receipt (9) and emits
+OpenLineage START/COMPLETE or FAIL through a durable outbox (10). Integrations (CLI,
+Airflow, Dagster) call this class; none re-implements a step.
+
+Example:
+    >>> with GovernedSession("postgresql://127.0.0.1/clinic", "policy.yaml",
+    ...                      identity="svc-training", purpose="ai_training") as s:   # doctest: +SKIP
+    ...     s.plan("SELECT id, email FROM customers").action
+    ...     result = s.extract("SELECT * FROM patients", to="patients.parquet")
+    ...     result.rows, result.masked_columns, result.receipt_id
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from .decision import Decision
+from .errors import AccessDenied, ApprovalRequired, LineageGuardError
+from .identity import Identity
+from .planner import plan as plan_statement
+from .policy import Policy, load_policy
+from .run import ParentRun, RunRecord, new_run_id, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+    from .sinks import Sink
+
+# Masks that use a key: their output columns carry a key id in the ledger and lineage.
+KEYED_METHODS = {"tokenize", "pseudonymize", "shift_date", "format_preserving"}
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What `extract` returns: counts, masked columns, where the result went, the receipt."""
+
+    run_id: str
+    receipt_id: str
+    output_uri: str
+    rows: int
+    bytes: int
+    masked_columns: tuple[str, ...]
+    decision: Decision
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step: plan, read_mask_write, record
+
+    def summary(self) -> dict[str, Any]:
+        """A small, value-free summary (what an Airflow XCom carries)."""
+        return {
+            "output_uri": self.output_uri,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "masked_columns": list(self.masked_columns),
+            "receipt_id": self.receipt_id,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What `execute` returns for a guarded write."""
+
+    run_id: str
+    receipt_id: str
+    rows_affected: int
+    decision: Decision
+
+
+class GovernedSession:
+    """Governed reads (and guarded writes) as one identity, for one purpose.
+
+    `source` is a Postgres URL or a `PostgresSource`; `policy` a path or a `Policy`;
+    `identity` an `Identity`, a name, or None for `LINEAGE_GUARD_IDENTITY`.
+    `schema_files` plans offline against DDL instead of the live catalog.
+    `approval_wait` (seconds) waits for a pending approval instead of raising `ApprovalRequired`.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        policy: str | Path | Policy,
+        identity: Identity | str | None = None,
+        purpose: str | None = None,
+        *,
+        keyring: Any = None,
+        ledger: Any = None,
+        lineage: Any = None,
+        approvals: Any = None,
+        schema_files: Sequence[str | Path] = (),
+        environment: str | None = None,
+        job_name: str | None = None,
+        job_namespace: str | None = None,
+        parent: ParentRun | None = None,
+        approval_wait: float | None = None,
+        approval_context: dict[str, str] | None = None,
+        statement_timeout_ms: int = 60_000,
+    ) -> None:
+        from .sources.postgres import PostgresSource
+
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        if identity is None:
+            identity = Identity.from_env()
+        self.identity = self.policy.resolve_identity(Identity.parse(identity) if isinstance(identity, str) else identity)
+        if not purpose:
+            raise LineageGuardError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
+        self.purpose = purpose
+        self.source = (
+            source
+            if isinstance(source, PostgresSource)
+            else PostgresSource(str(source), statement_timeout_ms=statement_timeout_ms,
+                                environment=environment or "default")
+        )
+        self.environment = environment or self.source.info.environment
+        self._schema_files = tuple(schema_files)
+        self._catalog = None
+        self._keyring = keyring
+        self._ledger = ledger
+        self._lineage = lineage
+        self._approvals = approvals
+        self.job_namespace = job_namespace or os.environ.get("OPENLINEAGE_NAMESPACE", "lineage_guard")
+        self.job_name = job_name or f"lineage_guard.{self.identity.principal}.{purpose}"
+        self.parent = parent
+        self.approval_wait = approval_wait
+        self.approval_context = dict(approval_context or {})
+
+    # -- lazily built collaborators: planning needs none of them ------------------------------
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from .sql.catalog import Catalog
+
+            self._catalog = (
+                Catalog.from_ddl(*self._schema_files) if self._schema_files
+                else Catalog.from_postgres(self.source.catalog_url)
+            )
+        return self._catalog
+
+    @property
+    def keyring(self):
+        if self._keyring is None:
+            from .mask import Keyring
+
+            self._keyring = Keyring.from_env()
+        return self._keyring
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            from .audit import Ledger
+
+            self._ledger = Ledger.open()
+        return self._ledger
+
+    @property
+    def lineage(self):
+        if self._lineage is None:
+            from .lineage import LineageEmitter
+
+            self._lineage = LineageEmitter()
+        return self._lineage
+
+    @property
+    def approvals(self):
+        if self._approvals is None:
+            from .approvals import ApprovalStore
+
+            self._approvals = ApprovalStore.open()
+        return self._approvals
+
+    def __enter__(self) -> "GovernedSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for part in (self._ledger, self._approvals, self._lineage):
+            closer = getattr(part, "close", None)
+            if closer:
+                closer()
+
+    # -- steps 1-4 -------------------------------------------------------------------------------
+
+    def plan(self, sql: str) -> Decision:
+        """Steps 1-4 only: the decision for `sql`, no data touched, nothing recorded."""
+        return plan_statement(sql, catalog=self.catalog, policy=self.policy, identity=self.identity,
+                              purpose=self.purpose, environment=self.environment)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def stream(self, sql: str, parameters: Sequence[Any] | None = None) -> Iterator[Iterator[pa.RecordBatch]]:
+        """Masked RecordBatches as they arrive: `with s.stream(sql) as batches: for b in batches: ...`.
+
+        The ledger entry is written when the block exits (success with the rows delivered,
+        or failure).
+        """
+        delivered: list[pa.RecordBatch] = []
+        sink = _Handover(delivered.append)
+        run, decision = self._begin(sql, sink)
+        gen = self._pump(run, decision, sql, parameters, sink)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for _ in gen:
+                while delivered:
+                    yield delivered.pop(0)
+
+        try:
+            yield batches()
+        except BaseException as exc:
+            gen.close()
+            self._fail(run, sink, exc)
+            raise
+        else:
+            for _ in gen:  # drain what the caller did not read, so counts are true
+                delivered.clear()
+            self._finish(run, sink)
+
+    def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        """The masked result as an Arrow table (in memory)."""
+        from .sinks import ArrowSink
+
+        sink = ArrowSink()
+        self._run(sql, parameters, sink)
+        return sink.table
+
+    def read_polars(self, sql: str, parameters: Sequence[Any] | None = None) -> "pl.DataFrame":
+        """The masked result as a Polars DataFrame."""
+        import polars as pl
+
+        return pl.from_arrow(self.read_arrow(sql, parameters))  # type: ignore[return-value]
+
+    def extract(self, sql: str, to: str | Path, parameters: Sequence[Any] | None = None,
+                progress: Any = None) -> ExtractResult:
+        """Read, mask and write Parquet atomically to `to` (a local path or an fsspec URL).
+
+        `progress`, if given, is called with the running row count after every batch.
+        """
+        from .sinks import ParquetSink
+
+        sink = ParquetSink(str(to))
+        run, timings = self._run(sql, parameters, sink, progress=progress)
+        return ExtractResult(
+            run_id=run.run_id,
+            receipt_id=run.receipt.id if run.receipt else "",
+            output_uri=sink.info.uri,
+            rows=run.rows,
+            bytes=run.bytes,
+            masked_columns=tuple(c.name for c in run.decision.masked_columns),
+            decision=run.decision,
+            timings=timings,
+        )
+
+    # -- guarded writes (DML in DAGs) ----------------------------------------------------------
+
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> WriteResult:
+        """Run a write that the policy's guardrails allow (or that was approved); recorded in the ledger."""
+        decision = self.plan(sql)
+        if decision.analysis is not None and decision.analysis.is_read:
+            raise LineageGuardError("execute() is for writes; use read_arrow/extract/stream for reads")
+        run = self._new_run(sql, decision)
+        self._admit(run, decision)
+        try:
+            affected = self.source.execute_write(sql, parameters)
+        except BaseException as exc:
+            self._record_failure(run, exc)
+            raise
+        run.rows = affected
+        run.outcome = "success"
+        run.ended_at = utcnow()
+        run.receipt = self.ledger.record(run)
+        return WriteResult(run.run_id, run.receipt.id, affected, decision)
+
+    # -- the path ----------------------------------------------------------------------------------
+
+    def _new_run(self, sql: str, decision: Decision) -> RunRecord:
+        return RunRecord(
+            run_id=new_run_id(),
+            job_namespace=self.job_namespace,
+            job_name=self.job_name,
+            identity=self.identity,
+            purpose=self.purpose,
+            source=self.source.info,
+            decision=decision,
+            sql=decision.statement or sql,
+            parent=self.parent,
+            input_schemas=self._input_schemas(decision),
+            key_ids={
+                c.position: self.keyring.key_id(c.mask.scope)
+                for c in decision.columns
+                if c.mask is not None and c.mask.method in KEYED_METHODS
+            },
+        )
+
+    def _input_schemas(self, decision: Decision) -> dict[str, list[tuple[str, str | None]]]:
+        if decision.analysis is None:
+            return {}
+        out: dict[str, list[tuple[str, str | None]]] = {}
+        for ref in decision.analysis.source_columns:
+            out.setdefault(f"{ref.schema}.{ref.table}", []).append((ref.column, self.catalog.column_type(ref)))
+        for table in decision.analysis.tables_read:  # tables read only in predicates still appear as inputs
+            out.setdefault(str(table), [])
+        return out
+
+    def _admit(self, run: RunRecord, decision: Decision) -> None:
+        """Step 5: deny, or pass an approval gate, or go on. Denials and waits are recorded."""
+        if decision.action == "deny":
+            run.outcome = "denied"
+            run.ended_at = utcnow()
+            run.receipt = self.ledger.record(run)
+            raise AccessDenied(list(decision.reasons), receipt_id=run.receipt.id)
+        if decision.action == "needs_approval":
+            from .approvals import fingerprint
+
+            fp = fingerprint(self.identity, decision.statement, self.purpose, self.source.info)
+            granted = self.approvals.consume(fp)
+            if granted is None:
+                request = self.approvals.request(
+                    fingerprint=fp, identity=self.identity, purpose=self.purpose,
+                    statement=decision.statement, source=self.source.info,
+                    reasons=list(decision.reasons), context=self.approval_context,
+                )
+                if self.approval_wait:
+                    request = self.approvals.wait(request.id, timeout_s=self.approval_wait)
+                    granted = self.approvals.consume(fp) if request.status == "approved" else None
+                if granted is None:
+                    run.outcome = "needs_approval"
+                    run.approval_id = request.id
+                    run.ended_at = utcnow()
+                    run.receipt = self.ledger.record(run)
+                    raise ApprovalRequired(request.id, list(decision.reasons), request.approve_command,
+                                           receipt_id=run.receipt.id)
+            run.approval_id = granted.id
+
+    def _begin(self, sql: str, sink: "Sink") -> tuple[RunRecord, Decision]:
+        decision = self.plan(sql)
+        if decision.analysis is not None and not decision.analysis.is_read and decision.action != "deny":
+            raise LineageGuardError("this statement writes; reads go through read_arrow/extract/stream and "
+                                    "writes through execute()")
+        run = self._new_run(sql, decision)
+        self._admit(run, decision)
+        run.sink = sink.info
+        self.lineage.start(run)
+        return run, decision
+
+    def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: "Sink", progress=None):
+        """Steps 6-8 for each batch: read, mask, write. Yields after each batch."""
+        from .mask import mask_batch
+
+        specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
+        opened = False
+        for batch in self.source.stream(sql, parameters):
+            if batch.num_columns != len(decision.columns):
+                # The server's output shape differs from the plan's: the plan cannot vouch for it.
+                raise LineageGuardError(
+                    f"the query returned {batch.num_columns} columns but the plan resolved "
+                    f"{len(decision.columns)}; refusing to release unplanned columns")
+            masked = mask_batch(batch, specs, self.keyring)
+            if not opened:
+                sink.open(masked.schema)
+                run.output_schema = [(f.name, str(f.type)) for f in masked.schema]
+                opened = True
+            sink.write(masked)
+            run.rows += masked.num_rows
+            if progress is not None:
+                progress(run.rows)
+            yield
+        if not opened:  # empty result: the sink still gets the (masked) schema the source reported
+            empty = pa.RecordBatch.from_pylist([], schema=self.source.last_schema)
+            masked_schema = mask_batch(empty, specs, self.keyring).schema
+            sink.open(masked_schema)
+            run.output_schema = [(f.name, str(f.type)) for f in masked_schema]
+
+    def _run(self, sql: str, parameters, sink: "Sink", progress=None) -> tuple[RunRecord, dict[str, float]]:
+        t0 = time.perf_counter()
+        run, decision = self._begin(sql, sink)
+        t1 = time.perf_counter()
+        try:
+            for _ in self._pump(run, decision, sql, parameters, sink, progress):
+                pass
+        except BaseException as exc:
+            self._fail(run, sink, exc)
+            raise
+        t2 = time.perf_counter()
+        self._finish(run, sink)
+        t3 = time.perf_counter()
+        return run, {"plan": t1 - t0, "read_mask_write": t2 - t1, "record_commit": t3 - t2}
+
+    def _finish(self, run: RunRecord, sink: "Sink") -> None:
+        """Steps 8-10 on success: record the receipt, then make the result visible, then lineage."""
+        run.outcome = "success"
+        run.ended_at = utcnow()
+        run.bytes = sink.bytes_written
+        run.receipt = self.ledger.record(run)  # before the commit: no delivered result without an entry
+        try:
+            run.sink = sink.commit()
+        except BaseException as exc:
+            self._record_failure(run, exc)  # supersedes the success entry for this run id
+            self.lineage.fail(run)
+            raise
+        self.lineage.complete(run)
+
+    def _fail(self, run: RunRecord, sink: "Sink", exc: BaseException) -> None:
+        sink.abort()
+        self._record_failure(run, exc)
+        self.lineage.fail(run)
+
+    def _record_failure(self, run: RunRecord, exc: BaseException) -> None:
+        run.outcome = "failed"
+        run.ended_at = utcnow()
+        run.error_class = type(exc).__name__
+        # Our own errors are written value-free; anything else may quote data, so only its class is kept.
+        run.error_message = str(exc) if isinstance(exc, LineageGuardError) else f"{type(exc).__name__} (details withheld)"
+        run.receipt = self.ledger.record(run)
+
+
+class _Handover:
+    """The sink of `stream()`: hands each masked batch to the caller instead of storing it."""
+
+    def __init__(self, deliver) -> None:
+        from .run import SinkInfo
+
+        self._deliver = deliver
+        self.bytes_written = 0
+        self.info = SinkInfo(kind="memory", uri="memory://stream", namespace="memory", name="stream")
+
+    def open(self, schema: pa.Schema) -> None:
+        pass
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.bytes_written += batch.nbytes
+        self._deliver(batch)
+
+    def commit(self):
+        return self.info
+
+    def abort(self) -> None:
+        pass
