@@ -1,0 +1,20 @@
+"""Step 9: the who-saw-what ledger. One signed, hash-chained entry per governed run.
+
+Example:
+    from lineage_guard.audit import Ledger
+    ledger = Ledger.open()                 # LINEAGE_GUARD_LEDGER_URL or the state folder's ledger.sqlite
+    receipt = ledger.record(run)           # run: a RunRecord with a final outcome
+    assert ledger.verify().ok
+"""
+
+from .chain import Problem, VerifyReport, verify_chain
+from .entry import LedgerError, body_from_run
+from .export import export_ledger, verify_export
+from .ledger import LEDGER_URL_ENV, Ledger, ReceiptCheck
+from .query import Filters, effective, who_saw
+from .signing import Signer, trusted_keys
+
+__all__ = [
+    "LEDGER_URL_ENV", "Filters", "Ledger", "LedgerError", "Problem", "ReceiptCheck", "Signer", "VerifyReport",
+    "body_from_run", "effective", "export_ledger", "trusted_keys", "verify_chain", "verify_export", "who_saw",
+]

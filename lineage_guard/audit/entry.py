@@ -1,0 +1,183 @@
+"""One ledger entry: what a run did (the body), chained and signed (the envelope).
+
+An entry is a canonical JSON document:
+
+    {"v": 1, "seq": 7, "id": "<receipt id>", "prev": "<hash of entry 6>",
+     "recorded_at": "...", "key_id": "ed25519:...", "public_key": "<hex>",
+     "body": {...}, "hash": "<sha256 of the entry without hash and signature>",
+     "signature": "<Ed25519 signature of the hash>"}
+
+`body_from_run` keeps names, counts, hashes, mask methods and key ids, never a
+value or a key. `check_entry` verifies one stored entry on its own (bytes,
+hash, signature, pinned key); the chain checks in `chain.py` add order and links.
+
+Example:
+    >>> from lineage_guard.audit.signing import Signer
+    >>> signer = Signer.from_master_key("11" * 32)
+    >>> doc = seal({"run_id": "r1"}, seq=1, prev=GENESIS, entry_id="e1", recorded_at="2026-01-01T00:00:00+00:00", signer=signer)
+    >>> check_entry(canonical(doc), {signer.key_id: signer.public_key}) is None
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import LineageGuardError
+from ..run import RunRecord
+from .canonical import NotCanonical, canonical, sha256_hex
+from .signing import Signer, key_id_for, verify_signature
+from .statement import redact_literals
+
+VERSION = 1
+GENESIS = "0" * 64
+FINAL_OUTCOMES = ("success", "denied", "needs_approval", "failed")
+_MAX_TEXT = 500
+_ENVELOPE = ("v", "seq", "id", "prev", "recorded_at", "key_id", "public_key", "body", "hash", "signature")
+
+
+class LedgerError(LineageGuardError):
+    """The ledger cannot record or read; the message names the backend step, never a value or secret."""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # naive datetimes in RunRecord are UTC by convention
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def _short(text: str | None) -> str | None:
+    return None if text is None else text[:_MAX_TEXT]
+
+
+def safe_uri(uri: str) -> str:
+    """A URI without user info, query or fragment: where a credential would sit."""
+    parts = urlsplit(uri)
+    if not parts.scheme or not parts.netloc:
+        return uri.split("?", 1)[0].split("#", 1)[0]
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _tables(run: RunRecord) -> list[str]:
+    tables = {str(c.table_ref) for col in run.decision.columns for c in col.sources}
+    analysis = run.decision.analysis
+    if analysis is not None:
+        tables.update(str(t) for t in analysis.tables_read)
+    tables.update(run.input_schemas)
+    return sorted(tables)
+
+
+def body_from_run(run: RunRecord) -> dict[str, Any]:
+    """The key-free, value-free content of a ledger entry for one finished run."""
+    if run.outcome not in FINAL_OUTCOMES:
+        raise LedgerError(f"ledger: record a run once it has an outcome ({', '.join(FINAL_OUTCOMES)}), not {run.outcome!r}")
+    tables = _tables(run)
+    columns = []
+    for col in run.decision.columns:
+        columns.append({
+            "position": col.position,
+            "name": col.name,
+            "sources": [str(s) for s in col.sources],
+            "masked": col.masked,
+            "method": col.mask.describe() if col.mask else None,
+            "scope": col.mask.scope if col.mask else None,
+            "key_id": run.key_ids.get(col.position) if col.mask else None,
+        })
+    sink = run.sink
+    return {
+        "run_id": run.run_id,
+        "job": {"namespace": run.job_namespace, "name": run.job_name},
+        "parent": None if run.parent is None else {
+            "run_id": run.parent.run_id, "job_namespace": run.parent.job_namespace, "job_name": run.parent.job_name,
+        },
+        "who": {"principal": run.identity.principal, "kind": run.identity.kind, "groups": sorted(run.identity.groups)},
+        "purpose": run.purpose,
+        "statement": {"text": redact_literals(run.sql), "sha256": run.statement_hash},
+        "source": {
+            "namespace": run.source.namespace,
+            "database": run.source.database,
+            "environment": run.source.environment,
+            "tables": tables,
+            "datasets": [run.source.dataset_name(*t.split(".", 1)) for t in tables if "." in t],
+        },
+        "columns": columns,
+        "rows": int(run.rows),
+        "bytes": int(run.bytes),
+        "sink": None if sink is None else {
+            "kind": sink.kind, "uri": safe_uri(sink.uri), "namespace": safe_uri(sink.namespace), "name": sink.name,
+        },
+        "decision": {"action": run.decision.action, "reasons": [_short(r) for r in run.decision.reasons]},
+        "approval_id": run.approval_id,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "outcome": run.outcome,
+        "error": None if run.error_class is None and run.error_message is None else {
+            "class": run.error_class, "message": _short(run.error_message),
+        },
+    }
+
+
+def entry_hash(doc: Mapping[str, Any]) -> str:
+    """sha256 over the canonical entry without its `hash` and `signature`."""
+    return sha256_hex(canonical({k: v for k, v in doc.items() if k not in ("hash", "signature")}))
+
+
+def seal(body: dict[str, Any], *, seq: int, prev: str, entry_id: str, recorded_at: str, signer: Signer) -> dict[str, Any]:
+    """The full signed entry for `body` at position `seq` after the entry hashed `prev`."""
+    doc: dict[str, Any] = {
+        "v": VERSION, "seq": seq, "id": entry_id, "prev": prev, "recorded_at": recorded_at,
+        "key_id": signer.key_id, "public_key": signer.public_key, "body": body,
+    }
+    doc["hash"] = entry_hash(doc)
+    doc["signature"] = signer.sign(doc["hash"].encode())
+    return doc
+
+
+def parse_entry(raw: bytes) -> dict[str, Any]:
+    """The entry in `raw`, which must be exactly its canonical bytes; ValueError otherwise."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("not valid UTF-8 JSON") from None
+    if not isinstance(doc, dict) or set(doc) != set(_ENVELOPE):
+        raise ValueError("not a ledger entry (wrong fields)")
+    try:
+        if canonical(doc) != raw:
+            raise ValueError("bytes are not the canonical encoding of the entry")
+    except NotCanonical as exc:
+        raise ValueError(str(exc)) from None
+    return doc
+
+
+def check_entry(raw: bytes, trusted: Mapping[str, str]) -> str | None:
+    """Why the stored entry `raw` is not authentic on its own, or None if it is.
+
+    `trusted` maps key id -> hex public key, pinned by the verifier.
+    """
+    try:
+        doc = parse_entry(raw)
+    except ValueError as exc:
+        return str(exc)
+    if doc["v"] != VERSION:
+        return f"unknown entry version {doc['v']!r}"
+    if not isinstance(doc["public_key"], str) or not isinstance(doc["key_id"], str):
+        return "key fields are malformed"
+    try:
+        if key_id_for(doc["public_key"]) != doc["key_id"]:
+            return "key id does not match the public key"
+    except ValueError:
+        return "public key is not hex"
+    if trusted.get(doc["key_id"]) != doc["public_key"]:
+        return f"signed by key {doc['key_id']}, which is not a trusted key"
+    if entry_hash(doc) != doc["hash"]:
+        return "content does not match its hash (the entry was edited)"
+    if not isinstance(doc["signature"], str) or not verify_signature(doc["public_key"], doc["hash"].encode(), doc["signature"]):
+        return "signature does not verify"
+    return None

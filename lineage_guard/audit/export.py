@@ -1,0 +1,110 @@
+"""Export the ledger as JSON Lines with its public keys, and verify such a file offline.
+
+The first line is a header `{"format": "lineage_guard.ledger/v1", "entries": n,
+"head": "<last hash>", "public_keys": {"<key id>": "<hex>"}}`; every other line is
+one entry, byte for byte as stored (canonical JSON). Verification needs only the
+file and a public key the verifier trusts (from the header only if told to).
+
+Example:
+    export_ledger(Ledger.open(url), "ledger.jsonl")
+    verify_export("ledger.jsonl", public_keys=["<hex>"]).ok
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import ConfigError
+from .chain import Problem, StoredRow, VerifyReport, verify_chain
+from .entry import GENESIS, parse_entry
+from .ledger import Ledger
+from .signing import trusted_keys
+
+FORMAT = "lineage_guard.ledger/v1"
+
+
+def _atomic_write(path: Path, lines: list[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for line in lines:
+                out.write(line + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def export_ledger(ledger: Ledger, path: str | Path, public_keys: Sequence[str] = ()) -> VerifyReport:
+    """Write the ledger to `path` (atomically) after verifying it; refuses to export a bad chain."""
+    report = ledger.verify(public_keys)
+    if not report.ok:
+        raise ConfigError(f"ledger does not verify ({report.problem}); not exported")
+    rows = list(ledger.store.rows())[: report.entries]
+    keys: dict[str, str] = {}
+    for row in rows:
+        doc = parse_entry(row.entry)
+        keys[doc["key_id"]] = doc["public_key"]
+    header = {"format": FORMAT, "entries": len(rows), "head": report.head_hash or GENESIS, "public_keys": keys}
+    _atomic_write(Path(path), [json.dumps(header, sort_keys=True).encode()] + [row.entry for row in rows])
+    return report
+
+
+def read_export(path: str | Path) -> tuple[dict, list[bytes]]:
+    """The header and the raw entry lines of an exported file."""
+    try:
+        lines = Path(path).read_bytes().split(b"\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read export {path}: {exc.strerror}") from None
+    if lines and lines[-1] == b"":
+        lines.pop()
+    try:
+        header = json.loads(lines[0]) if lines else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a lineage_guard ledger export (first line must be its {FORMAT} header)")
+    return header, lines[1:]
+
+
+def verify_export(path: str | Path, public_keys: Sequence[str] = (), *, trust_header_keys: bool = False) -> VerifyReport:
+    """Verify an exported file offline against pinned public keys (hex).
+
+    `trust_header_keys` also trusts the keys in the file's header: that proves the
+    file is internally consistent, not that it came from your ledger.
+    """
+    header, raw_lines = read_export(path)
+    trusted = trusted_keys(tuple(public_keys), environ={})
+    if trust_header_keys:
+        trusted.update({k: v for k, v in dict(header.get("public_keys") or {}).items() if isinstance(v, str)})
+    if not trusted:
+        raise ConfigError("verifying an export needs the ledger's public key (--public-key HEX)")
+
+    def rows():
+        for position, raw in enumerate(raw_lines, start=1):
+            try:
+                doc = parse_entry(raw)
+                body = doc["body"] if isinstance(doc["body"], dict) else {}
+                yield StoredRow(doc["seq"], doc["id"], body.get("run_id"), doc["hash"], raw)
+            except ValueError:
+                # Unreadable line: let the chain check name it at its position.
+                yield StoredRow(position, "", "", "", raw)
+
+    entries = header.get("entries")
+    head = (entries, header.get("head")) if isinstance(entries, int) else None
+    report = verify_chain(rows(), trusted, head)
+    if head is None and report.ok:
+        return VerifyReport(report.entries, report.head_hash, Problem(report.entries, None, "the header has no entry count"), report.key_ids)
+    return report

@@ -1,0 +1,114 @@
+"""The ledger in PostgreSQL: a schema with an entries table and a one-row head.
+
+Concurrent writers (many tasks, threads or processes) keep ONE chain: every
+append locks the head row (`SELECT ... FOR UPDATE`), so appends are serialized
+and each links to the one before. A commit (synchronous_commit on) is durable
+before `append` returns. Triggers refuse UPDATE and DELETE on entries. Errors
+name the PostgreSQL error class and SQLSTATE, never the server's text.
+
+Example (needs a server):
+    store = PostgresStore("postgresql://postgres@127.0.0.1:5432/app", schema="lineage_guard")
+    store.head()   # (0, '000...') on a fresh ledger
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+from .chain import StoredRow
+from .entry import GENESIS, LedgerError
+
+Build = Callable[[int, str, "str | None"], StoredRow]
+_CREATE_LOCK = 0x6C675F6C6564  # "lg_led": serializes the CREATE statements of concurrent first users
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"postgresql://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+
+
+class PostgresStore:
+    """Entries and head in `<schema>.ledger_entries` / `<schema>.ledger_head`."""
+
+    def __init__(self, url: str, schema: str = "lineage_guard"):
+        try:
+            import psycopg
+            from psycopg import sql
+        except ImportError:
+            raise LedgerError("a PostgreSQL ledger needs the [postgres] extra (psycopg)") from None
+        self._psycopg = psycopg
+        self.url = url
+        self.where = _where(url)
+        self.schema = schema
+        ident = sql.Identifier(schema)
+        self._q = {
+            "head_lock": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1 FOR UPDATE").format(ident),
+            "head": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1").format(ident),
+            "earlier": sql.SQL("SELECT id FROM {}.ledger_entries WHERE run_id = %s ORDER BY seq DESC LIMIT 1").format(ident),
+            "insert": sql.SQL("INSERT INTO {}.ledger_entries (seq, id, run_id, hash, entry) VALUES (%s, %s, %s, %s, %s)").format(ident),
+            "set_head": sql.SQL("UPDATE {}.ledger_head SET seq = %s, hash = %s WHERE one = 1").format(ident),
+            "rows": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries ORDER BY seq").format(ident),
+            "row": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries WHERE id = %s").format(ident),
+        }
+        create = sql.SQL("""
+            CREATE SCHEMA IF NOT EXISTS {s};
+            CREATE TABLE IF NOT EXISTS {s}.ledger_entries (
+                seq bigint PRIMARY KEY, id text NOT NULL UNIQUE, run_id text NOT NULL,
+                hash text NOT NULL, entry bytea NOT NULL);
+            CREATE INDEX IF NOT EXISTS ledger_entries_run_id ON {s}.ledger_entries (run_id);
+            CREATE TABLE IF NOT EXISTS {s}.ledger_head (
+                one int PRIMARY KEY CHECK (one = 1), seq bigint NOT NULL, hash text NOT NULL);
+            INSERT INTO {s}.ledger_head (one, seq, hash) VALUES (1, 0, {genesis}) ON CONFLICT DO NOTHING;
+            CREATE OR REPLACE FUNCTION {s}.ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'ledger entries are append-only'; END $$;
+            CREATE OR REPLACE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON {s}.ledger_entries
+                FOR EACH ROW EXECUTE FUNCTION {s}.ledger_append_only();
+        """).format(s=ident, genesis=sql.Literal(GENESIS))
+        with self._connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+            conn.execute(create)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r}, schema={self.schema!r})"
+
+    @contextmanager
+    def _connect(self) -> Iterator:
+        psycopg = self._psycopg
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=30) as conn:
+                yield conn
+        except psycopg.Error as exc:
+            # The server's message can quote values; name only the class and SQLSTATE.
+            state = getattr(exc, "sqlstate", None) or "no sqlstate"
+            raise LedgerError(f"ledger {self.where}: PostgreSQL {type(exc).__name__} ({state})") from None
+
+    def append(self, run_id: str, build: Build) -> StoredRow:
+        """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
+        with self._connect() as conn, conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = on")
+            seq, prev = conn.execute(self._q["head_lock"]).fetchone()
+            earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
+            row = build(seq + 1, prev, earlier[0] if earlier else None)
+            conn.execute(self._q["insert"], (row.seq, row.id, row.run_id, row.hash, row.entry))
+            conn.execute(self._q["set_head"], (row.seq, row.hash))
+        return row
+
+    def rows(self) -> Iterator[StoredRow]:
+        """Every stored row in sequence order."""
+        with self._connect() as conn:
+            for seq, entry_id, run_id, hash_, entry in conn.execute(self._q["rows"]):
+                yield StoredRow(seq, entry_id, run_id, hash_, bytes(entry))
+
+    def row(self, entry_id: str) -> StoredRow | None:
+        """The stored row with this id, if any."""
+        with self._connect() as conn:
+            found = conn.execute(self._q["row"], (entry_id,)).fetchone()
+        return None if found is None else StoredRow(found[0], found[1], found[2], found[3], bytes(found[4]))
+
+    def head(self) -> tuple[int, str] | None:
+        """(count, last hash) as recorded by the last append; None if the head row is gone."""
+        with self._connect() as conn:
+            found = conn.execute(self._q["head"]).fetchone()
+        return None if found is None else (found[0], found[1])
