@@ -1,0 +1,273 @@
+"""Step 6: read PostgreSQL as streamed Arrow RecordBatches, read-only, with a timeout.
+
+Every read runs on its own connection, inside a transaction opened as
+`BEGIN READ ONLY` whose mode the statement cannot undo: a query is run first so
+the server refuses `SET TRANSACTION READ WRITE` / `set_config('transaction_read_only', ...)`
+("must be set before any query"), writes and temp tables are refused
+(`25006 read_only_sql_transaction`), and the transaction is rolled back and the
+connection closed at the end, so nothing a statement sets survives it.
+
+`search_path` is pinned to `pg_catalog, <schema>, pg_temp`: built-ins are found
+before any user object of the same name (a `public.lower()` cannot shadow
+`pg_catalog.lower()`), and `pg_temp`, which PostgreSQL otherwise searches first
+for relations, comes last.
+
+Example:
+    >>> src = PostgresSource("postgresql://postgres@127.0.0.1:5432/shop")   # doctest: +SKIP
+    >>> with src.stream("SELECT id, email FROM customers") as batches:     # doctest: +SKIP
+    ...     for batch in batches:
+    ...         ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from ..errors import ConfigError, LineageGuardError, SourceError
+from ..run import SourceInfo
+from .pg_errors import connect_error, from_driver_error
+from .pg_types import TypePlan
+from .pg_url import PgUrl
+
+Parameters = Sequence[Any] | None
+
+
+def _quote_ident(name: str) -> str:
+    if not name or "\x00" in name:
+        raise ConfigError("the schema name is empty or contains a NUL byte; give a plain schema name like 'public'")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _connect(url: PgUrl):
+    """An ADBC connection in autocommit mode (transactions are opened explicitly)."""
+    try:
+        import adbc_driver_postgresql.dbapi as dbapi
+    except ImportError:
+        raise ConfigError("reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'") \
+            from None
+    uri = url.url
+    if "connect_timeout" not in uri:
+        # libpq waits forever by default; a pipeline should fail with a clear error instead.
+        uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
+    try:
+        return dbapi.connect(uri, autocommit=True)
+    except Exception as exc:  # noqa: BLE001 - every driver failure is sanitized the same way
+        raise connect_error(str(exc), url.describe()) from None
+
+
+class BatchStream:
+    """The batches of one read: an iterator and a context manager that always cleans up.
+
+    `schema` is known before the first batch (sinks open with it). Iterating to
+    the end, leaving the `with` block, `close()` or an error each end the read
+    transaction and close the connection; an unfinished read is cancelled on the server.
+    """
+
+    def __init__(self, source: "PostgresSource", sql: str, parameters: Parameters):
+        self._source = source
+        self._conn = None
+        self._reader = None
+        self._pending: list[pa.RecordBatch] = []
+        self._done = False
+        self.rows = 0
+        try:
+            self._open(sql, parameters)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, sql: str, parameters: Parameters) -> None:
+        source = self._source
+        self._conn = _connect(source._url)
+        cursor = self._conn.cursor()
+        setup = [
+            "BEGIN TRANSACTION READ ONLY",
+            f"SET LOCAL statement_timeout = {int(source.statement_timeout_ms)}",
+            f"SET LOCAL lock_timeout = {int(source.statement_timeout_ms)}",
+            f"SET LOCAL search_path = pg_catalog, {_quote_ident(source.schema)}, pg_temp",
+            "SET LOCAL default_transaction_read_only = on",
+            # Takes the snapshot: from here on the read-only mode can no longer be changed.
+            "SELECT 1",
+        ]
+        try:
+            for statement in setup:
+                cursor.execute(statement)
+        except Exception as exc:  # noqa: BLE001
+            raise from_driver_error(exc, doing="opening the read-only transaction") from None
+        try:
+            cursor.execute(sql, parameters)
+            self._reader = cursor.fetch_record_batch()
+        except Exception as exc:  # noqa: BLE001
+            raise from_driver_error(exc, timeout_ms=source.statement_timeout_ms) from None
+        self._cursor = cursor
+        self._plan = TypePlan.for_schema(self._reader.schema)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of every batch this stream yields (after type mapping)."""
+        return self._plan.schema
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._pending:
+            return self._take(self._pending.pop(0))
+        if self._done or self._reader is None:
+            raise StopIteration
+        try:
+            batch = self._reader.read_next_batch()
+        except StopIteration:
+            self._finish()
+            raise
+        except LineageGuardError:
+            self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.close()
+            raise from_driver_error(exc, timeout_ms=self._source.statement_timeout_ms) from None
+        try:
+            batch = self._plan.apply(batch)
+        except BaseException:
+            self.close()
+            raise
+        size = self._source.batch_rows
+        if size and batch.num_rows > size:
+            self._pending = [batch.slice(i, size) for i in range(size, batch.num_rows, size)]
+            batch = batch.slice(0, size)
+        return self._take(batch)
+
+    def _take(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.rows += batch.num_rows
+        return batch
+
+    def _finish(self) -> None:
+        """The result was read to the end: roll back cleanly, then close."""
+        self._done = True
+        try:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            self._cursor.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - closing the connection rolls back anyway
+            pass
+        self.close()
+
+    def close(self) -> None:
+        """End the read: cancel it if unfinished, drop the transaction, close the connection. Idempotent."""
+        self._done = True
+        self._pending = []
+        conn, self._conn = self._conn, None
+        reader, self._reader = self._reader, None
+        if conn is None:
+            return
+        try:
+            if reader is not None:
+                conn.adbc_cancel()
+                reader.close()
+        except Exception:  # noqa: BLE001 - the server rolls back when the connection closes
+            pass
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __enter__(self) -> "BatchStream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class PostgresSource:
+    """A PostgreSQL database read through ADBC.
+
+    `statement_timeout_ms` bounds every statement; `environment` tags the
+    source (policies may differ per environment); `schema` is the one schema on
+    the pinned search path; `batch_rows` caps the rows per yielded batch (the
+    driver otherwise sizes batches at about 16 MB).
+
+    Example:
+        >>> src = PostgresSource("postgresql://app:pw@db:6543/shop", environment="production")
+        >>> src.info.namespace, src.info.dataset_name("public", "customers")
+        ('postgres://db:6543', 'shop.public.customers')
+    """
+
+    def __init__(self, url: str, *, statement_timeout_ms: int = 60_000, environment: str = "default",
+                 batch_rows: int | None = None, schema: str = "public"):
+        if not isinstance(statement_timeout_ms, int) or statement_timeout_ms <= 0:
+            raise ConfigError("statement_timeout_ms must be a positive integer (milliseconds), e.g. 60000")
+        if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows <= 0):
+            raise ConfigError("batch_rows must be a positive integer or None")
+        _quote_ident(schema)
+        self._url = PgUrl.parse(url)
+        self.statement_timeout_ms = statement_timeout_ms
+        self.environment = environment
+        self.batch_rows = batch_rows
+        self.schema = schema
+
+    @property
+    def info(self) -> SourceInfo:
+        """Where the data comes from, named the OpenLineage way (no credentials)."""
+        u = self._url
+        return SourceInfo(scheme="postgres", host=u.host, port=u.port, database=u.database,
+                          environment=self.environment)
+
+    @property
+    def catalog_url(self) -> str:
+        """The connection URL, for `Catalog.from_postgres`. It may hold a password: never log it."""
+        return self._url.url
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with the password replaced by `***`: safe to log."""
+        return self._url.redacted
+
+    def stream(self, sql: str, parameters: Parameters = None) -> BatchStream:
+        """Run one read-only statement and stream its rows as Arrow batches.
+
+        `parameters` bind `$1, $2, ...` placeholders. Raises `SourceError`
+        (sanitized: SQLSTATE and what to fix, never the server's text).
+        """
+        return BatchStream(self, sql, parameters)
+
+    def read_all(self, sql: str, parameters: Parameters = None) -> pa.Table:
+        """Convenience for small results: the whole result as one table."""
+        with self.stream(sql, parameters) as batches:
+            return pa.Table.from_batches(list(batches), schema=batches.schema)
+
+    def execute_write(self, sql: str, parameters: Parameters = None) -> int:
+        """Run one write in a read-write transaction with the statement timeout; returns rows affected.
+
+        Only the session calls this, after the write guardrails allowed the statement.
+        """
+        conn = _connect(self._url)
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("BEGIN")
+                cursor.execute(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}")
+                cursor.execute(f"SET LOCAL search_path = pg_catalog, {_quote_ident(self.schema)}, pg_temp")
+            except Exception as exc:  # noqa: BLE001
+                raise from_driver_error(exc, doing="opening the write transaction") from None
+            try:
+                cursor.execute(sql, parameters)
+                affected = cursor.rowcount
+                cursor.execute("COMMIT")
+            except Exception as exc:  # noqa: BLE001
+                raise from_driver_error(exc, timeout_ms=self.statement_timeout_ms,
+                                        doing="running the write") from None
+            return max(int(affected), 0)
+        finally:
+            try:
+                conn.close()  # an uncommitted transaction is rolled back by the server
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __repr__(self) -> str:
+        return f"PostgresSource({self._url.redacted!r}, environment={self.environment!r})"
