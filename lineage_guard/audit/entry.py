@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -36,6 +37,7 @@ VERSION = 1
 GENESIS = "0" * 64
 FINAL_OUTCOMES = ("success", "denied", "needs_approval", "failed")
 _MAX_TEXT = 500
+_SIGNATURE = re.compile("[0-9a-f]{128}")
 _ENVELOPE = ("v", "seq", "id", "prev", "recorded_at", "key_id", "public_key", "body", "hash", "signature")
 
 
@@ -178,6 +180,7 @@ def check_entry(raw: bytes, trusted: Mapping[str, str]) -> str | None:
         return f"signed by key {doc['key_id']}, which is not a trusted key"
     if entry_hash(doc) != doc["hash"]:
         return "content does not match its hash (the entry was edited)"
-    if not isinstance(doc["signature"], str) or not verify_signature(doc["public_key"], doc["hash"].encode(), doc["signature"]):
+    # Hex is case-insensitive, so an unhashed signature must also be in its one canonical spelling.
+    if not isinstance(doc["signature"], str) or not _SIGNATURE.fullmatch(doc["signature"]) or not verify_signature(doc["public_key"], doc["hash"].encode(), doc["signature"]):
         return "signature does not verify"
     return None

@@ -60,7 +60,8 @@ class PostgresStore:
             CREATE INDEX IF NOT EXISTS ledger_entries_run_id ON {s}.ledger_entries (run_id);
             CREATE TABLE IF NOT EXISTS {s}.ledger_head (
                 one int PRIMARY KEY CHECK (one = 1), seq bigint NOT NULL, hash text NOT NULL);
-            INSERT INTO {s}.ledger_head (one, seq, hash) VALUES (1, 0, {genesis}) ON CONFLICT DO NOTHING;
+            INSERT INTO {s}.ledger_head (one, seq, hash) SELECT 1, 0, {genesis}
+                WHERE NOT EXISTS (SELECT 1 FROM {s}.ledger_entries) ON CONFLICT DO NOTHING;
             CREATE OR REPLACE FUNCTION {s}.ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS
                 $$ BEGIN RAISE EXCEPTION 'ledger entries are append-only'; END $$;
             CREATE OR REPLACE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON {s}.ledger_entries
@@ -88,7 +89,10 @@ class PostgresStore:
         """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
         with self._connect() as conn, conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = on")
-            seq, prev = conn.execute(self._q["head_lock"]).fetchone()
+            head = conn.execute(self._q["head_lock"]).fetchone()
+            if head is None:
+                raise LedgerError(f"ledger {self.where}: its head row is missing; run `lineage-guard audit verify`")
+            seq, prev = head
             earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
             row = build(seq + 1, prev, earlier[0] if earlier else None)
             conn.execute(self._q["insert"], (row.seq, row.id, row.run_id, row.hash, row.entry))

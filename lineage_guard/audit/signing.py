@@ -1,9 +1,10 @@
 """The ledger's Ed25519 signing key, derived from the master secret and never stored.
 
-The private key is derived with HKDF-SHA256 (info `lineage_guard/ledger-signing/v1`)
-from the master secret in `LINEAGE_GUARD_MASTER_KEY` (hex). Entries carry the
-public key and its key id, so anyone holding the public key can verify a receipt
-without the ledger's database or the secret.
+The private key's seed is derived from the masking master secret by the Keyring's
+HKDF-SHA256 (scope `ledger`, use `ledger-signing/v1`), one per master key version,
+so rotating the master rotates the signing key while old entries stay verifiable.
+Entries carry the public key and its key id: anyone holding the public key can
+verify a receipt without the ledger's database or the secret.
 
 Example:
     >>> signer = Signer.from_master_key("00" * 32)
@@ -22,31 +23,19 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ConfigError
+from ..mask.keys import ENV_KEY, ENV_KEY_FILE, Keyring
 
-MASTER_KEY_ENV = "LINEAGE_GUARD_MASTER_KEY"
-INFO = b"lineage_guard/ledger-signing/v1"
-MIN_MASTER_BYTES = 16
+MASTER_KEY_ENV = ENV_KEY
+SCOPE, USE = "ledger", "ledger-signing/v1"
 
 
 def key_id_for(public_key: str) -> str:
     """The key id of a hex public key: `ed25519:` + the first 16 hex digits of its sha256."""
     return "ed25519:" + hashlib.sha256(bytes.fromhex(public_key)).hexdigest()[:16]
-
-
-def _master_bytes(master_key_hex: str) -> bytes:
-    # The message names the variable, never the value: the value is the secret.
-    try:
-        raw = bytes.fromhex(master_key_hex.strip())
-    except ValueError:
-        raise ConfigError(f"{MASTER_KEY_ENV} must be hex (e.g. the output of `openssl rand -hex 32`)") from None
-    if len(raw) < MIN_MASTER_BYTES:
-        raise ConfigError(f"{MASTER_KEY_ENV} must hold at least {MIN_MASTER_BYTES} bytes ({2 * MIN_MASTER_BYTES} hex digits)")
-    return raw
 
 
 @dataclass(frozen=True, repr=False)
@@ -61,20 +50,22 @@ class Signer:
         return f"Signer(key_id={self.key_id!r})"
 
     @classmethod
-    def from_master_key(cls, master_key_hex: str) -> "Signer":
-        """Derive the signing key from a hex master secret."""
-        seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(_master_bytes(master_key_hex))
+    def from_keyring(cls, keyring: Keyring, version: int | None = None) -> "Signer":
+        """The signer for one master key version (default: the current one)."""
+        seed = keyring.key(SCOPE, USE, version=version)
         private = Ed25519PrivateKey.from_private_bytes(seed)
         public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
         return cls(private, public, key_id_for(public))
 
     @classmethod
+    def from_master_key(cls, master_key_hex: str) -> "Signer":
+        """The signer for a hex master secret (`<hex>` or `<version>:<hex>,...` newest first)."""
+        return cls.from_env({ENV_KEY: master_key_hex})
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Signer":
-        """The signer for `LINEAGE_GUARD_MASTER_KEY`; a clear error if it is unset."""
-        value = (environ if environ is not None else os.environ).get(MASTER_KEY_ENV, "")
-        if not value.strip():
-            raise ConfigError(f"the audit ledger signs entries with a key derived from {MASTER_KEY_ENV}; set it (hex)")
-        return cls.from_master_key(value)
+        """The signer for `LINEAGE_GUARD_MASTER_KEY` (or `..._FILE`); a clear error if neither is set."""
+        return cls.from_keyring(Keyring.from_env(environ))
 
     def sign(self, data: bytes) -> str:
         """The hex Ed25519 signature of `data`."""
@@ -105,7 +96,9 @@ def trusted_keys(public_keys: list[str] | tuple[str, ...] = (), environ: Mapping
             raise ConfigError("public key must be 64 hex digits (the `public_key` of an exported ledger)") from None
         keys[key_id_for(key)] = key
     env = environ if environ is not None else os.environ
-    if env.get(MASTER_KEY_ENV, "").strip():
-        signer = Signer.from_env(env)
-        keys[signer.key_id] = signer.public_key
+    if env.get(ENV_KEY, "").strip() or env.get(ENV_KEY_FILE, "").strip():
+        keyring = Keyring.from_env(env)
+        for version in keyring.versions:  # every version: entries signed before a rotation still verify
+            signer = Signer.from_keyring(keyring, version)
+            keys[signer.key_id] = signer.public_key
     return keys

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS ledger_head (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
-INSERT OR IGNORE INTO ledger_head (one, seq, hash) VALUES (1, 0, '{GENESIS}');
+INSERT OR IGNORE INTO ledger_head (one, seq, hash)
+    SELECT 1, 0, '{GENESIS}' WHERE NOT EXISTS (SELECT 1 FROM ledger_entries);
 CREATE TRIGGER IF NOT EXISTS ledger_entries_no_update BEFORE UPDATE ON ledger_entries
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_entries_no_delete BEFORE DELETE ON ledger_entries
@@ -73,7 +74,10 @@ class SqliteStore:
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                seq, prev = conn.execute("SELECT seq, hash FROM ledger_head WHERE one = 1").fetchone()
+                head = conn.execute("SELECT seq, hash FROM ledger_head WHERE one = 1").fetchone()
+                if head is None:
+                    raise LedgerError(f"ledger {self.path}: its head row is missing; run `lineage-guard audit verify`")
+                seq, prev = head
                 earlier = conn.execute(
                     "SELECT id FROM ledger_entries WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
                 ).fetchone()

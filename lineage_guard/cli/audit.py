@@ -1,0 +1,184 @@
+"""`lineage-guard audit ...`: verify the ledger, read it, answer who saw a column, check receipts, export.
+
+    lineage-guard audit verify [--ledger URL] [--public-key HEX]      exit 1 on a bad chain
+    lineage-guard audit verify --export ledger.jsonl --public-key HEX  offline, no database
+    lineage-guard audit log --identity svc-training --since 2026-03-01 [--json]
+    lineage-guard audit who-saw public.patients.ssn [--json]
+    lineage-guard audit receipt 3f0c...                               exit 1 if it does not verify
+    lineage-guard audit export ledger.jsonl
+
+Verification pins keys: the one derived from LINEAGE_GUARD_MASTER_KEY and any --public-key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..audit import Filters, Ledger, VerifyReport, export_ledger, verify_export, who_saw
+from ..audit.query import parse_time
+from ..errors import LineageGuardError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="The who-saw-what ledger: verify, log, who-saw, receipt, export.")
+out = Console()
+err = Console(stderr=True)
+
+LedgerOpt = Annotated[Optional[str], typer.Option(
+    "--ledger", help="sqlite:///path, a file path or postgresql://... (default: $LINEAGE_GUARD_LEDGER_URL, then the state folder).")]
+KeyOpt = Annotated[Optional[list[str]], typer.Option(
+    "--public-key", help="A trusted ledger public key (hex, repeat); the master key's is trusted when set.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _guarded(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except LineageGuardError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _report(report: VerifyReport, as_json: bool, what: str) -> None:
+    if as_json:
+        typer.echo(json.dumps({
+            "ok": report.ok, "entries": report.entries, "head": report.head_hash, "key_ids": sorted(report.key_ids),
+            "first_bad": None if report.ok else {
+                "position": report.problem.position, "id": report.problem.entry_id, "reason": report.problem.reason},
+        }, sort_keys=True))
+    elif report.ok:
+        out.print(f"[green]ok[/green]: {what}: {report.entries} entries verify; head {report.head_hash}", highlight=False)
+    else:
+        err.print(f"[red]BAD[/red]: {what}: first bad {report.problem}; "
+                  f"the {report.entries} entries before it verify", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    ledger: LedgerOpt = None,
+    public_key: KeyOpt = None,
+    export: Annotated[Optional[Path], typer.Option("--export", help="Verify an exported file instead (offline).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the whole chain: any edit, deletion, insertion or reordering is named; exit 1 if bad."""
+    def run() -> None:
+        if export is not None:
+            _report(verify_export(export, public_key or ()), as_json, str(export))
+        else:
+            opened = Ledger.open(ledger)
+            _report(opened.verify(public_key or ()), as_json, "ledger")
+    _guarded(run)
+
+
+def _row(entry: dict[str, Any]) -> dict[str, Any]:
+    body = entry["body"]
+    return {
+        "seq": entry["seq"], "receipt": entry["id"], "recorded_at": entry["recorded_at"],
+        "principal": body["who"]["principal"], "kind": body["who"]["kind"], "purpose": body["purpose"],
+        "action": body["decision"]["action"], "outcome": body["outcome"], "rows": body["rows"],
+        "tables": body["source"]["tables"],
+        "clear": [c["name"] for c in body["columns"] if not c["masked"]],
+        "masked": [f"{c['name']}:{c['method']}" for c in body["columns"] if c["masked"]],
+        "run_id": body["run_id"], "supersedes": body.get("supersedes"),
+    }
+
+
+@app.command()
+def log(
+    ledger: LedgerOpt = None,
+    identity: Annotated[Optional[str], typer.Option("--identity", help="Principal or group.")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", help="schema.table read.")] = None,
+    column: Annotated[Optional[str], typer.Option("--column", help="schema.table.column returned (clear or masked).")] = None,
+    purpose: Annotated[Optional[str], typer.Option("--purpose")] = None,
+    outcome: Annotated[Optional[str], typer.Option("--outcome", help="success | denied | needs_approval | failed.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="ISO date or time (UTC if no offset).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="ISO date or time (UTC if no offset).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List entries, oldest first (unverified: run `audit verify` to trust them)."""
+    def run() -> None:
+        filters = Filters(identity, table, column, purpose, outcome,
+                          parse_time(since) if since else None, parse_time(until) if until else None)
+        rows = [_row(e) for e in Ledger.open(ledger).entries() if filters.matches(e)]
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps(row, sort_keys=True))
+            return
+        grid = Table("#", "recorded (UTC)", "who", "purpose", "decision", "outcome", "rows", "tables", "clear", "masked", "receipt")
+        for r in rows:
+            grid.add_row(str(r["seq"]), r["recorded_at"][:19], f"{r['principal']} ({r['kind']})", r["purpose"], r["action"],
+                         r["outcome"] + (" (supersedes)" if r["supersedes"] else ""), str(r["rows"]),
+                         ", ".join(r["tables"]), ", ".join(r["clear"]), ", ".join(r["masked"]), r["receipt"])
+        out.print(grid)
+        out.print(f"{len(rows)} entries", highlight=False)
+    _guarded(run)
+
+
+@app.command("who-saw")
+def who_saw_cmd(
+    column: Annotated[str, typer.Argument(help="schema.table.column")],
+    ledger: LedgerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who received this column (or values derived from it) clear, and who masked: runs, rows, last time."""
+    def run() -> None:
+        parts = column.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise _usage(f"column must be schema.table.column, got {column!r}")
+        seen = who_saw(Ledger.open(ledger).entries(), column)
+        if as_json:
+            typer.echo(json.dumps({k: [s.to_json() for s in v] for k, v in seen.items()}, sort_keys=True))
+            return
+        for label in ("clear", "masked"):
+            grid = Table("who", "kind", "how", "runs", "rows", "last", "purposes", title=f"{column}: saw it {label}")
+            for s in seen[label]:
+                grid.add_row(s.principal, s.kind, s.how, str(s.runs), str(s.rows), s.last[:19], ", ".join(sorted(s.purposes)))
+            out.print(grid if seen[label] else f"{column}: nobody saw it {label}", highlight=False)
+    _guarded(run)
+
+
+def _usage(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+@app.command()
+def receipt(
+    receipt_id: Annotated[str, typer.Argument(metavar="ID", help="The receipt id a governed call returned.")],
+    ledger: LedgerOpt = None,
+    public_key: KeyOpt = None,
+) -> None:
+    """Print one entry and verify it (hash, signature, pinned key); exit 1 if it does not verify."""
+    def run() -> None:
+        check = Ledger.open(ledger).verify_receipt(receipt_id, public_key or ())
+        if check.entry is not None:
+            typer.echo(json.dumps(check.entry, indent=2, sort_keys=True, ensure_ascii=False))
+        if not check.ok:
+            err.print(f"[red]BAD[/red]: receipt {receipt_id}: {check.reason}", highlight=False)
+            raise typer.Exit(1)
+        superseded = [e["id"] for e in Ledger.open(ledger).entries() if e["body"].get("supersedes") == receipt_id]
+        note = f" (superseded by {superseded[0]})" if superseded else ""
+        err.print(f"[green]ok[/green]: receipt {receipt_id} verifies (key {check.entry['key_id']}){note}", highlight=False)
+    _guarded(run)
+
+
+@app.command()
+def export(
+    file: Annotated[Path, typer.Argument(help="Where to write the JSON Lines export (atomically).")],
+    ledger: LedgerOpt = None,
+    public_key: KeyOpt = None,
+) -> None:
+    """Verify, then write every entry plus the public key(s) needed to verify the file offline."""
+    def run() -> None:
+        report = export_ledger(Ledger.open(ledger), file, public_key or ())
+        out.print(f"exported {report.entries} entries to {file} (head {report.head_hash})", highlight=False)
+    _guarded(run)
