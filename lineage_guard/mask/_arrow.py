@@ -1,0 +1,84 @@
+"""Arrow plumbing shared by the kernels: distinct values, canonical bytes, fixed-width text from numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ConfigError
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_PAIRS = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 15]], axis=1)
+# Crockford's alphabet: no i, l, o, u, so tags are easy to read back.
+_B32 = np.frombuffer(b"0123456789abcdefghjkmnpqrstvwxyz", dtype=np.uint8)
+
+
+def is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def is_integer(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t)
+
+
+def is_temporal_date(t: pa.DataType) -> bool:
+    return pa.types.is_date(t) or pa.types.is_timestamp(t)
+
+
+def distinct(array: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(distinct values without nulls, indices into them; a null index for a null row)."""
+    if len(array) == 0:
+        return array, pa.array([], pa.int32())
+    encoded = pc.dictionary_encode(array)
+    return encoded.dictionary, encoded.indices
+
+
+def canonical_bytes(values: pa.Array) -> list[bytes]:
+    """The bytes a keyed hash is taken over: UTF-8 text for strings, Arrow's text form for other scalars.
+
+    Arrow's cast to string is vectorized and stable for a given type, so the same value
+    hashes the same in every batch (an int 42 and the text "42" deliberately agree, so
+    ids stored as text and as integers still join).
+    """
+    t = values.type
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return values.to_pylist()
+    if not is_text(t):
+        if pa.types.is_nested(t) or pa.types.is_dictionary(t) or pa.types.is_null(t):
+            raise ConfigError(f"cannot mask a column of type {t} with a keyed method; "
+                              f"mask it with redact, null or drop")
+        values = pc.cast(values, pa.large_string())
+    return pc.cast(values, pa.large_binary()).to_pylist()
+
+
+def fixed_width_text(chars: np.ndarray, type_: pa.DataType = pa.string()) -> pa.Array:
+    """An Arrow string array whose row i is the ASCII bytes `chars[i]` (an `(n, w)` uint8 matrix)."""
+    n, width = chars.shape
+    large = pa.types.is_large_string(type_)
+    offsets = np.arange(n + 1, dtype=np.int64 if large else np.int32) * width
+    data = np.ascontiguousarray(chars).tobytes()
+    return pa.Array.from_buffers(pa.large_string() if large else pa.string(), n,
+                                 [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)])
+
+
+def hex_chars(digests: np.ndarray, nbytes: int) -> np.ndarray:
+    """Lowercase hex of the first `nbytes` of each digest row: an `(n, 2*nbytes)` uint8 matrix."""
+    return _HEX_PAIRS[digests[:, :nbytes]].reshape(digests.shape[0], 2 * nbytes)
+
+
+def base32_chars(numbers: np.ndarray, nchars: int) -> np.ndarray:
+    """Crockford base32 of the top `5*nchars` bits (<= 64) of each uint64: an `(n, nchars)` uint8 matrix."""
+    shifts = np.uint64(64) - np.uint64(5) * np.arange(1, nchars + 1, dtype=np.uint64)
+    groups = (numbers[:, None] >> shifts[None, :]) & np.uint64(31)
+    return _B32[groups.astype(np.intp)]
+
+
+def prefixed(prefix: bytes, chars: np.ndarray) -> np.ndarray:
+    head = np.broadcast_to(np.frombuffer(prefix, dtype=np.uint8), (chars.shape[0], len(prefix)))
+    return np.concatenate([head, chars], axis=1)
+
+
+def string_like(array: pa.Array, template: pa.DataType) -> pa.Array:
+    """Cast text to the string flavour of `template` (string, large_string or string_view)."""
+    return array if array.type == template else array.cast(template)
