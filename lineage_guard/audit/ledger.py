@@ -55,13 +55,13 @@ class ReceiptCheck:
         return self.reason is None
 
 
-def _store_for(url: str | None):
+def _store_for(url: str | None, schema: str):
     url = (url or os.environ.get(LEDGER_URL_ENV, "")).strip() or None
     if url is None:
         return SqliteStore(paths.state_file(DEFAULT_FILE))
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("postgresql", "postgres"):
-        return PostgresStore(url)
+        return PostgresStore(url, schema=schema)
     if scheme == "sqlite":
         path = url[len("sqlite://"):]
         if not path:
@@ -80,15 +80,16 @@ class Ledger:
         self._signer = signer
 
     @classmethod
-    def open(cls, url: str | None = None, *, signer: Signer | None = None) -> "Ledger":
+    def open(cls, url: str | None = None, *, schema: str = "lineage_guard", signer: Signer | None = None) -> "Ledger":
         """Open (creating if needed) the ledger at `url`.
 
         `url`: `sqlite:///path`, a plain path, `postgresql://...`; else env
         `LINEAGE_GUARD_LEDGER_URL`; else `ledger.sqlite` in the state folder.
+        `schema` is where a PostgreSQL ledger keeps its tables.
         The signer defaults to the key derived from `LINEAGE_GUARD_MASTER_KEY`,
         needed only to record.
         """
-        return cls(_store_for(url), signer)
+        return cls(_store_for(url, schema), signer)
 
     def __repr__(self) -> str:
         return f"Ledger({self.store!r})"

@@ -82,8 +82,9 @@ class PostgresStore:
                 yield conn
         except psycopg.Error as exc:
             # The server's message can quote values; name only the class and SQLSTATE.
-            state = getattr(exc, "sqlstate", None) or "no sqlstate"
-            raise LedgerError(f"ledger {self.where}: PostgreSQL {type(exc).__name__} ({state})") from None
+            state = getattr(exc, "sqlstate", None)
+            detail = f"SQLSTATE {state}" if state else "no SQLSTATE: check the URL, that the server is up and the credentials"
+            raise LedgerError(f"ledger {self.where}: PostgreSQL {type(exc).__name__} ({detail})") from None
 
     def append(self, run_id: str, build: Build) -> StoredRow:
         """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
