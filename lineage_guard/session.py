@@ -175,7 +175,7 @@ class GovernedSession:
         if self._approvals is None:
             from .approvals import ApprovalStore
 
-            self._approvals = ApprovalStore.open()
+            self._approvals = ApprovalStore.open(config=self.policy.approvals)
         return self._approvals
 
     def __enter__(self) -> "GovernedSession":

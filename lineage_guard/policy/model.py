@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..approvals.config import ApprovalsConfig
 from ..identity import Identity
 from ..mask.spec import METHODS, MaskSpec
 from ..sql.model import ColumnRef
+from .guardrails import WritesPolicy
 
 
 class _Strict(BaseModel):
@@ -109,6 +111,8 @@ class Policy(_Strict):
     keys: KeysConfig = Field(default_factory=KeysConfig)
     inference: Literal["lenient", "default", "strict"] = "default"
     search_path: list[str] = Field(default_factory=lambda: ["public"])
+    writes: WritesPolicy = Field(default_factory=WritesPolicy)
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
 
     @field_validator("classifications")
     @classmethod
