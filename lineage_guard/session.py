@@ -308,7 +308,9 @@ class GovernedSession:
             return {}
         out: dict[str, list[tuple[str, str | None]]] = {}
         for ref in decision.analysis.source_columns:
-            out.setdefault(f"{ref.schema}.{ref.table}", []).append((ref.column, self.catalog.column_type(ref)))
+            relation = self.catalog.relation(ref.table, ref.schema)
+            pg_type = relation.column_type(ref.column) if relation else None
+            out.setdefault(f"{ref.schema}.{ref.table}", []).append((ref.column, pg_type))
         for table in decision.analysis.tables_read:  # tables read only in predicates still appear as inputs
             out.setdefault(str(table), [])
         return out
@@ -359,28 +361,23 @@ class GovernedSession:
         from .mask import mask_batch
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
-        opened = False
-        for batch in self.source.stream(sql, parameters):
-            if batch.num_columns != len(decision.columns):
+        with self.source.stream(sql, parameters) as stream:
+            if len(stream.schema) != len(decision.columns):
                 # The server's output shape differs from the plan's: the plan cannot vouch for it.
                 raise LineageGuardError(
-                    f"the query returned {batch.num_columns} columns but the plan resolved "
+                    f"the query returns {len(stream.schema)} columns but the plan resolved "
                     f"{len(decision.columns)}; refusing to release unplanned columns")
-            masked = mask_batch(batch, specs, self.keyring)
-            if not opened:
-                sink.open(masked.schema)
-                run.output_schema = [(f.name, str(f.type)) for f in masked.schema]
-                opened = True
-            sink.write(masked)
-            run.rows += masked.num_rows
-            if progress is not None:
-                progress(run.rows)
-            yield
-        if not opened:  # empty result: the sink still gets the (masked) schema the source reported
-            empty = pa.RecordBatch.from_pylist([], schema=self.source.last_schema)
+            empty = pa.RecordBatch.from_pylist([], schema=stream.schema)
             masked_schema = mask_batch(empty, specs, self.keyring).schema
             sink.open(masked_schema)
             run.output_schema = [(f.name, str(f.type)) for f in masked_schema]
+            for batch in stream:
+                masked = mask_batch(batch, specs, self.keyring)
+                sink.write(masked)
+                run.rows += masked.num_rows
+                if progress is not None:
+                    progress(run.rows)
+                yield
 
     def _run(self, sql: str, parameters, sink: "Sink", progress=None) -> tuple[RunRecord, dict[str, float]]:
         t0 = time.perf_counter()
