@@ -135,9 +135,41 @@ def from_driver_error(exc: BaseException, *, timeout_ms: int | None = None,
         for key, value in getattr(exc, "details", None) or []:
             if key in (b"PG_DIAG_SQLSTATE", "PG_DIAG_SQLSTATE"):
                 sqlstate = value.decode() if isinstance(value, bytes) else value
+    if not sqlstate:
+        # Errors raised while the result streams arrive through Arrow's C stream as bare text
+        # (an OSError): recover the condition from the text, then drop the text.
+        sqlstate = _state_from_text(str(exc))
     if sqlstate and re.fullmatch(r"[0-9A-Z]{5}", sqlstate):
         return sqlstate_error(sqlstate, timeout_ms=timeout_ms, doing=doing)
     return SourceError(
         f"the PostgreSQL driver failed ({type(exc).__name__}) while {doing}; the message is withheld because "
         "it can quote data values. Check the query and the server's log.",
     )
+
+
+# PostgreSQL's (English) primary messages for the errors a streaming read commonly hits.
+_TEXT_STATES: list[tuple[str, str]] = [
+    (r"SQLSTATE: ([0-9A-Z]{5})", ""),
+    (r"canceling statement due to statement timeout", "57014"),
+    (r"canceling statement due to user request", "57014"),
+    (r"canceling statement due to lock timeout", "55P03"),
+    (r"invalid input syntax", "22P02"),
+    (r"division by zero", "22012"),
+    (r"out of range", "22003"),
+    (r"value too long", "22001"),
+    (r"cannot execute .* in a read-only transaction", "25006"),
+    (r"could not serialize access", "40001"),
+    (r"deadlock detected", "40P01"),
+    (r"out of memory", "53200"),
+    (r"could not (write|extend|resize)|no space left", "53100"),
+    (r"terminating connection|server closed the connection|connection to server .* lost", "08006"),
+    (r"permission denied", "42501"),
+]
+
+
+def _state_from_text(text: str) -> str | None:
+    for pattern, state in _TEXT_STATES:
+        match = re.search(pattern, text, flags=re.IGNORECASE)
+        if match:
+            return state or match.group(1)
+    return None

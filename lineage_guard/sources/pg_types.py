@@ -15,6 +15,7 @@ batch (vectorized; Python runs per distinct value only for the rare network type
 | inet, cidr, macaddr, macaddr8 | opaque binary | string, PostgreSQL's text form |
 | xml | opaque binary | string |
 | other opaque text types (enums) | opaque string | string |
+| void (e.g. `SELECT pg_sleep(1)`) | opaque | null |
 | arrays of the above | list<...> | list<converted> |
 
 Unconstrained numeric becomes decimal128(38, 10), not float64: money-like values
@@ -193,6 +194,8 @@ def _plan_type(field_name: str, typ: pa.DataType, field: pa.Field) -> tuple[pa.D
                 typmod = int((field.metadata or {}).get(_PG_TYPMOD, b"-1"))
                 fixed = _numeric_type(typmod)
                 return (fixed, _numeric_fixed(fixed)) if fixed else (UNCONSTRAINED_NUMERIC, _numeric_free)
+            if type_name == "void":
+                return pa.null(), lambda arr: pa.nulls(len(arr))
             if pa.types.is_string(typ.storage_type) or pa.types.is_large_string(typ.storage_type):
                 return typ.storage_type, _storage
             if type_name in _OPAQUE_BINARY:

@@ -47,6 +47,9 @@ class PgUrl:
             raise ConfigError("the port in the PostgreSQL URL is not a number between 1 and 65535") from None
         user = unquote(parts.username or "") or query.get("user", [""])[0]
         host = parts.hostname or query.get("host", ["localhost"])[0]
+        if host.startswith("/"):
+            # A Unix socket directory is not a network name; lineage names the local machine.
+            host = "localhost"
         database = unquote(parts.path.lstrip("/")) or query.get("dbname", [""])[0] or user
         has_password = parts.password is not None or "password" in query
         return cls(url=url, host=host, port=port, database=database, user=user, has_password=has_password)

@@ -256,7 +256,11 @@ class PostgresSource:
             except Exception as exc:  # noqa: BLE001
                 raise from_driver_error(exc, doing="opening the write transaction") from None
             try:
-                cursor.execute(sql, parameters)
+                if parameters is None:
+                    cursor.execute(sql)
+                else:
+                    # ADBC reports rows affected for bound statements only through executemany.
+                    cursor.executemany(sql, [parameters])
                 affected = cursor.rowcount
                 cursor.execute("COMMIT")
             except Exception as exc:  # noqa: BLE001

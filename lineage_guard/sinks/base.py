@@ -1,0 +1,111 @@
+"""The interface every sink (step 8) implements: open, write batches, then commit or abort.
+
+A sink is atomic: nothing is visible at its target until `commit()` succeeds,
+and `abort()` removes whatever was staged. Used as a context manager, a sink
+aborts when the block raises *or* ends without `commit()`, so a half-read
+result is never published by accident.
+
+Example:
+    >>> import pyarrow as pa
+    >>> from lineage_guard.sinks import ArrowSink
+    >>> batch = pa.record_batch({"x": [1, 2]})
+    >>> with ArrowSink() as sink:
+    ...     sink.open(batch.schema)
+    ...     sink.write(batch)
+    ...     info = sink.commit()
+    >>> sink.table.num_rows
+    2
+"""
+
+from __future__ import annotations
+
+import abc
+
+import pyarrow as pa
+
+from ..errors import SinkError
+from ..run import SinkInfo
+
+
+class Sink(abc.ABC):
+    """Base class: tracks state (new -> open -> committed | aborted), rows and bytes."""
+
+    def __init__(self) -> None:
+        self.state = "new"
+        self.rows = 0
+        self.bytes_written = 0
+        self.schema: pa.Schema | None = None
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> SinkInfo:
+        """Where the result goes, named the OpenLineage way (known before commit)."""
+
+    def open(self, schema: pa.Schema) -> None:
+        """Start staging a result with this schema."""
+        if self.state != "new":
+            raise SinkError(f"this sink is {self.state}; create a new sink for each result")
+        self.schema = schema
+        self._open(schema)
+        self.state = "open"
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Stage one batch (its schema must equal the one given to `open`)."""
+        if self.state != "open":
+            raise SinkError(f"write() on a sink that is {self.state}; call open(schema) first")
+        if not batch.schema.equals(self.schema, check_metadata=False):
+            self.abort()
+            raise SinkError("a batch's schema differs from the schema the sink was opened with; "
+                            "every batch of one result must have the same columns and types")
+        try:
+            self._write(batch)
+        except SinkError:
+            self.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.abort()
+            raise SinkError(f"writing a batch failed ({type(exc).__name__}); nothing was left at "
+                            f"{self.info.uri}") from None
+        self.rows += batch.num_rows
+
+    def commit(self) -> SinkInfo:
+        """Publish the staged result atomically; returns where it went."""
+        if self.state != "open":
+            raise SinkError(f"commit() on a sink that is {self.state}; call open(schema) first")
+        try:
+            self._commit()
+        except SinkError:
+            self.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.abort()
+            raise SinkError(f"publishing the result failed ({type(exc).__name__}); nothing was left at "
+                            f"{self.info.uri}") from None
+        self.state = "committed"
+        return self.info
+
+    def abort(self) -> None:
+        """Drop whatever was staged. Safe to call in any state; a committed result is left alone."""
+        if self.state in ("committed", "aborted"):
+            return
+        self.state = "aborted"
+        self._abort()
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.state != "committed":
+            self.abort()
+
+    @abc.abstractmethod
+    def _open(self, schema: pa.Schema) -> None: ...
+
+    @abc.abstractmethod
+    def _write(self, batch: pa.RecordBatch) -> None: ...
+
+    @abc.abstractmethod
+    def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def _abort(self) -> None: ...

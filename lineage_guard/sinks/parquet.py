@@ -1,0 +1,124 @@
+"""A Parquet file sink for a local path or any fsspec URL (`file://`, `memory://`, `s3://`, `gs://`...).
+
+Batches are written as they stream (pyarrow's ParquetWriter) to a temporary
+object next to the target, named `.<name>.<random>.lg-tmp`; `commit()` closes it
+and moves it into place (an atomic rename on a local filesystem; a single-object
+copy on object stores, where the target appears whole or not at all), `abort()`
+deletes it. A failed read therefore leaves nothing at the target, and a result
+that existed before is only replaced by a complete new one.
+
+Example:
+    >>> import pyarrow as pa
+    >>> batch = pa.record_batch({"x": [1, 2, 3]})
+    >>> with ParquetSink("memory://doc/example.parquet") as sink:
+    ...     sink.open(batch.schema)
+    ...     sink.write(batch)
+    ...     info = sink.commit()
+    >>> (info.namespace, info.name, sink.rows)
+    ('memory', '/doc/example.parquet', 3)
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import ConfigError, SinkError
+from ..run import SinkInfo
+from .base import Sink
+from .naming import file_dataset, is_local, local_path
+
+
+def _unsupported(schema: pa.Schema) -> list[str]:
+    """Columns Parquet cannot store (pyarrow has no Parquet mapping for these)."""
+    bad = []
+    for field in schema:
+        t = field.type
+        while pa.types.is_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        if pa.types.is_interval(t):
+            bad.append(field.name)
+    return bad
+
+
+class ParquetSink(Sink):
+    """Write one result to one Parquet file, atomically. `compression` is any pyarrow codec name."""
+
+    def __init__(self, uri: str | os.PathLike, *, compression: str = "zstd", storage_options: dict | None = None):
+        super().__init__()
+        uri = os.fspath(uri)
+        if not uri:
+            raise ConfigError("the Parquet sink needs a path or URL, e.g. out/customers.parquet or s3://bucket/key")
+        self.uri = local_path(uri) if is_local(uri) else uri
+        self.compression = compression
+        self._storage_options = storage_options or {}
+        self._fs = None
+        self._path = None
+        self._tmp = None
+        self._file = None
+        self._writer = None
+
+    @property
+    def info(self) -> SinkInfo:
+        namespace, name = file_dataset(self.uri)
+        return SinkInfo(kind="parquet", uri=self.uri, namespace=namespace, name=name)
+
+    def _open(self, schema: pa.Schema) -> None:
+        bad = _unsupported(schema)
+        if bad:
+            raise SinkError(f"Parquet cannot store interval columns ({', '.join(bad)}); cast them in the query, "
+                            "e.g. extract(epoch from col) or col::text")
+        try:
+            self._fs, self._path = fsspec.core.url_to_fs(self.uri, **self._storage_options)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"cannot write to {self.uri}: {type(exc).__name__} (is the fsspec backend for this "
+                              "protocol installed, e.g. s3fs for s3://?)") from None
+        parent, name = posixpath.split(self._path) if "/" in self._path else ("", self._path)
+        if not name:
+            raise ConfigError(f"the Parquet sink target {self.uri} names a folder; give a file name")
+        if parent:
+            self._fs.makedirs(parent, exist_ok=True)
+        self._tmp = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.lg-tmp")
+        try:
+            self._file = self._fs.open(self._tmp, "wb")
+            self._writer = pq.ParquetWriter(self._file, schema, compression=self.compression)
+        except Exception as exc:  # noqa: BLE001
+            self._abort()
+            raise SinkError(f"could not start writing {self.uri} ({type(exc).__name__}); check the location "
+                            "is writable") from None
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def _commit(self) -> None:
+        writer, self._writer = self._writer, None
+        writer.close()
+        file, self._file = self._file, None
+        file.close()
+        self.bytes_written = int(self._fs.size(self._tmp))
+        if is_local(self.uri):
+            os.replace(self._tmp, self._path)  # atomic on one filesystem, replaces an older result whole
+        else:
+            self._fs.mv(self._tmp, self._path)
+        self._tmp = None
+
+    def _abort(self) -> None:
+        for closer in (self._writer, self._file):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:  # noqa: BLE001 - the staged object is deleted below anyway
+                pass
+        self._writer = self._file = None
+        if self._tmp is not None and self._fs is not None:
+            try:
+                if self._fs.exists(self._tmp):
+                    self._fs.rm(self._tmp)
+            except Exception:  # noqa: BLE001
+                pass
+            self._tmp = None

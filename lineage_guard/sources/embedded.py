@@ -1,0 +1,52 @@
+"""An embedded PostgreSQL (pgserver) for the demo, tests and trying lineage_guard without a server.
+
+`embedded_url()` starts (or reuses) a private PostgreSQL whose data lives in
+`lineage_guard.paths.home() / "pg"` by default, listening on a Unix socket, and
+returns a URL `PostgresSource` and `lineage_guard.demo.data.seed` accept.
+
+Running as root: PostgreSQL refuses to run as root, so pgserver creates (once,
+with `useradd`) an unprivileged system user named `pgserver`, hands the data
+directory to it and runs the server as that user. Non-root users need nothing.
+
+The server keeps running while this process lives and is stopped at exit
+(pgserver's `cleanup_mode="stop"`); the data directory stays for the next run.
+
+Example:
+    >>> from lineage_guard.sources.embedded import embedded_url
+    >>> url = embedded_url()                       # doctest: +SKIP
+    >>> url                                        # doctest: +SKIP
+    'postgresql://postgres:@/postgres?host=/root/.lineage_guard/pg'
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from .. import paths
+from ..errors import ConfigError, SourceError
+
+_servers: dict[Path, object] = {}
+_lock = threading.Lock()
+
+
+def embedded_url(data_dir: Path | None = None, database: str = "postgres") -> str:
+    """Start, or reuse within this process, the embedded server for `data_dir`; return its URL."""
+    try:
+        import pgserver
+    except ImportError:
+        raise ConfigError("the embedded PostgreSQL needs the [embedded] extra: "
+                          "pip install 'lineage-guard[embedded]'") from None
+    root = Path(data_dir) if data_dir is not None else paths.home() / "pg"
+    root = root.expanduser().resolve()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        server = _servers.get(root)
+        if server is None:
+            try:
+                server = pgserver.get_server(root, cleanup_mode="stop")
+            except Exception as exc:  # noqa: BLE001 - pgserver's errors can carry its full log
+                raise SourceError(f"could not start the embedded PostgreSQL in {root} ({type(exc).__name__}); "
+                                  f"see {root / 'log'} and check the folder is writable") from None
+            _servers[root] = server
+    return server.get_uri(database)
