@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..audit import Filters, Ledger, VerifyReport, export_ledger, verify_export, who_saw
 from ..audit.query import parse_time
@@ -33,6 +34,7 @@ LedgerOpt = Annotated[Optional[str], typer.Option(
     "--ledger", help="sqlite:///path, a file path or postgresql://... (default: $LINEAGE_GUARD_LEDGER_URL, then the state folder).")]
 KeyOpt = Annotated[Optional[list[str]], typer.Option(
     "--public-key", help="A trusted ledger public key (hex, repeat); the master key's is trusted when set.")]
+SHORT = 8  # receipt ids are shown like short git hashes; `audit receipt` accepts a unique prefix
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -79,6 +81,13 @@ def verify(
     _guarded(run)
 
 
+def _columns(*names: str, keep: dict[str, int] | None = None) -> list[Column]:
+    # Never truncate: other cells fold, and `keep` columns (names, receipt ids: what a reader copies)
+    # get the width of their longest value so they stay on one line.
+    keep = keep or {}
+    return [Column(name, overflow="fold", no_wrap=name in keep, min_width=keep.get(name)) for name in names]
+
+
 def _row(entry: dict[str, Any]) -> dict[str, Any]:
     body = entry["body"]
     return {
@@ -113,13 +122,17 @@ def log(
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
             return
-        grid = Table("#", "recorded (UTC)", "who", "purpose", "decision", "outcome", "rows", "tables", "clear", "masked", "receipt")
+        # The terminal view is a summary; --json and `audit receipt ID` give every column, method and table.
+        grid = Table(*_columns("#", "when (UTC)", "who", "purpose", "outcome", "rows", "clear/masked", "receipt",
+                               keep={"when (UTC)": 16, "who": max((len(r["principal"]) for r in rows), default=3),
+                                     "receipt": SHORT}), box=box.SIMPLE_HEAD)
         for r in rows:
-            grid.add_row(str(r["seq"]), r["recorded_at"][:19], f"{r['principal']} ({r['kind']})", r["purpose"], r["action"],
-                         r["outcome"] + (" (supersedes)" if r["supersedes"] else ""), str(r["rows"]),
-                         ", ".join(r["tables"]), ", ".join(r["clear"]), ", ".join(r["masked"]), r["receipt"])
+            ended = r["outcome"] + ("*" if r["supersedes"] else "")
+            grid.add_row(str(r["seq"]), r["recorded_at"][:16].replace("T", " "), r["principal"], r["purpose"], ended,
+                         str(r["rows"]), f"{len(r['clear'])}/{len(r['masked'])}", r["receipt"][:SHORT])
         out.print(grid)
-        out.print(f"{len(rows)} entries", highlight=False)
+        out.print(f"{len(rows)} entries" + (" (* supersedes an earlier entry of the same run)"
+                                            if any(r["supersedes"] for r in rows) else ""), highlight=False)
     _guarded(run)
 
 
@@ -139,7 +152,9 @@ def who_saw_cmd(
             typer.echo(json.dumps({k: [s.to_json() for s in v] for k, v in seen.items()}, sort_keys=True))
             return
         for label in ("clear", "masked"):
-            grid = Table("who", "kind", "how", "runs", "rows", "last", "purposes", title=f"{column}: saw it {label}")
+            widest = max((len(x.principal) for x in seen[label]), default=1)
+            grid = Table(*_columns("who", "kind", "how", "runs", "rows", "last", "purposes", keep={"who": widest}),
+                         title=f"{column}: saw it {label}")
             for s in seen[label]:
                 grid.add_row(s.principal, s.kind, s.how, str(s.runs), str(s.rows), s.last[:19], ", ".join(sorted(s.purposes)))
             out.print(grid if seen[label] else f"{column}: nobody saw it {label}", highlight=False)
@@ -151,6 +166,14 @@ def _usage(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _resolve(ledger: Ledger, receipt_id: str) -> str:
+    """The full id for a unique prefix of at least SHORT characters; else the id as given."""
+    if len(receipt_id) < SHORT or ledger.store.row(receipt_id) is not None:
+        return receipt_id
+    matches = [e["id"] for e in ledger.entries() if e["id"].startswith(receipt_id)]
+    return matches[0] if len(matches) == 1 else receipt_id
+
+
 @app.command()
 def receipt(
     receipt_id: Annotated[str, typer.Argument(metavar="ID", help="The receipt id a governed call returned.")],
@@ -159,15 +182,17 @@ def receipt(
 ) -> None:
     """Print one entry and verify it (hash, signature, pinned key); exit 1 if it does not verify."""
     def run() -> None:
-        check = Ledger.open(ledger).verify_receipt(receipt_id, public_key or ())
+        opened = Ledger.open(ledger)
+        full = _resolve(opened, receipt_id)
+        check = opened.verify_receipt(full, public_key or ())
         if check.entry is not None:
             typer.echo(json.dumps(check.entry, indent=2, sort_keys=True, ensure_ascii=False))
         if not check.ok:
-            err.print(f"[red]BAD[/red]: receipt {receipt_id}: {check.reason}", highlight=False)
+            err.print(f"[red]BAD[/red]: receipt {full}: {check.reason}", highlight=False)
             raise typer.Exit(1)
-        superseded = [e["id"] for e in Ledger.open(ledger).entries() if e["body"].get("supersedes") == receipt_id]
+        superseded = [e["id"] for e in opened.entries() if e["body"].get("supersedes") == full]
         note = f" (superseded by {superseded[0]})" if superseded else ""
-        err.print(f"[green]ok[/green]: receipt {receipt_id} verifies (key {check.entry['key_id']}){note}", highlight=False)
+        err.print(f"[green]ok[/green]: receipt {full} verifies (key {check.entry['key_id']}){note}", highlight=False)
     _guarded(run)
 
 

@@ -1,0 +1,109 @@
+"""`lineage-guard audit ...` through typer's CliRunner and the installed console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from lineage_guard.audit import Ledger
+from lineage_guard.cli.audit import app
+from test_audit import make_run
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def url(tmp_path) -> str:
+    return f"sqlite://{tmp_path}/ledger.sqlite"
+
+
+@pytest.fixture
+def receipts(url):
+    ledger = Ledger.open(url)
+    return [
+        ledger.record(make_run("dr-ho", "care", kind="human", groups=("clinicians",), masked=False, rows=3)),
+        ledger.record(make_run("svc-training", rows=100)),
+        ledger.record(make_run("svc-training", outcome="denied")),
+    ]
+
+
+def audit(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_verify_ok_then_names_the_first_bad_entry(url, receipts, tmp_path):
+    result = audit("verify", "--ledger", url)
+    assert result.exit_code == 0 and "3 entries verify" in result.output
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as conn:
+        conn.execute("DROP TRIGGER ledger_entries_no_update")
+        conn.execute("UPDATE ledger_entries SET entry = CAST(replace(CAST(entry AS TEXT), '\"rows\":100', '\"rows\":1') AS BLOB)"
+                     " WHERE seq = 2")
+    result = audit("verify", "--ledger", url)
+    assert result.exit_code == 1 and f"entry #2 (id {receipts[1].id})" in result.output and "edited" in result.output
+    report = json.loads(audit("verify", "--ledger", url, "--json").stdout)
+    assert (report["ok"], report["first_bad"]["position"], report["entries"]) == (False, 2, 1)
+
+
+def test_log_filters_and_json(url, receipts):
+    rows = [json.loads(line) for line in audit("log", "--ledger", url, "--json").stdout.splitlines()]
+    assert [r["receipt"] for r in rows] == [r.id for r in receipts]
+    only = lambda *a: [json.loads(line)["seq"] for line in audit("log", "--ledger", url, "--json", *a).stdout.splitlines()]  # noqa: E731
+    assert only("--identity", "clinicians") == [1] and only("--purpose", "ai_training") == [2, 3]
+    assert only("--outcome", "denied") == [3] and only("--column", "public.patients.ssn") == [1, 2, 3]
+    assert only("--table", "public.nothing") == [] and only("--until", "2000-01-01") == [] and only("--since", "2000-01-01") == [1, 2, 3]
+    table = audit("log", "--ledger", url)
+    assert table.exit_code == 0 and "dr-ho" in table.output and receipts[0].id[:8] in table.output and "3 entries" in table.output
+    bad = audit("log", "--ledger", url, "--since", "last tuesday")
+    assert bad.exit_code == 1 and "ISO 8601" in bad.output
+
+
+def test_who_saw(url, receipts):
+    seen = json.loads(audit("who-saw", "public.patients.ssn", "--ledger", url, "--json").stdout)
+    assert [(s["principal"], s["runs"], s["rows"]) for s in seen["clear"]] == [("dr-ho", 1, 3)]
+    assert [(s["principal"], s["how"], s["rows"]) for s in seen["masked"]] == [("svc-training", "partial(keep_last=4)", 100)]
+    text = audit("who-saw", "public.patients.ssn", "--ledger", url)
+    assert text.exit_code == 0 and "saw it clear" in text.output and "svc-training" in text.output
+    assert audit("who-saw", "ssn", "--ledger", url).exit_code == 1
+
+
+def test_receipt_prints_and_verifies(url, receipts, monkeypatch):
+    result = audit("receipt", receipts[1].id, "--ledger", url)
+    assert result.exit_code == 0 and json.loads(result.stdout)["hash"] == receipts[1].hash
+    assert audit("receipt", "nope", "--ledger", url).exit_code == 1
+    short = audit("receipt", receipts[2].id[:8], "--ledger", url)  # the short id `audit log` shows
+    assert short.exit_code == 0 and json.loads(short.stdout)["id"] == receipts[2].id
+    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", "ab" * 32)  # another master: its key is not the ledger's
+    result = audit("receipt", receipts[1].id, "--ledger", url)
+    assert result.exit_code == 1 and "not a trusted key" in result.output
+
+
+def test_export_then_verify_offline_with_only_the_public_key(url, receipts, tmp_path, monkeypatch):
+    out = tmp_path / "out" / "ledger.jsonl"
+    assert audit("export", str(out), "--ledger", url).exit_code == 0
+    header, *lines = out.read_bytes().splitlines()
+    header = json.loads(header)
+    assert header["entries"] == len(lines) == 3 and [p.name for p in out.parent.iterdir()] == ["ledger.jsonl"]
+    (public_key,) = header["public_keys"].values()
+    (tmp_path / "ledger.sqlite").unlink()  # offline: no database, no master key
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    assert audit("verify", "--export", str(out)).exit_code == 1  # no pinned key: refuse, do not trust the file's own
+    result = audit("verify", "--export", str(out), "--public-key", public_key)
+    assert result.exit_code == 0 and "3 entries verify" in result.output
+    forged = lines[2].replace(b'"outcome":"denied"', b'"outcome":"success"')
+    assert forged != lines[2]
+    for tampered in (lines[:1] + lines[2:], lines[::-1], lines[:2] + [forged], lines[:2]):
+        path = tmp_path / "t.jsonl"
+        path.write_bytes(b"\n".join([json.dumps(header).encode(), *tampered]) + b"\n")
+        assert audit("verify", "--export", str(path), "--public-key", public_key).exit_code == 1
+
+
+def test_console_script_runs_audit(url, receipts, tmp_path):
+    exe = shutil.which("lineage-guard", path=str(__import__("pathlib").Path(__import__("sys").executable).parent))
+    assert exe, "the lineage-guard console script is installed in the venv"
+    done = subprocess.run([exe, "audit", "verify", "--ledger", url, "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout)["entries"] == 3, done.stderr[-500:]
