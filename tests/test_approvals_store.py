@@ -15,7 +15,7 @@ import pytest
 
 import lineage_guard.approvals.store as store_mod
 from lineage_guard.approvals import ApprovalError, ApprovalRequest, ApprovalsConfig, ApprovalStore, fingerprint
-from lineage_guard.errors import ConfigError
+from lineage_guard.errors import AccessDenied, ConfigError
 from lineage_guard.identity import Identity
 from lineage_guard.run import SourceInfo
 
@@ -103,6 +103,16 @@ def test_deny_is_final_and_decisions_are_not_repeated(store):
     with pytest.raises(ApprovalError, match="already denied by dana"):
         store.approve(req.id, "erin")
     assert store.list(status="denied") == [store.get(req.id)] and store.list(status="pending") == []
+
+
+def test_a_denial_stands_until_it_expires(store, monkeypatch):
+    store.deny(ask(store, ttl_seconds=60).id, "dana")
+    with pytest.raises(AccessDenied, match="denied by dana .* the denial stands until"):
+        ask(store)
+    assert ask(store, purpose="other").status == "pending"  # another fingerprint is not affected
+    real_now = store_mod._now
+    monkeypatch.setattr(store_mod, "_now", lambda: real_now() + timedelta(seconds=61))
+    assert ask(store).status == "pending"
 
 
 @pytest.mark.parametrize("change", [

@@ -55,6 +55,7 @@ def test_who_may_write(writes, identity, action):
     (write("delete", has_where=False), "delete_without_where", "DELETE without WHERE on public.orders is denied "
                                                                "by default in environment 'production'; add a WHERE"),
     (write("update", has_where=False), "update_without_where", "UPDATE without WHERE on public.orders"),
+    (write("delete", flags={"delete_all"}), "delete_without_where", "DELETE without WHERE"),  # WHERE 1 = 1
 ])
 def test_dangerous_statements_denied_by_default_and_relaxed_per_environment(analysis, danger, words):
     assert dangers(analysis) == [danger]

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Literal, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from ..audit.statement import redact_literals
-from ..errors import ConfigError, LineageGuardError
+from ..errors import AccessDenied, ConfigError, LineageGuardError
 from ..identity import Identity
 from ..paths import state_file
 from ..run import SourceInfo, statement_hash
@@ -375,6 +375,8 @@ class ApprovalStore:
     ) -> ApprovalRequest:
         """Store a pending request, or return the pending one for the same fingerprint; then notify.
 
+        Raises `AccessDenied` while an unexpired denial stands for the same fingerprint.
+
         The request is stored before any notifier is called, so a notifier outage loses
         nothing: failures land in `notify_status` for `lineage-guard approvals notify --retry`.
         """
@@ -397,6 +399,14 @@ class ApprovalStore:
         )
         with self._db.tx() as cur:
             self._expire(cur)
+            denied = self._select(cur, "fingerprint = ? AND status = 'denied' AND expires_at > ? "
+                                       "ORDER BY decided_at DESC", (fp, _ts(now)))
+            if denied:  # a denial stands until it expires: asking again must not re-page the approvers
+                d = denied[0]
+                raise AccessDenied([f"approval request {d.id} for this same statement, identity, purpose and "
+                                    f"source was denied by {d.approver} (see `lineage-guard approvals show "
+                                    f"{d.id}`); the denial stands until {_ts(d.expires_at)}: change the request "
+                                    "or talk to the approver"])
             created = cur.execute(
                 f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
                 "ON CONFLICT (fingerprint) WHERE status = 'pending' DO NOTHING", values)

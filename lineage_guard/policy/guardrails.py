@@ -136,6 +136,8 @@ def _matches(patterns: Iterable[str], value: str) -> bool:
 def dangers(analysis: Analysis) -> list[str]:
     """The refused-by-default operations a statement performs, in a stable order."""
     found = set(analysis.flags) & set(DANGERS)
+    # The analysis flags `WHERE 1 = 1` (a WHERE testing no column) as `delete_all`/`update_all`.
+    found |= {f"{f.removesuffix('_all')}_without_where" for f in analysis.flags & {"delete_all", "update_all"}}
     if analysis.kind == "dcl" and not found & {"grant", "revoke"}:
         found.add("grant")  # a privilege statement the analysis could not name is treated as the stronger one
     if analysis.kind == "delete" and not analysis.has_where:
