@@ -55,6 +55,8 @@ _SPECIFIC: dict[str, str] = {
     "42501": "the database role lacks a privilege the query needs; grant it or use another role",
     "42601": "the query has a syntax error; check it with `lineage-guard plan`",
     "42P01": "a table or view in the query does not exist; check its name and schema",
+    "42P07": "a table or other object with that name already exists; pick another name, or for a table sink "
+             "use mode='append' or mode='replace'",
     "42703": "a column in the query does not exist; check its name",
     "42883": "a function or operator in the query does not exist for these argument types; add casts",
     "57014": "the statement was cancelled, usually by the statement timeout; narrow the query or raise "
@@ -164,6 +166,7 @@ _TEXT_STATES: list[tuple[str, str]] = [
     (r"could not (write|extend|resize)|no space left", "53100"),
     (r"terminating connection|server closed the connection|connection to server .* lost", "08006"),
     (r"permission denied", "42501"),
+    (r"already exists", "42P07"),
 ]
 
 
