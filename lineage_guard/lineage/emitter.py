@@ -133,8 +133,12 @@ class LineageEmitter:
         except Exception as exc:  # noqa: BLE001 - shipping must never fail the data path
             log.warning("lineage: shipping failed (%s); events stay queued", type(exc).__name__)
 
-    def close(self, timeout: float | None = None) -> None:
-        """Wait for background shipping to finish (up to `timeout` seconds)."""
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Wait for background shipping to finish, at most `timeout` seconds (None: no limit).
+
+        Bounded by default: a slow backend must not hold the caller; whatever is
+        not shipped stays queued for the next run or `lineage-guard lineage flush`.
+        """
         worker = self._worker
         if worker is not None:
             worker.join(timeout)

@@ -296,15 +296,15 @@ def event_from_dict(event: dict) -> event_v2.RunEvent:
     client config adds, e.g. tags).
     """
     def ds(cls, d: dict, extra: str):
-        return cls(namespace=d["namespace"], name=d["name"], facets=d.get("facets") or {},
-                   **{extra: d.get(extra) or {}})
+        # None, not {}: the client drops None, so an absent facet map stays absent on the wire.
+        return cls(namespace=d["namespace"], name=d["name"], facets=d.get("facets"), **{extra: d.get(extra)})
 
     return event_v2.RunEvent(
         eventType=event_v2.RunState[event["eventType"]],
         eventTime=event["eventTime"],
-        run=event_v2.Run(runId=event["run"]["runId"], facets=event["run"].get("facets") or {}),
+        run=event_v2.Run(runId=event["run"]["runId"], facets=event["run"].get("facets")),
         job=event_v2.Job(namespace=event["job"]["namespace"], name=event["job"]["name"],
-                         facets=event["job"].get("facets") or {}),
+                         facets=event["job"].get("facets")),
         inputs=[ds(event_v2.InputDataset, d, "inputFacets") for d in event.get("inputs") or []],
         outputs=[ds(event_v2.OutputDataset, d, "outputFacets") for d in event.get("outputs") or []],
         producer=event["producer"],

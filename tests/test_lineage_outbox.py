@@ -1,0 +1,241 @@
+"""The outbox and shipping against a real HTTP lineage endpoint on 127.0.0.1 that answers like Marquez."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from lineage_check import assert_valid_events, sample_run
+
+from lineage_guard.lineage import LineageEmitter, Outbox, OutboxError, build_event, ship_pending
+from lineage_guard.paths import state_file
+
+ALIASES = [f"OPENLINEAGE__TRANSPORT__TRANSPORTS__DEFAULT_HTTP__{k}" for k in ("TYPE", "URL", "AUTH", "ENDPOINT")]
+
+
+class FakeMarquez(ThreadingHTTPServer):
+    """Accepts POST /api/v1/lineage with 201, or answers `fail_status` while it is set."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[dict] = []
+        self.requests = 0
+        self.fail_status: int | None = None
+        self.reject_event_type: str | None = None     # answer 400 for events of this type
+        self.accept_before_failing: int | None = None  # accept this many, then fail with fail_status
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def seen(self) -> list[tuple[str, str]]:
+        return [(e["run"]["runId"], e["eventType"]) for e in self.received]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeMarquez
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        srv = self.server
+        with srv.lock:
+            srv.requests += 1
+            if self.path != "/api/v1/lineage":
+                status = 404
+            elif srv.accept_before_failing is not None and len(srv.received) >= srv.accept_before_failing:
+                status = srv.fail_status or 503
+            elif srv.fail_status and srv.accept_before_failing is None:
+                status = srv.fail_status
+            else:
+                event = json.loads(body)
+                status = 400 if event.get("eventType") == srv.reject_event_type else 201
+                if status == 201:
+                    srv.received.append(event)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def marquez(monkeypatch):
+    server = FakeMarquez()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ALIASES:  # the client writes these into os.environ; make monkeypatch remove them afterwards
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fast_http(marquez, monkeypatch):
+    """The client's http transport via OPENLINEAGE__TRANSPORT__*, one quick retry instead of ~9 s of backoff."""
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__URL", marquez.url)
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__RETRY", '{"total": 1, "backoff_factor": 0}')
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TIMEOUT", "5")
+    return marquez
+
+
+def test_events_reach_marquez_with_openlineage_url(marquez, monkeypatch):
+    monkeypatch.setenv("OPENLINEAGE_URL", marquez.url)
+    run = sample_run()
+    emitter = LineageEmitter(ship="inline")
+    emitter.start(run)
+    emitter.complete(run)
+    assert marquez.seen() == [(run.run_id, "START"), (run.run_id, "COMPLETE")]
+    for event in marquez.received:   # the client adds its own version tag; everything else is as stored
+        assert event["run"]["facets"].pop("tags")["tags"][0]["key"] == "openlineage_client_version"
+    assert marquez.received == Outbox().events(run_id=run.run_id)
+    assert Outbox().counts() == {"queued": 0, "shipped": 2, "rejected": 0}
+    assert state_file("outbox.sqlite").is_file()
+    assert_valid_events(marquez.received, forbid=["123-45-6789"])
+
+
+def test_outage_loses_nothing_and_sends_nothing_twice(fast_http, caplog):
+    fast_http.fail_status = 503
+    runs = [sample_run() for _ in range(3)]
+    emitter = LineageEmitter(ship="inline")
+    with caplog.at_level(logging.WARNING):
+        for run in runs:                     # each run succeeds although the backend is down
+            emitter.start(run)
+            emitter.complete(run)
+    assert fast_http.received == [] and fast_http.requests >= 6
+    assert Outbox().counts() == {"queued": 6, "shipped": 0, "rejected": 0}
+    assert "stay queued" in caplog.text and fast_http.url not in caplog.text
+    status = Outbox().status()
+    assert status["last_error"].startswith("RetryError") and status["attempts"] >= 1
+
+    fast_http.fail_status = None             # backend is back
+    assert emitter.flush() == 6
+    expected = [(r.run_id, t) for r in runs for t in ("START", "COMPLETE")]
+    assert fast_http.seen() == expected      # in order, each exactly once
+    assert emitter.flush() == 0 and fast_http.seen() == expected
+    assert Outbox().counts() == {"queued": 0, "shipped": 6, "rejected": 0}
+    assert_valid_events(fast_http.received, forbid=["123-45-6789"])
+
+
+def test_flush_stops_at_first_failure_so_order_holds(fast_http):
+    runs = [sample_run() for _ in range(3)]
+    box = Outbox()
+    for run in runs:
+        box.enqueue(build_event(run, "START"))
+        box.enqueue(build_event(run, "COMPLETE"))
+    fast_http.accept_before_failing, fast_http.fail_status = 3, 500
+    first = ship_pending(box)
+    assert (first.shipped, first.remaining) == (3, 3) and first.error.startswith("RetryError")
+    fast_http.accept_before_failing = None
+    fast_http.fail_status = None
+    assert ship_pending(box).shipped == 3
+    assert fast_http.seen() == [(r.run_id, t) for r in runs for t in ("START", "COMPLETE")]
+
+
+def test_next_run_ships_what_an_outage_left(fast_http):
+    earlier, later = sample_run(), sample_run()
+    emitter = LineageEmitter(ship="inline")
+    fast_http.fail_status = 502
+    emitter.start(earlier)
+    emitter.fail(earlier)
+    fast_http.fail_status = None
+    emitter.start(later)                     # the next run's START pushes the backlog first
+    assert fast_http.seen() == [(earlier.run_id, "START"), (earlier.run_id, "FAIL"), (later.run_id, "START")]
+
+
+def test_background_shipping(fast_http):
+    run = sample_run()
+    emitter = LineageEmitter()               # default: a worker thread ships after each enqueue
+    emitter.start(run)
+    emitter.complete(run)
+    emitter.close(timeout=60)
+    assert emitter.flush() == 0
+    assert fast_http.seen() == [(run.run_id, "START"), (run.run_id, "COMPLETE")]
+
+
+def test_concurrent_flushers_never_double_send(fast_http):
+    box = Outbox()
+    runs = [sample_run() for _ in range(10)]
+    for run in runs:
+        box.enqueue(build_event(run, "START"))
+        box.enqueue(build_event(run, "COMPLETE"))
+    emitters = [LineageEmitter(Outbox(box.path), ship="manual") for _ in range(4)]
+    threads = [threading.Thread(target=e.flush) for e in emitters for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    emitters[0].flush()                      # whatever a skipped flusher left
+    assert sorted(fast_http.seen()) == sorted((r.run_id, t) for r in runs for t in ("START", "COMPLETE"))
+    assert len(fast_http.seen()) == 20
+
+
+def test_rejected_event_is_set_aside_not_blocking(fast_http):
+    fast_http.reject_event_type = "START"
+    run = sample_run()
+    emitter = LineageEmitter(ship="inline")
+    emitter.start(run)
+    emitter.complete(run)
+    assert fast_http.seen() == [(run.run_id, "COMPLETE")]
+    box = Outbox()
+    assert box.counts() == {"queued": 0, "shipped": 1, "rejected": 1}
+    assert box.status()["queued"] == 0
+    fast_http.reject_event_type = None
+    assert box.requeue_rejected() == 1 and emitter.flush() == 1
+
+
+def test_no_transport_keeps_events_quietly(capfd, monkeypatch):
+    run = sample_run()
+    emitter = LineageEmitter(ship="inline")
+    emitter.start(run)
+    emitter.complete(run)
+    assert emitter.flush() == 0
+    assert Outbox().counts() == {"queued": 2, "shipped": 0, "rejected": 0}
+    out, err = capfd.readouterr()
+    assert run.run_id not in out + err and "eventType" not in out + err   # no console transport spam
+
+
+def test_disabled_writes_nothing(marquez, monkeypatch):
+    monkeypatch.setenv("OPENLINEAGE_URL", marquez.url)
+    monkeypatch.setenv("OPENLINEAGE_DISABLED", "true")
+    run = sample_run()
+    emitter = LineageEmitter(ship="inline")
+    emitter.start(run)
+    emitter.complete(run)
+    assert Outbox().counts() == {"queued": 0, "shipped": 0, "rejected": 0} and marquez.received == []
+
+
+def test_file_transport_from_openlineage_yml(tmp_path):
+    events_file = tmp_path / "events.jsonl"
+    (tmp_path / "openlineage.yml").write_text(
+        f"transport:\n  type: file\n  log_file_path: {events_file}\n  append: true\n")   # cwd is tmp_path
+    run = sample_run()
+    emitter = LineageEmitter(ship="inline")
+    emitter.start(run)
+    emitter.complete(run)
+    assert_valid_events([events_file], forbid=["123-45-6789"])
+    assert [json.loads(line)["eventType"] for line in events_file.read_text().splitlines()] == ["START", "COMPLETE"]
+
+
+def test_run_protocol_is_enforced():
+    emitter = LineageEmitter(ship="manual")
+    run = sample_run()
+    emitter.fail(run)                                   # no START yet: one is queued first
+    assert [e["eventType"] for e in Outbox().events(run_id=run.run_id)] == ["START", "FAIL"]
+    with pytest.raises(OutboxError, match="nothing may follow a terminal event"):
+        emitter.complete(run)
+    other = sample_run()
+    emitter.start(other)
+    with pytest.raises(OutboxError, match="already has a START"):
+        emitter.start(other)
+    with pytest.raises(OutboxError, match="needs run.runId"):
+        Outbox().enqueue({"eventType": "START"})
+    emitter.complete(other)
+    assert_valid_events(Outbox().events())
