@@ -95,6 +95,7 @@ def _detectors() -> tuple[Detector, ...]:
                  r"^(\+?1[ .-]?|001[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}( ?(x|ext\.?) ?[0-9]{1,5})?$"),
         Detector("phone_trunk", "phone", r"^(\(0[0-9]{1,4}\)[ -]?|0[0-9]{1,4}[ ./-])[0-9]{2,8}([ .-][0-9]{2,4}){0,4}$"),
         Detector("phone_digits", "phone", r"^(0[0-9]{8,11}|[1-9][0-9]{9})$", "weak"),
+        Detector("phone_generic", "phone", r"^[+(]?[0-9][0-9 ()./-]{5,18}[0-9]$", "weak", gx=False),
         # national identifiers
         Detector("us_ssn", "national_id", r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"),
         Detector("uk_nino", "national_id", r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-Z]$"),
