@@ -327,3 +327,44 @@ def test_log_filters_and_who_saw(ledger):
     seen = who_saw(entries, "public.patients.ssn")
     assert [(s.principal, s.how, s.runs, s.rows) for s in seen["clear"]] == [("dr-ho", "clear", 2, 7)]
     assert [(s.principal, s.how, s.runs, s.rows) for s in seen["masked"]] == [("svc-training", "partial(keep_last=4)", 1, 100)]
+
+
+SQLITE_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from lineage_guard.audit import Ledger
+from test_audit import make_run
+ledger = Ledger.open(sys.argv[1])
+for i in range(4):
+    ledger.record(make_run(principal="proc"))
+"""
+
+
+def test_sqlite_concurrent_threads_and_processes_keep_one_chain(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    url = str(tmp_path / "ledger.sqlite")
+    Ledger.open(url)
+    procs = [subprocess.Popen([sys.executable, "-c", SQLITE_CHILD, url, str(Path(__file__).parent)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    barrier, errors = threading.Barrier(8), []
+
+    def task() -> None:
+        try:
+            ledger = Ledger.open(url)
+            barrier.wait()
+            ledger.record(make_run(principal="thread"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-500:] for p in procs]
+    assert errors == []
+    report = Ledger.open(url).verify()
+    assert (report.ok, report.entries) == (True, 16)

@@ -107,3 +107,13 @@ def test_console_script_runs_audit(url, receipts, tmp_path):
     assert exe, "the lineage-guard console script is installed in the venv"
     done = subprocess.run([exe, "audit", "verify", "--ledger", url, "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["entries"] == 3, done.stderr[-500:]
+
+
+def test_readers_never_create_a_ledger(tmp_path):
+    missing = tmp_path / "typo" / "ledger.sqlite"
+    for args in (["verify"], ["log"], ["who-saw", "a.b.c"], ["receipt", "x"], ["export", str(tmp_path / "x.jsonl")]):
+        result = audit(*args, "--ledger", str(missing))
+        assert result.exit_code == 1 and "no ledger at" in result.output, args
+    assert not missing.parent.exists()
+    (tmp_path / "other.sqlite").write_bytes(b"")
+    assert "not a lineage_guard ledger" in audit("verify", "--ledger", str(tmp_path / "other.sqlite")).output

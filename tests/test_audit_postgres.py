@@ -121,3 +121,10 @@ def test_connection_errors_are_sanitized(pg_url):
         Ledger.open(bad)
     message = str(caught.value)
     assert "s3cr3t-pw" not in message and "does not exist" not in message and "OperationalError" in message
+
+
+def test_reader_refuses_a_missing_postgres_ledger(pg_url, schema):
+    with pytest.raises(LedgerError, match="no ledger in schema"):
+        Ledger.open(pg_url, schema=schema, create=False)
+    Ledger.open(pg_url, schema=schema)
+    assert Ledger.open(pg_url, schema=schema, create=False).verify().entries == 0

@@ -55,21 +55,21 @@ class ReceiptCheck:
         return self.reason is None
 
 
-def _store_for(url: str | None, schema: str):
+def _store_for(url: str | None, schema: str, create: bool):
     url = (url or os.environ.get(LEDGER_URL_ENV, "")).strip() or None
     if url is None:
-        return SqliteStore(paths.state_file(DEFAULT_FILE))
+        return SqliteStore(paths.state_file(DEFAULT_FILE), create)
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("postgresql", "postgres"):
-        return PostgresStore(url, schema=schema)
+        return PostgresStore(url, schema=schema, create=create)
     if scheme == "sqlite":
         path = url[len("sqlite://"):]
         if not path:
             raise ConfigError("ledger URL sqlite:// needs a path, e.g. sqlite:///var/lib/lineage_guard/ledger.sqlite")
-        return SqliteStore(Path(path))
+        return SqliteStore(Path(path), create)
     if scheme:
         raise ConfigError(f"ledger URL scheme {scheme!r} is not supported; use sqlite:///path, a file path or postgresql://...")
-    return SqliteStore(Path(url))
+    return SqliteStore(Path(url), create)
 
 
 class Ledger:
@@ -80,16 +80,18 @@ class Ledger:
         self._signer = signer
 
     @classmethod
-    def open(cls, url: str | None = None, *, schema: str = "lineage_guard", signer: Signer | None = None) -> "Ledger":
+    def open(cls, url: str | None = None, *, schema: str = "lineage_guard", create: bool = True,
+             signer: Signer | None = None) -> "Ledger":
         """Open (creating if needed) the ledger at `url`.
 
         `url`: `sqlite:///path`, a plain path, `postgresql://...`; else env
         `LINEAGE_GUARD_LEDGER_URL`; else `ledger.sqlite` in the state folder.
-        `schema` is where a PostgreSQL ledger keeps its tables.
+        `schema` is where a PostgreSQL ledger keeps its tables. `create=False` (readers,
+        verifiers) refuses a ledger that does not exist instead of creating an empty one.
         The signer defaults to the key derived from `LINEAGE_GUARD_MASTER_KEY`,
         needed only to record.
         """
-        return cls(_store_for(url, schema), signer)
+        return cls(_store_for(url, schema, create), signer)
 
     def __repr__(self) -> str:
         return f"Ledger({self.store!r})"

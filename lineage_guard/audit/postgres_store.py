@@ -30,9 +30,9 @@ def _where(url: str) -> str:
 
 
 class PostgresStore:
-    """Entries and head in `<schema>.ledger_entries` / `<schema>.ledger_head`."""
+    """Entries and head in `<schema>.ledger_entries` / `<schema>.ledger_head`; `create=False` only opens."""
 
-    def __init__(self, url: str, schema: str = "lineage_guard"):
+    def __init__(self, url: str, schema: str = "lineage_guard", create: bool = True):
         try:
             import psycopg
             from psycopg import sql
@@ -52,7 +52,7 @@ class PostgresStore:
             "rows": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries ORDER BY seq").format(ident),
             "row": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries WHERE id = %s").format(ident),
         }
-        create = sql.SQL("""
+        ddl = sql.SQL("""
             CREATE SCHEMA IF NOT EXISTS {s};
             CREATE TABLE IF NOT EXISTS {s}.ledger_entries (
                 seq bigint PRIMARY KEY, id text NOT NULL UNIQUE, run_id text NOT NULL,
@@ -67,9 +67,15 @@ class PostgresStore:
             CREATE OR REPLACE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON {s}.ledger_entries
                 FOR EACH ROW EXECUTE FUNCTION {s}.ledger_append_only();
         """).format(s=ident, genesis=sql.Literal(GENESIS))
+        if not create:
+            with self._connect() as conn:
+                found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".ledger_entries',)).fetchone()[0]
+            if found is None:
+                raise LedgerError(f"no ledger in schema {schema!r} at {self.where}: check --ledger / LINEAGE_GUARD_LEDGER_URL")
+            return
         with self._connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
-            conn.execute(create)
+            conn.execute(ddl)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r}, schema={self.schema!r})"

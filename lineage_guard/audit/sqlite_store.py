@@ -48,10 +48,17 @@ Build = Callable[[int, str, "str | None"], StoredRow]
 
 
 class SqliteStore:
-    """Entries and head in one SQLite file."""
+    """Entries and head in one SQLite file; `create=False` opens an existing ledger only (for readers)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
+        if not create:
+            if not self.path.is_file():
+                raise LedgerError(f"no ledger at {self.path}: check --ledger / LINEAGE_GUARD_LEDGER_URL")
+            with self._connect() as conn:
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_entries'").fetchone() is None:
+                    raise LedgerError(f"{self.path} is not a lineage_guard ledger (no ledger_entries table)")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)

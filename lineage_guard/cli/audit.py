@@ -48,6 +48,11 @@ def _guarded(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(exc.exit_code) from None
 
 
+def _open(url: str | None) -> Ledger:
+    # Readers never create: a mistyped --ledger must fail, not verify an empty new ledger.
+    return Ledger.open(url, create=False)
+
+
 def _report(report: VerifyReport, as_json: bool, what: str) -> None:
     if as_json:
         typer.echo(json.dumps({
@@ -76,7 +81,7 @@ def verify(
         if export is not None:
             _report(verify_export(export, public_key or ()), as_json, str(export))
         else:
-            opened = Ledger.open(ledger)
+            opened = _open(ledger)
             _report(opened.verify(public_key or ()), as_json, "ledger")
     _guarded(run)
 
@@ -117,7 +122,7 @@ def log(
     def run() -> None:
         filters = Filters(identity, table, column, purpose, outcome,
                           parse_time(since) if since else None, parse_time(until) if until else None)
-        rows = [_row(e) for e in Ledger.open(ledger).entries() if filters.matches(e)]
+        rows = [_row(e) for e in _open(ledger).entries() if filters.matches(e)]
         if as_json:
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
@@ -147,7 +152,7 @@ def who_saw_cmd(
         parts = column.split(".")
         if len(parts) != 3 or not all(parts):
             raise _usage(f"column must be schema.table.column, got {column!r}")
-        seen = who_saw(Ledger.open(ledger).entries(), column)
+        seen = who_saw(_open(ledger).entries(), column)
         if as_json:
             typer.echo(json.dumps({k: [s.to_json() for s in v] for k, v in seen.items()}, sort_keys=True))
             return
@@ -182,7 +187,7 @@ def receipt(
 ) -> None:
     """Print one entry and verify it (hash, signature, pinned key); exit 1 if it does not verify."""
     def run() -> None:
-        opened = Ledger.open(ledger)
+        opened = _open(ledger)
         full = _resolve(opened, receipt_id)
         check = opened.verify_receipt(full, public_key or ())
         if check.entry is not None:
@@ -204,6 +209,6 @@ def export(
 ) -> None:
     """Verify, then write every entry plus the public key(s) needed to verify the file offline."""
     def run() -> None:
-        report = export_ledger(Ledger.open(ledger), file, public_key or ())
+        report = export_ledger(_open(ledger), file, public_key or ())
         out.print(f"exported {report.entries} entries to {file} (head {report.head_hash})", highlight=False)
     _guarded(run)
