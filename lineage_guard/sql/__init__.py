@@ -1,0 +1,184 @@
+"""Step 2: what a SQL statement reads, writes and returns, learned from the SQL and the catalog only.
+
+Example:
+    >>> from lineage_guard.sql.catalog import Catalog
+    >>> cat = Catalog.from_ddl_text("CREATE TABLE customers (id int PRIMARY KEY, email text)")
+    >>> a = analyze("SELECT id, lower(email) AS e FROM customers", cat)
+    >>> [(c.name, [str(s) for s in c.sources], c.direct) for c in a.columns]
+    [('id', ['public.customers.id'], True), ('e', ['public.customers.email'], False)]
+    >>> analyze("SELECT 1; DROP TABLE customers", cat).violations[0]
+    'more than one statement (2); lineage_guard runs exactly one statement per request: split them'
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from .catalog import Catalog
+from .model import Analysis, ColumnRef, ColumnUse, OutputColumn, TableRef
+
+__all__ = ["analyze", "Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef"]
+
+_QUERY = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
+           exp.Command, exp.Copy, exp.Grant, exp.Revoke)
+
+
+def analyze(sql: str, catalog: Catalog) -> Analysis:
+    """Parse one PostgreSQL statement and resolve it against `catalog`. Never raises on hostile input."""
+    try:
+        return _analyze(sql, catalog)
+    except RecursionError:
+        return _refused(sql, "could not analyze: the statement nests too deeply; simplify it")
+    except Exception as err:  # fail closed: an analysis bug must never let a statement through
+        return _refused(sql, f"could not analyze: {type(err).__name__}")
+
+
+def _refused(sql: str, reason: str, kind="other") -> Analysis:
+    return Analysis(str(sql), kind, False, violations=(reason,))
+
+
+def _analyze(sql: str, catalog: Catalog) -> Analysis:
+    import sqlglot
+
+    from .allowlist import _silence_sqlglot
+    from .guards import decode_unicode_identifiers
+    from .lineage import Resolver
+    from .statements import describe
+
+    _silence_sqlglot()
+    if not isinstance(sql, str) or not sql.strip():
+        return _refused(str(sql or ""), "empty statement; give one SQL statement")
+    original = sql
+    sql, early = decode_unicode_identifiers(sql)
+    if early:
+        return _refused(original, early)
+    try:
+        parsed = [p for p in sqlglot.parse(sql, dialect="postgres") if p is not None and not isinstance(p, exp.Semicolon)]
+    except sqlglot.errors.ParseError as err:
+        where = ""
+        if err.errors:
+            first = err.errors[0]
+            where = f" near line {first.get('line')}, column {first.get('col')}"
+        return _refused(sql, f"could not parse the SQL{where} as PostgreSQL; fix the syntax (psql meta-commands "
+                             "such as \\copy are not SQL)")
+    except sqlglot.errors.SqlglotError:
+        return _refused(sql, "could not parse the SQL as PostgreSQL (tokenizer error); fix quoting and syntax")
+    if not parsed:
+        return _refused(sql, "empty statement; give one SQL statement")
+    if len(parsed) > 1:
+        return _refused(_normalized(parsed[0], sql),
+                        f"more than one statement ({len(parsed)}); lineage_guard runs exactly one statement per "
+                        "request: split them")
+    node = parsed[0]
+    statement = _normalized(node, sql)
+    default_schema = catalog.search_path[0] if catalog.search_path else "public"
+    resolver = Resolver(catalog)
+
+    if isinstance(node, _QUERY):
+        writes = [n for n in node.walk() if isinstance(n, _WRITES)]
+        for w in writes:
+            resolver.refuse(f"a data-modifying {type(w).__name__.upper()} inside the query (writable CTE) "
+                            "runs even if never referenced; a read may not write: remove it")
+        cols = resolver.query(node, None)
+        is_read = not writes and not any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks"))
+                                         for n in node.walk())
+        singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate)
+        uses = tuple(ColumnUse(u.column, u.clause, u.against_constant, singles_out) for u in resolver.uses)
+        return Analysis(
+            statement=statement, kind="select", is_read=is_read,
+            tables_read=tuple(sorted(resolver.tables_read)),
+            columns=tuple(
+                OutputColumn(i, c.name, tuple(sorted(c.lin.sources)), c.lin.direct, c.lin.opaque, c.lin.type)
+                for i, c in enumerate(cols)
+            ),
+            uses=uses, violations=tuple(resolver.violations),
+            error_channel=tuple(sorted(resolver.error_channel)),
+        )
+
+    kind, written, has_where, flags = describe(node, default_schema)
+    if isinstance(node, exp.Command) or kind in ("other", "session", "transaction", "call", "explain"):
+        word = str(node.this).upper() if isinstance(node, exp.Command) else type(node).__name__.upper()
+        resolver.refuse(_command_reason(word, kind))
+    if "copy_program" in flags:
+        resolver.refuse("COPY ... PROGRAM runs a shell command on the database server; use a governed read instead")
+    if flags & {"copy_to_file", "copy_from_file"}:
+        resolver.refuse("COPY to or from a server file bypasses masking; use a governed read and a sink instead")
+    # Reads inside a write (INSERT ... SELECT, COPY (SELECT ...), CREATE ... AS SELECT, RETURNING) still count.
+    for sub in _inner_queries(node):
+        resolver.query(sub, None)
+    for t in node.find_all(exp.Table):
+        if t.args.get("db") or catalog.relation(t.name):
+            rel = catalog.relation(t.name.lower(), t.args.get("db") and t.args["db"].name.lower())
+            if rel is not None and TableRef(rel.schema, rel.name) not in written:
+                resolver.tables_read.add(TableRef(rel.schema, rel.name))
+    return Analysis(
+        statement=statement, kind=kind, is_read=False,
+        tables_read=tuple(sorted(resolver.tables_read)), tables_written=tuple(written),
+        violations=tuple(resolver.violations), has_where=has_where, flags=frozenset(flags),
+        error_channel=tuple(sorted(resolver.error_channel)),
+    )
+
+
+def _inner_queries(node: exp.Expression) -> list[exp.Expression]:
+    out = []
+    for key in ("expression", "this"):
+        sub = node.args.get(key)
+        if isinstance(sub, _QUERY):
+            out.append(sub)
+    return out
+
+
+def _command_reason(word: str, kind: str) -> str:
+    if word == "EXPLAIN":
+        return ("EXPLAIN is refused: plans expose row estimates from column statistics (and EXPLAIN ANALYZE "
+                "runs the query), an oracle on sensitive values; run the query itself through lineage_guard")
+    if kind == "session" or word in ("SET", "RESET"):
+        return (f"{word} changes session state (role, search_path, read-only, timeouts) that lineage_guard "
+                "pins for every read; remove it")
+    if kind == "transaction":
+        return f"{word}: transaction control is lineage_guard's job; send the statement alone"
+    if kind == "call":
+        return (f"{word} runs code or a prepared statement whose lineage cannot be checked; "
+                "send the statement itself")
+    return (f"{word} ... is a statement lineage_guard cannot analyze (sqlglot keeps it opaque); "
+            "send one plain SELECT, or a write the guardrails can check")
+
+
+def _normalized(node: exp.Expression, sql: str) -> str:
+    try:
+        return node.sql(dialect="postgres")
+    except Exception:
+        return sql
+
+
+def _population(node: exp.Expression, resolver, catalog: Catalog) -> bool:
+    """Whether the result only has population-level aggregates (no row, group or window singles anyone out)."""
+    if isinstance(node, exp.Subquery):
+        return _population(node.this, resolver, catalog)
+    if isinstance(node, exp.SetOperation):
+        return _population(node.this, resolver, catalog) and _population(node.expression, resolver, catalog)
+    if not isinstance(node, exp.Select):
+        return False
+    aggregates = False
+    for e in node.expressions:
+        if any(isinstance(w, exp.Window) for w in e.walk()):
+            return False
+        if any(isinstance(a, exp.AggFunc) for a in e.walk()):
+            aggregates = True
+    group = node.args.get("group")
+    if not aggregates and not group:
+        return False
+    if group:
+        unique = {c for t in resolver.tables_read for c in (catalog.relation(t.table, t.schema) or _NO_REL).unique}
+        for g in group.walk():
+            if isinstance(g, exp.Column) and g.name.lower() in unique:
+                return False
+    return True
+
+
+class _NoRel:
+    unique: frozenset = frozenset()
+
+
+_NO_REL = _NoRel()

@@ -104,6 +104,9 @@ class Analysis:
     violations: tuple[str, ...] = ()    # non-empty => deny, whatever the policy (reasons a person can act on)
     has_where: bool = True              # for UPDATE/DELETE: false => whole-table change
     flags: frozenset[str] = field(default_factory=frozenset)  # e.g. {"copy_program", "truncate", "drop", "grant"}
+    # Source columns whose values reach a cast or parse function that can fail with the value in its
+    # error message (`ssn::int`): masking the output cannot help, the error leaks first.
+    error_channel: tuple[ColumnRef, ...] = ()
 
     @property
     def source_columns(self) -> tuple[ColumnRef, ...]:

@@ -1,0 +1,315 @@
+"""The catalog: which tables, views and functions exist, so SQL can be resolved to base columns.
+
+Two constructors:
+- `Catalog.from_postgres(url)` reads pg_catalog live, in a read-only transaction;
+- `Catalog.from_ddl(*paths)` parses CREATE TABLE / VIEW / MATERIALIZED VIEW / FUNCTION offline.
+
+Names are resolved through a pinned `search_path` (default `public`), never the session's.
+
+Example:
+    >>> cat = Catalog.from_ddl_text("CREATE TABLE t (id int, email text); CREATE VIEW v AS SELECT email AS e FROM t")
+    >>> cat.relation("t").column_names
+    ('id', 'email')
+    >>> cat.relation("v").kind, cat.relation("v").definition
+    ('view', 'SELECT email AS e FROM t')
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+from urllib.parse import urlsplit
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.tokens import TokenType
+
+from ..errors import ConfigError
+from .allowlist import _silence_sqlglot
+
+RelationKind = Literal["table", "view", "matview", "foreign", "other"]
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A table or view: ordered columns with Postgres types; views carry their defining SELECT."""
+
+    schema: str
+    name: str
+    kind: RelationKind = "table"
+    columns: tuple[tuple[str, str | None], ...] = ()
+    definition: str | None = None          # the SELECT of a view / materialized view / CREATE TABLE AS
+    unique: frozenset[str] = frozenset()   # columns that identify one row on their own (PK / UNIQUE)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def column_type(self, name: str) -> str | None:
+        return dict(self.columns).get(name)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A user-defined function or procedure. Only LANGUAGE sql bodies can be analyzed."""
+
+    schema: str
+    name: str
+    language: str | None = None
+    body: str | None = None
+    kind: Literal["function", "procedure", "aggregate", "window"] = "function"
+    returns_set: bool = False
+    arg_names: tuple[str, ...] = ()
+    out_columns: tuple[str, ...] = ()      # RETURNS TABLE (...) / OUT parameters
+    volatility: str | None = None          # i / s / v
+
+
+@dataclass
+class Catalog:
+    """Relations and user-defined functions, looked up through a pinned search_path."""
+
+    relations: dict[tuple[str, str], Relation] = field(default_factory=dict)
+    functions: dict[str, list[Function]] = field(default_factory=dict)
+    search_path: tuple[str, ...] = ("public",)
+    source: str = "ddl"
+
+    def add(self, item: Relation | Function) -> None:
+        if isinstance(item, Relation):
+            self.relations[(item.schema, item.name)] = item
+        else:
+            self.functions.setdefault(item.name, []).append(item)
+
+    def relation(self, name: str, schema: str | None = None) -> Relation | None:
+        """The relation `schema.name`, or the first `name` along the search_path."""
+        if schema:
+            return self.relations.get((schema, name))
+        for s in self.search_path:
+            if (s, name) in self.relations:
+                return self.relations[(s, name)]
+        return None
+
+    def user_functions(self, name: str, schema: str | None = None) -> list[Function]:
+        """User-defined functions called `name` (in `schema`, or anywhere: any schema could shadow a built-in)."""
+        found = self.functions.get(name, [])
+        return [f for f in found if schema is None or f.schema == schema]
+
+    # -- live ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_postgres(cls, url: str, search_path: Iterable[str] = ("public",)) -> "Catalog":
+        """Read tables, views, materialized views and user functions from a live database, read-only."""
+        try:
+            import psycopg
+        except ImportError as err:  # pragma: no cover - the [postgres] extra
+            raise ConfigError("Catalog.from_postgres needs the [postgres] extra (psycopg)") from err
+        cat = cls(search_path=tuple(search_path), source="postgres")
+        try:
+            with psycopg.connect(url, autocommit=False) as conn:
+                conn.read_only = True
+                with conn.cursor() as cur:
+                    cur.execute("SET LOCAL statement_timeout = '30s'")
+                    cur.execute(_RELATIONS_SQL)
+                    rows = cur.fetchall()
+                    cur.execute(_FUNCTIONS_SQL)
+                    funcs = cur.fetchall()
+                conn.rollback()
+        except psycopg.Error as err:
+            # Never forward the server's text or the URL's password.
+            raise ConfigError(
+                f"could not read the catalog from {_display(url)} ({type(err).__name__}); check the URL, "
+                "that the server is up and that the role may read pg_catalog"
+            ) from None
+        for schema, name, relkind, columns, definition, unique in rows:
+            kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
+            cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
+                             _strip_semicolon(definition), frozenset(unique or ())))
+        for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
+            names, modes = list(argnames or []), list(argmodes or [])
+            modes = modes or ["i"] * len(names)
+            ins = tuple(n for n, m in zip(names, modes) if m in ("i", "b", "v"))
+            outs = tuple(n for n, m in zip(names, modes) if m in ("o", "b", "t"))
+            cat.add(Function(schema, name, lang, body,
+                             {"p": "procedure", "a": "aggregate", "w": "window"}.get(prokind, "function"),
+                             bool(retset), ins, outs, volatility))
+        return cat
+
+    # -- offline ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_ddl(cls, *paths: str | Path, search_path: Iterable[str] = ("public",)) -> "Catalog":
+        """Parse DDL files (repeatable, applied in order): CREATE TABLE / VIEW / MATERIALIZED VIEW / FUNCTION."""
+        if not paths:
+            raise ConfigError("give at least one --schema-file with CREATE TABLE statements")
+        cat = cls(search_path=tuple(search_path), source="ddl")
+        for path in paths:
+            p = Path(path)
+            try:
+                text = p.read_text()
+            except OSError as err:
+                raise ConfigError(f"cannot read schema file {p}: {err.strerror or type(err).__name__}") from None
+            cat._load_ddl(text)
+        return cat
+
+    @classmethod
+    def from_ddl_text(cls, text: str, search_path: Iterable[str] = ("public",)) -> "Catalog":
+        """Like `from_ddl`, from a string."""
+        cat = cls(search_path=tuple(search_path), source="ddl")
+        cat._load_ddl(text)
+        return cat
+
+    def _load_ddl(self, text: str) -> None:
+        _silence_sqlglot()
+        for chunk in split_statements(text):
+            head = _strip_comments(chunk).lstrip().upper()
+            if not head.startswith(("CREATE", "DROP", "ALTER")):
+                continue  # INSERT/BEGIN/COMMIT/SET...: data and transaction control are not schema
+            try:
+                node = sqlglot.parse_one(chunk, dialect="postgres")
+            except Exception:
+                node = None
+            if isinstance(node, exp.Create):
+                self._load_create(node, chunk)
+            elif isinstance(node, exp.Drop) and str(node.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+                for t in node.find_all(exp.Table):
+                    self.relations.pop((t.db or self.search_path[0], t.name), None)
+            elif node is None or isinstance(node, exp.Command):
+                self._load_fallback(chunk)
+
+    def _load_create(self, node: exp.Create, chunk: str) -> None:
+        kind = str(node.args.get("kind") or "").upper()
+        target = node.this
+        if kind in ("FUNCTION", "PROCEDURE"):
+            self.add(_function_from_create(node, self.search_path[0]))
+            return
+        table = target.this if isinstance(target, exp.Schema) else target
+        if not isinstance(table, exp.Table):
+            return
+        schema, name = table.db or self.search_path[0], table.name
+        if kind == "TABLE" and isinstance(target, exp.Schema) and node.expression is None:
+            cols, unique = [], set()
+            for col in target.expressions:
+                if isinstance(col, exp.ColumnDef):
+                    cols.append((col.name, col.args["kind"].sql("postgres").lower() if col.args.get("kind") else None))
+                    if any(isinstance(c.args.get("kind"), (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint))
+                           for c in col.constraints):
+                        unique.add(col.name)
+                elif isinstance(col, (exp.PrimaryKey, exp.UniqueColumnConstraint)):
+                    keys = [e.name for e in col.find_all(exp.Identifier)]
+                    if len(keys) == 1:
+                        unique.add(keys[0])
+            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(unique)))
+        elif kind in ("VIEW", "TABLE") and node.expression is not None:
+            materialized = any(isinstance(p, exp.MaterializedProperty) for p in node.find_all(exp.MaterializedProperty))
+            rel_kind: RelationKind = "view" if kind == "VIEW" and not materialized else "matview"
+            names = tuple((c.name, None) for c in target.expressions) if isinstance(target, exp.Schema) else ()
+            self.add(Relation(schema, name, rel_kind, names, node.expression.sql("postgres")))
+
+    def _load_fallback(self, chunk: str) -> None:
+        # sqlglot does not know every option (e.g. WITH (security_barrier)): keep what lineage needs.
+        text = _strip_comments(chunk)
+        m = _VIEW_RE.match(text)
+        if m:
+            schema, name = _split_name(m.group("name"), self.search_path[0])
+            names = tuple((c.strip().strip('"'), None) for c in (m.group("cols") or "").split(",") if c.strip())
+            kind: RelationKind = "matview" if m.group("mat") else "view"
+            self.add(Relation(schema, name, kind, names, m.group("body").strip()))
+            return
+        m = _FUNC_RE.match(text)
+        if m:
+            schema, name = _split_name(m.group("name"), self.search_path[0])
+            self.add(Function(schema, name, None, None))  # known to exist, body unknown: refused when called
+
+
+def split_statements(text: str) -> list[str]:
+    """Split SQL text on top-level semicolons, using sqlglot's tokenizer (quotes and $$ bodies respected)."""
+    try:
+        tokens = Postgres().tokenize(text)
+    except Exception:
+        return [text]
+    chunks, start = [], 0
+    for tok in tokens:
+        if tok.token_type == TokenType.SEMICOLON:
+            chunks.append(text[start:tok.start])
+            start = tok.end + 1
+    chunks.append(text[start:])
+    return [c for c in chunks if _strip_comments(c).strip()]
+
+
+_VIEW_RE = re.compile(
+    r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:RECURSIVE\s+)?(?P<mat>MATERIALIZED\s+)?VIEW\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.\"]+)\s*(?:\((?P<cols>[^)]*)\))?\s*(?:WITH\s*\([^)]*\)\s*)?AS\s+(?P<body>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_FUNC_RE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\s+(?P<name>[\w.\"]+)", re.IGNORECASE)
+
+
+def _strip_comments(text: str) -> str:
+    return re.sub(r"--[^\n]*", "", text)
+
+
+def _split_name(name: str, default_schema: str) -> tuple[str, str]:
+    parts = [p.strip('"') if p.startswith('"') else p.lower() for p in name.split(".")]
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else (default_schema, parts[-1])
+
+
+def _strip_semicolon(sql: str | None) -> str | None:
+    return sql.strip().rstrip(";").strip() if sql else sql
+
+
+def _function_from_create(node: exp.Create, default_schema: str) -> Function:
+    udf = node.this
+    table = udf.this if isinstance(udf, exp.UserDefinedFunction) else udf
+    schema = getattr(table, "db", None) or default_schema
+    name = table.name if isinstance(table, exp.Table) else str(table)
+    args = tuple(a.name for a in (udf.expressions if isinstance(udf, exp.UserDefinedFunction) else []))
+    language = body = volatility = None
+    returns_set, outs = False, ()
+    for prop in node.find_all(exp.LanguageProperty):
+        language = prop.name.lower()
+    for prop in node.find_all(exp.StabilityProperty):
+        volatility = {"IMMUTABLE": "i", "STABLE": "s", "VOLATILE": "v"}.get(prop.name.upper())
+    for prop in node.find_all(exp.ReturnsProperty):
+        ret = prop.this
+        if isinstance(ret, exp.Schema):
+            returns_set, outs = True, tuple(c.name for c in ret.expressions if isinstance(c, exp.ColumnDef))
+        returns_set = returns_set or bool(prop.args.get("is_table")) or "SETOF" in prop.sql("postgres").upper()
+    expression = node.expression
+    if isinstance(expression, exp.Heredoc):
+        body = expression.this if isinstance(expression.this, str) else expression.name
+    elif isinstance(expression, exp.Literal):
+        body = expression.this
+    elif expression is not None:
+        body = expression.sql("postgres")
+    kind = "procedure" if str(node.args.get("kind")).upper() == "PROCEDURE" else "function"
+    return Function(schema, name, language, body, kind, returns_set, args, outs, volatility)
+
+
+def _display(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme or 'postgresql'}://{host}{port}{parts.path}"
+
+
+_RELATIONS_SQL = """
+SELECT n.nspname, c.relname, c.relkind,
+       (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)] ORDER BY a.attnum)
+          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+       (SELECT array_agg(a.attname::text) FROM pg_index i
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+"""
+
+_FUNCTIONS_SQL = """
+SELECT n.nspname, p.proname, l.lanname, p.prosrc, p.prokind, p.proretset,
+       p.proargnames::text[], p.proargmodes::text[], p.provolatile
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+"""

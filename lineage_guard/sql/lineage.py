@@ -1,0 +1,808 @@
+"""Column lineage for one query: every output column, by position, to the source columns it derives from.
+
+`Resolver` walks a sqlglot tree scope by scope (CTEs, FROM items, lateral joins, subqueries,
+set operations, views, SQL function bodies) and records, on the way, where source columns are
+used outside the projection (`ColumnUse`), which values flow into casts that can fail with the
+value in the error message, and every reason to refuse the statement. It never trusts names:
+`*`, `t.*`, `(t).*` are expanded against the catalog and whole-row references are opaque.
+
+Example:
+    >>> from lineage_guard.sql.catalog import Catalog
+    >>> cat = Catalog.from_ddl_text("CREATE TABLE t (id int, email text)")
+    >>> import sqlglot
+    >>> r = Resolver(cat)
+    >>> [(c.name, sorted(map(str, c.lin.sources))) for c in r.query(sqlglot.parse_one("SELECT upper(email) AS e FROM t", dialect="postgres"), None)]
+    [('e', ['public.t.email'])]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from .allowlist import (
+    ERROR_CHANNEL_FUNCTIONS, SAFE_CAST_TARGETS, SYSTEM_SCHEMAS, TABLE_FUNCTION_COLUMNS, TABLE_FUNCTIONS,
+    function_name, is_allowed_name, is_allowed_node, refusal_reason,
+)
+from .catalog import Catalog, Function, Relation
+from .model import ColumnRef, ColumnUse, TableRef
+
+_MAX_DEPTH = 24  # views within views within functions: deeper than this is refused, not followed
+
+
+@dataclass(frozen=True)
+class Lin:
+    """Lineage of one value: its source columns, whether it is one passed through unchanged, whether it is opaque."""
+
+    sources: frozenset[ColumnRef] = frozenset()
+    direct: bool = False
+    opaque: bool = False
+    type: str | None = None
+
+    def __or__(self, other: "Lin") -> "Lin":
+        return Lin(self.sources | other.sources, False, self.opaque or other.opaque, None)
+
+    def derived(self, type_: str | None = None) -> "Lin":
+        return Lin(self.sources, False, self.opaque, type_)
+
+    @property
+    def constant(self) -> bool:
+        return not self.sources and not self.opaque
+
+
+def union(lins) -> Lin:
+    out = Lin()
+    for lin in lins:
+        out = out | lin
+    return out
+
+
+@dataclass
+class Col:
+    name: str
+    lin: Lin
+
+
+@dataclass
+class Rel:
+    """A FROM item as seen by the query: alias, ordered columns, and the whole-row lineage."""
+
+    alias: str
+    cols: list[Col]
+    open: bool = False        # a function whose column set is not known: any name resolves to `whole`
+    whole_lin: Lin | None = None
+
+    @property
+    def whole(self) -> Lin:
+        base = self.whole_lin or union(c.lin for c in self.cols)
+        return Lin(base.sources, False, True, None)
+
+    def find(self, name: str) -> Col | None:
+        for col in self.cols:
+            if col.name == name:
+                return col
+        return None
+
+
+@dataclass
+class Scope:
+    parent: "Scope | None" = None
+    rels: list[Rel] = field(default_factory=list)
+    ctes: dict[str, list[Col]] = field(default_factory=dict)
+    windows: dict[str, exp.Expression] = field(default_factory=dict)
+
+    def cte(self, name: str) -> list[Col] | None:
+        scope: Scope | None = self
+        while scope:
+            if name in scope.ctes:
+                return scope.ctes[name]
+            scope = scope.parent
+        return None
+
+
+def ident(node: exp.Expression | str | None) -> str:
+    """A name as PostgreSQL sees it: unquoted identifiers fold to lower case."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.lower()
+    if isinstance(node, exp.Identifier):
+        return node.this if node.quoted else node.this.lower()
+    if isinstance(node, (exp.Column, exp.Table, exp.TableAlias, exp.ColumnDef)) or hasattr(node, "this"):
+        inner = node.this if not isinstance(node, exp.TableAlias) else node.this
+        if isinstance(inner, exp.Identifier):
+            return ident(inner)
+    return node.name.lower()
+
+
+_TEXTY = {"text", "varchar", "character varying", "char", "character", "bpchar", "name", "citext", "unknown", None}
+_AGG_TYPES = (exp.AggFunc,)
+
+
+class Resolver:
+    """Walks queries against a catalog; collects lineage, uses, error-channel sources and violations."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.violations: list[str] = []
+        self.uses: list[ColumnUse] = []
+        self.tables_read: set[TableRef] = set()
+        self.error_channel: set[ColumnRef] = set()
+        self.point_predicate = False
+        self.depth = 0
+        self._captures: list[set] = []
+        self._quiet = 0  # >0 inside view and function bodies: their own filters are not the caller's choice
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def refuse(self, reason: str) -> None:
+        if reason not in self.violations:
+            self.violations.append(reason)
+
+    def _use(self, lin: Lin, clause: str, against_constant: bool) -> None:
+        if self._quiet:
+            return
+        for src in sorted(lin.sources):
+            self.uses.append(ColumnUse(src, clause, against_constant))  # type: ignore[arg-type]
+
+    def _seen(self, lin: Lin) -> Lin:
+        for cap in self._captures:
+            cap.add(lin)
+        return lin
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def query(self, node: exp.Expression, scope: Scope | None) -> list[Col]:
+        """Output columns of a query node (SELECT, set operation, VALUES, subquery), in order."""
+        self.depth += 1
+        try:
+            if self.depth > _MAX_DEPTH:
+                self.refuse("the query nests views, functions or subqueries too deeply to check; simplify it")
+                return []
+            if isinstance(node, exp.Subquery):
+                cols = self.query(node.this, scope)
+                return self._suffix(node, cols, scope)
+            if isinstance(node, exp.SetOperation):
+                return self._set_operation(node, scope)
+            if isinstance(node, exp.Values):
+                return self._values(node, scope)
+            if isinstance(node, exp.Select):
+                return self._select(node, scope)
+            if isinstance(node, exp.Paren):
+                return self.query(node.this, scope)
+            self.refuse(f"unsupported query form {type(node).__name__}; rewrite it as a plain SELECT")
+            return []
+        finally:
+            self.depth -= 1
+
+    def _with(self, node: exp.Expression, scope: Scope) -> None:
+        with_ = node.args.get("with_") or node.args.get("with")
+        if not with_:
+            return
+        for cte in with_.expressions:
+            name = ident(cte.alias_or_name)
+            alias_cols = [ident(c) for c in (cte.args.get("alias").columns if cte.args.get("alias") else [])]
+            body = cte.this
+            if not isinstance(body, (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)):
+                self.refuse(f"CTE {name} is a data-modifying statement ({type(body).__name__.upper()}); "
+                            "a read may not write: remove it")
+                scope.ctes[name] = []
+                continue
+            recursive = bool(with_.args.get("recursive"))
+            if not recursive:  # a plain CTE does not see itself: `WITH customers AS (... FROM customers)`
+                scope.ctes[name] = _rename(self.query(body, scope), alias_cols)
+                continue
+            # Recursive CTEs see themselves: iterate until the lineage stops growing.
+            scope.ctes[name] = [Col(n, Lin()) for n in alias_cols] if alias_cols else []
+            previous = None
+            for _ in range(4):
+                cols = self.query(body, scope)
+                if alias_cols:
+                    cols = _rename(cols, alias_cols)
+                signature = [(c.name, c.lin) for c in cols]
+                scope.ctes[name] = cols
+                if signature == previous:
+                    break
+                previous = signature
+
+    def _suffix(self, node: exp.Expression, cols: list[Col], scope: Scope | None) -> list[Col]:
+        # ORDER BY / LIMIT on a set operation or parenthesized query.
+        local = Scope(scope, [Rel("", cols)])
+        self._order_limit(node, local, cols)
+        return cols
+
+    def _set_operation(self, node: exp.SetOperation, scope: Scope | None) -> list[Col]:
+        local = Scope(scope)
+        self._with(node, local)
+        left = self.query(node.this, local)
+        right = self.query(node.expression, local)
+        if len(left) != len(right):
+            self.refuse("the branches of a set operation return different numbers of columns; fix the query")
+        out = []
+        for i, col in enumerate(left):
+            other = right[i].lin if i < len(right) else Lin()
+            both = col.lin | other
+            out.append(Col(col.name, Lin(both.sources, col.lin.direct and other.direct, both.opaque, col.lin.type)))
+            if isinstance(node, (exp.Except, exp.Intersect)):
+                # Membership of one side in the other tests each value against the other side's.
+                self._use(both, "where", col.lin.constant or other.constant)
+                if col.lin.constant or other.constant:
+                    self.point_predicate = True
+        self._order_limit(node, Scope(local, [Rel("", out)]), out)
+        return out
+
+    def _values(self, node: exp.Values, scope: Scope | None) -> list[Col]:
+        rows = [r.expressions if isinstance(r, exp.Tuple) else [r] for r in node.expressions]
+        width = max((len(r) for r in rows), default=0)
+        cols = [Col(f"column{i + 1}", Lin()) for i in range(width)]
+        for row in rows:
+            for i, e in enumerate(row):
+                lin = self.expr(e, scope or Scope())
+                cols[i].lin = Lin(cols[i].lin.sources | lin.sources, False, cols[i].lin.opaque or lin.opaque,
+                                  cols[i].lin.type or lin.type)
+        return cols
+
+    def _select(self, node: exp.Select, parent: Scope | None) -> list[Col]:
+        scope = Scope(parent)
+        self._with(node, scope)
+        if node.args.get("into"):
+            self.refuse("SELECT ... INTO creates a table; a read may not write: remove INTO")
+        if node.args.get("locks"):
+            self.refuse("FOR UPDATE / FOR SHARE takes row locks; a read may not lock: remove the locking clause")
+        from_ = node.args.get("from_") or node.args.get("from")
+        if from_:
+            scope.rels.append(self.from_item(from_.this, scope))
+        for join in node.args.get("joins") or []:
+            scope.rels.append(self.from_item(join.this, scope))
+            if join.args.get("on"):
+                self.predicate(join.args["on"], scope, "join")
+            for using in join.args.get("using") or []:
+                name = ident(using)
+                for rel in scope.rels:
+                    col = rel.find(name)
+                    if col:
+                        self._use(col.lin, "join", False)
+        for named in node.args.get("windows") or []:
+            scope.windows[ident(named.this)] = named
+        if node.args.get("where"):
+            self.predicate(node.args["where"].this, scope, "where")
+
+        out: list[Col] = []
+        for e in node.expressions:
+            out.extend(self.projection(e, scope))
+
+        group = node.args.get("group")
+        if group:
+            for g in group.walk():
+                if isinstance(g, exp.Literal) and g.is_int and g.parent is group:
+                    idx = int(g.this) - 1
+                    if 0 <= idx < len(out):
+                        self._use(out[idx].lin, "group", False)
+                elif isinstance(g, exp.Column) and g.parent is not None:
+                    pass
+            for g in group.expressions:
+                if not (isinstance(g, exp.Literal) and g.is_int):
+                    self._use(self._by_alias(g, scope, out), "group", False)
+            for key in ("rollup", "cube", "grouping_sets"):
+                for g in group.args.get(key) or []:
+                    self._use(self.expr(g, scope), "group", False)
+        if node.args.get("having"):
+            self.predicate(node.args["having"].this, scope, "having")
+        distinct = node.args.get("distinct")
+        if distinct and distinct.args.get("on"):
+            for e in distinct.args["on"].expressions if isinstance(distinct.args["on"], exp.Tuple) else [distinct.args["on"]]:
+                self._use(self._by_alias(e, scope, out), "distinct_on", False)
+        self._order_limit(node, scope, out)
+        return out
+
+    def _by_alias(self, e: exp.Expression, scope: Scope, out: list[Col]) -> Lin:
+        # ORDER BY / GROUP BY may name an output column by alias or position.
+        if isinstance(e, exp.Literal) and e.is_int:
+            idx = int(e.this) - 1
+            return out[idx].lin if 0 <= idx < len(out) else Lin()
+        if isinstance(e, exp.Column) and not e.table:
+            name = ident(e.this)
+            found = self._lookup(name, scope, quiet=True)
+            if found is None:
+                for col in out:
+                    if col.name == name:
+                        return col.lin
+        return self.expr(e, scope)
+
+    def _order_limit(self, node: exp.Expression, scope: Scope, out: list[Col]) -> None:
+        order = node.args.get("order")
+        if order:
+            for o in order.expressions:
+                target = o.this if isinstance(o, exp.Ordered) else o
+                self._use(self._by_alias(target, scope, out), "order", False)
+        for key in ("limit", "offset"):
+            part = node.args.get(key)
+            if part is not None:
+                value = part.expression if isinstance(part, (exp.Limit, exp.Offset)) else part
+                if value is not None:
+                    self._use(self.expr(value, scope), "limit", False)
+
+    # -- FROM items ---------------------------------------------------------------------------
+
+    def from_item(self, item: exp.Expression, scope: Scope) -> Rel:
+        alias_node = item.args.get("alias")
+        alias = ident(alias_node.this) if isinstance(alias_node, exp.TableAlias) and alias_node.this else ""
+        alias_cols = [ident(c) for c in alias_node.columns] if isinstance(alias_node, exp.TableAlias) else []
+        if isinstance(item, exp.Lateral):
+            inner = item.this
+            rel = self.from_item(inner, scope)
+            return _realias(rel, alias or rel.alias, alias_cols)
+        if isinstance(item, exp.Subquery):
+            cols = self.query(item.this, scope)
+            cols = self._suffix(item, cols, scope)
+            return Rel(alias, _rename(cols, alias_cols))
+        if isinstance(item, exp.Values):
+            return Rel(alias, _rename(self._values(item, scope), alias_cols))
+        if isinstance(item, exp.Unnest):
+            lin = union(self.expr(a, scope) for a in item.expressions).derived()
+            names = alias_cols or [alias or "unnest"]
+            cols = [Col(n, lin) for n in names]
+            if item.args.get("offset"):
+                off = item.args["offset"]
+                cols.append(Col(ident(off) if isinstance(off, exp.Identifier) else "ordinality", Lin()))
+            return Rel(alias or "unnest", cols)
+        if isinstance(item, exp.Table):
+            if item.args.get("rows_from"):
+                lin = union(self.table_function(f, scope)[1] for f in item.args["rows_from"])
+                names = alias_cols or [alias or "rows_from"]
+                return Rel(alias, [Col(n, lin) for n in names])
+            if isinstance(item.this, exp.Func) or isinstance(item.this, exp.Dot):
+                names, lin, fixed = self.table_function(item.this, scope)
+                names = alias_cols or names or [alias or function_name(item.this) if isinstance(item.this, exp.Func) else "f"]
+                return Rel(alias or names[0], [Col(n, lin) for n in names], open=not fixed and not alias_cols,
+                           whole_lin=lin)
+            return self.table(item, scope, alias, alias_cols)
+        if isinstance(item, exp.Func):
+            names, lin, fixed = self.table_function(item, scope)
+            return Rel(alias, [Col(n, lin) for n in (alias_cols or names)], open=not fixed, whole_lin=lin)
+        self.refuse(f"unsupported FROM item {type(item).__name__}; rewrite it with tables, subqueries or VALUES")
+        return Rel(alias, [], open=True, whole_lin=Lin(opaque=True))
+
+    def table(self, item: exp.Table, scope: Scope, alias: str, alias_cols: list[str]) -> Rel:
+        name = ident(item.this)
+        schema = ident(item.args.get("db")) if item.args.get("db") else None
+        if schema is None:
+            cte = scope.cte(name)
+            if cte is not None:
+                return Rel(alias or name, _rename([Col(c.name, c.lin) for c in cte], alias_cols))
+        rel = self.catalog.relation(name, schema)
+        label = f"{schema}.{name}" if schema else name
+        if rel is None:
+            if (schema in SYSTEM_SCHEMAS) or (schema is None and name.startswith("pg_")) or name.startswith("pg_"):
+                self.refuse(f"system catalog {label} is not readable through lineage_guard (it can hold password "
+                            "hashes, statistics or large objects); read your own tables")
+            elif schema is not None and (schema.startswith("pg_temp") or schema.startswith("pg_toast")):
+                self.refuse(f"unknown table {label}: temporary and internal relations have no lineage; "
+                            "read a catalogued table")
+            else:
+                self.refuse(f"unknown table {label}; check the name or the --schema-file")
+            return Rel(alias or name, [], open=True, whole_lin=Lin(opaque=True))
+        ref = TableRef(rel.schema, rel.name)
+        self.tables_read.add(ref)
+        if rel.definition is not None and rel.kind in ("view", "matview") or (rel.definition and not rel.columns):
+            cols = self.view(rel)
+        else:
+            cols = [Col(c, Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t))
+                    for c, t in rel.columns]
+        return Rel(alias or name, _rename(cols, alias_cols))
+
+    def view(self, rel: Relation) -> list[Col]:
+        import sqlglot
+
+        label = f"{rel.schema}.{rel.name}"
+        try:
+            node = sqlglot.parse_one(rel.definition or "", dialect="postgres")
+        except Exception:
+            self.refuse(f"the definition of view {label} could not be parsed, so its lineage is unknown; "
+                        "ask an admin to simplify the view or read its base tables")
+            return [Col(n, Lin(opaque=True)) for n in rel.column_names]
+        self._quiet += 1
+        try:
+            cols = self.query(node, None)
+        finally:
+            self._quiet -= 1
+        if rel.column_names:
+            if len(rel.column_names) != len(cols):
+                self.refuse(f"view {label}: its definition and its column list disagree; refresh the catalog")
+            cols = _rename(cols, list(rel.column_names))
+        return cols
+
+    def table_function(self, node: exp.Expression, scope: Scope) -> tuple[list[str], Lin, bool]:
+        """(column names, lineage of every column, whether the column set is known) of a function in FROM."""
+        func, schema = _unqualify(node)
+        if not isinstance(func, exp.Func):
+            self.refuse(f"unsupported function call in FROM ({type(node).__name__})")
+            return [], Lin(opaque=True), False
+        name = function_name(func)
+        args = union(self.expr(a, scope) for a in _args(func)).derived()
+        udfs = self.catalog.user_functions(name, schema)
+        if udfs:
+            lin = self.udf(udfs, args)
+            outs = list(udfs[0].out_columns) or [name]
+            return outs, lin, True
+        if schema not in (None, "pg_catalog") or name not in TABLE_FUNCTIONS or not is_allowed_node(func):
+            self.refuse(refusal_reason(name) if not is_allowed_name(name) or schema not in (None, "pg_catalog")
+                        else f"function {name} cannot be used in FROM through lineage_guard; use it in the select list")
+            return [name], Lin(args.sources, False, True), False
+        if name in TABLE_FUNCTION_COLUMNS:
+            return list(TABLE_FUNCTION_COLUMNS[name]), args, True
+        return [name], args, name in ("unnest", "generate_series", "generate_subscripts", "regexp_split_to_table",
+                                       "string_to_table", "jsonb_object_keys", "json_object_keys",
+                                       "regexp_matches", "jsonb_path_query")
+
+    def udf(self, udfs: list[Function], args: Lin) -> Lin:
+        """A user-defined function is opaque: its value depends on its arguments and on what its body reads."""
+        fn = udfs[0]
+        label = f"{fn.schema}.{fn.name}"
+        if len(udfs) > 1 or fn.kind == "procedure":
+            self.refuse(f"function {label} is overloaded or a procedure; its lineage cannot be pinned down")
+            return Lin(args.sources, False, True)
+        if (fn.language or "").lower() != "sql" or not fn.body:
+            self.refuse(f"user-defined function {label} (language {fn.language or 'unknown'}) cannot be analyzed; "
+                        "only LANGUAGE sql bodies can; read its base tables instead or ask an admin to allow it")
+            return Lin(args.sources, False, True)
+        import sqlglot
+
+        from .catalog import split_statements
+
+        try:
+            bodies = [sqlglot.parse_one(s, dialect="postgres") for s in split_statements(fn.body)]
+        except Exception:
+            self.refuse(f"the body of function {label} could not be parsed; read its base tables instead")
+            return Lin(args.sources, False, True)
+        sources = set(args.sources)
+        captured: set[Lin] = set()
+        self._captures.append(captured)
+        self._quiet += 1
+        try:
+            params = Rel(fn.name, [Col(a, args) for a in fn.arg_names], open=False, whole_lin=args)
+            for body in bodies:
+                if not isinstance(body, (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)):
+                    self.refuse(f"function {label} runs {type(body).__name__.upper()}, not a plain query; "
+                                "a read may not call it")
+                    continue
+                for col in self.query(body, Scope(None, [params])):
+                    sources |= col.lin.sources
+        finally:
+            self._quiet -= 1
+            self._captures.pop()
+        for lin in captured:
+            sources |= lin.sources
+        return Lin(frozenset(sources), False, True)
+
+    # -- projections and expressions ----------------------------------------------------------
+
+    def projection(self, e: exp.Expression, scope: Scope) -> list[Col]:
+        if isinstance(e, exp.Star):
+            return [Col(c.name, c.lin) for rel in scope.rels for c in self._expand(rel)]
+        if isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
+            rel = self._rel(ident(e.args.get("table")), scope)
+            if rel is None:
+                self.refuse(f"unknown table {ident(e.args.get('table'))} in {e.sql('postgres')}")
+                return []
+            return [Col(c.name, c.lin) for c in self._expand(rel)]
+        if isinstance(e, exp.Dot) and isinstance(e.expression, exp.Star):
+            base = e.this.unnest() if isinstance(e.this, exp.Paren) else e.this
+            if isinstance(base, exp.Column) and not base.table:
+                rel = self._rel(ident(base.this), scope)
+                if rel is not None and self._lookup(ident(base.this), scope, quiet=True) is None:
+                    return [Col(c.name, c.lin) for c in self._expand(rel)]
+            self.refuse(f"cannot expand {e.sql('postgres')}: its columns are unknown; name the fields instead")
+            return [Col("?column?", Lin(self.expr(e.this, scope).sources, False, True))]
+        name = _output_name(e)
+        inner = e.this if isinstance(e, exp.Alias) else e
+        return [Col(name, self.expr(inner, scope))]
+
+    def _expand(self, rel: Rel) -> list[Col]:
+        if rel.open and not rel.cols:
+            self.refuse(f"cannot expand * over {rel.alias or 'a function'}: its columns are unknown; name them")
+        return rel.cols
+
+    def _rel(self, alias: str, scope: Scope | None) -> Rel | None:
+        while scope:
+            for rel in reversed(scope.rels):
+                if rel.alias == alias:
+                    return rel
+            scope = scope.parent
+        return None
+
+    def _lookup(self, name: str, scope: Scope | None, quiet: bool = False) -> Lin | None:
+        while scope:
+            hits = [c.lin for rel in scope.rels for c in rel.cols if c.name == name]
+            if hits:
+                return hits[0] if len(hits) == 1 else union(hits)
+            opens = [rel.whole for rel in scope.rels if rel.open]
+            if opens:
+                return union(opens)
+            scope = scope.parent
+        return None
+
+    def column(self, node: exp.Column, scope: Scope) -> Lin:
+        name = ident(node.this)
+        table = ident(node.args.get("table")) if node.args.get("table") else None
+        if table:
+            rel = self._rel(table, scope)
+            if rel is None and node.args.get("db"):
+                rel = self._rel(table, scope)
+            if rel is None:
+                self.refuse(f"unknown table or alias {table} in {table}.{name}; check the FROM clause")
+                return Lin(opaque=True)
+            col = rel.find(name)
+            if col:
+                return self._seen(col.lin)
+            if rel.open:
+                return self._seen(rel.whole)
+            self.refuse(f"unknown column {table}.{name}; check the name")
+            return Lin(opaque=True)
+        lin = self._lookup(name, scope)
+        if lin is not None:
+            return self._seen(lin)
+        rel = self._rel(name, scope)
+        if rel is not None:
+            return self._seen(rel.whole)  # a bare table alias is the whole row: opaque
+        self.refuse(f"unknown column {name}; check the name (quoted names are case-sensitive)")
+        return Lin(opaque=True)
+
+    def expr(self, e: exp.Expression | None, scope: Scope) -> Lin:
+        """Lineage of a value expression; records violations and error-channel casts on the way."""
+        if e is None:
+            return Lin()
+        self.depth += 1
+        try:
+            if self.depth > 200:
+                self.refuse("the expression nests too deeply to check; simplify it")
+                return Lin(opaque=True)
+            return self._expr(e, scope)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, e: exp.Expression, scope: Scope) -> Lin:
+        if isinstance(e, exp.Column):
+            if isinstance(e.this, exp.Star):  # t.* inside an expression (ROW(t.*)): the whole row, opaque
+                rel = self._rel(ident(e.args.get("table")), scope)
+                if rel is None:
+                    self.refuse(f"unknown table {ident(e.args.get('table'))} in {e.sql('postgres')}")
+                    return Lin(opaque=True)
+                return self._seen(rel.whole)
+            return self.column(e, scope)
+        if isinstance(e, exp.Star):
+            if isinstance(e.parent, exp.Count):
+                return Lin()
+            return self._seen(union(rel.whole for rel in scope.rels) if scope.rels else Lin())
+        if isinstance(e, (exp.Literal, exp.Null, exp.Boolean, exp.DataType, exp.Var,
+                          exp.Identifier, exp.Placeholder, exp.Parameter)):
+            return Lin(type=_literal_type(e))
+        if isinstance(e, (exp.Paren, exp.Alias)):
+            return self.expr(e.this, scope)
+        if isinstance(e, (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)):
+            return self.subquery(e, scope)
+        if isinstance(e, exp.Dot):
+            return self._dot(e, scope)
+        if isinstance(e, exp.Operator):
+            op = str(e.args.get("operator") or "")
+            if "." in op and not op.lower().startswith("pg_catalog."):
+                self.refuse(f"operator {op} is not a built-in (pg_catalog) operator; use the built-in one")
+            return union([self.expr(e.this, scope), self.expr(e.expression, scope)]).derived()
+        if isinstance(e, exp.Window):
+            return self._window(e, scope)
+        if isinstance(e, (exp.Cast, exp.TryCast)):
+            inner = self.expr(e.this, scope)
+            target = _type_name(e.args.get("to"))
+            if target not in SAFE_CAST_TARGETS and (inner.type in _TEXTY) and inner.sources:
+                self.error_channel |= inner.sources
+            return Lin(inner.sources, False, inner.opaque, target)
+        if isinstance(e, exp.Func):
+            return self._func(e, scope)
+        if isinstance(e, (exp.Predicate, exp.Connector, exp.Not)) or isinstance(e, exp.Is):
+            return union(self.expr(c, scope) for c in _children(e)).derived("boolean")
+        if isinstance(e, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Command)):
+            self.refuse(f"a {type(e).__name__.upper()} statement inside a query is not a read; remove it")
+            return Lin(opaque=True)
+        return union(self.expr(c, scope) for c in _children(e)).derived()
+
+    def _dot(self, e: exp.Dot, scope: Scope) -> Lin:
+        # pg_catalog.upper(x): a schema-qualified function call.
+        if isinstance(e.this, exp.Identifier) and isinstance(e.expression, exp.Func):
+            return self._func(e.expression, scope, schema=ident(e.this))
+        base = e.this.unnest() if isinstance(e.this, exp.Paren) else e.this
+        if isinstance(base, exp.Column) and not base.table and isinstance(e.expression, exp.Identifier):
+            name = ident(base.this)
+            if self._lookup(name, scope, quiet=True) is None:
+                rel = self._rel(name, scope)
+                if rel is not None:  # (c).email: a field of a whole-row reference
+                    col = rel.find(ident(e.expression))
+                    if col:
+                        return self._seen(col.lin)
+        return union(self.expr(c, scope) for c in _children(e)).derived()
+
+    def _window(self, e: exp.Window, scope: Scope) -> Lin:
+        lin = self.expr(e.this, scope)
+        specs = [e]
+        alias = e.args.get("alias")
+        if alias is not None and ident(alias) in _all_windows(scope):
+            specs.append(_all_windows(scope)[ident(alias)])
+        for spec in specs:
+            for part in spec.args.get("partition_by") or []:
+                p = self.expr(part, scope)
+                self._use(p, "window", False)
+                lin = lin | p
+            order = spec.args.get("order")
+            if order:
+                for o in order.expressions:
+                    p = self.expr(o.this if isinstance(o, exp.Ordered) else o, scope)
+                    self._use(p, "window", False)
+                    lin = lin | p
+        return lin.derived()
+
+    def _func(self, e: exp.Func, scope: Scope, schema: str | None = None) -> Lin:
+        name = function_name(e)
+        args = [self.expr(a, scope) for a in _args(e)]
+        lin = union(args)
+        udfs = self.catalog.user_functions(name, None if schema in (None, "pg_catalog") else schema)
+        if udfs and schema != "pg_catalog":
+            return self.udf(udfs, lin)
+        if schema not in (None, "pg_catalog"):
+            self.refuse(f"function {schema}.{name} is not in the catalog; check the name or the --schema-file")
+            return Lin(lin.sources, False, True)
+        if not is_allowed_node(e):
+            self.refuse(refusal_reason(name))
+            return Lin(lin.sources, False, True)
+        if name in ERROR_CHANNEL_FUNCTIONS and args:
+            first = args[0]
+            if first.type in _TEXTY and first.sources:
+                self.error_channel |= first.sources
+        if name in ("row_to_json", "to_json", "to_jsonb", "array_to_json", "row", "format") and any(a.opaque for a in args):
+            return Lin(lin.sources, False, True)
+        return lin.derived(_func_type(name))
+
+    def subquery(self, e: exp.Expression, scope: Scope) -> Lin:
+        """A scalar / EXISTS / IN / ARRAY subquery: its value depends on everything it reads."""
+        captured: set[Lin] = set()
+        self._captures.append(captured)
+        try:
+            node = e.this if isinstance(e, exp.Subquery) else e
+            cols = self.query(node, scope)
+        finally:
+            self._captures.pop()
+        lin = union(c.lin for c in cols)
+        for c in captured:
+            lin = lin | c
+        return lin.derived()
+
+    # -- predicates ---------------------------------------------------------------------------
+
+    def predicate(self, e: exp.Expression, scope: Scope, clause: str) -> Lin:
+        """Lineage of a filter, recording each atom's columns as uses (against constants or not)."""
+        if isinstance(e, (exp.And, exp.Or)):
+            return self.predicate(e.this, scope, clause) | self.predicate(e.expression, scope, clause)
+        if isinstance(e, (exp.Not, exp.Paren)):
+            return self.predicate(e.this, scope, clause)
+        operands = _operands(e)
+        lins = [self.expr(o, scope) for o in operands]
+        against = len(lins) > 1 and any(lin.constant for lin in lins) or isinstance(e, exp.Is)
+        if isinstance(e, (exp.Exists,)):
+            against = False
+        whole = union(lins)
+        self._use(whole, clause, against)
+        if against and _is_point(e):
+            self.point_predicate = True
+        return whole
+
+
+def _all_windows(scope: Scope | None) -> dict[str, exp.Expression]:
+    out: dict[str, exp.Expression] = {}
+    while scope:
+        for k, v in scope.windows.items():
+            out.setdefault(k, v)
+        scope = scope.parent
+    return out
+
+
+def _operands(e: exp.Expression) -> list[exp.Expression]:
+    if isinstance(e, exp.In):
+        ops = [e.this] + list(e.expressions)
+        if e.args.get("query"):
+            ops.append(e.args["query"])
+        if e.args.get("unnest"):
+            ops.append(e.args["unnest"])
+        return ops
+    if isinstance(e, exp.Between):
+        return [e.this, e.args.get("low"), e.args.get("high")]
+    if isinstance(e, (exp.Binary,)):
+        return [e.this, e.expression]
+    if isinstance(e, exp.Func):
+        return list(_args(e)) or [e]
+    return [e]
+
+
+def _is_point(e: exp.Expression) -> bool:
+    # Equality-like tests pin down individuals; ranges and wildcard patterns describe cohorts.
+    if isinstance(e, (exp.EQ, exp.In, exp.NullSafeEQ)):
+        return True
+    if isinstance(e, (exp.Like, exp.ILike)):
+        pattern = e.expression
+        return isinstance(pattern, exp.Literal) and not any(ch in pattern.this for ch in "%_")
+    return False
+
+
+def _args(e: exp.Func) -> list[exp.Expression]:
+    out = []
+    for value in e.args.values():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, exp.Expression):
+                out.append(v)
+    return out
+
+
+def _children(e: exp.Expression) -> list[exp.Expression]:
+    return _args(e)  # type: ignore[arg-type]
+
+
+def _unqualify(node: exp.Expression) -> tuple[exp.Expression, str | None]:
+    if isinstance(node, exp.Dot) and isinstance(node.this, exp.Identifier):
+        return node.expression, ident(node.this)
+    return node, None
+
+
+def _rename(cols: list[Col], names: list[str]) -> list[Col]:
+    if not names:
+        return cols
+    return [Col(names[i] if i < len(names) else c.name, c.lin) for i, c in enumerate(cols)]
+
+
+def _realias(rel: Rel, alias: str, names: list[str]) -> Rel:
+    return Rel(alias, _rename(rel.cols, names), rel.open, rel.whole_lin)
+
+
+def _output_name(e: exp.Expression) -> str:
+    if isinstance(e, exp.Alias):
+        return ident(e.args.get("alias"))
+    if isinstance(e, exp.Column):
+        return ident(e.this)
+    if isinstance(e, exp.Dot) and isinstance(e.expression, exp.Identifier):
+        return ident(e.expression)
+    if isinstance(e, exp.Cast):
+        return _output_name(e.this) if isinstance(e.this, exp.Column) else (_type_name(e.args.get("to")) or "?column?")
+    if isinstance(e, exp.Func):
+        return function_name(e)
+    return "?column?"
+
+
+def _type_name(dt: exp.Expression | None) -> str | None:
+    if dt is None:
+        return None
+    if isinstance(dt, exp.DataType):
+        kind = dt.args.get("kind")
+        if dt.this == exp.DataType.Type.USERDEFINED and kind is not None:
+            return ident(kind)
+        return dt.this.value.lower() if hasattr(dt.this, "value") else str(dt.this).lower()
+    return dt.sql("postgres").lower()
+
+
+def _literal_type(e: exp.Expression) -> str | None:
+    if isinstance(e, exp.Literal):
+        return "unknown" if e.is_string else "numeric"
+    if isinstance(e, exp.Boolean):
+        return "boolean"
+    return None
+
+
+_NUMERIC_FUNCS = {"length", "char_length", "character_length", "octet_length", "bit_length", "ascii", "count",
+                  "strpos", "position", "array_length", "cardinality", "row_number", "rank", "dense_rank", "ntile",
+                  "extract", "date_part", "abs", "round", "sum", "avg", "min_scale", "scale", "sign"}
+
+
+def _func_type(name: str) -> str | None:
+    if name in _NUMERIC_FUNCS:
+        return "numeric"
+    if name in ("starts_with", "isfinite", "bool_and", "bool_or", "every", "jsonb_path_exists", "regexp_like"):
+        return "boolean"
+    if name in ("age", "date_trunc", "now", "current_date", "current_timestamp", "make_date"):
+        return "timestamp"
+    return None
