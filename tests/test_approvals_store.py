@@ -14,7 +14,13 @@ from urllib.parse import quote
 import pytest
 
 import lineage_guard.approvals.store as store_mod
-from lineage_guard.approvals import ApprovalError, ApprovalRequest, ApprovalsConfig, ApprovalStore, fingerprint
+from lineage_guard.approvals import (
+    ApprovalError,
+    ApprovalRequest,
+    ApprovalsConfig,
+    ApprovalStore,
+    fingerprint,
+)
 from lineage_guard.errors import AccessDenied, ConfigError
 from lineage_guard.identity import Identity
 from lineage_guard.run import SourceInfo

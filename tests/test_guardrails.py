@@ -28,8 +28,8 @@ def check(analysis, writes=None, identity=ETL, environment="production", sensiti
 def test_nobody_writes_by_default():
     result = check(write(), WritesPolicy())
     assert result.action == "deny"
-    assert result.reasons == ["identity 'svc-etl' may not write: add it to writes.allowed_identities "
-                              "or one of its groups to writes.allowed_groups in the policy"]
+    assert result.reasons == [("identity 'svc-etl' may not write: add it to writes.allowed_identities "
+                              "or one of its groups to writes.allowed_groups in the policy")]
 
 
 @pytest.mark.parametrize("writes, identity, action", [
@@ -52,8 +52,8 @@ def test_who_may_write(writes, identity, action):
     (write("dcl", flags={"revoke"}), "revoke", "REVOKE on public.orders"),
     (write("dcl"), "grant", "GRANT on public.orders"),  # unnamed privilege statement: treated as GRANT
     (write("copy", flags={"copy_program"}), "copy_program", "COPY ... PROGRAM on public.orders"),
-    (write("delete", has_where=False), "delete_without_where", "DELETE without WHERE on public.orders is denied "
-                                                               "by default in environment 'production'; add a WHERE"),
+    (write("delete", has_where=False), "delete_without_where", ("DELETE without WHERE on public.orders is denied "
+                                                               "by default in environment 'production'; add a WHERE")),
     (write("update", has_where=False), "update_without_where", "UPDATE without WHERE on public.orders"),
     (write("delete", flags={"delete_all"}), "delete_without_where", "DELETE without WHERE"),  # WHERE 1 = 1
 ])
@@ -90,8 +90,8 @@ def test_approval_rules_by_table_and_sensitivity_per_environment():
     # a write into a plain table that reads a sensitive one still touches it
     gated = check(write(written=(STAGING,), read=(PATIENTS,)), writes, sensitive={PATIENTS})
     assert gated.action == "needs_approval"
-    assert gated.reasons == ["writes touching sensitive table(s) public.patients in environment 'production' "
-                             "need an approval"]
+    assert gated.reasons == [("writes touching sensitive table(s) public.patients in environment 'production' "
+                             "need an approval")]
     assert check(write(written=(STAGING,), read=(PATIENTS,)), writes, sensitive=set()).action == "allow"
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -77,7 +78,7 @@ class NotifierConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _complete(self) -> "NotifierConfig":
+    def _complete(self) -> NotifierConfig:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("a notifier needs exactly one of 'url' or 'url_env'")
         if self.kind == "slack" and self.url is not None:
@@ -120,7 +121,7 @@ class ApprovalsConfig(_Strict):
     notifiers: list[NotifierConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_labels(self) -> "ApprovalsConfig":
+    def _unique_labels(self) -> ApprovalsConfig:
         labels = [n.label for n in self.notifiers]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:

@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -26,18 +27,18 @@ if TYPE_CHECKING:
 _SUMMARY_MAX = 250  # Jira rejects summaries over 255 characters
 
 
-def summary(req: "ApprovalRequest") -> str:
+def summary(req: ApprovalRequest) -> str:
     """One line: who wants what, where."""
     text = (f"lineage-guard approval needed: {req.requester} for purpose {req.purpose!r} "
             f"on {req.namespace}/{req.database} ({req.environment}) [request {req.id}]")
     return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
 
 
-def _context_line(req: "ApprovalRequest") -> str:
+def _context_line(req: ApprovalRequest) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(req.context.items())) or "(none given)"
 
 
-def description(req: "ApprovalRequest") -> str:
+def description(req: ApprovalRequest) -> str:
     """The plain-text body shared by all formats."""
     reasons = "\n".join(f"- {r}" for r in req.reasons) or "- (no reason given)"
     shape = req.statement_shape or "(not shown: the statement could not be parsed to remove its literals)"
@@ -57,7 +58,7 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def webhook_body(req: "ApprovalRequest") -> dict:
+def webhook_body(req: ApprovalRequest) -> dict:
     """Generic JSON: an event name and the request's public fields."""
     return {
         "event": "lineage_guard.approval_requested",
@@ -75,7 +76,7 @@ def webhook_body(req: "ApprovalRequest") -> dict:
     }
 
 
-def slack_body(req: "ApprovalRequest") -> dict:
+def slack_body(req: ApprovalRequest) -> dict:
     """Slack incoming-webhook format: `text` (the fallback) and Block Kit `blocks`."""
     e = _slack_escape
     reasons = "\n".join(f"• {e(r)}" for r in req.reasons) or "• (no reason given)"
@@ -96,7 +97,7 @@ def slack_body(req: "ApprovalRequest") -> dict:
     }
 
 
-def jira_body(req: "ApprovalRequest", cfg: NotifierConfig) -> dict:
+def jira_body(req: ApprovalRequest, cfg: NotifierConfig) -> dict:
     """Jira REST v2 create-issue body (`POST /rest/api/2/issue`)."""
     return {
         "fields": {
@@ -108,7 +109,7 @@ def jira_body(req: "ApprovalRequest", cfg: NotifierConfig) -> dict:
     }
 
 
-def body_for(req: "ApprovalRequest", cfg: NotifierConfig) -> dict:
+def body_for(req: ApprovalRequest, cfg: NotifierConfig) -> dict:
     if cfg.kind == "slack":
         return slack_body(req)
     if cfg.kind == "jira":
@@ -116,7 +117,7 @@ def body_for(req: "ApprovalRequest", cfg: NotifierConfig) -> dict:
     return webhook_body(req)
 
 
-def send(req: "ApprovalRequest", cfg: NotifierConfig, environ: Mapping[str, str] | None = None) -> str:
+def send(req: ApprovalRequest, cfg: NotifierConfig, environ: Mapping[str, str] | None = None) -> str:
     """Post one notification; returns "sent" or "failed: <what kind of failure>" (never raises for the server)."""
     try:
         url, headers = cfg.resolve_url(environ), cfg.resolve_headers(environ)
@@ -134,14 +135,14 @@ def send(req: "ApprovalRequest", cfg: NotifierConfig, environ: Mapping[str, str]
     return "sent" if response.is_success else f"failed: HTTP {response.status_code}"
 
 
-def notify(store: "ApprovalStore", req: "ApprovalRequest", environ: Mapping[str, str] | None = None) -> "ApprovalRequest":
+def notify(store: ApprovalStore, req: ApprovalRequest, environ: Mapping[str, str] | None = None) -> ApprovalRequest:
     """Send to each of the request's notifiers not yet reached; record the outcomes on the request."""
     outcomes = {cfg.label: send(req, cfg, environ) for cfg in req.notifiers
                 if req.notify_status.get(cfg.label) != "sent"}
     return store.record_notify(req.id, outcomes) if outcomes else req
 
 
-def retry_failed(store: "ApprovalStore", environ: Mapping[str, str] | None = None) -> list["ApprovalRequest"]:
+def retry_failed(store: ApprovalStore, environ: Mapping[str, str] | None = None) -> list[ApprovalRequest]:
     """Re-send failed or never-sent notifications of pending requests; returns the requests retried."""
     retried = []
     for req in store.list(status="pending"):

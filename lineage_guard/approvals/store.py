@@ -24,11 +24,12 @@ import secrets
 import shlex
 import sqlite3
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..audit.statement import redact_literals
@@ -63,12 +64,12 @@ _fingerprint_of = fingerprint  # `request()` takes a `fingerprint=` argument tha
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _ts(dt: datetime) -> str:
     # Fixed-width UTC ISO text: compares correctly as a string in both SQLite and PostgreSQL.
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def approve_command(request_id: str, store_arg: str | None = None, verb: str = "approve") -> str:
@@ -301,7 +302,7 @@ class ApprovalStore:
         self._store_arg = store_arg
 
     @classmethod
-    def open(cls, url: str | None = None, *, config: ApprovalsConfig | None = None) -> "ApprovalStore":
+    def open(cls, url: str | None = None, *, config: ApprovalsConfig | None = None) -> ApprovalStore:
         """Open (creating if needed) the store at `url`, else $LINEAGE_GUARD_APPROVALS_URL, else `config.store`,
         else `approvals.sqlite` in the state folder.
 
@@ -403,10 +404,10 @@ class ApprovalStore:
                                        "ORDER BY decided_at DESC", (fp, _ts(now)))
             if denied:  # a denial stands until it expires: asking again must not re-page the approvers
                 d = denied[0]
-                raise AccessDenied([f"approval request {d.id} for this same statement, identity, purpose and "
+                raise AccessDenied([(f"approval request {d.id} for this same statement, identity, purpose and "
                                     f"source was denied by {d.approver} (see `lineage-guard approvals show "
                                     f"{d.id}`); the denial stands until {_ts(d.expires_at)}: change the request "
-                                    "or talk to the approver"])
+                                    "or talk to the approver")])
             created = cur.execute(
                 f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
                 "ON CONFLICT (fingerprint) WHERE status = 'pending' DO NOTHING", values)

@@ -13,7 +13,8 @@ The requester can never approve or deny their own request.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Callable, Optional
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,12 +28,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-StoreOpt = Annotated[Optional[str], typer.Option(
+StoreOpt = Annotated[str | None, typer.Option(
     "--store", help="sqlite:///path, a file path or postgresql://... "
                     "(default: $LINEAGE_GUARD_APPROVALS_URL, then the state folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AsOpt = Annotated[str, typer.Option("--as", help="Who decides (never the requester).")]
-NoteOpt = Annotated[Optional[str], typer.Option("--note", help="Why; kept with the decision.")]
+NoteOpt = Annotated[str | None, typer.Option("--note", help="Why; kept with the decision.")]
 
 
 def _guarded(fn: Callable[[], Any]) -> Any:
@@ -59,7 +60,7 @@ def _notify_summary(req: ApprovalRequest) -> str:
 
 @app.command("list")
 def list_(
-    status: Annotated[Optional[str], typer.Option(
+    status: Annotated[str | None, typer.Option(
         "--status", help="pending | approved | denied | expired | used")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,

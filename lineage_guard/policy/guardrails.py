@@ -25,9 +25,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Iterable, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -46,12 +47,12 @@ _DESCRIBE: dict[str, tuple[str, str]] = {
     "alter": ("ALTER", "run schema migrations through your migration tool, or relax 'alter' for this environment"),
     "grant": ("GRANT", "manage privileges outside pipelines, or relax 'grant' for this environment"),
     "revoke": ("REVOKE", "manage privileges outside pipelines, or relax 'revoke' for this environment"),
-    "copy_program": ("COPY ... PROGRAM", "it runs a shell command on the database server; use COPY ... FROM STDIN "
-                     "or an insert instead"),
-    "delete_without_where": ("DELETE without WHERE", "add a WHERE clause naming the rows to delete, "
-                             "or relax 'delete_without_where' for this environment"),
-    "update_without_where": ("UPDATE without WHERE", "add a WHERE clause naming the rows to update, "
-                             "or relax 'update_without_where' for this environment"),
+    "copy_program": ("COPY ... PROGRAM", ("it runs a shell command on the database server; use COPY ... FROM STDIN "
+                     "or an insert instead")),
+    "delete_without_where": ("DELETE without WHERE", ("add a WHERE clause naming the rows to delete, "
+                             "or relax 'delete_without_where' for this environment")),
+    "update_without_where": ("UPDATE without WHERE", ("add a WHERE clause naming the rows to update, "
+                             "or relax 'update_without_where' for this environment")),
 }
 
 
@@ -106,7 +107,7 @@ class WriteApprovalRule(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _selects_something(self) -> "WriteApprovalRule":
+    def _selects_something(self) -> WriteApprovalRule:
         if not self.tables and not self.sensitive:
             raise ValueError("an approval rule needs 'tables: [...]' and/or 'sensitive: true'")
         return self
