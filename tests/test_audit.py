@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import secrets
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,7 @@ def make_run(principal="svc-training", purpose="ai_training", outcome="success",
     decision = Decision(action, ("ssn is masked for ai_training",), statement, columns)
     run = RunRecord(new_run_id(), "lineage_guard", "extract_patients", Identity(principal, kind, frozenset(groups)),
                     purpose, SOURCE, decision, statement, outcome=outcome, rows=rows if outcome == "success" else 0,
-                    ended_at=datetime.now(timezone.utc), key_ids={1: "k1-abcdef01"} if masked else {},
+                    ended_at=datetime.now(UTC), key_ids={1: "k1-abcdef01"} if masked else {},
                     input_schemas={"public.patients": [("name", "text"), ("ssn", "text"), ("dob", "date")]})
     for key, value in extra.items():
         setattr(run, key, value)
@@ -319,10 +319,10 @@ def test_log_filters_and_who_saw(ledger):
     ledger.record(make_run("svc-training", rows=100))
     ledger.record(make_run("svc-training", outcome="denied"))
     entries = list(ledger.entries())
-    count = lambda **kw: sum(Filters(**kw).matches(e) for e in entries)  # noqa: E731
+    count = lambda **kw: sum(Filters(**kw).matches(e) for e in entries)
     assert (count(identity="dr-ho"), count(identity="clinicians"), count(purpose="ai_training")) == (2, 2, 2)
     assert (count(table="public.patients"), count(table="public.other"), count(column="public.patients.dob")) == (4, 0, 4)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert (count(since=now - timedelta(hours=1)), count(until=now - timedelta(hours=1))) == (4, 0)
     seen = who_saw(entries, "public.patients.ssn")
     assert [(s.principal, s.how, s.runs, s.rows) for s in seen["clear"]] == [("dr-ho", "clear", 2, 7)]
@@ -344,27 +344,22 @@ def test_sqlite_concurrent_threads_and_processes_keep_one_chain(tmp_path):
     import subprocess
     import sys
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     url = str(tmp_path / "ledger.sqlite")
     Ledger.open(url)
     procs = [subprocess.Popen([sys.executable, "-c", SQLITE_CHILD, url, str(Path(__file__).parent)],
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    barrier, errors = threading.Barrier(8), []
+    barrier = threading.Barrier(8)
 
-    def task() -> None:
-        try:
-            ledger = Ledger.open(url)
-            barrier.wait()
-            ledger.record(make_run(principal="thread"))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
+    def task(_: int):
+        ledger = Ledger.open(url)
+        barrier.wait()
+        return ledger.record(make_run(principal="thread"))
 
-    threads = [threading.Thread(target=task) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(8) as pool:
+        receipts = list(pool.map(task, range(8)))  # re-raises a task's exception here
+    assert len({r.id for r in receipts}) == 8
     assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-500:] for p in procs]
-    assert errors == []
     report = Ledger.open(url).verify()
     assert (report.ok, report.entries) == (True, 16)

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from test_audit import make_run
 
 from lineage_guard.audit import Ledger, LedgerError
-from test_audit import make_run
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -23,22 +24,14 @@ def schema() -> str:
 
 def test_sixteen_concurrent_threads_keep_one_chain(pg_url, schema):
     barrier = threading.Barrier(16)
-    receipts, errors = [], []
 
-    def task(i: int) -> None:
-        try:
-            ledger = Ledger.open(pg_url, schema=schema)  # each task opens its own, as separate extractions do
-            barrier.wait()
-            receipts.append(ledger.record(make_run(principal=f"task-{i}")))
-        except Exception as exc:  # surfaced below: a thread's exception would otherwise vanish
-            errors.append(exc)
+    def task(i: int):
+        ledger = Ledger.open(pg_url, schema=schema)  # each task opens its own, as separate extractions do
+        barrier.wait()
+        return ledger.record(make_run(principal=f"task-{i}"))
 
-    threads = [threading.Thread(target=task, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    with ThreadPoolExecutor(16) as pool:
+        receipts = list(pool.map(task, range(16)))  # re-raises a task's exception here
     ledger = Ledger.open(pg_url, schema=schema)
     report = ledger.verify()
     assert (report.ok, report.entries, len({r.id for r in receipts})) == (True, 16, 16)

@@ -13,8 +13,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .entry import GENESIS, check_entry, parse_entry
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ConfigError
 from .chain import Problem, StoredRow, VerifyReport, verify_chain

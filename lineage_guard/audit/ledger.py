@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from .. import paths
 from ..errors import ConfigError
 from ..run import Receipt, RunRecord
 from .canonical import canonical
-from .chain import StoredRow, VerifyReport, verify_chain, Problem
+from .chain import Problem, StoredRow, VerifyReport, verify_chain
 from .entry import LedgerError, body_from_run, check_entry, parse_entry, seal
 from .postgres_store import PostgresStore
 from .signing import MASTER_KEY_ENV, Signer, trusted_keys
@@ -81,7 +82,7 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str | None = None, *, schema: str = "lineage_guard", create: bool = True,
-             signer: Signer | None = None) -> "Ledger":
+             signer: Signer | None = None) -> Ledger:
         """Open (creating if needed) the ledger at `url`.
 
         `url`: `sqlite:///path`, a plain path, `postgresql://...`; else env
@@ -99,7 +100,7 @@ class Ledger:
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own connection (safe across threads)."""
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -121,7 +122,7 @@ class Ledger:
         def build(seq: int, prev: str, earlier: str | None) -> StoredRow:
             doc = seal(
                 {**body, "supersedes": earlier}, seq=seq, prev=prev, entry_id=str(uuid.uuid4()),
-                recorded_at=datetime.now(timezone.utc).isoformat(), signer=signer,
+                recorded_at=datetime.now(UTC).isoformat(), signer=signer,
             )
             raw = canonical(doc)
             # Defence in depth: a key can only get here through a caller's bug; refuse to persist it.

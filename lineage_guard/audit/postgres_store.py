@@ -13,8 +13,8 @@ Example (needs a server):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from .chain import StoredRow

@@ -9,9 +9,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -22,7 +23,7 @@ def parse_time(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(f"time {text!r} is not ISO 8601; use e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _when(entry: dict[str, Any]) -> datetime:
@@ -56,9 +57,7 @@ class Filters:
             return False
         if self.since and _when(entry) < self.since:
             return False
-        if self.until and _when(entry) > self.until:
-            return False
-        return True
+        return not (self.until and _when(entry) > self.until)
 
 
 def effective(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

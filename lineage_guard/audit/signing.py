@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -50,7 +50,7 @@ class Signer:
         return f"Signer(key_id={self.key_id!r})"
 
     @classmethod
-    def from_keyring(cls, keyring: Keyring, version: int | None = None) -> "Signer":
+    def from_keyring(cls, keyring: Keyring, version: int | None = None) -> Signer:
         """The signer for one master key version (default: the current one)."""
         seed = keyring.key(SCOPE, USE, version=version)
         private = Ed25519PrivateKey.from_private_bytes(seed)
@@ -58,12 +58,12 @@ class Signer:
         return cls(private, public, key_id_for(public))
 
     @classmethod
-    def from_master_key(cls, master_key_hex: str) -> "Signer":
+    def from_master_key(cls, master_key_hex: str) -> Signer:
         """The signer for a hex master secret (`<hex>` or `<version>:<hex>,...` newest first)."""
         return cls.from_env({ENV_KEY: master_key_hex})
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Signer":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Signer:
         """The signer for `LINEAGE_GUARD_MASTER_KEY` (or `..._FILE`); a clear error if neither is set."""
         return cls.from_keyring(Keyring.from_env(environ))
 

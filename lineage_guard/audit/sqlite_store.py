@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .chain import StoredRow
 from .entry import GENESIS, LedgerError

@@ -31,6 +31,6 @@ def redact_literals(sql: str) -> str | None:
             for tree in trees
             if tree is not None
         ]
-    except Exception:  # any parser or generator failure: keep no text rather than risk a value
+    except Exception:  # noqa: BLE001 - any parser or generator failure: keep no text rather than risk a value
         return None
     return "; ".join(parts) if parts else None

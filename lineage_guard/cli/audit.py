@@ -13,8 +13,9 @@ Verification pins keys: the one derived from LINEAGE_GUARD_MASTER_KEY and any --
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -30,9 +31,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-LedgerOpt = Annotated[Optional[str], typer.Option(
+LedgerOpt = Annotated[str | None, typer.Option(
     "--ledger", help="sqlite:///path, a file path or postgresql://... (default: $LINEAGE_GUARD_LEDGER_URL, then the state folder).")]
-KeyOpt = Annotated[Optional[list[str]], typer.Option(
+KeyOpt = Annotated[list[str] | None, typer.Option(
     "--public-key", help="A trusted ledger public key (hex, repeat); the master key's is trusted when set.")]
 SHORT = 8  # receipt ids are shown like short git hashes; `audit receipt` accepts a unique prefix
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -73,7 +74,7 @@ def _report(report: VerifyReport, as_json: bool, what: str) -> None:
 def verify(
     ledger: LedgerOpt = None,
     public_key: KeyOpt = None,
-    export: Annotated[Optional[Path], typer.Option("--export", help="Verify an exported file instead (offline).")] = None,
+    export: Annotated[Path | None, typer.Option("--export", help="Verify an exported file instead (offline).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check the whole chain: any edit, deletion, insertion or reordering is named; exit 1 if bad."""
@@ -109,13 +110,13 @@ def _row(entry: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 def log(
     ledger: LedgerOpt = None,
-    identity: Annotated[Optional[str], typer.Option("--identity", help="Principal or group.")] = None,
-    table: Annotated[Optional[str], typer.Option("--table", help="schema.table read.")] = None,
-    column: Annotated[Optional[str], typer.Option("--column", help="schema.table.column returned (clear or masked).")] = None,
-    purpose: Annotated[Optional[str], typer.Option("--purpose")] = None,
-    outcome: Annotated[Optional[str], typer.Option("--outcome", help="success | denied | needs_approval | failed.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="ISO date or time (UTC if no offset).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="ISO date or time (UTC if no offset).")] = None,
+    identity: Annotated[str | None, typer.Option("--identity", help="Principal or group.")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="schema.table read.")] = None,
+    column: Annotated[str | None, typer.Option("--column", help="schema.table.column returned (clear or masked).")] = None,
+    purpose: Annotated[str | None, typer.Option("--purpose")] = None,
+    outcome: Annotated[str | None, typer.Option("--outcome", help="success | denied | needs_approval | failed.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date or time (UTC if no offset).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO date or time (UTC if no offset).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List entries, oldest first (unverified: run `audit verify` to trust them)."""
