@@ -1,0 +1,365 @@
+"""`GovernedPostgresOperator`: `SQLExecuteQueryOperator` for PostgreSQL, through lineage_guard's one path.
+
+It takes every argument `SQLExecuteQueryOperator` takes for PostgreSQL, templated the same
+way, so changing the import is enough to put a DAG's queries under the policy. Each
+statement runs through a `GovernedSession` (plan, approvals, read-only source, masking,
+sink, ledger): reads return masked rows (below `max_rows`) or, with `output`, write masked
+Parquet and return a value-free summary; writes pass the policy's guardrails. A denial fails
+the task with the policy's reasons; a statement that needs an approval defers the task to
+`ApprovalTrigger` until a human decides. Lineage goes to Airflow's OpenLineage provider
+(`get_openlineage_facets_on_*`), so there is one event stream per task.
+
+Example:
+    >>> from lineage_guard.operators import GovernedPostgresOperator
+    >>> extract = GovernedPostgresOperator(                                  # doctest: +SKIP
+    ...     task_id="extract_patients", conn_id="clinic_db",
+    ...     sql="SELECT id, full_name, diagnosis, city FROM patients",
+    ...     purpose="ai_training", policy="policy.yaml",
+    ...     output="s3://lake/training/patients/{{ ds }}.parquet",
+    ... )
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.sql.hooks.handlers import fetch_all_handler, return_single_query_results
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from lineage_guard.errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
+from lineage_guard.identity import Identity
+
+from .cursor import ArrowCursor
+from .hooks import GovernedPostgresHook
+from .params import numbered
+from .recording import AirflowHandOff, RecordingLedger
+from .triggers import ApprovalTrigger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lineage_guard.policy import Policy
+    from lineage_guard.session import GovernedSession
+
+POLICY_ENV = "LINEAGE_GUARD_POLICY"
+DEFAULT_MAX_ROWS = 10_000
+
+
+class GovernedPostgresOperator(BaseOperator):
+    """Run SQL on PostgreSQL as a governed identity, for a purpose, under a policy.
+
+    Arguments shared with `SQLExecuteQueryOperator` keep their meaning: `sql` (str, list, or a
+    `.sql` template file), `parameters` (`%s` / `%(name)s` style), `handler`, `return_last`,
+    `split_statements`, `output_processor`, `conn_id`, `database`, `hook_params`. `autocommit`
+    is accepted; every governed write is committed on its own.
+
+    Added: `identity` (default: service `airflow:{dag_id}.{task_id}`), `purpose` (required),
+    `policy` (a path, relative to the DAG file, or a `Policy`; default `$LINEAGE_GUARD_POLICY`),
+    `output` (Parquet path or fsspec URL; the XCom is then `ExtractResult.summary()`; kept as the
+    templated attribute `output_uri`, since `BaseOperator.output` is Airflow's XComArg), `max_rows`
+    (largest result returned as rows without `output`), `approval_poll_interval` (seconds) and
+    `approval_timeout` for deferred approvals.
+    """
+
+    template_fields: Sequence[str] = (
+        "sql", "parameters", "conn_id", "database", "hook_params", "identity", "purpose", "policy", "output_uri",
+        "max_rows",
+    )
+    template_ext: Sequence[str] = (".sql", ".json")
+    template_fields_renderers: ClassVar[dict] = {"sql": "sql", "parameters": "json", "hook_params": "json"}
+    ui_color = "#c7e9c0"
+
+    def __init__(
+        self,
+        *,
+        sql: str | list[str],
+        autocommit: bool = False,
+        parameters: Mapping | Iterable | None = None,
+        handler: Callable[[Any], Any] | None = fetch_all_handler,
+        output_processor: Callable[[list[Any], list[Sequence[Sequence] | None]], Any] | None = None,
+        conn_id: str | None = None,
+        database: str | None = None,
+        split_statements: bool | None = None,
+        return_last: bool = True,
+        show_return_value_in_logs: bool = False,
+        requires_result_fetch: bool = False,
+        hook_params: dict | None = None,
+        retry_on_failure: bool = True,
+        identity: Identity | str | None = None,
+        purpose: str | None = None,
+        policy: "str | Path | Policy | None" = None,
+        output: str | None = None,
+        max_rows: int | str = DEFAULT_MAX_ROWS,
+        approval_poll_interval: float = 30.0,
+        approval_timeout: timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sql = sql
+        self.autocommit = autocommit
+        self.parameters = parameters
+        self.handler = handler
+        self._output_processor = output_processor or (lambda results, descriptions: results)
+        self.conn_id = conn_id or GovernedPostgresHook.default_conn_name
+        self.database = database
+        self.split_statements = split_statements
+        self.return_last = return_last
+        self.show_return_value_in_logs = show_return_value_in_logs
+        self.requires_result_fetch = requires_result_fetch
+        self.hook_params = hook_params or {}
+        self.retry_on_failure = retry_on_failure
+        self.identity = identity
+        self.purpose = purpose
+        self.policy = policy
+        self.output_uri = output
+        self.max_rows = max_rows
+        self.approval_poll_interval = approval_poll_interval
+        self.approval_timeout = approval_timeout
+        self._handoff = AirflowHandOff()
+
+    # -- building the session --------------------------------------------------------------------
+
+    def prepare_template(self) -> None:
+        """Like SQLExecuteQueryOperator: parameters given as a rendered string are a Python literal."""
+        import ast
+
+        if isinstance(self.parameters, str):
+            self.parameters = ast.literal_eval(self.parameters)
+
+    def get_hook(self) -> GovernedPostgresHook:
+        return GovernedPostgresHook(self.conn_id, database=self.database, **self.hook_params)
+
+    def _identity(self) -> Identity:
+        if self.identity is None or self.identity == "":
+            return Identity(principal=f"airflow:{self.dag_id}.{self.task_id}", kind="service")
+        return self.identity if isinstance(self.identity, Identity) else Identity.parse(str(self.identity))
+
+    def _policy(self, context) -> "Policy":
+        from lineage_guard.policy import Policy, load_policy
+
+        chosen = self.policy or os.environ.get(POLICY_ENV)
+        if not chosen:
+            raise ConfigError(f"no policy: pass policy='policy.yaml' (relative to the DAG file) or set {POLICY_ENV}")
+        if isinstance(chosen, Policy):
+            return chosen
+        path = Path(str(chosen))
+        if not path.is_absolute():
+            dag = context.get("dag") if context else None
+            base = Path(dag.fileloc).parent if dag is not None and getattr(dag, "fileloc", None) else Path.cwd()
+            path = base / path
+        return load_policy(path)
+
+    def _max_rows(self) -> int:
+        try:
+            value = int(self.max_rows)
+        except (TypeError, ValueError):
+            raise ConfigError(f"max_rows must be a positive integer, got {self.max_rows!r}") from None
+        if value <= 0:
+            raise ConfigError(f"max_rows must be a positive integer, got {value}")
+        return value
+
+    def _session(self, context) -> "GovernedSession":
+        from lineage_guard.audit import Ledger
+        from lineage_guard.audit.signing import Signer
+        from lineage_guard.run import ParentRun
+        from lineage_guard.session import GovernedSession
+
+        hook = self.get_hook()
+        policy = self._policy(context)
+        if hook.search_path and list(policy.search_path[:1]) != [hook.search_path]:
+            raise ConfigError(
+                f"connection {self.conn_id!r} pins search_path {hook.search_path!r} but the policy resolves "
+                f"unqualified names in {policy.search_path}; make them agree")
+        keyring = hook.get_keyring()
+        namespace, parent = _airflow_run(context, self.dag_id, self.task_id)
+        ti = context.get("ti") if context else None
+        return GovernedSession(
+            hook.get_conn(), policy, self._identity(), self.purpose,
+            keyring=keyring,
+            ledger=RecordingLedger(Ledger.open(signer=Signer.from_keyring(keyring)), self._handoff),
+            lineage=self._handoff,
+            environment=hook.environment,
+            job_name=f"{self.dag_id}.{self.task_id}",
+            job_namespace=namespace,
+            parent=ParentRun(**parent) if parent else None,
+            approval_context={
+                "dag_id": str(self.dag_id), "task_id": str(self.task_id),
+                "run_id": str(getattr(ti, "run_id", "") or ""), "try_number": str(getattr(ti, "try_number", "") or ""),
+            },
+        )
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def _statements(self) -> list[str]:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        if isinstance(self.sql, str):
+            statements = DbApiHook.split_sql_string(self.sql) if self.split_statements else [self.sql]
+            statements = [s for s in statements if s.strip()]
+        else:
+            statements = [s for s in self.sql]
+        if not statements:
+            raise ValueError("List of SQL statements is empty")
+        if self.output_uri and len(statements) != 1:
+            raise ConfigError("output= writes the result of one statement; give a single SELECT")
+        return statements
+
+    def execute(self, context) -> Any:
+        return self._run(context, start_at=0)
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after `ApprovalTrigger` fired: run again if approved (the session consumes the approval)."""
+        event = event or {}
+        status = event.get("status")
+        request = event.get("request_id", "?")
+        if status != "approved":
+            why = {"denied": f"was denied by {event.get('approver') or 'an approver'}",
+                   "expired": "expired before anyone decided it",
+                   "used": "was already used by another run",
+                   "error": f"could not be read from the approval store ({event.get('error', 'error')})"}
+            raise AirflowFailException(f"lineage_guard approval request {request} {why.get(status, f'ended {status!r}')}; "
+                                       "the statement was not run")
+        self.log.info("approval request %s approved by %s; running the statement", request, event.get("approver"))
+        return self._run(context, start_at=int(event.get("statement_index", 0)))
+
+    def _run(self, context, start_at: int) -> Any:
+        statements = self._statements()
+        session = self._session(context)
+        results: list[Any] = []
+        descriptions: list[Any] = []
+        index = start_at
+        try:
+            with session:
+                self._deny_early(session, statements[start_at:])
+                for index in range(start_at, len(statements)):
+                    result, description = self._one(session, statements[index], index)
+                    results.append(result)
+                    descriptions.append(description)
+        except ApprovalRequired as exc:
+            self._defer_for(session, exc, index)
+        except AccessDenied as exc:
+            raise AirflowFailException(
+                f"lineage_guard denied the statement: {'; '.join(exc.reasons)} (receipt {exc.receipt_id})") from None
+        except ConfigError as exc:  # retrying cannot fix a configuration: fail without retries
+            raise AirflowFailException(f"lineage_guard: {exc}") from None
+        if self.output_uri:
+            return results[-1]
+        if not (self.do_xcom_push or self.requires_result_fetch) or self.handler is None:
+            return None
+        if return_single_query_results(self.sql, self.return_last, self.split_statements):
+            return self._process_output([results[-1]], [descriptions[-1]])[-1]
+        return self._process_output(results, descriptions)
+
+    def _process_output(self, results: list[Any], descriptions: list[Any]) -> Any:
+        if self.show_return_value_in_logs:
+            self.log.info("Operator output (masked) is: %s", results)
+        return self._output_processor(results, descriptions)
+
+    def _deny_early(self, session: "GovernedSession", statements: list[str]) -> None:
+        """Plan every statement before running any: a denied one runs first, so it is recorded and nothing else ran."""
+        if len(statements) < 2:
+            return
+        for statement in statements:
+            sql, params = numbered(statement, self.parameters)
+            if session.plan(sql).action == "deny":
+                self._one(session, statement, 0)
+
+    def _one(self, session: "GovernedSession", statement: str, index: int) -> tuple[Any, Any]:
+        from lineage_guard.lineage.sql_text import shareable_sql
+
+        sql, params = numbered(statement, self.parameters)
+        decision = session.plan(sql)
+        self.log.info("Executing (literals hidden): %s -> plan %s", _shape(shareable_sql, sql), decision.action)
+        is_read = decision.analysis is None or decision.analysis.is_read
+        if not is_read:
+            written = session.execute(sql, params)
+            self.log.info("%s row(s) affected; receipt %s", written.rows_affected, written.receipt_id)
+            cursor = ArrowCursor(None, rowcount=written.rows_affected)
+            return (self.handler(cursor) if self.handler else None), cursor.description
+        if self.output_uri:
+            result = session.extract(sql, to=self.output_uri, parameters=params)
+            self.log.info("%s row(s) written to %s; masked: %s; receipt %s", result.rows, result.output_uri,
+                          ", ".join(result.masked_columns) or "(none)", result.receipt_id)
+            return result.summary(), None
+        table = self._read_capped(session, sql, params)
+        cursor = ArrowCursor(table)
+        return (self.handler(cursor) if self.handler else None), cursor.description
+
+    def _read_capped(self, session: "GovernedSession", sql: str, params):
+        import pyarrow as pa
+
+        cap = self._max_rows()
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        with session.stream(sql, params) as stream:
+            for batch in stream:
+                rows += batch.num_rows
+                if rows > cap:
+                    raise LineageGuardError(
+                        f"the result has more than max_rows={cap} rows; rows are returned through XCom only "
+                        f"below that cap: set output='s3://.../file.parquet' to write them, or raise max_rows")
+                batches.append(batch)
+        if batches:
+            return pa.Table.from_batches(batches)
+        return pa.table({c.name: pa.array([], pa.null()) for c in session.plan(sql).columns})
+
+    def _defer_for(self, session: "GovernedSession", exc: ApprovalRequired, index: int) -> None:
+        try:
+            store_url = session.approvals.get(exc.request_id).store_arg
+        except LineageGuardError:
+            store_url = None
+        self.log.info("statement %d needs an approval (request %s): %s. Deferring until it is decided; "
+                      "an approver runs: %s", index + 1, exc.request_id, "; ".join(exc.reasons), exc.approve_command)
+        self.defer(
+            trigger=ApprovalTrigger(request_id=exc.request_id, store_url=store_url,
+                                    poll_interval=self.approval_poll_interval, statement_index=index),
+            method_name="execute_complete",
+            timeout=self.approval_timeout,
+        )
+
+    # -- lineage for Airflow's OpenLineage provider -------------------------------------------------
+
+    def get_openlineage_facets_on_start(self):
+        """At start only the output is known (inputs come from the plan, at completion)."""
+        from .lineage import operator_lineage
+
+        return operator_lineage([], self.output_uri)
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """Inputs, output, column lineage with masking, and the `lineageGuard_*` facets of this task's runs."""
+        from .lineage import operator_lineage
+
+        return operator_lineage(self._handoff.runs, self.output_uri, "COMPLETE")
+
+    def get_openlineage_facets_on_failure(self, task_instance):
+        from .lineage import operator_lineage
+
+        return operator_lineage(self._handoff.runs, self.output_uri, "FAIL")
+
+
+def _shape(shareable, sql: str) -> str:
+    try:
+        return shareable(sql)
+    except Exception:  # noqa: BLE001 - an unparseable statement is refused by the plan; log nothing of it
+        return "(unparseable statement)"
+
+
+def _airflow_run(context, dag_id: str, task_id: str) -> tuple[str, dict | None]:
+    """The OpenLineage namespace and this task instance's OpenLineage run (the ledger entry's parent)."""
+    namespace = os.environ.get("OPENLINEAGE_NAMESPACE", "default")
+    try:
+        from airflow.providers.openlineage.plugins import macros
+    except ImportError:  # the OpenLineage provider is optional
+        return namespace, None
+    namespace = macros.lineage_job_namespace()
+    ti = context.get("ti") if context else None
+    if ti is None:
+        return namespace, None
+    try:
+        run_id = macros.lineage_run_id(ti)
+    except Exception:  # noqa: BLE001 - lineage must never fail the task
+        return namespace, None
+    return namespace, {"run_id": run_id, "job_namespace": namespace, "job_name": f"{dag_id}.{task_id}"}

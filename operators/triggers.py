@@ -1,0 +1,63 @@
+"""`ApprovalTrigger`: wait, in Airflow's triggerer, for a human to decide an approval request.
+
+A task whose statement needs an approval defers with this trigger instead of holding a
+worker slot. The trigger polls the approval store (SQLite or PostgreSQL, the same one the
+`lineage-guard approvals` CLI writes to) without blocking the triggerer's event loop, and
+fires once the request is approved, denied, expired or used up. The event carries only the
+request id, its status and the approver's name: never the statement or a value.
+
+Example:
+    >>> trigger = ApprovalTrigger(request_id="ap-123", store_url=None, poll_interval=30)
+    >>> trigger.serialize()[0]
+    'lineage_guard.operators.triggers.ApprovalTrigger'
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+DECIDED = ("approved", "denied", "expired", "used")
+
+
+class ApprovalTrigger(BaseTrigger):
+    """Fires `{"status", "request_id", "approver", "statement_index"}` when request `request_id` leaves `pending`.
+
+    `store_url` is the approval store's URL (None: `LINEAGE_GUARD_APPROVALS_URL`, else the
+    default store in `LINEAGE_GUARD_HOME`, as seen by the triggerer). A URL carrying a
+    password is never passed here; set it in the triggerer's environment instead.
+    """
+
+    def __init__(self, request_id: str, store_url: str | None = None, poll_interval: float = 30.0,
+                 statement_index: int = 0) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.store_url = store_url
+        self.poll_interval = float(poll_interval)
+        self.statement_index = int(statement_index)  # echoed back: which statement of the task to resume at
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"request_id": self.request_id, "store_url": self.store_url, "poll_interval": self.poll_interval,
+                 "statement_index": self.statement_index})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from lineage_guard.approvals import ApprovalStore
+
+        store = await asyncio.to_thread(ApprovalStore.open, self.store_url)
+        while True:
+            try:
+                request = await asyncio.to_thread(store.get, self.request_id)
+            except Exception as exc:  # noqa: BLE001 - the task decides; a store error must not hang it
+                yield TriggerEvent({"status": "error", "request_id": self.request_id,
+                                    "error": type(exc).__name__, "statement_index": self.statement_index})
+                return
+            if request.status in DECIDED:
+                yield TriggerEvent({"status": request.status, "request_id": request.id,
+                                    "approver": request.approver, "statement_index": self.statement_index})
+                return
+            self.log.info("approval request %s is still pending; next check in %.0fs",
+                          self.request_id, self.poll_interval)
+            await asyncio.sleep(self.poll_interval)
