@@ -6,11 +6,27 @@ Example:
     >>> granted = store.consume(fingerprint(identity, sql, purpose, source_info))  # doctest: +SKIP
 """
 
-from .config import ApprovalsConfig, NotifierConfig
-from .notify import notify, retry_failed
-from .store import ApprovalError, ApprovalRequest, ApprovalStore, approve_command, fingerprint
+from __future__ import annotations
 
-__all__ = [
-    "ApprovalError", "ApprovalRequest", "ApprovalStore", "ApprovalsConfig", "NotifierConfig",
-    "approve_command", "fingerprint", "notify", "retry_failed",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import ApprovalsConfig, NotifierConfig
+    from .notify import notify, retry_failed
+    from .store import ApprovalError, ApprovalRequest, ApprovalStore, approve_command, fingerprint
+
+# The policy model imports `approvals.config`; loading the store (and its SQL and HTTP clients) lazily
+# keeps `import lineage_guard.policy` light.
+_WHERE = {
+    "ApprovalsConfig": "config", "NotifierConfig": "config", "notify": "notify", "retry_failed": "notify",
+    "ApprovalError": "store", "ApprovalRequest": "store", "ApprovalStore": "store", "approve_command": "store",
+    "fingerprint": "store",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

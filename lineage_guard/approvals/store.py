@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ..audit.statement import redact_literals
 from ..errors import AccessDenied, ConfigError, LineageGuardError
 from ..identity import Identity
 from ..paths import state_file
@@ -381,6 +380,7 @@ class ApprovalStore:
         The request is stored before any notifier is called, so a notifier outage loses
         nothing: failures land in `notify_status` for `lineage-guard approvals notify --retry`.
         """
+        from ..audit.statement import redact_literals  # here, not at import: the audit package is heavy
         from .notify import notify
 
         fp = _fingerprint_of(identity, statement, purpose, source)
