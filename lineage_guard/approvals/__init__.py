@@ -23,7 +23,10 @@ _WHERE = {
     "ApprovalError": "store", "ApprovalRequest": "store", "ApprovalStore": "store", "approve_command": "store",
     "fingerprint": "store",
 }
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ApprovalError", "ApprovalRequest", "ApprovalStore", "ApprovalsConfig", "NotifierConfig",
+    "approve_command", "fingerprint", "notify", "retry_failed",
+]
 
 
 def __getattr__(name: str):
