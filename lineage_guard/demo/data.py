@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,39 +28,16 @@ import pyarrow.compute as pc
 from ..errors import ConfigError
 from ..sources.pg_errors import from_driver_error
 
-SCHEMA_SQL = [
-    "DROP TABLE IF EXISTS orders, customers, patients CASCADE",
-    """CREATE TABLE customers (
-        id          integer,
-        full_name   text,
-        email       text,
-        phone       text,
-        ssn         text,
-        birth_date  date,
-        zip         text,
-        plan        text,
-        created_at  timestamptz
-    )""",
-    """CREATE TABLE orders (
-        id           integer,
-        customer_id  integer,
-        amount       numeric(10, 2),
-        card_number  text,
-        created_at   timestamptz
-    )""",
-    """CREATE TABLE patients (
-        id           integer,
-        mrn          text,
-        full_name    text,
-        email        text,
-        phone        text,
-        birth_date   date,
-        zip          text,
-        diagnosis    text,
-        notes        text,
-        admitted_at  timestamptz
-    )""",
-]
+SCHEMA_FILE = Path(__file__).with_name("schema.sql")
+
+
+def schema_sql() -> list[str]:
+    """The statements that (re)create the demo tables: a DROP, then `schema.sql`'s CREATEs."""
+    text = "\n".join(line for line in SCHEMA_FILE.read_text().splitlines() if not line.startswith("--"))
+    return ["DROP TABLE IF EXISTS orders, customers, patients CASCADE"] + [
+        statement.strip() for statement in text.split(";") if statement.strip()]
+
+
 # Keys after the load: building an index once is faster than maintaining it per row.
 KEYS_SQL = [
     "ALTER TABLE customers ADD PRIMARY KEY (id)",
@@ -231,7 +210,7 @@ def seed(url: str, *, patients: int = 100_000, customers: int = 100_000, orders:
         step = "creating the demo tables"
         try:
             cursor.execute("BEGIN")
-            for statement in SCHEMA_SQL:
+            for statement in schema_sql():
                 cursor.execute(statement)
             for name in ("customers", "orders", "patients"):
                 step = f"loading {name}"
