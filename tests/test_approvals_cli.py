@@ -25,9 +25,9 @@ def store_url(tmp_path):
     return f"sqlite:///{tmp_path}/approvals.sqlite"
 
 
-def ask(store_url, purpose="backfill", notifiers=()):
+def ask(store_url, purpose="backfill", notifiers=(), sql=SQL):
     store = ApprovalStore.open(store_url, config=ApprovalsConfig(notifiers=list(notifiers)))
-    return store.request(identity=Identity("svc-etl", "service"), statement=SQL, purpose=purpose, source=PROD,
+    return store.request(identity=Identity("svc-etl", "service"), statement=sql, purpose=purpose, source=PROD,
                          reasons=["writes touching public.orders in environment 'production' need an approval"],
                          context={"dag_id": "nightly", "task_id": "purge"})
 
@@ -65,6 +65,12 @@ def test_the_requester_cannot_approve_and_errors_exit_nonzero(store_url):
     assert "unknown status" in cli("list", "--status", "bogus", "--store", store_url, code=1)
     assert f"request {req.id} denied by erin" in cli("deny", req.id, "--as", "erin", "--store", store_url)
     assert "already denied by erin" in cli("approve", req.id, "--as", "dana", "--store", store_url, code=1)
+
+
+def test_show_prints_statements_verbatim_not_as_markup(store_url):
+    req = ask(store_url, sql="UPDATE public.orders SET tags[1] = 'x' WHERE id = 1", purpose="[bold]p[/bold]")
+    text = cli("show", req.id, "--store", store_url)
+    assert "tags[%s] = %s" in text and "[bold]p[/bold]" in text
 
 
 def test_store_from_environment(store_url, monkeypatch):

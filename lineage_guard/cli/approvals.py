@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from ..approvals import ApprovalRequest, ApprovalStore, retry_failed
 from ..errors import LineageGuardError
@@ -78,8 +79,8 @@ def list_(
         # The id is what an approver copies: never wrapped or cut, whatever the terminal width.
         table.columns.insert(0, Column("id", no_wrap=True, min_width=16))
         for r in requests:
-            table.add_row(r.id, r.status, r.requester, r.purpose, r.environment, _when(r, "expires_at"),
-                          r.approver or "", _notify_summary(r))
+            table.add_row(*map(Text, (r.id, r.status, r.requester, r.purpose, r.environment,
+                                      _when(r, "expires_at"), r.approver or "", _notify_summary(r))))
         out.print(table)
     _guarded(run)
 
@@ -107,7 +108,7 @@ def show(request_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> N
             ("notified", "\n".join(f"{k}: {v}" for k, v in sorted(req.notify_status.items())) or "-"),
         ]
         for name, value in rows:
-            table.add_row(name, value)
+            table.add_row(name, Text(value))  # Text: a statement like `a[1]` is not Rich markup
         out.print(table)
         if req.status == "pending":
             out.print(f"approve: {req.approve_command}\ndeny:    {req.deny_command}", highlight=False, markup=False)
