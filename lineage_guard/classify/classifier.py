@@ -25,6 +25,7 @@ from .labels import LABELS, NOT_SENSITIVE
 from .names import name_hints
 
 NAME_SCORE = {"strong": 0.85, "weak": 0.4}
+AGREEMENT = 1 - (1 - NAME_SCORE["strong"]) * (1 - 0.9)
 REPORT_FLOOR = 0.5  # below this the column is reported not sensitive
 # Labels whose values are recognizable enough that a sample with none of them refutes the name.
 _REFUTABLE = frozenset({"email", "phone", "payment_card", "iban", "ip_address", "mac_address"})
@@ -80,6 +81,8 @@ def classify_column(name: str, pg_type: str | None, sample: pa.Array | None, *, 
         if hint and hint.strength == "strong" and label in _REFUTABLE and non_null >= 20 and (ev is None or ev.pattern_share < 0.2):
             n = 0.5
         conf = 1 - (1 - n) * (1 - v)
+        if hint and hint.strength == "strong" and ev and ev.pattern_share >= 0.8:
+            conf = max(conf, AGREEMENT)  # the name and the format agree, even if a checksum does not
         if conf > 0:
             scored.append((conf, -rank, label))
     scored.sort(reverse=True)

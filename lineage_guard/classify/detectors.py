@@ -46,6 +46,7 @@ class Detector:
     checksum: Check | None = None
     strip: str | None = None        # regex of characters removed before the checksum (separators)
     gx: bool = True                 # usable as a "must not match after masking" regex
+    digits: tuple[int, int] | None = None  # allowed count of digits (extensions excluded)
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,13 @@ def _detectors() -> tuple[Detector, ...]:
         Detector("email", "email", r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"),
         # phone: a country code, a trunk 0 or NANP grouping, written with separators or '+'
         Detector("phone_international", "phone",
-                 r"^(\+|00)[1-9][0-9]{0,2}[ .-]?(\(0\)[ .-]?)?\(?[0-9]{1,5}\)?([ .-]?[0-9]{2,5}){1,4}( ?(x|ext\.?) ?[0-9]{1,5})?$"),
+                 r"^(\+|00)[1-9][0-9]{0,2}[ .-]?(\(0\)[ .-]?)?\(?[0-9]{1,5}\)?([ .-]?[0-9]{2,5}){1,4}( ?(x|ext\.?) ?[0-9]{1,5})?$", digits=(7, 15)),
         Detector("phone_nanp", "phone",
-                 r"^(\+?1[ .-]?|001[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}( ?(x|ext\.?) ?[0-9]{1,5})?$"),
-        Detector("phone_trunk", "phone", r"^(\(0[0-9]{1,4}\)[ -]?|0[0-9]{1,4}[ ./-])[0-9]{2,8}([ .-][0-9]{2,4}){0,4}$"),
-        Detector("phone_digits", "phone", r"^(0[0-9]{8,11}|[1-9][0-9]{9})$", "weak"),
-        Detector("phone_generic", "phone", r"^[+(]?[0-9][0-9 ()./-]{5,18}[0-9]$", "weak", gx=False),
+                 r"^(\+?1[ .-]?|001[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}( ?(x|ext\.?) ?[0-9]{1,5})?$", digits=(7, 15)),
+        Detector("phone_trunk", "phone", r"^(\(0[0-9]{1,4}\)[ -]?|0[0-9]{1,4}[ ./-])[0-9]{2,8}([ .-][0-9]{2,4}){0,4}$",
+                 digits=(7, 15)),
+        Detector("phone_digits", "phone", r"^(0[0-9]{8,11}|[1-9][0-9]{9})$", "weak", digits=(7, 15)),
+        Detector("phone_generic", "phone", r"^[+(]?[0-9][0-9 ()./-]{5,18}[0-9]$", "weak", gx=False, digits=(7, 15)),
         # national identifiers
         Detector("us_ssn", "national_id", r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"),
         Detector("uk_nino", "national_id", r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-Z]$"),
@@ -186,9 +188,17 @@ def _match(text: pa.Array, pattern: str) -> np.ndarray:
     return np.asarray(pc.fill_null(pc.match_substring_regex(text, pattern), False), dtype=bool)
 
 
+def _digit_count(text: pa.Array) -> np.ndarray:
+    core = pc.replace_substring_regex(text, r"(?i)\s*(x|ext\.?)\s*[0-9]+$", "")
+    return np.asarray(pc.utf8_length(pc.replace_substring_regex(core, "[^0-9]", "")))
+
+
 def _hits(det: Detector, text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(format matches, format-and-checksum matches) of one detector."""
     hit = _match(text, det.pattern)
+    if det.digits is not None and hit.any():
+        count = _digit_count(text)
+        hit &= (count >= det.digits[0]) & (count <= det.digits[1])
     if det.checksum is None or not hit.any():
         return hit, hit
     normalized = pc.replace_substring_regex(text, det.strip, "") if det.strip else text

@@ -1,0 +1,168 @@
+"""Bounded, read-only samples of PostgreSQL tables for detection.
+
+Every read runs in a `READ ONLY` transaction with a statement timeout and is
+bounded: `TABLESAMPLE SYSTEM (p) ... LIMIT n` on tables big enough for the
+estimate to matter, a plain `LIMIT n` otherwise (LIMIT stops the scan; never a
+full-table read). Errors come back as `SourceError` with the SQLSTATE and what
+to check, never the server's text (it can carry values).
+
+Example:
+    >>> with read_only("postgresql://postgres@127.0.0.1/app") as conn:   # doctest: +SKIP
+    ...     cols = table_columns(conn, [TableRef("public", "customers")])
+    ...     sample = sample_table(conn, TableRef("public", "customers"), cols[TableRef("public", "customers")].columns)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+
+from ..errors import ConfigError, SourceError
+from ..sql.model import TableRef
+
+# Types sampled as themselves (the date profile needs dates); the rest are read as text.
+_NATIVE = ("date", "timestamp without time zone", "timestamp with time zone")
+# Types whose values say nothing to the detectors (or are too big to pull): classified by name and type only.
+_NOT_SAMPLED_PREFIXES = ("boolean", "bytea", "json", "jsonb", "xml", "tsvector", "uuid", "oid", "money")
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A relation's columns `(name, postgres type)` in order, its kind and row estimate, and a schema version."""
+
+    table: TableRef
+    columns: tuple[tuple[str, str], ...]
+    relkind: str
+    reltuples: float
+    version: str
+
+
+def _sanitized(exc: Exception, doing: str) -> SourceError:
+    sqlstate = getattr(exc, "sqlstate", None)
+    hints = {
+        "42501": "the role needs SELECT on it",
+        "57014": "the statement timeout was reached; lower sample_rows or raise the timeout",
+        "25006": "the source refused a read-only transaction",
+        "42P01": "the table does not exist",
+    }
+    hint = hints.get(sqlstate or "", "check the source URL, the role's privileges and the server's log")
+    return SourceError(f"{doing} failed ({type(exc).__name__}, SQLSTATE {sqlstate or 'unknown'}): {hint}", sqlstate)
+
+
+@contextmanager
+def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator["object"]:
+    """A psycopg connection inside `BEGIN READ ONLY` with a statement timeout; always rolled back."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise _sanitized(exc, "connecting to the source") from None
+    except Exception:  # a malformed URL: libpq's text can echo the password, so say only what to fix
+        raise ConfigError("the source URL is not a valid PostgreSQL connection URL (postgresql://user@host:port/db)") from None
+    try:
+        conn.execute("BEGIN READ ONLY")
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(statement_timeout_ms)),))
+        yield conn
+    except psycopg.Error as exc:
+        raise _sanitized(exc, "reading the source for detection") from None
+    finally:
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:
+            pass
+        conn.close()
+
+
+def _version(oid: int, columns: Sequence[tuple[str, str]]) -> str:
+    """Changes when the relation is recreated or a column is added, dropped, renamed or retyped."""
+    return hashlib.sha256(json.dumps([oid, list(columns)]).encode()).hexdigest()[:32]
+
+
+def list_tables(conn) -> list[TableRef]:
+    """Every ordinary or partitioned table, view and materialized view outside the system schemas."""
+    rows = conn.execute(
+        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+           ORDER BY 1, 2"""
+    ).fetchall()
+    return [TableRef(s, t) for s, t in rows]
+
+
+def table_columns(conn, tables: Sequence[TableRef]) -> dict[TableRef, TableInfo]:
+    """Columns, kind, row estimate and schema version of each table that exists (missing ones left out)."""
+    if not tables:
+        return {}
+    rows = conn.execute(
+        """SELECT n.nspname, c.relname, c.oid, c.relkind, c.reltuples, a.attname, format_type(a.atttypid, a.atttypmod)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+           ORDER BY n.nspname, c.relname, a.attnum""",
+        ([t.schema for t in tables], [t.table for t in tables]),
+    ).fetchall()
+    grouped: dict[TableRef, list] = {}
+    meta: dict[TableRef, tuple[int, str, float]] = {}
+    for schema, table, oid, relkind, reltuples, col, typ in rows:
+        ref = TableRef(schema, table)
+        grouped.setdefault(ref, []).append((col, typ))
+        meta[ref] = (oid, relkind, float(reltuples))
+    return {
+        ref: TableInfo(ref, tuple(cols), meta[ref][1], meta[ref][2], _version(meta[ref][0], cols))
+        for ref, cols in grouped.items()
+    }
+
+
+def _select_list(columns: Sequence[tuple[str, str]]):
+    from psycopg import sql
+
+    items = []
+    for name, typ in columns:
+        if typ.startswith(_NOT_SAMPLED_PREFIXES):
+            items.append(sql.SQL("NULL::text AS {}").format(sql.Identifier(name)))
+        elif typ in _NATIVE:
+            items.append(sql.Identifier(name))
+        else:
+            items.append(sql.SQL("{}::text AS {}").format(sql.Identifier(name), sql.Identifier(name)))
+    return sql.SQL(", ").join(items)
+
+
+def sample_queries(info: TableInfo, sample_rows: int) -> list:
+    """The bounded queries `sample_table` tries in order: TABLESAMPLE + LIMIT for big tables, then LIMIT."""
+    from psycopg import sql
+
+    target = sql.SQL("{}.{}").format(sql.Identifier(info.table.schema), sql.Identifier(info.table.table))
+    select = _select_list(info.columns)
+    queries = []
+    # TABLESAMPLE picks whole pages: only worth it when the table is much bigger than the sample.
+    if info.relkind in ("r", "m", "p") and info.reltuples > 4 * sample_rows:
+        percent = min(100.0, max(0.001, 100.0 * 3 * sample_rows / info.reltuples))
+        queries.append(sql.SQL("SELECT {} FROM {} TABLESAMPLE SYSTEM ({}) LIMIT {}").format(
+            select, target, sql.Literal(round(percent, 6)), sql.Literal(sample_rows)))
+    queries.append(sql.SQL("SELECT {} FROM {} LIMIT {}").format(select, target, sql.Literal(sample_rows)))
+    return queries
+
+
+def sample_table(conn, info: TableInfo, sample_rows: int = 1000) -> pa.Table:
+    """Up to `sample_rows` rows of the table's columns (text, or dates for date/timestamp columns)."""
+    if sample_rows < 1:
+        raise ConfigError("sample_rows must be at least 1")
+    queries = sample_queries(info, sample_rows)
+    rows: list = conn.execute(queries[0]).fetchall()
+    if len(queries) > 1 and len(rows) < min(sample_rows, 50):  # a stale row estimate gave too few pages
+        rows = conn.execute(queries[1]).fetchall()
+    columns = list(zip(*rows)) if rows else [() for _ in info.columns]
+    arrays = {}
+    for (name, typ), values in zip(info.columns, columns):
+        try:
+            arrays[name] = pa.array(list(values), type=None if typ in _NATIVE else pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # e.g. infinity dates: keep them as text
+            arrays[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return pa.table(arrays) if arrays else pa.table({})
