@@ -83,9 +83,9 @@ def test_a_sink_that_fails_at_commit_supersedes_the_success_entry(people_url, tm
     target = tmp_path / "occupied"
     target.mkdir()
     (target / "keep").write_text("x")  # a non-empty directory: the final rename cannot replace it
-    with GovernedSession(people_url, parse_policy(POLICY), Identity("svc-training"), "ai_training", ledger=ledger) as s:
-        with pytest.raises(LineageGuardError):
-            s.extract("SELECT id, ssn FROM audit_people", to=str(target))
+    governed = GovernedSession(people_url, parse_policy(POLICY), Identity("svc-training"), "ai_training", ledger=ledger)
+    with governed as s, pytest.raises(LineageGuardError):
+        s.extract("SELECT id, ssn FROM audit_people", to=str(target))
     entries = list(ledger.entries())
     assert ledger.verify().ok
     assert [(e["body"]["outcome"], e["body"]["supersedes"]) for e in entries] == [("success", None), ("failed", entries[0]["id"])]
