@@ -16,7 +16,9 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 import time
 from datetime import datetime
 from contextlib import contextmanager
@@ -68,20 +70,29 @@ class Outbox:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else paths.state_file(FILE_NAME)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: readers and one writer never block each other
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One short-lived connection per operation: safe from any thread, and WAL lets a
-        # flush in progress never block the data path's enqueue.
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
+        # One connection per thread, kept open: closing the last connection checkpoints the WAL
+        # (an fsync), which would otherwise dominate the data path's cost. Other processes use their own.
+        # A connection inherited through fork (Airflow's executors fork) must not be reused.
+        db, pid = getattr(self._local, "db", None), getattr(self._local, "pid", None)
+        if db is None or pid != os.getpid():
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA synchronous=NORMAL")
-            yield db
-        finally:
+            self._local.db, self._local.pid = db, os.getpid()
+        yield db
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
             db.close()
+            self._local.db = None
 
     def enqueue(self, event: dict) -> int:
         """Store `event` durably; return its sequence number. Raises OutboxError on a protocol breach."""

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sqlglot
 from sqlglot import exp
 
@@ -31,6 +33,7 @@ def _placeholder(node: exp.Expression) -> exp.Expression:
     return node
 
 
+@lru_cache(maxsize=256)  # START and the terminal event show the same statement
 def shareable_sql(sql: str) -> str:
     """`sql` with literals replaced by placeholders and comments dropped (postgres dialect)."""
     try:
@@ -40,4 +43,4 @@ def shareable_sql(sql: str) -> str:
     if not trees:
         # Fail closed: never echo text we could not take apart.
         return f"-- statement not shown (could not be parsed); sha256 {statement_hash(sql)}"
-    return ";\n".join(t.transform(_placeholder).sql(dialect="postgres", comments=False) for t in trees)
+    return ";\n".join(t.transform(_placeholder, copy=False).sql(dialect="postgres", comments=False) for t in trees)
