@@ -201,7 +201,7 @@ class _SQLite:
         try:
             conn.execute("BEGIN IMMEDIATE")  # take the write lock up front: check-then-update stays atomic
             try:
-                yield _SQLiteCursor(conn)
+                yield _Cursor(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -212,19 +212,24 @@ class _SQLite:
             conn.close()
 
 
-class _SQLiteCursor:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+class _Cursor:
+    """Runs the store's `?`-placeholder SQL on either driver (psycopg wants `%s`)."""
+
+    def __init__(self, conn: Any, placeholder: str = "?"):
+        self.conn, self.placeholder = conn, placeholder
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     def executescript(self, script: str) -> None:
         for stmt in filter(str.strip, script.split(";")):
             self.conn.execute(stmt)
 
     def execute(self, sql: str, params: tuple = ()) -> int:
-        return self.conn.execute(sql, params).rowcount
+        return self.conn.execute(self._sql(sql), params).rowcount
 
     def fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self.conn.execute(sql, params).fetchall()
+        return self.conn.execute(self._sql(sql), params).fetchall()
 
 
 class _Postgres:
@@ -251,27 +256,12 @@ class _Postgres:
                                 "check the URL, that the server runs, and the credentials") from None
         try:
             with conn.transaction():
-                yield _PgCursor(conn)
+                yield _Cursor(conn, "%s")
         except psycopg.Error as exc:
             raise ApprovalError(f"approvals store query failed (sqlstate {exc.sqlstate or 'unknown'}); "
                                 "check the store's permissions and that its table is not altered") from None
         finally:
             conn.close()
-
-
-class _PgCursor:
-    def __init__(self, conn):
-        self.conn = conn
-
-    def executescript(self, script: str) -> None:
-        for stmt in filter(str.strip, script.split(";")):
-            self.conn.execute(stmt)
-
-    def execute(self, sql: str, params: tuple = ()) -> int:
-        return self.conn.execute(sql.replace("?", "%s"), params).rowcount
-
-    def fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self.conn.execute(sql.replace("?", "%s"), params).fetchall()
 
 
 def _clean_context(context: Mapping[str, Any] | None) -> dict[str, str]:
