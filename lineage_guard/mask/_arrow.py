@@ -26,12 +26,34 @@ def is_temporal_date(t: pa.DataType) -> bool:
     return pa.types.is_date(t) or pa.types.is_timestamp(t)
 
 
+_SAMPLE = 16_384
+
+
 def distinct(array: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(distinct values without nulls, indices into them; a null index for a null row)."""
-    if len(array) == 0:
-        return array, pa.array([], pa.int32())
+    """(values to transform once each, indices back into them; a null index for a null row).
+
+    Usually the distinct values. When a sample of the column is (nearly) all distinct,
+    building the dictionary costs more than it saves, so every row is its own value
+    (null rows then stay in `values` but no index points at them). Only speed differs:
+    each value's output depends on the value alone.
+    """
+    check_hashable(array.type)
+    n = len(array)
+    if n > 4 * _SAMPLE:
+        sample = array.slice(0, _SAMPLE)
+        valid = len(sample) - sample.null_count
+        if valid and pc.count_distinct(sample).as_py() >= 0.9 * valid:
+            positions = np.arange(n, dtype=np.int64)
+            mask = np.asarray(array.is_null()) if array.null_count else None
+            return array, pa.array(positions, pa.int64(), mask=mask)
     encoded = pc.dictionary_encode(array)
     return encoded.dictionary, encoded.indices
+
+
+def check_hashable(t: pa.DataType) -> None:
+    if pa.types.is_nested(t) or pa.types.is_dictionary(t) or pa.types.is_null(t):
+        raise ConfigError(f"cannot mask a column of type {t} with a value-based method; "
+                          f"mask it with redact, null or drop")
 
 
 def canonical_bytes(values: pa.Array) -> list[bytes]:
@@ -42,14 +64,13 @@ def canonical_bytes(values: pa.Array) -> list[bytes]:
     ids stored as text and as integers still join).
     """
     t = values.type
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return values.to_pylist()
-    if not is_text(t):
-        if pa.types.is_nested(t) or pa.types.is_dictionary(t) or pa.types.is_null(t):
-            raise ConfigError(f"cannot mask a column of type {t} with a keyed method; "
-                              f"mask it with redact, null or drop")
+    check_hashable(t)
+    if not (is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
         values = pc.cast(values, pa.large_string())
-    return pc.cast(values, pa.large_binary()).to_pylist()
+    raw = pc.cast(values, pa.large_binary())
+    if raw.null_count:  # rows no index points at (see `distinct`); hash them as empty
+        raw = pc.fill_null(raw, pa.scalar(b"", pa.large_binary()))
+    return raw.to_pylist()
 
 
 def fixed_width_text(chars: np.ndarray, type_: pa.DataType = pa.string()) -> pa.Array:

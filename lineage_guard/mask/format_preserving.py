@@ -20,6 +20,7 @@ import hashlib
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import ConfigError, MaskingError
 from ._arrow import canonical_bytes, distinct, is_integer, is_text
@@ -29,6 +30,26 @@ from .params import checked
 from .spec import MaskSpec
 
 
+_WIDE = 64  # values longer than this (rare) get their keystream one at a time
+
+
+def _keystreams(digests: np.ndarray, width: int) -> np.ndarray:
+    """An `(n, width)` keystream per value; past 32 bytes the digest is re-used rotated and re-tinted."""
+    cols = np.arange(width)
+    return digests[:, (cols + 7 * (cols // DIGEST_SIZE)) % DIGEST_SIZE] ^ (cols // DIGEST_SIZE).astype(np.uint8)
+
+
+def _substitute(data: np.ndarray, keystream: np.ndarray, first_digit: np.ndarray | None) -> np.ndarray:
+    """Digits to digits, a-z to a-z, A-Z to A-Z by the keystream; every other byte kept (UTF-8 stays valid)."""
+    out = data.copy()
+    for lo, hi, span in ((48, 57, 10), (97, 122, 26), (65, 90, 26)):
+        hit = (data >= lo) & (data <= hi)
+        out[hit] = lo + keystream[hit] % span
+    if first_digit is not None:  # a leading zero would shorten an integer
+        out[first_digit] = 49 + keystream[first_digit] % 9
+    return out
+
+
 def format_preserving(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.Array:
     """Keyed, deterministic, same length and character classes; text and integers keep their type."""
     checked(spec)
@@ -36,32 +57,38 @@ def format_preserving(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.A
     if not (is_text(t) or is_integer(t)):
         raise ConfigError(f"format_preserving applies to text and integers, not {t}; use generalize or tokenize")
     values, indices = distinct(array)
-    text = values if is_text(t) else values.cast(pa.large_string())
-    raw = text.cast(pa.large_binary())
     digests = hmac_sha256_many(keyring.key(spec.scope, "format_preserving"), canonical_bytes(values))
+    text = values if is_text(t) else values.cast(pa.large_string())
+    raw = pc.fill_null(text.cast(pa.large_binary()), pa.scalar(b"", pa.large_binary()))
     offsets = np.frombuffer(raw.buffers()[1], dtype=np.int64)[raw.offset:raw.offset + len(raw) + 1]
     data_buf = raw.buffers()[2]
     data = (np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]] if data_buf is not None
             else np.zeros(0, np.uint8))
     offsets = offsets - offsets[0]
     lengths = np.diff(offsets)
-    row = np.repeat(np.arange(len(raw)), lengths)
-    pos = np.arange(len(data)) - offsets[:-1][row]
-    keystream = digests[row, pos % DIGEST_SIZE].astype(np.uint16)
-    for r in np.flatnonzero(lengths > DIGEST_SIZE):  # long values: extend the stream instead of repeating it
-        keystream[offsets[r]:offsets[r + 1]] = np.frombuffer(
-            hashlib.shake_256(digests[r].tobytes()).digest(int(lengths[r])), dtype=np.uint8)
-    out = data.copy()
-    digit = (data >= 48) & (data <= 57)
-    lower = (data >= 97) & (data <= 122)
-    upper = (data >= 65) & (data <= 90)
-    out[digit] = 48 + keystream[digit] % 10
-    out[lower] = 97 + keystream[lower] % 26
-    out[upper] = 65 + keystream[upper] % 26
+    width = int(min(lengths.max(initial=0), _WIDE))
+    cols = np.arange(width)
+    # Row-major boolean selection lays each value's first `width` keystream bytes end to end, as in `data`.
+    inside = cols[None, :] < lengths[:, None]
+    long_rows = np.flatnonzero(lengths > width)
+    if len(long_rows):
+        keystream = np.empty(len(data), np.uint8)
+        starts = np.repeat(offsets[:-1], np.minimum(lengths, width))
+        keystream[starts + np.nonzero(inside)[1]] = _keystreams(digests, width)[inside]
+        for r in long_rows:
+            keystream[offsets[r]:offsets[r + 1]] = np.frombuffer(
+                hashlib.shake_256(digests[r].tobytes()).digest(int(lengths[r])), dtype=np.uint8)
+    else:
+        keystream = _keystreams(digests, width)[inside]
+    first_digit = None
     if is_integer(t):
-        # A leading zero would shorten the number once it is an integer again.
-        first = digit & ((pos == 0) | ((pos == 1) & (data[np.maximum(np.arange(len(data)) - 1, 0)] == 45)))
-        out[first] = 49 + keystream[first] % 9
+        # Integers: the first character, or the second after a minus sign.
+        starts = offsets[:-1][lengths > 0]
+        lead = np.where(data[starts] == 45, starts + 1, starts)
+        first_digit = np.zeros(len(data), bool)
+        first_digit[lead[lead < len(data)]] = True
+        first_digit &= (data >= 48) & (data <= 57)
+    out = _substitute(data, keystream, first_digit)
     masked = pa.Array.from_buffers(pa.large_string(), len(raw),
                                    [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(out.tobytes())])
     try:

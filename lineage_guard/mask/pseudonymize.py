@@ -44,7 +44,7 @@ _POOLS = {
     "last_name": ("last_name",),
     "email": ("user_name", "free_email_domain"),
     "phone": ("phone_number",),
-    "address": ("street_address", "city"),
+    "address": ("building_number", "street_name", "city"),
     "city": ("city",),
     "company": ("company",),
     "generic": ("word", "word"),
@@ -103,8 +103,9 @@ def pseudonymize(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.Array:
     elif kind == "phone":
         out = _join(picks[0], " x", _digits(digests)) if unique else picks[0]
     elif kind == "address":
-        out = (_join(picks[0], " Unit ", _tag(digests, True), ", ", picks[1]) if unique
-               else _join(picks[0], ", ", picks[1]))
+        street = _join(picks[0], " ", picks[1])
+        out = (_join(street, " Unit ", _tag(digests, True), ", ", picks[2]) if unique
+               else _join(street, ", ", picks[2]))
     else:
         sep = "-" if kind == "generic" else " "
         parts: list = [x for p in picks for x in (p, sep)][:-1]
