@@ -213,3 +213,18 @@ def test_error_while_streaming_is_sanitized(db, caplog):
             for _ in s:
                 pass
     assert "931-38" not in str(exc.value) + repr(exc.value) + caplog.text and exc.value.__cause__ is None
+
+
+def test_parameters_stream_and_are_quoted(db):
+    src = PostgresSource(db, batch_rows=500)
+    hostile = "x'); DROP TABLE src_guard; --"
+    table = src.read_all("SELECT $1::text AS s, $2::int - $3 AS n, $4::date AS d, '$1' AS lit, $5::text AS nul",
+                         [hostile, 1, -5, __import__("datetime").date(2024, 2, 29), None])
+    assert table.to_pylist() == [{"s": hostile, "n": 6, "d": __import__("datetime").date(2024, 2, 29),
+                                  "lit": "$1", "nul": None}]
+    assert count(db) == 0
+    with src.stream("SELECT id FROM src_people WHERE id > $1", [1000]) as s:
+        assert [b.num_rows for b in s] == [500] * 8
+    for bad in ([1, 2], [], "12"):
+        with pytest.raises(ConfigError, match="parameter"):
+            src.read_all("SELECT $1::int AS x", bad)

@@ -28,6 +28,7 @@ import pyarrow as pa
 from ..errors import ConfigError, LineageGuardError, SourceError
 from ..run import SourceInfo
 from .pg_errors import connect_error, from_driver_error
+from .pg_params import inline_parameters
 from .pg_types import TypePlan
 from .pg_url import PgUrl
 
@@ -88,6 +89,7 @@ class BatchStream:
             f"SET LOCAL lock_timeout = {int(source.statement_timeout_ms)}",
             f"SET LOCAL search_path = pg_catalog, {_quote_ident(source.schema)}, pg_temp",
             "SET LOCAL default_transaction_read_only = on",
+            "SET LOCAL standard_conforming_strings = on",  # how inlined parameter literals are quoted
             # Takes the snapshot: from here on the read-only mode can no longer be changed.
             "SELECT 1",
         ]
@@ -96,8 +98,11 @@ class BatchStream:
                 cursor.execute(statement)
         except Exception as exc:  # noqa: BLE001
             raise from_driver_error(exc, doing="opening the read-only transaction") from None
+        if parameters is not None:
+            # Bound parameters would make ADBC load the whole result before the first batch.
+            sql = inline_parameters(sql, parameters)
         try:
-            cursor.execute(sql, parameters)
+            cursor.execute(sql)
             self._reader = cursor.fetch_record_batch()
         except Exception as exc:  # noqa: BLE001
             raise from_driver_error(exc, timeout_ms=source.statement_timeout_ms) from None
@@ -231,7 +236,8 @@ class PostgresSource:
     def stream(self, sql: str, parameters: Parameters = None) -> BatchStream:
         """Run one read-only statement and stream its rows as Arrow batches.
 
-        `parameters` bind `$1, $2, ...` placeholders. Raises `SourceError`
+        `parameters` fill `$1, $2, ...` placeholders (inlined as quoted literals so the result
+        still streams; see `pg_params`). Raises `SourceError`
         (sanitized: SQLSTATE and what to fix, never the server's text).
         """
         return BatchStream(self, sql, parameters)
