@@ -104,6 +104,11 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         resolver.refuse("COPY ... PROGRAM runs a shell command on the database server; use a governed read instead")
     if flags & {"copy_to_file", "copy_from_file"}:
         resolver.refuse("COPY to or from a server file bypasses masking; use a governed read and a sink instead")
+    if "copy_to" in flags:
+        resolver.refuse("COPY ... TO exports raw rows past masking; send the SELECT itself through lineage_guard")
+    if "returning" in flags:
+        resolver.refuse("RETURNING sends rows back from a write without masking; remove RETURNING and read "
+                        "the rows with a governed SELECT")
     # Reads inside a write (INSERT ... SELECT, COPY (SELECT ...), CREATE ... AS SELECT, RETURNING) still count.
     for sub in _inner_queries(node):
         resolver.query(sub, None)

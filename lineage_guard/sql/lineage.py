@@ -91,6 +91,7 @@ class Scope:
     rels: list[Rel] = field(default_factory=list)
     ctes: dict[str, list[Col]] = field(default_factory=dict)
     windows: dict[str, exp.Expression] = field(default_factory=dict)
+    star: list[Col] | None = None  # what a bare * expands to, once USING / NATURAL joins merged columns
 
     def cte(self, name: str) -> list[Col] | None:
         scope: Scope | None = self
@@ -116,7 +117,25 @@ def ident(node: exp.Expression | str | None) -> str:
     return node.name.lower()
 
 
-_TEXTY = {"text", "varchar", "character varying", "char", "character", "bpchar", "name", "citext", "unknown", None}
+# Source types whose casts never fail with the value in the message (overflow errors carry no value).
+_NON_TEXT = {"int", "integer", "int2", "int4", "int8", "smallint", "bigint", "serial", "bigserial", "smallserial",
+             "numeric", "decimal", "real", "float", "float4", "float8", "double", "double precision", "money",
+             "date", "time", "timetz", "timestamp", "timestamptz", "timestamp with time zone",
+             "timestamp without time zone", "time with time zone", "time without time zone", "interval",
+             "boolean", "bool", "uuid", "bytea", "varbinary", "oid", "inet", "cidr", "macaddr"}
+
+
+def base_type(name: str | None) -> str | None:
+    """`character varying(20)` -> `character varying`; None stays None (unknown: treated as text)."""
+    if name is None:
+        return None
+    return name.split("(")[0].strip().lower()
+
+
+def may_echo(type_name: str | None) -> bool:
+    """Whether a value of this type, cast or parsed as another type, can put itself in an error message."""
+    base = base_type(type_name)
+    return base not in _NON_TEXT or (type_name or "").endswith("[]")
 _AGG_TYPES = (exp.AggFunc,)
 
 
@@ -253,14 +272,21 @@ class Resolver:
         from_ = node.args.get("from_") or node.args.get("from")
         if from_:
             scope.rels.append(self.from_item(from_.this, scope))
+            scope.star = list(self._expand_quiet(scope.rels[-1]))
         for join in node.args.get("joins") or []:
-            scope.rels.append(self.from_item(join.this, scope))
+            rel = self.from_item(join.this, scope)
+            scope.rels.append(rel)
+            right = self._expand_quiet(rel)
+            merged = [ident(u) for u in join.args.get("using") or []]
+            if str(join.args.get("method") or "").upper() == "NATURAL":
+                left_names = {c.name for c in scope.star or []}
+                merged = [c.name for c in right if c.name in left_names]
+            scope.star = _merge_using(scope.star or [], right, merged)
             if join.args.get("on"):
                 self.predicate(join.args["on"], scope, "join")
-            for using in join.args.get("using") or []:
-                name = ident(using)
-                for rel in scope.rels:
-                    col = rel.find(name)
+            for name in merged:
+                for r in scope.rels:
+                    col = r.find(name)
                     if col:
                         self._use(col.lin, "join", False)
         for named in node.args.get("windows") or []:
@@ -340,27 +366,41 @@ class Resolver:
         if isinstance(item, exp.Values):
             return Rel(alias, _rename(self._values(item, scope), alias_cols))
         if isinstance(item, exp.Unnest):
-            lin = union(self.expr(a, scope) for a in item.expressions).derived()
-            names = alias_cols or [alias or "unnest"]
-            cols = [Col(n, lin) for n in names]
+            lins = [self.expr(a, scope).derived() for a in item.expressions]
+            names = alias_cols or ([alias or "unnest"] if len(lins) == 1 else [f"unnest{i}" for i in range(len(lins))])
+            if len(names) != len(lins):
+                self.refuse("unnest(...) has a different number of arguments than alias columns; name one per argument")
+            cols = [Col(n, lins[i] if i < len(lins) else union(lins)) for i, n in enumerate(names)]
             if item.args.get("offset"):
                 off = item.args["offset"]
                 cols.append(Col(ident(off) if isinstance(off, exp.Identifier) else "ordinality", Lin()))
             return Rel(alias or "unnest", cols)
         if isinstance(item, exp.Table):
             if item.args.get("rows_from"):
-                lin = union(self.table_function(f, scope)[1] for f in item.args["rows_from"])
-                names = alias_cols or [alias or "rows_from"]
-                return Rel(alias, [Col(n, lin) for n in names])
+                parts = [self.table_function(f, scope) for f in item.args["rows_from"]]
+                cols = [Col(n, lin) for names, lin, _ in parts for n in names]
+                fixed = all(f for _, _, f in parts)
+                lin = union(c.lin for c in cols)
+                if item.args.get("ordinality"):
+                    cols.append(Col("ordinality", Lin()))
+                if alias_cols and len(alias_cols) > len(cols):
+                    fixed = False
+                return Rel(alias or "rows_from", _rename(cols, alias_cols), open=not fixed, whole_lin=lin)
             if isinstance(item.this, exp.Func) or isinstance(item.this, exp.Dot):
-                names, lin, fixed = self.table_function(item.this, scope)
-                names = alias_cols or names or [alias or function_name(item.this) if isinstance(item.this, exp.Func) else "f"]
-                return Rel(alias or names[0], [Col(n, lin) for n in names], open=not fixed and not alias_cols,
+                names, lin, fixed = self.table_function(item.this, scope, alias_node)
+                cols = [Col(n, lin) for n in names]
+                if item.args.get("ordinality"):
+                    cols.append(Col("ordinality", Lin()))
+                if len(names) == 1 and not isinstance(item.this, exp.Dot) and fixed and not alias_cols and alias:
+                    cols[0].name = alias  # a scalar function in FROM names its column after the alias
+                if alias_cols and len(alias_cols) > len(cols):
+                    fixed = False
+                return Rel(alias or (names[0] if names else "f"), _rename(cols, alias_cols), open=not fixed,
                            whole_lin=lin)
             return self.table(item, scope, alias, alias_cols)
         if isinstance(item, exp.Func):
-            names, lin, fixed = self.table_function(item, scope)
-            return Rel(alias, [Col(n, lin) for n in (alias_cols or names)], open=not fixed, whole_lin=lin)
+            names, lin, fixed = self.table_function(item, scope, alias_node)
+            return Rel(alias, _rename([Col(n, lin) for n in names], alias_cols), open=not fixed, whole_lin=lin)
         self.refuse(f"unsupported FROM item {type(item).__name__}; rewrite it with tables, subqueries or VALUES")
         return Rel(alias, [], open=True, whole_lin=Lin(opaque=True))
 
@@ -413,7 +453,8 @@ class Resolver:
             cols = _rename(cols, list(rel.column_names))
         return cols
 
-    def table_function(self, node: exp.Expression, scope: Scope) -> tuple[list[str], Lin, bool]:
+    def table_function(self, node: exp.Expression, scope: Scope,
+                       alias_node: exp.Expression | None = None) -> tuple[list[str], Lin, bool]:
         """(column names, lineage of every column, whether the column set is known) of a function in FROM."""
         func, schema = _unqualify(node)
         if not isinstance(func, exp.Func):
@@ -424,17 +465,27 @@ class Resolver:
         udfs = self.catalog.user_functions(name, schema)
         if udfs:
             lin = self.udf(udfs, args)
-            outs = list(udfs[0].out_columns) or [name]
-            return outs, lin, True
+            outs = list(udfs[0].out_columns)
+            # Without declared OUT columns it may return a composite row: its width is unknown.
+            return (outs or [name]), lin, bool(outs)
         if schema not in (None, "pg_catalog") or name not in TABLE_FUNCTIONS or not is_allowed_node(func):
             self.refuse(refusal_reason(name) if not is_allowed_name(name) or schema not in (None, "pg_catalog")
                         else f"function {name} cannot be used in FROM through lineage_guard; use it in the select list")
             return [name], Lin(args.sources, False, True), False
         if name in TABLE_FUNCTION_COLUMNS:
             return list(TABLE_FUNCTION_COLUMNS[name]), args, True
-        return [name], args, name in ("unnest", "generate_series", "generate_subscripts", "regexp_split_to_table",
-                                       "string_to_table", "jsonb_object_keys", "json_object_keys",
-                                       "regexp_matches", "jsonb_path_query")
+        if name in ("json_to_record", "jsonb_to_record", "json_to_recordset", "jsonb_to_recordset"):
+            # PostgreSQL requires a full column definition list for these: it is their exact width.
+            defs = alias_node.columns if isinstance(alias_node, exp.TableAlias) else []
+            if defs and all(isinstance(d, exp.ColumnDef) for d in defs):
+                return [ident(d.this) for d in defs], args, True
+            return [name], args, False
+        if name == "unnest":
+            width = len(_args(func))
+            return ([name] if width == 1 else [f"{name}{i}" for i in range(width)]), args, True
+        return [name], args, name in ("generate_series", "generate_subscripts", "regexp_split_to_table",
+                                      "string_to_table", "jsonb_object_keys", "json_object_keys",
+                                      "regexp_matches", "jsonb_path_query")
 
     def udf(self, udfs: list[Function], args: Lin) -> Lin:
         """A user-defined function is opaque: its value depends on its arguments and on what its body reads."""
@@ -480,7 +531,9 @@ class Resolver:
 
     def projection(self, e: exp.Expression, scope: Scope) -> list[Col]:
         if isinstance(e, exp.Star):
-            return [Col(c.name, c.lin) for rel in scope.rels for c in self._expand(rel)]
+            for rel in scope.rels:
+                self._expand(rel)
+            return [Col(c.name, c.lin) for c in (scope.star or [])]
         if isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
             rel = self._rel(ident(e.args.get("table")), scope)
             if rel is None:
@@ -500,8 +553,13 @@ class Resolver:
         return [Col(name, self.expr(inner, scope))]
 
     def _expand(self, rel: Rel) -> list[Col]:
-        if rel.open and not rel.cols:
-            self.refuse(f"cannot expand * over {rel.alias or 'a function'}: its columns are unknown; name them")
+        if rel.open:
+            self.refuse(f"cannot expand * over {rel.alias or 'a function'}: its columns are unknown, so output "
+                        "positions could not be checked; name the columns")
+        return rel.cols
+
+    @staticmethod
+    def _expand_quiet(rel: Rel) -> list[Col]:
         return rel.cols
 
     def _rel(self, alias: str, scope: Scope | None) -> Rel | None:
@@ -591,10 +649,18 @@ class Resolver:
             return union([self.expr(e.this, scope), self.expr(e.expression, scope)]).derived()
         if isinstance(e, exp.Window):
             return self._window(e, scope)
+        if isinstance(e, exp.Filter):  # agg(...) FILTER (WHERE ...): a row filter like any WHERE
+            cond = e.expression.this if isinstance(e.expression, exp.Where) else e.expression
+            return (self.expr(e.this, scope) | self.predicate(cond, scope, "where")).derived()
+        if isinstance(e, (exp.Div, exp.Mod, exp.IntDiv)):
+            divisor = self.expr(e.expression, scope)
+            if divisor.sources:  # division by zero on chosen rows is a one-bit error oracle
+                self.error_channel |= divisor.sources
+            return (self.expr(e.this, scope) | divisor).derived("numeric")
         if isinstance(e, (exp.Cast, exp.TryCast)):
             inner = self.expr(e.this, scope)
             target = _type_name(e.args.get("to"))
-            if target not in SAFE_CAST_TARGETS and (inner.type in _TEXTY) and inner.sources:
+            if base_type(target) not in SAFE_CAST_TARGETS and may_echo(inner.type) and inner.sources:
                 self.error_channel |= inner.sources
             return Lin(inner.sources, False, inner.opaque, target)
         if isinstance(e, exp.Func):
@@ -655,7 +721,7 @@ class Resolver:
             return Lin(lin.sources, False, True)
         if name in ERROR_CHANNEL_FUNCTIONS and args:
             first = args[0]
-            if first.type in _TEXTY and first.sources:
+            if may_echo(first.type) and first.sources:
                 self.error_channel |= first.sources
         if name in ("row_to_json", "to_json", "to_jsonb", "array_to_json", "row", "format") and any(a.opaque for a in args):
             return Lin(lin.sources, False, True)
@@ -685,14 +751,28 @@ class Resolver:
             return self.predicate(e.this, scope, clause)
         operands = _operands(e)
         lins = [self.expr(o, scope) for o in operands]
-        against = len(lins) > 1 and any(lin.constant for lin in lins) or isinstance(e, exp.Is)
-        if isinstance(e, (exp.Exists,)):
-            against = False
         whole = union(lins)
+        if isinstance(e, exp.Exists):
+            against = False  # the subquery's own filters are recorded where they stand
+        else:
+            against = (len(lins) > 1 and any(lin.constant for lin in lins)) or isinstance(e, exp.Is) \
+                or _has_literal(e) or self._constant_side(e, scope)
         self._use(whole, clause, against)
         if against and _is_point(e):
             self.point_predicate = True
         return whole
+
+    def _constant_side(self, e: exp.Expression, scope: Scope) -> bool:
+        """Whether a comparison inside `e` tests something against a value with no source (VALUES, CTE literal)."""
+        for node in _walk_local(e):
+            if isinstance(node, _COMPARISONS):
+                sides = [node.this, node.expression] if not isinstance(node, exp.In) else [node.this, *node.expressions]
+                quiet_uses = len(self.uses)
+                lins = [self.expr(side, scope) for side in sides if side is not None]
+                del self.uses[quiet_uses:]
+                if len(lins) > 1 and any(lin.constant for lin in lins):
+                    return True
+        return False
 
 
 def _all_windows(scope: Scope | None) -> dict[str, exp.Expression]:
@@ -721,14 +801,47 @@ def _operands(e: exp.Expression) -> list[exp.Expression]:
     return [e]
 
 
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Like,
+                exp.ILike, exp.SimilarTo, exp.RegexpLike, exp.RegexpILike, exp.In, exp.Is)
+
+
+def _walk_local(e: exp.Expression):
+    """Nodes of an expression, not descending into subqueries (they are analyzed where they stand)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in node.iter_expressions():
+            if not isinstance(child, (exp.Select, exp.SetOperation, exp.Subquery)):
+                stack.append(child)
+
+
+def _has_literal(e: exp.Expression) -> bool:
+    return any(isinstance(n, (exp.Literal, exp.Boolean, exp.Null, exp.Placeholder, exp.Parameter))
+               for n in _walk_local(e))
+
+
 def _is_point(e: exp.Expression) -> bool:
     # Equality-like tests pin down individuals; ranges and wildcard patterns describe cohorts.
-    if isinstance(e, (exp.EQ, exp.In, exp.NullSafeEQ)):
-        return True
-    if isinstance(e, (exp.Like, exp.ILike)):
-        pattern = e.expression
-        return isinstance(pattern, exp.Literal) and not any(ch in pattern.this for ch in "%_")
+    for node in _walk_local(e):
+        if isinstance(node, (exp.EQ, exp.In, exp.NullSafeEQ)):
+            return True
+        if isinstance(node, (exp.Like, exp.ILike)):
+            pattern = node.expression
+            if not (isinstance(pattern, exp.Literal) and any(ch in pattern.this for ch in "%_")):
+                return True
     return False
+
+
+def _merge_using(left: list[Col], right: list[Col], names: list[str]) -> list[Col]:
+    """What `*` returns after `JOIN ... USING (names)`: merged columns first, then the rest of each side."""
+    if not names:
+        return left + right
+    merged = []
+    for name in names:
+        lins = [c.lin for c in left + right if c.name == name]
+        merged.append(Col(name, union(lins) if len(lins) > 1 else (lins[0] if lins else Lin(opaque=True))))
+    return merged + [c for c in left if c.name not in names] + [c for c in right if c.name not in names]
 
 
 def _args(e: exp.Func) -> list[exp.Expression]:

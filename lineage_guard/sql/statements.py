@@ -41,6 +41,17 @@ def _constant_where(where: exp.Expression | None) -> bool:
     return not any(True for _ in cond.find_all(exp.Column))
 
 
+def _copies_data(node: exp.Expression) -> bool:
+    """Whether written values are computed from columns (`SET plan = ssn`, `INSERT ... SELECT`): data moves."""
+    if isinstance(node, exp.Insert):
+        return isinstance(node.expression, (exp.Select, exp.SetOperation)) or any(
+            True for _ in (node.expression or exp.Null()).find_all(exp.Column))
+    if isinstance(node, exp.Update):
+        return any(isinstance(e, exp.EQ) and any(True for _ in e.expression.find_all(exp.Column))
+                   for e in node.expressions)
+    return isinstance(node, exp.Merge)
+
+
 def describe(node: exp.Expression, default_schema: str) -> tuple[StatementKind, list[TableRef], bool, set[str]]:
     """(kind, tables written, has_where, flags) of a statement that is not a plain read."""
     flags: set[str] = set()
@@ -59,6 +70,8 @@ def describe(node: exp.Expression, default_schema: str) -> tuple[StatementKind, 
                 flags.add(f"{kind}_all")
         if node.args.get("returning"):
             flags.add("returning")
+        if _copies_data(node):
+            flags.add("copies_data")
         return kind, written, has_where, flags
     if isinstance(node, exp.Copy):
         target = node.this
