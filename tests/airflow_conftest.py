@@ -69,6 +69,7 @@ class AirflowEnv:
     def run(self, dag_id: str, conf: dict | None = None) -> DagRunResult:
         """Run the DAG defined in tests/airflow_dags/{dag_id}.py once with `dag.test()`."""
         from airflow.models.xcom import XComModel
+        from airflow.sdk.serde import deserialize
         from airflow.utils.session import create_session
 
         spec = importlib.util.spec_from_file_location(f"lg_dag_{dag_id}", DAGS / f"{dag_id}.py")
@@ -80,7 +81,7 @@ class AirflowEnv:
         with create_session() as session:
             tasks = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
             rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=dagrun.run_id, key="return_value").all()
-            xcoms = {r.task_id: XComModel.deserialize_value(r) for r in rows}
+            xcoms = {r.task_id: deserialize(XComModel.deserialize_value(r)) for r in rows}
         lines = self.ol_file.read_text().splitlines()[seen:] if self.ol_file.exists() else []
         events = [json.loads(line) for line in lines if line.strip()]
         mine = [e for e in events if e["job"]["name"].startswith(f"{dag_id}.")]

@@ -1,0 +1,101 @@
+"""Guarded writes from a DAG: a denied statement fails its task; one needing approval defers until a human decides."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_conftest import *  # noqa: F401,F403 - fixtures: airflow_env, patients
+from conftest import TEST_MASTER_KEY
+from lineage_check import assert_valid_events
+
+pytestmark = pytest.mark.airflow
+
+CLI = str(Path(sys.executable).parent / "lineage-guard")
+
+
+def decide_when_asked(verb: str, found: dict) -> threading.Thread:
+    """An approver in another thread: waits for the pending request, then runs the real CLI."""
+    from lineage_guard.approvals import ApprovalStore
+
+    def approver() -> None:
+        store = ApprovalStore.open()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pending = store.list(status="pending")
+            if pending:
+                found["request"] = pending[0]
+                found["cli"] = subprocess.run([CLI, "approvals", verb, pending[0].id, "--as", "dana",
+                                               "--note", "ticket DATA-7"], capture_output=True, text=True,
+                                              timeout=60)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=approver, daemon=True)
+    thread.start()
+    return thread
+
+
+def city_of(pg_url: str, patient_id: int) -> str:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT city FROM patients WHERE id = %s", (patient_id,)).fetchone()[0]
+
+
+@pytest.mark.parametrize("verb", ["deny", "approve"])
+def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(airflow_env, patients, verb, capfd):
+    from lineage_guard.approvals import ApprovalStore
+    from lineage_guard.audit import Ledger
+
+    found: dict = {}
+    approver = decide_when_asked(verb, found)
+    result = airflow_env.run("lg_writes")
+    approver.join(timeout=5)
+    assert found["cli"].returncode == 0, found["cli"].stdout + found["cli"].stderr
+
+    # the request says which DAG run and task asked
+    request = found["request"]
+    assert request.requester == "airflow:lg_writes.fix_city"
+    context = dict(request.context)
+    assert {k: context[k] for k in ("dag_id", "task_id")} == {"dag_id": "lg_writes", "task_id": "fix_city"}
+    assert context["run_id"].startswith("manual__") and context["try_number"] == "1"
+
+    expected = "success" if verb == "approve" else "failed"
+    assert result.tasks == {"fix_city": expected, "wipe": "failed"}
+    assert (city_of(airflow_env.pg_url, 1) == "Bergen") is (verb == "approve")
+    assert ApprovalStore.open().get(request.id).status == ("used" if verb == "approve" else "denied")
+    logs = capfd.readouterr()
+    assert "DELETE without WHERE on public.patients is denied" in logs.out + logs.err
+    if verb == "deny":
+        assert f"approval request {request.id} was denied by dana" in logs.out + logs.err
+
+    # ledger: the wait and (if approved) the write are recorded for fix_city, the denial for wipe
+    ledger = Ledger.open()
+    assert ledger.verify().ok
+    entries = [str(e) for e in ledger.entries()]
+    fix = [e for e in entries if "airflow:lg_writes.fix_city" in e]
+    wipe = [e for e in entries if "airflow:lg_writes.wipe" in e]
+    assert len(fix) == (2 if verb == "approve" else 1) and "needs_approval" in fix[0]
+    assert len(wipe) == 1 and "denied" in wipe[0]
+    assert int(city_of(airflow_env.pg_url, 2) is not None)  # DELETE never ran
+
+    wipe_events = result.task_events("wipe", "lg_writes")
+    assert [e["eventType"] for e in wipe_events] == ["START", "FAIL"]
+    assert wipe_events[-1]["run"]["facets"]["lineageGuard_access"]["outcome"] == "denied"
+    assert_valid_events(wipe_events, forbid=[TEST_MASTER_KEY])
+
+    # Airflow's OpenLineage provider sends START again when a deferred task resumes (same run id); it is
+    # the provider's behaviour for every deferrable operator (apache/airflow#58933), not a second stream.
+    fix_events = result.task_events("fix_city", "lg_writes")
+    terminal = "COMPLETE" if verb == "approve" else "FAIL"
+    assert [e["eventType"] for e in fix_events] == ["START", "START", terminal]
+    assert len({e["run"]["runId"] for e in fix_events}) == 1
+    access = fix_events[-1]["run"]["facets"].get("lineageGuard_access")
+    assert (access or {}).get("outcome") == ("success" if verb == "approve" else "needs_approval")
+    assert_valid_events([fix_events[0], fix_events[-1]], forbid=[TEST_MASTER_KEY])
