@@ -26,7 +26,7 @@ from .names import name_hints
 
 NAME_SCORE = {"strong": 0.85, "weak": 0.4}
 AGREEMENT = 1 - (1 - NAME_SCORE["strong"]) * (1 - 0.9)
-REPORT_FLOOR = 0.5  # below this the column is reported not sensitive
+REPORT_FLOOR = 0.6  # below this the column is reported not sensitive (a weak format alone stays under it)
 # Labels whose values are recognizable enough that a sample with none of them refutes the name.
 _REFUTABLE = frozenset({"email", "phone", "payment_card", "iban", "ip_address", "mac_address"})
 _DATEISH_TOKENS = frozenset({"date", "dt", "day", "time", "at", "on", "year", "month", "timestamp", "ts"})
@@ -64,11 +64,12 @@ def classify_column(name: str, pg_type: str | None, sample: pa.Array | None, *, 
     """
     hints = name_hints(name, table)
     t = (pg_type or "").lower()
-    if t.startswith("bool") or (sample is not None and pa.types.is_boolean(sample.type)):
-        return Classification(NOT_SENSITIVE, 0.99, {"type": pg_type, "reason": "boolean"})
     sample = sample if sample is not None else pa.array([], pa.string())
-    values = value_evidence(sample, pg_type)
     non_null = len(sample) - sample.null_count
+    if t.startswith("bool") or pa.types.is_boolean(sample.type):
+        return Classification(NOT_SENSITIVE, 0.99, {"type": pg_type, "sampled": len(sample), "non_null": non_null,
+                                                    "reason": "boolean"})
+    values = value_evidence(sample, pg_type)
     dateish = bool(_DATEISH_TOKENS.intersection(name.lower().replace("-", "_").split("_")))
 
     scored: list[tuple[float, int, str]] = []
