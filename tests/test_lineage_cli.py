@@ -89,3 +89,11 @@ def test_registered_in_the_main_cli(tmp_path):
     assert json.loads(proc.stdout)["queued"] == 1
     assert (datetime.now(timezone.utc) - datetime.fromisoformat(json.loads(proc.stdout)["oldest_queued"])
             < timedelta(days=1))
+
+
+def test_prune_command(fast_http):  # noqa: F811
+    two_runs()
+    assert cli.invoke(app, ["flush"]).exit_code == 0
+    result = cli.invoke(app, ["prune", "--older-than-days", "0"])
+    assert result.exit_code == 0 and "deleted 4 shipped event(s)" in result.stdout
+    assert cli.invoke(app, ["prune", "--older-than-days", "-1"]).exit_code == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import TEST_MASTER_KEY, require
@@ -16,7 +17,7 @@ from lineage_guard.lineage import (ACCESS_KEY, MASKING_KEY, build_event, dataset
 from lineage_guard.lineage.sql_text import shareable_sql
 from lineage_guard.mask.spec import MaskSpec
 from lineage_guard.run import ParentRun, SinkInfo
-from lineage_guard.sql.model import ColumnRef
+from lineage_guard.sql.model import ColumnRef, ColumnUse
 
 RAW_SSN = "123-45-6789"   # a literal in the sample SQL: must never reach an event
 FORBID = [RAW_SSN, TEST_MASTER_KEY]
@@ -95,6 +96,25 @@ def test_column_lineage_both_forms():
     # every column-lineage input field is in that input's schema facet (else Marquez drops the row)
     in_fields = {d["name"]: set(fields_of(d)) for d in end["inputs"]}
     assert all(i["field"] in in_fields[i["name"]] for f in cl.values() for i in f["inputFields"])
+
+
+def test_indirect_lineage_for_filters_joins_and_sorts():
+    run = sample_run()
+    a = run.decision.analysis
+    uses = (ColumnUse(ColumnRef("public", "patients", "ssn"), "where", against_constant=True),
+            ColumnUse(ColumnRef("public", "visits", "patient_id"), "join"),
+            ColumnUse(ColumnRef("public", "patients", "id"), "join"),
+            ColumnUse(ColumnRef("public", "patients", "id"), "order"),
+            ColumnUse(ColumnRef("public", "patients", "region"), "limit"))
+    run.decision = replace(run.decision, analysis=replace(a, uses=uses))
+    start, end = run_events(run)
+    assert_valid_events([start, end], forbid=FORBID)
+    indirect = end["outputs"][0]["facets"]["columnLineage"]["dataset"]
+    assert [(i["name"], i["field"], [t["subtype"] for t in i["transformations"]]) for i in indirect] == [
+        ("clinic.public.patients", "ssn", ["FILTER"]), ("clinic.public.visits", "patient_id", ["JOIN"]),
+        ("clinic.public.patients", "id", ["JOIN", "SORT"])]
+    assert all(t["type"] == "INDIRECT" and t["masking"] is False for i in indirect for t in i["transformations"])
+    assert "region" in fields_of(end["inputs"][0])     # a used column is a column read
 
 
 def test_job_and_run_facets():

@@ -239,3 +239,34 @@ def test_run_protocol_is_enforced():
         Outbox().enqueue({"eventType": "START"})
     emitter.complete(other)
     assert_valid_events(Outbox().events())
+
+
+def test_busy_flusher_is_retried_not_forgotten(fast_http):
+    from lineage_guard.lineage.shipping import _flush_lock
+
+    box = Outbox()
+    run = sample_run()
+    emitter = LineageEmitter(box)
+    with _flush_lock(box) as held:           # another flusher holds the outbox
+        assert held
+        emitter.start(run)
+        for _ in range(600):                 # wait (not a timing assertion) until the worker found it busy
+            if emitter.last_result is not None:
+                break
+            threading.Event().wait(0.05)
+        assert emitter.last_result.busy and fast_http.received == []
+    emitter.close(timeout=60)
+    assert fast_http.seen() == [(run.run_id, "START")]
+
+
+def test_prune_keeps_unshipped_events(fast_http):
+    box = Outbox()
+    shipped, queued = sample_run(), sample_run()
+    emitter = LineageEmitter(box, ship="inline")
+    emitter.start(shipped)
+    emitter.complete(shipped)
+    fast_http.fail_status = 503
+    emitter.start(queued)
+    assert box.prune(0) == 2 and box.counts() == {"queued": 1, "shipped": 0, "rejected": 0}
+    with pytest.raises(OutboxError, match="zero or more"):
+        box.prune(-1)

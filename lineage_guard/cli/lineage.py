@@ -4,6 +4,7 @@
     lineage-guard lineage flush [--retry-rejected]            ship queued events now (oldest first); exit 1 if any stay
     lineage-guard lineage export events.jsonl --run-id ID     one run's events as JSON Lines
     lineage-guard lineage export events.jsonl --since 2026-11-01 --until 2026-11-02
+    lineage-guard lineage prune --older-than-days 30         drop shipped events (queued ones are kept)
 
 Shipping uses the openlineage-python client configured the standard way
 (OPENLINEAGE_URL, openlineage.yml, OPENLINEAGE__TRANSPORT__*).
@@ -109,3 +110,12 @@ def export(
         Path(tmp).unlink(missing_ok=True)
         raise
     out.print(f"wrote {len(events)} event(s) to {target}", highlight=False)
+
+
+@app.command()
+def prune(older_than_days: Annotated[float, typer.Option(
+        "--older-than-days", help="Delete shipped events queued more than this many days ago.")] = 30.0) -> None:
+    """Keep the outbox small: delete old shipped events; queued and rejected events are never deleted."""
+    if older_than_days < 0:
+        raise typer.BadParameter("must be zero or more", param_hint="--older-than-days")
+    out.print(f"deleted {Outbox().prune(older_than_days)} shipped event(s)", highlight=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from typing import Literal
 
@@ -26,6 +27,7 @@ from .outbox import Outbox
 from .shipping import ShipResult, lineage_disabled, make_client, ship_pending
 
 log = logging.getLogger(__name__)
+_BUSY_RETRIES, _BUSY_WAIT_S = 50, 0.2
 ShipMode = Literal["background", "inline", "manual"]
 _live: "weakref.WeakSet[LineageEmitter]" = weakref.WeakSet()
 
@@ -119,6 +121,7 @@ class LineageEmitter:
                 self._worker.start()
 
     def _work(self) -> None:
+        busy_waits = 0
         while True:
             with self._lock:
                 if not self._dirty:
@@ -126,6 +129,14 @@ class LineageEmitter:
                     return
                 self._dirty = False
             self._flush_quietly()
+            result = self.last_result
+            if result is not None and result.busy and busy_waits < _BUSY_RETRIES:
+                # Another flusher (thread or process) may have read the queue before our event
+                # landed: try again shortly rather than leave it for the next run.
+                busy_waits += 1
+                time.sleep(_BUSY_WAIT_S)
+                with self._lock:
+                    self._dirty = True
 
     def _flush_quietly(self) -> None:
         try:

@@ -77,6 +77,8 @@ def _input_tables(run: RunRecord) -> dict[tuple[str, str], dict[str, str | None]
     for col in run.decision.columns:
         for src in col.sources:
             tables.setdefault((src.schema, src.table), {}).setdefault(src.column, None)
+    for use in analysis.uses if analysis else ():
+        tables.setdefault((use.column.schema, use.column.table), {}).setdefault(use.column.column, None)
     return tables
 
 
@@ -123,6 +125,29 @@ def _field_lineage(run: RunRecord, cols: list[ColumnDecision]) -> column_lineage
                                          transformationDescription=description)
 
 
+# How a column used outside the projection shapes the output (the spec's INDIRECT subtypes).
+_INDIRECT = {"where": "FILTER", "having": "FILTER", "join": "JOIN", "group": "GROUP_BY", "distinct_on": "GROUP_BY",
+             "order": "SORT", "window": "WINDOW"}
+
+
+def _indirect_lineage(run: RunRecord) -> list[column_lineage_dataset.InputField]:
+    analysis = run.decision.analysis
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for use in analysis.uses if analysis else ():
+        subtype = _INDIRECT.get(use.clause)
+        if subtype is None:
+            continue
+        namespace, name = source_dataset(run.source, use.column.schema, use.column.table)
+        subtypes = seen.setdefault((namespace, name, use.column.column), [])
+        if subtype not in subtypes:
+            subtypes.append(subtype)
+    return [column_lineage_dataset.InputField(
+        namespace=ns, name=name, field=field,
+        transformations=[column_lineage_dataset.Transformation(type="INDIRECT", subtype=st, masking=False)
+                         for st in subtypes])
+        for (ns, name, field), subtypes in seen.items()]
+
+
 def _sink_uri(sink) -> str:
     if sink.namespace == "file" and sink.name.startswith("/"):
         return Path(sink.name).as_uri()
@@ -161,8 +186,10 @@ def _outputs(run: RunRecord, event_type: str) -> list[event_v2.OutputDataset]:
         "dataSource": datasource_dataset.DatasourceDatasetFacet(
             name=sink.namespace, uri=_sink_uri(sink), producer=PRODUCER),
     }
-    if lineage:
-        facets["columnLineage"] = column_lineage_dataset.ColumnLineageDatasetFacet(fields=lineage, producer=PRODUCER)
+    indirect = _indirect_lineage(run)
+    if lineage or indirect:
+        facets["columnLineage"] = column_lineage_dataset.ColumnLineageDatasetFacet(
+            fields=lineage, dataset=indirect, producer=PRODUCER)
     output_facets: dict[str, Any] = {MASKING_KEY: _masking_facet(run)}
     if event_type == "COMPLETE":
         output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(

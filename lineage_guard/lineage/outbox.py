@@ -160,6 +160,15 @@ class Outbox:
         with self._connect() as db:
             return db.execute("UPDATE events SET rejected_at = NULL WHERE rejected_at IS NOT NULL").rowcount
 
+    def prune(self, older_than_days: float) -> int:
+        """Delete shipped events queued more than `older_than_days` ago; queued/rejected ones are kept."""
+        if older_than_days < 0:
+            raise OutboxError("lineage outbox: --older-than-days must be zero or more")
+        cutoff = time.time() - older_than_days * 86400
+        with self._connect() as db:
+            return db.execute("DELETE FROM events WHERE shipped_at IS NOT NULL AND queued_at < ?",
+                              (cutoff,)).rowcount
+
     def counts(self) -> dict[str, int]:
         """{"queued": n, "shipped": n, "rejected": n}."""
         with self._connect() as db:

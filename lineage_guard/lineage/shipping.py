@@ -39,7 +39,14 @@ except ImportError:  # pragma: no cover - Windows: the in-process lock still ord
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
-_process_lock = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _process_lock(outbox: Outbox) -> threading.Lock:
+    # flock orders processes; threads of one process share the open-file lock, so they need their own.
+    with _locks_guard:
+        return _locks.setdefault(str(outbox.path.resolve()), threading.Lock())
 
 
 def lineage_disabled() -> bool:
@@ -85,6 +92,7 @@ class ShipResult:
     shipped: int
     remaining: int
     error: str | None = None       # value-free: exception class and HTTP status, never a URL or body
+    busy: bool = False             # another thread or process was flushing this outbox; nothing was tried
 
 
 def _describe(exc: BaseException) -> tuple[str, int | None]:
@@ -95,7 +103,8 @@ def _describe(exc: BaseException) -> tuple[str, int | None]:
 @contextmanager
 def _flush_lock(outbox: Outbox) -> Iterator[bool]:
     """Hold the outbox's flush lock, or yield False at once if another flusher has it."""
-    if not _process_lock.acquire(blocking=False):
+    lock = _process_lock(outbox)
+    if not lock.acquire(blocking=False):
         yield False
         return
     try:
@@ -113,33 +122,47 @@ def _flush_lock(outbox: Outbox) -> Iterator[bool]:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
     finally:
-        _process_lock.release()
+        lock.release()
 
 
-def ship_pending(outbox: Outbox, client=None, limit: int | None = None) -> ShipResult:
-    """Ship queued events oldest first until done or the first failure. Never raises on a backend error."""
+BATCH = 200
+
+
+def ship_pending(outbox: Outbox, client=None) -> ShipResult:
+    """Ship queued events oldest first until none is left or the first failure. Never raises on a backend error."""
     client = client if client is not None else make_client()
     if client is None:
         return ShipResult(0, outbox.counts()["queued"], None)
     shipped = 0
     with _flush_lock(outbox) as got_it:
         if not got_it:  # another thread or process is shipping this outbox right now
-            return ShipResult(0, outbox.counts()["queued"], None)
-        for item in outbox.pending(limit):
-            try:
-                client.emit(event_from_dict(item.event))
-            except Exception as exc:  # noqa: BLE001 - any transport failure keeps the event queued
-                error, status = _describe(exc)
-                if status is not None and 400 <= status < 500 and status not in (408, 429):
-                    outbox.mark_rejected(item.seq, error)
-                    log.warning("lineage: the backend rejected %s event %s (%s); set aside, see "
-                                "`lineage-guard lineage status`", item.event_type, item.run_id, error)
-                    continue
-                outbox.mark_failed(item.seq, error)
-                remaining = outbox.counts()["queued"]
-                log.warning("lineage: shipping stopped (%s); %d event(s) stay queued for "
-                            "`lineage-guard lineage flush` or the next run", error, remaining)
-                return ShipResult(shipped, remaining, error)
-            outbox.mark_shipped(item.seq)
-            shipped += 1
+            return ShipResult(0, outbox.counts()["queued"], None, busy=True)
+        # Re-read until empty: other processes may enqueue while this flush runs.
+        while batch := outbox.pending(BATCH):
+            result = _ship_batch(outbox, client, batch)
+            shipped += result.shipped
+            if result.error:
+                return ShipResult(shipped, result.remaining, result.error)
     return ShipResult(shipped, outbox.counts()["queued"], None)
+
+
+def _ship_batch(outbox: Outbox, client, batch) -> ShipResult:
+    shipped = 0
+    for item in batch:
+        try:
+            client.emit(event_from_dict(item.event))
+        except Exception as exc:  # noqa: BLE001 - any transport failure keeps the event queued
+            error, status = _describe(exc)
+            if status is not None and 400 <= status < 500 and status not in (408, 429):
+                outbox.mark_rejected(item.seq, error)
+                log.warning("lineage: the backend rejected %s event %s (%s); set aside, see "
+                            "`lineage-guard lineage status`", item.event_type, item.run_id, error)
+                continue
+            outbox.mark_failed(item.seq, error)
+            remaining = outbox.counts()["queued"]
+            log.warning("lineage: shipping stopped (%s); %d event(s) stay queued for "
+                        "`lineage-guard lineage flush` or the next run", error, remaining)
+            return ShipResult(shipped, remaining, error)
+        outbox.mark_shipped(item.seq)
+        shipped += 1
+    return ShipResult(shipped, 0, None)
