@@ -50,3 +50,12 @@ def embedded_url(data_dir: Path | None = None, database: str = "postgres") -> st
                                   f"see {root / 'log'} and check the folder is writable") from None
             _servers[root] = server
     return server.get_uri(database)
+
+
+def stop_embedded(data_dir: Path | None = None) -> None:
+    """Stop the embedded server for `data_dir` if this process started it (its data stays)."""
+    root = (Path(data_dir) if data_dir is not None else paths.home() / "pg").expanduser().resolve()
+    with _lock:
+        server = _servers.pop(root, None)
+    if server is not None:
+        server.cleanup()  # cleanup_mode="stop": stops the server, keeps the data directory
