@@ -41,10 +41,23 @@ def _check(value: Any, where: str) -> None:
     raise NotCanonical(f"{where}: {type(value).__name__} is not a JSON value")
 
 
-def canonical(document: Any) -> bytes:
-    """The canonical UTF-8 bytes of a JSON document (sorted keys, compact)."""
-    _check(document, "$")
+def canonical(document: Any, *, check: bool = True) -> bytes:
+    """The canonical UTF-8 bytes of a JSON document (sorted keys, compact).
+
+    `check=False` skips the value check, for documents that come from `loads` (already float-free).
+    """
+    if check:
+        _check(document, "$")
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _refuse(text: str) -> Any:
+    raise NotCanonical(f"non-integer number {text[:20]!r} is not allowed in ledger entries")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON that may only hold values canonical JSON allows (no floats, NaN or Infinity)."""
+    return json.loads(raw.decode("utf-8"), parse_float=_refuse, parse_constant=_refuse)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .entry import GENESIS, check_entry, parse_entry
+from .entry import GENESIS, inspect_entry
 
 
 @dataclass(frozen=True)
@@ -57,23 +57,22 @@ class VerifyReport:
         return self.problem is None
 
 
-def _row_problem(row: StoredRow, position: int, prev: str, trusted: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(reason, entry id) for the row at `position`; reason None when the row is good."""
-    reason = check_entry(row.entry, trusted)
-    if reason is not None:
-        return reason, row.id or None
-    doc = parse_entry(row.entry)
+def _row_problem(row: StoredRow, position: int, prev: str, trusted: Mapping[str, str]) -> tuple[str | None, str | None, dict]:
+    """(reason, entry id, entry) for the row at `position`; reason None when the row is good."""
+    doc, reason = inspect_entry(row.entry, trusted)
+    if reason is not None or doc is None:
+        return reason, row.id or None, {}
     entry_id = doc["id"] if isinstance(doc["id"], str) else None
     if doc["seq"] != position:
-        return f"sequence number {doc['seq']!r} at position {position} (entries were deleted, inserted or reordered)", entry_id
+        return f"sequence number {doc['seq']!r} at position {position} (entries were deleted, inserted or reordered)", entry_id, doc
     if row.seq != position or row.id != doc["id"] or row.hash != doc["hash"]:
-        return "the row's indexed columns (seq, id, hash) disagree with the signed entry", entry_id
+        return "the row's indexed columns (seq, id, hash) disagree with the signed entry", entry_id, doc
     body = doc["body"]
     if not isinstance(body, dict) or row.run_id != body.get("run_id"):
-        return "the row's run id disagrees with the signed entry", entry_id
+        return "the row's run id disagrees with the signed entry", entry_id, doc
     if doc["prev"] != prev:
-        return "does not link to the previous entry's hash (an entry before it was changed, removed or added)", entry_id
-    return None, entry_id
+        return "does not link to the previous entry's hash (an entry before it was changed, removed or added)", entry_id, doc
+    return None, entry_id, doc
 
 
 def verify_chain(rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tuple[int, str] | None = None) -> VerifyReport:
@@ -82,10 +81,9 @@ def verify_chain(rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tu
     position = 0
     key_ids: set[str] = set()
     for position, row in enumerate(rows, start=1):
-        reason, entry_id = _row_problem(row, position, prev, trusted)
+        reason, entry_id, doc = _row_problem(row, position, prev, trusted)
         if reason is not None:
             return VerifyReport(position - 1, prev if position > 1 else None, Problem(position, entry_id, reason), frozenset(key_ids))
-        doc = parse_entry(row.entry)
         key_ids.add(doc["key_id"])
         prev = doc["hash"]
     count = position

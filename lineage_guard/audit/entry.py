@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import LineageGuardError
 from ..run import RunRecord
-from .canonical import NotCanonical, canonical, sha256_hex
+from .canonical import NotCanonical, canonical, loads, sha256_hex
 from .signing import Signer, key_id_for, verify_signature
 from .statement import redact_literals
 
@@ -127,9 +127,9 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def entry_hash(doc: Mapping[str, Any]) -> str:
+def entry_hash(doc: Mapping[str, Any], *, check: bool = True) -> str:
     """sha256 over the canonical entry without its `hash` and `signature`."""
-    return sha256_hex(canonical({k: v for k, v in doc.items() if k not in ("hash", "signature")}))
+    return sha256_hex(canonical({k: v for k, v in doc.items() if k not in ("hash", "signature")}, check=check))
 
 
 def seal(body: dict[str, Any], *, seq: int, prev: str, entry_id: str, recorded_at: str, signer: Signer) -> dict[str, Any]:
@@ -146,16 +146,15 @@ def seal(body: dict[str, Any], *, seq: int, prev: str, entry_id: str, recorded_a
 def parse_entry(raw: bytes) -> dict[str, Any]:
     """The entry in `raw`, which must be exactly its canonical bytes; ValueError otherwise."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = loads(raw)
+    except NotCanonical as exc:
+        raise ValueError(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError("not valid UTF-8 JSON") from None
     if not isinstance(doc, dict) or set(doc) != set(_ENVELOPE):
         raise ValueError("not a ledger entry (wrong fields)")
-    try:
-        if canonical(doc) != raw:
-            raise ValueError("bytes are not the canonical encoding of the entry")
-    except NotCanonical as exc:
-        raise ValueError(str(exc)) from None
+    if canonical(doc, check=False) != raw:
+        raise ValueError("bytes are not the canonical encoding of the entry")
     return doc
 
 
@@ -164,10 +163,19 @@ def check_entry(raw: bytes, trusted: Mapping[str, str]) -> str | None:
 
     `trusted` maps key id -> hex public key, pinned by the verifier.
     """
+    return inspect_entry(raw, trusted)[1]
+
+
+def inspect_entry(raw: bytes, trusted: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the parsed entry or None, why it is not authentic or None): `check_entry` with its document."""
     try:
         doc = parse_entry(raw)
     except ValueError as exc:
-        return str(exc)
+        return None, str(exc)
+    return doc, _problem(doc, trusted)
+
+
+def _problem(doc: dict[str, Any], trusted: Mapping[str, str]) -> str | None:
     if doc["v"] != VERSION:
         return f"unknown entry version {doc['v']!r}"
     if not isinstance(doc["public_key"], str) or not isinstance(doc["key_id"], str):
@@ -179,9 +187,11 @@ def check_entry(raw: bytes, trusted: Mapping[str, str]) -> str | None:
         return "public key is not hex"
     if trusted.get(doc["key_id"]) != doc["public_key"]:
         return f"signed by key {doc['key_id']}, which is not a trusted key"
-    if entry_hash(doc) != doc["hash"]:
+    if entry_hash(doc, check=False) != doc["hash"]:
         return "content does not match its hash (the entry was edited)"
     # Hex is case-insensitive, so an unhashed signature must also be in its one canonical spelling.
-    if not isinstance(doc["signature"], str) or not _SIGNATURE.fullmatch(doc["signature"]) or not verify_signature(doc["public_key"], doc["hash"].encode(), doc["signature"]):
+    signature = doc["signature"]
+    if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature) \
+            or not verify_signature(doc["public_key"], doc["hash"].encode(), signature):
         return "signature does not verify"
     return None

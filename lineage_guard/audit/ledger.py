@@ -98,7 +98,8 @@ class Ledger:
         return f"Ledger({self.store!r})"
 
     def close(self) -> None:
-        """Nothing to release: every call opens and closes its own connection (safe across threads)."""
+        """Close the connections this process opened (one per thread; reopened on next use)."""
+        self.store.close()
 
     def __enter__(self) -> Self:
         return self

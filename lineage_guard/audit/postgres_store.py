@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from .chain import StoredRow
+from .connections import ThreadConnections
 from .entry import GENESIS, LedgerError
 
 Build = Callable[[int, str, "str | None"], StoredRow]
@@ -39,6 +40,7 @@ class PostgresStore:
         except ImportError:
             raise LedgerError("a PostgreSQL ledger needs the [postgres] extra (psycopg)") from None
         self._psycopg = psycopg
+        self._conns = ThreadConnections(lambda: psycopg.connect(url, autocommit=True, connect_timeout=30))
         self.url = url
         self.where = _where(url)
         self.schema = schema
@@ -84,13 +86,17 @@ class PostgresStore:
     def _connect(self) -> Iterator:
         psycopg = self._psycopg
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=30) as conn:
-                yield conn
+            yield self._conns.get()
         except psycopg.Error as exc:
+            self._conns.discard()
             # The server's message can quote values; name only the class and SQLSTATE.
             state = getattr(exc, "sqlstate", None)
             detail = f"SQLSTATE {state}" if state else "no SQLSTATE: check the URL, that the server is up and the credentials"
             raise LedgerError(f"ledger {self.where}: PostgreSQL {type(exc).__name__} ({detail})") from None
+
+    def close(self) -> None:
+        """Close this process's connections."""
+        self._conns.close()
 
     def append(self, run_id: str, build: Build) -> StoredRow:
         """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
@@ -108,9 +114,10 @@ class PostgresStore:
 
     def rows(self) -> Iterator[StoredRow]:
         """Every stored row in sequence order."""
-        with self._connect() as conn:
-            for seq, entry_id, run_id, hash_, entry in conn.execute(self._q["rows"]):
-                yield StoredRow(seq, entry_id, run_id, hash_, bytes(entry))
+        with self._connect() as conn:  # fetched whole: no cursor stays open on the shared connection
+            found = conn.execute(self._q["rows"]).fetchall()
+        for seq, entry_id, run_id, hash_, entry in found:
+            yield StoredRow(seq, entry_id, run_id, hash_, bytes(entry))
 
     def row(self, entry_id: str) -> StoredRow | None:
         """The stored row with this id, if any."""

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 from .chain import StoredRow
+from .connections import ThreadConnections
 from .entry import GENESIS, LedgerError
 
 _SCHEMA = f"""
@@ -52,8 +53,9 @@ class SqliteStore:
 
     def __init__(self, path: Path, create: bool = True):
         self.path = Path(path)
+        self._conns = ThreadConnections(self._open)
         if not create:
-            if not self.path.is_file():
+            if not self.path.is_file():  # checked before connecting: connecting would create it
                 raise LedgerError(f"no ledger at {self.path}: check --ledger / LINEAGE_GUARD_LEDGER_URL")
             with self._connect() as conn:
                 if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_entries'").fetchone() is None:
@@ -66,15 +68,23 @@ class SqliteStore:
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
 
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                yield conn
+            yield self._conns.get()
         except sqlite3.Error as exc:
+            self._conns.discard()
             raise LedgerError(f"ledger {self.path}: SQLite {type(exc).__name__} ({exc.sqlite_errorname})") from None
+
+    def close(self) -> None:
+        """Close this process's connections (the last close checkpoints the WAL into the file)."""
+        self._conns.close()
 
     def append(self, run_id: str, build: Build) -> StoredRow:
         """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
@@ -96,17 +106,17 @@ class SqliteStore:
                 conn.execute("UPDATE ledger_head SET seq = ?, hash = ? WHERE one = 1", (row.seq, row.hash))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         return row
 
     def rows(self) -> Iterator[StoredRow]:
         """Every stored row in sequence order."""
-        with self._connect() as conn:
-            for seq, entry_id, run_id, hash_, entry in conn.execute(
-                "SELECT seq, id, run_id, hash, entry FROM ledger_entries ORDER BY seq"
-            ):
-                yield StoredRow(seq, entry_id, run_id, hash_, bytes(entry))
+        with self._connect() as conn:  # fetched whole: no cursor stays open on the shared connection
+            found = conn.execute("SELECT seq, id, run_id, hash, entry FROM ledger_entries ORDER BY seq").fetchall()
+        for seq, entry_id, run_id, hash_, entry in found:
+            yield StoredRow(seq, entry_id, run_id, hash_, bytes(entry))
 
     def row(self, entry_id: str) -> StoredRow | None:
         """The stored row with this id, if any."""
