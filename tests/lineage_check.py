@@ -16,8 +16,8 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from lineage_guard.decision import ColumnDecision, Decision
 from lineage_guard.identity import Identity
@@ -47,7 +47,7 @@ def check_events(events_or_paths: Iterable[dict | str | Path], forbid: Iterable[
         if needles:
             (Path(tmp) / "forbid.txt").write_text("\n".join(needles) + "\n")
             cmd += ["--forbid", str(Path(tmp) / "forbid.txt")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lineage_check import assert_valid_events, sample_run
@@ -13,16 +13,16 @@ from test_lineage_outbox import fast_http, marquez  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from lineage_guard.cli.lineage import app
-from lineage_guard.lineage import LineageEmitter, Outbox
+from lineage_guard.lineage import LineageEmitter
 
 cli = CliRunner()
 
 
 def two_runs():
-    old = sample_run(started_at=datetime(2026, 1, 1, 8, tzinfo=timezone.utc),
-                     ended_at=datetime(2026, 1, 1, 8, 5, tzinfo=timezone.utc))
-    new = sample_run(started_at=datetime(2026, 3, 1, 8, tzinfo=timezone.utc),
-                     ended_at=datetime(2026, 3, 1, 8, 5, tzinfo=timezone.utc))
+    old = sample_run(started_at=datetime(2026, 1, 1, 8, tzinfo=UTC),
+                     ended_at=datetime(2026, 1, 1, 8, 5, tzinfo=UTC))
+    new = sample_run(started_at=datetime(2026, 3, 1, 8, tzinfo=UTC),
+                     ended_at=datetime(2026, 3, 1, 8, 5, tzinfo=UTC))
     emitter = LineageEmitter(ship="manual")
     for run in (old, new):
         emitter.start(run)
@@ -57,7 +57,7 @@ def test_flush_ships_in_order_then_reports_outage(fast_http):  # noqa: F811
 
 
 def test_export_by_run_and_window(tmp_path):
-    old, new = two_runs()
+    old, _ = two_runs()
     out = tmp_path / "exports" / "old.jsonl"
     assert cli.invoke(app, ["export", str(out), "--run-id", old.run_id]).exit_code == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
@@ -84,10 +84,11 @@ def test_export_refuses_bad_input_and_leaves_no_file(tmp_path):
 def test_registered_in_the_main_cli(tmp_path):
     LineageEmitter(ship="manual").start(sample_run())
     exe = Path(sys.executable).with_name("lineage-guard")
-    proc = subprocess.run([str(exe), "lineage", "status", "--json"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(exe), "lineage", "status", "--json"], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["queued"] == 1
-    assert (datetime.now(timezone.utc) - datetime.fromisoformat(json.loads(proc.stdout)["oldest_queued"])
+    assert (datetime.now(UTC) - datetime.fromisoformat(json.loads(proc.stdout)["oldest_queued"])
             < timedelta(days=1))
 
 

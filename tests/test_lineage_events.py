@@ -12,8 +12,14 @@ from lineage_check import assert_valid_events, check_events, sample_run
 
 from lineage_guard.decision import ColumnDecision, Decision
 from lineage_guard.errors import ConfigError
-from lineage_guard.lineage import (ACCESS_KEY, MASKING_KEY, build_event, dataset_for_uri, operator_lineage_parts,
-                                   schema_dir)
+from lineage_guard.lineage import (
+    ACCESS_KEY,
+    MASKING_KEY,
+    build_event,
+    dataset_for_uri,
+    operator_lineage_parts,
+    schema_dir,
+)
 from lineage_guard.lineage.sql_text import shareable_sql
 from lineage_guard.mask.spec import MaskSpec
 from lineage_guard.run import ParentRun, SinkInfo

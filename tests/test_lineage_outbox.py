@@ -39,7 +39,7 @@ class FakeMarquez(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: FakeMarquez
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         srv = self.server
         with srv.lock:

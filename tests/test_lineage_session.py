@@ -8,6 +8,7 @@ from conftest import TEST_MASTER_KEY
 from lineage_check import assert_valid_events
 from test_lineage_outbox import fast_http, marquez  # noqa: F401 - fixtures
 
+from lineage_guard.errors import LineageGuardError
 from lineage_guard.identity import Identity
 from lineage_guard.lineage import ACCESS_KEY, MASKING_KEY, LineageEmitter, Outbox
 from lineage_guard.policy import parse_policy
@@ -66,9 +67,8 @@ def test_extract_emits_a_valid_masked_lineage_graph(patients_url, fast_http, tmp
 
 def test_failed_read_emits_start_and_fail(patients_url, tmp_path):
     with GovernedSession(patients_url, parse_policy(POLICY), Identity("svc-training"), "ai_training",
-                         lineage=LineageEmitter(ship="manual")) as s:
-        with pytest.raises(Exception):
-            s.extract("SELECT id, email FROM lg_patients WHERE id / 0 = 1", to=str(tmp_path / "x.parquet"))
+                         lineage=LineageEmitter(ship="manual")) as s, pytest.raises(LineageGuardError):
+        s.extract("SELECT id, email FROM lg_patients WHERE id / 0 = 1", to=str(tmp_path / "x.parquet"))
     events = Outbox().events()
     assert [e["eventType"] for e in events] == ["START", "FAIL"]
     assert_valid_events(events, forbid=FORBID)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -41,7 +41,7 @@ def _when(text: str | None, option: str) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-01T08:00:00+00:00)",
                                  param_hint=option) from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -84,9 +84,9 @@ def flush(retry_rejected: Annotated[bool, typer.Option(
 @app.command()
 def export(
     path: Annotated[Path, typer.Argument(help="JSON Lines file to write ('-' for stdout).")],
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Only this run's events.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Events at or after this time (ISO 8601, UTC if no offset).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Events before this time.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Only this run's events.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Events at or after this time (ISO 8601, UTC if no offset).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Events before this time.")] = None,
 ) -> None:
     """Write stored events (shipped or not) as JSON Lines, in order; the file appears whole or not at all."""
     events = Outbox().events(run_id=run_id, since=_when(since, "--since"), until=_when(until, "--until"))

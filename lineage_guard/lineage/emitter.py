@@ -29,7 +29,7 @@ from .shipping import ShipResult, lineage_disabled, make_client, ship_pending
 log = logging.getLogger(__name__)
 _BUSY_RETRIES, _BUSY_WAIT_S = 50, 0.2
 ShipMode = Literal["background", "inline", "manual"]
-_live: "weakref.WeakSet[LineageEmitter]" = weakref.WeakSet()
+_live: weakref.WeakSet[LineageEmitter] = weakref.WeakSet()
 
 
 class LineageEmitter:

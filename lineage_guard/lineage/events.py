@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from openlineage.client.serde import Serde
 from ..decision import ColumnDecision
 from ..errors import ConfigError
 from ..run import RunRecord
-from ..sql.model import ColumnRef
 from .facets import ACCESS_KEY, MASKING_KEY, AccessRunFacet, MaskingOutputDatasetFacet
 from .naming import check_namespace, source_dataset, strip_credentials
 from .producer import PRODUCER
@@ -54,10 +53,10 @@ EXTRA_JOB_TYPE = "openlineage_job_type"
 
 
 def _iso(ts: datetime | None) -> str:
-    ts = ts or datetime.now(timezone.utc)
+    ts = ts or datetime.now(UTC)
     if ts.tzinfo is None:  # the contract stores UTC; a naive value is taken as UTC, never local time
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).isoformat()
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat()
 
 
 def _input_tables(run: RunRecord) -> dict[tuple[str, str], dict[str, str | None]]:

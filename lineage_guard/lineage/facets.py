@@ -45,9 +45,9 @@ class AccessRunFacet(RunFacet):
     purpose: str
     decision: dict[str, Any]
     outcome: str
-    statementHash: str  # noqa: N815
+    statementHash: str
     columns: list[dict[str, Any]] = attr.field(factory=list)
-    approvalId: str | None = attr.field(default=None)  # noqa: N815
+    approvalId: str | None = attr.field(default=None)
     receipt: dict[str, str] | None = attr.field(default=None)
 
     _additional_skip_redact: ClassVar[list[str]] = [
@@ -67,8 +67,8 @@ class AccessRunFacet(RunFacet):
 class MaskingOutputDatasetFacet(OutputDatasetFacet):
     """`lineageGuard_masking`: per masked output column, the method, key scope and key id used."""
 
-    maskedColumns: int  # noqa: N815
-    clearColumns: int  # noqa: N815
+    maskedColumns: int
+    clearColumns: int
     fields: dict[str, dict[str, str]] = attr.field(factory=dict)
 
     _additional_skip_redact: ClassVar[list[str]] = ["maskedColumns", "clearColumns", "fields"]

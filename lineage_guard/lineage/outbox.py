@@ -20,11 +20,11 @@ import os
 import sqlite3
 import threading
 import time
-from datetime import datetime
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from .. import paths
 from ..errors import LineageGuardError
@@ -110,7 +110,7 @@ class Outbox:
             try:
                 types = {t for (t,) in db.execute("SELECT event_type FROM events WHERE run_id = ?", (run_id,))}
                 if types & set(TERMINAL):
-                    raise OutboxError(f"lineage outbox: run {run_id} already ended ({sorted(types & set(TERMINAL))[0]}); "
+                    raise OutboxError(f"lineage outbox: run {run_id} already ended ({min(types & set(TERMINAL))}); "
                                       "nothing may follow a terminal event")
                 if event_type in types:
                     raise OutboxError(f"lineage outbox: run {run_id} already has a {event_type} event")
