@@ -100,6 +100,8 @@ def airflow_env(pg_url) -> AirflowEnv:
             "conn_type": "postgres", **_conn_parts(pg_url),
             "extra": {"environment": "production", "statement_timeout_ms": 30000},
         }),
+        # No lineage_guard extras: the Postgres provider hands every extra to psycopg, which rejects unknown ones.
+        f"AIRFLOW_CONN_{PG_CONN_ID.upper()}_PLAIN": json.dumps({"conn_type": "postgres", **_conn_parts(pg_url)}),
     }
     os.environ.update(env)
     migrate = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],

@@ -9,14 +9,14 @@ with DAG("lg_dropin_plain", schedule=None, start_date=datetime(2024, 1, 1), catc
          default_args={"policy": "policy.yaml", "purpose": "reporting"}) as dag:
     QueryOperator(
         task_id="cities",
-        conn_id="lg_test_pg",
+        conn_id="lg_test_pg_plain",
         sql="SELECT city, count(*) AS n, min(id) AS first_id FROM patients WHERE id <= %(last)s "
             "GROUP BY city ORDER BY first_id",
         parameters={"last": 10},
     )
     QueryOperator(
         task_id="split",
-        conn_id="lg_test_pg",
+        conn_id="lg_test_pg_plain",
         sql="SELECT count(*) FROM patients; SELECT max(id) FROM patients;",
         split_statements=True,
         return_last=False,

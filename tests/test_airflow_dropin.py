@@ -1,0 +1,43 @@
+"""The drop-in claim: the same DAG on SQLExecuteQueryOperator and on GovernedPostgresOperator (import changed only)."""
+
+from __future__ import annotations
+
+import difflib
+
+import pytest
+
+from airflow_conftest import *  # noqa: F401,F403 - fixtures: airflow_env, patients
+from airflow_conftest import DAGS
+
+pytestmark = pytest.mark.airflow
+
+
+def test_the_two_dag_files_differ_only_in_the_import():
+    plain = (DAGS / "lg_dropin_plain.py").read_text().splitlines()
+    governed = (DAGS / "lg_dropin_governed.py").read_text().splitlines()
+    changed = [line for line in difflib.unified_diff(plain, governed, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert sorted(changed) == sorted([
+        '-"""The drop-in claim, plain side: a reporting DAG on SQLExecuteQueryOperator (tests/test_airflow_dropin.py)."""',
+        '-from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator as QueryOperator',
+        '-with DAG("lg_dropin_plain", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,',
+        '+"""The drop-in claim, governed side: the same DAG, only the import changed (tests/test_airflow_dropin.py)."""',
+        '+from lineage_guard.operators import GovernedPostgresOperator as QueryOperator',
+        '+with DAG("lg_dropin_governed", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,',
+    ])
+
+
+def test_same_results_on_a_non_sensitive_query(airflow_env, patients):
+    from lineage_guard.audit import Ledger
+
+    plain = airflow_env.run("lg_dropin_plain")
+    governed = airflow_env.run("lg_dropin_governed")
+    assert plain.tasks == governed.tasks == {"cities": "success", "split": "success"}
+    assert governed.xcoms == plain.xcoms
+    assert [type(r) for r in governed.xcoms["cities"]] == [tuple] * len(plain.xcoms["cities"])
+    assert sum(r[1] for r in governed.xcoms["cities"]) == 10
+    assert governed.xcoms["split"] == [[(len(patients),)], [(len(patients),)]]
+
+    # only the governed run left receipts: one per statement, as the default service identity
+    entries = [str(e) for e in Ledger.open().entries()]
+    assert len(entries) == 3 and all("airflow:lg_dropin_governed." in e for e in entries)
