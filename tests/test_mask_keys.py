@@ -1,5 +1,6 @@
 """Keyring: master from env/file/argument, HKDF scope keys, key ids, rotation; key material never shown."""
 
+import copy
 import hashlib
 import hmac
 import pickle
@@ -101,6 +102,7 @@ def test_repr_pickle_and_errors_never_show_key_material():
     assert repr(kr) == str(kr) == "Keyring(version=2, versions=[2, 1])"
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(kr)
+    assert copy.deepcopy({"k": kr})["k"] is kr  # frameworks that deep-copy their config still work
     with pytest.raises(ConfigError) as exc:
         Keyring({1: OLD}, version=2)
     assert OLD not in str(exc.value)

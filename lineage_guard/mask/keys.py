@@ -190,6 +190,12 @@ class Keyring:
 
     __str__ = __repr__
 
+    def __copy__(self) -> "Keyring":
+        return self  # immutable apart from its cache: a copy may share it
+
+    def __deepcopy__(self, memo) -> "Keyring":
+        return self
+
     def __reduce__(self):
         # Pickling would copy the master into task queues and caches; refuse instead.
         raise TypeError("a Keyring cannot be pickled; rebuild it with Keyring.from_env() where it is needed")
