@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..classify import Classification, DetectionCatalog, DetectionConfig, source_key
@@ -126,7 +127,7 @@ def scan(
         cells = [r["column"], label, f"{r['confidence']:.2f}", evidence_text(found[ColumnRef.parse(r["column"])])]
         if pol:
             cells.append(r["action"] or "")
-        grid.add_row(*cells, style=style)
+        grid.add_row(*(escape(c) for c in cells), style=style)
     out.print(grid)
     sensitive = sum(r["sensitive"] for r in rows)
     out.print(f"{sensitive} of {len(rows)} columns sensitive.", highlight=False)
