@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+from datetime import datetime, timezone
 
 import pytest
 from test_audit import make_run
@@ -55,7 +56,7 @@ def test_log_filters_and_json(url, receipts):
     only = lambda *a: [json.loads(line)["seq"] for line in audit("log", "--ledger", url, "--json", *a).stdout.splitlines()]
     assert only("--identity", "clinicians") == [1] and only("--purpose", "ai_training") == [2, 3]
     assert only("--outcome", "denied") == [3] and only("--column", "public.patients.ssn") == [1, 2, 3]
-    assert only("--table", "public.nothing") == [] and only("--until", "2000-01-01") == [] and only("--since", "2000-01-01") == [1, 2, 3]
+    assert only("--table", "public.nothing") == [] and only("--until", "2000-01-01") == [] and only("--until", str(datetime.now(timezone.utc).date())) == [1, 2, 3] and only("--since", "2000-01-01") == [1, 2, 3]
     table = audit("log", "--ledger", url)
     assert table.exit_code == 0 and "dr-ho" in table.output and receipts[0].id[:8] in table.output and "3 entries" in table.output
     bad = audit("log", "--ledger", url, "--since", "last tuesday")
@@ -80,6 +81,21 @@ def test_receipt_prints_and_verifies(url, receipts, monkeypatch):
     monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", "ab" * 32)  # another master: its key is not the ledger's
     result = audit("receipt", receipts[1].id, "--ledger", url)
     assert result.exit_code == 1 and "not a trusted key" in result.output
+
+
+def test_a_saved_receipt_verifies_offline(url, receipts, tmp_path, monkeypatch):
+    saved = tmp_path / "receipt.json"
+    saved.write_text(audit("receipt", receipts[0].id, "--ledger", url).stdout)
+    public_key = json.loads(saved.read_text())["public_key"]
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    (tmp_path / "ledger.sqlite").unlink()
+    ok = audit("receipt", receipts[0].id, "--entry", str(saved), "--public-key", public_key)
+    assert ok.exit_code == 0 and "verifies offline" in ok.output
+    assert audit("receipt", receipts[0].id, "--entry", str(saved)).exit_code == 1  # no pinned key
+    assert audit("receipt", receipts[1].id, "--entry", str(saved), "--public-key", public_key).exit_code == 1
+    saved.write_text(saved.read_text().replace('"rows": 3', '"rows": 2'))
+    bad = audit("receipt", receipts[0].id, "--entry", str(saved), "--public-key", public_key)
+    assert bad.exit_code == 1 and "edited" in bad.output
 
 
 def test_export_then_verify_offline_with_only_the_public_key(url, receipts, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ Example:
 """
 
 from .chain import Problem, VerifyReport, verify_chain
-from .entry import LedgerError, body_from_run
+from .entry import LedgerError, body_from_run, verify_entry_document
 from .export import export_ledger, verify_export
 from .ledger import LEDGER_URL_ENV, Ledger, ReceiptCheck
 from .query import Filters, effective, who_saw
@@ -16,5 +16,6 @@ from .signing import Signer, trusted_keys
 
 __all__ = [
     "LEDGER_URL_ENV", "Filters", "Ledger", "LedgerError", "Problem", "ReceiptCheck", "Signer", "VerifyReport",
-    "body_from_run", "effective", "export_ledger", "trusted_keys", "verify_chain", "verify_export", "who_saw",
+    "body_from_run", "effective", "export_ledger", "trusted_keys", "verify_chain", "verify_entry_document", "verify_export",
+    "who_saw",
 ]

@@ -175,6 +175,20 @@ def inspect_entry(raw: bytes, trusted: Mapping[str, str]) -> tuple[dict[str, Any
     return doc, _problem(doc, trusted)
 
 
+def verify_entry_document(doc: Any, trusted: Mapping[str, str]) -> str | None:
+    """Why a saved entry (parsed JSON in any layout, e.g. `audit receipt` output) is not authentic, or None.
+
+    This is a receipt's offline check: no ledger, only the entry and a pinned public key.
+    """
+    if not isinstance(doc, dict):
+        return "not a ledger entry (expected a JSON object)"
+    try:
+        raw = canonical(doc)
+    except NotCanonical as exc:
+        return str(exc)
+    return check_entry(raw, trusted)
+
+
 def _problem(doc: dict[str, Any], trusted: Mapping[str, str]) -> str | None:
     if doc["v"] != VERSION:
         return f"unknown entry version {doc['v']!r}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +24,10 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from ..audit import Filters, Ledger, VerifyReport, export_ledger, verify_export, who_saw
+from ..audit.entry import verify_entry_document
 from ..audit.query import parse_time
-from ..errors import LineageGuardError
+from ..audit.signing import trusted_keys
+from ..errors import ConfigError, LineageGuardError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="The who-saw-what ledger: verify, log, who-saw, receipt, export.")
@@ -122,7 +125,7 @@ def log(
     """List entries, oldest first (unverified: run `audit verify` to trust them)."""
     def run() -> None:
         filters = Filters(identity, table, column, purpose, outcome,
-                          parse_time(since) if since else None, parse_time(until) if until else None)
+                          parse_time(since) if since else None, _until(until) if until else None)
         rows = [_row(e) for e in _open(ledger).entries() if filters.matches(e)]
         if as_json:
             for row in rows:
@@ -140,6 +143,12 @@ def log(
         out.print(f"{len(rows)} entries" + (" (* supersedes an earlier entry of the same run)"
                                             if any(r["supersedes"] for r in rows) else ""), highlight=False)
     _guarded(run)
+
+
+def _until(text: str):
+    """`--until 2026-03-01` includes that whole day."""
+    moment = parse_time(text)
+    return moment + timedelta(days=1) - timedelta(microseconds=1) if len(text.strip()) == 10 else moment
 
 
 @app.command("who-saw")
@@ -185,9 +194,14 @@ def receipt(
     receipt_id: Annotated[str, typer.Argument(metavar="ID", help="The receipt id a governed call returned.")],
     ledger: LedgerOpt = None,
     public_key: KeyOpt = None,
+    entry_file: Annotated[Path | None, typer.Option(
+        "--entry", help="Verify a saved entry (this command's output) offline instead of reading the ledger.")] = None,
 ) -> None:
     """Print one entry and verify it (hash, signature, pinned key); exit 1 if it does not verify."""
     def run() -> None:
+        if entry_file is not None:
+            _offline_receipt(receipt_id, entry_file, public_key or ())
+            return
         opened = _open(ledger)
         full = _resolve(opened, receipt_id)
         check = opened.verify_receipt(full, public_key or ())
@@ -200,6 +214,24 @@ def receipt(
         note = f" (superseded by {superseded[0]})" if superseded else ""
         err.print(f"[green]ok[/green]: receipt {full} verifies (key {check.entry['key_id']}){note}", highlight=False)
     _guarded(run)
+
+
+def _offline_receipt(receipt_id: str, path: Path, public_keys: list[str] | tuple[str, ...]) -> None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the entry in {path}: {type(exc).__name__}") from None
+    reason = verify_entry_document(doc, trusted_keys(tuple(public_keys)) or _no_key())
+    if reason is None and not (isinstance(doc.get("id"), str) and doc["id"].startswith(receipt_id)):
+        reason = "the saved entry is for another receipt id"
+    if reason is not None:
+        err.print(f"[red]BAD[/red]: receipt {receipt_id}: {reason}", highlight=False)
+        raise typer.Exit(1)
+    err.print(f"[green]ok[/green]: receipt {doc['id']} verifies offline (key {doc['key_id']})", highlight=False)
+
+
+def _no_key() -> dict[str, str]:
+    raise ConfigError("verifying offline needs the ledger's public key (--public-key HEX) or the master key")
 
 
 @app.command()
