@@ -6,7 +6,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from test_audit import make_run
@@ -56,7 +56,7 @@ def test_log_filters_and_json(url, receipts):
     only = lambda *a: [json.loads(line)["seq"] for line in audit("log", "--ledger", url, "--json", *a).stdout.splitlines()]
     assert only("--identity", "clinicians") == [1] and only("--purpose", "ai_training") == [2, 3]
     assert only("--outcome", "denied") == [3] and only("--column", "public.patients.ssn") == [1, 2, 3]
-    assert only("--table", "public.nothing") == [] and only("--until", "2000-01-01") == [] and only("--until", str(datetime.now(timezone.utc).date())) == [1, 2, 3] and only("--since", "2000-01-01") == [1, 2, 3]
+    assert only("--table", "public.nothing") == [] and only("--until", "2000-01-01") == [] and only("--until", str(datetime.now(UTC).date())) == [1, 2, 3] and only("--since", "2000-01-01") == [1, 2, 3]
     table = audit("log", "--ledger", url)
     assert table.exit_code == 0 and "dr-ho" in table.output and receipts[0].id[:8] in table.output and "3 entries" in table.output
     bad = audit("log", "--ledger", url, "--since", "last tuesday")
