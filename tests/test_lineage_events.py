@@ -147,6 +147,7 @@ def test_job_and_run_facets():
     assert masking["fields"]["ssn_token"] == {"method": "tokenize", "description": "tokenize",
                                               "scope": "purpose:ai_training", "keyId": "k-ai_training-2026-01"}
     assert "parent" not in end["run"]["facets"]
+    assert end["run"]["facets"]["processing_engine"]["name"] == "lineage_guard"
 
 
 def test_parent_run_and_orchestrator_job_type():
@@ -243,7 +244,10 @@ def test_operator_lineage_parts_survive_airflow_redaction():
     run.decision = Decision("allow", (), run.sql, cols, run.decision.analysis)
     run.output_schema = [*run.output_schema, ("password", "string")]
     inputs, outputs, run_facets, job_facets = operator_lineage_parts(run)
-    assert set(run_facets) == {ACCESS_KEY} and set(job_facets) == {"sql"}   # Airflow adds jobType and parent
+    # Airflow adds jobType, parent and processing_engine itself
+    assert set(run_facets) == {ACCESS_KEY} and set(job_facets) == {"sql"}
+    run.error_class, run.error_message = "SourceError", "statement timeout"
+    assert set(operator_lineage_parts(run, "FAIL")[2]) == {ACCESS_KEY, "errorMessage"}
     lineage = OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets, job_facets=job_facets)
     redactor = OpenLineageAdapter()._redacter
     assert redactor.redact({"password": "x"}, max_depth=5) == {"password": "***"}   # the masker is live

@@ -160,4 +160,4 @@ def _drain_on_exit() -> None:
     # Daemon threads die at exit; give in-flight shipping a moment so a row is not left
     # posted-but-unmarked (which would resend it once on the next flush).
     for emitter in list(_live):
-        emitter.close(timeout=5)
+        emitter.close(timeout=2)

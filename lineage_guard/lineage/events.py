@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from openlineage.client.facet_v2 import (
     job_type_job,
     output_statistics_output_dataset,
     parent_run,
+    processing_engine_run,
     schema_dataset,
     sql_job,
 )
@@ -41,7 +43,7 @@ from ..errors import ConfigError
 from ..run import RunRecord
 from .facets import ACCESS_KEY, MASKING_KEY, AccessRunFacet, MaskingOutputDatasetFacet
 from .naming import check_namespace, source_dataset, strip_credentials
-from .producer import PRODUCER
+from .producer import PRODUCER, VERSION
 from .sql_text import shareable_sql
 
 EVENT_TYPES = ("START", "COMPLETE", "FAIL", "ABORT")
@@ -225,16 +227,32 @@ def _access_facet(run: RunRecord) -> AccessRunFacet:
 
 def _run_facets(run: RunRecord, event_type: str, *, for_airflow: bool = False) -> dict[str, RunFacet]:
     facets: dict[str, RunFacet] = {ACCESS_KEY: _access_facet(run)}
-    if run.parent and not for_airflow:  # Airflow writes its own parent facet for the task
+    if for_airflow:  # Airflow writes its own parent and processing_engine facets for the task
+        return facets | _error_facet(run, event_type)
+    facets["processing_engine"] = processing_engine_run.ProcessingEngineRunFacet(
+        version=VERSION, name="lineage_guard", openlineageAdapterVersion=_client_version(), producer=PRODUCER)
+    if run.parent:
         facets["parent"] = parent_run.ParentRunFacet(
             run=parent_run.Run(runId=run.parent.run_id),
             job=parent_run.Job(namespace=run.parent.job_namespace, name=run.parent.job_name),
             producer=PRODUCER)
-    if event_type == "FAIL":
-        message = f"{run.error_class or 'Error'}: {run.error_message or 'the run failed'}"
-        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=message, programmingLanguage="python", producer=PRODUCER)
-    return facets
+    return facets | _error_facet(run, event_type)
+
+
+def _error_facet(run: RunRecord, event_type: str) -> dict[str, RunFacet]:
+    if event_type != "FAIL":
+        return {}
+    # error_message is sanitized by contract (never server text or values); no stack trace either.
+    message = f"{run.error_class or 'Error'}: {run.error_message or 'the run failed'}"
+    return {"errorMessage": error_message_run.ErrorMessageRunFacet(
+        message=message, programmingLanguage="python", producer=PRODUCER)}
+
+
+@lru_cache(maxsize=1)
+def _client_version() -> str:
+    from importlib.metadata import version
+
+    return version("openlineage-python")
 
 
 def _job_facets(run: RunRecord, integration: str | None, job_type: str | None,
