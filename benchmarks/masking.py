@@ -14,7 +14,6 @@ Prints the median of N repeats; nothing here is asserted, it is not a test.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import hmac
 import os
@@ -80,7 +79,7 @@ def main() -> None:
 
     baselines = {}
     for card, column in columns.items():
-        baselines[card], _ = timed(lambda: hmac_loop(column, key), repeats)
+        baselines[card], _ = timed(lambda column=column: hmac_loop(column, key), repeats)
     sample = columns["high"].slice(0, FAKER_SAMPLE).to_pylist()
     faker_s, _ = timed(lambda: faker_per_value(sample, key), 1)
     faker_full = faker_s * n / len(sample)
@@ -102,7 +101,7 @@ def main() -> None:
     for spec in text_specs:
         mask_array(columns["low"].slice(0, 100), spec, keyring)  # warm-up: Faker pools are built once per process
         for card, column in columns.items():
-            seconds, _ = timed(lambda: mask_array(column, spec, keyring), repeats)
+            seconds, _ = timed(lambda column=column, spec=spec: mask_array(column, spec, keyring), repeats)
             note = ""
             if spec.method == "pseudonymize" and card == "high":
                 note = f"{faker_full / seconds:,.0f}x Faker-per-value"
@@ -116,10 +115,10 @@ def main() -> None:
         ("tokenize int64", {2: MaskSpec("tokenize", scope="purpose:bench")}),
         ("drop (mask_batch)", {2: MaskSpec("drop")}),
     ]:
-        seconds, _ = timed(lambda: mask_batch(batch, specs, keyring), repeats)
+        seconds, _ = timed(lambda specs=specs: mask_batch(batch, specs, keyring), repeats)
         rows.append((label, "typed", seconds, None, ""))
 
-    print(f"| method | column | median s | values/s | vs hmac loop | note |")
+    print("| method | column | median s | values/s | vs hmac loop | note |")
     print("|---|---|---:|---:|---:|---|")
     for label, card, seconds, ratio, note in rows:
         ratio_text = f"{ratio:,.1f}x" if ratio is not None else "-"

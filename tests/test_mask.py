@@ -15,7 +15,7 @@ from lineage_guard.mask import Keyring, MaskSpec, mask_array, mask_batch
 
 KR = Keyring(secrets.token_bytes(32))
 D = dt.date
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def m(values, method, type_=None, *, scope="global", subject_values=None, **params):
@@ -119,7 +119,7 @@ def test_format_preserving_keeps_length_and_classes():
     for before, after in zip(values[:-1], out[:-1]):
         assert len(after) == len(before)
         for a, b in zip(before, after):
-            kind = lambda c: "d" if c.isascii() and c.isdigit() else "l" if c.isascii() and c.islower() else (  # noqa: E731
+            kind = lambda c: "d" if c.isascii() and c.isdigit() else "l" if c.isascii() and c.islower() else (
                 "u" if c.isascii() and c.isupper() else c)
             assert kind(a) == kind(b)
     assert out[-1] is None and out[0] != values[0]

@@ -2,12 +2,12 @@
 
 import datetime as dt
 
+import lineage_guard.integrations.polars  # noqa: F401  registers `.lg`
 import polars as pl
 import pytest
-
-import lineage_guard.integrations.polars  # noqa: F401  registers `.lg`
-from lineage_guard.errors import ConfigError
 from lineage_guard.integrations.polars import mask_expr
+
+from lineage_guard.errors import ConfigError
 from lineage_guard.mask import Keyring, MaskSpec, mask_array
 
 N = 30_000

@@ -12,4 +12,4 @@ from .keys import Keyring
 from .params import PARAMS, checked
 from .spec import METHODS, STRONGEST, MaskSpec
 
-__all__ = ["Keyring", "METHODS", "MaskSpec", "PARAMS", "STRONGEST", "checked", "mask_array", "mask_batch"]
+__all__ = ["METHODS", "PARAMS", "STRONGEST", "Keyring", "MaskSpec", "checked", "mask_array", "mask_batch"]

@@ -73,10 +73,10 @@ def canonical_bytes(values: pa.Array) -> list[bytes]:
     return raw.to_pylist()
 
 
-def fixed_width_text(chars: np.ndarray, type_: pa.DataType = pa.string()) -> pa.Array:
+def fixed_width_text(chars: np.ndarray, type_: pa.DataType | None = None) -> pa.Array:
     """An Arrow string array whose row i is the ASCII bytes `chars[i]` (an `(n, w)` uint8 matrix)."""
     n, width = chars.shape
-    large = pa.types.is_large_string(type_)
+    large = type_ is not None and pa.types.is_large_string(type_)
     offsets = np.arange(n + 1, dtype=np.int64 if large else np.int32) * width
     data = np.ascontiguousarray(chars).tobytes()
     return pa.Array.from_buffers(pa.large_string() if large else pa.string(), n,

@@ -29,7 +29,6 @@ from .keys import Keyring
 from .params import checked
 from .spec import MaskSpec
 
-
 _WIDE = 64  # values longer than this (rare) get their keystream one at a time
 
 

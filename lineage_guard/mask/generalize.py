@@ -57,7 +57,7 @@ def generalize(array: pa.Array, spec: MaskSpec) -> pa.Array:
         raise MaskingError(f"generalize: a bucket lower bound does not fit {t}; use a smaller bucket") from None
 
 
-def _int_floor(array: pa.Array, bucket: int | float) -> pa.Array:
+def _int_floor(array: pa.Array, bucket: float) -> pa.Array:
     if bucket != int(bucket):
         raise ConfigError(f"generalize on an integer column ({array.type}) needs a whole-number bucket")
     width = pa.scalar(int(bucket), array.type)

@@ -88,7 +88,7 @@ class Keyring:
         True
     """
 
-    __slots__ = ("_masters", "_version", "_cache", "_lock")
+    __slots__ = ("_cache", "_lock", "_masters", "_version")
 
     def __init__(self, master: bytes | str | Mapping[int, bytes | str], *, version: int | None = None):
         if isinstance(master, Mapping):
@@ -108,7 +108,7 @@ class Keyring:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Keyring":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Keyring:
         """Read the master from `LINEAGE_GUARD_MASTER_KEY`, else the file named by `LINEAGE_GUARD_MASTER_KEY_FILE`.
 
         The value is `<hex>` or, when rotating, `<version>:<hex>,<version>:<hex>` newest first.
@@ -190,10 +190,10 @@ class Keyring:
 
     __str__ = __repr__
 
-    def __copy__(self) -> "Keyring":
+    def __copy__(self) -> Keyring:
         return self  # immutable apart from its cache: a copy may share it
 
-    def __deepcopy__(self, memo) -> "Keyring":
+    def __deepcopy__(self, memo) -> Keyring:
         return self
 
     def __reduce__(self):
