@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import lineage_guard.demo as demo
+from lineage_guard import demo
 from lineage_guard.identity import Identity
 from lineage_guard.planner import plan
 from lineage_guard.policy import load_policy

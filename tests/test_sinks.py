@@ -168,3 +168,31 @@ def test_postgres_table_sink(pg_url):
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 300
     with pytest.raises(SinkError, match="42P07"):
         fill(PostgresTableSink(pg_url, table, mode="create"))
+
+
+def test_seal_gives_exact_size_before_publishing(tmp_path):
+    target = tmp_path / "out.parquet"
+    sink = ParquetSink(target)
+    sink.open(SCHEMA)
+    for batch in batches():
+        sink.write(batch)
+    staged = sink.bytes_written
+    sink.seal()
+    assert 0 < staged < sink.bytes_written and not target.exists()
+    with pytest.raises(SinkError, match="sealed"):
+        sink.write(next(batches()))
+    sink.commit()
+    assert sink.bytes_written == target.stat().st_size
+
+
+def test_source_failure_mid_stream_leaves_no_parquet(pg_url, tmp_path):
+    target = tmp_path / "bad.parquet"
+    src = PostgresSource(pg_url, batch_rows=100_000)
+    # The driver's batches are ~16 MB: the failing row must come after the first one.
+    sql = "SELECT g, CASE WHEN g = 2900000 THEN ('x' || g)::int END AS boom FROM generate_series(1, 3000000) g"
+    with pytest.raises(Exception, match="22P02"), src.stream(sql) as stream, ParquetSink(target) as sink:
+        sink.open(stream.schema)
+        for batch in stream:
+            sink.write(batch)
+        sink.commit()
+    assert sink.rows > 0 and list(tmp_path.iterdir()) == []

@@ -208,10 +208,10 @@ def test_connection_errors_name_the_target_not_the_password(url, expected, caplo
 
 def test_error_while_streaming_is_sanitized(db, caplog):
     src = PostgresSource(db, batch_rows=1000)
-    with src.stream("SELECT id, CASE WHEN id = 4900 THEN ssn::int END AS boom FROM src_people ORDER BY id") as s:
-        with pytest.raises(SourceError, match="22P02 invalid_text_representation") as exc:
-            for _ in s:
-                pass
+    sql = "SELECT id, CASE WHEN id = 4900 THEN ssn::int END AS boom FROM src_people ORDER BY id"
+    with src.stream(sql) as s, pytest.raises(SourceError, match="22P02 invalid_text_representation") as exc:
+        for _ in s:
+            pass
     assert "931-38" not in str(exc.value) + repr(exc.value) + caplog.text and exc.value.__cause__ is None
 
 

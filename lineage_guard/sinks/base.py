@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import abc
+from typing import Self
 
 import pyarrow as pa
 
@@ -35,6 +36,7 @@ class Sink(abc.ABC):
         self.rows = 0
         self.bytes_written = 0
         self.schema: pa.Schema | None = None
+        self.sealed = False
 
     @property
     @abc.abstractmethod
@@ -51,8 +53,9 @@ class Sink(abc.ABC):
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Stage one batch (its schema must equal the one given to `open`)."""
-        if self.state != "open":
-            raise SinkError(f"write() on a sink that is {self.state}; call open(schema) first")
+        if self.state != "open" or self.sealed:
+            state = "sealed" if self.state == "open" else self.state
+            raise SinkError(f"write() on a sink that is {state}; call open(schema) first, and write before seal()")
         if not batch.schema.equals(self.schema, check_metadata=False):
             self.abort()
             raise SinkError("a batch's schema differs from the schema the sink was opened with; "
@@ -68,10 +71,32 @@ class Sink(abc.ABC):
                             f"{self.info.uri}") from None
         self.rows += batch.num_rows
 
+    def seal(self) -> None:
+        """Finish staging (no more writes) without publishing: `bytes_written` is then exact.
+
+        Optional: `commit()` seals first if needed. Call it when the size must be known
+        before the result becomes visible (e.g. to record it in the ledger first).
+        """
+        if self.state != "open":
+            raise SinkError(f"seal() on a sink that is {self.state}; call open(schema) first")
+        if self.sealed:
+            return
+        try:
+            self._seal()
+        except SinkError:
+            self.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.abort()
+            raise SinkError(f"finishing the result failed ({type(exc).__name__}); nothing was left at "
+                            f"{self.info.uri}") from None
+        self.sealed = True
+
     def commit(self) -> SinkInfo:
         """Publish the staged result atomically; returns where it went."""
         if self.state != "open":
             raise SinkError(f"commit() on a sink that is {self.state}; call open(schema) first")
+        self.seal()
         try:
             self._commit()
         except SinkError:
@@ -91,7 +116,7 @@ class Sink(abc.ABC):
         self.state = "aborted"
         self._abort()
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -103,6 +128,9 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def _write(self, batch: pa.RecordBatch) -> None: ...
+
+    def _seal(self) -> None:
+        """Flush whatever is buffered; the default has nothing to flush."""
 
     @abc.abstractmethod
     def _commit(self) -> None: ...

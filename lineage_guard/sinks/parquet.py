@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import uuid
@@ -95,12 +96,26 @@ class ParquetSink(Sink):
     def _write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
 
-    def _commit(self) -> None:
+    @property
+    def bytes_written(self) -> int:
+        """Bytes staged so far (the Parquet footer is added by `seal()`); exact after `seal()`/`commit()`."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):  # a closed or unseekable file: report what is known
+                return int(self._file.tell())
+        return self._bytes
+
+    @bytes_written.setter
+    def bytes_written(self, value: int) -> None:
+        self._bytes = value
+
+    def _seal(self) -> None:
         writer, self._writer = self._writer, None
         writer.close()
         file, self._file = self._file, None
         file.close()
-        self.bytes_written = int(self._fs.size(self._tmp))
+        self._bytes = int(self._fs.size(self._tmp))
+
+    def _commit(self) -> None:
         if is_local(self.uri):
             os.replace(self._tmp, self._path)  # atomic on one filesystem, replaces an older result whole
         else:
@@ -109,16 +124,12 @@ class ParquetSink(Sink):
 
     def _abort(self) -> None:
         for closer in (self._writer, self._file):
-            try:
+            with contextlib.suppress(Exception):  # the staged object is deleted below anyway
                 if closer is not None:
                     closer.close()
-            except Exception:  # noqa: BLE001 - the staged object is deleted below anyway
-                pass
         self._writer = self._file = None
         if self._tmp is not None and self._fs is not None:
-            try:
+            with contextlib.suppress(Exception):
                 if self._fs.exists(self._tmp):
                     self._fs.rm(self._tmp)
-            except Exception:  # noqa: BLE001
-                pass
             self._tmp = None

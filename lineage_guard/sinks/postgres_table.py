@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import pyarrow as pa
@@ -86,7 +87,5 @@ class PostgresTableSink(Sink):
     def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001
-                pass

@@ -23,21 +23,21 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "08": ("connection_exception", "the connection to the server failed; check that the server is up and retry"),
     "0A": ("feature_not_supported", "the statement uses a feature the server does not support"),
     "21": ("cardinality_violation", "a subquery returned more rows than the expression allows"),
-    "22": ("data_exception", "a value could not be converted or is out of range; check the casts, literals "
-           "and functions applied to columns in the query"),
+    "22": ("data_exception", ("a value could not be converted or is out of range; check the casts, literals "
+           "and functions applied to columns in the query")),
     "23": ("integrity_constraint_violation", "a write broke a constraint; check the rows being written"),
-    "25": ("invalid_transaction_state", "the statement is not allowed in this transaction; reads run in a "
-           "read-only transaction, writes must go through the session's write path"),
-    "28": ("invalid_authorization_specification", "the server refused the credentials; check the user and "
-           "password of the connection"),
+    "25": ("invalid_transaction_state", ("the statement is not allowed in this transaction; reads run in a "
+           "read-only transaction, writes must go through the session's write path")),
+    "28": ("invalid_authorization_specification", ("the server refused the credentials; check the user and "
+           "password of the connection")),
     "3D": ("invalid_catalog_name", "the database does not exist; check the database name in the URL"),
     "3F": ("invalid_schema_name", "a schema in the query does not exist; check the schema names"),
-    "40": ("transaction_rollback", "the server rolled the transaction back (serialization failure or "
-           "deadlock); retry the run"),
-    "42": ("syntax_error_or_access_rule_violation", "the query is invalid or refers to something that does "
-           "not exist or that the database role may not read; check the query against the schema"),
-    "53": ("insufficient_resources", "the server ran out of a resource (disk, memory, connections); retry "
-           "later or narrow the query"),
+    "40": ("transaction_rollback", ("the server rolled the transaction back (serialization failure or "
+           "deadlock); retry the run")),
+    "42": ("syntax_error_or_access_rule_violation", ("the query is invalid or refers to something that does "
+           "not exist or that the database role may not read; check the query against the schema")),
+    "53": ("insufficient_resources", ("the server ran out of a resource (disk, memory, connections); retry "
+           "later or narrow the query")),
     "54": ("program_limit_exceeded", "the statement is too complex for the server; simplify it"),
     "55": ("object_not_in_prerequisite_state", "an object the query needs is locked or unavailable; retry"),
     "57": ("operator_intervention", "the server cancelled the statement or is shutting down"),
@@ -95,22 +95,22 @@ def sqlstate_error(sqlstate: str, *, timeout_ms: int | None = None, doing: str =
 
 # libpq connection failures carry no SQLSTATE; classify the text, then drop it.
 _CONNECT_PATTERNS: list[tuple[str, str, str | None]] = [
-    (r"password authentication failed|authentication failed", "authentication failed; check the user and "
-     "password", "28P01"),
+    (r"password authentication failed|authentication failed", ("authentication failed; check the user and "
+     "password"), "28P01"),
     (r"no password supplied|password is required", "the server wants a password and none was given", "28000"),
     (r"no pg_hba\.conf entry", "the server's pg_hba.conf does not allow this client/user/database", "28000"),
     (r"database \".*\" does not exist", "the database does not exist; check the database name", "3D000"),
     (r"role \".*\" does not exist", "the user (role) does not exist; check the user name", "28000"),
-    (r"connection refused", "connection refused; is the server running and accepting TCP connections on "
-     "that host and port?", "08001"),
+    (r"connection refused", ("connection refused; is the server running and accepting TCP connections on "
+     "that host and port?"), "08001"),
     (r"could not translate host name|name or service not known|nodename nor servname",
      "the host name could not be resolved; check the host", "08001"),
     (r"timeout expired|timed out", "the connection timed out; check the host, port and firewall", "08001"),
-    (r"ssl", "the SSL/TLS negotiation failed; check sslmode and certificates", "08001"),
+    (r"\bssl\b|certificate", "the SSL/TLS negotiation failed; check sslmode and certificates", "08001"),
     (r"too many (connections|clients)", "the server has too many connections; retry later", "53300"),
     (r"no such file or directory", "no server socket at that path; is the server running?", "08001"),
-    (r"the database system is (starting up|shutting down)", "the server is starting up or shutting down; "
-     "retry shortly", "57P03"),
+    (r"the database system is (starting up|shutting down)", ("the server is starting up or shutting down; "
+     "retry shortly"), "57P03"),
 ]
 
 

@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -36,7 +38,7 @@ def _placeholders(sql: str) -> list[tuple[int, int, int]]:
         raise ConfigError("the statement could not be tokenized to bind its parameters; check its quoting") \
             from None
     found = []
-    for tok, nxt in zip(tokens, tokens[1:]):
+    for tok, nxt in pairwise(tokens):
         if tok.token_type == TokenType.PARAMETER and nxt.token_type == TokenType.NUMBER \
                 and nxt.start == tok.end + 1 and nxt.text.isdigit():
             found.append((tok.start, nxt.end + 1, int(nxt.text)))

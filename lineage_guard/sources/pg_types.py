@@ -37,8 +37,8 @@ Example:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -220,7 +220,7 @@ class TypePlan:
     converters: tuple[Converter | None, ...]
 
     @classmethod
-    def for_schema(cls, schema: pa.Schema) -> "TypePlan":
+    def for_schema(cls, schema: pa.Schema) -> TypePlan:
         """Plan the conversion of every column of an ADBC result schema (raises SourceError if one cannot be)."""
         fields, converters = [], []
         for field in schema:

@@ -31,7 +31,7 @@ class PgUrl:
     has_password: bool = False
 
     @classmethod
-    def parse(cls, url: str) -> "PgUrl":
+    def parse(cls, url: str) -> PgUrl:
         """Parse `postgresql://user:password@host:port/database?params` (ConfigError if it is not one)."""
         if not isinstance(url, str) or not url:
             raise ConfigError("the PostgreSQL URL is empty; give postgresql://user@host:port/database")

@@ -21,11 +21,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
 
 import pyarrow as pa
 
-from ..errors import ConfigError, LineageGuardError, SourceError
+from ..errors import ConfigError, LineageGuardError
 from ..run import SourceInfo
 from .pg_errors import connect_error, from_driver_error
 from .pg_params import inline_parameters
@@ -44,7 +46,7 @@ def _quote_ident(name: str) -> str:
 def _connect(url: PgUrl):
     """An ADBC connection in autocommit mode (transactions are opened explicitly)."""
     try:
-        import adbc_driver_postgresql.dbapi as dbapi
+        from adbc_driver_postgresql import dbapi
     except ImportError:
         raise ConfigError("reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'") \
             from None
@@ -66,7 +68,7 @@ class BatchStream:
     transaction and close the connection; an unfinished read is cancelled on the server.
     """
 
-    def __init__(self, source: "PostgresSource", sql: str, parameters: Parameters):
+    def __init__(self, source: PostgresSource, sql: str, parameters: Parameters):
         self._source = source
         self._conn = None
         self._reader = None
@@ -151,13 +153,11 @@ class BatchStream:
     def _finish(self) -> None:
         """The result was read to the end: roll back cleanly, then close."""
         self._done = True
-        try:
+        with contextlib.suppress(Exception):  # closing the connection rolls back anyway
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
             self._cursor.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - closing the connection rolls back anyway
-            pass
         self.close()
 
     def close(self) -> None:
@@ -168,18 +168,14 @@ class BatchStream:
         reader, self._reader = self._reader, None
         if conn is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # the server rolls back when the connection closes
             if reader is not None:
                 conn.adbc_cancel()
                 reader.close()
-        except Exception:  # noqa: BLE001 - the server rolls back when the connection closes
-            pass
-        try:
+        with contextlib.suppress(Exception):
             conn.close()
-        except Exception:  # noqa: BLE001
-            pass
 
-    def __enter__(self) -> "BatchStream":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -274,10 +270,8 @@ class PostgresSource:
                                         doing="running the write") from None
             return max(int(affected), 0)
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()  # an uncommitted transaction is rolled back by the server
-            except Exception:  # noqa: BLE001
-                pass
 
     def __repr__(self) -> str:
         return f"PostgresSource({self._url.redacted!r}, environment={self.environment!r})"
