@@ -363,3 +363,34 @@ def test_sqlite_concurrent_threads_and_processes_keep_one_chain(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-500:] for p in procs]
     report = Ledger.open(url).verify()
     assert (report.ok, report.entries) == (True, 16)
+
+
+def test_export_verifies_offline_only_against_pinned_keys(ledger, tmp_path, monkeypatch):
+    import json
+
+    from lineage_guard.audit import export_ledger, verify_export
+
+    filled(ledger, 4)
+    public = ledger.signer.public_key
+    path = tmp_path / "ledger.jsonl"
+    assert export_ledger(ledger, path).entries == 4
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    assert verify_export(path, [public]).ok
+    header, *lines = path.read_bytes().splitlines()
+    # A forger re-signs everything with a key of their own and puts it in the header.
+    foreign, prev, forged = Signer.from_master_key(secrets.token_hex(32)), GENESIS, []
+    for line in lines:
+        doc = json.loads(line)
+        doc = seal({**doc["body"], "rows": 0}, seq=doc["seq"], prev=prev, entry_id=doc["id"], recorded_at="t", signer=foreign)
+        forged.append(canonical(doc))
+        prev = doc["hash"]
+    fake = json.loads(header) | {"public_keys": {foreign.key_id: foreign.public_key}, "head": prev}
+    path.write_bytes(b"\n".join([json.dumps(fake).encode(), *forged]))
+    assert verify_export(path, trust_header_keys=True).ok  # internally consistent...
+    report = verify_export(path, [public])                  # ...but not signed by the ledger's key
+    assert (report.problem.position, "not a trusted key" in report.problem.reason) == (1, True)
+    path.write_bytes(b"\n".join([header, lines[0], b"\xff garbage", *lines[2:]]))
+    assert verify_export(path, [public]).problem.position == 2
+    path.write_bytes(b"not an export")
+    with pytest.raises(ConfigError, match="not a lineage_guard ledger export"):
+        verify_export(path, [public])

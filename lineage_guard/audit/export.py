@@ -80,13 +80,13 @@ def read_export(path: str | Path) -> tuple[dict, list[bytes]]:
 
 
 def verify_export(path: str | Path, public_keys: Sequence[str] = (), *, trust_header_keys: bool = False) -> VerifyReport:
-    """Verify an exported file offline against pinned public keys (hex).
+    """Verify an exported file offline against pinned keys: the hex `public_keys`, plus the master key's if set.
 
     `trust_header_keys` also trusts the keys in the file's header: that proves the
     file is internally consistent, not that it came from your ledger.
     """
     header, raw_lines = read_export(path)
-    trusted = trusted_keys(tuple(public_keys), environ={})
+    trusted = trusted_keys(tuple(public_keys))
     if trust_header_keys:
         trusted.update({k: v for k, v in dict(header.get("public_keys") or {}).items() if isinstance(v, str)})
     if not trusted:
