@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lineage_guard.identity import Identity
-from lineage_guard.policy.guardrails import GuardrailResult, WritesPolicy, check_write, dangers
+from lineage_guard.policy.guardrails import DANGERS, GuardrailResult, WritesPolicy, check_write, dangers
 from lineage_guard.sql.model import Analysis, TableRef
 
 ORDERS, PATIENTS, STAGING = TableRef("public", "orders"), TableRef("public", "patients"), TableRef("etl", "stage")
@@ -122,3 +124,25 @@ def test_fails_closed_on_unknown_kind_violations_and_missing_environment():
 def test_invalid_writes_policy_says_what_to_fix(writes, message):
     with pytest.raises(ValidationError, match=message):
         WritesPolicy.model_validate(writes)
+
+
+KINDS = ["insert", "update", "delete", "merge", "copy", "ddl", "dcl", "call", "other"]
+FLAGS = ["drop", "truncate", "alter", "grant", "revoke", "copy_program", "delete_all", "update_all", "create",
+         "returning", "copy_from"]
+
+
+@given(kind=st.sampled_from(KINDS), flags=st.sets(st.sampled_from(FLAGS)), has_where=st.booleans(),
+       relaxed=st.sets(st.sampled_from(list(DANGERS))), env=st.sampled_from(["production", "staging"]),
+       member=st.booleans())
+def test_fail_closed_invariants(kind, flags, has_where, relaxed, env, member):
+    writes = WritesPolicy.model_validate({
+        "allowed_groups": ["data-eng"],
+        "relax": [{"allow": sorted(relaxed), "environments": ["staging"]}] if relaxed else [],
+    })
+    analysis = write(kind, has_where=has_where, flags=flags)
+    result = check(analysis, writes, identity=ETL if member else ANALYST, environment=env)
+    unrelaxed = set(dangers(analysis)) - (relaxed if env == "staging" else set())
+    if not member or unrelaxed or kind == "other":
+        assert result.action == "deny" and result.reasons
+    else:
+        assert result.action == "allow"
