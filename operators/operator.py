@@ -130,6 +130,12 @@ class GovernedPostgresOperator(BaseOperator):
             self.parameters = ast.literal_eval(self.parameters)
 
     def get_hook(self) -> GovernedPostgresHook:
+        """The hook for `conn_id`; `hook_params` may set statement_timeout_ms, environment, search_path,
+        master_key_conn_id."""
+        allowed = {"statement_timeout_ms", "environment", "search_path", "master_key_conn_id"}
+        unknown = sorted(set(self.hook_params) - allowed)
+        if unknown:
+            raise ConfigError(f"hook_params {unknown} are not understood; valid: {', '.join(sorted(allowed))}")
         return GovernedPostgresHook(self.conn_id, database=self.database, **self.hook_params)
 
     def _identity(self) -> Identity:

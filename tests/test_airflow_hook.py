@@ -1,0 +1,176 @@
+"""GovernedPostgresHook (connections, master key), ApprovalTrigger (real approval store), provider registration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from airflow_conftest import *  # noqa: F401,F403 - sets the isolated AIRFLOW_* environment before airflow imports
+from conftest import TEST_MASTER_KEY, require
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture
+def conn(monkeypatch):
+    """Define Airflow connection `conn_id` from keyword fields, the way a secrets backend would."""
+    require("airflow", "airflow")
+
+    def define(conn_id: str, **fields) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+        return conn_id
+
+    return define
+
+
+def test_source_url_and_settings_come_from_the_connection(conn):
+    from lineage_guard.operators import GovernedPostgresHook
+
+    conn("clinic", conn_type="lineage_guard_postgres", host="db.internal", port=6543, login="svc etl",
+         password="p@ss/word", schema="clinic",
+         extra={"sslmode": "require", "environment": "production", "statement_timeout_ms": "5000",
+                "search_path": "app"})
+    hook = GovernedPostgresHook("clinic")
+    assert hook.source_url == "postgresql://svc%20etl:p%40ss%2Fword@db.internal:6543/clinic?sslmode=require"
+    assert (hook.environment, hook.statement_timeout_ms, hook.search_path) == ("production", 5000, "app")
+    source = hook.get_conn()
+    assert (source.info.namespace, source.info.database, source.info.environment) == (
+        "postgres://db.internal:6543", "clinic", "production")
+    assert (source.statement_timeout_ms, source.schema) == (5000, "app")
+    assert "p@ss" not in source.redacted_url
+
+    overridden = GovernedPostgresHook("clinic", database="clinic_replica", environment="staging")
+    assert overridden.source_url.split("?")[0].endswith("/clinic_replica") and overridden.environment == "staging"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"conn_type": "mysql", "host": "h", "schema": "d"}, "has type 'mysql'"),
+    ({"conn_type": "postgres", "host": "h", "schema": "d", "extra": {"iam": True}}, "does not support"),
+    ({"conn_type": "postgres", "host": "h", "schema": "d", "extra": {"options": "-c search_path=evil"}},
+     "does not support"),
+    ({"conn_type": "postgres", "host": "h", "schema": "d", "extra": {"colour": "red"}}, "unknown extra(s) ['colour']"),
+    ({"conn_type": "postgres", "host": "h"}, "names no database"),
+    ({"conn_type": "postgres", "host": "h", "schema": "d", "extra": {"statement_timeout_ms": "soon"}},
+     "statement_timeout_ms must be an integer"),
+])
+def test_bad_connections_are_refused_with_what_to_fix(conn, fields, message):
+    from lineage_guard.errors import ConfigError
+    from lineage_guard.operators import GovernedPostgresHook
+
+    conn("bad", **fields, password="hunter2-secret")
+    with pytest.raises(ConfigError, match=None) as caught:
+        hook = GovernedPostgresHook("bad")
+        hook.source_url, hook.statement_timeout_ms
+    assert message in str(caught.value) and "hunter2-secret" not in str(caught.value)
+
+
+def test_master_key_from_connection_else_environment_never_echoed(conn, monkeypatch):
+    from lineage_guard.errors import ConfigError
+    from lineage_guard.mask import Keyring
+    from lineage_guard.operators import GovernedPostgresHook
+
+    expected = Keyring(TEST_MASTER_KEY).key_id("purpose:ai_training")
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    with pytest.raises(ConfigError, match="create the Airflow connection 'lineage_guard_master_key'"):
+        GovernedPostgresHook("any").get_keyring()
+
+    conn("lineage_guard_master_key", conn_type="generic", password=TEST_MASTER_KEY)
+    assert GovernedPostgresHook("any").get_keyring().key_id("purpose:ai_training") == expected
+
+    conn("weak_key", conn_type="generic", password="not-a-real-key-0123")
+    with pytest.raises(ConfigError) as caught:
+        GovernedPostgresHook("any", master_key_conn_id="weak_key").get_keyring()
+    assert "is not a valid master key" in str(caught.value) and "not-a-real-key" not in str(caught.value)
+
+    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", TEST_MASTER_KEY)
+    assert GovernedPostgresHook("any", master_key_conn_id="absent").get_keyring().key_id(
+        "purpose:ai_training") == expected
+
+
+def test_test_connection_reads_through_the_governed_source(conn, pg_url):
+    from urllib.parse import urlsplit
+
+    from lineage_guard.operators import GovernedPostgresHook
+
+    parts = urlsplit(pg_url)
+    conn("live", conn_type="postgres", host=parts.hostname, port=parts.port, login=parts.username,
+         schema=parts.path.lstrip("/"))
+    conn("dead", conn_type="postgres", host="127.0.0.1", port=1, login="nobody", schema="x")
+    assert GovernedPostgresHook("live").test_connection() == (True, "connection works (read-only transaction)")
+    ok, message = GovernedPostgresHook("dead").test_connection()
+    assert not ok and message
+
+
+@pytest.mark.parametrize("decide, status", [("approve", "approved"), ("deny", "denied")])
+def test_trigger_fires_when_the_request_is_decided(decide, status):
+    require("airflow", "airflow")
+    from lineage_guard.approvals import ApprovalStore, fingerprint
+    from lineage_guard.identity import Identity
+    from lineage_guard.operators import ApprovalTrigger
+    from lineage_guard.run import SourceInfo
+
+    store = ApprovalStore.open()
+    who, sql, source = Identity("airflow:d.t", "service"), "UPDATE patients SET city = 'x' WHERE id = 1", \
+        SourceInfo("postgres", "db", 5432, "clinic")
+    request = store.request(fingerprint=fingerprint(who, sql, "maintenance", source), identity=who,
+                            purpose="maintenance", statement=sql, source=source, reasons=["writes need approval"],
+                            context={"dag_id": "d"})
+    trigger = ApprovalTrigger(request_id=request.id, store_url=request.store_arg, poll_interval=0.05,
+                              statement_index=2)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "lineage_guard.operators.triggers.ApprovalTrigger"
+    revived = ApprovalTrigger(**kwargs)
+
+    async def first_event():
+        timer = threading.Timer(0.3, getattr(store, decide), args=(request.id, "dana"))
+        timer.start()
+        try:
+            return await asyncio.wait_for(revived.run().__anext__(), timeout=30)
+        finally:
+            timer.cancel()
+
+    event = asyncio.run(first_event())
+    assert event.payload == {"status": status, "request_id": request.id, "approver": "dana", "statement_index": 2}
+
+
+def test_provider_registers_the_connection_type(airflow_env):
+    airflow = str(Path(sys.executable).parent / "airflow")
+    listed = subprocess.run([airflow, "providers", "hooks", "-o", "json"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    hooks = [h for h in json.loads(listed.stdout) if h["package_name"] == "lineage-guard"]
+    assert hooks == [{"connection_type": "lineage_guard_postgres",
+                      "class": "lineage_guard.operators.hooks.GovernedPostgresHook",
+                      "conn_id_attribute_name": "conn_id", "package_name": "lineage-guard",
+                      "hook_name": "lineage_guard PostgreSQL"}]
+
+
+@pytest.mark.parametrize("sql, parameters, expected", [
+    ("SELECT a FROM t WHERE a = %s AND b = %s", (1, "x"), ("SELECT a FROM t WHERE a = $1 AND b = $2", [1, "x"])),
+    ("SELECT a FROM t WHERE a = %(k)s OR b = %(k)s", {"k": 3}, ("SELECT a FROM t WHERE a = $1 OR b = $1", [3])),
+    ("SELECT a FROM t WHERE a = $1", [5], ("SELECT a FROM t WHERE a = $1", [5])),
+    ("SELECT '%s' FROM t", None, ("SELECT '%s' FROM t", None)),
+])
+def test_psycopg_parameters_become_numbered(sql, parameters, expected):
+    from lineage_guard.operators.params import numbered
+
+    assert numbered(sql, parameters) == expected
+
+
+@pytest.mark.parametrize("sql, parameters, message", [
+    ("SELECT a FROM t WHERE a = %s", (1, 2), "1 %s placeholder(s) but 2"),
+    ("SELECT a FROM t WHERE a = %(k)s", {"j": 1}, "no key 'k'"),
+    ("SELECT a FROM t WHERE a = %s", {"k": 1}, "use %(name)s placeholders"),
+])
+def test_parameter_mismatches_say_what_to_fix(sql, parameters, message):
+    from lineage_guard.errors import ConfigError
+    from lineage_guard.operators.params import numbered
+
+    with pytest.raises(ConfigError) as caught:
+        numbered(sql, parameters)
+    assert message in str(caught.value)
