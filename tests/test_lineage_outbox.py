@@ -270,3 +270,40 @@ def test_prune_keeps_unshipped_events(fast_http):
     assert box.prune(0) == 2 and box.counts() == {"queued": 1, "shipped": 0, "rejected": 0}
     with pytest.raises(OutboxError, match="zero or more"):
         box.prune(-1)
+
+
+def test_two_processes_flushing_at_once_never_double_send(fast_http):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    box = Outbox()
+    runs = [sample_run() for _ in range(15)]
+    for run in runs:
+        box.enqueue(build_event(run, "START"))
+        box.enqueue(build_event(run, "COMPLETE"))
+    exe = str(Path(sys.executable).with_name("lineage-guard"))
+    procs = [subprocess.Popen([exe, "lineage", "flush"], env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(3)]
+    for p in procs:
+        p.communicate(timeout=120)
+    ship_pending(box)                        # whatever a flusher that found the lock taken left behind
+    assert sorted(fast_http.seen()) == sorted((r.run_id, t) for r in runs for t in ("START", "COMPLETE"))
+    assert len(fast_http.seen()) == 30 and box.counts()["queued"] == 0
+
+
+def test_outbox_survives_fork():
+    import multiprocessing
+
+    box = Outbox()
+    parent_run, child_run = sample_run(), sample_run()
+    box.enqueue(build_event(parent_run, "START"))      # the parent's connection exists before the fork
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: box.enqueue(build_event(child_run, "START")))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    box.enqueue(build_event(parent_run, "COMPLETE"))
+    assert [(e["run"]["runId"], e["eventType"]) for e in box.events()] == [
+        (parent_run.run_id, "START"), (child_run.run_id, "START"), (parent_run.run_id, "COMPLETE")]
