@@ -882,6 +882,8 @@ def _output_name(e: exp.Expression) -> str:
         return ident(e.expression)
     if isinstance(e, exp.Cast):
         return _output_name(e.this) if isinstance(e.this, exp.Column) else (_type_name(e.args.get("to")) or "?column?")
+    if isinstance(e, (exp.WithinGroup, exp.Window, exp.Filter, exp.Paren)):
+        return _output_name(e.this)
     if isinstance(e, exp.Func):
         return function_name(e)
     return "?column?"
