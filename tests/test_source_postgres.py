@@ -190,7 +190,7 @@ def test_errors_never_carry_values(db, caplog):
         err = exc.value
         assert expected in str(err) and err.sqlstate == expected[:5]
         assert "931-38" not in str(err) and "931-38" not in repr(err)
-        assert err.__cause__ is None and err.__suppress_context__
+        assert err.__cause__ is None and err.__context__ is None
     assert "931-38" not in caplog.text
 
 
@@ -203,7 +203,7 @@ def test_connection_errors_name_the_target_not_the_password(url, expected, caplo
     with pytest.raises(SourceError, match=expected) as exc:
         PostgresSource(url).read_all("SELECT 1")
     assert "hunter2pw" not in str(exc.value) and "hunter2pw" not in repr(exc.value)
-    assert "hunter2pw" not in caplog.text and exc.value.__cause__ is None
+    assert "hunter2pw" not in caplog.text and exc.value.__context__ is None
 
 
 def test_error_while_streaming_is_sanitized(db, caplog):
@@ -212,7 +212,7 @@ def test_error_while_streaming_is_sanitized(db, caplog):
     with src.stream(sql) as s, pytest.raises(SourceError, match="22P02 invalid_text_representation") as exc:
         for _ in s:
             pass
-    assert "931-38" not in str(exc.value) + repr(exc.value) + caplog.text and exc.value.__cause__ is None
+    assert "931-38" not in str(exc.value) + repr(exc.value) + caplog.text and exc.value.__context__ is None
 
 
 def test_parameters_stream_and_are_quoted(db):

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from ..sources.pg_errors import from_driver_error
+from ..sources.pg_errors import from_driver_error, guarded
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 
@@ -205,25 +205,26 @@ def seed(url: str, *, patients: int = 100_000, customers: int = 100_000, orders:
 
     data = tables(patients=patients, customers=customers, orders=orders, seed=seed)
     conn = _connect(PgUrl.parse(url))
-    try:
+    step = ["creating the demo tables"]
+
+    def load() -> None:
         cursor = conn.cursor()
-        step = "creating the demo tables"
-        try:
-            cursor.execute("BEGIN")
-            for statement in schema_sql():
-                cursor.execute(statement)
-            for name in ("customers", "orders", "patients"):
-                step = f"loading {name}"
-                cursor.adbc_ingest(name, data[name], mode="append", db_schema_name="public")
-            step = "adding keys"
-            for statement in KEYS_SQL + COMMENTS_SQL:
-                cursor.execute(statement)
-            cursor.execute("COMMIT")
-            step = "analyzing"
-            for name in data:
-                cursor.execute(f"ANALYZE {name}")
-        except Exception as exc:  # noqa: BLE001
-            raise from_driver_error(exc, doing=f"seeding the demo data ({step})") from None
+        cursor.execute("BEGIN")
+        for statement in schema_sql():
+            cursor.execute(statement)
+        for name in ("customers", "orders", "patients"):
+            step[0] = f"loading {name}"
+            cursor.adbc_ingest(name, data[name], mode="append", db_schema_name="public")
+        step[0] = "adding keys"
+        for statement in KEYS_SQL + COMMENTS_SQL:
+            cursor.execute(statement)
+        cursor.execute("COMMIT")
+        step[0] = "analyzing"
+        for name in data:
+            cursor.execute(f"ANALYZE {name}")
+
+    try:
+        guarded(load, lambda exc: from_driver_error(exc, doing=f"seeding the demo data ({step[0]})"))
     finally:
         conn.close()
     return {name: table.num_rows for name, table in data.items()}

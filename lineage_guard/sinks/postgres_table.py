@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..errors import ConfigError, SinkError
 from ..run import SinkInfo
-from ..sources.pg_errors import from_driver_error
+from ..sources.pg_errors import from_driver_error, guarded
 from ..sources.pg_url import PgUrl
 from .base import Sink
 
@@ -52,10 +52,11 @@ class PostgresTableSink(Sink):
 
         self._conn = _connect(self._url)
         try:
-            self._conn.cursor().execute("BEGIN")
-        except Exception as exc:  # noqa: BLE001
+            guarded(lambda: self._conn.cursor().execute("BEGIN"),
+                    lambda exc: from_driver_error(exc, doing="opening the sink transaction"))
+        except BaseException:
             self._abort()
-            raise from_driver_error(exc, doing="opening the sink transaction") from None
+            raise
         self._first = True
         if self.mode != "append":
             # Create the table even for an empty result, so the target exists after commit.
@@ -64,21 +65,18 @@ class PostgresTableSink(Sink):
     def _ingest(self, data) -> None:
         mode = self.mode if self._first else "append"
         self._first = False
-        try:
-            self._conn.cursor().adbc_ingest(self.table_name, data, mode=mode, db_schema_name=self.db_schema)
-        except Exception as exc:  # noqa: BLE001
-            err = from_driver_error(exc, doing=f"writing to {self.db_schema}.{self.table_name}")
-            raise SinkError(str(err)) from None
+        where = f"writing to {self.db_schema}.{self.table_name}"
+        guarded(lambda: self._conn.cursor().adbc_ingest(self.table_name, data, mode=mode,
+                                                        db_schema_name=self.db_schema),
+                lambda exc: SinkError(str(from_driver_error(exc, doing=where))))
 
     def _write(self, batch: pa.RecordBatch) -> None:
         self._ingest(batch)
         self.bytes_written += batch.nbytes
 
     def _commit(self) -> None:
-        try:
-            self._conn.cursor().execute("COMMIT")
-        except Exception as exc:  # noqa: BLE001
-            raise SinkError(str(from_driver_error(exc, doing="committing the sink transaction"))) from None
+        guarded(lambda: self._conn.cursor().execute("COMMIT"),
+                lambda exc: SinkError(str(from_driver_error(exc, doing="committing the sink transaction"))))
         self._close()
 
     def _abort(self) -> None:

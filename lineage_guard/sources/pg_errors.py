@@ -15,8 +15,10 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
-from ..errors import SourceError
+from ..errors import LineageGuardError, SourceError
 
 # Condition names for the classes (first two characters) of SQLSTATE, PostgreSQL appendix A.
 _CLASSES: dict[str, tuple[str, str]] = {
@@ -176,3 +178,26 @@ def _state_from_text(text: str) -> str | None:
         if match:
             return state or match.group(1)
     return None
+
+
+T = TypeVar("T")
+
+
+def guarded(fn: Callable[[], T], to_error: Callable[[Exception], LineageGuardError]) -> T:
+    """Run `fn`; turn a failure into `to_error(exc)` raised with no link to the original.
+
+    `raise ... from None` still keeps the original in `__context__` (and tools that walk
+    it would print the server's text); raising after the `except` block keeps nothing.
+
+    Example:
+        >>> guarded(lambda: 1 / 0, lambda exc: SourceError("division failed")) # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        lineage_guard.errors.SourceError: division failed
+    """
+    try:
+        return fn()
+    except (LineageGuardError, StopIteration):  # ours already, or the end of a stream
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is sanitized the same way
+        failure = to_error(exc)
+    raise failure

@@ -27,9 +27,9 @@ from typing import Any, Self
 
 import pyarrow as pa
 
-from ..errors import ConfigError, LineageGuardError
+from ..errors import ConfigError
 from ..run import SourceInfo
-from .pg_errors import connect_error, from_driver_error
+from .pg_errors import connect_error, from_driver_error, guarded
 from .pg_params import inline_parameters
 from .pg_types import TypePlan
 from .pg_url import PgUrl
@@ -54,10 +54,7 @@ def _connect(url: PgUrl):
     if "connect_timeout" not in uri:
         # libpq waits forever by default; a pipeline should fail with a clear error instead.
         uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
-    try:
-        return dbapi.connect(uri, autocommit=True)
-    except Exception as exc:  # noqa: BLE001 - every driver failure is sanitized the same way
-        raise connect_error(str(exc), url.describe()) from None
+    return guarded(lambda: dbapi.connect(uri, autocommit=True), lambda exc: connect_error(str(exc), url.describe()))
 
 
 class BatchStream:
@@ -95,19 +92,14 @@ class BatchStream:
             # Takes the snapshot: from here on the read-only mode can no longer be changed.
             "SELECT 1",
         ]
-        try:
-            for statement in setup:
-                cursor.execute(statement)
-        except Exception as exc:  # noqa: BLE001
-            raise from_driver_error(exc, doing="opening the read-only transaction") from None
+        guarded(lambda: [cursor.execute(statement) for statement in setup],
+                lambda exc: from_driver_error(exc, doing="opening the read-only transaction"))
         if parameters is not None:
             # Bound parameters would make ADBC load the whole result before the first batch.
             sql = inline_parameters(sql, parameters)
-        try:
-            cursor.execute(sql)
-            self._reader = cursor.fetch_record_batch()
-        except Exception as exc:  # noqa: BLE001
-            raise from_driver_error(exc, timeout_ms=source.statement_timeout_ms) from None
+        guarded(lambda: cursor.execute(sql), lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
+        self._reader = guarded(cursor.fetch_record_batch,
+                               lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
         self._cursor = cursor
         self._plan = TypePlan.for_schema(self._reader.schema)
 
@@ -125,16 +117,14 @@ class BatchStream:
         if self._done or self._reader is None:
             raise StopIteration
         try:
-            batch = self._reader.read_next_batch()
+            batch = guarded(self._reader.read_next_batch,
+                            lambda exc: from_driver_error(exc, timeout_ms=self._source.statement_timeout_ms))
         except StopIteration:
             self._finish()
             raise
-        except LineageGuardError:
+        except BaseException:
             self.close()
             raise
-        except Exception as exc:  # noqa: BLE001
-            self.close()
-            raise from_driver_error(exc, timeout_ms=self._source.statement_timeout_ms) from None
         try:
             batch = self._plan.apply(batch)
         except BaseException:
@@ -251,13 +241,12 @@ class PostgresSource:
         conn = _connect(self._url)
         try:
             cursor = conn.cursor()
-            try:
-                cursor.execute("BEGIN")
-                cursor.execute(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}")
-                cursor.execute(f"SET LOCAL search_path = pg_catalog, {_quote_ident(self.schema)}, pg_temp")
-            except Exception as exc:  # noqa: BLE001
-                raise from_driver_error(exc, doing="opening the write transaction") from None
-            try:
+            setup = ["BEGIN", f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}",
+                     f"SET LOCAL search_path = pg_catalog, {_quote_ident(self.schema)}, pg_temp"]
+            guarded(lambda: [cursor.execute(statement) for statement in setup],
+                    lambda exc: from_driver_error(exc, doing="opening the write transaction"))
+
+            def write() -> int:
                 if parameters is None:
                     cursor.execute(sql)
                 else:
@@ -265,9 +254,10 @@ class PostgresSource:
                     cursor.executemany(sql, [parameters])
                 affected = cursor.rowcount
                 cursor.execute("COMMIT")
-            except Exception as exc:  # noqa: BLE001
-                raise from_driver_error(exc, timeout_ms=self.statement_timeout_ms,
-                                        doing="running the write") from None
+                return affected
+
+            affected = guarded(write, lambda exc: from_driver_error(exc, timeout_ms=self.statement_timeout_ms,
+                                                                    doing="running the write"))
             return max(int(affected), 0)
         finally:
             with contextlib.suppress(Exception):
