@@ -307,3 +307,9 @@ def test_outbox_survives_fork():
     box.enqueue(build_event(parent_run, "COMPLETE"))
     assert [(e["run"]["runId"], e["eventType"]) for e in box.events()] == [
         (parent_run.run_id, "START"), (child_run.run_id, "START"), (parent_run.run_id, "COMPLETE")]
+
+
+def test_unusable_outbox_is_a_clear_error(tmp_path):
+    (tmp_path / "not_a_file.sqlite").mkdir()
+    with pytest.raises(OutboxError, match="not_a_file.sqlite: unable to open database file .*LINEAGE_GUARD_HOME"):
+        Outbox(tmp_path / "not_a_file.sqlite")

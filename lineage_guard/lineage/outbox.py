@@ -80,12 +80,16 @@ class Outbox:
         # One connection per thread, kept open: closing the last connection checkpoints the WAL
         # (an fsync), which would otherwise dominate the data path's cost. Other processes use their own.
         # A connection inherited through fork (Airflow's executors fork) must not be reused.
-        db, pid = getattr(self._local, "db", None), getattr(self._local, "pid", None)
-        if db is None or pid != os.getpid():
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db, self._local.pid = db, os.getpid()
-        yield db
+        try:
+            db, pid = getattr(self._local, "db", None), getattr(self._local, "pid", None)
+            if db is None or pid != os.getpid():
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA synchronous=NORMAL")
+                self._local.db, self._local.pid = db, os.getpid()
+            yield db
+        except sqlite3.Error as exc:  # SQLite's messages name the problem, never a stored value
+            raise OutboxError(f"lineage outbox {self.path}: {exc} ({type(exc).__name__}); check that the state "
+                              "folder (LINEAGE_GUARD_HOME) is writable and has free space") from None
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
