@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lineage_guard.errors import ConfigError, SourceError
 from lineage_guard.sources import PostgresSource
@@ -228,3 +230,16 @@ def test_parameters_stream_and_are_quoted(db):
     for bad in ([1, 2], [], "12"):
         with pytest.raises(ConfigError, match="parameter"):
             src.read_all("SELECT $1::int AS x", bad)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40),
+       number=st.integers(min_value=-2**63, max_value=2**63 - 1))
+def test_inlined_parameters_roundtrip_exactly(db, text, number):
+    row = PostgresSource(db).read_all("SELECT $1::text AS t, $2::int8 AS n, $1 = $1 AS same", [text, number])
+    assert row.to_pylist() == [{"t": text, "n": number, "same": True}]
+
+
+def test_nul_in_a_text_parameter_is_refused(db):
+    with pytest.raises((ConfigError, SourceError)):
+        PostgresSource(db).read_all("SELECT $1::text AS t", ["a\x00b"])
