@@ -174,3 +174,19 @@ def test_parameter_mismatches_say_what_to_fix(sql, parameters, message):
     with pytest.raises(ConfigError) as caught:
         numbered(sql, parameters)
     assert message in str(caught.value)
+
+
+def test_example_dag_parses_and_its_policy_loads(airflow_env):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from lineage_guard.operators import GovernedPostgresOperator
+    from lineage_guard.policy import load_policy
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "airflow" / "dags"
+    bag = DagBag(dag_folder=str(example))
+    assert bag.import_errors == {}
+    dag = bag.dags["patients_for_finetuning"]
+    assert [type(t) for t in dag.tasks] == [GovernedPostgresOperator] * 2
+    assert dag.get_task("extract_patients").output_uri.startswith("s3://clinic-training/")
+    policy = load_policy(example / "policy.yaml")
+    assert "airflow:patients_for_finetuning.extract_patients" in policy.identities
