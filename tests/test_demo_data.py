@@ -83,3 +83,10 @@ def test_seed_is_idempotent_and_readable(demo_url):
     table = PostgresSource(demo_url).read_all("SELECT * FROM orders ORDER BY id LIMIT 5")
     assert table.schema.field("amount").type == pa.decimal128(10, 2)
     assert table.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_command_line(demo_url, capsys):
+    from lineage_guard.demo.data import main
+
+    main([demo_url, "--patients", "30", "--customers", "20", "--seed", "1"])
+    assert capsys.readouterr().out.strip() == "customers: 20 rows, orders: 40 rows, patients: 30 rows"

@@ -228,3 +228,27 @@ def seed(url: str, *, patients: int = 100_000, customers: int = 100_000, orders:
     finally:
         conn.close()
     return {name: table.num_rows for name, table in data.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lineage_guard.demo.data URL [--patients N] [--customers N] [--seed S]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Seed FAKE demo tables (customers, orders, patients).")
+    parser.add_argument("url", help="postgresql://user@host:port/database (or 'embedded')")
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--orders", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    url = args.url
+    if url == "embedded":
+        from ..sources.embedded import embedded_url
+
+        url = embedded_url()
+    counts = seed(url, patients=args.patients, customers=args.customers, orders=args.orders, seed=args.seed)
+    print(", ".join(f"{name}: {rows:,} rows" for name, rows in counts.items()))
+
+
+if __name__ == "__main__":
+    main()
