@@ -62,7 +62,7 @@ array_append array_cat array_dims array_fill array_length array_lower array_posi
 array_prepend array_remove array_replace array_to_string array_upper array_ndims cardinality trim_array
 unnest generate_series generate_subscripts row
 current_user session_user current_role current_catalog current_database current_schema gen_random_uuid
-pg_typeof
+pg_typeof version
 """
 
 ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
@@ -180,4 +180,6 @@ def is_allowed_node(node: exp.Func) -> bool:
     """Whether a function node is an allowed pure built-in."""
     if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):
         return is_allowed_name(str(node.this))
+    if isinstance(node, (exp.Binary, exp.Unary, exp.Connector, exp.Predicate)):
+        return True  # operators sqlglot models as functions (AND, @>, &&, #-, ~): built-in and pure
     return type(node).__name__ in allowed_node_keys()

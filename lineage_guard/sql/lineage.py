@@ -657,6 +657,8 @@ class Resolver:
             if divisor.sources:  # division by zero on chosen rows is a one-bit error oracle
                 self.error_channel |= divisor.sources
             return (self.expr(e.this, scope) | divisor).derived("numeric")
+        if isinstance(e, exp.Exists):
+            return self.subquery(e.this, scope).derived("boolean")
         if isinstance(e, (exp.Cast, exp.TryCast)):
             inner = self.expr(e.this, scope)
             target = _type_name(e.args.get("to"))
