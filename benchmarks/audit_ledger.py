@@ -50,17 +50,23 @@ def bench(name: str, ledger: Ledger, baseline, n: int) -> None:
     report = ledger.verify()
     verify_s = time.perf_counter() - t0
     assert report.ok
-    print(f"| {name} | {record:.2f} | {base:.2f} | {record / base:.2f}x | {report.entries} | "
-          f"{report.entries / verify_s:,.0f} |")
+    print(
+        f"| {name} | {record:.2f} | {base:.2f} | {record / base:.2f}x | {report.entries} | "
+        f"{report.entries / verify_s:,.0f} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200, help="appends timed per backend")
-    parser.add_argument("--postgres", help="a PostgreSQL server URL (a scratch schema is created and dropped)")
+    parser.add_argument(
+        "--postgres", help="a PostgreSQL server URL (a scratch schema is created and dropped)"
+    )
     args = parser.parse_args()
     payload = canonical({"x": "y" * 1500})  # about the size of an entry
-    print("| backend | record() median ms | bare durable insert ms | ratio | entries verified | verify entries/s |")
+    print(
+        "| backend | record() median ms | bare durable insert ms | ratio | entries verified | verify entries/s |"
+    )
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger.open(str(Path(tmp) / "ledger.sqlite"))
@@ -68,7 +74,12 @@ def main() -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, entry BLOB)")
-        bench("sqlite", ledger, lambda: conn.execute("INSERT INTO t VALUES (?, ?)", (str(uuid.uuid4()), payload)), args.n)
+        bench(
+            "sqlite",
+            ledger,
+            lambda: conn.execute("INSERT INTO t VALUES (?, ?)", (str(uuid.uuid4()), payload)),
+            args.n,
+        )
         conn.close()
     if args.postgres:
         import psycopg

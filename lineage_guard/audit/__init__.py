@@ -15,7 +15,20 @@ from .query import Filters, effective, who_saw
 from .signing import Signer, trusted_keys
 
 __all__ = [
-    "LEDGER_URL_ENV", "Filters", "Ledger", "LedgerError", "Problem", "ReceiptCheck", "Signer", "VerifyReport",
-    "body_from_run", "effective", "export_ledger", "trusted_keys", "verify_chain", "verify_entry_document", "verify_export",
+    "LEDGER_URL_ENV",
+    "Filters",
+    "Ledger",
+    "LedgerError",
+    "Problem",
+    "ReceiptCheck",
+    "Signer",
+    "VerifyReport",
+    "body_from_run",
+    "effective",
+    "export_ledger",
+    "trusted_keys",
+    "verify_chain",
+    "verify_entry_document",
+    "verify_export",
     "who_saw",
 ]

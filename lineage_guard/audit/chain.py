@@ -57,25 +57,37 @@ class VerifyReport:
         return self.problem is None
 
 
-def _row_problem(row: StoredRow, position: int, prev: str, trusted: Mapping[str, str]) -> tuple[str | None, str | None, dict]:
+def _row_problem(
+    row: StoredRow, position: int, prev: str, trusted: Mapping[str, str]
+) -> tuple[str | None, str | None, dict]:
     """(reason, entry id, entry) for the row at `position`; reason None when the row is good."""
     doc, reason = inspect_entry(row.entry, trusted)
     if reason is not None or doc is None:
         return reason, row.id or None, {}
     entry_id = doc["id"] if isinstance(doc["id"], str) else None
     if doc["seq"] != position:
-        return f"sequence number {doc['seq']!r} at position {position} (entries were deleted, inserted or reordered)", entry_id, doc
+        return (
+            f"sequence number {doc['seq']!r} at position {position} (entries were deleted, inserted or reordered)",
+            entry_id,
+            doc,
+        )
     if row.seq != position or row.id != doc["id"] or row.hash != doc["hash"]:
         return "the row's indexed columns (seq, id, hash) disagree with the signed entry", entry_id, doc
     body = doc["body"]
     if not isinstance(body, dict) or row.run_id != body.get("run_id"):
         return "the row's run id disagrees with the signed entry", entry_id, doc
     if doc["prev"] != prev:
-        return "does not link to the previous entry's hash (an entry before it was changed, removed or added)", entry_id, doc
+        return (
+            "does not link to the previous entry's hash (an entry before it was changed, removed or added)",
+            entry_id,
+            doc,
+        )
     return None, entry_id, doc
 
 
-def verify_chain(rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tuple[int, str] | None = None) -> VerifyReport:
+def verify_chain(
+    rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tuple[int, str] | None = None
+) -> VerifyReport:
     """Check `rows` (in stored order) form one authentic chain; `head` is the stored (count, last hash)."""
     prev = GENESIS
     position = 0
@@ -83,15 +95,28 @@ def verify_chain(rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tu
     for position, row in enumerate(rows, start=1):
         reason, entry_id, doc = _row_problem(row, position, prev, trusted)
         if reason is not None:
-            return VerifyReport(position - 1, prev if position > 1 else None, Problem(position, entry_id, reason), frozenset(key_ids))
+            return VerifyReport(
+                position - 1,
+                prev if position > 1 else None,
+                Problem(position, entry_id, reason),
+                frozenset(key_ids),
+            )
         key_ids.add(doc["key_id"])
         prev = doc["hash"]
     count = position
     last = prev if count else None
     if head is not None and (head[0], head[1]) != (count, last if count else GENESIS):
         if head[0] > count:
-            problem = Problem(count + 1, None, f"missing: the chain ends at entry #{count} but its head records {head[0]} entries")
+            problem = Problem(
+                count + 1,
+                None,
+                f"missing: the chain ends at entry #{count} but its head records {head[0]} entries",
+            )
         else:
-            problem = Problem(count, None, "the chain's head does not match its last entry (the head or the tail was changed)")
+            problem = Problem(
+                count,
+                None,
+                "the chain's head does not match its last entry (the head or the tail was changed)",
+            )
         return VerifyReport(count, last, problem, frozenset(key_ids))
     return VerifyReport(count, last, None, frozenset(key_ids))

@@ -80,27 +80,39 @@ def _tables(run: RunRecord) -> list[str]:
 def body_from_run(run: RunRecord) -> dict[str, Any]:
     """The key-free, value-free content of a ledger entry for one finished run."""
     if run.outcome not in FINAL_OUTCOMES:
-        raise LedgerError(f"ledger: record a run once it has an outcome ({', '.join(FINAL_OUTCOMES)}), not {run.outcome!r}")
+        raise LedgerError(
+            f"ledger: record a run once it has an outcome ({', '.join(FINAL_OUTCOMES)}), not {run.outcome!r}"
+        )
     tables = _tables(run)
     columns = []
     for col in run.decision.columns:
-        columns.append({
-            "position": col.position,
-            "name": col.name,
-            "sources": [str(s) for s in col.sources],
-            "masked": col.masked,
-            "method": col.mask.describe() if col.mask else None,
-            "scope": col.mask.scope if col.mask else None,
-            "key_id": run.key_ids.get(col.position) if col.mask else None,
-        })
+        columns.append(
+            {
+                "position": col.position,
+                "name": col.name,
+                "sources": [str(s) for s in col.sources],
+                "masked": col.masked,
+                "method": col.mask.describe() if col.mask else None,
+                "scope": col.mask.scope if col.mask else None,
+                "key_id": run.key_ids.get(col.position) if col.mask else None,
+            }
+        )
     sink = run.sink
     return {
         "run_id": run.run_id,
         "job": {"namespace": run.job_namespace, "name": run.job_name},
-        "parent": None if run.parent is None else {
-            "run_id": run.parent.run_id, "job_namespace": run.parent.job_namespace, "job_name": run.parent.job_name,
+        "parent": None
+        if run.parent is None
+        else {
+            "run_id": run.parent.run_id,
+            "job_namespace": run.parent.job_namespace,
+            "job_name": run.parent.job_name,
         },
-        "who": {"principal": run.identity.principal, "kind": run.identity.kind, "groups": sorted(run.identity.groups)},
+        "who": {
+            "principal": run.identity.principal,
+            "kind": run.identity.kind,
+            "groups": sorted(run.identity.groups),
+        },
         "purpose": run.purpose,
         "statement": {"text": redact_literals(run.sql), "sha256": run.statement_hash},
         "source": {
@@ -113,30 +125,48 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
         "columns": columns,
         "rows": int(run.rows),
         "bytes": int(run.bytes),
-        "sink": None if sink is None else {
-            "kind": sink.kind, "uri": safe_uri(sink.uri), "namespace": safe_uri(sink.namespace), "name": sink.name,
+        "sink": None
+        if sink is None
+        else {
+            "kind": sink.kind,
+            "uri": safe_uri(sink.uri),
+            "namespace": safe_uri(sink.namespace),
+            "name": sink.name,
         },
         "decision": {"action": run.decision.action, "reasons": [_short(r) for r in run.decision.reasons]},
         "approval_id": run.approval_id,
         "started_at": _iso(run.started_at),
         "ended_at": _iso(run.ended_at),
         "outcome": run.outcome,
-        "error": None if run.error_class is None and run.error_message is None else {
-            "class": run.error_class, "message": _short(run.error_message),
+        "error": None
+        if run.error_class is None and run.error_message is None
+        else {
+            "class": run.error_class,
+            "message": _short(run.error_message),
         },
     }
 
 
 def entry_hash(doc: Mapping[str, Any], *, check: bool = True) -> str:
     """sha256 over the canonical entry without its `hash` and `signature`."""
-    return sha256_hex(canonical({k: v for k, v in doc.items() if k not in ("hash", "signature")}, check=check))
+    return sha256_hex(
+        canonical({k: v for k, v in doc.items() if k not in ("hash", "signature")}, check=check)
+    )
 
 
-def seal(body: dict[str, Any], *, seq: int, prev: str, entry_id: str, recorded_at: str, signer: Signer) -> dict[str, Any]:
+def seal(
+    body: dict[str, Any], *, seq: int, prev: str, entry_id: str, recorded_at: str, signer: Signer
+) -> dict[str, Any]:
     """The full signed entry for `body` at position `seq` after the entry hashed `prev`."""
     doc: dict[str, Any] = {
-        "v": VERSION, "seq": seq, "id": entry_id, "prev": prev, "recorded_at": recorded_at,
-        "key_id": signer.key_id, "public_key": signer.public_key, "body": body,
+        "v": VERSION,
+        "seq": seq,
+        "id": entry_id,
+        "prev": prev,
+        "recorded_at": recorded_at,
+        "key_id": signer.key_id,
+        "public_key": signer.public_key,
+        "body": body,
     }
     doc["hash"] = entry_hash(doc)
     doc["signature"] = signer.sign(doc["hash"].encode())
@@ -205,7 +235,10 @@ def _problem(doc: dict[str, Any], trusted: Mapping[str, str]) -> str | None:
         return "content does not match its hash (the entry was edited)"
     # Hex is case-insensitive, so an unhashed signature must also be in its one canonical spelling.
     signature = doc["signature"]
-    if not isinstance(signature, str) or not _SIGNATURE.fullmatch(signature) \
-            or not verify_signature(doc["public_key"], doc["hash"].encode(), signature):
+    if (
+        not isinstance(signature, str)
+        or not _SIGNATURE.fullmatch(signature)
+        or not verify_signature(doc["public_key"], doc["hash"].encode(), signature)
+    ):
         return "signature does not verify"
     return None

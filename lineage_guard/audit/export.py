@@ -57,7 +57,12 @@ def export_ledger(ledger: Ledger, path: str | Path, public_keys: Sequence[str] =
     for row in rows:
         doc = parse_entry(row.entry)
         keys[doc["key_id"]] = doc["public_key"]
-    header = {"format": FORMAT, "entries": len(rows), "head": report.head_hash or GENESIS, "public_keys": keys}
+    header = {
+        "format": FORMAT,
+        "entries": len(rows),
+        "head": report.head_hash or GENESIS,
+        "public_keys": keys,
+    }
     _atomic_write(Path(path), [json.dumps(header, sort_keys=True).encode()] + [row.entry for row in rows])
     return report
 
@@ -75,11 +80,15 @@ def read_export(path: str | Path) -> tuple[dict, list[bytes]]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a lineage_guard ledger export (first line must be its {FORMAT} header)")
+        raise ConfigError(
+            f"{path} is not a lineage_guard ledger export (first line must be its {FORMAT} header)"
+        )
     return header, lines[1:]
 
 
-def verify_export(path: str | Path, public_keys: Sequence[str] = (), *, trust_header_keys: bool = False) -> VerifyReport:
+def verify_export(
+    path: str | Path, public_keys: Sequence[str] = (), *, trust_header_keys: bool = False
+) -> VerifyReport:
     """Verify an exported file offline against pinned keys: the hex `public_keys`, plus the master key's if set.
 
     `trust_header_keys` also trusts the keys in the file's header: that proves the
@@ -106,5 +115,10 @@ def verify_export(path: str | Path, public_keys: Sequence[str] = (), *, trust_he
     head = (entries, header.get("head")) if isinstance(entries, int) else None
     report = verify_chain(rows(), trusted, head)
     if head is None and report.ok:
-        return VerifyReport(report.entries, report.head_hash, Problem(report.entries, None, "the header has no entry count"), report.key_ids)
+        return VerifyReport(
+            report.entries,
+            report.head_hash,
+            Problem(report.entries, None, "the header has no entry count"),
+            report.key_ids,
+        )
     return report

@@ -64,12 +64,16 @@ def _store_for(url: str | None, schema: str, create: bool):
     if scheme in ("postgresql", "postgres"):
         return PostgresStore(url, schema=schema, create=create)
     if scheme == "sqlite":
-        path = url[len("sqlite://"):]
+        path = url[len("sqlite://") :]
         if not path:
-            raise ConfigError("ledger URL sqlite:// needs a path, e.g. sqlite:///var/lib/lineage_guard/ledger.sqlite")
+            raise ConfigError(
+                "ledger URL sqlite:// needs a path, e.g. sqlite:///var/lib/lineage_guard/ledger.sqlite"
+            )
         return SqliteStore(Path(path), create)
     if scheme:
-        raise ConfigError(f"ledger URL scheme {scheme!r} is not supported; use sqlite:///path, a file path or postgresql://...")
+        raise ConfigError(
+            f"ledger URL scheme {scheme!r} is not supported; use sqlite:///path, a file path or postgresql://..."
+        )
     return SqliteStore(Path(url), create)
 
 
@@ -81,8 +85,14 @@ class Ledger:
         self._signer = signer
 
     @classmethod
-    def open(cls, url: str | None = None, *, schema: str = "lineage_guard", create: bool = True,
-             signer: Signer | None = None) -> Ledger:
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        schema: str = "lineage_guard",
+        create: bool = True,
+        signer: Signer | None = None,
+    ) -> Ledger:
         """Open (creating if needed) the ledger at `url`.
 
         `url`: `sqlite:///path`, a plain path, `postgresql://...`; else env
@@ -117,18 +127,27 @@ class Ledger:
         """Append the entry for `run` (whose outcome is final) and return its receipt, once durable."""
         body = body_from_run(run)
         signer = self.signer
-        masters = [part.rpartition(":")[2].strip().lower().encode() for part in os.environ.get(MASTER_KEY_ENV, "").split(",")]
+        masters = [
+            part.rpartition(":")[2].strip().lower().encode()
+            for part in os.environ.get(MASTER_KEY_ENV, "").split(",")
+        ]
         masters = [m for m in masters if len(m) >= 32]
 
         def build(seq: int, prev: str, earlier: str | None) -> StoredRow:
             doc = seal(
-                {**body, "supersedes": earlier}, seq=seq, prev=prev, entry_id=str(uuid.uuid4()),
-                recorded_at=datetime.now(UTC).isoformat(), signer=signer,
+                {**body, "supersedes": earlier},
+                seq=seq,
+                prev=prev,
+                entry_id=str(uuid.uuid4()),
+                recorded_at=datetime.now(UTC).isoformat(),
+                signer=signer,
             )
             raw = canonical(doc)
             # Defence in depth: a key can only get here through a caller's bug; refuse to persist it.
             if any(m in raw.lower() for m in masters):
-                raise LedgerError("ledger: refused an entry that contains the master key; check what the run record carries")
+                raise LedgerError(
+                    "ledger: refused an entry that contains the master key; check what the run record carries"
+                )
             return StoredRow(seq, doc["id"], run.run_id, doc["hash"], raw)
 
         row = self.store.append(run.run_id, build)
@@ -140,7 +159,12 @@ class Ledger:
         head = self.store.head()
         report = verify_chain(self.store.rows(), trusted, head)
         if head is None and report.ok:
-            return VerifyReport(report.entries, report.head_hash, Problem(report.entries, None, "the chain's head row is missing"), report.key_ids)
+            return VerifyReport(
+                report.entries,
+                report.head_hash,
+                Problem(report.entries, None, "the chain's head row is missing"),
+                report.key_ids,
+            )
         return report
 
     def verify_receipt(self, receipt: Receipt | str, public_keys: Sequence[str] = ()) -> ReceiptCheck:
@@ -166,7 +190,9 @@ class Ledger:
             try:
                 yield parse_entry(row.entry)
             except ValueError:
-                raise LedgerError(f"ledger entry #{row.seq} is unreadable; run `lineage-guard audit verify`") from None
+                raise LedgerError(
+                    f"ledger entry #{row.seq} is unreadable; run `lineage-guard audit verify`"
+                ) from None
 
     def get(self, receipt_id: str) -> dict[str, Any] | None:
         """The entry with this receipt id (parsed, unverified), if any."""

@@ -46,13 +46,23 @@ class PostgresStore:
         self.schema = schema
         ident = sql.Identifier(schema)
         self._q = {
-            "head_lock": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1 FOR UPDATE").format(ident),
+            "head_lock": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1 FOR UPDATE").format(
+                ident
+            ),
             "head": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1").format(ident),
-            "earlier": sql.SQL("SELECT id FROM {}.ledger_entries WHERE run_id = %s ORDER BY seq DESC LIMIT 1").format(ident),
-            "insert": sql.SQL("INSERT INTO {}.ledger_entries (seq, id, run_id, hash, entry) VALUES (%s, %s, %s, %s, %s)").format(ident),
+            "earlier": sql.SQL(
+                "SELECT id FROM {}.ledger_entries WHERE run_id = %s ORDER BY seq DESC LIMIT 1"
+            ).format(ident),
+            "insert": sql.SQL(
+                "INSERT INTO {}.ledger_entries (seq, id, run_id, hash, entry) VALUES (%s, %s, %s, %s, %s)"
+            ).format(ident),
             "set_head": sql.SQL("UPDATE {}.ledger_head SET seq = %s, hash = %s WHERE one = 1").format(ident),
-            "rows": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries ORDER BY seq").format(ident),
-            "row": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries WHERE id = %s").format(ident),
+            "rows": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries ORDER BY seq").format(
+                ident
+            ),
+            "row": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries WHERE id = %s").format(
+                ident
+            ),
         }
         ddl = sql.SQL("""
             CREATE SCHEMA IF NOT EXISTS {s};
@@ -73,7 +83,9 @@ class PostgresStore:
             with self._connect() as conn:
                 found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".ledger_entries',)).fetchone()[0]
             if found is None:
-                raise LedgerError(f"no ledger in schema {schema!r} at {self.where}: check --ledger / LINEAGE_GUARD_LEDGER_URL")
+                raise LedgerError(
+                    f"no ledger in schema {schema!r} at {self.where}: check --ledger / LINEAGE_GUARD_LEDGER_URL"
+                )
             return
         with self._connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
@@ -91,7 +103,11 @@ class PostgresStore:
             self._conns.discard()
             # The server's message can quote values; name only the class and SQLSTATE.
             state = getattr(exc, "sqlstate", None)
-            detail = f"SQLSTATE {state}" if state else "no SQLSTATE: check the URL, that the server is up and the credentials"
+            detail = (
+                f"SQLSTATE {state}"
+                if state
+                else "no SQLSTATE: check the URL, that the server is up and the credentials"
+            )
             raise LedgerError(f"ledger {self.where}: PostgreSQL {type(exc).__name__} ({detail})") from None
 
     def close(self) -> None:
@@ -104,7 +120,9 @@ class PostgresStore:
             conn.execute("SET LOCAL synchronous_commit = on")
             head = conn.execute(self._q["head_lock"]).fetchone()
             if head is None:
-                raise LedgerError(f"ledger {self.where}: its head row is missing; run `lineage-guard audit verify`")
+                raise LedgerError(
+                    f"ledger {self.where}: its head row is missing; run `lineage-guard audit verify`"
+                )
             seq, prev = head
             earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
             row = build(seq + 1, prev, earlier[0] if earlier else None)

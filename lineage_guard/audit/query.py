@@ -22,7 +22,9 @@ def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"time {text!r} is not ISO 8601; use e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00") from None
+        raise ConfigError(
+            f"time {text!r} is not ISO 8601; use e.g. 2026-03-01 or 2026-03-01T12:00:00+00:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -35,8 +37,8 @@ class Filters:
     """Entry filters; None means any. `identity` matches the principal or one of its groups."""
 
     identity: str | None = None
-    table: str | None = None       # schema.table
-    column: str | None = None      # schema.table.column
+    table: str | None = None  # schema.table
+    column: str | None = None  # schema.table.column
     purpose: str | None = None
     outcome: str | None = None
     since: datetime | None = None
@@ -75,15 +77,22 @@ class Sighting:
 
     principal: str
     kind: str
-    how: str                 # "clear" or the mask description, e.g. "partial(keep_last=4)"
+    how: str  # "clear" or the mask description, e.g. "partial(keep_last=4)"
     runs: int = 0
     rows: int = 0
     last: str = ""
     purposes: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
-        return {"principal": self.principal, "kind": self.kind, "how": self.how, "runs": self.runs,
-                "rows": self.rows, "last": self.last, "purposes": sorted(self.purposes)}
+        return {
+            "principal": self.principal,
+            "kind": self.kind,
+            "how": self.how,
+            "runs": self.runs,
+            "rows": self.rows,
+            "last": self.last,
+            "purposes": sorted(self.purposes),
+        }
 
 
 def who_saw(entries: Iterable[dict[str, Any]], column: str) -> dict[str, list[Sighting]]:
@@ -96,13 +105,20 @@ def who_saw(entries: Iterable[dict[str, Any]], column: str) -> dict[str, list[Si
         body = entry["body"]
         if body["outcome"] != "success":
             continue
-        hows = {col["method"] if col["masked"] else "clear" for col in body["columns"] if column in col["sources"]}
+        hows = {
+            col["method"] if col["masked"] else "clear" for col in body["columns"] if column in col["sources"]
+        }
         for how in hows:
             who = body["who"]
-            seen = found.setdefault((who["principal"], who["kind"], how), Sighting(who["principal"], who["kind"], how))
+            seen = found.setdefault(
+                (who["principal"], who["kind"], how), Sighting(who["principal"], who["kind"], how)
+            )
             seen.runs += 1
             seen.rows += body["rows"]
             seen.last = max(seen.last, body["ended_at"] or entry["recorded_at"])
             seen.purposes.add(body["purpose"])
     ordered = sorted(found.values(), key=lambda s: (s.principal, s.how))
-    return {"clear": [s for s in ordered if s.how == "clear"], "masked": [s for s in ordered if s.how != "clear"]}
+    return {
+        "clear": [s for s in ordered if s.how == "clear"],
+        "masked": [s for s in ordered if s.how != "clear"],
+    }

@@ -43,7 +43,7 @@ class Signer:
     """Signs ledger entries. `repr` and `str` never show the private key."""
 
     _private: Ed25519PrivateKey
-    public_key: str   # hex of the 32 raw public key bytes
+    public_key: str  # hex of the 32 raw public key bytes
     key_id: str
 
     def __repr__(self) -> str:
@@ -54,7 +54,11 @@ class Signer:
         """The signer for one master key version (default: the current one)."""
         seed = keyring.key(SCOPE, USE, version=version)
         private = Ed25519PrivateKey.from_private_bytes(seed)
-        public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+        public = (
+            private.public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            .hex()
+        )
         return cls(private, public, key_id_for(public))
 
     @classmethod
@@ -81,7 +85,9 @@ def verify_signature(public_key: str, data: bytes, signature: str) -> bool:
     return True
 
 
-def trusted_keys(public_keys: list[str] | tuple[str, ...] = (), environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def trusted_keys(
+    public_keys: list[str] | tuple[str, ...] = (), environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The keys a verifier trusts: the given hex public keys plus the one derived from the master key, if set.
 
     Keys are pinned by the verifier, never taken from the ledger itself: whoever can
@@ -93,7 +99,9 @@ def trusted_keys(public_keys: list[str] | tuple[str, ...] = (), environ: Mapping
         try:
             Ed25519PublicKey.from_public_bytes(bytes.fromhex(key))
         except ValueError:
-            raise ConfigError("public key must be 64 hex digits (the `public_key` of an exported ledger)") from None
+            raise ConfigError(
+                "public key must be 64 hex digits (the `public_key` of an exported ledger)"
+            ) from None
         keys[key_id_for(key)] = key
     env = environ if environ is not None else os.environ
     if env.get(ENV_KEY, "").strip() or env.get(ENV_KEY_FILE, "").strip():

@@ -58,7 +58,10 @@ class SqliteStore:
             if not self.path.is_file():  # checked before connecting: connecting would create it
                 raise LedgerError(f"no ledger at {self.path}: check --ledger / LINEAGE_GUARD_LEDGER_URL")
             with self._connect() as conn:
-                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_entries'").fetchone() is None:
+                if (
+                    conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_entries'").fetchone()
+                    is None
+                ):
                     raise LedgerError(f"{self.path} is not a lineage_guard ledger (no ledger_entries table)")
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,9 @@ class SqliteStore:
             yield self._conns.get()
         except sqlite3.Error as exc:
             self._conns.discard()
-            raise LedgerError(f"ledger {self.path}: SQLite {type(exc).__name__} ({exc.sqlite_errorname})") from None
+            raise LedgerError(
+                f"ledger {self.path}: SQLite {type(exc).__name__} ({exc.sqlite_errorname})"
+            ) from None
 
     def close(self) -> None:
         """Close this process's connections (the last close checkpoints the WAL into the file)."""
@@ -93,7 +98,9 @@ class SqliteStore:
             try:
                 head = conn.execute("SELECT seq, hash FROM ledger_head WHERE one = 1").fetchone()
                 if head is None:
-                    raise LedgerError(f"ledger {self.path}: its head row is missing; run `lineage-guard audit verify`")
+                    raise LedgerError(
+                        f"ledger {self.path}: its head row is missing; run `lineage-guard audit verify`"
+                    )
                 seq, prev = head
                 earlier = conn.execute(
                     "SELECT id FROM ledger_entries WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
@@ -114,7 +121,9 @@ class SqliteStore:
     def rows(self) -> Iterator[StoredRow]:
         """Every stored row in sequence order."""
         with self._connect() as conn:  # fetched whole: no cursor stays open on the shared connection
-            found = conn.execute("SELECT seq, id, run_id, hash, entry FROM ledger_entries ORDER BY seq").fetchall()
+            found = conn.execute(
+                "SELECT seq, id, run_id, hash, entry FROM ledger_entries ORDER BY seq"
+            ).fetchall()
         for seq, entry_id, run_id, hash_, entry in found:
             yield StoredRow(seq, entry_id, run_id, hash_, bytes(entry))
 

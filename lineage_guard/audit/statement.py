@@ -18,7 +18,13 @@ import sqlglot
 from sqlglot import exp
 
 _LITERALS = (
-    exp.Literal, exp.ByteString, exp.RawString, exp.BitString, exp.HexString, exp.UnicodeString, exp.National,
+    exp.Literal,
+    exp.ByteString,
+    exp.RawString,
+    exp.BitString,
+    exp.HexString,
+    exp.UnicodeString,
+    exp.National,
 )
 
 
@@ -27,7 +33,9 @@ def redact_literals(sql: str) -> str | None:
     try:
         trees = sqlglot.parse(sql, dialect="postgres")
         parts = [
-            tree.transform(lambda node: exp.Placeholder() if isinstance(node, _LITERALS) else node).sql(dialect="postgres")
+            tree.transform(lambda node: exp.Placeholder() if isinstance(node, _LITERALS) else node).sql(
+                dialect="postgres"
+            )
             for tree in trees
             if tree is not None
         ]

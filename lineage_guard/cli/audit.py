@@ -29,15 +29,29 @@ from ..audit.query import parse_time
 from ..audit.signing import trusted_keys
 from ..errors import ConfigError, LineageGuardError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="The who-saw-what ledger: verify, log, who-saw, receipt, export.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="The who-saw-what ledger: verify, log, who-saw, receipt, export.",
+)
 out = Console()
 err = Console(stderr=True)
 
-LedgerOpt = Annotated[str | None, typer.Option(
-    "--ledger", help="sqlite:///path, a file path or postgresql://... (default: $LINEAGE_GUARD_LEDGER_URL, then the state folder).")]
-KeyOpt = Annotated[list[str] | None, typer.Option(
-    "--public-key", help="A trusted ledger public key (hex, repeat); the master key's is trusted when set.")]
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger",
+        help="sqlite:///path, a file path or postgresql://... (default: $LINEAGE_GUARD_LEDGER_URL, then the state folder).",
+    ),
+]
+KeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--public-key",
+        help="A trusted ledger public key (hex, repeat); the master key's is trusted when set.",
+    ),
+]
 SHORT = 8  # receipt ids are shown like short git hashes; `audit receipt` accepts a unique prefix
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -59,16 +73,35 @@ def _open(url: str | None) -> Ledger:
 
 def _report(report: VerifyReport, as_json: bool, what: str) -> None:
     if as_json:
-        typer.echo(json.dumps({
-            "ok": report.ok, "entries": report.entries, "head": report.head_hash, "key_ids": sorted(report.key_ids),
-            "first_bad": None if report.ok else {
-                "position": report.problem.position, "id": report.problem.entry_id, "reason": report.problem.reason},
-        }, sort_keys=True))
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "head": report.head_hash,
+                    "key_ids": sorted(report.key_ids),
+                    "first_bad": None
+                    if report.ok
+                    else {
+                        "position": report.problem.position,
+                        "id": report.problem.entry_id,
+                        "reason": report.problem.reason,
+                    },
+                },
+                sort_keys=True,
+            )
+        )
     elif report.ok:
-        out.print(f"[green]ok[/green]: {what}: {report.entries} entries verify; head {report.head_hash}", highlight=False)
+        out.print(
+            f"[green]ok[/green]: {what}: {report.entries} entries verify; head {report.head_hash}",
+            highlight=False,
+        )
     else:
-        err.print(f"[red]BAD[/red]: {what}: first bad {report.problem}; "
-                  f"the {report.entries} entries before it verify", highlight=False)
+        err.print(
+            f"[red]BAD[/red]: {what}: first bad {report.problem}; "
+            f"the {report.entries} entries before it verify",
+            highlight=False,
+        )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -77,16 +110,20 @@ def _report(report: VerifyReport, as_json: bool, what: str) -> None:
 def verify(
     ledger: LedgerOpt = None,
     public_key: KeyOpt = None,
-    export: Annotated[Path | None, typer.Option("--export", help="Verify an exported file instead (offline).")] = None,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Verify an exported file instead (offline).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check the whole chain: any edit, deletion, insertion or reordering is named; exit 1 if bad."""
+
     def run() -> None:
         if export is not None:
             _report(verify_export(export, public_key or ()), as_json, str(export))
         else:
             opened = _open(ledger)
             _report(opened.verify(public_key or ()), as_json, "ledger")
+
     _guarded(run)
 
 
@@ -100,13 +137,20 @@ def _columns(*names: str, keep: dict[str, int] | None = None) -> list[Column]:
 def _row(entry: dict[str, Any]) -> dict[str, Any]:
     body = entry["body"]
     return {
-        "seq": entry["seq"], "receipt": entry["id"], "recorded_at": entry["recorded_at"],
-        "principal": body["who"]["principal"], "kind": body["who"]["kind"], "purpose": body["purpose"],
-        "action": body["decision"]["action"], "outcome": body["outcome"], "rows": body["rows"],
+        "seq": entry["seq"],
+        "receipt": entry["id"],
+        "recorded_at": entry["recorded_at"],
+        "principal": body["who"]["principal"],
+        "kind": body["who"]["kind"],
+        "purpose": body["purpose"],
+        "action": body["decision"]["action"],
+        "outcome": body["outcome"],
+        "rows": body["rows"],
         "tables": body["source"]["tables"],
         "clear": [c["name"] for c in body["columns"] if not c["masked"]],
         "masked": [f"{c['name']}:{c['method']}" for c in body["columns"] if c["masked"]],
-        "run_id": body["run_id"], "supersedes": body.get("supersedes"),
+        "run_id": body["run_id"],
+        "supersedes": body.get("supersedes"),
     }
 
 
@@ -115,33 +159,76 @@ def log(
     ledger: LedgerOpt = None,
     identity: Annotated[str | None, typer.Option("--identity", help="Principal or group.")] = None,
     table: Annotated[str | None, typer.Option("--table", help="schema.table read.")] = None,
-    column: Annotated[str | None, typer.Option("--column", help="schema.table.column returned (clear or masked).")] = None,
+    column: Annotated[
+        str | None, typer.Option("--column", help="schema.table.column returned (clear or masked).")
+    ] = None,
     purpose: Annotated[str | None, typer.Option("--purpose")] = None,
-    outcome: Annotated[str | None, typer.Option("--outcome", help="success | denied | needs_approval | failed.")] = None,
+    outcome: Annotated[
+        str | None, typer.Option("--outcome", help="success | denied | needs_approval | failed.")
+    ] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO date or time (UTC if no offset).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO date or time (UTC if no offset).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List entries, oldest first (unverified: run `audit verify` to trust them)."""
+
     def run() -> None:
-        filters = Filters(identity, table, column, purpose, outcome,
-                          parse_time(since) if since else None, _until(until) if until else None)
+        filters = Filters(
+            identity,
+            table,
+            column,
+            purpose,
+            outcome,
+            parse_time(since) if since else None,
+            _until(until) if until else None,
+        )
         rows = [_row(e) for e in _open(ledger).entries() if filters.matches(e)]
         if as_json:
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
             return
         # The terminal view is a summary; --json and `audit receipt ID` give every column, method and table.
-        grid = Table(*_columns("#", "when (UTC)", "who", "purpose", "outcome", "rows", "clear/masked", "receipt",
-                               keep={"when (UTC)": 16, "who": max((len(r["principal"]) for r in rows), default=3),
-                                     "receipt": SHORT}), box=box.SIMPLE_HEAD)
+        grid = Table(
+            *_columns(
+                "#",
+                "when (UTC)",
+                "who",
+                "purpose",
+                "outcome",
+                "rows",
+                "clear/masked",
+                "receipt",
+                keep={
+                    "when (UTC)": 16,
+                    "who": max((len(r["principal"]) for r in rows), default=3),
+                    "receipt": SHORT,
+                },
+            ),
+            box=box.SIMPLE_HEAD,
+        )
         for r in rows:
             ended = r["outcome"] + ("*" if r["supersedes"] else "")
-            grid.add_row(str(r["seq"]), r["recorded_at"][:16].replace("T", " "), r["principal"], r["purpose"], ended,
-                         str(r["rows"]), f"{len(r['clear'])}/{len(r['masked'])}", r["receipt"][:SHORT])
+            grid.add_row(
+                str(r["seq"]),
+                r["recorded_at"][:16].replace("T", " "),
+                r["principal"],
+                r["purpose"],
+                ended,
+                str(r["rows"]),
+                f"{len(r['clear'])}/{len(r['masked'])}",
+                r["receipt"][:SHORT],
+            )
         out.print(grid)
-        out.print(f"{len(rows)} entries" + (" (* supersedes an earlier entry of the same run)"
-                                            if any(r["supersedes"] for r in rows) else ""), highlight=False)
+        out.print(
+            f"{len(rows)} entries"
+            + (
+                " (* supersedes an earlier entry of the same run)"
+                if any(r["supersedes"] for r in rows)
+                else ""
+            ),
+            highlight=False,
+        )
+
     _guarded(run)
 
 
@@ -158,6 +245,7 @@ def who_saw_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Who received this column (or values derived from it) clear, and who masked: runs, rows, last time."""
+
     def run() -> None:
         parts = column.split(".")
         if len(parts) != 3 or not all(parts):
@@ -168,11 +256,22 @@ def who_saw_cmd(
             return
         for label in ("clear", "masked"):
             widest = max((len(x.principal) for x in seen[label]), default=1)
-            grid = Table(*_columns("who", "kind", "how", "runs", "rows", "last", "purposes", keep={"who": widest}),
-                         title=f"{column}: saw it {label}")
+            grid = Table(
+                *_columns("who", "kind", "how", "runs", "rows", "last", "purposes", keep={"who": widest}),
+                title=f"{column}: saw it {label}",
+            )
             for s in seen[label]:
-                grid.add_row(s.principal, s.kind, s.how, str(s.runs), str(s.rows), s.last[:19], ", ".join(sorted(s.purposes)))
+                grid.add_row(
+                    s.principal,
+                    s.kind,
+                    s.how,
+                    str(s.runs),
+                    str(s.rows),
+                    s.last[:19],
+                    ", ".join(sorted(s.purposes)),
+                )
             out.print(grid if seen[label] else f"{column}: nobody saw it {label}", highlight=False)
+
     _guarded(run)
 
 
@@ -194,10 +293,16 @@ def receipt(
     receipt_id: Annotated[str, typer.Argument(metavar="ID", help="The receipt id a governed call returned.")],
     ledger: LedgerOpt = None,
     public_key: KeyOpt = None,
-    entry_file: Annotated[Path | None, typer.Option(
-        "--entry", help="Verify a saved entry (this command's output) offline instead of reading the ledger.")] = None,
+    entry_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--entry",
+            help="Verify a saved entry (this command's output) offline instead of reading the ledger.",
+        ),
+    ] = None,
 ) -> None:
     """Print one entry and verify it (hash, signature, pinned key); exit 1 if it does not verify."""
+
     def run() -> None:
         if entry_file is not None:
             _offline_receipt(receipt_id, entry_file, public_key or ())
@@ -212,7 +317,10 @@ def receipt(
             raise typer.Exit(1)
         superseded = [e["id"] for e in opened.entries() if e["body"].get("supersedes") == full]
         note = f" (superseded by {superseded[0]})" if superseded else ""
-        err.print(f"[green]ok[/green]: receipt {full} verifies (key {check.entry['key_id']}){note}", highlight=False)
+        err.print(
+            f"[green]ok[/green]: receipt {full} verifies (key {check.entry['key_id']}){note}", highlight=False
+        )
+
     _guarded(run)
 
 
@@ -227,7 +335,9 @@ def _offline_receipt(receipt_id: str, path: Path, public_keys: list[str] | tuple
     if reason is not None:
         err.print(f"[red]BAD[/red]: receipt {receipt_id}: {reason}", highlight=False)
         raise typer.Exit(1)
-    err.print(f"[green]ok[/green]: receipt {doc['id']} verifies offline (key {doc['key_id']})", highlight=False)
+    err.print(
+        f"[green]ok[/green]: receipt {doc['id']} verifies offline (key {doc['key_id']})", highlight=False
+    )
 
 
 def _no_key() -> dict[str, str]:
@@ -241,7 +351,9 @@ def export(
     public_key: KeyOpt = None,
 ) -> None:
     """Verify, then write every entry plus the public key(s) needed to verify the file offline."""
+
     def run() -> None:
         report = export_ledger(_open(ledger), file, public_key or ())
         out.print(f"exported {report.entries} entries to {file} (head {report.head_hash})", highlight=False)
+
     _guarded(run)
