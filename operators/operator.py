@@ -214,6 +214,7 @@ class GovernedPostgresOperator(BaseOperator):
         return statements
 
     def execute(self, context) -> Any:
+        self._handoff.runs.clear()  # a retry in the same process starts a fresh account of the task's runs
         return self._run(context, start_at=0)
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> Any:

@@ -4,6 +4,9 @@ DAGs written for `SQLExecuteQueryOperator` pass `parameters` the psycopg way; th
 source (ADBC) binds numbered `$n` placeholders. The SQL is rewritten by sqlglot (so `%s`
 inside a string literal is left alone) and the values are never put into the text.
 
+psycopg requires `%%` for a literal `%` whenever parameters are passed; string literals are
+unescaped the same way, so `LIKE 'a%%'` still means `LIKE 'a%'`.
+
 Example:
     >>> numbered("SELECT * FROM t WHERE a = %(x)s AND b = %(y)s OR c = %(x)s", {"x": 1, "y": 2})
     ('SELECT * FROM t WHERE a = $1 AND b = $2 OR c = $1', [1, 2])
@@ -31,12 +34,14 @@ def numbered(sql: str, parameters: Mapping[str, Any] | list | tuple | None) -> t
     except sqlglot.errors.ParseError:
         # The session refuses unparseable SQL with its own, value-free reason.
         return sql, list(parameters.values()) if isinstance(parameters, Mapping) else list(parameters)
+    for literal in [n for n in tree.walk() if isinstance(n, exp.Literal) and n.is_string and "%%" in n.this]:
+        literal.replace(exp.Literal.string(literal.this.replace("%%", "%")))
     holders = [n for n in tree.walk(bfs=False) if isinstance(n, exp.Placeholder)]
     names = [n.this.name if isinstance(n.this, exp.Expression) else "" for n in holders]
     if not holders:
         if isinstance(parameters, Mapping):
             raise ConfigError("parameters is a mapping but the SQL has no %(name)s placeholders")
-        return sql, list(parameters)  # already $n-numbered (or none needed)
+        return tree.sql(dialect="postgres"), list(parameters)  # already $n-numbered (or none needed)
     values: list[Any] = []
     if isinstance(parameters, Mapping):
         slots: dict[str, int] = {}

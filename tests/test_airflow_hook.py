@@ -155,6 +155,8 @@ def test_provider_registers_the_connection_type(airflow_env):
     ("SELECT a FROM t WHERE a = %(k)s OR b = %(k)s", {"k": 3}, ("SELECT a FROM t WHERE a = $1 OR b = $1", [3])),
     ("SELECT a FROM t WHERE a = $1", [5], ("SELECT a FROM t WHERE a = $1", [5])),
     ("SELECT '%s' FROM t", None, ("SELECT '%s' FROM t", None)),
+    ("SELECT a FROM t WHERE b LIKE 'x%%' AND a = %s", [1], ("SELECT a FROM t WHERE b LIKE 'x%' AND a = $1", [1])),
+    ("SELECT a FROM t WHERE b LIKE 'x%%'", None, ("SELECT a FROM t WHERE b LIKE 'x%%'", None)),
 ])
 def test_psycopg_parameters_become_numbered(sql, parameters, expected):
     from lineage_guard.operators.params import numbered

@@ -95,6 +95,10 @@ def test_rows_are_masked_capped_and_shaped_like_sql_execute_query(airflow_env, p
     assert isinstance(first, tuple) and first[0] == 1 and first[1] != patients[0]["email"]
 
     assert "too_many" not in result.xcoms
+    failed = result.task_events("too_many", "lg_rows")
+    assert [e["eventType"] for e in failed] == ["START", "FAIL"]
+    assert failed[-1]["run"]["facets"]["lineageGuard_access"]["outcome"] == "failed"
+    assert_valid_events(result.events, forbid=raw_values(patients))
     logs = capfd.readouterr()
     assert "more than max_rows=5 rows" in logs.out + logs.err
     for needle in raw_values(patients):

@@ -67,13 +67,15 @@ def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(ai
     assert context["run_id"].startswith("manual__") and context["try_number"] == "1"
 
     expected = "success" if verb == "approve" else "failed"
-    assert result.tasks == {"fix_city": expected, "wipe": "failed"}
+    assert result.tasks == {"fix_city": expected, "wipe": "failed", "two_steps": "failed"}
     assert (city_of(airflow_env.pg_url, 1) == "Bergen") is (verb == "approve")
+    assert city_of(airflow_env.pg_url, 3) == patients[2]["city"]  # planned with the denied DELETE: nothing ran
     assert ApprovalStore.open().get(request.id).status == ("used" if verb == "approve" else "denied")
     logs = capfd.readouterr()
     assert "DELETE without WHERE on public.patients is denied" in logs.out + logs.err
     if verb == "deny":
         assert f"approval request {request.id} was denied by dana" in logs.out + logs.err
+    assert "'Bergen'" not in logs.out + logs.err and "Tromsø" not in logs.out + logs.err  # literals stay out of logs
 
     # ledger: the wait and (if approved) the write are recorded for fix_city, the denial for wipe
     ledger = Ledger.open()
@@ -83,6 +85,8 @@ def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(ai
     wipe = [e for e in entries if "airflow:lg_writes.wipe" in e]
     assert len(fix) == (2 if verb == "approve" else 1) and "needs_approval" in fix[0]
     assert len(wipe) == 1 and "denied" in wipe[0]
+    two = [e for e in entries if "airflow:lg_writes.two_steps" in e]
+    assert len(two) == 1 and "denied" in two[0] and "DELETE" in two[0]
     assert int(city_of(airflow_env.pg_url, 2) is not None)  # DELETE never ran
 
     wipe_events = result.task_events("wipe", "lg_writes")

@@ -1,4 +1,5 @@
-"""Guarded writes: one needs an approval (deferred), one is denied (tests/test_airflow_writes.py)."""
+"""Guarded writes: one needs an approval (deferred), one is denied, one batch is refused whole
+(tests/test_airflow_writes.py)."""
 
 from datetime import datetime
 
@@ -16,4 +17,8 @@ with DAG("lg_writes", schedule=None, start_date=datetime(2024, 1, 1), catchup=Fa
     GovernedPostgresOperator(
         task_id="wipe",
         sql="DELETE FROM patients",
+    )
+    GovernedPostgresOperator(
+        task_id="two_steps",
+        sql=["UPDATE patients SET city = 'Tromsø' WHERE id = 3", "DELETE FROM patients"],
     )
