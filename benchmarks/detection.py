@@ -31,10 +31,10 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faker import Faker  # noqa: E402
+from faker import Faker
 
-from lineage_guard.classify.classifier import classify_column  # noqa: E402
-from lineage_guard.classify.labels import LABELS, NOT_SENSITIVE  # noqa: E402
+from lineage_guard.classify.classifier import classify_column
+from lineage_guard.classify.labels import LABELS, NOT_SENSITIVE
 
 LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "nl_NL")
 EXTRA_ID_LOCALES = ("en_CA", "it_IT")  # national ids with their own formats (SIN with Luhn, codice fiscale)
@@ -69,10 +69,10 @@ def _clinical(f: Faker, rng: random.Random) -> str:
     icd = rng.choice(["I10", "E11.9", "J45.909", "J44.9", "I48.91", "E03.9", "N18.3", "G43.909", "M19.90", "F32.9"])
     drug = rng.choice(["metformin", "lisinopril", "amlodipine", "albuterol", "levothyroxine", "atorvastatin", "sertraline"])
     templates = [
-        f"Pt {rng.randint(18, 90)}yo presents with {symptom} x{rng.randint(1, 14)} days. Hx of {condition}. "
-        f"Rx {drug} {rng.choice([5, 10, 20, 50, 500])} mg daily. Follow-up in {rng.randint(1, 12)} weeks.",
-        f"{f.name()} seen in clinic for {condition}; BP {rng.randint(100, 180)}/{rng.randint(60, 110)}, "
-        f"HR {rng.randint(50, 120)}. Plan: continue {drug}, recheck labs.",
+        (f"Pt {rng.randint(18, 90)}yo presents with {symptom} x{rng.randint(1, 14)} days. Hx of {condition}. "
+         f"Rx {drug} {rng.choice([5, 10, 20, 50, 500])} mg daily. Follow-up in {rng.randint(1, 12)} weeks."),
+        (f"{f.name()} seen in clinic for {condition}; BP {rng.randint(100, 180)}/{rng.randint(60, 110)}, "
+         f"HR {rng.randint(50, 120)}. Plan: continue {drug}, recheck labs."),
         f"Patient reports {symptom}. Assessment: {condition} ({icd}). Prescribed {drug} {rng.choice([10, 25, 100])} mg.",
         f"Discharge summary: admitted for {condition}, treated with {drug}; discharged home, follow-up with GP.",
         f"Chief complaint: {symptom}. Exam unremarkable. Diagnosis {icd} {condition}. Medication reviewed.",
@@ -122,142 +122,160 @@ def _birth_dates(f: Faker, rng: random.Random, rows: int) -> list[date]:
     return [f.date_of_birth(minimum_age=rng.choice([0, 18]), maximum_age=95) for _ in range(rows)]
 
 
+class _Builder:
+    """Collects cases; keeps the running `col_N` counter and the current group."""
+
+    def __init__(self, rng: random.Random, rows: int):
+        self.rng, self.rows, self.group = rng, rows, "main"
+        self.cases: list[Case] = []
+        self._counter = 0
+
+    def col(self) -> str:
+        self._counter += 1
+        return f"col_{self._counter}"
+
+    def add(self, name, values, truth, note, pg_type="text", table=None) -> None:
+        values = _with_nulls(self.rng, values) if pg_type != "date" else values
+        self.cases.append(Case(name, pg_type, pa.array(values), truth, note, table, self.group))
+
+
+def _locale_cases(b: _Builder, f: Faker, loc: str) -> None:
+    """Named, lying and hard-negative columns of one tuned locale."""
+    rng, n, add, col = b.rng, b.rows, b.add, b.col
+
+    def many(fn):
+        return [fn() for _ in range(n)]
+
+    add("email", many(f.email), "email", "named")
+    add("contact_email", many(f.free_email), "email", "named")
+    add("notes", many(f.company_email), "email", "lying")
+    add(col(), many(f.email), "email", "lying")
+    add("phone", many(f.phone_number), "phone", "named")
+    add("telefon" if loc == "de_DE" else "mobile", many(f.phone_number), "phone", "named")
+    add(col(), many(f.phone_number), "phone", "lying")
+    add("full_name", many(f.name), "person_name", "named")
+    add("customer_name", many(lambda: f"{f.first_name()} {f.last_name()}"), "person_name", "named")
+    add("last_name", many(f.last_name), "person_name", "named")
+    add(col(), many(f.name), "person_name", "lying")
+    add("street_address", many(f.street_address), "street_address", "named")
+    add("address_line1", many(f.street_address), "street_address", "named")
+    add(col(), many(f.street_address), "street_address", "lying")
+    add({"de_DE": "plz", "fr_FR": "code_postal"}.get(loc, "postcode"), many(f.postcode), "postal_code", "named")
+    add("zip", many(f.postcode), "postal_code", "named")
+    if loc in ("en_GB", "nl_NL"):
+        add(col(), many(f.postcode), "postal_code", "lying")
+    add("birth_date", _birth_dates(f, rng, n), "date_of_birth", "named", "date")
+    add("dob", [d.isoformat() for d in _birth_dates(f, rng, n)], "date_of_birth", "named")
+    add(col(), _birth_dates(f, rng, n), "date_of_birth", "lying", "date")
+    add({"en_US": "ssn", "en_GB": "ni_number", "nl_NL": "bsn", "fr_FR": "insee"}.get(loc, "national_id"),
+        many(f.ssn), "national_id", "named")
+    add(col(), many(f.ssn), "national_id", "lying")
+    add("card_number", many(f.credit_card_number), "payment_card", "named")
+    add(col(), many(f.credit_card_number), "payment_card", "lying")
+    add("card_pan", many(lambda: " ".join(re.findall(".{1,4}", f.credit_card_number(card_type="visa16")))),
+        "payment_card", "named")
+    add("iban", many(f.iban), "iban", "named")
+    add(col(), many(f.iban), "iban", "lying")
+    add("client_ip", many(f.ipv4), "ip_address", "named")
+    add(col(), many(f.ipv6), "ip_address", "lying")
+    add("mac", many(f.mac_address), "mac_address", "named")
+    add(col(), many(f.mac_address), "mac_address", "lying")
+    style = rng.randint(0, 2)
+    add("mrn", many(lambda: _mrn(rng, style)), "medical_record_number", "named")
+    add("medical_record_number", many(lambda: _mrn(rng, 3)), "medical_record_number", "named")
+    add(col(), many(lambda: _mrn(rng, 0)), "medical_record_number", "lying")
+    add("clinical_notes", many(lambda: _clinical(f, rng)), "clinical_note", "named")
+    add("notes", many(lambda: _clinical(f, rng)), "clinical_note", "named", table="patient_visits")
+    add(col(), many(lambda: _clinical(f, rng)), "clinical_note", "lying")
+    add("api_token", many(lambda: _credential(f, rng, "token")), "credential", "named")
+    add("password", many(lambda: f.password(length=rng.randint(10, 20))), "credential", "named")
+    add(col(), many(lambda: _credential(f, rng, "jwt")), "credential", "lying")
+    add(col(), many(lambda: _credential(f, rng, "api_key")), "credential", "lying")
+    add("config", many(lambda: _credential(f, rng, "dsn")), "credential", "lying")
+    add(col(), many(lambda: _credential(f, rng, "pem")), "credential", "lying")
+
+    # hard negatives
+    start = rng.randint(10**9, 2 * 10**9)
+    add("order_number", [str(start + i) for i in range(n)], NOT_SENSITIVE, "negative")
+    add("order_ref", [f"ORD-{rng.randint(2019, 2025)}-{rng.randint(0, 999999):06d}" for _ in range(n)], NOT_SENSITIVE, "negative")
+    add(col(), [f"{rng.randint(2019, 2025)}-{rng.randint(0, 9999):04d}-{rng.randint(0, 9999):04d}" for _ in range(n)],
+        NOT_SENSITIVE, "negative")
+    add("id", many(f.uuid4), NOT_SENSITIVE, "negative")
+    add(col(), many(lambda: f.uuid4().upper()), NOT_SENSITIVE, "negative")
+    add("sku", many(lambda: f.bothify("SKU-??##-####").upper()), NOT_SENSITIVE, "negative")
+    add("checksum", many(f.sha256), NOT_SENSITIVE, "negative")
+    add(col(), many(f.md5), NOT_SENSITIVE, "negative")
+    add("customer_id", [str(rng.randint(1, 10**6)) for _ in range(n)], NOT_SENSITIVE, "negative")
+    add(col(), [str(rng.randint(10**8, 10**9 - 1)) for _ in range(n)], NOT_SENSITIVE, "negative")
+    add(col(), [str(rng.randint(10**15, 10**16 - 1)) for _ in range(n)], NOT_SENSITIVE, "negative")
+    add("ordered_on", [date.today() - timedelta(days=rng.randint(0, 700)) for _ in range(n)], NOT_SENSITIVE,
+        "negative", "date")
+    add(col(), [(date.today() - timedelta(days=rng.randint(0, 1500))).isoformat() for _ in range(n)], NOT_SENSITIVE,
+        "negative")
+    add("due_date", [date.today() + timedelta(days=rng.randint(-30, 400)) for _ in range(n)], NOT_SENSITIVE,
+        "negative", "date")
+    add("description", many(lambda: f.sentence(nb_words=12)), NOT_SENSITIVE, "negative")
+    add("review", many(lambda: _review(f, rng)), NOT_SENSITIVE, "negative")
+    add(col(), many(lambda: f.paragraph(nb_sentences=3)), NOT_SENSITIVE, "negative")
+    add("product_name", many(f.catch_phrase), NOT_SENSITIVE, "negative")
+    add("company", many(f.company), NOT_SENSITIVE, "negative")
+    add("city", many(f.city), NOT_SENSITIVE, "negative")
+    add("country", many(f.country), NOT_SENSITIVE, "negative")
+    add("amount", [f"{rng.uniform(1, 5000):.2f}" for _ in range(n)], NOT_SENSITIVE, "negative")
+    add("status", many(lambda: rng.choice(["active", "pending", "closed", "on_hold"])), NOT_SENSITIVE, "negative")
+    add("version", many(lambda: f"{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 99)}"), NOT_SENSITIVE,
+        "negative")
+    add("homepage", many(f.url), NOT_SENSITIVE, "negative")
+    add("color", many(f.hex_color), NOT_SENSITIVE, "negative")
+    add("ean", many(f.ean13), NOT_SENSITIVE, "negative")
+    add("currency", many(f.currency_code), NOT_SENSITIVE, "negative")
+    add("job_title", many(f.job), NOT_SENSITIVE, "negative")
+    add("user_agent", many(f.user_agent), NOT_SENSITIVE, "negative")
+    add("file_path", many(f.file_path), NOT_SENSITIVE, "negative")
+    add("isbn", many(f.isbn13), NOT_SENSITIVE, "negative")
+    add(col(), many(lambda: f.date_time_between("-2y").isoformat()), NOT_SENSITIVE, "negative")
+    add("latitude", many(lambda: str(f.latitude())), NOT_SENSITIVE, "negative")
+    add("tracking_number", many(lambda: f.bothify("1Z###?##########").upper()), NOT_SENSITIVE, "negative")
+    add("username", many(f.user_name), NOT_SENSITIVE, "negative")
+    add("api_key_id", many(lambda: "key_" + secrets.token_hex(8)), NOT_SENSITIVE, "negative")
+
+
+def _heldout_cases(b: _Builder, f: Faker) -> None:
+    """Columns of a locale the detectors were not tuned on."""
+    rows, add, col = b.rows, b.add, b.col
+    add("name", [f.name() for _ in range(rows)], "person_name", "named")
+    add(col(), [f.name() for _ in range(rows)], "person_name", "lying")
+    add(col(), [f.phone_number() for _ in range(rows)], "phone", "lying")
+    add("address", [f.street_address() for _ in range(rows)], "street_address", "named")
+    add(col(), [f.street_address() for _ in range(rows)], "street_address", "lying")
+    add(col(), [f.email() for _ in range(rows)], "email", "lying")
+    add(col(), [f.iban() for _ in range(rows)], "iban", "lying")
+    add("postcode", [f.postcode() for _ in range(rows)], "postal_code", "named")
+    add("city", [f.city() for _ in range(rows)], NOT_SENSITIVE, "negative")
+    add("company", [f.company() for _ in range(rows)], NOT_SENSITIVE, "negative")
+    add("remarks", [f.sentence(nb_words=10) for _ in range(rows)], NOT_SENSITIVE, "negative")
+
+
 def labeled_columns(seed: int = 0, rows: int = 300, scale: int = 1) -> list[Case]:
-    """The labeled set. `scale` repeats the generation with fresh seeds (scale=1 gives ~330 columns)."""
+    """The labeled set. `scale` repeats the generation with fresh seeds (scale=1 gives ~450 columns)."""
     cases: list[Case] = []
     for rep in range(scale):
-        rng = random.Random(seed * 1000 + rep)
-        counter = iter(range(10**6))
-
-        def col() -> str:
-            return f"col_{next(counter)}"
-
-        group = "main"
-
-        def add(name, values, truth, note, pg_type="text", table=None):
-            cases.append(Case(name, pg_type, pa.array(_with_nulls(rng, values) if pg_type != "date" else values),
-                              truth, note, table, group))
-
+        b = _Builder(random.Random(seed * 1000 + rep), rows)
         for loc in LOCALES:
             f = Faker(loc)
-            f.seed_instance(rng.randint(0, 10**9))
-            n = rows
-
-            def many(fn):
-                return [fn() for _ in range(n)]
-
-            add("email", many(f.email), "email", "named")
-            add("contact_email", many(f.free_email), "email", "named")
-            add("notes", many(f.company_email), "email", "lying")
-            add(col(), many(f.email), "email", "lying")
-            add("phone", many(f.phone_number), "phone", "named")
-            add("telefon" if loc == "de_DE" else "mobile", many(f.phone_number), "phone", "named")
-            add(col(), many(f.phone_number), "phone", "lying")
-            add("full_name", many(f.name), "person_name", "named")
-            add("customer_name", many(lambda: f"{f.first_name()} {f.last_name()}"), "person_name", "named")
-            add("last_name", many(f.last_name), "person_name", "named")
-            add(col(), many(f.name), "person_name", "lying")
-            add("street_address", many(f.street_address), "street_address", "named")
-            add("address_line1", many(f.street_address), "street_address", "named")
-            add(col(), many(f.street_address), "street_address", "lying")
-            add({"de_DE": "plz", "fr_FR": "code_postal"}.get(loc, "postcode"), many(f.postcode), "postal_code", "named")
-            add("zip", many(f.postcode), "postal_code", "named")
-            if loc in ("en_GB", "nl_NL"):
-                add(col(), many(f.postcode), "postal_code", "lying")
-            add("birth_date", _birth_dates(f, rng, n), "date_of_birth", "named", "date")
-            add("dob", [d.isoformat() for d in _birth_dates(f, rng, n)], "date_of_birth", "named")
-            add(col(), _birth_dates(f, rng, n), "date_of_birth", "lying", "date")
-            add({"en_US": "ssn", "en_GB": "ni_number", "nl_NL": "bsn", "fr_FR": "insee"}.get(loc, "national_id"),
-                many(f.ssn), "national_id", "named")
-            add(col(), many(f.ssn), "national_id", "lying")
-            add("card_number", many(f.credit_card_number), "payment_card", "named")
-            add(col(), many(f.credit_card_number), "payment_card", "lying")
-            add("card_pan", many(lambda: " ".join(re.findall(".{1,4}", f.credit_card_number(card_type="visa16")))),
-                "payment_card", "named")
-            add("iban", many(f.iban), "iban", "named")
-            add(col(), many(f.iban), "iban", "lying")
-            add("client_ip", many(f.ipv4), "ip_address", "named")
-            add(col(), many(f.ipv6), "ip_address", "lying")
-            add("mac", many(f.mac_address), "mac_address", "named")
-            add(col(), many(f.mac_address), "mac_address", "lying")
-            style = rng.randint(0, 2)
-            add("mrn", many(lambda: _mrn(rng, style)), "medical_record_number", "named")
-            add("medical_record_number", many(lambda: _mrn(rng, 3)), "medical_record_number", "named")
-            add(col(), many(lambda: _mrn(rng, 0)), "medical_record_number", "lying")
-            add("clinical_notes", many(lambda: _clinical(f, rng)), "clinical_note", "named")
-            add("notes", many(lambda: _clinical(f, rng)), "clinical_note", "named", table="patient_visits")
-            add(col(), many(lambda: _clinical(f, rng)), "clinical_note", "lying")
-            add("api_token", many(lambda: _credential(f, rng, "token")), "credential", "named")
-            add("password", many(lambda: f.password(length=rng.randint(10, 20))), "credential", "named")
-            add(col(), many(lambda: _credential(f, rng, "jwt")), "credential", "lying")
-            add(col(), many(lambda: _credential(f, rng, "api_key")), "credential", "lying")
-            add("config", many(lambda: _credential(f, rng, "dsn")), "credential", "lying")
-            add(col(), many(lambda: _credential(f, rng, "pem")), "credential", "lying")
-
-            # hard negatives
-            start = rng.randint(10**9, 2 * 10**9)
-            add("order_number", [str(start + i) for i in range(n)], NOT_SENSITIVE, "negative")
-            add("order_ref", [f"ORD-{rng.randint(2019, 2025)}-{rng.randint(0, 999999):06d}" for _ in range(n)], NOT_SENSITIVE, "negative")
-            add(col(), [f"{rng.randint(2019, 2025)}-{rng.randint(0, 9999):04d}-{rng.randint(0, 9999):04d}" for _ in range(n)],
-                NOT_SENSITIVE, "negative")
-            add("id", many(f.uuid4), NOT_SENSITIVE, "negative")
-            add(col(), many(lambda: f.uuid4().upper()), NOT_SENSITIVE, "negative")
-            add("sku", many(lambda: f.bothify("SKU-??##-####").upper()), NOT_SENSITIVE, "negative")
-            add("checksum", many(f.sha256), NOT_SENSITIVE, "negative")
-            add(col(), many(f.md5), NOT_SENSITIVE, "negative")
-            add("customer_id", [str(rng.randint(1, 10**6)) for _ in range(n)], NOT_SENSITIVE, "negative")
-            add(col(), [str(rng.randint(10**8, 10**9 - 1)) for _ in range(n)], NOT_SENSITIVE, "negative")
-            add(col(), [str(rng.randint(10**15, 10**16 - 1)) for _ in range(n)], NOT_SENSITIVE, "negative")
-            add("ordered_on", [date.today() - timedelta(days=rng.randint(0, 700)) for _ in range(n)], NOT_SENSITIVE,
-                "negative", "date")
-            add(col(), [(date.today() - timedelta(days=rng.randint(0, 1500))).isoformat() for _ in range(n)], NOT_SENSITIVE,
-                "negative")
-            add("due_date", [date.today() + timedelta(days=rng.randint(-30, 400)) for _ in range(n)], NOT_SENSITIVE,
-                "negative", "date")
-            add("description", many(lambda: f.sentence(nb_words=12)), NOT_SENSITIVE, "negative")
-            add("review", many(lambda: _review(f, rng)), NOT_SENSITIVE, "negative")
-            add(col(), many(lambda: f.paragraph(nb_sentences=3)), NOT_SENSITIVE, "negative")
-            add("product_name", many(f.catch_phrase), NOT_SENSITIVE, "negative")
-            add("company", many(f.company), NOT_SENSITIVE, "negative")
-            add("city", many(f.city), NOT_SENSITIVE, "negative")
-            add("country", many(f.country), NOT_SENSITIVE, "negative")
-            add("amount", [f"{rng.uniform(1, 5000):.2f}" for _ in range(n)], NOT_SENSITIVE, "negative")
-            add("status", many(lambda: rng.choice(["active", "pending", "closed", "on_hold"])), NOT_SENSITIVE, "negative")
-            add("version", many(lambda: f"{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 99)}"), NOT_SENSITIVE,
-                "negative")
-            add("homepage", many(f.url), NOT_SENSITIVE, "negative")
-            add("color", many(f.hex_color), NOT_SENSITIVE, "negative")
-            add("ean", many(f.ean13), NOT_SENSITIVE, "negative")
-            add("currency", many(f.currency_code), NOT_SENSITIVE, "negative")
-            add("job_title", many(f.job), NOT_SENSITIVE, "negative")
-            add("user_agent", many(f.user_agent), NOT_SENSITIVE, "negative")
-            add("file_path", many(f.file_path), NOT_SENSITIVE, "negative")
-            add("isbn", many(f.isbn13), NOT_SENSITIVE, "negative")
-            add(col(), many(lambda: f.date_time_between("-2y").isoformat()), NOT_SENSITIVE, "negative")
-            add("latitude", many(lambda: str(f.latitude())), NOT_SENSITIVE, "negative")
-            add("tracking_number", many(lambda: f.bothify("1Z###?##########").upper()), NOT_SENSITIVE, "negative")
-            add("username", many(f.user_name), NOT_SENSITIVE, "negative")
-            add("api_key_id", many(lambda: "key_" + secrets.token_hex(8)), NOT_SENSITIVE, "negative")
+            f.seed_instance(b.rng.randint(0, 10**9))
+            _locale_cases(b, f, loc)
         for loc in EXTRA_ID_LOCALES:
             f = Faker(loc)
-            f.seed_instance(rng.randint(0, 10**9))
-            add("sin" if loc == "en_CA" else "codice_fiscale", [f.ssn() for _ in range(rows)], "national_id", "named")
-            add(col(), [f.ssn() for _ in range(rows)], "national_id", "lying")
-        group = "heldout"
+            f.seed_instance(b.rng.randint(0, 10**9))
+            b.add("sin" if loc == "en_CA" else "codice_fiscale", [f.ssn() for _ in range(rows)], "national_id", "named")
+            b.add(b.col(), [f.ssn() for _ in range(rows)], "national_id", "lying")
+        b.group = "heldout"
         for loc in HELDOUT_LOCALES:
             f = Faker(loc)
-            f.seed_instance(rng.randint(0, 10**9))
-            add("name", [f.name() for _ in range(rows)], "person_name", "named")
-            add(col(), [f.name() for _ in range(rows)], "person_name", "lying")
-            add(col(), [f.phone_number() for _ in range(rows)], "phone", "lying")
-            add("address", [f.street_address() for _ in range(rows)], "street_address", "named")
-            add(col(), [f.street_address() for _ in range(rows)], "street_address", "lying")
-            add(col(), [f.email() for _ in range(rows)], "email", "lying")
-            add(col(), [f.iban() for _ in range(rows)], "iban", "lying")
-            add("postcode", [f.postcode() for _ in range(rows)], "postal_code", "named")
-            add("city", [f.city() for _ in range(rows)], NOT_SENSITIVE, "negative")
-            add("company", [f.company() for _ in range(rows)], NOT_SENSITIVE, "negative")
-            add("remarks", [f.sentence(nb_words=10) for _ in range(rows)], NOT_SENSITIVE, "negative")
+            f.seed_instance(b.rng.randint(0, 10**9))
+            _heldout_cases(b, f)
+        cases += b.cases
     return cases
 
 

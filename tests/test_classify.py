@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from faker import Faker
+from pydantic import ValidationError
 
-from lineage_guard.classify import DetectionConfig, classify_column, classify_table, source_key
-from lineage_guard.classify import checksums
+from lineage_guard.classify import DetectionConfig, checksums, classify_column, classify_table, source_key
 from lineage_guard.classify.detectors import gx_patterns, value_evidence
 from lineage_guard.classify.names import name_hints, tokens
 
@@ -42,7 +42,7 @@ def test_checksums_accept_valid_and_reject_one_digit_off():
     assert not checksums.luhn(off).any()
     assert checksums.luhn(pa.array(["4539578763621486", None, "", "4539 5787", "0"])).tolist() == [True, False, False, False, True]
 
-    ibans = pa.array(sum((fake(loc, "iban", 50).to_pylist() for loc in ("nl_NL", "de_DE", "fr_FR", "en_GB")), []))
+    ibans = pa.array([v for loc in ("nl_NL", "de_DE", "fr_FR", "en_GB") for v in fake(loc, "iban", 50).to_pylist()])
     assert checksums.iban(ibans).all()
     assert not checksums.iban(pa.array([v[:-1] + str((int(v[-1]) + 1) % 10) for v in ibans.to_pylist()])).any()
     assert checksums.iban(pa.array(["gb82 west 1234 5698 7654 32", "GB82WEST12345698765433"])).tolist() == [True, False]
@@ -213,9 +213,9 @@ def test_detection_config():
     assert cfg.applies_to("postgresql://warehouse/app")
     assert not DetectionConfig(enabled=False).applies_to("postgresql://h/db")
     assert source_key("postgresql://u:pw@h:6543/db?sslmode=require") == "postgres://h:6543/db"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
         DetectionConfig(threshold=1.5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="treshold"):
         DetectionConfig(treshold=0.5)
 
 

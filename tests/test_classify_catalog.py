@@ -7,12 +7,12 @@ import sqlite3
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from conftest import require
 
 from lineage_guard.classify import DetectionCatalog, DetectionConfig
 from lineage_guard.classify.sampling import read_only, sample_queries, table_columns
 from lineage_guard.errors import ConfigError, SourceError
 from lineage_guard.sql.model import ColumnRef, TableRef
-from conftest import require
 
 psycopg = require("psycopg", "postgres")
 
@@ -122,13 +122,11 @@ def test_reads_are_read_only_with_a_timeout(detect_url):
     with read_only(detect_url, statement_timeout_ms=1234) as conn:
         assert conn.execute("SHOW transaction_read_only").fetchone()[0] == "on"
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1234ms"
-    with pytest.raises(SourceError) as err:
-        with read_only(detect_url) as conn:
-            conn.execute("CREATE TABLE detect.should_not_exist (x int)")
+    with pytest.raises(SourceError) as err, read_only(detect_url) as conn:
+        conn.execute("CREATE TABLE detect.should_not_exist (x int)")
     assert err.value.sqlstate == "25006" and "read-only" in str(err.value)
-    with pytest.raises(SourceError) as err:
-        with read_only(detect_url, statement_timeout_ms=50) as conn:
-            conn.execute("SELECT pg_sleep(2)")
+    with pytest.raises(SourceError) as err, read_only(detect_url, statement_timeout_ms=50) as conn:
+        conn.execute("SELECT pg_sleep(2)")
     assert err.value.sqlstate == "57014"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import require
 from typer.testing import CliRunner
 
-from conftest import require
 from lineage_guard.cli import app
 
 require("psycopg", "postgres")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import SHARED, require
 from faker import Faker
 
-from conftest import SHARED, require
 from lineage_guard.decision import ColumnDecision, Decision
 from lineage_guard.errors import MaskingError
 from lineage_guard.mask import Keyring, MaskSpec, mask_batch
@@ -18,8 +18,13 @@ from lineage_guard.sql.model import ColumnRef
 
 pytestmark = pytest.mark.gx
 require("great_expectations", "gx")
-from lineage_guard.integrations.great_expectations import (  # noqa: E402
-    ColumnExpectation, expectations_for, leak_regex, ledger_summary, to_openlineage_facet, validate_masked_output,
+from lineage_guard.integrations.great_expectations import (
+    ColumnExpectation,
+    expectations_for,
+    leak_regex,
+    ledger_summary,
+    to_openlineage_facet,
+    validate_masked_output,
 )
 
 ROWS = 40

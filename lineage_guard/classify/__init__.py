@@ -16,6 +16,13 @@ from .config import DetectionConfig, source_key
 from .labels import LABELS, NOT_SENSITIVE
 
 __all__ = [
-    "Classification", "DetectionCatalog", "DetectionConfig", "LABELS", "NOT_SENSITIVE",
-    "classify_column", "classify_table", "parse_table", "source_key",
+    "LABELS",
+    "NOT_SENSITIVE",
+    "Classification",
+    "DetectionCatalog",
+    "DetectionConfig",
+    "classify_column",
+    "classify_table",
+    "parse_table",
+    "source_key",
 ]

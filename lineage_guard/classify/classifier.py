@@ -15,8 +15,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -48,7 +49,7 @@ class Classification:
         return {"label": self.label, "confidence": round(self.confidence, 4), "evidence": dict(self.evidence)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Classification":
+    def from_json(cls, data: Mapping[str, Any]) -> Classification:
         return cls(str(data["label"]), float(data["confidence"]), dict(data.get("evidence", {})))
 
 

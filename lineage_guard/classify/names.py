@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 Strength = Literal["strong", "weak"]
@@ -48,8 +48,8 @@ _STRONG: dict[str, tuple[str, ...]] = {
     ),
     "person_name": (
         r"(first|last|full|given|family|middle|maiden|sur|birth|display|legal|preferred|nick)_?name",
-        r"(customer|patient|person|contact|employee|user|member|client|holder|cardholder|owner|"
-        r"guardian|parent|doctor|physician|applicant|student|account_holder|recipient|sender)_name",
+        (r"(customer|patient|person|contact|employee|user|member|client|holder|cardholder|owner|"
+         r"guardian|parent|doctor|physician|applicant|student|account_holder|recipient|sender)_name"),
         r"surname", r"forename", r"fname", r"lname", r"vorname", r"nachname", r"prenom", r"nom_de_famille",
         r"voornaam", r"achternaam", r"naam", r"cognome", r"nombre", r"apellidos?",
     ),
@@ -79,8 +79,8 @@ _STRONG: dict[str, tuple[str, ...]] = {
     ),
     "iban": (r"iban", r"bank_?account(_?(number|no))?", r"account_?number", r"rekening(nummer)?", r"kontonummer",
              r"bankrekening", r"bban"),
-    "ip_address": (r"ip", r"ip_?addr(ess)?", r"ipv[46](_?addr(ess)?)?", r"(client|remote|source|src|dest|dst|"
-                   r"user|last_login|login)_ip", r"remote_addr", r"x_forwarded_for"),
+    "ip_address": (r"ip", r"ip_?addr(ess)?", r"ipv[46](_?addr(ess)?)?",
+                   r"(client|remote|source|src|dest|dst|user|last_login|login)_ip", r"remote_addr", r"x_forwarded_for"),
     "mac_address": (r"mac", r"mac_?addr(ess)?", r"hw_?addr(ess)?", r"hardware_address", r"bssid"),
     "medical_record_number": (
         r"mrn", r"medical_record(_?(number|no|num|id))?", r"patient_?(number|no|num|nr|mrn)", r"chart_?(number|no)",
@@ -126,7 +126,7 @@ _CLINICAL_TABLE = re.compile(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(patterns: tuple[str, ...]) -> re.Pattern:
     return re.compile(r"(?:^|_)(?:" + "|".join(patterns) + r")(?:_|$)")
 
@@ -150,9 +150,9 @@ def name_hints(column: str, table: str | None = None) -> dict[str, NameHint]:
             if toks[-1] in ("id", "ids", "key_id", "ref") and label in _ID_SUFFIX_LABELS and keyword != joined:
                 continue
             hints[label] = NameHint(label, strength, keyword)  # type: ignore[arg-type]
-    if table and "clinical_note" in hints and hints["clinical_note"].strength == "weak":
-        if _CLINICAL_TABLE.search("_".join(tokens(table))):
-            hints["clinical_note"] = NameHint("clinical_note", "strong", hints["clinical_note"].keyword + " (clinical table)")
+    note = hints.get("clinical_note")
+    if table and note and note.strength == "weak" and _CLINICAL_TABLE.search("_".join(tokens(table))):
+        hints["clinical_note"] = NameHint("clinical_note", "strong", note.keyword + " (clinical table)")
     # `ip_address`/`mac_address`/`email_address` are not street addresses.
     for label in ("ip_address", "mac_address", "email"):
         if label in hints and hints[label].strength == "strong":

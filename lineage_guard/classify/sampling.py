@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 
@@ -55,7 +55,7 @@ def _sanitized(exc: Exception, doing: str) -> SourceError:
 
 
 @contextmanager
-def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator["object"]:
+def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator[object]:
     """A psycopg connection inside `BEGIN READ ONLY` with a statement timeout; always rolled back."""
     import psycopg
 
@@ -63,7 +63,7 @@ def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator["object"
         conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise _sanitized(exc, "connecting to the source") from None
-    except Exception:  # a malformed URL: libpq's text can echo the password, so say only what to fix
+    except (ValueError, TypeError):  # a malformed URL: its text can echo the password, so say only what to fix
         raise ConfigError("the source URL is not a valid PostgreSQL connection URL (postgresql://user@host:port/db)") from None
     try:
         conn.execute("BEGIN READ ONLY")
@@ -72,10 +72,8 @@ def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator["object"
     except psycopg.Error as exc:
         raise _sanitized(exc, "reading the source for detection") from None
     finally:
-        try:
+        with suppress(psycopg.Error):  # the connection may already be gone; closing it is what matters
             conn.execute("ROLLBACK")
-        except Exception:
-            pass
         conn.close()
 
 

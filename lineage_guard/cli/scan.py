@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -68,13 +68,13 @@ def _policy_view(policy: Any, identity: Identity, purpose: str):
 
 def scan(
     source: Annotated[str, typer.Argument(help="PostgreSQL URL of the source.", envvar="LINEAGE_GUARD_SOURCE")],
-    policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML: show its labels and actions.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Policy YAML: show its labels and actions.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    table: Annotated[Optional[list[str]], typer.Option("--table", "-t", help="schema.table or table (repeat); default: all.")] = None,
-    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0,
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="schema.table or table (repeat); default: all.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0,
                                                         help="Confidence from which a detected label counts (default: the policy's, else 0.8).")] = None,
-    sample_rows: Annotated[Optional[int], typer.Option("--sample-rows", min=1, help="Rows sampled per table.")] = None,
-    identity: Annotated[Optional[str], typer.Option("--identity", "-i", help="Whose actions to show (default: $LINEAGE_GUARD_IDENTITY, else anonymous).")] = None,
+    sample_rows: Annotated[int | None, typer.Option("--sample-rows", min=1, help="Rows sampled per table.")] = None,
+    identity: Annotated[str | None, typer.Option("--identity", "-i", help="Whose actions to show (default: $LINEAGE_GUARD_IDENTITY, else anonymous).")] = None,
     purpose: Annotated[str, typer.Option("--purpose", help="The purpose the actions are for.")] = "unspecified",
     refresh: Annotated[bool, typer.Option("--refresh", help="Rescan even if the cache is current.")] = False,
 ) -> None:
