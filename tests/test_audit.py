@@ -394,3 +394,31 @@ def test_export_verifies_offline_only_against_pinned_keys(ledger, tmp_path, monk
     path.write_bytes(b"not an export")
     with pytest.raises(ConfigError, match="not a lineage_guard ledger export"):
         verify_export(path, [public])
+
+
+def test_any_text_in_a_run_records_and_verifies(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ledger = Ledger.open(str(tmp_path / "h.sqlite"))
+    chars = st.characters(exclude_categories=())  # every code point: NUL, lone surrogates, RTL marks, emoji
+    text = st.text(chars, min_size=1, max_size=40)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(principal=text, purpose=text, reason=text, message=text, name=text, uri=text, sql=st.text(chars, max_size=80))
+    def check(principal, purpose, reason, message, name, uri, sql):
+        run = make_run(principal=principal, purpose=purpose, sql=sql or "SELECT 1",
+                       sink=SinkInfo("parquet", uri, "file", name), error_class="SinkError", error_message=message)
+        run.decision = Decision("allow", (reason,), run.sql, run.decision.columns)
+        receipt = ledger.record(run)
+        check = ledger.verify_receipt(receipt)
+        assert check.ok, check.reason
+        body = check.entry["body"]
+        clean = lambda s: s.encode("utf-8", "backslashreplace").decode()  # noqa: E731
+        assert (body["who"]["principal"], body["purpose"], body["decision"]["reasons"]) == (
+            clean(principal), clean(purpose), [clean(reason)[:500]])
+
+    check()
+    odd = ledger.record(make_run(principal="svc\udcff", sql="SELECT '\ud800'", sink=SinkInfo("parquet", "/tmp/\udce9.parquet", "file", "x")))
+    assert ledger.get(odd.id)["body"]["who"]["principal"] == "svc\\udcff"
+    assert ledger.verify().ok

@@ -98,53 +98,78 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             }
         )
     sink = run.sink
-    return {
-        "run_id": run.run_id,
-        "job": {"namespace": run.job_namespace, "name": run.job_name},
-        "parent": None
-        if run.parent is None
-        else {
-            "run_id": run.parent.run_id,
-            "job_namespace": run.parent.job_namespace,
-            "job_name": run.parent.job_name,
-        },
-        "who": {
-            "principal": run.identity.principal,
-            "kind": run.identity.kind,
-            "groups": sorted(run.identity.groups),
-        },
-        "purpose": run.purpose,
-        "statement": {"text": redact_literals(run.sql), "sha256": run.statement_hash},
-        "source": {
-            "namespace": run.source.namespace,
-            "database": run.source.database,
-            "environment": run.source.environment,
-            "tables": tables,
-            "datasets": [run.source.dataset_name(*t.split(".", 1)) for t in tables if "." in t],
-        },
-        "columns": columns,
-        "rows": int(run.rows),
-        "bytes": int(run.bytes),
-        "sink": None
-        if sink is None
-        else {
-            "kind": sink.kind,
-            "uri": safe_uri(sink.uri),
-            "namespace": safe_uri(sink.namespace),
-            "name": sink.name,
-        },
-        "decision": {"action": run.decision.action, "reasons": [_short(r) for r in run.decision.reasons]},
-        "approval_id": run.approval_id,
-        "started_at": _iso(run.started_at),
-        "ended_at": _iso(run.ended_at),
-        "outcome": run.outcome,
-        "error": None
-        if run.error_class is None and run.error_message is None
-        else {
-            "class": run.error_class,
-            "message": _short(run.error_message),
-        },
-    }
+    return _utf8_safe(
+        {
+            "run_id": run.run_id,
+            "job": {"namespace": run.job_namespace, "name": run.job_name},
+            "parent": None
+            if run.parent is None
+            else {
+                "run_id": run.parent.run_id,
+                "job_namespace": run.parent.job_namespace,
+                "job_name": run.parent.job_name,
+            },
+            "who": {
+                "principal": run.identity.principal,
+                "kind": run.identity.kind,
+                "groups": sorted(run.identity.groups),
+            },
+            "purpose": run.purpose,
+            "statement": {"text": redact_literals(run.sql), "sha256": _statement_sha(run)},
+            "source": {
+                "namespace": run.source.namespace,
+                "database": run.source.database,
+                "environment": run.source.environment,
+                "tables": tables,
+                "datasets": [run.source.dataset_name(*t.split(".", 1)) for t in tables if "." in t],
+            },
+            "columns": columns,
+            "rows": int(run.rows),
+            "bytes": int(run.bytes),
+            "sink": None
+            if sink is None
+            else {
+                "kind": sink.kind,
+                "uri": safe_uri(sink.uri),
+                "namespace": safe_uri(sink.namespace),
+                "name": sink.name,
+            },
+            "decision": {"action": run.decision.action, "reasons": [_short(r) for r in run.decision.reasons]},
+            "approval_id": run.approval_id,
+            "started_at": _iso(run.started_at),
+            "ended_at": _iso(run.ended_at),
+            "outcome": run.outcome,
+            "error": None
+            if run.error_class is None and run.error_message is None
+            else {
+                "class": run.error_class,
+                "message": _short(run.error_message),
+            },
+        }
+    )
+
+
+def _statement_sha(run: RunRecord) -> str:
+    try:
+        return run.statement_hash
+    except UnicodeEncodeError:  # lone surrogates: hash the code points as they are
+        return sha256_hex(run.sql.encode("utf-8", "surrogatepass"))
+
+
+def _utf8_safe(value: Any) -> Any:
+    """`value` with every string encodable as UTF-8 (lone surrogates, e.g. from undecodable file
+    names, become `\\udcxx` text), so a strange name can never stop a run from being recorded."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8_safe(v) for v in value]
+    return value
 
 
 def entry_hash(doc: Mapping[str, Any], *, check: bool = True) -> str:
