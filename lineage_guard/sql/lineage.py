@@ -151,7 +151,6 @@ class Resolver:
         self.point_predicate = False
         self.depth = 0
         self._captures: list[set] = []
-        self._quiet = 0  # >0 inside view and function bodies: their own filters are not the caller's choice
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -160,8 +159,6 @@ class Resolver:
             self.violations.append(reason)
 
     def _use(self, lin: Lin, clause: str, against_constant: bool) -> None:
-        if self._quiet:
-            return
         for src in sorted(lin.sources):
             self.uses.append(ColumnUse(src, clause, against_constant))  # type: ignore[arg-type]
 
@@ -212,8 +209,12 @@ class Resolver:
             if not recursive:  # a plain CTE does not see itself: `WITH customers AS (... FROM customers)`
                 scope.ctes[name] = _rename(self.query(body, scope), alias_cols)
                 continue
-            # Recursive CTEs see themselves: iterate until the lineage stops growing.
-            scope.ctes[name] = [Col(n, Lin()) for n in alias_cols] if alias_cols else []
+            # Recursive CTEs see themselves: seed with the non-recursive branch, iterate until lineage stops growing.
+            if alias_cols:
+                scope.ctes[name] = [Col(n, Lin()) for n in alias_cols]
+            else:
+                anchor = body.this if isinstance(body, exp.SetOperation) else body
+                scope.ctes[name] = [Col(c.name, c.lin) for c in self.query(anchor, scope)]
             previous = None
             for _ in range(4):
                 cols = self.query(body, scope)
@@ -442,11 +443,8 @@ class Resolver:
             self.refuse(f"the definition of view {label} could not be parsed, so its lineage is unknown; "
                         "ask an admin to simplify the view or read its base tables")
             return [Col(n, Lin(opaque=True)) for n in rel.column_names]
-        self._quiet += 1
-        try:
-            cols = self.query(node, None)
-        finally:
-            self._quiet -= 1
+        # A view's own filters count like the caller's: a view filtering on a sensitive column is an oracle too.
+        cols = self.query(node, None)
         if rel.column_names:
             if len(rel.column_names) != len(cols):
                 self.refuse(f"view {label}: its definition and its column list disagree; refresh the catalog")
@@ -510,7 +508,6 @@ class Resolver:
         sources = set(args.sources)
         captured: set[Lin] = set()
         self._captures.append(captured)
-        self._quiet += 1
         try:
             params = Rel(fn.name, [Col(a, args) for a in fn.arg_names], open=False, whole_lin=args)
             for body in bodies:
@@ -521,7 +518,6 @@ class Resolver:
                 for col in self.query(body, Scope(None, [params])):
                     sources |= col.lin.sources
         finally:
-            self._quiet -= 1
             self._captures.pop()
         for lin in captured:
             sources |= lin.sources
