@@ -414,7 +414,7 @@ def test_any_text_in_a_run_records_and_verifies(tmp_path):
         check = ledger.verify_receipt(receipt)
         assert check.ok, check.reason
         body = check.entry["body"]
-        clean = lambda s: s.encode("utf-8", "backslashreplace").decode()  # noqa: E731
+        clean = lambda s: s.encode("utf-8", "backslashreplace").decode()
         assert (body["who"]["principal"], body["purpose"], body["decision"]["reasons"]) == (
             clean(principal), clean(purpose), [clean(reason)[:500]])
 
