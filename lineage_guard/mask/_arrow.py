@@ -8,8 +8,6 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_HEX_PAIRS = np.stack([_HEX[np.arange(256) >> 4], _HEX[np.arange(256) & 15]], axis=1)
 # Crockford's alphabet: no i, l, o, u, so tags are easy to read back.
 _B32 = np.frombuffer(b"0123456789abcdefghjkmnpqrstvwxyz", dtype=np.uint8)
 
@@ -85,7 +83,9 @@ def fixed_width_text(chars: np.ndarray, type_: pa.DataType | None = None) -> pa.
 
 def hex_chars(digests: np.ndarray, nbytes: int) -> np.ndarray:
     """Lowercase hex of the first `nbytes` of each digest row: an `(n, 2*nbytes)` uint8 matrix."""
-    return _HEX_PAIRS[digests[:, :nbytes]].reshape(digests.shape[0], 2 * nbytes)
+    # bytes.hex runs in C over the whole block: several times faster than a numpy table lookup.
+    text = np.ascontiguousarray(digests[:, :nbytes]).tobytes().hex().encode()
+    return np.frombuffer(text, dtype=np.uint8).reshape(digests.shape[0], 2 * nbytes)
 
 
 def base32_chars(numbers: np.ndarray, nchars: int) -> np.ndarray:
