@@ -134,3 +134,14 @@ def test_readers_never_create_a_ledger(tmp_path):
     assert not missing.parent.exists()
     (tmp_path / "other.sqlite").write_bytes(b"")
     assert "not a lineage_guard ledger" in audit("verify", "--ledger", str(tmp_path / "other.sqlite")).output
+
+
+def test_keys_prints_the_public_keys_to_pin(url, receipts, monkeypatch, master_key):
+    (current,) = json.loads(audit("keys", "--json").stdout)
+    assert current["key_id"] == Ledger.open(url).get(receipts[0].id)["key_id"]
+    assert master_key not in audit("keys").output
+    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", f"2:{'ab' * 32},1:{master_key}")
+    rotated = json.loads(audit("keys", "--json").stdout)
+    assert [k["version"] for k in rotated] == [2, 1] and rotated[1] == current
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    assert audit("keys").exit_code == 1

@@ -255,7 +255,10 @@ def _problem(doc: dict[str, Any], trusted: Mapping[str, str]) -> str | None:
     except ValueError:
         return "public key is not hex"
     if trusted.get(doc["key_id"]) != doc["public_key"]:
-        return f"signed by key {doc['key_id']}, which is not a trusted key"
+        return (
+            f"signed by key {doc['key_id']}, which is not a trusted key "
+            "(a retired master's key? pass its public key with --public-key)"
+        )
     if entry_hash(doc, check=False) != doc["hash"]:
         return "content does not match its hash (the entry was edited)"
     # Hex is case-insensitive, so an unhashed signature must also be in its one canonical spelling.

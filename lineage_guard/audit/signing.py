@@ -85,6 +85,18 @@ def verify_signature(public_key: str, data: bytes, signature: str) -> bool:
     return True
 
 
+def signing_keys(environ: Mapping[str, str] | None = None) -> list[tuple[int, str, str]]:
+    """(master version, key id, hex public key) for every master version held, current first.
+
+    What an auditor pins: publish these public keys; the private keys are never needed to verify.
+    """
+    keyring = Keyring.from_env(environ)
+    return [
+        (version, (signer := Signer.from_keyring(keyring, version)).key_id, signer.public_key)
+        for version in keyring.versions
+    ]
+
+
 def trusted_keys(
     public_keys: list[str] | tuple[str, ...] = (), environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -105,8 +117,6 @@ def trusted_keys(
         keys[key_id_for(key)] = key
     env = environ if environ is not None else os.environ
     if env.get(ENV_KEY, "").strip() or env.get(ENV_KEY_FILE, "").strip():
-        keyring = Keyring.from_env(env)
-        for version in keyring.versions:  # every version: entries signed before a rotation still verify
-            signer = Signer.from_keyring(keyring, version)
-            keys[signer.key_id] = signer.public_key
+        # every version: entries signed before a rotation still verify
+        keys.update({key_id: public for _, key_id, public in signing_keys(env)})
     return keys

@@ -6,6 +6,7 @@
     lineage-guard audit who-saw public.patients.ssn [--json]
     lineage-guard audit receipt 3f0c...                               exit 1 if it does not verify
     lineage-guard audit export ledger.jsonl
+    lineage-guard audit keys                                          the public key(s) auditors pin
 
 Verification pins keys: the one derived from LINEAGE_GUARD_MASTER_KEY and any --public-key.
 """
@@ -26,7 +27,7 @@ from rich.table import Column, Table
 from ..audit import Filters, Ledger, VerifyReport, export_ledger, verify_export, who_saw
 from ..audit.entry import verify_entry_document
 from ..audit.query import parse_time
-from ..audit.signing import trusted_keys
+from ..audit.signing import signing_keys, trusted_keys
 from ..errors import ConfigError, LineageGuardError
 
 app = typer.Typer(
@@ -355,5 +356,20 @@ def export(
     def run() -> None:
         report = export_ledger(_open(ledger), file, public_key or ())
         out.print(f"exported {report.entries} entries to {file} (head {report.head_hash})", highlight=False)
+
+    _guarded(run)
+
+
+@app.command()
+def keys(as_json: JsonOpt = False) -> None:
+    """Print the ledger's public signing key(s) derived from the master key: what auditors pin."""
+
+    def run() -> None:
+        found = signing_keys()
+        if as_json:
+            typer.echo(json.dumps([{"version": v, "key_id": k, "public_key": p} for v, k, p in found]))
+            return
+        for version, key_id, public in found:
+            out.print(f"master v{version}  {key_id}  {public}", highlight=False)
 
     _guarded(run)
