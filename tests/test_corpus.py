@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import collections
 import json
-
-import pytest
 from pathlib import Path
 
+import pytest
 from conftest import CORPUS
+
 from lineage_guard.identity import Identity
 from lineage_guard.planner import plan
 from lineage_guard.policy import load_policy

@@ -8,9 +8,9 @@ Controls must be allowed clear; `mask` cases allowed with at least those positio
 from __future__ import annotations
 
 import pytest
+from test_corpus import ME, TALLY, judge, live, offline, policy  # noqa: F401 (fixtures)
 
 from lineage_guard.planner import plan
-from test_corpus import ME, TALLY, judge, live, offline, policy  # noqa: F401 (fixtures)
 
 CASES = r"""
 allow - SELECT now()
@@ -448,7 +448,7 @@ def _parse():
 
 @pytest.mark.parametrize("catalog_kind", ["offline", "live"])
 @pytest.mark.parametrize("sql, expect, positions", list(_parse()))
-def test_class_case(request, policy, catalog_kind, sql, expect, positions):
+def test_class_case(request, policy, catalog_kind, sql, expect, positions):  # noqa: F811
     catalog = request.getfixturevalue(catalog_kind)
     decision = plan(sql, catalog=catalog, policy=policy, identity=ME, purpose="ai_training")
     verdict = judge(decision, expect, positions)

@@ -10,17 +10,17 @@ leak) or whose rows differ must be denied. The plan must never crash.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
+from conftest import CORPUS, _with_database, require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORPUS, _with_database, require
 from lineage_guard.identity import Identity
 from lineage_guard.planner import plan
 from lineage_guard.policy import load_policy
 from lineage_guard.sql.catalog import Catalog
-from pathlib import Path
 
 POLICY = Path(__file__).resolve().parent / "corpus" / "policy.yaml"
 ME = Identity("svc-training", "service", frozenset({"training-jobs"}))

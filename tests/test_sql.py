@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from conftest import CORPUS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORPUS
 from lineage_guard.errors import ConfigError
 from lineage_guard.sql import analyze
 from lineage_guard.sql.allowlist import ALLOWED_FUNCTIONS, is_allowed_node, refusal_reason
@@ -16,10 +16,7 @@ from lineage_guard.sql.catalog import Catalog
 from lineage_guard.sql.inference import inference_findings
 from lineage_guard.sql.model import ColumnRef, TableRef
 
-SENSITIVE = {ColumnRef.parse(f"public.{c}") for c in (
-    "customers.full_name customers.email customers.ssn customers.phone customers.birth_date customers.zip "
-    "orders.card_number patients.mrn patients.full_name patients.diagnosis patients.notes patients.birth_date"
-).split()}
+SENSITIVE = {ColumnRef.parse(f"public.{c}") for c in ["customers.full_name", "customers.email", "customers.ssn", "customers.phone", "customers.birth_date", "customers.zip", "orders.card_number", "patients.mrn", "patients.full_name", "patients.diagnosis", "patients.notes", "patients.birth_date"]}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from sqlglot import exp
 from .catalog import Catalog
 from .model import Analysis, ColumnRef, ColumnUse, OutputColumn, TableRef
 
-__all__ = ["analyze", "Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef"]
+__all__ = ["Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef", "analyze"]
 
 _QUERY = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)
 _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
@@ -30,7 +30,7 @@ def analyze(sql: str, catalog: Catalog) -> Analysis:
         return _analyze(sql, catalog)
     except RecursionError:
         return _refused(sql, "could not analyze: the statement nests too deeply; simplify it")
-    except Exception as err:  # fail closed: an analysis bug must never let a statement through
+    except Exception as err:  # noqa: BLE001 - fail closed: an analysis bug must never let a statement through
         return _refused(sql, f"could not analyze: {type(err).__name__}")
 
 
@@ -153,7 +153,7 @@ def _command_reason(word: str, kind: str) -> str:
 def _normalized(node: exp.Expression, sql: str) -> str:
     try:
         return node.sql(dialect="postgres")
-    except Exception:
+    except Exception:  # noqa: BLE001 - the text is only for display; the original will do
         return sql
 
 

@@ -65,9 +65,13 @@ current_user session_user current_role current_catalog current_database current_
 pg_typeof version
 """
 
-ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
-    " ".join([_STRING, _MATH, _DATE, _AGGREGATE, _WINDOW, _JSON_XML_ARRAY]).split()
-)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+ALLOWED_FUNCTIONS: frozenset[str] = _words(f"{_STRING} {_MATH} {_DATE} {_AGGREGATE} {_WINDOW} {_JSON_XML_ARRAY}")
 
 # Set-returning functions that may stand in FROM, and the columns they return when the caller gives none.
 TABLE_FUNCTION_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -76,22 +80,18 @@ TABLE_FUNCTION_COLUMNS: dict[str, tuple[str, ...]] = {
     "json_array_elements": ("value",), "json_array_elements_text": ("value",),
     "jsonb_array_elements": ("value",), "jsonb_array_elements_text": ("value",),
 }
-TABLE_FUNCTIONS: frozenset[str] = frozenset("""
+TABLE_FUNCTIONS: frozenset[str] = _words("""
 unnest generate_series generate_subscripts json_each json_each_text jsonb_each jsonb_each_text
 json_array_elements json_array_elements_text jsonb_array_elements jsonb_array_elements_text json_object_keys
 jsonb_object_keys json_to_record jsonb_to_record json_to_recordset jsonb_to_recordset json_populate_record
 jsonb_populate_record regexp_matches regexp_split_to_table string_to_table jsonb_path_query
-""".split())
+""")
 
 # Functions that parse a text argument and put the offending input in their error message: over a
 # sensitive value they leak it through the error channel, before any masking can run.
-ERROR_CHANNEL_FUNCTIONS: frozenset[str] = frozenset(
-    "to_number to_date to_timestamp decode convert_from convert xmlparse format".split()
-)
+ERROR_CHANNEL_FUNCTIONS: frozenset[str] = _words("to_number to_date to_timestamp decode convert_from convert xmlparse format")
 # Cast targets whose input function never fails on text, or fails without echoing the value.
-SAFE_CAST_TARGETS: frozenset[str] = frozenset(
-    "text varchar char bpchar name citext bytea varbinary binary character nchar nvarchar string".split()
-)
+SAFE_CAST_TARGETS: frozenset[str] = _words("text varchar char bpchar name citext bytea varbinary binary character nchar nvarchar string")
 
 # Catalog objects a read may touch. None: system catalogs hold password hashes (pg_authid), raw
 # large objects (pg_largeobject), column statistics (pg_stats: value histograms) and query texts
@@ -143,8 +143,8 @@ def allowed_node_keys() -> dict[str, str]:
         for args in ("", "a", "a, b", "a, b, c"):
             try:
                 node = sqlglot.parse_one(f"SELECT {name}({args})", dialect="postgres").expressions[0]
-            except Exception:
-                continue
+            except sqlglot.errors.SqlglotError:
+                continue  # this arity does not parse; another one will
             if isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous):
                 keys.setdefault(type(node).__name__, name)
     # Syntax that sqlglot models as functions.
@@ -160,8 +160,8 @@ def allowed_node_keys() -> dict[str, str]:
                 "sha256(a)", "date_part('year', a)", "left(a, 1)", "a COLLATE \"C\"", "unnest(a)"):
         try:
             node = sqlglot.parse_one(f"SELECT {sql}", dialect="postgres").expressions[0]
-        except Exception:
-            continue
+        except sqlglot.errors.SqlglotError:
+            continue  # not valid in this sqlglot version: nothing to allow
         for sub in node.walk():
             if isinstance(sub, exp.Func) and not isinstance(sub, exp.Anonymous):
                 keys.setdefault(type(sub).__name__, type(sub).__name__.lower())

@@ -17,9 +17,10 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import sqlglot
@@ -99,7 +100,7 @@ class Catalog:
     # -- live ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_postgres(cls, url: str, search_path: Iterable[str] = ("public",)) -> "Catalog":
+    def from_postgres(cls, url: str, search_path: Iterable[str] = ("public",)) -> Catalog:
         """Read tables, views, materialized views and user functions from a live database, read-only."""
         try:
             import psycopg
@@ -139,7 +140,7 @@ class Catalog:
     # -- offline ------------------------------------------------------------------------------
 
     @classmethod
-    def from_ddl(cls, *paths: str | Path, search_path: Iterable[str] = ("public",)) -> "Catalog":
+    def from_ddl(cls, *paths: str | Path, search_path: Iterable[str] = ("public",)) -> Catalog:
         """Parse DDL files (repeatable, applied in order): CREATE TABLE / VIEW / MATERIALIZED VIEW / FUNCTION."""
         if not paths:
             raise ConfigError("give at least one --schema-file with CREATE TABLE statements")
@@ -154,7 +155,7 @@ class Catalog:
         return cat
 
     @classmethod
-    def from_ddl_text(cls, text: str, search_path: Iterable[str] = ("public",)) -> "Catalog":
+    def from_ddl_text(cls, text: str, search_path: Iterable[str] = ("public",)) -> Catalog:
         """Like `from_ddl`, from a string."""
         cat = cls(search_path=tuple(search_path), source="ddl")
         cat._load_ddl(text)
@@ -168,7 +169,7 @@ class Catalog:
                 continue  # INSERT/BEGIN/COMMIT/SET...: data and transaction control are not schema
             try:
                 node = sqlglot.parse_one(chunk, dialect="postgres")
-            except Exception:
+            except Exception:  # noqa: BLE001 - options sqlglot lacks fall back to the regex reader
                 node = None
             if isinstance(node, exp.Create):
                 self._load_create(node, chunk)
@@ -227,7 +228,7 @@ def split_statements(text: str) -> list[str]:
     """Split SQL text on top-level semicolons, using sqlglot's tokenizer (quotes and $$ bodies respected)."""
     try:
         tokens = Postgres().tokenize(text)
-    except Exception:
+    except Exception:  # noqa: BLE001 - unsplittable text is handed to the parser whole
         return [text]
     chunks, start = [], 0
     for tok in tokens:

@@ -46,7 +46,7 @@ def decode_unicode_identifiers(sql: str) -> tuple[str, str | None]:
     """(SQL with U&"..." identifiers rewritten as plain quoted identifiers, refusal reason or None)."""
     try:
         tokens = Postgres().tokenize(sql)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any tokenizer failure is a refusal, never a crash
         return sql, "could not tokenize the SQL as PostgreSQL; fix quoting (unterminated string, identifier or $$ body)"
     if any(t.token_type == TokenType.VAR and t.text.upper() == "UESCAPE" for t in tokens):
         return sql, "UESCAPE is refused: the parser cannot resolve Unicode-escaped names reliably; write the plain name"

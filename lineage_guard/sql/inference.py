@@ -26,7 +26,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 from .model import Analysis, ColumnRef
 

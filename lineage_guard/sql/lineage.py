@@ -19,11 +19,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import sqlglot
 from sqlglot import exp
 
 from .allowlist import (
-    ERROR_CHANNEL_FUNCTIONS, SAFE_CAST_TARGETS, SYSTEM_SCHEMAS, TABLE_FUNCTION_COLUMNS, TABLE_FUNCTIONS,
-    function_name, is_allowed_name, is_allowed_node, refusal_reason,
+    ERROR_CHANNEL_FUNCTIONS,
+    SAFE_CAST_TARGETS,
+    SYSTEM_SCHEMAS,
+    TABLE_FUNCTION_COLUMNS,
+    TABLE_FUNCTIONS,
+    function_name,
+    is_allowed_name,
+    is_allowed_node,
+    refusal_reason,
 )
 from .catalog import Catalog, Function, Relation
 from .model import ColumnRef, ColumnUse, TableRef
@@ -40,10 +48,10 @@ class Lin:
     opaque: bool = False
     type: str | None = None
 
-    def __or__(self, other: "Lin") -> "Lin":
+    def __or__(self, other: Lin) -> Lin:
         return Lin(self.sources | other.sources, False, self.opaque or other.opaque, None)
 
-    def derived(self, type_: str | None = None) -> "Lin":
+    def derived(self, type_: str | None = None) -> Lin:
         return Lin(self.sources, False, self.opaque, type_)
 
     @property
@@ -87,7 +95,7 @@ class Rel:
 
 @dataclass
 class Scope:
-    parent: "Scope | None" = None
+    parent: Scope | None = None
     rels: list[Rel] = field(default_factory=list)
     ctes: dict[str, list[Col]] = field(default_factory=dict)
     windows: dict[str, exp.Expression] = field(default_factory=dict)
@@ -110,10 +118,8 @@ def ident(node: exp.Expression | str | None) -> str:
         return node.lower()
     if isinstance(node, exp.Identifier):
         return node.this if node.quoted else node.this.lower()
-    if isinstance(node, (exp.Column, exp.Table, exp.TableAlias, exp.ColumnDef)) or hasattr(node, "this"):
-        inner = node.this if not isinstance(node, exp.TableAlias) else node.this
-        if isinstance(inner, exp.Identifier):
-            return ident(inner)
+    if isinstance(node.this, exp.Identifier):  # Column, Table, TableAlias, ColumnDef
+        return ident(node.this)
     return node.name.lower()
 
 
@@ -387,7 +393,7 @@ class Resolver:
                 if alias_cols and len(alias_cols) > len(cols):
                     fixed = False
                 return Rel(alias or "rows_from", _rename(cols, alias_cols), open=not fixed, whole_lin=lin)
-            if isinstance(item.this, exp.Func) or isinstance(item.this, exp.Dot):
+            if isinstance(item.this, (exp.Func, exp.Dot)):
                 names, lin, fixed = self.table_function(item.this, scope, alias_node)
                 cols = [Col(n, lin) for n in names]
                 if item.args.get("ordinality"):
@@ -418,7 +424,7 @@ class Resolver:
             if (schema in SYSTEM_SCHEMAS) or (schema is None and name.startswith("pg_")) or name.startswith("pg_"):
                 self.refuse(f"system catalog {label} is not readable through lineage_guard (it can hold password "
                             "hashes, statistics or large objects); read your own tables")
-            elif schema is not None and (schema.startswith("pg_temp") or schema.startswith("pg_toast")):
+            elif schema is not None and (schema.startswith(("pg_temp", "pg_toast"))):
                 self.refuse(f"unknown table {label}: temporary and internal relations have no lineage; "
                             "read a catalogued table")
             else:
@@ -434,12 +440,10 @@ class Resolver:
         return Rel(alias or name, _rename(cols, alias_cols))
 
     def view(self, rel: Relation) -> list[Col]:
-        import sqlglot
-
         label = f"{rel.schema}.{rel.name}"
         try:
             node = sqlglot.parse_one(rel.definition or "", dialect="postgres")
-        except Exception:
+        except sqlglot.errors.SqlglotError:
             self.refuse(f"the definition of view {label} could not be parsed, so its lineage is unknown; "
                         "ask an admin to simplify the view or read its base tables")
             return [Col(n, Lin(opaque=True)) for n in rel.column_names]
@@ -496,13 +500,11 @@ class Resolver:
             self.refuse(f"user-defined function {label} (language {fn.language or 'unknown'}) cannot be analyzed; "
                         "only LANGUAGE sql bodies can; read its base tables instead or ask an admin to allow it")
             return Lin(args.sources, False, True)
-        import sqlglot
-
         from .catalog import split_statements
 
         try:
             bodies = [sqlglot.parse_one(s, dialect="postgres") for s in split_statements(fn.body)]
-        except Exception:
+        except sqlglot.errors.SqlglotError:
             self.refuse(f"the body of function {label} could not be parsed; read its base tables instead")
             return Lin(args.sources, False, True)
         sources = set(args.sources)
@@ -663,7 +665,7 @@ class Resolver:
             return Lin(inner.sources, False, inner.opaque, target)
         if isinstance(e, exp.Func):
             return self._func(e, scope)
-        if isinstance(e, (exp.Predicate, exp.Connector, exp.Not)) or isinstance(e, exp.Is):
+        if isinstance(e, (exp.Predicate, exp.Connector, exp.Not, exp.Is)):
             return union(self.expr(c, scope) for c in _children(e)).derived("boolean")
         if isinstance(e, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Command)):
             self.refuse(f"a {type(e).__name__.upper()} statement inside a query is not a read; remove it")
