@@ -90,7 +90,7 @@ class GovernedPostgresOperator(BaseOperator):
         retry_on_failure: bool = True,
         identity: Identity | str | None = None,
         purpose: str | None = None,
-        policy: "str | Path | Policy | None" = None,
+        policy: str | Path | Policy | None = None,
         output: str | None = None,
         max_rows: int | str = DEFAULT_MAX_ROWS,
         approval_poll_interval: float = 30.0,
@@ -143,7 +143,7 @@ class GovernedPostgresOperator(BaseOperator):
             return Identity(principal=f"airflow:{self.dag_id}.{self.task_id}", kind="service")
         return self.identity if isinstance(self.identity, Identity) else Identity.parse(str(self.identity))
 
-    def _policy(self, context) -> "Policy":
+    def _policy(self, context) -> Policy:
         from lineage_guard.policy import Policy, load_policy
 
         chosen = self.policy or os.environ.get(POLICY_ENV)
@@ -167,7 +167,7 @@ class GovernedPostgresOperator(BaseOperator):
             raise ConfigError(f"max_rows must be a positive integer, got {value}")
         return value
 
-    def _session(self, context) -> "GovernedSession":
+    def _session(self, context) -> GovernedSession:
         from lineage_guard.audit import Ledger
         from lineage_guard.audit.signing import Signer
         from lineage_guard.run import ParentRun
@@ -265,16 +265,16 @@ class GovernedPostgresOperator(BaseOperator):
             self.log.info("Operator output (masked) is: %s", results)
         return self._output_processor(results, descriptions)
 
-    def _deny_early(self, session: "GovernedSession", statements: list[str]) -> None:
+    def _deny_early(self, session: GovernedSession, statements: list[str]) -> None:
         """Plan every statement before running any: a denied one runs first, so it is recorded and nothing else ran."""
         if len(statements) < 2:
             return
         for statement in statements:
-            sql, params = numbered(statement, self.parameters)
+            sql, _ = numbered(statement, self.parameters)
             if session.plan(sql).action == "deny":
                 self._one(session, statement, 0)
 
-    def _one(self, session: "GovernedSession", statement: str, index: int) -> tuple[Any, Any]:
+    def _one(self, session: GovernedSession, statement: str, index: int) -> tuple[Any, Any]:
         from lineage_guard.lineage.sql_text import shareable_sql
 
         sql, params = numbered(statement, self.parameters)
@@ -295,7 +295,7 @@ class GovernedPostgresOperator(BaseOperator):
         cursor = ArrowCursor(table)
         return (self.handler(cursor) if self.handler else None), cursor.description
 
-    def _read_capped(self, session: "GovernedSession", sql: str, params):
+    def _read_capped(self, session: GovernedSession, sql: str, params):
         import pyarrow as pa
 
         cap = self._max_rows()
@@ -313,7 +313,7 @@ class GovernedPostgresOperator(BaseOperator):
             return pa.Table.from_batches(batches)
         return pa.table({c.name: pa.array([], pa.null()) for c in session.plan(sql).columns})
 
-    def _defer_for(self, session: "GovernedSession", exc: ApprovalRequired, index: int) -> None:
+    def _defer_for(self, session: GovernedSession, exc: ApprovalRequired, index: int) -> None:
         try:
             store_url = session.approvals.get(exc.request_id).store_arg
         except LineageGuardError:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import difflib
 
 import pytest
-
-from airflow_conftest import *  # noqa: F401,F403 - fixtures: airflow_env, patients
+from airflow_conftest import *
 from airflow_conftest import DAGS
 
 pytestmark = pytest.mark.airflow

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from airflow_conftest import *  # noqa: F401,F403 - fixtures: airflow_env, patients, key_from_connection
+from airflow_conftest import *
 from conftest import TEST_MASTER_KEY
 from lineage_check import assert_valid_events
 
@@ -62,7 +61,7 @@ def test_extract_writes_masked_parquet_and_returns_a_summary(airflow_env, patien
     complete = events[-1]
     assert {"lineageGuard_access"} <= set(complete["run"]["facets"])
     assert "parent" in complete["run"]["facets"]  # Airflow's own DAG-run parent facet
-    assert complete["job"]["namespace"] == OL_NAMESPACE  # noqa: F405
+    assert complete["job"]["namespace"] == OL_NAMESPACE
     pg = airflow_env.pg_url.split("@")[1].split("/")[0]
     assert [(i["namespace"], i["name"]) for i in complete["inputs"]] == [
         (f"postgres://{pg}", f"{airflow_env.pg_url.rsplit('/', 1)[1]}.public.patients")]

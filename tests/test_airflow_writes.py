@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from airflow_conftest import *  # noqa: F401,F403 - fixtures: airflow_env, patients
+from airflow_conftest import *
 from conftest import TEST_MASTER_KEY
 from lineage_check import assert_valid_events
 
@@ -31,7 +30,7 @@ def decide_when_asked(verb: str, found: dict) -> threading.Thread:
             if pending:
                 found["request"] = pending[0]
                 found["cli"] = subprocess.run([CLI, "approvals", verb, pending[0].id, "--as", "dana",
-                                               "--note", "ticket DATA-7"], capture_output=True, text=True,
+                                               "--note", "ticket DATA-7"], capture_output=True, text=True, check=False,
                                               timeout=60)
                 return
             time.sleep(0.2)

@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from lineage_guard.operators import GovernedPostgresOperator as QueryOperator
 from airflow.sdk import DAG
+from lineage_guard.operators import GovernedPostgresOperator as QueryOperator
 
 with DAG("lg_dropin_governed", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
          default_args={"policy": "policy.yaml", "purpose": "reporting"}) as dag:

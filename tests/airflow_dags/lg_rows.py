@@ -4,7 +4,6 @@ from datetime import datetime
 
 from airflow.providers.common.sql.hooks.handlers import fetch_one_handler
 from airflow.sdk import DAG
-
 from lineage_guard.operators import GovernedPostgresOperator
 
 with DAG("lg_rows", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,

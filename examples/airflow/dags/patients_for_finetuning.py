@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
-
 from lineage_guard.operators import GovernedPostgresOperator
 
 TRAINING_BUCKET = "s3://clinic-training/triage/patients"
