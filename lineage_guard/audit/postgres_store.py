@@ -40,23 +40,28 @@ class PostgresStore:
         except ImportError:
             raise LedgerError("a PostgreSQL ledger needs the [postgres] extra (psycopg)") from None
         self._psycopg = psycopg
-        self._conns = ThreadConnections(lambda: psycopg.connect(url, autocommit=True, connect_timeout=30))
+        # synchronous_commit on: a commit is on disk before `append` returns, whatever the server default.
+        self._conns = ThreadConnections(
+            lambda: psycopg.connect(
+                url, autocommit=True, connect_timeout=30, options="-c synchronous_commit=on"
+            )
+        )
         self.url = url
         self.where = _where(url)
         self.schema = schema
         ident = sql.Identifier(schema)
         self._q = {
-            "head_lock": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1 FOR UPDATE").format(
-                ident
-            ),
-            "head": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1").format(ident),
-            "earlier": sql.SQL(
-                "SELECT id FROM {}.ledger_entries WHERE run_id = %s ORDER BY seq DESC LIMIT 1"
-            ).format(ident),
+            # One round trip each: lock the head and find this run's earlier entry; insert and move the head.
+            "head_lock": sql.SQL(
+                "SELECT h.seq, h.hash, (SELECT e.id FROM {s}.ledger_entries e WHERE e.run_id = %s"
+                " ORDER BY e.seq DESC LIMIT 1) FROM {s}.ledger_head h WHERE h.one = 1 FOR UPDATE OF h"
+            ).format(s=ident),
             "insert": sql.SQL(
-                "INSERT INTO {}.ledger_entries (seq, id, run_id, hash, entry) VALUES (%s, %s, %s, %s, %s)"
-            ).format(ident),
-            "set_head": sql.SQL("UPDATE {}.ledger_head SET seq = %s, hash = %s WHERE one = 1").format(ident),
+                "WITH added AS (INSERT INTO {s}.ledger_entries (seq, id, run_id, hash, entry)"
+                " VALUES (%s, %s, %s, %s, %s) RETURNING seq, hash)"
+                " UPDATE {s}.ledger_head SET seq = added.seq, hash = added.hash FROM added WHERE one = 1"
+            ).format(s=ident),
+            "head": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1").format(ident),
             "rows": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries ORDER BY seq").format(
                 ident
             ),
@@ -117,17 +122,14 @@ class PostgresStore:
     def append(self, run_id: str, build: Build) -> StoredRow:
         """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
         with self._connect() as conn, conn.transaction():
-            conn.execute("SET LOCAL synchronous_commit = on")
-            head = conn.execute(self._q["head_lock"]).fetchone()
+            head = conn.execute(self._q["head_lock"], (run_id,)).fetchone()
             if head is None:
                 raise LedgerError(
                     f"ledger {self.where}: its head row is missing; run `lineage-guard audit verify`"
                 )
-            seq, prev = head
-            earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
-            row = build(seq + 1, prev, earlier[0] if earlier else None)
+            seq, prev, earlier = head
+            row = build(seq + 1, prev, earlier)
             conn.execute(self._q["insert"], (row.seq, row.id, row.run_id, row.hash, row.entry))
-            conn.execute(self._q["set_head"], (row.seq, row.hash))
         return row
 
     def rows(self) -> Iterator[StoredRow]:
