@@ -48,7 +48,7 @@ class Case:
     pg_type: str | None
     values: pa.Array
     truth: str
-    note: str            # "named", "lying" or "negative"
+    note: str            # "named", "lying", "embedded" (inside free text) or "negative"
     table: str | None = None
     group: str = "main"  # "main" (locales the detectors were written against) or "heldout"
 
@@ -193,6 +193,11 @@ def _locale_cases(b: _Builder, f: Faker, loc: str) -> None:
     add(col(), many(lambda: _credential(f, rng, "api_key")), "credential", "lying")
     add("config", many(lambda: _credential(f, rng, "dsn")), "credential", "lying")
     add(col(), many(lambda: _credential(f, rng, "pem")), "credential", "lying")
+    # identifiers inside free text
+    add("comments", many(lambda: f"Customer asked about the delivery, reply to {f.email()} please" if rng.random() < 0.4
+                         else _review(f, rng)), "email", "embedded")
+    add("support_notes", many(lambda: f"Called back on {f.phone_number()} about the invoice" if rng.random() < 0.5
+                              else f.sentence(nb_words=9)), "phone", "embedded")
 
     # hard negatives
     start = rng.randint(10**9, 2 * 10**9)

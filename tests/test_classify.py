@@ -237,3 +237,21 @@ def test_detection_benchmark_small():
     assert precision >= 0.95 and recall >= 0.9, res["per_label"]
     # and a classifier that answers "not sensitive" everywhere would score zero recall on the same set
     assert res["positives"] > 150
+
+
+def test_identifiers_inside_free_text():
+    f = Faker("en_GB")
+    f.seed_instance(4)
+    rng = random.Random(4)
+
+    def notes(make, share):
+        return pa.array([make() if rng.random() < share else f.sentence(nb_words=9) for _ in range(80)])
+
+    assert label("comments", notes(lambda: f"Please reply to {f.email()} by Friday", 0.4)) == "email"
+    assert label("comments", notes(lambda: f"Rang back on {f.phone_number()} about the invoice", 0.5)) == "phone"
+    assert label("comments", notes(lambda: f"Paid with {f.credit_card_number()} at the desk", 0.4)) == "payment_card"
+    # card-shaped digits failing Luhn, and a rare stray address, are not enough
+    assert label("comments", notes(lambda: "Paid with 4111 1111 1111 1112 at the desk", 0.4)) == "not_sensitive"
+    assert label("comments", notes(lambda: f"Please reply to {f.email()} by Friday", 0.03)) == "not_sensitive"
+    prose = pa.array(["Meeting moved to 01.05.2024 at 10:30, room 4", "Order 2024-0012-5531 shipped in 3 boxes"] * 20)
+    assert label("comments", prose) == "not_sensitive"

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -265,6 +266,41 @@ def _clinical(text: pa.Array) -> Evidence:
                     share, None, int(hit.sum()), n)
 
 
+# Identifiers written inside free text ("call me on +44 20 7946 0958"): a column of notes or comments
+# where a fifth of the rows carry one is as sensitive as a column of them.
+_EMBEDDED: tuple[tuple[str, str, Check | None], ...] = (
+    ("email", r"(?P<v>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})", None),
+    ("national_id", r"(^|[^0-9-])(?P<v>[0-9]{3}-[0-9]{2}-[0-9]{4})([^0-9-]|$)", None),
+    ("payment_card", r"(^|[^0-9])(?P<v>([0-9]{4}[ -]?){3}[0-9]{1,7})([^0-9]|$)", checksums.luhn),
+    ("iban", r"(^|[^A-Z0-9])(?P<v>[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30})([^A-Z0-9]|$)", checksums.iban),
+    ("phone", (r"(^|[^0-9])(?P<v>(\+[1-9][0-9]{0,2}[ .-]?(\(0\)[ .-]?)?\(?[0-9]{1,4}\)?([ .-]?[0-9]{2,4}){2,4})|"
+               r"(\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4})|(\(0[0-9]{2,4}\)[ -]?[0-9]{3,8}([ .-][0-9]{2,4}){0,3})|"
+               r"(0[1-9][0-9]{1,4}[ -][0-9]{4,8})|(0[1-9]([ .][0-9]{2}){4}))([^0-9]|$)"), None),
+)
+EMBEDDED_SHARE = 0.2
+_UNNAMED = re.compile(r"(?<!\\)\((?!\?)")  # extract_regex wants every group named
+
+
+def _embedded(text: pa.Array) -> list[Evidence]:
+    """Evidence for identifiers inside free-text values (three words or more)."""
+    n = len(text)
+    prose = np.asarray(pc.count_substring_regex(text, r"[^\s]+")) >= 3
+    if prose.sum() < max(3, 0.5 * n):
+        return []
+    out = []
+    for label, pattern, check in _EMBEDDED:
+        found = np.asarray(pc.fill_null(pc.match_substring_regex(text, pattern), False), dtype=bool) & prose
+        if found.any() and check is not None:
+            # the checksum runs on what was found, separators removed
+            value = pc.struct_field(pc.extract_regex(text, _UNNAMED.sub("(?:", pattern)), "v")
+            found &= check(pc.replace_substring_regex(pc.fill_null(value, ""), r"[ -]", ""))
+        share = _share(found, n)
+        if found.any():
+            score = 0.85 * min(1.0, share / EMBEDDED_SHARE)
+            out.append(Evidence(label, f"embedded_{label}", score, share, None, int(found.sum()), n))
+    return out
+
+
 def _high_entropy(text: pa.Array) -> Evidence:
     n = len(text)
     shaped = _match(text, _TOKEN_LIKE)
@@ -337,7 +373,7 @@ def value_evidence(sample: pa.Array, pg_type: str | None = None) -> dict[str, Ev
         ev = _label_evidence(label, dets, text)
         if ev is not None:
             out[label] = ev
-    for ev in (_person_names(text), _clinical(text), _high_entropy(text)):
+    for ev in (_person_names(text), _clinical(text), _high_entropy(text), *_embedded(text)):
         if ev.matched and (ev.label not in out or ev.score > out[ev.label].score):
             out[ev.label] = ev
     dates = _text_dates(text)
