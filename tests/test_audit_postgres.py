@@ -41,6 +41,21 @@ def test_sixteen_concurrent_threads_keep_one_chain(pg_url, schema):
     assert all(ledger.verify_receipt(r).ok for r in receipts)
 
 
+def test_concurrent_records_of_one_run_each_supersede_the_one_before(pg_url, schema):
+    run = make_run()
+    barrier = threading.Barrier(8)
+
+    def task(_: int):
+        ledger = Ledger.open(pg_url, schema=schema)
+        barrier.wait()
+        return ledger.record(run)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(task, range(8)))
+    entries = list(Ledger.open(pg_url, schema=schema).entries())
+    assert [e["body"]["supersedes"] for e in entries] == [None] + [e["id"] for e in entries[:-1]]
+
+
 CHILD = """
 import sys
 sys.path.insert(0, sys.argv[3])

@@ -51,11 +51,15 @@ class PostgresStore:
         self.schema = schema
         ident = sql.Identifier(schema)
         self._q = {
-            # One round trip each: lock the head and find this run's earlier entry; insert and move the head.
-            "head_lock": sql.SQL(
-                "SELECT h.seq, h.hash, (SELECT e.id FROM {s}.ledger_entries e WHERE e.run_id = %s"
-                " ORDER BY e.seq DESC LIMIT 1) FROM {s}.ledger_head h WHERE h.one = 1 FOR UPDATE OF h"
-            ).format(s=ident),
+            "head_lock": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1 FOR UPDATE").format(
+                ident
+            ),
+            # After the lock, in its own statement: READ COMMITTED gives it a snapshot that sees every
+            # append committed before ours, so a concurrent record of the same run is still found.
+            "earlier": sql.SQL(
+                "SELECT id FROM {}.ledger_entries WHERE run_id = %s ORDER BY seq DESC LIMIT 1"
+            ).format(ident),
+            # One round trip: insert the entry and move the head to it.
             "insert": sql.SQL(
                 "WITH added AS (INSERT INTO {s}.ledger_entries (seq, id, run_id, hash, entry)"
                 " VALUES (%s, %s, %s, %s, %s) RETURNING seq, hash)"
@@ -122,13 +126,14 @@ class PostgresStore:
     def append(self, run_id: str, build: Build) -> StoredRow:
         """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
         with self._connect() as conn, conn.transaction():
-            head = conn.execute(self._q["head_lock"], (run_id,)).fetchone()
+            head = conn.execute(self._q["head_lock"]).fetchone()
             if head is None:
                 raise LedgerError(
                     f"ledger {self.where}: its head row is missing; run `lineage-guard audit verify`"
                 )
-            seq, prev, earlier = head
-            row = build(seq + 1, prev, earlier)
+            seq, prev = head
+            earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
+            row = build(seq + 1, prev, earlier[0] if earlier else None)
             conn.execute(self._q["insert"], (row.seq, row.id, row.run_id, row.hash, row.entry))
         return row
 
