@@ -70,6 +70,9 @@ def test_extract_writes_masked_parquet_and_returns_a_summary(airflow_env, patien
     lineage = output["facets"]["columnLineage"]["fields"]
     assert lineage["email"]["inputFields"][0]["transformations"][0]["masking"] is True
     assert lineage["city"]["inputFields"][0]["transformations"][0]["masking"] is False
+    masking = output["outputFacets"]["lineageGuard_masking"]
+    assert sorted(masking["fields"]) == sorted(SENSITIVE) and masking["clearColumns"] == 2
+    assert {f["method"] for f in masking["fields"].values()} == {"tokenize"}
     access = complete["run"]["facets"]["lineageGuard_access"]
     assert access["identity"]["principal"] == "airflow:lg_extract.extract_patients"  # not redacted by Airflow
     assert access["receipt"]["id"] == summary["receipt_id"]
