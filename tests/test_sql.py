@@ -43,6 +43,15 @@ def test_catalog_from_ddl(cat):
     assert cat.user_functions("refresh_reporting")[0].kind == "procedure"
 
 
+def test_catalog_from_ddl_follows_migrations():
+    cat = Catalog.from_ddl_text(
+        "CREATE TABLE t (id int PRIMARY KEY, a text, b text); ALTER TABLE t ADD COLUMN c date, DROP COLUMN a;"
+        "ALTER TABLE t RENAME COLUMN b TO secret; ALTER TABLE t RENAME TO u; INSERT INTO u VALUES (1, 'x', now())"
+    )
+    assert cat.relation("t") is None
+    assert cat.relation("u").columns == (("id", "int"), ("secret", "text"), ("c", "date"))
+
+
 def test_catalog_from_ddl_errors(tmp_path):
     with pytest.raises(ConfigError, match="cannot read schema file"):
         Catalog.from_ddl(tmp_path / "missing.sql")

@@ -173,6 +173,8 @@ class Catalog:
                 node = None
             if isinstance(node, exp.Create):
                 self._load_create(node, chunk)
+            elif isinstance(node, exp.Alter) and str(node.args.get("kind") or "").upper() == "TABLE":
+                self._load_alter(node)
             elif isinstance(node, exp.Drop) and str(node.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
                 for t in node.find_all(exp.Table):
                     self.relations.pop((t.db or self.search_path[0], t.name), None)
@@ -207,6 +209,31 @@ class Catalog:
             rel_kind: RelationKind = "view" if kind == "VIEW" and not materialized else "matview"
             names = tuple((c.name, None) for c in target.expressions) if isinstance(target, exp.Schema) else ()
             self.add(Relation(schema, name, rel_kind, names, node.expression.sql("postgres")))
+
+    def _load_alter(self, node: exp.Alter) -> None:
+        # Migrations add, rename and drop columns: star expansion must see the table as it ends up.
+        table = node.this
+        key = (table.db or self.search_path[0], table.name)
+        rel = self.relations.get(key)
+        if rel is None:
+            return
+        cols, unique, name = list(rel.columns), set(rel.unique), rel.name
+        for action in node.args.get("actions") or []:
+            if isinstance(action, exp.ColumnDef):
+                kind = action.args.get("kind")
+                cols.append((action.name, kind.sql("postgres").lower() if kind else None))
+            elif isinstance(action, exp.RenameColumn):
+                old, new = action.this.name, action.args["to"].name
+                cols = [(new if c == old else c, t) for c, t in cols]
+                unique = {new if c == old else c for c in unique}
+            elif isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN":
+                gone = {c.name for c in action.args.get("tables") or []}
+                cols = [(c, t) for c, t in cols if c not in gone]
+                unique -= gone
+            elif isinstance(action, exp.AlterRename):
+                name = action.this.name
+        del self.relations[key]
+        self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(unique)))
 
     def _load_fallback(self, chunk: str) -> None:
         # sqlglot does not know every option (e.g. WITH (security_barrier)): keep what lineage needs.

@@ -418,7 +418,9 @@ class Resolver:
             cte = scope.cte(name)
             if cte is not None:
                 return Rel(alias or name, _rename([Col(c.name, c.lin) for c in cte], alias_cols))
-        rel = self.catalog.relation(name, schema)
+        # Reads run with search_path = pg_catalog, <schema>, pg_temp: an unqualified pg_* name is a system
+        # catalog there even if a user table of that name exists.
+        rel = None if schema is None and name.startswith("pg_") else self.catalog.relation(name, schema)
         label = f"{schema}.{name}" if schema else name
         if rel is None:
             if (schema in SYSTEM_SCHEMAS) or (schema is None and name.startswith("pg_")) or name.startswith("pg_"):
