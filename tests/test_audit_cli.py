@@ -48,6 +48,16 @@ def test_verify_ok_then_names_the_first_bad_entry(url, receipts, tmp_path):
     assert result.exit_code == 1 and f"entry #2 (id {receipts[1].id})" in result.output and "edited" in result.output
     report = json.loads(audit("verify", "--ledger", url, "--json").stdout)
     assert (report["ok"], report["first_bad"]["position"], report["entries"]) == (False, 2, 1)
+    for command in (["log"], ["who-saw", "public.patients.ssn"]):  # no audit answer from a bad chain...
+        refused = audit(*command, "--ledger", url)
+        assert refused.exit_code == 1 and "does not verify" in refused.output and "entry #2" in refused.output
+        assert audit(*command, "--ledger", url, "--no-verify").exit_code == 0  # ...unless asked to look anyway
+
+
+def test_ledger_text_is_printed_as_text_not_markup(url):
+    Ledger.open(url).record(make_run("[/red][bold]mallory", "[link=x]p"))
+    result = audit("log", "--ledger", url)
+    assert result.exit_code == 0 and "[/red][bold]mallory" in result.output
 
 
 def test_log_filters_and_json(url, receipts):

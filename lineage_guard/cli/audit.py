@@ -22,7 +22,9 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
+from rich.text import Text
 
 from ..audit import Filters, Ledger, VerifyReport, export_ledger, verify_export, who_saw
 from ..audit.entry import verify_entry_document
@@ -55,6 +57,10 @@ KeyOpt = Annotated[
 ]
 SHORT = 8  # receipt ids are shown like short git hashes; `audit receipt` accepts a unique prefix
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+NoVerifyOpt = Annotated[
+    bool,
+    typer.Option("--no-verify", help="Read without verifying the chain first (e.g. to inspect a bad one)."),
+]
 
 
 def _guarded(fn: Callable[[], Any]) -> Any:
@@ -63,13 +69,31 @@ def _guarded(fn: Callable[[], Any]) -> Any:
     except typer.Exit:
         raise
     except LineageGuardError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
+
+
+def _plain(value: Any) -> Text:
+    # Ledger text is data, never markup: a principal named "[red]" must print as itself.
+    return Text(str(value))
 
 
 def _open(url: str | None) -> Ledger:
     # Readers never create: a mistyped --ledger must fail, not verify an empty new ledger.
     return Ledger.open(url, create=False)
+
+
+def _entries(url: str | None, public_keys: list[str] | None, no_verify: bool) -> list[dict[str, Any]]:
+    """The ledger's entries, after verifying the chain: an audit answer from a tampered ledger would mislead."""
+    opened = _open(url)
+    if not no_verify:
+        report = opened.verify(public_keys or ())
+        if not report.ok:
+            raise ConfigError(
+                f"the ledger does not verify (first bad {report.problem}); see `lineage-guard audit verify`, "
+                "or pass --no-verify to read it anyway"
+            )
+    return list(opened.entries())
 
 
 def _report(report: VerifyReport, as_json: bool, what: str) -> None:
@@ -94,12 +118,12 @@ def _report(report: VerifyReport, as_json: bool, what: str) -> None:
         )
     elif report.ok:
         out.print(
-            f"[green]ok[/green]: {what}: {report.entries} entries verify; head {report.head_hash}",
+            f"[green]ok[/green]: {escape(what)}: {report.entries} entries verify; head {report.head_hash}",
             highlight=False,
         )
     else:
         err.print(
-            f"[red]BAD[/red]: {what}: first bad {report.problem}; "
+            f"[red]BAD[/red]: {escape(what)}: first bad {escape(str(report.problem))}; "
             f"the {report.entries} entries before it verify",
             highlight=False,
         )
@@ -169,9 +193,11 @@ def log(
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO date or time (UTC if no offset).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO date or time (UTC if no offset).")] = None,
+    public_key: KeyOpt = None,
+    no_verify: NoVerifyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List entries, oldest first (unverified: run `audit verify` to trust them)."""
+    """List entries, oldest first, after verifying the chain (exit 1 if it does not verify)."""
 
     def run() -> None:
         filters = Filters(
@@ -183,7 +209,7 @@ def log(
             parse_time(since) if since else None,
             _until(until) if until else None,
         )
-        rows = [_row(e) for e in _open(ledger).entries() if filters.matches(e)]
+        rows = [_row(e) for e in _entries(ledger, public_key, no_verify) if filters.matches(e)]
         if as_json:
             for row in rows:
                 typer.echo(json.dumps(row, sort_keys=True))
@@ -210,14 +236,19 @@ def log(
         for r in rows:
             ended = r["outcome"] + ("*" if r["supersedes"] else "")
             grid.add_row(
-                str(r["seq"]),
-                r["recorded_at"][:16].replace("T", " "),
-                r["principal"],
-                r["purpose"],
-                ended,
-                str(r["rows"]),
-                f"{len(r['clear'])}/{len(r['masked'])}",
-                r["receipt"][:SHORT],
+                *map(
+                    _plain,
+                    (
+                        r["seq"],
+                        r["recorded_at"][:16].replace("T", " "),
+                        r["principal"],
+                        r["purpose"],
+                        ended,
+                        r["rows"],
+                        f"{len(r['clear'])}/{len(r['masked'])}",
+                        r["receipt"][:SHORT],
+                    ),
+                )
             )
         out.print(grid)
         out.print(
@@ -243,6 +274,8 @@ def _until(text: str):
 def who_saw_cmd(
     column: Annotated[str, typer.Argument(help="schema.table.column")],
     ledger: LedgerOpt = None,
+    public_key: KeyOpt = None,
+    no_verify: NoVerifyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Who received this column (or values derived from it) clear, and who masked: runs, rows, last time."""
@@ -251,7 +284,7 @@ def who_saw_cmd(
         parts = column.split(".")
         if len(parts) != 3 or not all(parts):
             raise _usage(f"column must be schema.table.column, got {column!r}")
-        seen = who_saw(_open(ledger).entries(), column)
+        seen = who_saw(_entries(ledger, public_key, no_verify), column)
         if as_json:
             typer.echo(json.dumps({k: [s.to_json() for s in v] for k, v in seen.items()}, sort_keys=True))
             return
@@ -259,25 +292,30 @@ def who_saw_cmd(
             widest = max((len(x.principal) for x in seen[label]), default=1)
             grid = Table(
                 *_columns("who", "kind", "how", "runs", "rows", "last", "purposes", keep={"who": widest}),
-                title=f"{column}: saw it {label}",
+                title=Text(f"{column}: saw it {label}"),
             )
             for s in seen[label]:
                 grid.add_row(
-                    s.principal,
-                    s.kind,
-                    s.how,
-                    str(s.runs),
-                    str(s.rows),
-                    s.last[:19],
-                    ", ".join(sorted(s.purposes)),
+                    *map(
+                        _plain,
+                        (
+                            s.principal,
+                            s.kind,
+                            s.how,
+                            s.runs,
+                            s.rows,
+                            s.last[:19],
+                            ", ".join(sorted(s.purposes)),
+                        ),
+                    )
                 )
-            out.print(grid if seen[label] else f"{column}: nobody saw it {label}", highlight=False)
+            out.print(grid if seen[label] else Text(f"{column}: nobody saw it {label}"), highlight=False)
 
     _guarded(run)
 
 
 def _usage(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(1)
 
 
@@ -314,12 +352,13 @@ def receipt(
         if check.entry is not None:
             typer.echo(json.dumps(check.entry, indent=2, sort_keys=True, ensure_ascii=False))
         if not check.ok:
-            err.print(f"[red]BAD[/red]: receipt {full}: {check.reason}", highlight=False)
+            err.print(f"[red]BAD[/red]: receipt {escape(full)}: {escape(check.reason)}", highlight=False)
             raise typer.Exit(1)
         superseded = [e["id"] for e in opened.entries() if e["body"].get("supersedes") == full]
         note = f" (superseded by {superseded[0]})" if superseded else ""
         err.print(
-            f"[green]ok[/green]: receipt {full} verifies (key {check.entry['key_id']}){note}", highlight=False
+            f"[green]ok[/green]: receipt {escape(full)} verifies (key {check.entry['key_id']}){escape(note)}",
+            highlight=False,
         )
 
     _guarded(run)
@@ -334,10 +373,11 @@ def _offline_receipt(receipt_id: str, path: Path, public_keys: list[str] | tuple
     if reason is None and not (isinstance(doc.get("id"), str) and doc["id"].startswith(receipt_id)):
         reason = "the saved entry is for another receipt id"
     if reason is not None:
-        err.print(f"[red]BAD[/red]: receipt {receipt_id}: {reason}", highlight=False)
+        err.print(f"[red]BAD[/red]: receipt {escape(receipt_id)}: {escape(reason)}", highlight=False)
         raise typer.Exit(1)
     err.print(
-        f"[green]ok[/green]: receipt {doc['id']} verifies offline (key {doc['key_id']})", highlight=False
+        f"[green]ok[/green]: receipt {escape(doc['id'])} verifies offline (key {doc['key_id']})",
+        highlight=False,
     )
 
 
@@ -355,7 +395,7 @@ def export(
 
     def run() -> None:
         report = export_ledger(_open(ledger), file, public_key or ())
-        out.print(f"exported {report.entries} entries to {file} (head {report.head_hash})", highlight=False)
+        out.print(Text(f"exported {report.entries} entries to {file} (head {report.head_hash})"))
 
     _guarded(run)
 
@@ -370,6 +410,6 @@ def keys(as_json: JsonOpt = False) -> None:
             typer.echo(json.dumps([{"version": v, "key_id": k, "public_key": p} for v, k, p in found]))
             return
         for version, key_id, public in found:
-            out.print(f"master v{version}  {key_id}  {public}", highlight=False)
+            out.print(Text(f"master v{version}  {key_id}  {public}"))
 
     _guarded(run)
