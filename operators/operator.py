@@ -282,6 +282,8 @@ class GovernedPostgresOperator(BaseOperator):
         self.log.info("Executing (literals hidden): %s -> plan %s", _shape(shareable_sql, sql), decision.action)
         is_read = decision.analysis is None or decision.analysis.is_read
         if not is_read:
+            if self.output_uri and decision.action != "deny":
+                raise ConfigError("output= is for a SELECT; this statement writes. Remove output= to run the write")
             written = session.execute(sql, params)
             self.log.info("%s row(s) affected; receipt %s", written.rows_affected, written.receipt_id)
             cursor = ArrowCursor(None, rowcount=written.rows_affected)
@@ -304,8 +306,8 @@ class GovernedPostgresOperator(BaseOperator):
         with session.stream(sql, params) as stream:
             for batch in stream:
                 rows += batch.num_rows
-                if rows > cap:
-                    raise LineageGuardError(
+                if rows > cap:  # deterministic: a retry would fail the same way, so no retry (ConfigError)
+                    raise ConfigError(
                         f"the result has more than max_rows={cap} rows; rows are returned through XCom only "
                         f"below that cap: set output='s3://.../file.parquet' to write them, or raise max_rows")
                 batches.append(batch)
