@@ -71,6 +71,17 @@ def test_catalog_from_postgres_matches_ddl(corpus_url, cat):
         assert cols(analyze(sql, live)) == cols(analyze(sql, cat)), sql
 
 
+def test_catalog_from_postgres_view_definitions_name_their_schemas(corpus_url):
+    import psycopg
+
+    with psycopg.connect(corpus_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS lg_reporting")
+        conn.execute("CREATE OR REPLACE VIEW lg_reporting.contacts AS SELECT id, email AS handle FROM customers")
+    live = Catalog.from_postgres(corpus_url, search_path=("lg_reporting",))
+    assert "public.customers" in live.relation("contacts").definition
+    assert cols(analyze("SELECT handle FROM contacts", live)) == [("handle", ["customers.email"], True, False)]
+
+
 def test_catalog_from_postgres_error_hides_password():
     with pytest.raises(ConfigError) as err:
         Catalog.from_postgres("postgresql://u:s3cret-pw@127.0.0.1:1/none?connect_timeout=2")

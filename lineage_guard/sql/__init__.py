@@ -67,7 +67,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     if not parsed:
         return _refused(sql, "empty statement; give one SQL statement")
     if len(parsed) > 1:
-        return _refused(_normalized(parsed[0], sql),
+        return _refused(original,
                         f"more than one statement ({len(parsed)}); lineage_guard runs exactly one statement per "
                         "request: split them")
     node = parsed[0]

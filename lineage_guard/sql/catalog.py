@@ -112,6 +112,9 @@ class Catalog:
                 conn.read_only = True
                 with conn.cursor() as cur:
                     cur.execute("SET LOCAL statement_timeout = '30s'")
+                    # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
+                    # view definitions name their schemas and resolve the same under any pinned path.
+                    cur.execute("SET LOCAL search_path = pg_catalog")
                     cur.execute(_RELATIONS_SQL)
                     rows = cur.fetchall()
                     cur.execute(_FUNCTIONS_SQL)

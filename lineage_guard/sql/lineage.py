@@ -250,6 +250,8 @@ class Resolver:
             other = right[i].lin if i < len(right) else Lin()
             both = col.lin | other
             out.append(Col(col.name, Lin(both.sources, col.lin.direct and other.direct, both.opaque, col.lin.type)))
+            if isinstance(node, exp.Union) and node.args.get("distinct"):
+                self._use(both, "group", False)  # UNION removes duplicates: it groups by every column
             if isinstance(node, (exp.Except, exp.Intersect)):
                 # Membership of one side in the other tests each value against the other side's.
                 self._use(both, "where", col.lin.constant or other.constant)
@@ -323,6 +325,9 @@ class Resolver:
         if node.args.get("having"):
             self.predicate(node.args["having"].this, scope, "having")
         distinct = node.args.get("distinct")
+        if distinct and not distinct.args.get("on"):
+            for col in out:  # SELECT DISTINCT groups by every output column
+                self._use(col.lin, "group", False)
         if distinct and distinct.args.get("on"):
             for e in distinct.args["on"].expressions if isinstance(distinct.args["on"], exp.Tuple) else [distinct.args["on"]]:
                 self._use(self._by_alias(e, scope, out), "distinct_on", False)
