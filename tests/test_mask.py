@@ -78,15 +78,15 @@ def test_keyed_text_of_ids_and_integers_agree():
 def test_pseudonymize_kinds_are_realistic_unique_and_keyed():
     names = [f"person {i}" for i in range(500)]
     shapes = {
-        "name": r"\S.* \S.* [0-9A-Z]{12}",
-        "first_name": r"\S+ [0-9A-Z]{12}",
-        "last_name": r"\S.* [0-9A-Z]{12}",
-        "email": r"[a-z0-9._]+\.[0-9a-z]{12}@[a-z0-9.-]+\.[a-z]+",
+        "name": r"\S.* \S.* [0-9A-F]{16}",
+        "first_name": r"\S+ [0-9A-F]{16}",
+        "last_name": r"\S.* [0-9A-F]{16}",
+        "email": r"[a-z0-9._]+\.[0-9a-f]{16}@[a-z0-9.-]+\.[a-z]+",
         "phone": r"[0-9()+.\- ]{7,} x[0-9]{18}",
-        "address": r"\S+ .+ Unit [0-9A-Z]{12}, .+",
-        "city": r".+ [0-9A-Z]{12}",
-        "company": r".+ [0-9A-Z]{12}",
-        "generic": r"[A-Za-z]+-[A-Za-z]+-[0-9a-z]{12}",
+        "address": r"\S+ .+ Unit [0-9A-F]{16}, .+",
+        "city": r".+ [0-9A-F]{16}",
+        "company": r".+ [0-9A-F]{16}",
+        "generic": r"[A-Za-z]+-[A-Za-z]+-[0-9a-f]{16}",
     }
     for kind, shape in shapes.items():
         out = m(names, "pseudonymize", kind=kind).to_pylist()

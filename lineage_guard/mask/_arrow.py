@@ -8,9 +8,6 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError
 
-# Crockford's alphabet: no i, l, o, u, so tags are easy to read back.
-_B32 = np.frombuffer(b"0123456789abcdefghjkmnpqrstvwxyz", dtype=np.uint8)
-
 
 def is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
@@ -86,13 +83,6 @@ def hex_chars(digests: np.ndarray, nbytes: int) -> np.ndarray:
     # bytes.hex runs in C over the whole block: several times faster than a numpy table lookup.
     text = np.ascontiguousarray(digests[:, :nbytes]).tobytes().hex().encode()
     return np.frombuffer(text, dtype=np.uint8).reshape(digests.shape[0], 2 * nbytes)
-
-
-def base32_chars(numbers: np.ndarray, nchars: int) -> np.ndarray:
-    """Crockford base32 of the top `5*nchars` bits (<= 64) of each uint64: an `(n, nchars)` uint8 matrix."""
-    shifts = np.uint64(64) - np.uint64(5) * np.arange(1, nchars + 1, dtype=np.uint64)
-    groups = (numbers[:, None] >> shifts[None, :]) & np.uint64(31)
-    return _B32[groups.astype(np.intp)]
 
 
 def prefixed(prefix: bytes, chars: np.ndarray) -> np.ndarray:

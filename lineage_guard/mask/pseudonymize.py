@@ -2,9 +2,10 @@
 
 Faker fills small pools once per (kind, locale) with a fixed seed; each distinct input's
 HMAC picks pool entries, all in numpy/Arrow. Pool picks alone repeat (there are only so
-many names), so by default (`unique: true`) each value also carries a 60-bit keyed tag:
-`Maria Lopez 4QK2M9XH4TBA`, `jsmith.4qk2m9xh4tba@example.org`, `+1-555-201-3344 x123456789012345678`.
-Tags make collisions negligible (about 2e-6 for 2 million distinct inputs) without any
+many names), so by default (`unique: true`) each value also carries a 64-bit keyed tag (hex):
+`Maria Lopez 9F3A0C21B7E4D5A8`, `jsmith.9f3a0c21b7e4d5a8@example.org`, `+1-555-201-3344 x123456789012345678`.
+Tags make collisions negligible (about 1e-7 for 2 million distinct inputs; 2e-6 for the
+18-digit phone extension) without any
 state shared between batches. `unique: false` gives plain realistic values that may repeat.
 
 Pools come from Faker with a fixed seed: a Faker upgrade can change which names appear,
@@ -27,14 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from ._arrow import base32_chars, canonical_bytes, distinct, fixed_width_text, is_text
+from ._arrow import canonical_bytes, distinct, fixed_width_text, hex_chars, is_text
 from .digest import digest_uint64, hmac_sha256_many
 from .keys import Keyring
 from .params import checked
 from .spec import MaskSpec
 
 POOL_DRAWS = 2000
-_TAG_CHARS = 12  # 60 bits
+_TAG_BYTES = 8  # 64 bits, 16 hex characters
 _PHONE_DIGITS = 18  # 10**18 < 2**60
 
 # Which Faker providers fill the pools of each kind.
@@ -73,7 +74,7 @@ def _pick(provider: str, locale: str, digests: np.ndarray, offset: int) -> pa.Ar
 
 
 def _tag(digests: np.ndarray, upper: bool) -> pa.Array:
-    chars = base32_chars(digest_uint64(digests, 0), _TAG_CHARS)
+    chars = hex_chars(digests, _TAG_BYTES)
     if upper:
         chars = np.where(chars >= 97, chars - 32, chars).astype(np.uint8)
     return fixed_width_text(chars, pa.string())
