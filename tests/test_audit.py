@@ -120,6 +120,22 @@ def test_no_master_key_means_no_recording_but_pinned_verification(ledger, monkey
         fresh.verify(["not-hex"])
 
 
+def test_signing_reads_the_keyrings_variables():
+    from lineage_guard.audit import signing
+    from lineage_guard.mask import keys
+
+    assert (signing.ENV_KEY, signing.ENV_KEY_FILE) == (keys.ENV_KEY, keys.ENV_KEY_FILE)
+
+
+def test_master_key_file_is_honoured(ledger, monkeypatch, master_key, tmp_path):
+    receipt = ledger.record(make_run())
+    (tmp_path / "master.hex").write_text(master_key)
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY_FILE", str(tmp_path / "master.hex"))
+    reopened = Ledger.open(str(ledger.store.path))
+    assert reopened.verify_receipt(receipt).ok and reopened.signer.key_id == ledger.signer.key_id
+
+
 def test_rotated_master_keeps_old_entries_verifiable(ledger, monkeypatch, master_key):
     old = ledger.record(make_run())
     monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", f"2:{secrets.token_hex(32)},1:{master_key}")

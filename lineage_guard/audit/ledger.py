@@ -26,18 +26,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from .. import paths
 from ..errors import ConfigError
-from ..run import Receipt, RunRecord
 from .canonical import canonical
 from .chain import Problem, StoredRow, VerifyReport, verify_chain
 from .entry import LedgerError, body_from_run, check_entry, parse_entry, seal
 from .postgres_store import PostgresStore
 from .signing import MASTER_KEY_ENV, Signer, trusted_keys
 from .sqlite_store import SqliteStore
+
+if TYPE_CHECKING:  # imported when recording only: readers and verifiers stay light
+    from ..run import Receipt, RunRecord
 
 LEDGER_URL_ENV = "LINEAGE_GUARD_LEDGER_URL"
 DEFAULT_FILE = "ledger.sqlite"
@@ -151,6 +153,8 @@ class Ledger:
             return StoredRow(seq, doc["id"], run.run_id, doc["hash"], raw)
 
         row = self.store.append(run.run_id, build)
+        from ..run import Receipt
+
         return Receipt(id=row.id, hash=row.hash)
 
     def verify(self, public_keys: Sequence[str] = ()) -> VerifyReport:

@@ -21,13 +21,20 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import ConfigError
-from ..mask.keys import ENV_KEY, ENV_KEY_FILE, Keyring
+
+if TYPE_CHECKING:
+    from ..mask.keys import Keyring
+
+# The Keyring's variables (lineage_guard.mask.keys), named here so verifying never imports the masking engine.
+ENV_KEY = "LINEAGE_GUARD_MASTER_KEY"
+ENV_KEY_FILE = "LINEAGE_GUARD_MASTER_KEY_FILE"
 
 MASTER_KEY_ENV = ENV_KEY
 SCOPE, USE = "ledger", "ledger-signing/v1"
@@ -69,6 +76,8 @@ class Signer:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Signer:
         """The signer for `LINEAGE_GUARD_MASTER_KEY` (or `..._FILE`); a clear error if neither is set."""
+        from ..mask.keys import Keyring
+
         return cls.from_keyring(Keyring.from_env(environ))
 
     def sign(self, data: bytes) -> str:
@@ -90,6 +99,8 @@ def signing_keys(environ: Mapping[str, str] | None = None) -> list[tuple[int, st
 
     What an auditor pins: publish these public keys; the private keys are never needed to verify.
     """
+    from ..mask.keys import Keyring
+
     keyring = Keyring.from_env(environ)
     return [
         (version, (signer := Signer.from_keyring(keyring, version)).key_id, signer.public_key)
