@@ -437,6 +437,11 @@ deny - SELECT id, upper(ssn)::int FROM customers
 deny - SELECT id, nullif(ssn, '')::date FROM customers
 deny - SELECT id FROM customers WHERE birth_date > full_name::date
 deny - SELECT 1 / (length(ssn) - 11) FROM customers WHERE id = 7
+mask 0 SELECT c.ssn FROM customers c JOIN (orders o JOIN patients p ON p.id = o.id) ON c.id = o.customer_id
+mask 3,6,7,8,9,10 SELECT * FROM (orders o JOIN patients p ON p.id = o.id)
+mask 1 SELECT j.id, j.card_number FROM (orders o JOIN customers c ON c.id = o.customer_id) AS j(id, x, y, card_number)
+deny - SELECT o.id FROM (orders o JOIN customers c ON c.id = o.customer_id) AS j
+allow - SELECT o.id, c.plan FROM (orders o JOIN customers c ON c.id = o.customer_id)
 """
 
 

@@ -280,24 +280,7 @@ class Resolver:
             self.refuse("FOR UPDATE / FOR SHARE takes row locks; a read may not lock: remove the locking clause")
         from_ = node.args.get("from_") or node.args.get("from")
         if from_:
-            scope.rels.append(self.from_item(from_.this, scope))
-            scope.star = list(self._expand_quiet(scope.rels[-1]))
-        for join in node.args.get("joins") or []:
-            rel = self.from_item(join.this, scope)
-            scope.rels.append(rel)
-            right = self._expand_quiet(rel)
-            merged = [ident(u) for u in join.args.get("using") or []]
-            if str(join.args.get("method") or "").upper() == "NATURAL":
-                left_names = {c.name for c in scope.star or []}
-                merged = [c.name for c in right if c.name in left_names]
-            scope.star = _merge_using(scope.star or [], right, merged)
-            if join.args.get("on"):
-                self.predicate(join.args["on"], scope, "join")
-            for name in merged:
-                for r in scope.rels:
-                    col = r.find(name)
-                    if col:
-                        self._use(col.lin, "join", False)
+            scope.star = self._joined(from_.this, node.args.get("joins") or [], scope)
         for named in node.args.get("windows") or []:
             scope.windows[ident(named.this)] = named
         if node.args.get("where"):
@@ -309,16 +292,8 @@ class Resolver:
 
         group = node.args.get("group")
         if group:
-            for g in group.walk():
-                if isinstance(g, exp.Literal) and g.is_int and g.parent is group:
-                    idx = int(g.this) - 1
-                    if 0 <= idx < len(out):
-                        self._use(out[idx].lin, "group", False)
-                elif isinstance(g, exp.Column) and g.parent is not None:
-                    pass
-            for g in group.expressions:
-                if not (isinstance(g, exp.Literal) and g.is_int):
-                    self._use(self._by_alias(g, scope, out), "group", False)
+            for g in group.expressions:  # by alias, position or expression
+                self._use(self._by_alias(g, scope, out), "group", False)
             for key in ("rollup", "cube", "grouping_sets"):
                 for g in group.args.get(key) or []:
                     self._use(self.expr(g, scope), "group", False)
@@ -333,6 +308,43 @@ class Resolver:
                 self._use(self._by_alias(e, scope, out), "distinct_on", False)
         self._order_limit(node, scope, out)
         return out
+
+    def _joined(self, first: exp.Expression, joins: list[exp.Expression], scope: Scope) -> list[Col]:
+        """Add a FROM item and its joins to `scope`; return what `*` over them expands to."""
+        star = self._join_tree(first, scope)
+        for join in joins:
+            right = self._join_tree(join.this, scope)
+            merged = [ident(u) for u in join.args.get("using") or []]
+            if str(join.args.get("method") or "").upper() == "NATURAL":
+                left_names = {c.name for c in star}
+                merged = [c.name for c in right if c.name in left_names]
+            star = _merge_using(star, right, merged)
+            if join.args.get("on"):
+                self.predicate(join.args["on"], scope, "join")
+            for name in merged:
+                for rel in scope.rels:
+                    col = rel.find(name)
+                    if col:
+                        self._use(col.lin, "join", False)
+        return star
+
+    def _join_tree(self, item: exp.Expression, scope: Scope) -> list[Col]:
+        # `(a JOIN b ON ...)`: sqlglot nests the joins under the first table, inside a Subquery.
+        if isinstance(item, exp.Subquery) and isinstance(item.this, exp.Table) and item.this.args.get("joins"):
+            inner = item.this.copy()
+            joins = inner.args.get("joins") or []
+            inner.set("joins", None)
+            alias_node = item.args.get("alias")
+            if not alias_node:
+                return self._joined(inner, joins, scope)
+            local = Scope(scope)  # an aliased join hides the names inside it
+            star = self._joined(inner, joins, local)
+            rel = Rel(ident(alias_node.this), _rename(star, [ident(c) for c in alias_node.columns]))
+            scope.rels.append(rel)
+            return list(rel.cols)
+        rel = self.from_item(item, scope)
+        scope.rels.append(rel)
+        return list(rel.cols)
 
     def _by_alias(self, e: exp.Expression, scope: Scope, out: list[Col]) -> Lin:
         # ORDER BY / GROUP BY may name an output column by alias or position.
@@ -561,10 +573,6 @@ class Resolver:
         if rel.open:
             self.refuse(f"cannot expand * over {rel.alias or 'a function'}: its columns are unknown, so output "
                         "positions could not be checked; name the columns")
-        return rel.cols
-
-    @staticmethod
-    def _expand_quiet(rel: Rel) -> list[Col]:
         return rel.cols
 
     def _rel(self, alias: str, scope: Scope | None) -> Rel | None:
