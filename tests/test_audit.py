@@ -99,6 +99,15 @@ def test_running_outcome_is_refused(ledger):
     assert ledger.verify().entries == 0
 
 
+def test_uris_lose_their_credentials():
+    from lineage_guard.audit.entry import safe_uri
+
+    assert safe_uri("postgresql://u:pw@db:5432/app?password=pw#x") == "postgresql://db:5432/app"
+    assert safe_uri("/data/out.parquet?sig=abc") == "/data/out.parquet"
+    assert safe_uri("s3://key:secret@bucket:notaport/x") == "s3:<unparseable>"
+    assert safe_uri("http://[::1/x") == "http:<unparseable>"
+
+
 def test_statement_literals_never_reach_the_ledger():
     assert redact_literals("SELECT a FROM t WHERE ssn = '078-05-1120' AND n > 42") == "SELECT a FROM t WHERE ssn = %s AND n > %s"
     assert redact_literals("SELECT E'x\\'y', $$dollar$$, B'101', X'ff', U&'d' FROM t") == "SELECT %s, %s, %s, %s, %s FROM t"

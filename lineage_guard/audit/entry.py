@@ -62,11 +62,14 @@ def _short(text: str | None) -> str | None:
 
 def safe_uri(uri: str) -> str:
     """A URI without user info, query or fragment: where a credential would sit."""
-    parts = urlsplit(uri)
-    if not parts.scheme or not parts.netloc:
-        return uri.split("?", 1)[0].split("#", 1)[0]
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    try:
+        parts = urlsplit(uri)
+        if not parts.scheme or not parts.netloc:
+            return uri.split("?", 1)[0].split("#", 1)[0]
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a malformed authority (bad port, unclosed IPv6 bracket): keep nothing of it
+        return f"{uri.split(':', 1)[0]}:<unparseable>"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
