@@ -37,7 +37,7 @@ REFRESH MATERIALIZED VIEW mv_zip_plan;
 # Building blocks; {c} is the customers alias, {o} orders (joined on customer), {p} patients (joined on id).
 COLUMNS = ["{c}.id", "{c}.full_name", "{c}.email", "{c}.ssn", "{c}.phone", "{c}.birth_date", "{c}.zip",
            "{c}.created_at", "{c}.plan", "{o}.amount", "{o}.card_number", "{p}.mrn", "{p}.diagnosis", "{p}.notes",
-           "{p}.birth_date"]
+           "{p}.birth_date", "{v}.contact", "{v}.callback", "{s}.tax_ref", "{s}.plan"]
 ROW_EXPRS = [
     "{x}", "upper({x}::text)", "lower({x}::text)", "length({x}::text)", "md5({x}::text)", "{x}::text",
     "substr({x}::text, 2, 3)", "left({x}::text, 2) || right({x}::text, 2)", "concat({x}, '-', {y})",
@@ -50,6 +50,10 @@ ROW_EXPRS = [
     "(SELECT {x}::text)", "{x}::text COLLATE \"C\"", "ascii(substr({x}::text, 3, 1))", "{x}::text || ''",
     "to_jsonb({c}) ->> 'ssn'", "row_to_json({c})::text", "{c}::text", "{x}::int",
     "date_part('year', {c}.birth_date)", "{c}.birth_date + 1", "split_part({x}::text, '-', 2)",
+    "(SELECT o2.card_number FROM orders o2 WHERE o2.customer_id = {c}.id ORDER BY o2.id LIMIT 1)",
+    "lookup_email({c}.id)", "(SELECT string_agg(j.value, ',') FROM jsonb_each_text(to_jsonb({c})) j)",
+    "(SELECT l.x FROM (SELECT {x}::text AS x) l)", "(SELECT e.handle FROM customer_export() e WHERE e.cid = {c}.id)",
+    "ARRAY(SELECT unnest(ARRAY[{x}::text, {y}::text]))::text",
 ]
 AGG_EXPRS = [
     "count(*)", "count(DISTINCT {x})", "max({x}::text)", "min({x}::text)", "string_agg({x}::text, ',' ORDER BY {c}.id)",
@@ -65,19 +69,22 @@ JOINS = {
     "none": ("FROM customers c", "c.id"),
     "orders": ("FROM customers c JOIN orders o ON o.customer_id = c.id", "c.id, o.id"),
     "patients": ("FROM customers c JOIN patients p ON p.id = c.id", "c.id"),
+    "views": ("FROM customers c JOIN v_customer_contact v ON v.id = c.id LEFT JOIN v_customer_secure s ON s.id = c.id",
+              "c.id"),
 }
 
 
 def _fill(template: str, x: str, y: str) -> str:
-    return template.format(x=x, y=y, c="c", o="o", p="p")
+    return template.format(x=x, y=y, c="c", o="o", p="p", v="v", s="s")
 
 
 @st.composite
 def queries(draw) -> str:
     join = draw(st.sampled_from(sorted(JOINS)))
     source, order = JOINS[join]
-    allowed = [c for c in COLUMNS if ("{o}" not in c or join == "orders") and ("{p}" not in c or join == "patients")]
-    cols = [c.format(c="c", o="o", p="p") for c in allowed]
+    allowed = [c for c in COLUMNS if ("{o}" not in c or join == "orders") and ("{p}" not in c or join == "patients")
+               and (("{v}" not in c and "{s}" not in c) or join == "views")]
+    cols = [c.format(c="c", o="o", p="p", v="v", s="s") for c in allowed]
     pick = st.sampled_from(cols)
     shape = draw(st.sampled_from(["row", "row", "agg", "group_sensitive"]))
     if shape == "row":
