@@ -128,9 +128,9 @@ def shannon_entropy(values: pa.Array) -> np.ndarray:
     n = len(values)
     if m.shape[1] == 0:
         return np.zeros(n)
-    counts = np.zeros((n, 256), np.int64)
+    # one bincount over (row, byte) pairs: far cheaper than a scatter-add into an (n, 256) matrix
     rows = np.repeat(np.arange(n), m.shape[1])
-    np.add.at(counts, (rows, m.ravel()), 1)
+    counts = np.bincount(rows * 256 + m.ravel(), minlength=n * 256).reshape(n, 256)
     counts[:, 0] = 0  # padding
     p = counts / np.maximum(lengths, 1)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):

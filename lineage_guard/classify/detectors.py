@@ -187,7 +187,8 @@ def _as_text(sample: pa.Array) -> pa.Array:
 
 
 def _match(text: pa.Array, pattern: str) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.match_substring_regex(text, pattern), False), dtype=bool)
+    hit = pc.match_substring_regex(text, pattern)
+    return (hit.fill_null(False) if hit.null_count else hit).to_numpy(zero_copy_only=False)
 
 
 def _digit_count(text: pa.Array) -> np.ndarray:
@@ -304,10 +305,15 @@ def _embedded(text: pa.Array) -> list[Evidence]:
 def _high_entropy(text: pa.Array) -> Evidence:
     n = len(text)
     shaped = _match(text, _TOKEN_LIKE)
-    mixed = _match(text, "[A-Z]") & _match(text, "[a-z]") & _match(text, "[0-9]")
+    if shaped.any():
+        shaped &= _match(text, "[A-Z]") & _match(text, "[a-z]") & _match(text, "[0-9]")
     # Hex (UUIDs, digests) is an identifier or a hash, not a secret; URLs and paths are addresses.
-    plain = _match(text, r"^[0-9a-fA-F-]+$") | _match(text, r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^@]*|/.*)$")
-    hit = shaped & mixed & ~plain & (checksums.shannon_entropy(text) >= 3.5)
+    if shaped.any():
+        shaped &= ~(_match(text, r"^[0-9a-fA-F-]+$") | _match(text, r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^@]*|/.*)$"))
+    hit = shaped.copy()
+    if hit.any():
+        idx = np.flatnonzero(hit)
+        hit[idx] = checksums.shannon_entropy(text.take(pa.array(idx))) >= 3.5
     share = _share(hit, n)
     return Evidence("credential", "high_entropy", 0.88 * score_from_share(share), share, None, int(hit.sum()), n)
 
@@ -366,20 +372,33 @@ def value_evidence(sample: pa.Array, pg_type: str | None = None) -> dict[str, Ev
     text = _as_text(sample)
     if not len(text):
         return out
-    by_label: dict[str, list[Detector]] = {}
-    for det in DETECTORS:
-        by_label.setdefault(det.label, []).append(det)
-    for label, dets in by_label.items():
+    # Cheap gates first: most labels need digits, e-mail needs '@'; skipping saves whole regex passes.
+    has_digit = bool(_match(text, "[0-9]").any())
+    has_at = bool(np.asarray(pc.match_substring(text, "@")).any())
+    has_word = bool(_match(text, f"[{_L}]{{3}}").any())
+    for label, dets in _BY_LABEL.items():
+        if ((label == "email" and not has_at) or (label in _DIGIT_LABELS and not has_digit)
+                or (label == "street_address" and not (has_word and has_digit))):
+            continue
         ev = _label_evidence(label, dets, text)
         if ev is not None:
             out[label] = ev
-    for ev in (_person_names(text), _clinical(text), _high_entropy(text), *_embedded(text)):
+    worded = (_person_names(text), _clinical(text), *_embedded(text)) if has_word else ()
+    for ev in (*worded, _high_entropy(text)):
         if ev.matched and (ev.label not in out or ev.score > out[ev.label].score):
             out[ev.label] = ev
     dates = _text_dates(text)
     if dates is not None:
         out["date_of_birth"] = birth_date_evidence(dates)
     return out
+
+
+_BY_LABEL: dict[str, list[Detector]] = {}
+for _det in DETECTORS:
+    _BY_LABEL.setdefault(_det.label, []).append(_det)
+# Every format of these labels contains a digit.
+_DIGIT_LABELS = frozenset({"phone", "national_id", "payment_card", "iban", "postal_code",
+                           "medical_record_number"})
 
 
 def gx_patterns(label: str) -> tuple[str, ...]:
