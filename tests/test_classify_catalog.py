@@ -40,6 +40,11 @@ def detect_url(corpus_url):
                      (g % 2 = 0) AS flag
               FROM generate_series(1, 60000) g;
             ANALYZE detect.big;
+            CREATE TABLE detect.odd ("Mixed Case" text, born date, seen timestamptz, tags text[], doc jsonb, pic bytea);
+            INSERT INTO detect.odd SELECT 'x' || g || '@example.com', DATE '1950-01-01' + g * 250,
+                   now() - g * interval '1 day', ARRAY['a'], '{"k": 1}', '\\x00' FROM generate_series(1, 60) g;
+            INSERT INTO detect.odd (born, seen) VALUES ('infinity', '-infinity');
+            CREATE VIEW detect.contacts AS SELECT "Mixed Case" AS mail FROM detect.odd;
             CREATE TABLE detect.changing (id int, contact text);
             INSERT INTO detect.changing SELECT g, 'person' || g || '@example.net' FROM generate_series(1, 40) g;
         """)
@@ -67,6 +72,14 @@ def test_lying_names_in_a_big_table_via_tablesample(detect_url):
         first = sample_queries(info, 200)[0]
         plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + first.as_bytes(conn)).fetchall())
     assert "Sample Scan" in plan and "Limit" in plan and "Seq Scan" not in plan
+
+
+def test_odd_types_quoted_names_and_views(detect_url):
+    found = DetectionCatalog().scan(detect_url, ["detect.odd", "detect.contacts"])
+    labels = {f"{c.table}.{c.column}": v.label for c, v in found.items() if v.is_sensitive()}
+    assert labels == {"odd.Mixed Case": "email", "odd.born": "date_of_birth", "contacts.mail": "email"}
+    assert found[ColumnRef("detect", "odd", "born")].evidence["non_null"] == 60      # infinity sampled as NULL
+    assert found[ColumnRef("detect", "odd", "doc")].evidence["non_null"] == 0        # json: name and type only
 
 
 def test_cache_is_reused_until_the_schema_changes(detect_url, lg_home):

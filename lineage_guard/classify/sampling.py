@@ -125,8 +125,8 @@ def _select_list(columns: Sequence[tuple[str, str]]):
     for name, typ in columns:
         if typ.startswith(_NOT_SAMPLED_PREFIXES):
             items.append(sql.SQL("NULL::text AS {}").format(sql.Identifier(name)))
-        elif typ in _NATIVE:
-            items.append(sql.Identifier(name))
+        elif typ in _NATIVE:  # +/-infinity has no Python date: sample it as NULL rather than fail the scan
+            items.append(sql.SQL("CASE WHEN isfinite({0}) THEN {0} END AS {0}").format(sql.Identifier(name)))
         else:
             items.append(sql.SQL("{}::text AS {}").format(sql.Identifier(name), sql.Identifier(name)))
     return sql.SQL(", ").join(items)
