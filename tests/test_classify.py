@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from faker import Faker
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lineage_guard.classify import DetectionConfig, checksums, classify_column, classify_table, source_key
@@ -255,3 +257,26 @@ def test_identifiers_inside_free_text():
     assert label("comments", notes(lambda: f"Please reply to {f.email()} by Friday", 0.03)) == "not_sensitive"
     prose = pa.array(["Meeting moved to 01.05.2024 at 10:30, room 4", "Order 2024-0012-5531 shipped in 3 boxes"] * 20)
     assert label("comments", prose) == "not_sensitive"
+
+
+def _luhn_reference(s: str) -> bool:
+    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d * 2 > 9 else d * 2) for i, d in enumerate(map(int, reversed(s))))
+    return total % 10 == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("0123456789", min_size=1, max_size=19), min_size=1, max_size=40))
+def test_vectorized_checksums_agree_with_per_value_reference(values):
+    arr = pa.array(values)
+    assert checksums.luhn(arr).tolist() == [_luhn_reference(v) for v in values]
+    nine = [v.zfill(9)[-9:] for v in values]
+    elf = [sum(int(d) * w for d, w in zip(v, (9, 8, 7, 6, 5, 4, 3, 2, -1))) for v in nine]
+    assert checksums.elf_proof(pa.array(nine)).tolist() == [t % 11 == 0 and t != 0 for t in elf]
+    assert checksums.mod97(arr).tolist() == [int(v) % 97 for v in values]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=30), min_size=1, max_size=20))
+def test_mod97_reads_letters_as_two_digits(values):
+    expected = [int("".join(str(int(ch, 36)) for ch in v)) % 97 for v in values]
+    assert checksums.mod97(pa.array(values)).tolist() == expected
