@@ -442,6 +442,15 @@ mask 3,6,7,8,9,10 SELECT * FROM (orders o JOIN patients p ON p.id = o.id)
 mask 1 SELECT j.id, j.card_number FROM (orders o JOIN customers c ON c.id = o.customer_id) AS j(id, x, y, card_number)
 deny - SELECT o.id FROM (orders o JOIN customers c ON c.id = o.customer_id) AS j
 allow - SELECT o.id, c.plan FROM (orders o JOIN customers c ON c.id = o.customer_id)
+allow - SELECT int4(amount) FROM orders
+allow - SELECT text(id), date(created_at) FROM customers
+mask 1 SELECT id, text(ssn) FROM customers
+mask 1 SELECT id, date(birth_date) FROM customers
+deny - SELECT id, int4(ssn) FROM customers
+deny - SELECT id, date(full_name) FROM customers
+deny - SELECT id, jsonb(email) FROM customers
+allow - SELECT pg_size_pretty(sum(amount)::bigint) FROM orders
+allow - SELECT daterange(created_at::date, created_at::date + 1) FROM orders
 """
 
 

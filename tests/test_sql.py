@@ -270,7 +270,7 @@ def test_parse_errors_do_not_echo_the_sql(cat):
 @pytest.mark.parametrize("name", ["set_config", "current_setting", "pg_read_file", "pg_ls_dir", "lo_import", "lo_get",
                                   "dblink", "dblink_exec", "nextval", "setval", "pg_sleep", "query_to_xml", "ts_stat",
                                   "database_to_xml", "pg_terminate_backend", "txid_current", "pg_advisory_lock",
-                                  "current_schemas", "pg_stat_reset", "to_regclass", "date", "int4"])
+                                  "current_schemas", "pg_stat_reset", "to_regclass"])
 def test_denied_functions_never_map_to_allowed_nodes(name):
     import sqlglot
 

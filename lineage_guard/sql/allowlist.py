@@ -62,7 +62,10 @@ array_append array_cat array_dims array_fill array_length array_lower array_posi
 array_prepend array_remove array_replace array_to_string array_upper array_ndims cardinality trim_array
 unnest generate_series generate_subscripts row
 current_user session_user current_role current_catalog current_database current_schema gen_random_uuid
-pg_typeof version
+pg_typeof version pg_size_pretty
+int4range int8range numrange tsrange tstzrange daterange isempty lower_inc upper_inc lower_inf upper_inf range_merge
+host abbrev broadcast family hostmask masklen netmask network set_masklen inet_merge inet_same_family
+random_normal array_sample array_shuffle array_reverse array_sort
 """
 
 
@@ -71,6 +74,11 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Type names callable as functions (`int4(x)`, `date(x)`): casts in disguise, checked like `x::int4`.
+FUNCTION_CASTS: frozenset[str] = _words(
+    "int2 int4 int8 integer smallint bigint numeric float4 float8 real bool boolean date time timestamp timestamptz "
+    "interval text varchar bpchar name uuid inet cidr json jsonb xml money bytea"
+)
 ALLOWED_FUNCTIONS: frozenset[str] = _words(f"{_STRING} {_MATH} {_DATE} {_AGGREGATE} {_WINDOW} {_JSON_XML_ARRAY}")
 
 # Set-returning functions that may stand in FROM, and the columns they return when the caller gives none.

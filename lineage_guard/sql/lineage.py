@@ -24,6 +24,7 @@ from sqlglot import exp
 
 from .allowlist import (
     ERROR_CHANNEL_FUNCTIONS,
+    FUNCTION_CASTS,
     SAFE_CAST_TARGETS,
     SYSTEM_SCHEMAS,
     TABLE_FUNCTION_COLUMNS,
@@ -731,6 +732,10 @@ class Resolver:
         if schema not in (None, "pg_catalog"):
             self.refuse(f"function {schema}.{name} is not in the catalog; check the name or the --schema-file")
             return Lin(lin.sources, False, True)
+        if name in FUNCTION_CASTS and len(args) == 1:
+            if base_type(name) not in SAFE_CAST_TARGETS and may_echo(args[0].type) and args[0].sources:
+                self.error_channel |= args[0].sources
+            return Lin(lin.sources, False, lin.opaque, name)
         if not is_allowed_node(e):
             self.refuse(refusal_reason(name))
             return Lin(lin.sources, False, True)
