@@ -204,8 +204,13 @@ def _hits(det: Detector, text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         hit &= (count >= det.digits[0]) & (count <= det.digits[1])
     if det.checksum is None or not hit.any():
         return hit, hit
-    normalized = pc.replace_substring_regex(text, det.strip, "") if det.strip else text
-    return hit, hit & det.checksum(normalized)
+    # only the values in the right format are checked: a long free-text value never reaches a digit matrix
+    idx = np.flatnonzero(hit)
+    candidates = text.take(pa.array(idx))
+    normalized = pc.replace_substring_regex(candidates, det.strip, "") if det.strip else candidates
+    ok = np.zeros(len(text), bool)
+    ok[idx] = det.checksum(normalized)
+    return hit, ok
 
 
 def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidence | None:
