@@ -49,8 +49,9 @@ UNSUPPORTED_EXTRAS = ("iam", "azure_conn_id", "aws_conn_id", "redshift", "option
 class GovernedPostgresHook(BaseHook):
     """Builds the governed source and the masking keyring from Airflow connections.
 
-    Hook parameters (`hook_params` of the operator) override the connection's extras:
-    `statement_timeout_ms`, `environment`, `search_path`, and `master_key_conn_id`.
+    `environment` and `search_path` come only from the connection, which whoever administers
+    connections controls: DAG code cannot move a production database into a laxer environment.
+    DAG code (the operator's `hook_params`) may set `statement_timeout_ms` and `master_key_conn_id`.
     """
 
     conn_name_attr = "conn_id"
@@ -64,15 +65,12 @@ class GovernedPostgresHook(BaseHook):
         *,
         database: str | None = None,
         statement_timeout_ms: int | None = None,
-        environment: str | None = None,
-        search_path: str | None = None,
         master_key_conn_id: str = MASTER_KEY_CONN_ID,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.database = database
-        self._overrides = {"statement_timeout_ms": statement_timeout_ms, "environment": environment,
-                           "search_path": search_path}
+        self._overrides = {"statement_timeout_ms": statement_timeout_ms}
         self.master_key_conn_id = master_key_conn_id
         self._conn = None
 

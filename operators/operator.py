@@ -56,7 +56,7 @@ class GovernedPostgresOperator(BaseOperator):
     `split_statements`, `output_processor`, `conn_id`, `database`, `hook_params`. `autocommit`
     is accepted; every governed write is committed on its own.
 
-    Added: `identity` (default: service `airflow:{dag_id}.{task_id}`), `purpose` (required),
+    Added (not templated): `identity` (default: service `airflow:{dag_id}.{task_id}`), `purpose` (required),
     `policy` (a path, relative to the DAG file, or a `Policy`; default `$LINEAGE_GUARD_POLICY`),
     `output` (Parquet path or fsspec URL; the XCom is then `ExtractResult.summary()`; kept as the
     templated attribute `output_uri`, since `BaseOperator.output` is Airflow's XComArg), `max_rows`
@@ -64,10 +64,10 @@ class GovernedPostgresOperator(BaseOperator):
     `approval_timeout` for deferred approvals.
     """
 
-    template_fields: Sequence[str] = (
-        "sql", "parameters", "conn_id", "database", "hook_params", "identity", "purpose", "policy", "output_uri",
-        "max_rows",
-    )
+    # Who reads, why, and under which policy are fixed in DAG code, not templated: a run's conf or
+    # params must not be able to change them.
+    template_fields: Sequence[str] = ("sql", "parameters", "conn_id", "database", "hook_params", "output_uri",
+                                      "max_rows")
     template_ext: Sequence[str] = (".sql", ".json")
     template_fields_renderers: ClassVar[dict] = {"sql": "sql", "parameters": "json", "hook_params": "json"}
     ui_color = "#c7e9c0"
@@ -130,18 +130,30 @@ class GovernedPostgresOperator(BaseOperator):
             self.parameters = ast.literal_eval(self.parameters)
 
     def get_hook(self) -> GovernedPostgresHook:
-        """The hook for `conn_id`; `hook_params` may set statement_timeout_ms, environment, search_path,
-        master_key_conn_id."""
-        allowed = {"statement_timeout_ms", "environment", "search_path", "master_key_conn_id"}
+        """The hook for `conn_id`; `hook_params` may set statement_timeout_ms and master_key_conn_id.
+
+        The source environment and search path come from the connection only (see GovernedPostgresHook).
+        """
+        allowed = {"statement_timeout_ms", "master_key_conn_id"}
         unknown = sorted(set(self.hook_params) - allowed)
         if unknown:
-            raise ConfigError(f"hook_params {unknown} are not understood; valid: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"hook_params {unknown} are not accepted; valid: {', '.join(sorted(allowed))} "
+                              f"(environment and search_path are set on the connection, by its administrator)")
         return GovernedPostgresHook(self.conn_id, database=self.database, **self.hook_params)
 
     def _identity(self) -> Identity:
+        """The task's identity: a service (or agent). DAG code cannot claim to be a person."""
         if self.identity is None or self.identity == "":
             return Identity(principal=f"airflow:{self.dag_id}.{self.task_id}", kind="service")
-        return self.identity if isinstance(self.identity, Identity) else Identity.parse(str(self.identity))
+        if isinstance(self.identity, Identity):
+            chosen = self.identity
+        else:
+            text = str(self.identity).strip()
+            chosen = Identity.parse(text)
+            if chosen.kind == "human" and not text.startswith(("human:", "{")):
+                # A bare name from a DAG names a service account, not a person.
+                chosen = Identity(chosen.principal, "service", chosen.groups, chosen.attributes)
+        return chosen
 
     def _policy(self, context) -> Policy:
         from lineage_guard.policy import Policy, load_policy
@@ -179,11 +191,16 @@ class GovernedPostgresOperator(BaseOperator):
             raise ConfigError(
                 f"connection {self.conn_id!r} pins search_path {hook.search_path!r} but the policy resolves "
                 f"unqualified names in {policy.search_path}; make them agree")
+        identity = policy.resolve_identity(self._identity())
+        if identity.kind == "human":
+            raise ConfigError(
+                f"identity {identity.principal!r} is a person (kind human in the policy or the DAG); an Airflow "
+                f"task runs as a service or agent identity: declare one in the policy and pass it as identity=")
         keyring = hook.get_keyring()
         namespace, parent = _airflow_run(context, self.dag_id, self.task_id)
         ti = context.get("ti") if context else None
         return GovernedSession(
-            hook.get_conn(), policy, self._identity(), self.purpose,
+            hook.get_conn(), policy, identity, self.purpose,
             keyring=keyring,
             ledger=RecordingLedger(Ledger.open(signer=Signer.from_keyring(keyring)), self._handoff),
             lineage=self._handoff,
@@ -233,12 +250,13 @@ class GovernedPostgresOperator(BaseOperator):
         return self._run(context, start_at=int(event.get("statement_index", 0)))
 
     def _run(self, context, start_at: int) -> Any:
-        statements = self._statements()
-        session = self._session(context)
         results: list[Any] = []
         descriptions: list[Any] = []
         index = start_at
+        session = None
         try:
+            statements = self._statements()
+            session = self._session(context)
             with session:
                 self._deny_early(session, statements[start_at:])
                 for index in range(start_at, len(statements)):

@@ -44,8 +44,11 @@ def test_source_url_and_settings_come_from_the_connection(conn):
     assert (source.statement_timeout_ms, source.schema) == (5000, "app")
     assert "p@ss" not in source.redacted_url
 
-    overridden = GovernedPostgresHook("clinic", database="clinic_replica", environment="staging")
-    assert overridden.source_url.split("?")[0].endswith("/clinic_replica") and overridden.environment == "staging"
+    overridden = GovernedPostgresHook("clinic", database="clinic_replica", statement_timeout_ms=900)
+    assert overridden.source_url.split("?")[0].endswith("/clinic_replica")
+    assert (overridden.statement_timeout_ms, overridden.environment) == (900, "production")
+    with pytest.raises(TypeError):  # the environment is the connection's, never DAG code's
+        GovernedPostgresHook("clinic", environment="staging")
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -196,3 +199,37 @@ def test_example_dag_parses_and_its_policy_loads(airflow_env):
     assert dag.get_task("extract_patients").output_uri.startswith("s3://clinic-training/")
     policy = load_policy(example / "policy.yaml")
     assert "airflow:patients_for_finetuning.extract_patients" in policy.identities
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"identity": "dr-ho"}, "identity 'dr-ho' is a person"),
+    ({"identity": "human:dana"}, "identity 'dana' is a person"),
+    ({"hook_params": {"environment": "staging"}}, "hook_params ['environment'] are not accepted"),
+    ({"policy": None}, "no policy: pass policy="),
+    ({"output": "/tmp/x.parquet", "sql": ["SELECT 1", "SELECT 2"]}, "output= writes the result of one statement"),
+])
+def test_operator_refuses_what_would_weaken_governance(conn, kwargs, message):
+    from airflow.sdk.exceptions import AirflowFailException
+    from lineage_guard.operators import GovernedPostgresOperator
+
+    from lineage_guard.policy import Policy
+
+    conn("clinic", conn_type="postgres", host="127.0.0.1", port=1, schema="clinic")
+    policy = Policy.model_validate({"identities": {"dr-ho": {"kind": "human", "groups": ["clinicians"]}},
+                                    "groups": ["clinicians"]})
+    args = {"task_id": "t", "conn_id": "clinic", "sql": "SELECT 1", "purpose": "reporting", "policy": policy, **kwargs}
+    operator = GovernedPostgresOperator(**args)
+    with pytest.raises(AirflowFailException) as caught:
+        operator.execute({})
+    assert message in str(caught.value)
+
+
+def test_who_why_and_which_policy_are_not_templated():
+    require("airflow", "airflow")
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+    from lineage_guard.operators import GovernedPostgresOperator
+
+    fields = set(GovernedPostgresOperator.template_fields)
+    assert not fields & {"identity", "purpose", "policy"}
+    assert set(SQLExecuteQueryOperator.template_fields) <= fields and "output_uri" in fields
+    assert GovernedPostgresOperator.template_ext == SQLExecuteQueryOperator.template_ext
