@@ -211,21 +211,34 @@ class GovernedSession:
         run, decision = self._begin(sql, sink)
         gen = self._pump(run, decision, sql, parameters, sink)
 
+        failed = False
+
         def batches() -> Iterator[pa.RecordBatch]:
-            for _ in gen:
-                while delivered:
-                    yield delivered.pop(0)
+            nonlocal failed
+            failure = None
+            try:
+                for _ in gen:
+                    while delivered:
+                        yield delivered.pop(0)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # the path failed (not the caller): record, sanitize
+                failed = True
+                failure = self._fail(run, sink, exc)
+            if failure is not None:
+                raise failure
 
         try:
             yield batches()
         except BaseException as exc:
-            gen.close()
-            self._fail(run, sink, exc)
+            if not failed:  # the caller's own code failed: record it, re-raise it unchanged
+                gen.close()
+                self._fail(run, sink, exc)
             raise
-        else:
-            for _ in gen:  # drain what the caller did not read, so counts are true
-                delivered.clear()
-            self._finish(run, sink)
+        # A caller that stopped early ends the read here (cancelled on the server). The ledger counts
+        # every row handed over, at most one batch more than was looked at: over-, never under-report.
+        gen.close()
+        self._finish(run, sink)
 
     def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
         """The masked result as an Arrow table (in memory)."""
@@ -367,7 +380,7 @@ class GovernedSession:
                 raise LineageGuardError(
                     f"the query returns {len(stream.schema)} columns but the plan resolved "
                     f"{len(decision.columns)}; refusing to release unplanned columns")
-            empty = pa.RecordBatch.from_pylist([], schema=stream.schema)
+            empty = stream.schema.empty_table()
             masked_schema = mask_batch(empty, specs, self.keyring).schema
             sink.open(masked_schema)
             run.output_schema = [(f.name, str(f.type)) for f in masked_schema]
@@ -383,12 +396,14 @@ class GovernedSession:
         t0 = time.perf_counter()
         run, decision = self._begin(sql, sink)
         t1 = time.perf_counter()
+        failure = None
         try:
             for _ in self._pump(run, decision, sql, parameters, sink, progress):
                 pass
         except BaseException as exc:
-            self._fail(run, sink, exc)
-            raise
+            failure = self._fail(run, sink, exc)
+        if failure is not None:  # raised outside the except block so no raw context is chained
+            raise failure
         t2 = time.perf_counter()
         self._finish(run, sink)
         t3 = time.perf_counter()
@@ -398,6 +413,7 @@ class GovernedSession:
         """Steps 8-10 on success: record the receipt, then make the result visible, then lineage."""
         run.outcome = "success"
         run.ended_at = utcnow()
+        sink.seal()  # the exact size is known before the result becomes visible
         run.bytes = sink.bytes_written
         run.receipt = self.ledger.record(run)  # before the commit: no delivered result without an entry
         try:
@@ -408,10 +424,16 @@ class GovernedSession:
             raise
         self.lineage.complete(run)
 
-    def _fail(self, run: RunRecord, sink: "Sink", exc: BaseException) -> None:
+    def _fail(self, run: RunRecord, sink: "Sink", exc: BaseException) -> BaseException:
+        """Abort the sink, record and announce the failure; returns the exception to raise."""
         sink.abort()
         self._record_failure(run, exc)
         self.lineage.fail(run)
+        if isinstance(exc, LineageGuardError) or not isinstance(exc, Exception):
+            return exc
+        # A library error on the data path may quote a value; callers get the class only.
+        return LineageGuardError(f"the governed read failed ({type(exc).__name__}); details are withheld "
+                                 f"because they can quote data values (receipt {run.receipt.id if run.receipt else '-'})")
 
     def _record_failure(self, run: RunRecord, exc: BaseException) -> None:
         run.outcome = "failed"
@@ -438,6 +460,9 @@ class _Handover:
     def write(self, batch: pa.RecordBatch) -> None:
         self.bytes_written += batch.nbytes
         self._deliver(batch)
+
+    def seal(self) -> None:
+        pass
 
     def commit(self):
         return self.info

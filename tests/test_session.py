@@ -100,11 +100,21 @@ def test_denied_query_raises_records_and_writes_nothing(people_url, tmp_path):
     target = tmp_path / "denied.parquet"
     with session(people_url) as s:
         with pytest.raises(AccessDenied) as exc:
-            s.extract("SELECT p FROM people p", to=str(target))
+            s.extract("SELECT email FROM people; DROP TABLE people", to=str(target))
         assert exc.value.receipt_id
         with pytest.raises(AccessDenied):
-            s.read_arrow("SELECT email FROM people; DROP TABLE people")
+            s.read_arrow("SELECT pg_read_file('/etc/passwd')")
     assert not target.exists()
+
+
+def test_whole_row_reference_is_planned_masked_and_never_released(people_url):
+    # The plan masks a whole-row column; the ADBC driver cannot decode composite rows at all,
+    # so the read fails closed with a sanitized error rather than releasing anything.
+    with session(people_url) as s:
+        assert [c.masked for c in s.plan("SELECT p FROM people p").columns] == [True]
+        with pytest.raises(LineageGuardError) as exc:
+            s.read_arrow("SELECT p FROM people p")
+    assert not any(v in str(exc.value) for v in RAW_SENSITIVE)
 
 
 def test_unknown_purpose_is_denied(people_url):
@@ -124,7 +134,7 @@ def test_no_key_or_raw_value_in_logs_errors_or_state(people_url, tmp_path, caplo
     caplog.set_level(logging.DEBUG)
     with session(people_url) as s:
         s.extract("SELECT id, full_name, email, ssn FROM people", to=str(tmp_path / "o.parquet"))
-        for bad in ("SELECT p FROM people p", "SELECT id, email::int FROM people"):
+        for bad in ("SELECT pg_read_file('/etc/passwd')", "SELECT id, email::int FROM people"):
             with pytest.raises(LineageGuardError) as exc:
                 s.read_arrow(bad)
             assert master_key not in str(exc.value)
@@ -136,3 +146,14 @@ def test_no_key_or_raw_value_in_logs_errors_or_state(people_url, tmp_path, caplo
             blob = open(os.path.join(root, name), "rb").read()
             assert master_key.encode() not in blob, name
             assert not any(v.encode() in blob for v in RAW_SENSITIVE), name
+
+
+def test_stream_stopped_early_is_recorded_with_rows_handed_over(people_url):
+    from lineage_guard.audit import Ledger
+
+    with session(people_url, ledger=Ledger.open()) as s:
+        with s.stream("SELECT id FROM people ORDER BY id") as batches:
+            next(iter(batches))
+        last = list(s.ledger.entries())[-1]
+    body = last.get("body", last)
+    assert body["outcome"] == "success" and body["rows"] >= 1
