@@ -451,6 +451,13 @@ deny - SELECT id, date(full_name) FROM customers
 deny - SELECT id, jsonb(email) FROM customers
 allow - SELECT pg_size_pretty(sum(amount)::bigint) FROM orders
 allow - SELECT daterange(created_at::date, created_at::date + 1) FROM orders
+deny - SELECT count(*) FROM customers WHERE ssn BETWEEN '975-45-1106' AND '975-45-1106'
+deny - SELECT customer_id, count(*) FROM orders WHERE card_number LIKE '0000-7%' GROUP BY customer_id
+deny - SELECT zip, count(*) FROM customers WHERE birth_date < '1950-01-01' GROUP BY zip
+allow - SELECT plan, count(*) FROM customers WHERE birth_date < '1950-01-01' GROUP BY plan
+mask 0 SELECT diagnosis, count(*) FROM patients GROUP BY diagnosis
+allow - SELECT customer_id, count(*) FROM orders GROUP BY customer_id
+allow - SELECT count(*) FROM patients WHERE birth_date BETWEEN '1950-01-01' AND '1960-01-01'
 """
 
 

@@ -34,7 +34,8 @@ def cols(a):
 def test_catalog_from_ddl(cat):
     customers = cat.relation("customers")
     assert customers.column_names == ("id", "full_name", "email", "ssn", "phone", "birth_date", "zip", "created_at", "plan")
-    assert (customers.column_type("birth_date"), customers.unique) == ("date", frozenset({"id"}))
+    assert (customers.column_type("birth_date"), customers.identifying) == ("date", frozenset({"id"}))
+    assert cat.relation("orders").identifying == frozenset({"id", "customer_id"})  # a foreign key names a person
     assert cat.relation("v_customer_secure").kind == "view"  # WITH (security_barrier): parsed by the fallback
     assert cat.relation("mv_zip_plan").kind == "matview"
     assert cat.relation("customers", "other") is None and cat.relation("nope") is None

@@ -175,15 +175,16 @@ def _population(node: exp.Expression, resolver, catalog: Catalog) -> bool:
     if not aggregates and not group:
         return False
     if group:
-        unique = {c for t in resolver.tables_read for c in (catalog.relation(t.table, t.schema) or _NO_REL).unique}
+        # Groups keyed by an identifying column (id, a foreign key to a person) are individuals.
+        keys = {c for t in resolver.tables_read for c in (catalog.relation(t.table, t.schema) or _NO_REL).identifying}
         for g in group.walk():
-            if isinstance(g, exp.Column) and g.name.lower() in unique:
+            if isinstance(g, exp.Column) and g.name.lower() in keys:
                 return False
     return True
 
 
 class _NoRel:
-    unique: frozenset = frozenset()
+    identifying: frozenset = frozenset()
 
 
 _NO_REL = _NoRel()

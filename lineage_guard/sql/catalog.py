@@ -43,7 +43,8 @@ class Relation:
     kind: RelationKind = "table"
     columns: tuple[tuple[str, str | None], ...] = ()
     definition: str | None = None          # the SELECT of a view / materialized view / CREATE TABLE AS
-    unique: frozenset[str] = frozenset()   # columns that identify one row on their own (PK / UNIQUE)
+    # Columns whose value names one row or one individual: PRIMARY KEY / UNIQUE, and foreign keys to them.
+    identifying: frozenset[str] = frozenset()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -126,10 +127,10 @@ class Catalog:
                 f"could not read the catalog from {_display(url)} ({type(err).__name__}); check the URL, "
                 "that the server is up and that the role may read pg_catalog"
             ) from None
-        for schema, name, relkind, columns, definition, unique in rows:
+        for schema, name, relkind, columns, definition, identifying in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
-                             _strip_semicolon(definition), frozenset(unique or ())))
+                             _strip_semicolon(definition), frozenset(identifying or ())))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -195,18 +196,19 @@ class Catalog:
             return
         schema, name = table.db or self.search_path[0], table.name
         if kind == "TABLE" and isinstance(target, exp.Schema) and node.expression is None:
-            cols, unique = [], set()
+            cols, identifying = [], set()
             for col in target.expressions:
                 if isinstance(col, exp.ColumnDef):
                     cols.append((col.name, col.args["kind"].sql("postgres").lower() if col.args.get("kind") else None))
-                    if any(isinstance(c.args.get("kind"), (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint))
-                           for c in col.constraints):
-                        unique.add(col.name)
-                elif isinstance(col, (exp.PrimaryKey, exp.UniqueColumnConstraint)):
-                    keys = [e.name for e in col.find_all(exp.Identifier)]
+                    if any(isinstance(c.args.get("kind"), _IDENTIFYING) for c in col.constraints):
+                        identifying.add(col.name)
+                elif isinstance(col, (exp.PrimaryKey, exp.UniqueColumnConstraint, exp.ForeignKey)):
+                    keys = [e.name for e in (col.expressions or col.find_all(exp.Identifier))]
+                    if isinstance(col, exp.UniqueColumnConstraint) and isinstance(col.this, exp.Schema):
+                        keys = [e.name for e in col.this.expressions]
                     if len(keys) == 1:
-                        unique.add(keys[0])
-            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(unique)))
+                        identifying.add(keys[0])
+            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying)))
         elif kind in ("VIEW", "TABLE") and node.expression is not None:
             materialized = any(isinstance(p, exp.MaterializedProperty) for p in node.find_all(exp.MaterializedProperty))
             rel_kind: RelationKind = "view" if kind == "VIEW" and not materialized else "matview"
@@ -220,7 +222,7 @@ class Catalog:
         rel = self.relations.get(key)
         if rel is None:
             return
-        cols, unique, name = list(rel.columns), set(rel.unique), rel.name
+        cols, identifying, name = list(rel.columns), set(rel.identifying), rel.name
         for action in node.args.get("actions") or []:
             if isinstance(action, exp.ColumnDef):
                 kind = action.args.get("kind")
@@ -228,15 +230,15 @@ class Catalog:
             elif isinstance(action, exp.RenameColumn):
                 old, new = action.this.name, action.args["to"].name
                 cols = [(new if c == old else c, t) for c, t in cols]
-                unique = {new if c == old else c for c in unique}
+                identifying = {new if c == old else c for c in identifying}
             elif isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN":
                 gone = {c.name for c in action.args.get("tables") or []}
                 cols = [(c, t) for c, t in cols if c not in gone]
-                unique -= gone
+                identifying -= gone
             elif isinstance(action, exp.AlterRename):
                 name = action.this.name
         del self.relations[key]
-        self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(unique)))
+        self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying)))
 
     def _load_fallback(self, chunk: str) -> None:
         # sqlglot does not know every option (e.g. WITH (security_barrier)): keep what lineage needs.
@@ -252,6 +254,9 @@ class Catalog:
         if m:
             schema, name = _split_name(m.group("name"), self.search_path[0])
             self.add(Function(schema, name, None, None))  # known to exist, body unknown: refused when called
+
+
+_IDENTIFYING = (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint, exp.Reference)
 
 
 def split_statements(text: str) -> list[str]:
@@ -330,9 +335,13 @@ SELECT n.nspname, c.relname, c.relkind,
        (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)] ORDER BY a.attnum)
           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
-       (SELECT array_agg(a.attname::text) FROM pg_index i
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL)
+       ARRAY(SELECT a.attname::text FROM pg_index i
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+              WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+             UNION
+             SELECT a.attname::text FROM pg_constraint k
+               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'

@@ -6,8 +6,9 @@ of sensitive columns, by mode:
 
 - `lenient`: none for predicates (output masking only);
 - `default`: a sensitive column tested against caller-chosen constants (WHERE, JOIN, HAVING,
-  EXCEPT/INTERSECT) or ordering the result (ORDER BY, DISTINCT ON), in a query that can single
-  out individuals; population-level aggregates stay allowed;
+  EXCEPT/INTERSECT, FILTER) or ordering the result (ORDER BY, DISTINCT ON), in a query that can
+  single out individuals (rows, point tests such as `=`/`IN`, groups keyed by an identifying or a
+  sensitive column); population-level aggregates stay allowed;
 - `strict`: any use of a sensitive column outside the projection, aggregates included.
 
 In every mode, a sensitive value reaching a cast or parse function that can fail with the value
@@ -47,6 +48,8 @@ def inference_findings(analysis: Analysis, sensitive: Iterable[ColumnRef], mode:
                        "message (error channel); cast only non-sensitive columns, or to text")
     if mode == "lenient":
         return reasons
+    # Grouping by a sensitive column (ssn, zip...) makes each group a handful of people, or one.
+    grouped_by_sensitive = any(u.clause == "group" and u.column in sensitive for u in analysis.uses)
     seen: set[tuple[ColumnRef, str]] = set()
     for use in analysis.uses:
         if use.column not in sensitive or (use.column, use.clause) in seen:
@@ -55,7 +58,7 @@ def inference_findings(analysis: Analysis, sensitive: Iterable[ColumnRef], mode:
         if mode == "strict":
             reason = (f"{use.column} is used in {where} (strict inference mode: sensitive columns may only be "
                       "projected, and then masked); remove it from the clause")
-        elif use.singles_out and use.against_constant and use.clause not in ("group", "window"):
+        elif (use.singles_out or grouped_by_sensitive) and use.against_constant and use.clause not in ("group", "window"):
             reason = (f"{use.column} is tested against chosen constants in {where} of a query that can single "
                       "out individuals (inference oracle); remove the predicate or aggregate the result")
         elif use.singles_out and use.clause in ("order", "distinct_on"):

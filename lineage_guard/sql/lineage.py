@@ -846,6 +846,8 @@ def _is_point(e: exp.Expression) -> bool:
     for node in _walk_local(e):
         if isinstance(node, (exp.EQ, exp.In, exp.NullSafeEQ)):
             return True
+        if isinstance(node, exp.Between) and node.args.get("low") == node.args.get("high"):
+            return True  # BETWEEN x AND x is an equality
         if isinstance(node, (exp.Like, exp.ILike)):
             pattern = node.expression
             if not (isinstance(pattern, exp.Literal) and any(ch in pattern.this for ch in "%_")):
