@@ -10,8 +10,7 @@ with DAG("lg_dropin_plain", schedule=None, start_date=datetime(2024, 1, 1), catc
     QueryOperator(
         task_id="cities",
         conn_id="lg_test_pg_plain",
-        sql="SELECT city, count(*) AS n, min(id) AS first_id FROM patients WHERE id <= %(last)s "
-            "GROUP BY city ORDER BY first_id",
+        sql="sql/cities.sql",
         parameters={"last": 10},
     )
     QueryOperator(
