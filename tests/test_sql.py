@@ -220,6 +220,15 @@ def test_write_statements(cat, sql, kind, written, has_where, flags):
     assert flags <= a.flags
 
 
+@pytest.mark.parametrize("sql", [
+    "UPDATE customers SET plan = set_config('x.y', ssn, false) WHERE id = 1",
+    "DELETE FROM orders WHERE id = (SELECT lo_import('/etc/passwd'))",
+    "INSERT INTO orders (card_number) VALUES (pg_read_file('x'))",
+])
+def test_writes_may_not_call_side_effect_functions(cat, sql):
+    assert any("is not allowed" in v for v in analyze(sql, cat).violations)
+
+
 def test_reads_inside_writes_are_checked(cat):
     a = analyze("INSERT INTO orders (card_number) SELECT pg_read_file('x') FROM customers", cat)
     assert TableRef("public", "customers") in a.tables_read and any("pg_read_file" in v for v in a.violations)

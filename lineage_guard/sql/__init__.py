@@ -42,8 +42,9 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     import sqlglot
 
     from .allowlist import _silence_sqlglot
+    from .allowlist import FUNCTION_CASTS, function_name, is_allowed_node, refusal_reason
     from .guards import decode_unicode_identifiers
-    from .lineage import Resolver
+    from .lineage import Resolver, ident
     from .statements import describe
 
     _silence_sqlglot()
@@ -109,14 +110,21 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     if "returning" in flags:
         resolver.refuse("RETURNING sends rows back from a write without masking; remove RETURNING and read "
                         "the rows with a governed SELECT")
-    # Reads inside a write (INSERT ... SELECT, COPY (SELECT ...), CREATE ... AS SELECT, RETURNING) still count.
+    # Reads inside a write (INSERT ... SELECT, COPY (SELECT ...), CREATE ... AS SELECT) still count.
     for sub in _inner_queries(node):
         resolver.query(sub, None)
+    if kind in ("insert", "update", "delete", "merge", "copy"):
+        # SET / WHERE / VALUES may call functions too: a write must not smuggle a side effect either.
+        for fn in node.find_all(exp.Func):
+            name = function_name(fn)
+            if not (is_allowed_node(fn) or name in FUNCTION_CASTS or catalog.user_functions(name)):
+                resolver.refuse(refusal_reason(name))
     for t in node.find_all(exp.Table):
-        if t.args.get("db") or catalog.relation(t.name):
-            rel = catalog.relation(t.name.lower(), t.args.get("db") and t.args["db"].name.lower())
-            if rel is not None and TableRef(rel.schema, rel.name) not in written:
-                resolver.tables_read.add(TableRef(rel.schema, rel.name))
+        if not isinstance(t.this, exp.Identifier):
+            continue
+        rel = catalog.relation(ident(t.this), ident(t.args["db"]) if t.args.get("db") else None)
+        if rel is not None and TableRef(rel.schema, rel.name) not in written:
+            resolver.tables_read.add(TableRef(rel.schema, rel.name))
     return Analysis(
         statement=statement, kind=kind, is_read=False,
         tables_read=tuple(sorted(resolver.tables_read)), tables_written=tuple(written),
