@@ -41,8 +41,7 @@ def _refused(sql: str, reason: str, kind="other") -> Analysis:
 def _analyze(sql: str, catalog: Catalog) -> Analysis:
     import sqlglot
 
-    from .allowlist import _silence_sqlglot
-    from .allowlist import FUNCTION_CASTS, function_name, is_allowed_node, refusal_reason
+    from .allowlist import FUNCTION_CASTS, _silence_sqlglot, function_name, is_allowed_node, refusal_reason
     from .guards import decode_unicode_identifiers
     from .lineage import Resolver, ident
     from .statements import describe
