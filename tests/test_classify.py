@@ -280,3 +280,16 @@ def test_vectorized_checksums_agree_with_per_value_reference(values):
 def test_mod97_reads_letters_as_two_digits(values):
     expected = [int("".join(str(int(ch, 36)) for ch in v)) % 97 for v in values]
     assert checksums.mod97(pa.array(values)).tolist() == expected
+
+
+def test_a_column_mixing_identifier_kinds_is_sensitive():
+    f = Faker("en_US")
+    f.seed_instance(6)
+    mixed = pa.array([f.email() if i % 2 else f.phone_number() for i in range(80)])
+    c = classify_column("contact_value", "text", mixed)
+    assert c.is_sensitive() and c.label in ("email", "phone") and set(c.evidence["mixed"]) == {"email", "phone"}
+    # a good part of the rows in a distinctive format is enough; a stray few are not
+    assert label("col_1", pa.array([f.email() if i % 2 else f.word() for i in range(80)])) == "email"
+    assert label("col_2", pa.array([f.email() if i % 10 == 0 else f.word() for i in range(80)])) == "not_sensitive"
+    nine = pa.array([str(random.Random(i).randint(10**8, 10**9 - 1)) for i in range(300)])  # ~9% pass 11-proof
+    assert label("col_3", nine) == "not_sensitive"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .detectors import Evidence, value_evidence
+from .detectors import Evidence, score_from_share, value_evidence
 from .labels import LABELS, NOT_SENSITIVE
 from .names import name_hints
 
@@ -30,6 +30,8 @@ AGREEMENT = 1 - (1 - NAME_SCORE["strong"]) * (1 - 0.9)
 REPORT_FLOOR = 0.6  # below this the column is reported not sensitive (a weak format alone stays under it)
 # Labels whose values are recognizable enough that a sample with none of them refutes the name.
 _REFUTABLE = frozenset({"email", "phone", "payment_card", "iban", "ip_address", "mac_address"})
+# Formats distinctive enough to add up when a column mixes them.
+_MIXABLE = frozenset({"email", "phone", "national_id", "payment_card", "iban", "ip_address", "mac_address"})
 _DATEISH_TOKENS = frozenset({"date", "dt", "day", "time", "at", "on", "year", "month", "timestamp", "ts"})
 
 
@@ -89,6 +91,11 @@ def classify_column(name: str, pg_type: str | None, sample: pa.Array | None, *, 
             scored.append((conf, -rank, label))
     scored.sort(reverse=True)
     evidence: dict[str, Any] = {"type": pg_type, "sampled": len(sample), "non_null": non_null}
+    mixed = _mixed(values, non_null)
+    if mixed and (not scored or scored[0][0] < mixed[0]):
+        conf, label, shares = mixed
+        evidence["mixed"] = shares  # e.g. a `contact` column holding e-mails and phone numbers
+        return Classification(label, round(conf, 4), evidence)
     if not scored or scored[0][0] < REPORT_FLOOR:
         best = scored[0][0] if scored else 0.0
         if scored:
@@ -109,6 +116,19 @@ def classify_column(name: str, pg_type: str | None, sample: pa.Array | None, *, 
     if len(scored) > 1 and scored[1][0] >= REPORT_FLOOR:
         evidence["runner_up"] = {"label": scored[1][2], "confidence": round(scored[1][0], 4)}
     return Classification(label, round(conf, 4), evidence)
+
+
+def _mixed(values: Mapping[str, Evidence], non_null: int) -> tuple[float, str, dict[str, float]] | None:
+    """A column whose values are mostly identifiers of several kinds: labeled with the most frequent one."""
+    counts = {label: ev.strong_matched for label, ev in values.items() if label in _MIXABLE and ev.strong_matched}
+    if len(counts) < 2 or not non_null:
+        return None
+    share = min(1.0, sum(counts.values()) / non_null)
+    if share < 0.8:
+        return None
+    label = max(counts, key=lambda k: (counts[k], -LABELS.index(k)))
+    conf = 0.9 * score_from_share(share) * min(1.0, 0.6 + 0.04 * non_null)
+    return conf, label, {k: round(v / non_null, 4) for k, v in sorted(counts.items())}
 
 
 def classify_table(
