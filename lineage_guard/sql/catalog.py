@@ -175,15 +175,21 @@ class Catalog:
                 node = sqlglot.parse_one(chunk, dialect="postgres")
             except Exception:  # noqa: BLE001 - options sqlglot lacks fall back to the regex reader
                 node = None
-            if isinstance(node, exp.Create):
-                self._load_create(node, chunk)
-            elif isinstance(node, exp.Alter) and str(node.args.get("kind") or "").upper() == "TABLE":
-                self._load_alter(node)
-            elif isinstance(node, exp.Drop) and str(node.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
-                for t in node.find_all(exp.Table):
-                    self.relations.pop((t.db or self.search_path[0], t.name), None)
-            elif node is None or isinstance(node, exp.Command):
-                self._load_fallback(chunk)
+            try:
+                self._load_statement(node, chunk)
+            except Exception:  # noqa: BLE001 - a statement we cannot read leaves its object unknown: refused later
+                continue
+
+    def _load_statement(self, node: exp.Expression | None, chunk: str) -> None:
+        if isinstance(node, exp.Create):
+            self._load_create(node, chunk)
+        elif isinstance(node, exp.Alter) and str(node.args.get("kind") or "").upper() == "TABLE":
+            self._load_alter(node)
+        elif isinstance(node, exp.Drop) and str(node.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+            for t in node.find_all(exp.Table):
+                self.relations.pop((t.db or self.search_path[0], t.name), None)
+        elif node is None or isinstance(node, exp.Command):
+            self._load_fallback(chunk)
 
     def _load_create(self, node: exp.Create, chunk: str) -> None:
         kind = str(node.args.get("kind") or "").upper()
