@@ -53,6 +53,13 @@ def test_catalog_from_ddl_follows_migrations():
     assert cat.relation("u").columns == (("id", "int"), ("secret", "text"), ("c", "date"))
 
 
+def test_catalog_from_ddl_folds_unquoted_names():
+    cat = Catalog.from_ddl_text('CREATE TABLE Public.Customers (ID int PRIMARY KEY, "Email" text, SSN TEXT)')
+    assert cat.relation("customers").column_names == ("id", "Email", "ssn")
+    assert cols(analyze('SELECT ID, "Email" FROM CUSTOMERS', cat))[1] == ("Email", ["customers.Email"], True, False)
+    assert analyze("SELECT email FROM customers", cat).violations  # "Email" is case-sensitive
+
+
 def test_catalog_from_ddl_errors(tmp_path):
     with pytest.raises(ConfigError, match="cannot read schema file"):
         Catalog.from_ddl(tmp_path / "missing.sql")

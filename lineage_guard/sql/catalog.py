@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import TokenType
 
 from ..errors import ConfigError
@@ -172,12 +173,13 @@ class Catalog:
             if not head.startswith(("CREATE", "DROP", "ALTER")):
                 continue  # INSERT/BEGIN/COMMIT/SET...: data and transaction control are not schema
             try:
-                node = sqlglot.parse_one(chunk, dialect="postgres")
+                # Unquoted names fold to lower case, as PostgreSQL stores them.
+                node = normalize_identifiers(sqlglot.parse_one(chunk, dialect="postgres"), dialect="postgres")
             except Exception:  # noqa: BLE001 - options sqlglot lacks fall back to the regex reader
                 node = None
             try:
                 self._load_statement(node, chunk)
-            except Exception:  # noqa: BLE001 - a statement we cannot read leaves its object unknown: refused later
+            except Exception:  # noqa: BLE001, S112 - a statement we cannot read leaves its object unknown: refused later
                 continue
 
     def _load_statement(self, node: exp.Expression | None, chunk: str) -> None:
