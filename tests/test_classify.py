@@ -142,6 +142,8 @@ def test_hard_negatives_are_not_sensitive():
         "ean": [f.ean13() for _ in range(80)],
         "amount": [f"{rng.uniform(1, 999):.2f}" for _ in range(80)],
         "col_b": [(today - timedelta(days=rng.randint(0, 900))).isoformat() for _ in range(80)],
+        "col_d": [f.street_name() for _ in range(80)],        # "Smith Avenue" is not a person
+        "col_e": [f.company() for _ in range(80)],
     }
     for name, values in negatives.items():
         assert label(name, pa.array(values)) == "not_sensitive", name

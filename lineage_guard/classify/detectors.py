@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from typing import Literal
 
@@ -257,16 +258,28 @@ def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidenc
                     strong_matched=int(strong.sum()))
 
 
+@lru_cache(maxsize=1)
+def _street_words() -> pa.Array:
+    return pa.array(sorted({w.lower() for w in street_suffixes()}))
+
+
 def _person_names(text: pa.Array) -> Evidence:
     n = len(text)
     shape = _match(text, _NAME_SHAPE)
     words = pc.split_pattern(pc.utf8_lower(text), " ")
     flat = pc.list_flatten(words)
     parents = np.asarray(pc.list_parent_indices(words))
-    known = np.asarray(pc.fill_null(pc.is_in(pc.utf8_trim(flat, ".,'’"), value_set=person_names()), False))
+    trimmed = pc.utf8_trim(flat, ".,'’")
+    known = np.asarray(pc.fill_null(pc.is_in(trimmed, value_set=person_names()), False))
     per_row_known = np.bincount(parents, weights=known, minlength=n)
     per_row_words = np.bincount(parents, minlength=n)
-    lexical = shape & (per_row_known >= np.maximum(1, per_row_words / 2))
+    # "Smith Avenue", "Kirstin-Mies-Ring": a name followed by a street word is a place, not a person
+    last = np.asarray(words.offsets)[1:] - 1
+    street = np.asarray(pc.fill_null(pc.is_in(trimmed, value_set=_street_words()), False))
+    ends_in_street = np.zeros(n, bool)
+    has_words = per_row_words > 0
+    ends_in_street[has_words] = street[last[has_words]]
+    lexical = shape & ~ends_in_street & (per_row_known >= np.maximum(1, per_row_words / 2))
     share, lex_share = _share(shape, n), _share(lexical, n)
     score = score_from_share(lex_share) if lex_share >= 0.6 else 0.45 * score_from_share(share)
     return Evidence("person_name", "name_lexicon" if lex_share >= 0.6 else "name_shape", score, share, None,
