@@ -77,6 +77,10 @@ def test_extract_writes_masked_parquet_and_returns_a_summary(airflow_env, patien
     assert access["identity"]["principal"] == "airflow:lg_extract.extract_patients"  # not redacted by Airflow
     assert access["receipt"]["id"] == summary["receipt_id"]
     assert_valid_events(events, forbid=[*raw_values(patients), TEST_MASTER_KEY])
+    assert complete["run"]["runId"] in text  # the ledger entry names the Airflow task's run as its parent
+    from lineage_guard.lineage.outbox import FILE_NAME as OUTBOX
+
+    assert (lg_home / "ledger.sqlite").exists() and not (lg_home / OUTBOX).exists()  # the session emitted nothing
 
     # nothing raw in the task logs either
     logs = capfd.readouterr()
