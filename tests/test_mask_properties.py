@@ -101,3 +101,12 @@ def test_all_distinct_and_dictionary_paths_agree():
         whole = mask_array(big, spec, KR).to_pylist()
         pieces = [mask_array(big.slice(i, 10_000), spec, KR).to_pylist() for i in range(0, len(values), 10_000)]
         assert whole == [x for p in pieces for x in p], spec.method
+
+
+def test_sliced_arrays_mask_like_their_parent():
+    # Batches are often slices of a larger buffer (non-zero offset): kernels must respect it.
+    big = pa.array([f"{i:07d}-Ab" if i % 11 else None for i in range(6 * _SAMPLE)], pa.large_string())
+    for spec in KEYED:
+        whole = mask_array(big, spec, KR)
+        assert mask_array(big.slice(7, 5 * _SAMPLE), spec, KR).equals(whole.slice(7, 5 * _SAMPLE)), spec.method
+        assert mask_array(big.slice(3, 100), spec, KR).equals(whole.slice(3, 100)), spec.method
