@@ -233,3 +233,13 @@ def test_who_why_and_which_policy_are_not_templated():
     assert not fields & {"identity", "purpose", "policy"}
     assert set(SQLExecuteQueryOperator.template_fields) <= fields and "output_uri" in fields
     assert GovernedPostgresOperator.template_ext == SQLExecuteQueryOperator.template_ext
+
+
+@pytest.mark.parametrize("module", ["provider", "cursor", "params", "recording", "triggers"])
+def test_docstring_examples_run(module):
+    require("airflow", "airflow")
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"lineage_guard.operators.{module}"))
+    assert result.attempted > 0 and result.failed == 0
