@@ -60,16 +60,15 @@ def mask_array(array: pa.Array | pa.ChunkedArray, spec: MaskSpec, keyring: Keyri
         raise ConfigError("mask method 'drop' removes the column: apply it with mask_batch, not mask_array")
     if keyring is None and spec.method in _KEYED:
         keyring = Keyring.from_env()
-    if isinstance(array, pa.ChunkedArray) or isinstance(subject, pa.ChunkedArray):
-        if isinstance(subject, pa.ChunkedArray):
-            subject = subject.combine_chunks()
-        if subject is not None or not isinstance(array, pa.ChunkedArray):
-            whole = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-            return pa.chunked_array([_mask(whole, spec, keyring, subject)])
-        chunks = [_mask(c, spec, keyring, None) for c in array.chunks]
-        return pa.chunked_array(chunks, type=chunks[0].type if chunks else _mask(
-            pa.array([], array.type), spec, keyring, None).type)
-    return _mask(array, spec, keyring, subject)
+    if isinstance(subject, pa.ChunkedArray):
+        subject = subject.combine_chunks()
+    if not isinstance(array, pa.ChunkedArray):
+        return _mask(array, spec, keyring, subject)
+    if subject is not None:  # rows must line up with the subject's: mask the column whole
+        return pa.chunked_array([_mask(array.combine_chunks(), spec, keyring, subject)])
+    chunks = [_mask(c, spec, keyring, None) for c in array.chunks]
+    out_type = chunks[0].type if chunks else _mask(pa.array([], array.type), spec, keyring, None).type
+    return pa.chunked_array(chunks, type=out_type)
 
 
 def _mask(array: pa.Array, spec: MaskSpec, keyring: Keyring | None, subject: pa.Array | None) -> pa.Array:
