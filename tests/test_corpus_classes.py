@@ -458,6 +458,14 @@ allow - SELECT plan, count(*) FROM customers WHERE birth_date < '1950-01-01' GRO
 mask 0 SELECT diagnosis, count(*) FROM patients GROUP BY diagnosis
 allow - SELECT customer_id, count(*) FROM orders GROUP BY customer_id
 allow - SELECT count(*) FROM patients WHERE birth_date BETWEEN '1950-01-01' AND '1960-01-01'
+deny - SELECT ssn AS id FROM customers ORDER BY id
+deny - SELECT birth_date AS created_at FROM customers ORDER BY created_at
+allow - SELECT id AS ssn FROM customers ORDER BY ssn
+deny - SELECT DISTINCT ON (id) zip AS id, plan FROM customers ORDER BY id
+deny - SELECT id FROM customers LIMIT (SELECT length(ssn) FROM customers WHERE id = 7)
+deny - SELECT id FROM customers OFFSET (SELECT ascii(ssn) FROM customers WHERE id = 7)
+mask 0 SELECT zip AS plan, count(*) FROM customers GROUP BY plan
+allow - SELECT plan FROM customers ORDER BY plan LIMIT 5
 """
 
 

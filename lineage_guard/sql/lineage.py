@@ -306,7 +306,7 @@ class Resolver:
                 self._use(col.lin, "group", False)
         if distinct and distinct.args.get("on"):
             for e in distinct.args["on"].expressions if isinstance(distinct.args["on"], exp.Tuple) else [distinct.args["on"]]:
-                self._use(self._by_alias(e, scope, out), "distinct_on", False)
+                self._use(self._by_alias(e, scope, out, output_first=True), "distinct_on", False)
         self._order_limit(node, scope, out)
         return out
 
@@ -347,18 +347,20 @@ class Resolver:
         scope.rels.append(rel)
         return list(rel.cols)
 
-    def _by_alias(self, e: exp.Expression, scope: Scope, out: list[Col]) -> Lin:
-        # ORDER BY / GROUP BY may name an output column by alias or position.
+    def _by_alias(self, e: exp.Expression, scope: Scope, out: list[Col], output_first: bool = False) -> Lin:
+        """ORDER BY / DISTINCT ON / GROUP BY may name an output column by position or by name.
+
+        PostgreSQL resolves a bare name in ORDER BY and DISTINCT ON to an output column first
+        (`SELECT ssn AS id ... ORDER BY id` orders by ssn), in GROUP BY to an input column first.
+        """
         if isinstance(e, exp.Literal) and e.is_int:
             idx = int(e.this) - 1
             return out[idx].lin if 0 <= idx < len(out) else Lin()
         if isinstance(e, exp.Column) and not e.table:
             name = ident(e.this)
-            found = self._lookup(name, scope, quiet=True)
-            if found is None:
-                for col in out:
-                    if col.name == name:
-                        return col.lin
+            outputs = [col.lin for col in out if col.name == name]
+            if outputs and (output_first or self._lookup(name, scope) is None):
+                return union(outputs) if len(outputs) > 1 else outputs[0]
         return self.expr(e, scope)
 
     def _order_limit(self, node: exp.Expression, scope: Scope, out: list[Col]) -> None:
@@ -366,13 +368,13 @@ class Resolver:
         if order:
             for o in order.expressions:
                 target = o.this if isinstance(o, exp.Ordered) else o
-                self._use(self._by_alias(target, scope, out), "order", False)
+                self._use(self._by_alias(target, scope, out, output_first=True), "order", False)
         for key in ("limit", "offset"):
             part = node.args.get(key)
             if part is not None:
                 value = part.expression if isinstance(part, (exp.Limit, exp.Offset)) else part
-                if value is not None:
-                    self._use(self.expr(value, scope), "limit", False)
+                if value is not None:  # a row count computed from a value reveals the value
+                    self._use(self.expr(value, scope), "limit", True)
 
     # -- FROM items ---------------------------------------------------------------------------
 
@@ -562,7 +564,7 @@ class Resolver:
             base = e.this.unnest() if isinstance(e.this, exp.Paren) else e.this
             if isinstance(base, exp.Column) and not base.table:
                 rel = self._rel(ident(base.this), scope)
-                if rel is not None and self._lookup(ident(base.this), scope, quiet=True) is None:
+                if rel is not None and self._lookup(ident(base.this), scope) is None:
                     return [Col(c.name, c.lin) for c in self._expand(rel)]
             self.refuse(f"cannot expand {e.sql('postgres')}: its columns are unknown; name the fields instead")
             return [Col("?column?", Lin(self.expr(e.this, scope).sources, False, True))]
@@ -584,7 +586,7 @@ class Resolver:
             scope = scope.parent
         return None
 
-    def _lookup(self, name: str, scope: Scope | None, quiet: bool = False) -> Lin | None:
+    def _lookup(self, name: str, scope: Scope | None) -> Lin | None:
         while scope:
             hits = [c.lin for rel in scope.rels for c in rel.cols if c.name == name]
             if hits:
@@ -695,7 +697,7 @@ class Resolver:
         base = e.this.unnest() if isinstance(e.this, exp.Paren) else e.this
         if isinstance(base, exp.Column) and not base.table and isinstance(e.expression, exp.Identifier):
             name = ident(base.this)
-            if self._lookup(name, scope, quiet=True) is None:
+            if self._lookup(name, scope) is None:
                 rel = self._rel(name, scope)
                 if rel is not None:  # (c).email: a field of a whole-row reference
                     col = rel.find(ident(e.expression))
