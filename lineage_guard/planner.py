@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 from .decision import ColumnDecision, Decision
 from .identity import Identity
@@ -43,10 +43,17 @@ def plan(
     purpose: str,
     environment: str = "default",
     detected: Mapping[ColumnRef, str] | None = None,
+    detect: Callable[[Sequence[TableRef]], Mapping[ColumnRef, str]] | None = None,
 ) -> Decision:
-    """Decide `allow | deny | needs_approval` for one statement, per output column clear or masked."""
+    """Decide `allow | deny | needs_approval` for one statement, per output column clear or masked.
+
+    `detected` gives labels found by detection; or `detect(tables_read)` is called to find them
+    for just the tables the statement reads (policy-declared labels always win).
+    """
     identity = policy.resolve_identity(identity)
     analysis = analyze(sql, catalog)
+    if detect is not None and analysis.tables_read and not analysis.violations:
+        detected = {**(detected or {}), **detect(analysis.tables_read)}
     labels = sensitive_labels(policy, detected)
 
     gate = _gate(policy, identity, purpose)
@@ -66,6 +73,10 @@ def plan(
         return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis)
     masked = [c for c in columns if c.masked]
     reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})"]
+    declared = policy.labels()
+    found = sorted({f"{s} ({labels[s]})" for c in columns for s in c.sources if s in labels and s not in declared})
+    if found:
+        reasons.append("detected as sensitive (not declared in the policy): " + ", ".join(found))
     return Decision("allow", tuple(reasons), analysis.statement, columns, analysis)
 
 

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn, Sequence
 
 import pyarrow as pa
 
@@ -123,6 +123,7 @@ class GovernedSession:
         self.environment = environment or self.source.info.environment
         self._schema_files = tuple(schema_files)
         self._catalog = None
+        self._detection = None
         self._keyring = keyring
         self._ledger = ledger
         self._lineage = lineage
@@ -195,7 +196,19 @@ class GovernedSession:
     def plan(self, sql: str) -> Decision:
         """Steps 1-4 only: the decision for `sql`, no data touched, nothing recorded."""
         return plan_statement(sql, catalog=self.catalog, policy=self.policy, identity=self.identity,
-                              purpose=self.purpose, environment=self.environment)
+                              purpose=self.purpose, environment=self.environment, detect=self._detector())
+
+    def _detector(self):
+        """Step 3's second half: detect sensitive columns the policy does not declare (live sources only)."""
+        config = self.policy.detection
+        if self._schema_files or not config.applies_to(self.source.catalog_url):
+            return None
+        if self._detection is None:
+            from .classify.catalog import DetectionCatalog
+
+            self._detection = DetectionCatalog()
+        url = self.source.catalog_url
+        return lambda tables: self._detection.sensitive_labels(url, list(tables), config)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -295,6 +308,76 @@ class GovernedSession:
         run.receipt = self.ledger.record(run)
         return WriteResult(run.run_id, run.receipt.id, affected, decision)
 
+    # -- data already in memory (e.g. a Dagster asset's return value) ------------------------------
+
+    def mask_table(self, table: pa.Table, columns: Sequence[Any], to: str | Path, *, statement: str,
+                   premasked: dict[int, Any] | None = None) -> ExtractResult:
+        """Steps 3-5 and 7-10 for a table that did not come from a query: mask per policy, write, record.
+
+        `columns[i]` (an `OutputColumn`) says which source columns `table`'s column i derives from;
+        `opaque=True` marks a column of unknown provenance, which is masked with the policy's
+        default mask (nothing shows what it holds). `statement` names the data in the ledger and
+        events (no SQL runs). `premasked` maps positions already masked upstream to their
+        `MaskSpec`: the same spec is not applied twice (tokens keep joining), any other mask is.
+
+        Example:
+            >>> cols = [OutputColumn(0, "email", (ColumnRef("public", "customers", "email"),), direct=True)]
+            >>> s.mask_table(pa.table({"email": ["a@x.invalid"]}), cols, "out.parquet",
+            ...              statement="dagster asset emails").masked_columns   # doctest: +SKIP
+            ('email',)
+        """
+        from .decision import ColumnDecision
+        from .planner import _column_decisions, _deny, _gate, sensitive_labels
+        from .sinks import ParquetSink
+        from .sql.model import Analysis
+
+        columns = tuple(columns)
+        if [c.name for c in columns] != table.column_names:
+            raise LineageGuardError("mask_table: give one OutputColumn per table column, in the table's order")
+        tables_read = tuple(sorted({s.table_ref for c in columns for s in c.sources}))
+        analysis = Analysis(statement, "select", True, tables_read=tables_read, columns=columns)
+        labels = sensitive_labels(self.policy)
+        gate = _gate(self.policy, self.identity, self.purpose)
+        if gate:
+            decision = _deny(analysis, gate, labels, self.policy, self.identity, self.purpose)
+        else:
+            decided, approvals = _column_decisions(analysis, labels, self.policy, self.identity, self.purpose)
+            strongest = self.policy.mask_spec(self.policy.default_mask, self.identity, self.purpose)
+            # Unlike a query, in-memory data shows nothing of what it read: unknown provenance is masked.
+            decided = tuple(ColumnDecision(c.position, c.name, c.sources, strongest, c.direct, c.labels)
+                            if columns[c.position].opaque and c.mask is None else c for c in decided)
+            masked = sum(c.masked for c in decided)
+            decision = (Decision("needs_approval", tuple(approvals), statement, decided, analysis) if approvals
+                        else Decision("allow", (f"{masked} of {len(decided)} column(s) masked for "
+                                                f"{self.identity.principal} ({self.purpose})",),
+                                      statement, decided, analysis))
+        run = self._new_run(statement, decision)
+        self._admit(run, decision)
+        sink = ParquetSink(str(to))
+        run.sink = sink.info
+        self.lineage.start(run)
+        premasked = premasked or {}
+        specs = {c.position: c.mask for c in decision.columns
+                 if c.mask is not None and premasked.get(c.position) != c.mask}
+        failure = None
+        try:
+            from .mask import mask_batch
+
+            schema = mask_batch(table.schema.empty_table(), specs, self.keyring).schema
+            sink.open(schema)
+            run.output_schema = [(f.name, str(f.type)) for f in schema]
+            for batch in table.to_batches():
+                sink.write(mask_batch(batch, specs, self.keyring).cast(schema))
+                run.rows += batch.num_rows
+        except BaseException as exc:
+            failure = self._fail(run, sink, exc)
+        if failure is not None:  # raised outside the except block so no raw context is chained
+            raise failure
+        self._finish(run, sink)
+        return ExtractResult(run_id=run.run_id, receipt_id=run.receipt.id if run.receipt else "",
+                             output_uri=sink.info.uri, rows=run.rows, bytes=run.bytes,
+                             masked_columns=tuple(c.name for c in decision.masked_columns), decision=decision)
+
     # -- the path ----------------------------------------------------------------------------------
 
     def _new_run(self, sql: str, decision: Decision) -> RunRecord:
@@ -331,23 +414,26 @@ class GovernedSession:
     def _admit(self, run: RunRecord, decision: Decision) -> None:
         """Step 5: deny, or pass an approval gate, or go on. Denials and waits are recorded."""
         if decision.action == "deny":
-            run.outcome = "denied"
-            run.ended_at = utcnow()
-            run.receipt = self.ledger.record(run)
-            raise AccessDenied(list(decision.reasons), receipt_id=run.receipt.id)
+            self._deny(run, list(decision.reasons))
         if decision.action == "needs_approval":
             from .approvals import fingerprint
 
             fp = fingerprint(self.identity, decision.statement, self.purpose, self.source.info)
             granted = self.approvals.consume(fp)
             if granted is None:
-                request = self.approvals.request(
-                    fingerprint=fp, identity=self.identity, purpose=self.purpose,
-                    statement=decision.statement, source=self.source.info,
-                    reasons=list(decision.reasons), context=self.approval_context,
-                )
+                try:
+                    request = self.approvals.request(
+                        fingerprint=fp, identity=self.identity, purpose=self.purpose,
+                        statement=decision.statement, source=self.source.info,
+                        reasons=list(decision.reasons), context=self.approval_context,
+                    )
+                except AccessDenied as exc:  # an approver already said no to this exact request
+                    self._deny(run, exc.reasons)
                 if self.approval_wait:
                     request = self.approvals.wait(request.id, timeout_s=self.approval_wait)
+                    if request.status == "denied":
+                        run.approval_id = request.id
+                        self._deny(run, [f"approval request {request.id} was denied"])
                     granted = self.approvals.consume(fp) if request.status == "approved" else None
                 if granted is None:
                     run.outcome = "needs_approval"
@@ -357,6 +443,12 @@ class GovernedSession:
                     raise ApprovalRequired(request.id, list(decision.reasons), request.approve_command,
                                            receipt_id=run.receipt.id)
             run.approval_id = granted.id
+
+    def _deny(self, run: RunRecord, reasons: list[str]) -> NoReturn:
+        run.outcome = "denied"
+        run.ended_at = utcnow()
+        run.receipt = self.ledger.record(run)
+        raise AccessDenied(reasons, receipt_id=run.receipt.id)
 
     def _begin(self, sql: str, sink: "Sink") -> tuple[RunRecord, Decision]:
         decision = self.plan(sql)

@@ -157,3 +157,24 @@ def test_stream_stopped_early_is_recorded_with_rows_handed_over(people_url):
         last = list(s.ledger.entries())[-1]
     body = last["body"]
     assert body["outcome"] == "success" and body["rows"] >= 1
+
+
+def test_undeclared_sensitive_column_is_detected_and_masked(pg_url):
+    import psycopg
+
+    emails = [f"lead{i}.person{i * 7}@example.org" for i in range(40)]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS leads")
+        conn.execute("CREATE TABLE leads (id int, col_7 text)")  # a name that says nothing
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO leads VALUES (%s, %s)", list(enumerate(emails)))
+    with session(pg_url) as s:
+        decision = s.plan("SELECT id, col_7 FROM leads")
+        table = s.read_arrow("SELECT id, col_7 FROM leads")
+    assert [c.masked for c in decision.columns] == [False, True]
+    assert any("detected as sensitive" in r and "public.leads.col_7 (email)" in r for r in decision.reasons)
+    assert not set(table.column("col_7").to_pylist()) & set(emails)
+
+    off = parse_policy(POLICY + "detection: {enabled: false}\n")
+    with GovernedSession(pg_url, off, Identity("svc-training"), "ai_training") as s:
+        assert [c.masked for c in s.plan("SELECT id, col_7 FROM leads").columns] == [False, False]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..approvals.config import ApprovalsConfig
+from ..classify.config import DetectionConfig
 from ..identity import Identity
 from ..mask.spec import METHODS, MaskSpec
 from ..sql.model import ColumnRef
@@ -113,6 +114,7 @@ class Policy(_Strict):
     search_path: list[str] = Field(default_factory=lambda: ["public"])
     writes: WritesPolicy = Field(default_factory=WritesPolicy)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
 
     @field_validator("classifications")
     @classmethod
