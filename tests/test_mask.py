@@ -282,3 +282,13 @@ def test_outputs_do_not_depend_on_the_process(master_key):
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(runs) == 1 and "tok_" in runs.pop()
+
+
+def test_chunked_subjects_line_up_with_their_rows():
+    dates = [D(2020, 1, 1), D(2020, 1, 2), D(2020, 1, 3)]
+    spec = MaskSpec("shift_date", {"subject": "p"})
+    plain = mask_array(pa.array(dates), spec, KR, subject=pa.array(["a", "b", "a"]))
+    chunked_subject = mask_array(pa.array(dates), spec, KR, subject=pa.chunked_array([["a"], ["b", "a"]]))
+    both = mask_array(pa.chunked_array([dates[:2], dates[2:]]), spec, KR, subject=pa.chunked_array([["a"], ["b", "a"]]))
+    assert isinstance(chunked_subject, pa.Array) and chunked_subject.equals(plain)
+    assert isinstance(both, pa.ChunkedArray) and both.combine_chunks().equals(plain)
