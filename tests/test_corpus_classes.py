@@ -466,6 +466,17 @@ deny - SELECT id FROM customers LIMIT (SELECT length(ssn) FROM customers WHERE i
 deny - SELECT id FROM customers OFFSET (SELECT ascii(ssn) FROM customers WHERE id = 7)
 mask 0 SELECT zip AS plan, count(*) FROM customers GROUP BY plan
 allow - SELECT plan FROM customers ORDER BY plan LIMIT 5
+deny - SELECT id, generate_series(1, length(ssn)) FROM customers
+deny - SELECT c.id FROM customers c, generate_series(1, length(c.ssn)) g
+deny - SELECT id, unnest(string_to_array(email, '.')) FROM customers
+deny - SELECT c.id, w FROM customers c, regexp_split_to_table(c.full_name, ' ') AS w
+mask 0 SELECT unnest(ARRAY[full_name, email, ssn]) AS plan FROM customers
+mask 1 SELECT j.key, j.value FROM customers c, jsonb_each_text(to_jsonb(c)) AS j
+mask 0 SELECT t.v FROM ROWS FROM (unnest(ARRAY(SELECT ssn FROM customers))) AS t(v)
+mask 0 SELECT r.x FROM customers c, jsonb_to_record(jsonb_build_object('x', c.ssn)) AS r(x text)
+allow - SELECT generate_series(1, 3)
+allow - SELECT id, generate_series(1, amount::int % 3) FROM orders
+deny - SELECT id, jsonb_path_query(to_jsonb(c), '$ ? (@.ssn starts with "97")') FROM customers c
 """
 
 

@@ -496,6 +496,7 @@ class Resolver:
             self.refuse(refusal_reason(name) if not is_allowed_name(name) or schema not in (None, "pg_catalog")
                         else f"function {name} cannot be used in FROM through lineage_guard; use it in the select list")
             return [name], Lin(args.sources, False, True), False
+        self._row_count_use(name, func, scope)
         if name in TABLE_FUNCTION_COLUMNS:
             return list(TABLE_FUNCTION_COLUMNS[name]), args, True
         if name in ("json_to_record", "jsonb_to_record", "json_to_recordset", "jsonb_to_recordset"):
@@ -741,6 +742,8 @@ class Resolver:
         if not is_allowed_node(e):
             self.refuse(refusal_reason(name))
             return Lin(lin.sources, False, True)
+        if name in TABLE_FUNCTIONS:  # a set-returning function in the select list multiplies rows too
+            self._row_count_use(name, e, scope)
         if name in ERROR_CHANNEL_FUNCTIONS and args:
             first = args[0]
             if may_echo(first.type) and first.sources:
@@ -748,6 +751,31 @@ class Resolver:
         if name in ("row_to_json", "to_json", "to_jsonb", "array_to_json", "row", "format") and any(a.opaque for a in args):
             return Lin(lin.sources, False, True)
         return lin.derived(_func_type(name))
+
+    def _row_count_use(self, name: str, func: exp.Func, scope: Scope) -> None:
+        """A set-returning function whose row count depends on a value reveals it (`generate_series(1, length(ssn))`).
+
+        Exempt: `unnest(ARRAY[...])` (as many rows as listed), one-row record functions, and
+        `json_each(to_json(row))` (one row per column of the row).
+        """
+        if name in ("json_to_record", "jsonb_to_record", "json_populate_record", "jsonb_populate_record"):
+            return
+        args = _args(func)
+        if name == "jsonb_path_query" and len(args) >= 2 and isinstance(args[1], exp.Literal) and "?" not in args[1].this:
+            return  # a structural path ($.email) matches once per document; a filter (? (...)) is a predicate
+        counted = []
+        for arg in args:
+            if isinstance(arg, exp.Array):
+                continue
+            if (name in ("json_each", "json_each_text", "jsonb_each", "jsonb_each_text", "json_object_keys",
+                         "jsonb_object_keys") and isinstance(arg, exp.Func)
+                    and function_name(arg) in ("to_json", "to_jsonb", "row_to_json")):
+                continue
+            counted.append(arg)
+        before = len(self.violations)
+        lin = union(self.expr(a, scope) for a in counted)
+        del self.violations[before:]  # already reported where the arguments were resolved
+        self._use(lin, "where", True)
 
     def subquery(self, e: exp.Expression, scope: Scope) -> Lin:
         """A scalar / EXISTS / IN / ARRAY subquery: its value depends on everything it reads."""
