@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages carry paths; never break them
 
 EXIT_FOR_ACTION = {"allow": 0, "deny": 2, "needs_approval": 3}
 
@@ -111,15 +111,22 @@ def plan(
 
         pol = load_policy(policy)
         who = identity_from(identity, group, kind)
+        detect = None
         if schema_file:
             catalog = Catalog.from_ddl(*schema_file)
         elif source:
             catalog = Catalog.from_postgres(source)
+            if pol.detection.applies_to(source):
+                from ..classify.catalog import DetectionCatalog
+
+                detection = DetectionCatalog()
+                detect = lambda tables: detection.sensitive_labels(source, list(tables), pol.detection)  # noqa: E731
         else:
             raise ConfigError("give --source URL (live catalog) or --schema-file DDL.sql (offline)")
 
         def decide(text: str):
-            return plan_statement(text, catalog=catalog, policy=pol, identity=who, purpose=purpose, environment=environment)
+            return plan_statement(text, catalog=catalog, policy=pol, identity=who, purpose=purpose,
+                                  environment=environment, detect=detect)
 
         if jsonl:
             raise typer.Exit(_plan_jsonl(jsonl, decide))
