@@ -37,7 +37,9 @@ def test_scopes_are_unlinkable(values, spec):
     if spec.method != "format_preserving":  # a short value has few same-shape outputs: those may meet
         assert not set(a) & set(b)
         assert len(set(a)) == len(values)  # and within a scope, distinct inputs stay distinct
-    assert a != b or all(not any(c.isascii() and c.isalnum() for c in v) for v in values)
+    substituted = sum(c.isascii() and c.isalnum() for v in values for c in v)
+    if substituted >= 8:  # at least ~26 bits of keyed output: equal outputs across scopes would be a bug
+        assert a != b
 
 
 @PROFILE
