@@ -295,3 +295,12 @@ def test_a_column_mixing_identifier_kinds_is_sensitive():
     assert label("col_2", pa.array([f.email() if i % 10 == 0 else f.word() for i in range(80)])) == "not_sensitive"
     nine = pa.array([str(random.Random(i).randint(10**8, 10**9 - 1)) for i in range(300)])  # ~9% pass 11-proof
     assert label("col_3", nine) == "not_sensitive"
+
+
+def test_bare_digit_ids_passing_checksums_by_chance_are_not_identifiers():
+    """9-16 digit ids pass Luhn or 11-proof ~10% of the time; small samples must not tip them over."""
+    for seed in range(25):
+        rng = random.Random(seed)
+        for digits in (9, 10, 16):
+            ids = pa.array([str(rng.randint(10 ** (digits - 1), 10**digits - 1)) for _ in range(40)])
+            assert label("col_x", ids) == "not_sensitive", (seed, digits)

@@ -64,7 +64,7 @@ class Evidence:
     matched: int = 0
     non_null: int = 0
     dictionary_share: float | None = None  # share of values made of known given names / surnames
-    strong_matched: int = 0                # values passing a strong format (checksum included)
+    strong_matched: int = 0                # values in a distinctive written format (checksum included)
 
 
 def _alt(words) -> str:
@@ -229,12 +229,21 @@ def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidenc
     strong = np.zeros(n, bool)
     weak = np.zeros(n, bool)
     shape_only = np.zeros(n, bool)
+    # Bare digits pass a mod-10/mod-11 check one time in ten by chance: only written-out formats
+    # (separators, letters) count as distinctive on their own.
+    distinct = np.zeros(n, bool)
+    formatted: np.ndarray | None = None
     best_name, best_count, best_checksum = dets[0].name, -1, None
     for det in dets:
         hit, ok = _hits(det, text)
         if det.strength == "strong":
             strong |= ok
             shape_only |= hit & ~ok
+            if det.checksum is None:
+                distinct |= ok
+            elif ok.any():
+                formatted = _match(text, "[^0-9]") if formatted is None else formatted
+                distinct |= ok & formatted
         else:
             weak |= ok
         if ok.sum() > best_count:
@@ -249,13 +258,13 @@ def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidenc
     score = max(score, 0.5 * score_from_share(_share(union | shape_only, n)))
     # A distinctive format in a good part of the rows is sensitive data even if the rest is something else:
     # random data does not produce e-mail addresses or Luhn-valid card numbers 30% of the time.
-    strong_share = _share(strong, n)
-    if label in _DISTINCTIVE and strong_share >= PARTIAL_SHARE:
-        score = max(score, 0.82 + 0.17 * (strong_share - PARTIAL_SHARE) / (1 - PARTIAL_SHARE))
+    distinct_share = _share(distinct, n)
+    if label in _DISTINCTIVE and distinct_share >= PARTIAL_SHARE:
+        score = max(score, 0.82 + 0.17 * (distinct_share - PARTIAL_SHARE) / (1 - PARTIAL_SHARE))
     if best_count == 0:
         best_name = next(d.name for d in dets if _match(text, d.pattern).any())
     return Evidence(label, best_name, score, max(share, _share(union | shape_only, n)), best_checksum, int(union.sum()), n,
-                    strong_matched=int(strong.sum()))
+                    strong_matched=int(distinct.sum()))
 
 
 @lru_cache(maxsize=1)
