@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "AirflowEnv",
     "DagRunResult",
     "airflow_env",
+    "airflow_pg_url",
     "key_from_connection",
     "patients",
 ]
@@ -96,7 +98,21 @@ class AirflowEnv:
 
 
 @pytest.fixture(scope="session")
-def airflow_env(pg_url) -> AirflowEnv:
+def airflow_pg_url(pg_server_url):
+    """A database of its own for the Airflow tests (their `patients` table must not meet other suites')."""
+    psycopg = require("psycopg", "postgres")
+    from conftest import _with_database
+
+    name = f"lg_airflow_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def airflow_env(airflow_pg_url) -> AirflowEnv:
     """Airflow configured in a temp home with its metadata DB migrated; the PG connection set as `lg_test_pg`."""
     if not _ISOLATED:
         pytest.fail("airflow was imported before tests/airflow_conftest.py could isolate AIRFLOW_HOME; "
@@ -104,17 +120,17 @@ def airflow_env(pg_url) -> AirflowEnv:
     require("airflow", "airflow")
     env = {
         f"AIRFLOW_CONN_{PG_CONN_ID.upper()}": json.dumps({
-            "conn_type": "postgres", **_conn_parts(pg_url),
+            "conn_type": "postgres", **_conn_parts(airflow_pg_url),
             "extra": {"environment": "production", "statement_timeout_ms": 30000},
         }),
         # No lineage_guard extras: the Postgres provider hands every extra to psycopg, which rejects unknown ones.
-        f"AIRFLOW_CONN_{PG_CONN_ID.upper()}_PLAIN": json.dumps({"conn_type": "postgres", **_conn_parts(pg_url)}),
+        f"AIRFLOW_CONN_{PG_CONN_ID.upper()}_PLAIN": json.dumps({"conn_type": "postgres", **_conn_parts(airflow_pg_url)}),
     }
     os.environ.update(env)
     migrate = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
                              capture_output=True, text=True, env=os.environ.copy(), timeout=300, check=False)
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
-    return AirflowEnv(home=HOME, ol_file=OL_FILE, pg_url=pg_url)
+    return AirflowEnv(home=HOME, ol_file=OL_FILE, pg_url=airflow_pg_url)
 
 
 def _conn_parts(url: str) -> dict:
@@ -126,7 +142,7 @@ def _conn_parts(url: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def patients(pg_url) -> list[dict]:
+def patients(airflow_pg_url) -> list[dict]:
     """A small fake `public.patients` table (Faker, fixed seed); returns its rows."""
     psycopg = require("psycopg", "postgres")
     from faker import Faker
@@ -139,7 +155,7 @@ def patients(pg_url) -> list[dict]:
          "birth_date": fake.date_of_birth(minimum_age=18, maximum_age=90), "city": fake.city()}
         for i in range(1, 41)
     ]
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+    with psycopg.connect(airflow_pg_url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS public.patients")
         conn.execute("CREATE TABLE public.patients (id int PRIMARY KEY, mrn text NOT NULL, full_name text NOT NULL, "
                      "email text, diagnosis text, birth_date date, city text)")

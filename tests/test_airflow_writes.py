@@ -47,8 +47,19 @@ def city_of(pg_url: str, patient_id: int) -> str:
         return conn.execute("SELECT city FROM patients WHERE id = %s", (patient_id,)).fetchone()[0]
 
 
+@pytest.fixture
+def restore_cities(airflow_env, patients):
+    """Put the session's patients back as they were after a test that writes."""
+    yield
+    import psycopg
+
+    with psycopg.connect(airflow_env.pg_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany("UPDATE patients SET city = %(city)s WHERE id = %(id)s", patients)
+
+
 @pytest.mark.parametrize("verb", ["deny", "approve"])
-def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(airflow_env, patients, verb, capfd):
+def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(airflow_env, patients, verb, capfd,
+                                                                              restore_cities):
     from lineage_guard.approvals import ApprovalStore
     from lineage_guard.audit import Ledger
 
