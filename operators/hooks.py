@@ -42,7 +42,7 @@ LIBPQ_EXTRAS = (
 OWN_EXTRAS = ("statement_timeout_ms", "environment", "search_path")
 # Extras the Postgres provider uses that change nothing for a governed read; anything else is refused
 # rather than silently ignored, because it may be an authentication mode this hook does not implement.
-IGNORED_EXTRAS = ("cursor", "enable_log_db_messages", "sqlalchemy_scheme", "sqlalchemy_options", "policy_note")
+IGNORED_EXTRAS = ("cursor", "enable_log_db_messages", "sqlalchemy_scheme", "sqlalchemy_options")
 UNSUPPORTED_EXTRAS = ("iam", "azure_conn_id", "aws_conn_id", "redshift", "options")
 
 
