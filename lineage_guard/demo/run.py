@@ -71,7 +71,37 @@ def run_demo(source: str | None, out_dir: Path, rows: int = 100_000, console: Co
                       highlight=False)
 
     _side_by_side(console, previews)
+    _attempt_and_record(console, source, policy)
     return {label: r.summary() for label, r in results.items()}
+
+
+PROBE = "SELECT id FROM customers WHERE ssn = '900-12-3456'"  # singling someone out by a sensitive value
+
+
+def _attempt_and_record(console: Console, source: str, policy) -> None:
+    """A denied probe, then what the ledger and the lineage outbox now hold."""
+    from ..audit import Ledger
+    from ..errors import AccessDenied
+    from ..lineage import Outbox, transport_configured
+    from ..session import GovernedSession
+
+    with GovernedSession(source, policy, READERS[0][1], READERS[0][2], job_name="demo.probe") as session:
+        try:
+            session.read_arrow(PROBE)
+        except AccessDenied as exc:
+            console.print(f"[bold]Denied probe[/bold] by svc-training: {exc.reasons[0]} (receipt {exc.receipt_id})",
+                          highlight=False)
+    ledger = Ledger.open()
+    report = ledger.verify()
+    ledger.close()
+    console.print(f"ledger: {report.entries} entries, chain {'verified' if report.ok else 'BROKEN'} "
+                  f"({state_file('ledger.sqlite')}); try `lineage-guard audit who-saw public.patients.email`",
+                  highlight=False)
+    status = Outbox().counts()
+    where = "shipping to your OpenLineage backend" if transport_configured() else \
+        "queued; set OPENLINEAGE_URL=http://localhost:5000 (Marquez) and run `lineage-guard lineage flush`"
+    console.print(f"lineage: {sum(status.values())} OpenLineage events in the outbox ({status}); {where}",
+                  highlight=False)
 
 
 def _side_by_side(console: Console, previews: dict[str, list[dict]]) -> None:
