@@ -1,5 +1,7 @@
 """The demo as `make demo` runs it (on the test server instead of the embedded one, and smaller)."""
 
+import io
+
 import pyarrow.parquet as pq
 from rich.console import Console
 
@@ -7,7 +9,7 @@ from lineage_guard.demo.run import run_demo
 
 
 def test_demo_shows_two_identities_side_by_side(pg_url, tmp_path):
-    console = Console(record=True, width=200)
+    console = Console(file=io.StringIO(), record=True, width=200)  # the clinician's clear values stay off stdout
     summaries = run_demo(source=pg_url, out_dir=tmp_path / "out", rows=2_000, console=console)
     training = pq.read_table(tmp_path / "out" / "patients_svc-training.parquet").to_pydict()
     clinician = pq.read_table(tmp_path / "out" / "patients_dr-grey.parquet").to_pydict()
