@@ -111,16 +111,16 @@ def test_test_connection_reads_through_the_governed_source(conn, pg_url):
     assert not ok and message
 
 
-@pytest.mark.parametrize("decide, status", [("approve", "approved"), ("deny", "denied")])
-def test_trigger_fires_when_the_request_is_decided(decide, status):
+@pytest.mark.parametrize("decide, status", [("approve", "approved"), ("deny", "denied"), (None, "expired")])
+def test_trigger_fires_when_the_request_is_decided_or_expires(decide, status):
     require("airflow", "airflow")
     from lineage_guard.operators import ApprovalTrigger
 
-    from lineage_guard.approvals import ApprovalStore, fingerprint
+    from lineage_guard.approvals import ApprovalsConfig, ApprovalStore, fingerprint
     from lineage_guard.identity import Identity
     from lineage_guard.run import SourceInfo
 
-    store = ApprovalStore.open()
+    store = ApprovalStore.open(config=ApprovalsConfig(ttl_seconds=1 if decide is None else 3600))
     who, sql, source = Identity("airflow:d.t", "service"), "UPDATE patients SET city = 'x' WHERE id = 1", \
         SourceInfo("postgres", "db", 5432, "clinic")
     request = store.request(fingerprint=fingerprint(who, sql, "maintenance", source), identity=who,
@@ -133,7 +133,7 @@ def test_trigger_fires_when_the_request_is_decided(decide, status):
     revived = ApprovalTrigger(**kwargs)
 
     async def first_event():
-        timer = threading.Timer(0.3, getattr(store, decide), args=(request.id, "dana"))
+        timer = threading.Timer(0.3, getattr(store, decide or "get"), args=(request.id, "dana")[:2 if decide else 1])
         timer.start()
         try:
             return await asyncio.wait_for(revived.run().__anext__(), timeout=30)
@@ -141,7 +141,26 @@ def test_trigger_fires_when_the_request_is_decided(decide, status):
             timer.cancel()
 
     event = asyncio.run(first_event())
-    assert event.payload == {"status": status, "request_id": request.id, "approver": "dana", "statement_index": 2}
+    assert event.payload == {"status": status, "request_id": request.id, "approver": "dana" if decide else None,
+                             "statement_index": 2}
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"status": "denied", "request_id": "r1", "approver": "dana"}, "request r1 was denied by dana"),
+    ({"status": "expired", "request_id": "r1"}, "request r1 expired before anyone decided it"),
+    ({"status": "used", "request_id": "r1"}, "request r1 was already used by another run"),
+    ({"status": "error", "request_id": "r1", "error": "OperationalError"}, "could not be read from the approval store"),
+])
+def test_resuming_without_an_approval_fails_and_runs_nothing(event, message):
+    require("airflow", "airflow")
+    from airflow.sdk.exceptions import AirflowFailException
+    from lineage_guard.operators import GovernedPostgresOperator
+
+    operator = GovernedPostgresOperator(task_id="t", conn_id="nowhere", sql="DELETE FROM t WHERE id = 1",
+                                        purpose="maintenance", policy="missing.yaml")
+    with pytest.raises(AirflowFailException) as caught:  # would fail differently if it tried to connect
+        operator.execute_complete({}, event)
+    assert message in str(caught.value) and "the statement was not run" in str(caught.value)
 
 
 def test_provider_registers_the_connection_type(airflow_env):
