@@ -477,6 +477,30 @@ mask 0 SELECT r.x FROM customers c, jsonb_to_record(jsonb_build_object('x', c.ss
 allow - SELECT generate_series(1, 3)
 allow - SELECT id, generate_series(1, amount::int % 3) FROM orders
 deny - SELECT id, jsonb_path_query(to_jsonb(c), '$ ? (@.ssn starts with "97")') FROM customers c
+deny - SELECT date_trunc(ssn, created_at) FROM customers
+deny - SELECT date_part(email, created_at) FROM customers
+deny - SELECT id, chr(ascii(ssn) * 1000000) FROM customers
+deny - SELECT id, make_date(2000, length(ssn), 1) FROM customers
+deny - SELECT id, make_timestamp(2000, 1, 1, length(email), 0, 0) FROM customers
+deny - SELECT id, to_timestamp(ascii(ssn) * 1e12) FROM customers
+deny - SELECT id, get_byte('\x00'::bytea, ascii(ssn)) FROM customers
+deny - SELECT id, timezone(zip, now()) FROM customers
+deny - SELECT id, now() AT TIME ZONE zip FROM customers
+deny - SELECT id, to_tsquery(full_name) FROM customers
+deny - SELECT id, to_tsvector(zip, 'x') FROM customers
+deny - SELECT id, decode('00', ssn) FROM customers
+deny - SELECT id, convert_to('x', zip) FROM customers
+mask 1 SELECT id, to_tsvector(notes) FROM patients
+mask 1 SELECT id, convert_to(email, 'UTF8') FROM customers
+mask 1 SELECT id, date_trunc('month', birth_date) FROM customers
+mask 1 SELECT id, date_part('year', birth_date) FROM customers
+mask 1 SELECT id, extract(year FROM birth_date) FROM customers
+mask 1 SELECT id, chr(65) || ssn FROM customers
+mask 1 SELECT id, make_date(2000, 1, 1) - birth_date FROM customers
+mask 1 SELECT id, to_char(birth_date, 'YYYY') FROM customers
+allow - SELECT date_trunc('month', created_at) FROM orders
+allow - SELECT extract(epoch FROM created_at) FROM orders
+allow - SELECT created_at AT TIME ZONE 'UTC' FROM orders
 """
 
 

@@ -95,9 +95,44 @@ jsonb_object_keys json_to_record jsonb_to_record json_to_recordset jsonb_to_reco
 jsonb_populate_record regexp_matches regexp_split_to_table string_to_table jsonb_path_query
 """)
 
-# Functions that parse a text argument and put the offending input in their error message: over a
+# Functions that parse an argument and put the offending input in their error message: over a
 # sensitive value they leak it through the error channel, before any masking can run.
-ERROR_CHANNEL_FUNCTIONS: frozenset[str] = _words("to_number to_date to_timestamp decode convert_from convert xmlparse format")
+# For each, the arguments (PostgreSQL position for plain calls, sqlglot key for typed nodes) whose
+# value the error message repeats; `True` when even a number is repeated (`chr(57000000)`).
+ERROR_CHANNEL_ARGS: dict[str, tuple[tuple[int | str, ...], bool]] = {
+    "chr": ((0, "expressions", "this"), True),
+    "make_date": ((0, 1, 2), True),
+    "make_time": (("hour", "min", "sec", 0, 1, 2), True),
+    "make_timestamp": (("year", "month", "day", "hour", "min", "sec", 0, 1, 2, 3, 4, 5), True),
+    "make_timestamptz": ((0, 1, 2, 3, 4, 5, 6), True),
+    "get_byte": ((1, "expression"), True),
+    "get_bit": ((1, "expression"), True),
+    "set_byte": ((1,), True),
+    "set_bit": ((1,), True),
+    "unixtotime": (("this",), True),  # to_timestamp(double)
+    "date_trunc": (("unit", 0), False),
+    "date_part": (("this", 0), False),
+    "timezone": ((0,), False),
+    "to_tsquery": ((0, 1), False),
+    "to_tsvector": ((0,), False),
+    "plainto_tsquery": ((0,), False),
+    "phraseto_tsquery": ((0,), False),
+    "websearch_to_tsquery": ((0,), False),
+    "decode": (("this", "charset", 0, 1), False),
+    "encode": (("charset", 1), False),
+    "convert_to": ((1,), False),
+    "convert_from": ((0, 1), False),
+    "convert": ((0, 1, 2), False),
+    "format": (("this", 0), False),
+    "to_number": (("this", "format", 0, 1), False),
+    "to_date": (("this", "format", 0, 1), False),
+    "to_timestamp": (("this", "format", 0, 1), False),
+    "xpath": ((0,), False),
+    "xpath_exists": ((0,), False),
+    "xmlparse": (("this", 0), False),
+}
+# Two-argument text search functions take the configuration first; alone, the argument is the text.
+CONFIG_FIRST = _words("to_tsvector plainto_tsquery phraseto_tsquery websearch_to_tsquery")
 # Cast targets whose input function never fails on text, or fails without echoing the value.
 SAFE_CAST_TARGETS: frozenset[str] = _words("text varchar char bpchar name citext bytea varbinary binary character nchar nvarchar string")
 

@@ -44,8 +44,8 @@ def inference_findings(analysis: Analysis, sensitive: Iterable[ColumnRef], mode:
     sensitive = set(sensitive)
     reasons: list[str] = []
     for col in sorted(set(analysis.error_channel) & sensitive):
-        reasons.append(f"{col} reaches a cast or parse function that can fail with the raw value in its error "
-                       "message (error channel); cast only non-sensitive columns, or to text")
+        reasons.append(f"{col} reaches a cast or function whose error message would repeat the value (error "
+                       "channel: it leaks before masking runs); cast or parse only non-sensitive columns, or cast to text")
     if mode == "lenient":
         return reasons
     # Grouping by a sensitive column (ssn, zip...) makes each group a handful of people, or one.

@@ -23,7 +23,8 @@ import sqlglot
 from sqlglot import exp
 
 from .allowlist import (
-    ERROR_CHANNEL_FUNCTIONS,
+    CONFIG_FIRST,
+    ERROR_CHANNEL_ARGS,
     FUNCTION_CASTS,
     SAFE_CAST_TARGETS,
     SYSTEM_SCHEMAS,
@@ -650,7 +651,15 @@ class Resolver:
             if isinstance(e.parent, exp.Count):
                 return Lin()
             return self._seen(union(rel.whole for rel in scope.rels) if scope.rels else Lin())
-        if isinstance(e, (exp.Literal, exp.Null, exp.Boolean, exp.DataType, exp.Var,
+        if isinstance(e, exp.Var):
+            # sqlglot reads `date_trunc(ssn, x)` / `date_part(ssn, x)` with a keyword where PostgreSQL has a
+            # column: its value becomes the unit, and an unknown unit is repeated in the error message.
+            lin = self._lookup(e.name, scope) or self._lookup(e.name.lower(), scope)
+            if lin is not None and (lin.sources or lin.opaque):
+                self.error_channel |= lin.sources
+                return self._seen(lin).derived()
+            return Lin()
+        if isinstance(e, (exp.Literal, exp.Null, exp.Boolean, exp.DataType,
                           exp.Identifier, exp.Placeholder, exp.Parameter)):
             return Lin(type=_literal_type(e))
         if isinstance(e, (exp.Paren, exp.Alias)):
@@ -674,6 +683,11 @@ class Resolver:
             if divisor.sources:  # division by zero on chosen rows is a one-bit error oracle
                 self.error_channel |= divisor.sources
             return (self.expr(e.this, scope) | divisor).derived("numeric")
+        if isinstance(e, exp.AtTimeZone):  # an unknown zone name is repeated in the error message
+            zone = self.expr(e.args.get("zone"), scope)
+            if zone.sources and may_echo(zone.type):
+                self.error_channel |= zone.sources
+            return (self.expr(e.this, scope) | zone).derived()
         if isinstance(e, exp.Exists):
             return self.subquery(e.this, scope).derived("boolean")
         if isinstance(e, (exp.Cast, exp.TryCast)):
@@ -744,13 +758,32 @@ class Resolver:
             return Lin(lin.sources, False, True)
         if name in TABLE_FUNCTIONS:  # a set-returning function in the select list multiplies rows too
             self._row_count_use(name, e, scope)
-        if name in ERROR_CHANNEL_FUNCTIONS and args:
-            first = args[0]
-            if may_echo(first.type) and first.sources:
-                self.error_channel |= first.sources
+        self._error_args(name, e, scope)
         if name in ("row_to_json", "to_json", "to_jsonb", "array_to_json", "row", "format") and any(a.opaque for a in args):
             return Lin(lin.sources, False, True)
         return lin.derived(_func_type(name))
+
+    def _error_args(self, name: str, e: exp.Func, scope: Scope) -> None:
+        """Arguments whose value an error message would repeat go to the error channel."""
+        key = "unixtotime" if isinstance(e, exp.UnixToTime) else name
+        if key not in ERROR_CHANNEL_ARGS:
+            return
+        where, any_type = ERROR_CHANNEL_ARGS[key]
+        if isinstance(e, (exp.Anonymous, exp.AnonymousAggFunc)):
+            plain = list(e.expressions)
+            if name in CONFIG_FIRST and len(plain) < 2:
+                return
+            picked = [plain[i] for i in where if isinstance(i, int) and i < len(plain)]
+        else:
+            picked = []
+            for k in where:
+                if isinstance(k, str):
+                    value = e.args.get(k)
+                    picked += value if isinstance(value, list) else [value] if value is not None else []
+        for arg in picked:
+            lin = self.expr(arg, scope)
+            if lin.sources and (any_type or may_echo(lin.type)):
+                self.error_channel |= lin.sources
 
     def _row_count_use(self, name: str, func: exp.Func, scope: Scope) -> None:
         """A set-returning function whose row count depends on a value reveals it (`generate_series(1, length(ssn))`).
@@ -802,6 +835,11 @@ class Resolver:
         operands = _operands(e)
         lins = [self.expr(o, scope) for o in operands]
         whole = union(lins)
+        if isinstance(e, exp.AtTimeZone):  # an unknown zone name is repeated in the error message
+            zone = self.expr(e.args.get("zone"), scope)
+            if zone.sources and may_echo(zone.type):
+                self.error_channel |= zone.sources
+            return (self.expr(e.this, scope) | zone).derived()
         if isinstance(e, exp.Exists):
             against = False  # the subquery's own filters are recorded where they stand
         else:
