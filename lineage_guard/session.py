@@ -30,7 +30,7 @@ from .errors import AccessDenied, ApprovalRequired, LineageGuardError
 from .identity import Identity
 from .planner import plan as plan_statement
 from .policy import Policy, load_policy
-from .run import ParentRun, RunRecord, new_run_id, utcnow
+from .run import ParentRun, RunRecord, SinkInfo, new_run_id, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -297,15 +297,23 @@ class GovernedSession:
             raise LineageGuardError("execute() is for writes; use read_arrow/extract/stream for reads")
         run = self._new_run(sql, decision)
         self._admit(run, decision)
+        written = decision.analysis.tables_written if decision.analysis else ()
+        if len(written) == 1:  # the table written is the run's output dataset in lineage
+            info = self.source.info
+            name = info.dataset_name(written[0].schema, written[0].table)
+            run.sink = SinkInfo("postgres", f"{info.namespace}/{name}", info.namespace, name)
+        self.lineage.start(run)
         try:
             affected = self.source.execute_write(sql, parameters)
         except BaseException as exc:
             self._record_failure(run, exc)
+            self.lineage.fail(run)
             raise
         run.rows = affected
         run.outcome = "success"
         run.ended_at = utcnow()
         run.receipt = self.ledger.record(run)
+        self.lineage.complete(run)
         return WriteResult(run.run_id, run.receipt.id, affected, decision)
 
     # -- data already in memory (e.g. a Dagster asset's return value) ------------------------------

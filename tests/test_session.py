@@ -178,3 +178,22 @@ def test_undeclared_sensitive_column_is_detected_and_masked(pg_url):
     off = parse_policy(POLICY + "detection: {enabled: false}\n")
     with GovernedSession(pg_url, off, Identity("svc-training"), "ai_training") as s:
         assert [c.masked for c in s.plan("SELECT id, col_7 FROM leads").columns] == [False, False]
+
+
+def test_guarded_write_is_recorded_and_drawn_as_lineage(people_url, master_key):
+    from lineage_check import assert_valid_events
+
+    from lineage_guard.lineage import Outbox
+
+    writer = parse_policy(POLICY.replace("groups: [training-jobs, clinicians]", "groups: [training-jobs, clinicians, etl]")
+                          + "writes: {allowed_groups: [etl]}\n")
+    with GovernedSession(people_url, writer, Identity("etl-bot", "service", frozenset({"etl"})), "ai_training") as s:
+        result = s.execute("UPDATE people SET plan = plan WHERE id = 2")
+        with pytest.raises(AccessDenied, match="without WHERE"):
+            s.execute("DELETE FROM people")
+        s.lineage.flush()
+    assert result.rows_affected == 1 and result.receipt_id
+    events = Outbox().events(run_id=result.run_id)
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert events[-1]["outputs"][0]["name"].endswith(".public.people")
+    assert_valid_events(events, forbid=[master_key, *RAW_SENSITIVE])
