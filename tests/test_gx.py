@@ -12,7 +12,7 @@ from conftest import SHARED, require
 from faker import Faker
 
 from lineage_guard.decision import ColumnDecision, Decision
-from lineage_guard.errors import MaskingError
+from lineage_guard.errors import ConfigError, MaskingError
 from lineage_guard.mask import Keyring, MaskSpec, mask_batch
 from lineage_guard.sql.model import ColumnRef
 
@@ -149,3 +149,18 @@ def _validate_facet(facet: dict) -> None:
     errors = list(validator.iter_errors(facet))
     assert not errors, errors[0].message
     assert Path(facet["_schemaURL"].split("#")[0]).name == "DataQualityAssertionsDatasetFacet.json"
+
+
+def test_max_rows_checks_a_spread_sample_and_the_full_count():
+    n = 5000
+    leaky = ["tok_" + "b" * 24] * n
+    leaky[4321] = "123-45-6789"          # one raw value deep in the output
+    table = pa.table({"ssn": leaky})
+    exp = [ColumnExpectation("ssn", "national_id", "tokenize")]
+    full = validate_masked_output(table, exp, n)
+    assert {(a.assertion, a.unexpected_count) for a in full.failures} == {("no_national_id_values", 1), ("token_format", 1)}
+    sampled = validate_masked_output(table, exp, n, max_rows=500)       # every 10th row: 4321 is not among them
+    assert sampled.success and sampled.results[0].actual == str(n)
+    assert not validate_masked_output(table, exp, n + 1, max_rows=500).success
+    with pytest.raises(ConfigError, match="max_rows"):
+        validate_masked_output(table, exp, n, max_rows=0)
