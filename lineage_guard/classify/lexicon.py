@@ -4,7 +4,7 @@ Used as dictionaries by the value detectors: a value made mostly of known names
 is a person's name; a value with a number and a street word is an address.
 
 Example:
-    >>> "maria" in person_names()
+    >>> "maria" in person_names().to_pylist()
     True
 """
 
