@@ -114,6 +114,9 @@ def plan(
         detect = None
         if schema_file:
             catalog = Catalog.from_ddl(*schema_file)
+            if pol.detection.enabled:
+                err.print("note: offline plan, so detection did not run: only columns the policy classifies "
+                          "count as sensitive here (a live run also masks detected ones)", highlight=False)
         elif source:
             catalog = Catalog.from_postgres(source)
             if pol.detection.applies_to(source):
