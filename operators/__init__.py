@@ -1,18 +1,29 @@
 """Airflow integration: `GovernedPostgresOperator`, `GovernedPostgresHook`, `ApprovalTrigger`.
 
-Installed as `lineage_guard.operators`; needs the `[airflow]` extra.
+Installed as `lineage_guard.operators`; needs the `[airflow]` extra. Names load on first use,
+so Airflow reading `lineage_guard.operators.provider` at start-up imports nothing heavy.
 
 Example:
     >>> from lineage_guard.operators import GovernedPostgresOperator   # doctest: +SKIP
 """
 
-try:
-    import airflow.sdk  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("lineage_guard.operators needs Apache Airflow 3: pip install 'lineage-guard[airflow]'") from exc
+from __future__ import annotations
 
-from .hooks import GovernedPostgresHook
-from .operator import GovernedPostgresOperator
-from .triggers import ApprovalTrigger
+import importlib
+from typing import Any
 
 __all__ = ["ApprovalTrigger", "GovernedPostgresHook", "GovernedPostgresOperator"]
+_WHERE = {"ApprovalTrigger": ".triggers", "GovernedPostgresHook": ".hooks", "GovernedPostgresOperator": ".operator"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        module = importlib.import_module(_WHERE[name], __name__)
+    except ImportError as exc:
+        if (exc.name or "").startswith("airflow"):
+            raise ImportError("lineage_guard.operators needs Apache Airflow 3: "
+                              "pip install 'lineage-guard[airflow]'") from exc
+        raise
+    return getattr(module, name)
