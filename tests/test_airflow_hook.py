@@ -262,3 +262,17 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(f"lineage_guard.operators.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_no_masking_key_fails_the_task_before_any_read(conn, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+    from lineage_guard.operators import GovernedPostgresOperator
+
+    from lineage_guard.policy import Policy
+
+    conn("clinic", conn_type="postgres", host="127.0.0.1", port=1, schema="clinic")
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    operator = GovernedPostgresOperator(task_id="t", conn_id="clinic", sql="SELECT 1", purpose="reporting",
+                                        policy=Policy())
+    with pytest.raises(AirflowFailException, match="no masking key: create the Airflow connection"):
+        operator.execute({})
