@@ -1,0 +1,17 @@
+"""Dagster integration: governed reads as a resource, masked Parquet assets, an asset factory.
+
+Installed as `lineage_guard.assets` (needs the `[dagster]` extra).
+
+Example:
+    >>> from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
+"""
+
+from .factory import governed_postgres_asset
+from .failures import as_failure
+from .io_manager import GovernedIOManager
+from .lineage import DagsterLineage
+from .metadata import source_asset_key
+from .resource import GovernedPostgresResource
+
+__all__ = ["DagsterLineage", "GovernedIOManager", "GovernedPostgresResource", "as_failure",
+           "governed_postgres_asset", "source_asset_key"]

@@ -344,7 +344,8 @@ class GovernedSession:
             raise LineageGuardError("mask_table: give one OutputColumn per table column, in the table's order")
         tables_read = tuple(sorted({s.table_ref for c in columns for s in c.sources}))
         analysis = Analysis(statement, "select", True, tables_read=tables_read, columns=columns)
-        labels = sensitive_labels(self.policy)
+        detect = self._detector()
+        labels = sensitive_labels(self.policy, detect(tables_read) if detect and tables_read else None)
         gate = _gate(self.policy, self.identity, self.purpose)
         if gate:
             decision = _deny(analysis, gate, labels, self.policy, self.identity, self.purpose)

@@ -1,0 +1,194 @@
+"""`GovernedPostgresResource`: lineage_guard's governed reads as a Dagster resource.
+
+Configure the source as a URL or as parts (the password through `dg.EnvVar`, so it is
+never stored in the run's config), the policy, the purpose and, optionally, the identity.
+Without an identity, each asset reads as the service `dagster:<asset key>` (or
+`dagster:<job name>` outside an asset): declare it in the policy with its groups.
+
+Example:
+    >>> import dagster as dg
+    >>> clinic = GovernedPostgresResource(
+    ...     host="db.internal", database="clinic", user="svc_dagster", password=dg.EnvVar("CLINIC_PW"),
+    ...     policy="policy.yaml", purpose="ai_training", identity="svc-training")
+    >>> @dg.asset
+    ... def patient_counts(clinic: GovernedPostgresResource):              # doctest: +SKIP
+    ...     return clinic.read_polars("SELECT diagnosis, count(*) FROM patients GROUP BY 1")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import quote
+
+import dagster as dg
+import pyarrow as pa
+from pydantic import Field, PrivateAttr
+
+from lineage_guard.errors import ConfigError
+from lineage_guard.identity import Identity
+from lineage_guard.run import ParentRun
+
+from .failures import governed_failures
+from .lineage import DagsterLineage, RefusalsAnnounced, Upstream
+
+
+class GovernedPostgresResource(dg.ConfigurableResource):
+    """Governed, masked, audited reads of PostgreSQL for Dagster assets (plan / read / extract)."""
+
+    url: str | None = Field(default=None, description="postgresql:// URL; or give host/database/user/password")
+    host: str | None = None
+    port: int = 5432
+    database: str | None = None
+    user: str | None = None
+    password: str | None = Field(default=None, description="use dg.EnvVar('...'): never a literal")
+    policy: str = Field(description="path of the lineage_guard policy YAML")
+    purpose: str = Field(description="why the data is read; must be declared in the policy")
+    identity: str | None = Field(default=None, description="principal (or kind:name / JSON); default "
+                                                           "the service dagster:<asset key>")
+    environment: str | None = Field(default=None, description="source environment the policy may distinguish")
+    statement_timeout_ms: int = 60_000
+    master_key: str | None = Field(default=None, description="masking master key (dg.EnvVar); default "
+                                                             "LINEAGE_GUARD_MASTER_KEY(_FILE)")
+    job_namespace: str | None = Field(default=None, description="OpenLineage job namespace; default "
+                                                                "$OPENLINEAGE_NAMESPACE or lineage_guard")
+    source_asset_prefix: list[str] = Field(default_factory=lambda: ["postgres"],
+                                           description="asset key prefix naming source tables in column "
+                                                       "lineage: <prefix>/<schema>/<table>")
+
+    _run: tuple[str | None, str | None] = PrivateAttr(default=(None, None))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Calls made without a context still name the Dagster run as their parent.
+        run = context.dagster_run
+        if run is not None:
+            self._run = (run.run_id, run.job_name)
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def source_url(self) -> str:
+        """The libpq URL (it holds the password: never log it)."""
+        if self.url:
+            if self.host or self.database or self.user or self.password:
+                raise ConfigError("GovernedPostgresResource: give either url or host/database/user/password, "
+                                  "not both")
+            return self.url
+        if not self.host or not self.database:
+            raise ConfigError("GovernedPostgresResource: set url, or host and database (with user and password)")
+        auth = quote(self.user or "", safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
+        return f"postgresql://{auth + '@' if auth else ''}{self.host}:{self.port}/{quote(self.database, safe='')}"
+
+    def identity_for(self, context: Any = None) -> Identity:
+        """The configured identity, else the service `dagster:<asset key>` / `dagster:<job>` of `context`."""
+        if self.identity:
+            return Identity.parse(self.identity)
+        name = _asset_name(context) or _job_name(context) or self._run[1]
+        if not name:
+            raise ConfigError("GovernedPostgresResource: no identity configured and no Dagster context to derive "
+                              "one from; set identity= or pass context=")
+        return Identity(f"dagster:{name}", "service")
+
+    def policy_path(self) -> Path:
+        path = Path(self.policy).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"GovernedPostgresResource: policy file {self.policy} does not exist")
+        return path
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    def session(self, context: Any = None, *, purpose: str | None = None, identity: str | None = None,
+                upstream: Sequence[Upstream] = ()):
+        """A `GovernedSession` for one governed step, tied to the Dagster run in `context`.
+
+        Its runs get their own OpenLineage run ids with the Dagster run as parent; the job is
+        named after the asset. Close it when done (it is a context manager).
+        """
+        from lineage_guard.session import GovernedSession
+
+        keyring = None
+        if self.master_key:
+            from lineage_guard.mask import Keyring
+            from lineage_guard.mask.keys import ENV_KEY
+
+            keyring = Keyring.from_env({ENV_KEY: self.master_key})
+        who = Identity.parse(identity) if identity else self.identity_for(context)
+        job = _job_name(context) or self._run[1]
+        run_id = (getattr(context, "run_id", None) if context is not None else None) or self._run[0]
+        from lineage_guard.audit import Ledger
+
+        lineage = DagsterLineage(upstream)
+        session = GovernedSession(
+            self.source_url(), self.policy_path(), who, purpose or self.purpose,
+            keyring=keyring, lineage=lineage, ledger=RefusalsAnnounced(Ledger.open(), lineage), environment=self.environment,
+            statement_timeout_ms=self.statement_timeout_ms, job_namespace=self.job_namespace,
+            job_name=_asset_name(context, sep=".") or job or None,
+            approval_context={k: v for k, v in {"dagster_job": job, "dagster_run_id": run_id,
+                                                "dagster_asset": _asset_name(context)}.items() if v},
+        )
+        if run_id and job:
+            session.parent = ParentRun(run_id=run_id, job_namespace=session.job_namespace, job_name=job)
+        return session
+
+    def plan(self, sql: str, context: Any = None):
+        """Steps 1-4 only: the `Decision` for `sql` (no data read, nothing recorded)."""
+        with governed_failures(), self.session(context) as s:
+            return s.plan(sql)
+
+    def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None, context: Any = None) -> pa.Table:
+        """The masked result as an Arrow table; a denial raises `dagster.Failure`.
+
+        Inside an asset, pass `context=`: the read is then tied to the asset (identity, lineage
+        parent) and a `GovernedIOManager` storing what the asset returns knows where each
+        column came from and what was already masked.
+        """
+        with governed_failures(), self.session(context) as s:
+            table = s.read_arrow(sql, parameters)
+            _remember(context, s.lineage)
+            return table
+
+    def read_polars(self, sql: str, parameters: Sequence[Any] | None = None, context: Any = None):
+        """The masked result as a Polars DataFrame; a denial raises `dagster.Failure`."""
+        import polars as pl
+
+        return pl.from_arrow(self.read_arrow(sql, parameters, context))
+
+    def extract(self, sql: str, to: str, parameters: Sequence[Any] | None = None, context: Any = None):
+        """Read, mask and write Parquet atomically to `to`; returns the `ExtractResult`."""
+        with governed_failures(), self.session(context) as s:
+            return s.extract(sql, to, parameters)
+
+
+def _remember(context: Any, lineage: DagsterLineage) -> None:
+    """Tell this step's IO manager the provenance of what was just read (columns, masks applied)."""
+    from .provenance import STEP_INPUTS, Loaded, provenance_of
+
+    step = _step_key(context)
+    if step is None or not lineage.completed:
+        return
+    run = lineage.completed[-1]
+    STEP_INPUTS.add(step[0], step[1], Loaded(None, f"memory://{run.run_id}", (),
+                                             tuple(provenance_of(run.decision))))
+
+
+def _step_key(context: Any) -> tuple[str, str] | None:
+    try:
+        step = context.get_step_execution_context()
+        return step.run_id, step.step.key
+    except Exception:  # noqa: BLE001 - no step (a direct call outside a run)
+        return None
+
+
+def _job_name(context: Any) -> str | None:
+    try:
+        return context.job_name if context is not None else None
+    except Exception:  # noqa: BLE001 - contexts built for tests or outside a run have no job
+        return None
+
+
+def _asset_name(context: Any, sep: str = "/") -> str | None:
+    if context is None:
+        return None
+    try:
+        return sep.join(context.asset_key.path)
+    except Exception:  # noqa: BLE001 - an op without an asset, or a multi-asset without a single key
+        return None

@@ -1,0 +1,225 @@
+"""Dagster integration against the real PostgreSQL: governed assets, masked Parquet, ledger, lineage, failures."""
+
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import require
+from lineage_check import assert_valid_events
+
+dg = require("dagster", "dagster")
+pl = require("polars", "dagster")
+pd = require("pandas", "dagster")
+psycopg = require("psycopg", "postgres")
+
+from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset  # noqa: E402
+from lineage_guard.audit import Ledger  # noqa: E402
+from lineage_guard.demo import data as demo_data  # noqa: E402
+from lineage_guard.lineage import Outbox  # noqa: E402
+
+pytestmark = pytest.mark.dagster
+DEMO_POLICY = Path(demo_data.__file__).with_name("policy.yaml")
+QUERY = "SELECT id, mrn, full_name, birth_date, diagnosis FROM patients ORDER BY id"
+
+
+@pytest.fixture(scope="module")
+def clinic(pg_url):
+    demo_data.seed(pg_url, patients=40, customers=10)
+    with psycopg.connect(pg_url) as conn:
+        raw = conn.execute("SELECT mrn, full_name FROM patients").fetchall()
+    return pg_url, [v for row in raw for v in row]
+
+
+@pytest.fixture(autouse=True)
+def dagster_home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def resources(url, lake, policy=DEMO_POLICY, **kw):
+    governed = GovernedPostgresResource(url=url, policy=str(policy), purpose=kw.pop("purpose", "ai_training"),
+                                        identity=kw.pop("identity", "svc-training"), **kw)
+    return {"governed_postgres": governed, "io_manager": GovernedIOManager(governed=governed, base_path=str(lake))}
+
+
+def materializations(result):
+    return {"/".join(e.asset_key.path): e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+
+def events():
+    outbox = Outbox()
+    try:
+        return outbox.events()
+    finally:
+        outbox.close()
+
+
+def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
+    url, raw_values = clinic
+    lake = tmp_path / "lake"
+    patients = governed_postgres_asset("patients", QUERY, key_prefix=["ml"])
+
+    @dg.asset(key_prefix=["ml"], metadata={"lineage_guard/column_sources": {"decade": ["public.patients.birth_date"],
+                                                                             "n": []}})
+    def features(patients: pl.DataFrame) -> pl.DataFrame:
+        return patients.select("id", "mrn", "diagnosis",
+                               decade=pl.col("birth_date").cast(pl.Utf8).str.slice(0, 3),
+                               n=pl.lit(1),
+                               shout=pl.col("diagnosis").str.to_uppercase())  # no declared provenance
+
+    @dg.asset(key_prefix=["ml"])
+    def as_pandas(features: pd.DataFrame) -> pd.DataFrame:
+        return features[["id", "mrn"]]
+
+    result = dg.materialize([patients, features, as_pandas], resources=resources(url, lake))
+    assert result.success
+
+    # On disk: masked before anything was written; no raw MRN or name anywhere in the files.
+    on_disk = pq.read_table(lake / "ml" / "patients.parquet")
+    assert on_disk.num_rows == 40 and on_disk.column_names == ["id", "mrn", "full_name", "birth_date", "diagnosis"]
+    assert all(v.startswith("tok_") for v in on_disk["mrn"].to_pylist())
+    blobs = b"".join(p.read_bytes() for p in lake.rglob("*.parquet"))
+    assert not [v for v in raw_values if v.encode() in blobs]
+
+    downstream = pq.read_table(lake / "ml" / "features.parquet")
+    assert downstream["mrn"].to_pylist() == on_disk["mrn"].to_pylist()      # tokens are not tokenized twice
+    assert set(downstream["shout"].to_pylist()) == {"[REDACTED]"}            # unknown provenance: default mask
+    assert downstream["n"].to_pylist() == [1] * 40                           # declared: derived from nothing
+    assert pq.read_table(lake / "ml" / "as_pandas.parquet")["mrn"].to_pylist() == on_disk["mrn"].to_pylist()
+
+    # Dagster metadata: schema with masked columns named, column lineage, row count, uri, receipt.
+    meta = materializations(result)
+    m = meta["ml/patients"]
+    assert m["dagster/row_count"].value == 40
+    assert m["dagster/uri"].value == (lake / "ml" / "patients.parquet").resolve().as_uri()
+    schema = {c.name: c for c in m["dagster/column_schema"].schema.columns}
+    assert schema["mrn"].description == "masked: tokenize" and schema["mrn"].tags["lineage_guard/access"] == "masked"
+    assert schema["id"].tags["lineage_guard/access"] == "clear"
+    assert m["lineage_guard/masked_columns"].value == ["mrn", "full_name", "birth_date", "diagnosis"]
+    deps = m["dagster/column_lineage"].column_lineage.deps_by_column
+    assert deps["mrn"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "mrn")]
+    f = meta["ml/features"]
+    f_deps = f["dagster/column_lineage"].column_lineage.deps_by_column
+    assert f_deps["mrn"] == [dg.TableColumnDep(dg.AssetKey(["ml", "patients"]), "mrn")]
+    assert f_deps["decade"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "birth_date")]
+    assert "shout" not in f_deps and "n" not in f_deps
+    assert {c.name: c.tags["lineage_guard/access"] for c in f["dagster/column_schema"].schema.columns} == {
+        "id": "clear", "mrn": "masked", "diagnosis": "masked", "decade": "masked", "n": "clear", "shout": "masked"}
+
+    # Ledger: one verified success entry per materialization, naming the file and the identity.
+    with Ledger.open() as ledger:
+        assert ledger.verify().ok
+        entries = {e["body"]["sink"]["name"]: e["body"] for e in ledger.entries()}
+        for key in ("patients", "features", "as_pandas"):
+            receipt = meta[f"ml/{key}"]["lineage_guard/receipt_id"].value
+            body = ledger.get(receipt)["body"]
+            assert body["outcome"] == "success" and body["who"]["principal"] == "svc-training"
+            assert body["sink"]["name"] == str((lake / "ml" / f"{key}.parquet").resolve())
+            assert body["parent"]["run_id"] == result.run_id
+        assert entries[str((lake / "ml" / "features.parquet").resolve())]["columns"][5]["method"] == "redact"
+
+    # OpenLineage: valid, value-free, physical names, one run id per materialization, Dagster parent.
+    evs = events()
+    assert_valid_events(evs, forbid=[*raw_values, master_key])
+    runs = {}
+    for e in evs:
+        runs.setdefault(e["run"]["runId"], []).append(e)
+    assert len(runs) == 3 and result.run_id not in runs
+    assert all([e["eventType"] for e in r] == ["START", "COMPLETE"] for r in runs.values())
+    by_output = {r[-1]["outputs"][0]["name"]: r[-1] for r in runs.values()}
+    first = by_output[str((lake / "ml" / "patients.parquet").resolve())]
+    assert [(d["namespace"], d["name"].split(".", 1)[1]) for d in first["inputs"]] == [
+        ("postgres://127.0.0.1:5432", "public.patients")]
+    assert first["run"]["facets"]["parent"]["run"]["runId"] == result.run_id
+    assert first["run"]["facets"]["parent"]["job"]["name"] == result.dagster_run.job_name == "__ephemeral_asset_job__"
+    assert first["job"]["name"] == "ml.patients"
+    assert first["job"]["facets"]["jobType"]["integration"] == "DAGSTER"
+    second = by_output[str((lake / "ml" / "features.parquet").resolve())]
+    assert ("file", str((lake / "ml" / "patients.parquet").resolve())) in {
+        (d["namespace"], d["name"]) for d in second["inputs"]}
+    assert not any("dagster" in d["namespace"] for e in evs for d in e.get("inputs", []) + e.get("outputs", []))
+
+
+def test_resource_read_inside_an_asset(clinic, tmp_path):
+    url, raw_values = clinic
+    lake = tmp_path / "lake"
+
+    @dg.asset
+    def cohort(context: dg.AssetExecutionContext, governed_postgres: GovernedPostgresResource) -> pd.DataFrame:
+        frame = governed_postgres.read_polars("SELECT id, mrn, zip FROM patients WHERE id < 10", context=context)
+        return frame.to_pandas()
+
+    result = dg.materialize([cohort], resources=resources(url, lake))
+    assert result.success
+    table = pq.read_table(lake / "cohort.parquet")
+    # The read masked the columns; the IO manager knew it and did not mask them a second time.
+    assert all(v.startswith("tok_") and not v.startswith("tok_tok") for v in table["mrn"].to_pylist())
+    assert all(z[3:] == "**" for z in table["zip"].to_pylist())
+    meta = materializations(result)["cohort"]
+    assert meta["dagster/column_lineage"].column_lineage.deps_by_column["zip"] == [
+        dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "zip")]
+    with Ledger.open() as ledger:
+        bodies = [e["body"] for e in ledger.entries()]
+    assert [b["sink"]["kind"] for b in bodies] == ["memory", "parquet"]      # the read, then the write
+    assert {b["parent"]["run_id"] for b in bodies} == {result.run_id}
+
+
+def test_denied_query_fails_the_run(clinic, tmp_path):
+    url, _ = clinic
+    lake = tmp_path / "lake"
+    # No identity configured: the asset reads as dagster:secrets, which the demo policy does not declare.
+    governed = GovernedPostgresResource(url=url, policy=str(DEMO_POLICY), purpose="ai_training")
+    asset = governed_postgres_asset("secrets", "SELECT ssn FROM customers")
+    result = dg.materialize([asset], raise_on_error=False, resources={
+        "governed_postgres": governed, "io_manager": GovernedIOManager(governed=governed, base_path=str(lake))})
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert "lineage_guard denied the read" in failure.error.message
+    assert "identity 'dagster:secrets' is not declared" in failure.error.message
+    assert failure.user_failure_data.metadata["lineage_guard/decision"].value == "deny"
+    assert not lake.exists() or not list(lake.rglob("*.parquet"))
+    with Ledger.open() as ledger:
+        (entry,) = list(ledger.entries())
+    assert entry["body"]["outcome"] == "denied" and entry["body"]["who"]["principal"] == "dagster:secrets"
+    assert entry["id"] == failure.user_failure_data.metadata["lineage_guard/receipt_id"].value
+    evs = events()
+    assert_valid_events(evs)
+    assert [e["eventType"] for e in evs] == ["START", "FAIL"] and not evs[1].get("outputs")
+    assert evs[1]["run"]["facets"]["lineageGuard_access"]["outcome"] == "denied"
+    assert evs[1]["run"]["facets"]["parent"]["run"]["runId"] == result.run_id
+
+
+def test_approval_needed_fails_with_the_command(clinic, tmp_path):
+    url, _ = clinic
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(json.dumps({
+        "version": 1, "identities": {"analyst": {"kind": "human"}}, "purposes": ["audit"],
+        "classifications": {"public.patients.mrn": "medical_record_number"},
+        "rules": [{"classifications": ["medical_record_number"], "action": "clear", "approval": True}]}))
+    asset = governed_postgres_asset("mrns", "SELECT mrn FROM patients")
+    result = dg.materialize([asset], raise_on_error=False, resources=resources(
+        url, tmp_path / "lake", policy=policy, purpose="audit", identity="analyst"))
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert "needs an approval first" in failure.error.message
+    command = failure.user_failure_data.metadata["lineage_guard/approve_command"].value
+    assert "lineage-guard approvals approve" in command and command in failure.error.message
+    with Ledger.open() as ledger:
+        assert [e["body"]["outcome"] for e in ledger.entries()] == ["needs_approval"]
+
+
+def test_unsupported_output_and_missing_input_are_clear(clinic, tmp_path):
+    url, _ = clinic
+
+    @dg.asset
+    def not_a_table() -> dict:
+        return {"x": 1}
+
+    result = dg.materialize([not_a_table], raise_on_error=False, resources=resources(url, tmp_path / "lake"))
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "return a pyarrow.Table" in message and "not dict" in message
