@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from lineage_guard.classify.detectors import gx_patterns
+from lineage_guard.classify.names import canonical_label
 from lineage_guard.errors import ConfigError
 
 SCHEMA_URL = (
@@ -123,9 +124,13 @@ def _token_regex(exp: ColumnExpectation) -> str:
 
 
 def leak_regex(label: str) -> str | None:
-    """One regex matching any value the label's detectors recognize (None if the label has no format)."""
+    """One regex matching any value the label's detectors recognize (None if the label has no format).
+
+    Policy label names are mapped to detection labels first (`ssn` -> national_id).
+    """
+    canonical = canonical_label(label)
     parts = []
-    for p in gx_patterns(label):
+    for p in gx_patterns(canonical) if canonical else ():
         p = _NON_CAPTURING.sub("(?:", p)  # pandas warns about (and would extract) capture groups
         # a global flag must lead the whole pattern; scope it to its own alternative instead
         parts.append("(?i:" + p[4:] + ")" if p.startswith("(?i)") else "(?:" + p + ")")

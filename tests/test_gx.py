@@ -134,6 +134,7 @@ def test_leak_regexes_are_the_detectors():
     street = re.compile(leak_regex("street_address"))
     assert street.search("12 Baker Street") and street.search("Hauptstraße 5") and not street.search("[REDACTED]")
     assert leak_regex("date_of_birth") is None
+    assert leak_regex("ssn") == leak_regex("national_id") and leak_regex("plan_tier") is None  # policy vocabularies
 
 
 def _validate_facet(facet: dict) -> None:

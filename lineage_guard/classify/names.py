@@ -158,3 +158,18 @@ def name_hints(column: str, table: str | None = None) -> dict[str, NameHint]:
         if label in hints and hints[label].strength == "strong":
             hints.pop("street_address", None)
     return hints
+
+
+def canonical_label(label: str) -> str | None:
+    """Map a policy's own label name to a detection label: `ssn` -> national_id, `diagnosis` -> clinical_note.
+
+    Example:
+        >>> canonical_label("ssn"), canonical_label("payment_card"), canonical_label("plan_tier")
+        ('national_id', 'payment_card', None)
+    """
+    from .labels import LABELS
+
+    if label in LABELS:
+        return label
+    strong = [h.label for h in name_hints(label).values() if h.strength == "strong"]
+    return strong[0] if len(strong) == 1 else None
