@@ -68,6 +68,25 @@ def pg_url(pg_server_url):
 
 
 @pytest.fixture(scope="session")
+def new_database(pg_server_url):
+    """Factory for a fresh, empty database: for tests whose tables would clash with the corpus's."""
+    psycopg = require("psycopg", "postgres")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"lg_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return _with_database(pg_server_url, name)
+
+    yield make
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
 def corpus_url(pg_url):
     """The session database loaded with the adversarial corpus schema (+ extras)."""
     psycopg = require("psycopg", "postgres")

@@ -8,7 +8,8 @@ from rich.console import Console
 from lineage_guard.demo.run import run_demo
 
 
-def test_demo_shows_two_identities_side_by_side(pg_url, tmp_path):
+def test_demo_shows_two_identities_side_by_side(new_database, tmp_path):
+    pg_url = new_database()  # the demo seeds customers/orders/patients: keep them off the corpus tables
     console = Console(file=io.StringIO(), record=True, width=200)  # the clinician's clear values stay off stdout
     summaries = run_demo(source=pg_url, out_dir=tmp_path / "out", rows=2_000, console=console)
     training = pq.read_table(tmp_path / "out" / "patients_svc-training.parquet").to_pydict()
