@@ -312,7 +312,7 @@ class GovernedPostgresOperator(BaseOperator):
                           ", ".join(result.masked_columns) or "(none)", result.receipt_id)
             return result.summary(), None
         table = self._read_capped(session, sql, params)
-        cursor = ArrowCursor(table)
+        cursor = ArrowCursor(table, masked={c.position for c in decision.columns if c.masked})
         return (self.handler(cursor) if self.handler else None), cursor.description
 
     def _read_capped(self, session: GovernedSession, sql: str, params):

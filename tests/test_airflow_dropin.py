@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import uuid
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from airflow_conftest import *
@@ -31,12 +34,15 @@ def test_same_results_on_a_non_sensitive_query(airflow_env, patients):
 
     plain = airflow_env.run("lg_dropin_plain")
     governed = airflow_env.run("lg_dropin_governed")
-    assert plain.tasks == governed.tasks == {"cities": "success", "split": "success"}
+    assert plain.tasks == governed.tasks == {"cities": "success", "split": "success", "types": "success"}
     assert governed.xcoms == plain.xcoms
     assert [type(r) for r in governed.xcoms["cities"]] == [tuple] * len(plain.xcoms["cities"])
     assert sum(r[1] for r in governed.xcoms["cities"]) == 10
     assert governed.xcoms["split"] == [[(len(patients),)], [(len(patients),)]]
+    [typed] = governed.xcoms["types"]  # PostgreSQL types come back as psycopg returns them
+    assert (typed[0], typed[7], typed[9], typed[11]) == (
+        Decimal("1.50"), {"a": [1, 2]}, uuid.UUID(int=1), timedelta(days=1, hours=2))
 
     # only the governed run left receipts: one per statement, as the default service identity
     entries = [str(e) for e in Ledger.open().entries()]
-    assert len(entries) == 3 and all("airflow:lg_dropin_governed." in e for e in entries)
+    assert len(entries) == 4 and all("airflow:lg_dropin_governed." in e for e in entries)

@@ -20,3 +20,11 @@ with DAG("lg_dropin_governed", schedule=None, start_date=datetime(2024, 1, 1), c
         split_statements=True,
         return_last=False,
     )
+    QueryOperator(
+        task_id="types",
+        conn_id="lg_test_pg_plain",
+        sql="SELECT 1.50::numeric(10,2) AS n, 2::bigint AS b, 2.5::float8 AS f, true AS t, DATE '2024-01-02' AS d, "
+            "TIMESTAMP '2024-01-02 03:04:05' AS ts, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS tz, "
+            "'{\"a\": [1, 2]}'::jsonb AS j, ARRAY[1, 2] AS arr, '00000000-0000-0000-0000-000000000001'::uuid AS u, "
+            "NULL::text AS nothing, interval '1 day 2 hours' AS i",
+    )
