@@ -16,7 +16,8 @@ Example:
 """
 
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 

@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from openlineage.client.facet_v2 import schema_dataset
 from openlineage.client.serde import Serde

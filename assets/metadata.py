@@ -14,8 +14,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from lineage_guard.decision import Decision
 from lineage_guard.errors import ConfigError

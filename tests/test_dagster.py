@@ -14,10 +14,11 @@ pl = require("polars", "dagster")
 pd = require("pandas", "dagster")
 psycopg = require("psycopg", "postgres")
 
-from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset  # noqa: E402
-from lineage_guard.audit import Ledger  # noqa: E402
-from lineage_guard.demo import data as demo_data  # noqa: E402
-from lineage_guard.lineage import Outbox  # noqa: E402
+from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
+
+from lineage_guard.audit import Ledger
+from lineage_guard.demo import data as demo_data
+from lineage_guard.lineage import Outbox
 
 pytestmark = pytest.mark.dagster
 DEMO_POLICY = Path(demo_data.__file__).with_name("policy.yaml")
@@ -156,6 +157,7 @@ def test_resource_read_inside_an_asset(clinic, tmp_path):
     result = dg.materialize([cohort], resources=resources(url, lake))
     assert result.success
     table = pq.read_table(lake / "cohort.parquet")
+    assert not [v for v in raw_values if v.encode() in (lake / "cohort.parquet").read_bytes()]
     # The read masked the columns; the IO manager knew it and did not mask them a second time.
     assert all(v.startswith("tok_") and not v.startswith("tok_tok") for v in table["mrn"].to_pylist())
     assert all(z[3:] == "**" for z in table["zip"].to_pylist())
@@ -223,3 +225,76 @@ def test_unsupported_output_and_missing_input_are_clear(clinic, tmp_path):
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.message
     assert "return a pyarrow.Table" in message and "not dict" in message
+
+
+def test_partitions_fsspec_and_lazy_frames(clinic, tmp_path):
+    url, _ = clinic
+    parts = dg.StaticPartitionsDefinition(["1", "2"])
+    wards = governed_postgres_asset("ward", "SELECT id, mrn FROM patients WHERE id % 2 = $1::int - 1",
+                                    partitions_def=parts)
+
+    @dg.asset(partitions_def=parts)
+    def ward_ids(ward: pl.LazyFrame) -> pl.LazyFrame:
+        return ward.select("mrn")
+
+    res = resources(url, "memory://lg-lake")
+    for key in ("1", "2"):
+        assert dg.materialize([wards, ward_ids], partition_key=key, resources=res).success
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    one, two = (pq.read_table(fs.open(f"/lg-lake/ward/{k}.parquet", "rb")) for k in ("1", "2"))
+    assert one.num_rows + two.num_rows == 40 and not set(one["id"].to_pylist()) & set(two["id"].to_pylist())
+    assert pq.read_table(fs.open("/lg-lake/ward_ids/2.parquet", "rb"))["mrn"].to_pylist() == two["mrn"].to_pylist()
+    evs = events()
+    assert {d["namespace"] for e in evs for d in e.get("outputs", [])} == {"memory"}
+    assert_valid_events(evs)
+
+
+def test_in_memory_output_denied_writes_nothing(clinic, tmp_path):
+    url, _ = clinic
+
+    @dg.asset
+    def table_from_elsewhere() -> pd.DataFrame:
+        return pd.DataFrame({"email": ["x@example.invalid"]})
+
+    lake = tmp_path / "lake"
+    result = dg.materialize([table_from_elsewhere], raise_on_error=False,
+                            resources=resources(url, lake, identity="svc-unknown"))
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "identity 'svc-unknown' is not declared" in message and "x@example.invalid" not in message
+    assert not lake.exists() or not list(lake.rglob("*"))
+    with Ledger.open() as ledger:
+        assert [e["body"]["outcome"] for e in ledger.entries()] == ["denied"]
+
+
+def test_session_mask_table(clinic, tmp_path):
+    import pyarrow as pa
+
+    from lineage_guard.errors import AccessDenied, LineageGuardError
+    from lineage_guard.mask import MaskSpec
+    from lineage_guard.session import GovernedSession
+    from lineage_guard.sql.model import ColumnRef, OutputColumn
+
+    url, _ = clinic
+    mrn, pid = ColumnRef("public", "patients", "mrn"), ColumnRef("public", "patients", "id")
+    table = pa.table({"id": [1, 2], "mrn": ["MRN-1", "MRN-2"], "tok": ["tok_a", "tok_b"], "x": ["a", "b"]})
+    cols = [OutputColumn(0, "id", (pid,), direct=True), OutputColumn(1, "mrn", (mrn,), direct=True),
+            OutputColumn(2, "tok", (mrn,), direct=True), OutputColumn(3, "x", opaque=True)]
+    tokenize = MaskSpec("tokenize", scope="purpose:ai_training")
+    with GovernedSession(url, DEMO_POLICY, "svc-training", "ai_training") as s:
+        result = s.mask_table(table, cols, tmp_path / "t.parquet", statement="test table",
+                              premasked={2: tokenize})
+        with pytest.raises(LineageGuardError, match="one OutputColumn per table column"):
+            s.mask_table(table, cols[:2], tmp_path / "u.parquet", statement="test table")
+    out = pq.read_table(tmp_path / "t.parquet").to_pydict()
+    assert out["id"] == [1, 2] and out["tok"] == ["tok_a", "tok_b"] and out["x"] == ["[REDACTED]"] * 2
+    assert all(v.startswith("tok_") and v not in ("MRN-1", "MRN-2") for v in out["mrn"])
+    assert result.masked_columns == ("mrn", "tok", "x") and result.rows == 2
+
+    with GovernedSession(url, DEMO_POLICY, "svc-training", "marketing") as s, pytest.raises(AccessDenied):
+        s.mask_table(table, cols, tmp_path / "v.parquet", statement="test table")
+    assert not (tmp_path / "v.parquet").exists()
+    with Ledger.open() as ledger:
+        assert [e["body"]["outcome"] for e in ledger.entries()] == ["success", "denied"]

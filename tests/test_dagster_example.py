@@ -10,8 +10,8 @@ from lineage_check import assert_valid_events
 
 dg = require("dagster", "dagster")
 
-from lineage_guard.audit import Ledger  # noqa: E402
-from lineage_guard.lineage import Outbox  # noqa: E402
+from lineage_guard.audit import Ledger
+from lineage_guard.lineage import Outbox
 
 pytestmark = pytest.mark.dagster
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dagster" / "definitions.py"

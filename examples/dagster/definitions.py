@@ -12,8 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-
 from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
+
 from lineage_guard.demo import data as demo_data
 
 POLICY = Path(demo_data.__file__).with_name("policy.yaml")
