@@ -375,9 +375,15 @@ class GovernedSession:
             schema = mask_batch(table.schema.empty_table(), specs, self.keyring).schema
             sink.open(schema)
             run.output_schema = [(f.name, str(f.type)) for f in schema]
+            written = []
             for batch in table.to_batches():
-                sink.write(mask_batch(batch, specs, self.keyring).cast(schema))
+                masked = mask_batch(batch, specs, self.keyring).cast(schema)
+                sink.write(masked)
+                written.append(masked)
                 run.rows += batch.num_rows
+            if self.policy.validation.enabled:
+                sample = pa.Table.from_batches(written, schema=schema).slice(0, self.policy.validation.sample_rows)
+                self._validate(run, decision, sample)
         except BaseException as exc:
             failure = self._fail(run, sink, exc)
         if failure is not None:  # raised outside the except block so no raw context is chained
@@ -470,8 +476,12 @@ class GovernedSession:
         self.lineage.start(run)
         return run, decision
 
-    def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: "Sink", progress=None):
-        """Steps 6-8 for each batch: read, mask, write. Yields after each batch."""
+    def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: "Sink", progress=None,
+              sample: list[pa.RecordBatch] | None = None):
+        """Steps 6-8 for each batch: read, mask, write. Yields after each batch.
+
+        `sample`, if given, collects the first `policy.validation.sample_rows` masked rows.
+        """
         from .mask import mask_batch
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
@@ -488,6 +498,8 @@ class GovernedSession:
             for batch in stream:
                 masked = mask_batch(batch, specs, self.keyring)
                 sink.write(masked)
+                if sample is not None and run.rows < self.policy.validation.sample_rows:
+                    sample.append(masked.slice(0, self.policy.validation.sample_rows - run.rows))
                 run.rows += masked.num_rows
                 if progress is not None:
                     progress(run.rows)
@@ -498,9 +510,12 @@ class GovernedSession:
         run, decision = self._begin(sql, sink)
         t1 = time.perf_counter()
         failure = None
+        sample: list[pa.RecordBatch] | None = [] if self.policy.validation.enabled else None
         try:
-            for _ in self._pump(run, decision, sql, parameters, sink, progress):
+            for _ in self._pump(run, decision, sql, parameters, sink, progress, sample):
                 pass
+            if sample is not None:
+                self._validate(run, decision, pa.Table.from_batches(sample, schema=sink.schema))
         except BaseException as exc:
             failure = self._fail(run, sink, exc)
         if failure is not None:  # raised outside the except block so no raw context is chained
@@ -509,6 +524,16 @@ class GovernedSession:
         self._finish(run, sink)
         t3 = time.perf_counter()
         return run, {"plan": t1 - t0, "read_mask_write": t2 - t1, "record_commit": t3 - t2}
+
+    def _validate(self, run: RunRecord, decision: Decision, sample: pa.Table) -> None:
+        """Prove the masking on a sample before anything is committed; a failed check fails the run."""
+        from .integrations.great_expectations import (expectations_for, ledger_summary, to_openlineage_facet,
+                                                      validate_masked_output)
+
+        report = validate_masked_output(sample, expectations_for(decision), expected_rows=sample.num_rows)
+        run.extra["data_quality_facet"] = to_openlineage_facet(report)  # -> dataQualityAssertions on the output
+        run.extra["validation"] = ledger_summary(report)                # -> the ledger entry
+        report.raise_for_failure()
 
     def _finish(self, run: RunRecord, sink: "Sink") -> None:
         """Steps 8-10 on success: record the receipt, then make the result visible, then lineage."""

@@ -7,6 +7,7 @@ import os
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import require
 
 from lineage_guard.errors import AccessDenied, LineageGuardError
 from lineage_guard.identity import Identity
@@ -197,3 +198,38 @@ def test_guarded_write_is_recorded_and_drawn_as_lineage(people_url, master_key):
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     assert events[-1]["outputs"][0]["name"].endswith(".public.people")
     assert_valid_events(events, forbid=[master_key, *RAW_SENSITIVE])
+
+
+def test_policy_validation_proves_masking_into_ledger_and_lineage(people_url, tmp_path, master_key):
+    require("great_expectations", "gx")
+    from lineage_check import assert_valid_events
+
+    from lineage_guard.lineage import Outbox
+
+    checked = parse_policy(POLICY + "validation: {enabled: true, sample_rows: 2}\n")
+    with GovernedSession(people_url, checked, Identity("svc-training"), "ai_training") as s:
+        result = s.extract("SELECT id, email, ssn FROM people ORDER BY id", to=str(tmp_path / "v.parquet"))
+        entry = s.ledger.get(result.receipt_id)
+    assert entry["body"]["validation"]["success"] is True and entry["body"]["validation"]["checks"] >= 3
+    events = Outbox().events(run_id=result.run_id)
+    quality = events[-1]["outputs"][0]["facets"]["dataQualityAssertions"]["assertions"]
+    assert quality and all(a["success"] for a in quality) and {a.get("column") for a in quality} >= {"email", "ssn"}
+    assert_valid_events(events, forbid=[master_key, *RAW_SENSITIVE])
+
+
+def test_a_failed_masking_proof_fails_the_run_before_commit(people_url, tmp_path):
+    # Data handed over as "already masked" that is not: the proof must catch it, and nothing is written.
+    import pyarrow as pa
+
+    from lineage_guard.sql.model import ColumnRef, OutputColumn
+
+    require("great_expectations", "gx")
+    checked = parse_policy(POLICY + "validation: {enabled: true}\n")
+    target = tmp_path / "claimed.parquet"
+    emails = [r[2] for r in RAW]
+    with GovernedSession(people_url, checked, Identity("svc-training"), "ai_training") as s:
+        spec = s.plan("SELECT email FROM people").columns[0].mask
+        cols = [OutputColumn(0, "email", (ColumnRef("public", "people", "email"),), direct=True)]
+        with pytest.raises(LineageGuardError, match="failed its checks") as exc:
+            s.mask_table(pa.table({"email": emails}), cols, str(target), statement="handover", premasked={0: spec})
+    assert not target.exists() and not any(v in str(exc.value) for v in RAW_SENSITIVE)

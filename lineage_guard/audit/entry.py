@@ -144,6 +144,7 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             "started_at": _iso(run.started_at),
             "ended_at": _iso(run.ended_at),
             "outcome": run.outcome,
+            "validation": run.extra.get("validation"),  # value-free proof of masking, when the policy asks
             "error": None
             if run.error_class is None and run.error_message is None
             else {

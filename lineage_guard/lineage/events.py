@@ -191,12 +191,24 @@ def _outputs(run: RunRecord, event_type: str) -> list[event_v2.OutputDataset]:
     if lineage or indirect:
         facets["columnLineage"] = column_lineage_dataset.ColumnLineageDatasetFacet(
             fields=lineage, dataset=indirect, producer=PRODUCER)
+    quality = run.extra.get("data_quality_facet")
+    if quality:  # the masked-output proof (Great Expectations), value-free
+        facets["dataQualityAssertions"] = _quality_facet(quality)
     output_facets: dict[str, Any] = {MASKING_KEY: _masking_facet(run)}
     if event_type == "COMPLETE":
         output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
             rowCount=run.rows, size=run.bytes, producer=PRODUCER)
     return [event_v2.OutputDataset(namespace=sink.namespace, name=sink.name, facets=facets,
                                    outputFacets=output_facets)]
+
+
+def _quality_facet(doc: dict) -> Any:
+    from openlineage.client.generated import data_quality_assertions_dataset as dq
+
+    fields = ("assertion", "success", "column", "severity", "name", "description", "expected", "actual")
+    return dq.DataQualityAssertionsDatasetFacet(
+        assertions=[dq.Assertion(**{k: a[k] for k in fields if k in a}) for a in doc["assertions"]],
+        producer=PRODUCER)
 
 
 def _access_facet(run: RunRecord) -> AccessRunFacet:

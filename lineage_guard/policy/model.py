@@ -98,6 +98,16 @@ class KeysConfig(_Strict):
         return self
 
 
+class ValidationConfig(_Strict):
+    """Prove masking before the sink is committed: a Great Expectations suite on a sample of the output.
+
+    Needs the [gx] extra. Off by default (the first run in a process pays GX's import, ~7 s).
+    """
+
+    enabled: bool = False
+    sample_rows: int = Field(10_000, ge=1, le=10_000_000)
+
+
 class Policy(_Strict):
     """The whole policy. Build with `load_policy(path)`; construct directly in tests."""
 
@@ -115,6 +125,7 @@ class Policy(_Strict):
     writes: WritesPolicy = Field(default_factory=WritesPolicy)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
     @field_validator("classifications")
     @classmethod
