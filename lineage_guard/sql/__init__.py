@@ -42,7 +42,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     import sqlglot
 
     from .allowlist import FUNCTION_CASTS, _silence_sqlglot, function_name, is_allowed_node, refusal_reason
-    from .guards import decode_unicode_identifiers
+    from .guards import decode_unicode_identifiers, dropped_names
     from .lineage import Resolver, ident
     from .statements import describe
 
@@ -72,6 +72,10 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
                         "request: split them")
     node = parsed[0]
     statement = _normalized(node, sql)
+    lost = dropped_names(sql, node, catalog.column_names())
+    if lost:
+        return _refused(original, f"the SQL parser dropped part of the statement (around {', '.join(lost)}); "
+                                  "lineage cannot be checked: rewrite the expression (wrong number of arguments?)")
     default_schema = catalog.search_path[0] if catalog.search_path else "public"
     resolver = Resolver(catalog)
 

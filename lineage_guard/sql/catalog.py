@@ -94,6 +94,14 @@ class Catalog:
                 return self.relations[(s, name)]
         return None
 
+    def column_names(self) -> set[str]:
+        """Every column name of every relation (computed once; the catalog is not changed after loading)."""
+        cached = self.__dict__.get("_column_names")
+        if cached is None or cached[0] != len(self.relations):
+            cached = (len(self.relations), {c for rel in self.relations.values() for c in rel.column_names})
+            self.__dict__["_column_names"] = cached
+        return cached[1]
+
     def user_functions(self, name: str, schema: str | None = None) -> list[Function]:
         """User-defined functions called `name` (in `schema`, or anywhere: any schema could shadow a built-in)."""
         found = self.functions.get(name, [])

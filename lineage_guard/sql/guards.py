@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import re
+from collections import Counter
 
+from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.tokens import TokenType
 
@@ -64,3 +66,29 @@ def decode_unicode_identifiers(sql: str) -> tuple[str, str | None]:
     for start, end, text in reversed(edits):
         sql = sql[:start] + text + sql[end:]
     return sql, None
+
+
+def dropped_names(sql: str, tree: exp.Expression, names: set[str]) -> list[str]:
+    """Column names written in `sql` that sqlglot's tree lost (it drops arguments it does not expect).
+
+    Only names in `names` (the catalog's column names) are counted: a column the tree forgot is
+    a column lineage would miss.
+    """
+    try:
+        tokens = Postgres().tokenize(sql)
+    except Exception:  # noqa: BLE001 - tokenizing already succeeded once; nothing to compare
+        return []
+    written = Counter(_fold(t.text, t.token_type == TokenType.IDENTIFIER) for t in tokens
+                      if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER))
+    seen = Counter()
+    for node in tree.walk():
+        if isinstance(node, exp.Identifier):
+            seen[_fold(node.this, node.quoted)] += 1
+        elif isinstance(node, exp.Var):
+            seen[node.name.lower()] += 1
+            seen[node.name] += 1
+    return sorted(name for name, count in written.items() if name in names and seen[name] < count)
+
+
+def _fold(text: str, quoted: bool) -> str:
+    return text if quoted else text.lower()

@@ -798,8 +798,8 @@ class Resolver:
             return  # a structural path ($.email) matches once per document; a filter (? (...)) is a predicate
         counted = []
         for arg in args:
-            if isinstance(arg, exp.Array):
-                continue
+            if isinstance(arg, exp.Array) or (isinstance(arg, exp.Func) and function_name(arg) in _FIXED_WIDTH):
+                continue  # as many elements as written
             if (name in ("json_each", "json_each_text", "jsonb_each", "jsonb_each_text", "json_object_keys",
                          "jsonb_object_keys") and isinstance(arg, exp.Func)
                     and function_name(arg) in ("to_json", "to_jsonb", "row_to_json")):
@@ -888,6 +888,8 @@ def _operands(e: exp.Expression) -> list[exp.Expression]:
         return list(_args(e)) or [e]
     return [e]
 
+
+_FIXED_WIDTH = {"json_build_array", "jsonb_build_array", "json_build_object", "jsonb_build_object", "array"}
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Like,
                 exp.ILike, exp.SimilarTo, exp.RegexpLike, exp.RegexpILike, exp.In, exp.Is)
