@@ -68,7 +68,7 @@ class GovernedIOManager(dg.ConfigurableIOManager):
             table = to_arrow(obj)
             declared = declared_sources(context.definition_metadata)
             loaded = STEP_INPUTS.get(context.run_id, context.step_key)
-            columns, premasked, inherited = output_columns(table.column_names, declared, loaded)
+            columns, premasked, inherited = output_columns(table, declared, loaded)
             upstream = [(*dataset_for_uri(item.uri), item.fields) for item in loaded if item.asset_key is not None]
             with self.governed.session(context, upstream=upstream) as session:
                 result = session.mask_table(table, columns, uri, premasked=premasked,

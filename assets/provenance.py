@@ -5,15 +5,19 @@ source columns are found, in order:
 
 1. declared on the asset: `metadata={"lineage_guard/column_sources": {"email": ["public.customers.email"],
    "score": []}}` (an empty list: derived from no source column, e.g. a model score);
-2. inherited from a governed upstream asset loaded in the same step, by column name (its
-   sources, and the mask already applied, so a token is not tokenized twice);
+2. inherited from a governed input loaded in the same step (an upstream asset stored by the
+   IO manager, or a read through the resource): same name, *and* every non-null value is one of
+   that input column's values, i.e. the column was passed through (selected, filtered, joined,
+   grouped). It takes the input column's sources and the mask already applied, so a token is
+   not tokenized twice. A same-named column holding anything else is not trusted;
 3. otherwise unknown: the column is *opaque* and masked with the policy's default mask.
 
 Every materialization records its columns' provenance as `lineage_guard/columns` metadata,
 which is what step 2 reads back.
 
 Example:
-    >>> cols, premasked, deps = output_columns(["n"], {"n": []}, [])
+    >>> import pyarrow as pa
+    >>> cols, premasked, deps = output_columns(pa.table({"n": [1]}), {"n": []}, [])
     >>> cols[0].sources, cols[0].opaque
     ((), False)
 """
@@ -25,6 +29,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from lineage_guard.decision import Decision
 from lineage_guard.errors import ConfigError
@@ -49,18 +58,29 @@ def provenance_of(decision: Decision) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Loaded:
-    """A governed upstream asset a step loaded: its key, file, and its columns' provenance."""
+    """A governed input a step loaded: its key, file, columns' provenance (and the table, if read in memory)."""
 
     asset_key: Any                     # dagster.AssetKey; None for a direct read through the resource
     uri: str                           # the file; memory://<run id> for a direct read
     fields: tuple[tuple[str, str], ...]
     columns: tuple[dict[str, Any], ...] = ()
+    table: pa.Table | None = None      # a direct read's result (files are re-read, one column at a time)
+
+    def values(self, name: str) -> pa.ChunkedArray | None:
+        """The distinct values of column `name` as this input delivered them."""
+        if self.table is not None:
+            column = self.table.column(name) if name in self.table.column_names else None
+        else:
+            fs, path = fsspec.core.url_to_fs(self.uri)
+            with fs.open(path, "rb") as fh:
+                column = pq.read_table(fh, columns=[name]).column(0)
+        return None if column is None else pc.unique(column)
 
 
 class StepInputs:
     """What each running step has loaded, keyed by (Dagster run id, step key); bounded."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 64) -> None:
         self._lock = threading.Lock()
         self._steps: OrderedDict[tuple[str, str], list[Loaded]] = OrderedDict()
         self._capacity = capacity
@@ -103,16 +123,17 @@ def declared_sources(metadata: Mapping[str, Any] | None) -> dict[str, list[str]]
     return out
 
 
-def output_columns(names: Sequence[str], declared: Mapping[str, Sequence[str]], loaded: Sequence[Loaded]) -> tuple[
+def output_columns(table: pa.Table, declared: Mapping[str, Sequence[str]], loaded: Sequence[Loaded]) -> tuple[
         list[OutputColumn], dict[int, MaskSpec], dict[str, list[tuple[Any, str]]]]:
     """(OutputColumns for `mask_table`, already-applied masks by position, Dagster column deps by name)."""
     columns, premasked, deps = [], {}, {}
-    for position, name in enumerate(names):
+    for position, name in enumerate(table.column_names):
         if name in declared:
             refs = tuple(ColumnRef.parse(r) for r in declared[name])
             columns.append(OutputColumn(position, name, refs, notes=("declared",)))  # computed, not passed through
             continue
-        matches = [(item, col) for item in loaded for col in item.columns if col["name"] == name]
+        matches = [(item, col) for item in loaded for col in item.columns
+                   if col["name"] == name and _passed_through(table.column(position), item, name)]
         if not matches:
             columns.append(OutputColumn(position, name, opaque=True, notes=("provenance unknown",)))
             continue
@@ -126,6 +147,20 @@ def output_columns(names: Sequence[str], declared: Mapping[str, Sequence[str]], 
             m = matches[0][1]["mask"]
             premasked[position] = MaskSpec(m["method"], dict(m.get("params") or {}), m.get("scope", "global"))
     return columns, premasked, deps
+
+
+def _passed_through(column: pa.ChunkedArray, item: Loaded, name: str) -> bool:
+    """Whether every non-null value of `column` is one of the input column's values."""
+    try:
+        values = item.values(name)
+        if values is None:
+            return False
+        present = pc.drop_null(column)
+        if values.type != present.type:
+            values = values.cast(present.type)
+        return len(present) == 0 or bool(pc.all(pc.is_in(present, value_set=values)).as_py())
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        return False  # cannot compare (nested types, unreadable file): not trusted as a pass-through
 
 
 def _spec_key(mask: Mapping[str, Any] | None) -> str:

@@ -144,7 +144,7 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         """
         with governed_failures(), self.session(context) as s:
             table = s.read_arrow(sql, parameters)
-            _remember(context, s.lineage)
+            _remember(context, s.lineage, table)
             return table
 
     def read_polars(self, sql: str, parameters: Sequence[Any] | None = None, context: Any = None):
@@ -159,7 +159,7 @@ class GovernedPostgresResource(dg.ConfigurableResource):
             return s.extract(sql, to, parameters)
 
 
-def _remember(context: Any, lineage: DagsterLineage) -> None:
+def _remember(context: Any, lineage: DagsterLineage, table: pa.Table) -> None:
     """Tell this step's IO manager the provenance of what was just read (columns, masks applied)."""
     from .provenance import STEP_INPUTS, Loaded, provenance_of
 
@@ -168,7 +168,7 @@ def _remember(context: Any, lineage: DagsterLineage) -> None:
         return
     run = lineage.completed[-1]
     STEP_INPUTS.add(step[0], step[1], Loaded(None, f"memory://{run.run_id}", (),
-                                             tuple(provenance_of(run.decision))))
+                                             tuple(provenance_of(run.decision)), table))
 
 
 def _step_key(context: Any) -> tuple[str, str] | None:

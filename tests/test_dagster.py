@@ -70,7 +70,8 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
         return patients.select("id", "mrn", "diagnosis",
                                decade=pl.col("birth_date").cast(pl.Utf8).str.slice(0, 3),
                                n=pl.lit(1),
-                               shout=pl.col("diagnosis").str.to_uppercase())  # no declared provenance
+                               shout=pl.col("diagnosis").str.to_uppercase(),  # no declared provenance
+                               full_name=pl.lit("Not An Upstream Value"))     # same name, other content
 
     @dg.asset(key_prefix=["ml"])
     def as_pandas(features: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +90,7 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     downstream = pq.read_table(lake / "ml" / "features.parquet")
     assert downstream["mrn"].to_pylist() == on_disk["mrn"].to_pylist()      # tokens are not tokenized twice
     assert set(downstream["shout"].to_pylist()) == {"[REDACTED]"}            # unknown provenance: default mask
+    assert set(downstream["full_name"].to_pylist()) == {"[REDACTED]"}        # a name alone is not provenance
     assert downstream["n"].to_pylist() == [1] * 40                           # declared: derived from nothing
     assert pq.read_table(lake / "ml" / "as_pandas.parquet")["mrn"].to_pylist() == on_disk["mrn"].to_pylist()
 
@@ -109,7 +111,8 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     assert f_deps["decade"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "birth_date")]
     assert "shout" not in f_deps and "n" not in f_deps
     assert {c.name: c.tags["lineage_guard/access"] for c in f["dagster/column_schema"].schema.columns} == {
-        "id": "clear", "mrn": "masked", "diagnosis": "masked", "decade": "masked", "n": "clear", "shout": "masked"}
+        "id": "clear", "mrn": "masked", "diagnosis": "masked", "decade": "masked", "n": "clear", "shout": "masked",
+        "full_name": "masked"}
 
     # Ledger: one verified success entry per materialization, naming the file and the identity.
     with Ledger.open() as ledger:
