@@ -49,6 +49,8 @@ class GovernedPostgresResource(dg.ConfigurableResource):
                                                            "the service dagster:<asset key>")
     environment: str | None = Field(default=None, description="source environment the policy may distinguish")
     statement_timeout_ms: int = 60_000
+    approval_wait_s: float | None = Field(default=None, description="wait this long for a pending approval "
+                                                                    "instead of failing at once")
     master_key: str | None = Field(default=None, description="masking master key (dg.EnvVar); default "
                                                              "LINEAGE_GUARD_MASTER_KEY(_FILE)")
     job_namespace: str | None = Field(default=None, description="OpenLineage job namespace; default "
@@ -118,14 +120,20 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         from lineage_guard.audit import Ledger
 
         lineage = DagsterLineage(upstream)
-        session = GovernedSession(
-            self.source_url(), self.policy_path(), who, purpose or self.purpose,
-            keyring=keyring, lineage=lineage, ledger=RefusalsAnnounced(Ledger.open(), lineage), environment=self.environment,
-            statement_timeout_ms=self.statement_timeout_ms, job_namespace=self.job_namespace,
-            job_name=_asset_name(context, sep=".") or job or None,
-            approval_context={k: v for k, v in {"dagster_job": job, "dagster_run_id": run_id,
-                                                "dagster_asset": _asset_name(context)}.items() if v},
-        )
+        ledger = Ledger.open()
+        try:
+            session = GovernedSession(
+                self.source_url(), self.policy_path(), who, purpose or self.purpose,
+                keyring=keyring, lineage=lineage, ledger=RefusalsAnnounced(ledger, lineage),
+                environment=self.environment, approval_wait=self.approval_wait_s,
+                statement_timeout_ms=self.statement_timeout_ms, job_namespace=self.job_namespace,
+                job_name=_asset_name(context, sep=".") or job or None,
+                approval_context={k: v for k, v in {"dagster_job": job, "dagster_run_id": run_id,
+                                                    "dagster_asset": _asset_name(context)}.items() if v},
+            )
+        except BaseException:
+            ledger.close()
+            raise
         if run_id and job:
             session.parent = ParentRun(run_id=run_id, job_namespace=session.job_namespace, job_name=job)
         return session

@@ -2,6 +2,9 @@
 
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -215,6 +218,20 @@ def test_approval_needed_fails_with_the_command(clinic, tmp_path):
     assert "lineage-guard approvals approve" in command and command in failure.error.message
     with Ledger.open() as ledger:
         assert [e["body"]["outcome"] for e in ledger.entries()] == ["needs_approval"]
+
+    # An approver runs the command from the failure; the next materialization reads once, in the clear.
+    argv = shlex.split(command.replace("<approver>", "dr-lead"))
+    cli = Path(sys.executable).with_name(argv[0])
+    done = subprocess.run([str(cli), *argv[1:]], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = dg.materialize([asset], resources=resources(url, tmp_path / "lake", policy=policy, purpose="audit",
+                                                        identity="analyst"))
+    assert again.success
+    assert pq.read_table(tmp_path / "lake" / "mrns.parquet")["mrn"].to_pylist()[0].startswith("MRN-")
+    with Ledger.open() as ledger:
+        last = list(ledger.entries())[-1]["body"]
+    assert last["outcome"] == "success" and last["approval_id"] == failure.user_failure_data.metadata[
+        "lineage_guard/approval_request"].value
 
 
 def test_unsupported_output_and_missing_input_are_clear(clinic, tmp_path):
