@@ -5,7 +5,13 @@ Prints medians of 5 materializations and ratios against the plain assets measure
 (plain: ADBC -> Arrow -> pq.write_table through a minimal IO manager; no policy, masks, ledger or lineage).
 Also the bare `GovernedSession.extract` outside Dagster, to show what Dagster itself adds.
 """
-import os, secrets, statistics, sys, tempfile, time, uuid
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,6 +20,7 @@ home = Path(tempfile.mkdtemp(prefix="lgbench_dagster_"))
 os.environ.update({"DAGSTER_HOME": str(home), "LINEAGE_GUARD_HOME": str(home / "lg"),
                    "LINEAGE_GUARD_MASTER_KEY": secrets.token_hex(32), "OPENLINEAGE_DISABLED": "true"})
 import psycopg
+
 db = f"lg_bench_{uuid.uuid4().hex[:8]}"
 with psycopg.connect(server, autocommit=True) as c:
     c.execute(f'CREATE DATABASE "{db}"')
@@ -25,6 +32,7 @@ try:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
+
     from lineage_guard.demo import data as demo
     from lineage_guard.session import GovernedSession
 
