@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NoReturn, Sequence
 import pyarrow as pa
 
 from .decision import Decision
-from .errors import AccessDenied, ApprovalRequired, LineageGuardError
+from .errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from .identity import Identity
 from .planner import plan as plan_statement
 from .policy import Policy, load_policy
@@ -114,12 +114,19 @@ class GovernedSession:
         if not purpose:
             raise LineageGuardError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
         self.purpose = purpose
+        if len(self.policy.search_path) != 1:
+            raise ConfigError("policy search_path must name exactly one schema: reads pin it, so plans resolve "
+                              "unqualified names in the same schema the read does")
+        schema = self.policy.search_path[0]
         self.source = (
             source
             if isinstance(source, PostgresSource)
             else PostgresSource(str(source), statement_timeout_ms=statement_timeout_ms,
-                                environment=environment or "default")
+                                environment=environment or "default", schema=schema)
         )
+        if self.source.schema != schema:
+            raise ConfigError(f"the source pins schema {self.source.schema!r} but the policy's search_path is "
+                              f"{schema!r}; make them the same so plans and reads resolve names alike")
         self.environment = environment or self.source.info.environment
         self._schema_files = tuple(schema_files)
         self._catalog = None
@@ -141,9 +148,10 @@ class GovernedSession:
         if self._catalog is None:
             from .sql.catalog import Catalog
 
+            path = (self.source.schema,)
             self._catalog = (
-                Catalog.from_ddl(*self._schema_files) if self._schema_files
-                else Catalog.from_postgres(self.source.catalog_url)
+                Catalog.from_ddl(*self._schema_files, search_path=path) if self._schema_files
+                else Catalog.from_postgres(self.source.catalog_url, search_path=path)
             )
         return self._catalog
 

@@ -113,12 +113,12 @@ def plan(
         who = identity_from(identity, group, kind)
         detect = None
         if schema_file:
-            catalog = Catalog.from_ddl(*schema_file)
+            catalog = Catalog.from_ddl(*schema_file, search_path=pol.search_path)
             if pol.detection.enabled:
                 err.print("note: offline plan, so detection did not run: only columns the policy classifies "
                           "count as sensitive here (a live run also masks detected ones)", highlight=False)
         elif source:
-            catalog = Catalog.from_postgres(source)
+            catalog = Catalog.from_postgres(source, search_path=pol.search_path)
             if pol.detection.applies_to(source):
                 from ..classify.catalog import DetectionCatalog
 

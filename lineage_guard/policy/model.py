@@ -121,7 +121,8 @@ class Policy(_Strict):
     default_mask: MaskDecl = Field(default_factory=lambda: MaskDecl(method="redact"))
     keys: KeysConfig = Field(default_factory=KeysConfig)
     inference: Literal["lenient", "default", "strict"] = "default"
-    search_path: list[str] = Field(default_factory=lambda: ["public"])
+    # The schema unqualified names resolve in; reads pin it (`SET LOCAL search_path`), plans use it too.
+    search_path: list[str] = Field(default_factory=lambda: ["public"], min_length=1)
     writes: WritesPolicy = Field(default_factory=WritesPolicy)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
