@@ -35,6 +35,7 @@ from lineage_guard.lineage import dataset_for_uri
 
 from .failures import governed_failures
 from .frames import from_arrow, to_arrow
+from .lineage import IN_MEMORY
 from .metadata import materialization_metadata
 from .provenance import COLUMNS_KEY, STEP_INPUTS, Loaded, declared_sources, output_columns
 from .resource import GovernedPostgresResource
@@ -72,8 +73,7 @@ class GovernedIOManager(dg.ConfigurableIOManager):
             upstream = [(*dataset_for_uri(item.uri), item.fields) for item in loaded if item.asset_key is not None]
             with self.governed.session(context, upstream=upstream) as session:
                 result = session.mask_table(table, columns, uri, premasked=premasked,
-                                            statement=f"in-memory table of Dagster asset "
-                                                      f"{context.asset_key.to_user_string()}")
+                                            statement=IN_MEMORY + context.asset_key.to_user_string())
                 identity = session.identity.principal
                 purpose = session.purpose
             schema = _read_schema(result.output_uri)

@@ -24,6 +24,8 @@ from lineage_guard.lineage import LineageEmitter
 from lineage_guard.lineage.producer import PRODUCER
 from lineage_guard.run import RunRecord
 
+# How the IO manager names an in-memory table in the ledger (the run's "statement").
+IN_MEMORY = "in-memory table of Dagster asset "
 # (namespace, name, [(column, type)]) of a Parquet file an asset loaded before writing its output.
 Upstream = tuple[str, str, Sequence[tuple[str, str | None]]]
 
@@ -46,6 +48,8 @@ class DagsterLineage(LineageEmitter):
 
     def _build(self, run: RunRecord, event_type: str) -> dict:
         event = super()._build(run, event_type)
+        if run.sql.startswith(IN_MEMORY):  # no SQL ran: an "unparseable statement" facet would mislead
+            event["job"].get("facets", {}).pop("sql", None)
         if self.upstream and run.decision.action == "allow":
             known = {(d["namespace"], d["name"]) for d in event.get("inputs", [])}
             for namespace, name, fields in self.upstream:

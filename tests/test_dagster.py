@@ -146,6 +146,7 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     assert first["job"]["name"] == "ml.patients"
     assert first["job"]["facets"]["jobType"]["integration"] == "DAGSTER"
     second = by_output[str((lake / "ml" / "features.parquet").resolve())]
+    assert "sql" in first["job"]["facets"] and "sql" not in second["job"]["facets"]   # no SQL ran for it
     assert ("file", str((lake / "ml" / "patients.parquet").resolve())) in {
         (d["namespace"], d["name"]) for d in second["inputs"]}
     assert not any("dagster" in d["namespace"] for e in evs for d in e.get("inputs", []) + e.get("outputs", []))
