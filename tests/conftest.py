@@ -29,7 +29,7 @@ def require(module: str, extra: str):
     except ImportError:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and the [{extra}] extra is missing ({module} does not import)")
-        pytest.skip(f"needs the [{extra}] extra")
+        pytest.skip(f"needs the [{extra}] extra", allow_module_level=True)
 
 
 def _server_url() -> str:

@@ -10,11 +10,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import require
 from test_audit import make_run
 
 from lineage_guard.audit import Ledger, LedgerError
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = require("psycopg", "postgres")  # fails under CI=true instead of skipping
 
 
 @pytest.fixture

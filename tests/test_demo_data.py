@@ -7,12 +7,13 @@ import uuid
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import require
 
 from lineage_guard.demo.data import seed, tables
 from lineage_guard.errors import ConfigError
 from lineage_guard.sources import PostgresSource
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = require("psycopg", "postgres")  # fails under CI=true instead of skipping
 
 
 @pytest.fixture(scope="module")

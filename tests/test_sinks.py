@@ -9,6 +9,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import require
 
 from lineage_guard.errors import SinkError
 from lineage_guard.sinks import ArrowSink, ParquetSink, PostgresTableSink
@@ -149,7 +150,7 @@ def test_source_to_parquet(pg_url, tmp_path):
 
 
 def test_postgres_table_sink(pg_url):
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = require("psycopg", "postgres")
     table = f"sink_{uuid.uuid4().hex[:8]}"
     info = fill(PostgresTableSink(pg_url, table))
     assert info.kind == "postgres" and info.name.endswith(f".public.{table}")

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
+from conftest import require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from lineage_guard.errors import ConfigError, SourceError
 from lineage_guard.sources import PostgresSource
 from lineage_guard.sources.pg_url import PgUrl
 
-psycopg = pytest.importorskip("psycopg")  # the [postgres] extra; conftest fails under CI without it
+psycopg = require("psycopg", "postgres")  # fails under CI=true instead of skipping
 RAW = "931-38-3286"  # a fake SSN that must never surface in an error
 
 
