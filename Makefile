@@ -1,15 +1,14 @@
 # Two commands: `make demo` and `make test`. Both set up .venv from nothing first.
 VENV   := .venv
 STAMP  := $(VENV)/.installed
-UV     := $(shell command -v uv 2>/dev/null)
+# uv from PATH, else the one pip installs (run as a module: no PATH or shim needed).
+UV     := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: setup demo test bench clean
 
 $(STAMP): pyproject.toml uv.lock
-ifeq ($(UV),)
-	python3 -m pip install --quiet uv
-endif
-	uv sync --frozen --all-extras --compile-bytecode
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,11 +19,17 @@ demo: setup
 test: setup
 	$(VENV)/bin/pytest
 
+# Benchmarks are measurements, not tests. Those that need a server read BENCH_PG.
+BENCH_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
 bench: setup
 	$(VENV)/bin/python benchmarks/masking.py
 	$(VENV)/bin/python benchmarks/detection.py
+	$(VENV)/bin/python benchmarks/sql_analyze.py
 	$(VENV)/bin/python benchmarks/lineage_overhead.py
-	$(VENV)/bin/python benchmarks/extract_memory.py
+	$(VENV)/bin/python benchmarks/audit_ledger.py --postgres $(BENCH_PG)
+	$(VENV)/bin/python benchmarks/extract_memory.py --url $(BENCH_PG)
+	$(VENV)/bin/python benchmarks/airflow_operator.py $(BENCH_PG)
+	$(VENV)/bin/python benchmarks/dagster_assets.py $(BENCH_PG)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
