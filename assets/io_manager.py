@@ -77,9 +77,15 @@ class GovernedIOManager(dg.ConfigurableIOManager):
                 identity = session.identity.principal
                 purpose = session.purpose
             schema = _read_schema(result.output_uri)
+        opaque = [c.name for c in columns if c.opaque]
+        if opaque:
+            context.log.warning(
+                f"lineage_guard: column(s) {', '.join(opaque)} of unknown provenance were masked with the policy's "
+                "default mask; declare their sources in the asset's metadata 'lineage_guard/column_sources', or "
+                "read them through the resource with context=context")
         context.add_output_metadata(materialization_metadata(
             result, schema, source_prefix=self.governed.source_asset_prefix, inherited=inherited,
-            identity=identity, purpose=purpose))
+            identity=identity, purpose=purpose) | {"lineage_guard/opaque_columns": opaque})
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     assert f_deps["mrn"] == [dg.TableColumnDep(dg.AssetKey(["ml", "patients"]), "mrn")]
     assert f_deps["decade"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "birth_date")]
     assert "shout" not in f_deps and "n" not in f_deps
+    assert f["lineage_guard/opaque_columns"].value == ["shout", "full_name"]
     assert {c.name: c.tags["lineage_guard/access"] for c in f["dagster/column_schema"].schema.columns} == {
         "id": "clear", "mrn": "masked", "diagnosis": "masked", "decade": "masked", "n": "clear", "shout": "masked",
         "full_name": "masked"}
