@@ -7,7 +7,8 @@ an fsspec URL), records a ledger receipt and emits OpenLineage (the Postgres tab
 upstream Parquet files as inputs, the file as output, the Dagster run as parent). The
 materialization carries `dagster/column_schema`, `dagster/column_lineage`,
 `dagster/row_count`, `dagster/uri` and the receipt id. `load_input` returns the type the
-input is annotated with (pa.Table, pl.DataFrame, pl.LazyFrame, pd.DataFrame; Arrow if none).
+input is annotated with (pa.Table, pl.DataFrame, pl.LazyFrame, pd.DataFrame; Arrow if none),
+masked for the consuming asset's identity (a governed read with its own receipt).
 
 Files: `<base_path>/<asset/key/path>.parquet`, or `<base_path>/<asset/key/path>/<partition>.parquet`.
 
@@ -32,12 +33,15 @@ from pydantic import Field
 
 from lineage_guard.errors import ConfigError
 from lineage_guard.lineage import dataset_for_uri
+from lineage_guard.mask.spec import MaskSpec
+from lineage_guard.sinks import ArrowSink
+from lineage_guard.sql.model import ColumnRef, OutputColumn
 
 from .failures import governed_failures
 from .frames import from_arrow, to_arrow
-from .lineage import IN_MEMORY
+from .lineage import IN_MEMORY, LOADED
 from .metadata import materialization_metadata
-from .provenance import COLUMNS_KEY, STEP_INPUTS, Loaded, declared_sources, output_columns
+from .provenance import COLUMNS_KEY, STEP_INPUTS, Loaded, declared_sources, output_columns, provenance_of
 from .resource import GovernedPostgresResource
 
 
@@ -90,19 +94,61 @@ class GovernedIOManager(dg.ConfigurableIOManager):
     # -- reads -----------------------------------------------------------------------------------
 
     def load_input(self, context: dg.InputContext) -> Any:
+        """The upstream file(s), masked for the *consuming* asset's identity: a governed read with a receipt.
+
+        A file written for another identity (a per-asset identity of `governed_postgres_asset`)
+        may hold columns this identity must not see: the policy is applied again on load, with
+        the file's recorded provenance; masks already applied are not repeated.
+        """
         if not context.has_asset_key:
             raise dg.Failure("GovernedIOManager loads asset inputs; this input has no upstream asset key")
         key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        step = context.step_context
+        consumer = _consumer(step)
         with governed_failures():
             uris = [self.uri_for(key, k) for k in keys]
             tables = [_read_table(u) for u in uris]
             table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-            columns = _recorded_columns(context, key)
-            for uri, t in zip(uris, tables):
-                STEP_INPUTS.add(context.step_context.run_id, context.step_context.step.key, Loaded(
-                    key, uri, tuple((f.name, str(f.type)) for f in t.schema), tuple(columns)))
-            return from_arrow(table, _wanted(context))
+            recorded = {c["name"]: c for c in _recorded_columns(context, key)}
+            columns, premasked = _as_recorded(table.column_names, recorded)
+            upstream = [(*dataset_for_uri(u), tuple((f.name, str(f.type)) for f in t.schema))
+                        for u, t in zip(uris, tables)]
+            sink = ArrowSink()
+            with self.governed.session(context, upstream=upstream, asset=consumer) as session:
+                result = session.mask_table(table, columns, sink, premasked=premasked,
+                                            statement=LOADED + key.to_user_string())
+            masked = sink.table
+            STEP_INPUTS.add(step.run_id, step.step.key, Loaded(
+                key, uris[0], tuple((f.name, str(f.type)) for f in masked.schema),
+                tuple(provenance_of(result.decision)), masked))
+            context.log.info(f"lineage_guard: loaded {key.to_user_string()} ({result.rows} rows) for "
+                             f"{session.identity.principal}; masked: {', '.join(result.masked_columns) or 'none'}; "
+                             f"receipt {result.receipt_id}")
+            return from_arrow(masked, _wanted(context))
+
+
+def _consumer(step: Any) -> str | None:
+    """The asset the loading step materializes ("a/b"), if it is exactly one."""
+    assets_def = getattr(step, "assets_def", None)
+    keys = list(assets_def.keys) if assets_def is not None else []
+    return "/".join(keys[0].path) if len(keys) == 1 else None
+
+
+def _as_recorded(names: list[str], recorded: dict[str, dict]) -> tuple[list[OutputColumn], dict[int, MaskSpec]]:
+    """The file's columns as its writer recorded them; a column it did not record is opaque."""
+    columns, premasked = [], {}
+    for position, name in enumerate(names):
+        col = recorded.get(name)
+        if col is None:
+            columns.append(OutputColumn(position, name, opaque=True))
+            continue
+        columns.append(OutputColumn(position, name, tuple(ColumnRef.parse(s) for s in col["sources"]),
+                                    direct=bool(col["direct"])))
+        if col["mask"]:
+            m = col["mask"]
+            premasked[position] = MaskSpec(m["method"], dict(m.get("params") or {}), m.get("scope", "global"))
+    return columns, premasked
 
 
 def _one_partition(context: dg.OutputContext) -> str | None:

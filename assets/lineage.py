@@ -26,6 +26,7 @@ from lineage_guard.run import RunRecord
 
 # How the IO manager names an in-memory table in the ledger (the run's "statement").
 IN_MEMORY = "in-memory table of Dagster asset "
+LOADED = "governed file of Dagster asset "
 # (namespace, name, [(column, type)]) of a Parquet file an asset loaded before writing its output.
 Upstream = tuple[str, str, Sequence[tuple[str, str | None]]]
 
@@ -48,7 +49,7 @@ class DagsterLineage(LineageEmitter):
 
     def _build(self, run: RunRecord, event_type: str) -> dict:
         event = super()._build(run, event_type)
-        if run.sql.startswith(IN_MEMORY):  # no SQL ran: an "unparseable statement" facet would mislead
+        if run.sql.startswith((IN_MEMORY, LOADED)):  # no SQL ran: an "unparseable statement" facet would mislead
             event["job"].get("facets", {}).pop("sql", None)
         if self.upstream and run.decision.action == "allow":
             known = {(d["namespace"], d["name"]) for d in event.get("inputs", [])}

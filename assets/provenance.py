@@ -78,9 +78,14 @@ class Loaded:
 
 
 class StepInputs:
-    """What each running step has loaded, keyed by (Dagster run id, step key); bounded."""
+    """What each running step has loaded, keyed by (Dagster run id, step key).
 
-    def __init__(self, capacity: int = 64) -> None:
+    Bounded (it holds the loaded tables): steps run one after another in a process, so a step's
+    entry is only evicted long after its outputs were handled; an evicted entry only makes
+    columns opaque (masked), never clear.
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
         self._lock = threading.Lock()
         self._steps: OrderedDict[tuple[str, str], list[Loaded]] = OrderedDict()
         self._capacity = capacity

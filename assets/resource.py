@@ -100,11 +100,12 @@ class GovernedPostgresResource(dg.ConfigurableResource):
     # -- sessions --------------------------------------------------------------------------------
 
     def session(self, context: Any = None, *, purpose: str | None = None, identity: str | None = None,
-                upstream: Sequence[Upstream] = ()):
+                upstream: Sequence[Upstream] = (), asset: str | None = None):
         """A `GovernedSession` for one governed step, tied to the Dagster run in `context`.
 
         Its runs get their own OpenLineage run ids with the Dagster run as parent; the job is
-        named after the asset. Close it when done (it is a context manager).
+        named after the asset (`asset`, "a/b" form, overrides the one `context` names). Close it
+        when done (it is a context manager).
         """
         from lineage_guard.session import GovernedSession
 
@@ -114,7 +115,10 @@ class GovernedPostgresResource(dg.ConfigurableResource):
             from lineage_guard.mask.keys import ENV_KEY
 
             keyring = Keyring.from_env({ENV_KEY: self.master_key})
-        who = Identity.parse(identity) if identity else self.identity_for(context)
+        who = Identity.parse(identity) if identity else (
+            self.identity_for(None) if self.identity or not asset else Identity(f"dagster:{asset}", "service"))
+        if not identity and not asset:
+            who = self.identity_for(context)
         job = _job_name(context) or self._run[1]
         run_id = (getattr(context, "run_id", None) if context is not None else None) or self._run[0]
         from lineage_guard.audit import Ledger
@@ -127,9 +131,9 @@ class GovernedPostgresResource(dg.ConfigurableResource):
                 keyring=keyring, lineage=lineage, ledger=RefusalsAnnounced(ledger, lineage),
                 environment=self.environment, approval_wait=self.approval_wait_s,
                 statement_timeout_ms=self.statement_timeout_ms, job_namespace=self.job_namespace,
-                job_name=_asset_name(context, sep=".") or job or None,
+                job_name=(asset.replace("/", ".") if asset else _asset_name(context, sep=".")) or job or None,
                 approval_context={k: v for k, v in {"dagster_job": job, "dagster_run_id": run_id,
-                                                    "dagster_asset": _asset_name(context)}.items() if v},
+                                                    "dagster_asset": asset or _asset_name(context)}.items() if v},
             )
         except BaseException:
             ledger.close()

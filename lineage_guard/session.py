@@ -326,7 +326,7 @@ class GovernedSession:
 
     # -- data already in memory (e.g. a Dagster asset's return value) ------------------------------
 
-    def mask_table(self, table: pa.Table, columns: Sequence[Any], to: str | Path, *, statement: str,
+    def mask_table(self, table: pa.Table, columns: Sequence[Any], to: "str | Path | Sink", *, statement: str,
                    premasked: dict[int, Any] | None = None) -> ExtractResult:
         """Steps 3-5 and 7-10 for a table that did not come from a query: mask per policy, write, record.
 
@@ -335,6 +335,8 @@ class GovernedSession:
         default mask (nothing shows what it holds). `statement` names the data in the ledger and
         events (no SQL runs). `premasked` maps positions already masked upstream to their
         `MaskSpec`: the same spec is not applied twice (tokens keep joining), any other mask is.
+        `to` is a Parquet path or URL, or a `Sink` (e.g. `ArrowSink()`: the masked table is then
+        `sink.table`).
 
         Example:
             >>> cols = [OutputColumn(0, "email", (ColumnRef("public", "customers", "email"),), direct=True)]
@@ -370,7 +372,9 @@ class GovernedSession:
                                       statement, decided, analysis))
         run = self._new_run(statement, decision)
         self._admit(run, decision)
-        sink = ParquetSink(str(to))
+        from .sinks.base import Sink
+
+        sink = to if isinstance(to, Sink) else ParquetSink(str(to))
         run.sink = sink.info
         self.lineage.start(run)
         premasked = premasked or {}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import require
@@ -118,39 +119,65 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
         "id": "clear", "mrn": "masked", "diagnosis": "masked", "decade": "masked", "n": "clear", "shout": "masked",
         "full_name": "masked"}
 
-    # Ledger: one verified success entry per materialization, naming the file and the identity.
+    # Ledger: a verified entry per governed write, and per load (the downstream asset's identity reading a file).
     with Ledger.open() as ledger:
         assert ledger.verify().ok
-        entries = {e["body"]["sink"]["name"]: e["body"] for e in ledger.entries()}
+        bodies = [e["body"] for e in ledger.entries()]
         for key in ("patients", "features", "as_pandas"):
-            receipt = meta[f"ml/{key}"]["lineage_guard/receipt_id"].value
-            body = ledger.get(receipt)["body"]
+            body = ledger.get(meta[f"ml/{key}"]["lineage_guard/receipt_id"].value)["body"]
             assert body["outcome"] == "success" and body["who"]["principal"] == "svc-training"
             assert body["sink"]["name"] == str((lake / "ml" / f"{key}.parquet").resolve())
             assert body["parent"]["run_id"] == result.run_id
-        assert entries[str((lake / "ml" / "features.parquet").resolve())]["columns"][5]["method"] == "redact"
+    assert [(b["job"]["name"], b["sink"]["kind"]) for b in bodies] == [
+        ("ml.patients", "parquet"), ("ml.features", "memory"), ("ml.features", "parquet"),
+        ("ml.as_pandas", "memory"), ("ml.as_pandas", "parquet")]
+    assert (bodies[2]["columns"][5]["name"], bodies[2]["columns"][5]["method"]) == ("shout", "redact")
 
-    # OpenLineage: valid, value-free, physical names, one run id per materialization, Dagster parent.
+    # OpenLineage: valid, value-free, physical names, own run ids (not the Dagster run's), Dagster parent.
     evs = events()
     assert_valid_events(evs, forbid=[*raw_values, master_key])
     runs = {}
     for e in evs:
         runs.setdefault(e["run"]["runId"], []).append(e)
-    assert len(runs) == 3 and result.run_id not in runs
+    assert len(runs) == 5 and result.run_id not in runs
     assert all([e["eventType"] for e in r] == ["START", "COMPLETE"] for r in runs.values())
-    by_output = {r[-1]["outputs"][0]["name"]: r[-1] for r in runs.values()}
+    assert {r[-1]["run"]["facets"]["parent"]["run"]["runId"] for r in runs.values()} == {result.run_id}
+    by_output = {r[-1]["outputs"][0]["name"]: r[-1] for r in runs.values() if r[-1].get("outputs")}
     first = by_output[str((lake / "ml" / "patients.parquet").resolve())]
     assert [(d["namespace"], d["name"].split(".", 1)[1]) for d in first["inputs"]] == [
         ("postgres://127.0.0.1:5432", "public.patients")]
-    assert first["run"]["facets"]["parent"]["run"]["runId"] == result.run_id
     assert first["run"]["facets"]["parent"]["job"]["name"] == result.dagster_run.job_name == "__ephemeral_asset_job__"
     assert first["job"]["name"] == "ml.patients"
     assert first["job"]["facets"]["jobType"]["integration"] == "DAGSTER"
     second = by_output[str((lake / "ml" / "features.parquet").resolve())]
     assert "sql" in first["job"]["facets"] and "sql" not in second["job"]["facets"]   # no SQL ran for it
-    assert ("file", str((lake / "ml" / "patients.parquet").resolve())) in {
-        (d["namespace"], d["name"]) for d in second["inputs"]}
+    patients_file = ("file", str((lake / "ml" / "patients.parquet").resolve()))
+    assert patients_file in {(d["namespace"], d["name"]) for d in second["inputs"]}
+    (load,) = [r[-1] for r in runs.values() if not r[-1].get("outputs") and r[-1]["job"]["name"] == "ml.features"]
+    assert patients_file in {(d["namespace"], d["name"]) for d in load["inputs"]}
     assert not any("dagster" in d["namespace"] for e in evs for d in e.get("inputs", []) + e.get("outputs", []))
+
+
+def test_load_masks_for_the_consuming_identity(clinic, tmp_path):
+    url, raw_values = clinic
+    # Written clear for the clinician; loaded by an asset that runs as the training service.
+    chart = governed_postgres_asset("chart", "SELECT id, mrn FROM patients", identity="dr-grey", purpose="treatment")
+    seen = {}
+
+    @dg.asset
+    def training_rows(chart: pa.Table) -> pa.Table:
+        seen["mrn"] = chart["mrn"].to_pylist()
+        return chart
+
+    result = dg.materialize([chart, training_rows], resources=resources(url, tmp_path / "lake"))
+    assert result.success
+    assert pq.read_table(tmp_path / "lake" / "chart.parquet")["mrn"].to_pylist()[0].startswith("MRN-")
+    assert all(v.startswith("tok_") for v in seen["mrn"]) and not set(seen["mrn"]) & set(raw_values)
+    with Ledger.open() as ledger:
+        load = [e["body"] for e in ledger.entries()][1]
+    assert (load["who"]["principal"], load["purpose"], load["sink"]["kind"]) == ("svc-training", "ai_training",
+                                                                                 "memory")
+    assert [c["method"] for c in load["columns"]] == [None, "tokenize"]
 
 
 def test_resource_read_inside_an_asset(clinic, tmp_path):
@@ -292,8 +319,6 @@ def test_in_memory_output_denied_writes_nothing(clinic, tmp_path):
 
 
 def test_session_mask_table(clinic, tmp_path):
-    import pyarrow as pa
-
     from lineage_guard.errors import AccessDenied, LineageGuardError
     from lineage_guard.mask import MaskSpec
     from lineage_guard.session import GovernedSession
