@@ -30,10 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from lineage_guard.decision import Decision
 from lineage_guard.errors import ConfigError
@@ -58,23 +56,19 @@ def provenance_of(decision: Decision) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Loaded:
-    """A governed input a step loaded: its key, file, columns' provenance (and the table, if read in memory)."""
+    """A governed input a step loaded: its key, file, columns' provenance, and the table as delivered."""
 
     asset_key: Any                     # dagster.AssetKey; None for a direct read through the resource
     uri: str                           # the file; memory://<run id> for a direct read
     fields: tuple[tuple[str, str], ...]
     columns: tuple[dict[str, Any], ...] = ()
-    table: pa.Table | None = None      # a direct read's result (files are re-read, one column at a time)
+    table: pa.Table | None = None      # what the asset's code received (masked for its identity)
 
-    def values(self, name: str) -> pa.ChunkedArray | None:
-        """The distinct values of column `name` as this input delivered them."""
-        if self.table is not None:
-            column = self.table.column(name) if name in self.table.column_names else None
-        else:
-            fs, path = fsspec.core.url_to_fs(self.uri)
-            with fs.open(path, "rb") as fh:
-                column = pq.read_table(fh, columns=[name]).column(0)
-        return None if column is None else pc.unique(column)
+    def values(self, name: str) -> pa.Array | None:
+        """The distinct values of column `name` as this input delivered them (None: not known)."""
+        if self.table is None or name not in self.table.column_names:
+            return None
+        return pc.unique(self.table.column(name))
 
 
 class StepInputs:
@@ -164,8 +158,8 @@ def _passed_through(column: pa.ChunkedArray, item: Loaded, name: str) -> bool:
         if values.type != present.type:
             values = values.cast(present.type)
         return len(present) == 0 or bool(pc.all(pc.is_in(present, value_set=values)).as_py())
-    except (pa.ArrowException, OSError, ValueError, TypeError):
-        return False  # cannot compare (nested types, unreadable file): not trusted as a pass-through
+    except (pa.ArrowException, ValueError, TypeError):
+        return False  # cannot compare (e.g. nested types): not trusted as a pass-through
 
 
 def _spec_key(mask: Mapping[str, Any] | None) -> str:
