@@ -22,6 +22,7 @@ from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, go
 
 from lineage_guard.audit import Ledger
 from lineage_guard.demo import data as demo_data
+from lineage_guard.errors import ConfigError
 from lineage_guard.lineage import Outbox
 
 pytestmark = pytest.mark.dagster
@@ -345,3 +346,40 @@ def test_session_mask_table(clinic, tmp_path):
     assert not (tmp_path / "v.parquet").exists()
     with Ledger.open() as ledger:
         assert [e["body"]["outcome"] for e in ledger.entries()] == ["success", "denied"]
+
+
+def test_resource_from_parts_with_env_secrets(clinic, tmp_path, monkeypatch):
+    import secrets
+    from urllib.parse import urlsplit
+
+    url, _ = clinic
+    parts = urlsplit(url)
+    password, other_key = "pw-" + secrets.token_hex(8), secrets.token_hex(32)
+    monkeypatch.setenv("CLINIC_PW", password)
+    monkeypatch.setenv("OTHER_MASTER_KEY", other_key)
+    governed = GovernedPostgresResource(
+        host=parts.hostname, port=parts.port, database=parts.path.lstrip("/"), user=parts.username,
+        password=dg.EnvVar("CLINIC_PW"), master_key=dg.EnvVar("OTHER_MASTER_KEY"),
+        policy=str(DEMO_POLICY), purpose="ai_training", identity="svc-training")
+    seen = {}
+
+    @dg.asset
+    def tokens(context: dg.AssetExecutionContext, governed_postgres: GovernedPostgresResource) -> pa.Table:
+        decision = governed_postgres.plan("SELECT id, mrn FROM patients", context=context)
+        seen["plan"] = decision.to_json()
+        return governed_postgres.read_arrow("SELECT id, mrn FROM patients ORDER BY id", context=context)
+
+    result = dg.materialize([tokens], resources={
+        "governed_postgres": governed, "io_manager": GovernedIOManager(governed=governed, base_path=str(tmp_path))})
+    assert result.success
+    assert [c["masked"] for c in seen["plan"]["columns"]] == [False, True]
+    with_other_key = pq.read_table(tmp_path / "tokens.parquet")["mrn"].to_pylist()
+    with GovernedPostgresResource(url=url, policy=str(DEMO_POLICY), purpose="ai_training",
+                                  identity="svc-training").session() as s:  # the environment's key
+        with_env_key = s.read_arrow("SELECT mrn FROM patients ORDER BY id")["mrn"].to_pylist()
+    assert len(with_other_key) == 40 and not set(with_other_key) & set(with_env_key)
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "lg_home").rglob("*") if p.is_file())
+    assert password.encode() not in stored and other_key.encode() not in stored
+    assert_valid_events(events(), forbid=[password, other_key])
+    with pytest.raises(ConfigError, match="either url or host"):
+        GovernedPostgresResource(url=url, host="x", policy=str(DEMO_POLICY), purpose="p").source_url()
