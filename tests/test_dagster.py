@@ -31,7 +31,8 @@ QUERY = "SELECT id, mrn, full_name, birth_date, diagnosis FROM patients ORDER BY
 
 
 @pytest.fixture(scope="module")
-def clinic(pg_url):
+def clinic(new_database):
+    pg_url = new_database()  # the demo tables would clobber the corpus's in the shared test database
     demo_data.seed(pg_url, patients=40, customers=10)
     with psycopg.connect(pg_url) as conn:
         raw = conn.execute("SELECT mrn, full_name FROM patients").fetchall()

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.dagster
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dagster" / "definitions.py"
 
 
-def test_example_definitions_materialize(pg_url, tmp_path, monkeypatch, master_key):
+def test_example_definitions_materialize(new_database, tmp_path, monkeypatch, master_key):
+    pg_url = new_database()  # the example seeds the demo tables: keep them off the corpus's
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("LINEAGE_GUARD_DEMO_URL", pg_url)
     monkeypatch.setenv("LINEAGE_GUARD_DEMO_LAKE", str(tmp_path / "lake"))
