@@ -1,5 +1,5 @@
 """`generalize`: coarser values of the same type — dates to month/year start, numbers to bucket lower bounds,
-text (zip codes) to a prefix padded with `*`.
+text (zip codes, diagnosis codes) to a prefix followed by a fixed `**`, so the length does not leak.
 
     >>> import datetime, pyarrow as pa
     >>> from lineage_guard.mask.spec import MaskSpec
@@ -9,6 +9,8 @@ text (zip codes) to a prefix padded with `*`.
     [30, -10]
     >>> generalize(pa.array(["94107"]), MaskSpec("generalize", {"keep": 3})).to_pylist()
     ['941**']
+    >>> generalize(pa.array(["J06.9 Acute upper respiratory infection"]), MaskSpec("generalize", {"keep": 3})).to_pylist()
+    ['J06**']
 """
 
 from __future__ import annotations
@@ -19,10 +21,20 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, MaskingError
 from ._arrow import is_temporal_date, is_text
 from .params import checked
-from .redact import keep_ends
 from .spec import MaskSpec
 
 _FOR = {"temporal": "to", "numeric": "bucket", "text": "keep"}
+
+
+_PAD = "**"
+
+
+def _prefix(text: pa.Array, keep: int) -> pa.Array:
+    """The first `keep` characters and a fixed pad; a value no longer than `keep` is masked whole."""
+    head = pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, keep), pa.scalar(_PAD, text.type),
+                                       pa.scalar("", text.type))
+    whole = pa.scalar("*" * (keep + len(_PAD)), text.type)
+    return pc.if_else(pc.greater(pc.utf8_length(text), keep), head, pc.if_else(pc.is_valid(text), whole, head))
 
 
 def generalize(array: pa.Array, spec: MaskSpec) -> pa.Array:
@@ -42,7 +54,7 @@ def generalize(array: pa.Array, spec: MaskSpec) -> pa.Array:
     if family == "temporal":
         return pc.floor_temporal(array, unit=params["to"] or "month")
     if family == "text":
-        return keep_ends(array, 3 if params["keep"] is None else params["keep"], 0, "*")
+        return _prefix(array, 3 if params["keep"] is None else params["keep"])
     bucket = params["bucket"]
     if bucket is None:
         raise ConfigError(f"generalize on a numeric column ({t}) needs `bucket: N` (the bucket width, e.g. 10)")
