@@ -13,12 +13,11 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..fileio import atomic_write
 from .chain import Problem, StoredRow, VerifyReport, verify_chain
 from .entry import GENESIS, parse_entry
 from .ledger import Ledger
@@ -28,23 +27,7 @@ FORMAT = "lineage_guard.ledger/v1"
 
 
 def _atomic_write(path: Path, lines: list[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for line in lines:
-                out.write(line + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, b"".join(line + b"\n" for line in lines))
 
 
 def export_ledger(ledger: Ledger, path: str | Path, public_keys: Sequence[str] = ()) -> VerifyReport:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
+from ..errors import ConfigError
 from ..identity import Identity
+from .common import err, out, run_guarded
 
 app = typer.Typer(
     name="lineage-guard",
@@ -28,24 +28,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # messages carry paths; never break them
-
 EXIT_FOR_ACTION = {"allow": 0, "deny": 2, "needs_approval": 3}
 
 PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Policy YAML file.")]
-IdentityOpt = Annotated[Optional[str], typer.Option("--identity", "-i", help="Principal (default: $LINEAGE_GUARD_IDENTITY).")]
-GroupOpt = Annotated[Optional[list[str]], typer.Option("--group", "-g", help="Group of an identity the policy does not declare (repeat).")]
-KindOpt = Annotated[Optional[str], typer.Option("--kind", help="human | service | agent (undeclared identities).")]
+IdentityOpt = Annotated[str | None, typer.Option("--identity", "-i", help="Principal (default: $LINEAGE_GUARD_IDENTITY).")]
+GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="Group of an identity the policy does not declare (repeat).")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="human | service | agent (undeclared identities).")]
 PurposeOpt = Annotated[str, typer.Option("--purpose", help="Why the data is read, as declared in the policy.")]
-SqlOpt = Annotated[Optional[str], typer.Option("--sql", help="The statement.")]
-FileOpt = Annotated[Optional[Path], typer.Option("--file", "-f", help="A file holding the statement.")]
-SourceOpt = Annotated[Optional[str], typer.Option("--source", "-s", help="PostgreSQL URL (default: $LINEAGE_GUARD_SOURCE).", envvar="LINEAGE_GUARD_SOURCE")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
+SqlOpt = Annotated[str | None, typer.Option("--sql", help="The statement.")]
+FileOpt = Annotated[Path | None, typer.Option("--file", "-f", help="A file holding the statement.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", "-s", help="PostgreSQL URL (default: $LINEAGE_GUARD_SOURCE).", envvar="LINEAGE_GUARD_SOURCE")]
 
 
 def identity_from(identity: str | None, groups: list[str] | None, kind: str | None) -> Identity:
@@ -66,27 +58,6 @@ def statement_from(sql: str | None, file: Path | None) -> str:
     return sql  # type: ignore[return-value]
 
 
-def run_guarded(fn):
-    """Turn lineage_guard errors into a clean message and the documented exit code."""
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except ApprovalRequired as exc:
-        err.print(f"[yellow]needs approval[/yellow] (request {exc.request_id}): " + "; ".join(exc.reasons), highlight=False)
-        err.print(f"an approver other than the requester runs: {exc.approve_command}", highlight=False, markup=False)
-        if exc.receipt_id:
-            err.print(f"receipt: {exc.receipt_id}", highlight=False)
-        raise typer.Exit(3)
-    except AccessDenied as exc:
-        err.print("[red]denied:[/red] " + "; ".join(exc.reasons), highlight=False)
-        if exc.receipt_id:
-            err.print(f"receipt: {exc.receipt_id}", highlight=False)
-        raise typer.Exit(2)
-    except LineageGuardError as exc:
-        raise _fail(str(exc), exc.exit_code)
-
-
 @app.command()
 def plan(
     policy: PolicyOpt,
@@ -95,10 +66,10 @@ def plan(
     group: GroupOpt = None,
     kind: KindOpt = None,
     source: SourceOpt = None,
-    schema_file: Annotated[Optional[list[Path]], typer.Option("--schema-file", help="Offline DDL instead of a live catalog (repeat).")] = None,
+    schema_file: Annotated[list[Path] | None, typer.Option("--schema-file", help="Offline DDL instead of a live catalog (repeat).")] = None,
     sql: SqlOpt = None,
     file: FileOpt = None,
-    jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Plan every line {id, sql} of this file; one decision per line.")] = None,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Plan every line {id, sql} of this file; one decision per line.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON (a stable contract).")] = False,
     environment: Annotated[str, typer.Option("--environment", help="Source environment (production, staging...).")] = "default",
 ) -> None:
@@ -123,7 +94,7 @@ def plan(
                 from ..classify.catalog import DetectionCatalog
 
                 detection = DetectionCatalog()
-                detect = lambda tables: detection.sensitive_labels(source, list(tables), pol.detection)  # noqa: E731
+                detect = lambda tables: detection.sensitive_labels(source, list(tables), pol.detection)
         else:
             raise ConfigError("give --source URL (live catalog) or --schema-file DDL.sql (offline)")
 
@@ -156,7 +127,7 @@ def _plan_jsonl(path: Path, decide) -> int:
         try:
             item = json.loads(line)
             if not isinstance(item, dict) or not isinstance(item.get("sql"), str):
-                raise ValueError("each line needs an object with a string 'sql' (and an 'id')")
+                raise ValueError("each line needs an object with a string 'sql' (and an 'id')")  # noqa: TRY004
         except ValueError as exc:
             print(json.dumps({"id": None, "line": n, "error": f"{path}:{n}: {exc}"}))
             codes.add(1)
@@ -194,6 +165,8 @@ def extract(
     sql: SqlOpt = None,
     file: FileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result summary as JSON.")] = False,
+    statement_timeout_ms: Annotated[int, typer.Option(
+        "--statement-timeout-ms", help="Bound on the read; a streamed read lasts until its last batch is written.")] = 600_000,
 ) -> None:
     """Read, mask, write Parquet atomically, record a receipt, emit lineage."""
 
@@ -203,7 +176,8 @@ def extract(
         if not source:
             raise ConfigError("give --source URL (or set LINEAGE_GUARD_SOURCE)")
         statement = statement_from(sql, file)
-        with GovernedSession(source, policy, identity_from(identity, group, kind), purpose) as session:
+        with GovernedSession(source, policy, identity_from(identity, group, kind), purpose,
+                             statement_timeout_ms=statement_timeout_ms) as session:
             result = _extract_with_progress(session, statement, to, quiet=as_json)
         if as_json:
             print(json.dumps(result.summary()))
@@ -234,7 +208,7 @@ def _extract_with_progress(session, statement: str, to: str, quiet: bool = False
 
 @app.command()
 def demo(
-    source: Annotated[Optional[str], typer.Option("--source", help="Run against your own PostgreSQL instead of the embedded one.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Run against your own PostgreSQL instead of the embedded one.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its Parquet files.")] = Path("demo-out"),
     rows: Annotated[int, typer.Option("--rows", help="Patients and customers to seed.")] = 100_000,
 ) -> None:

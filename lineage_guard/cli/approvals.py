@@ -13,8 +13,7 @@ The requester can never approve or deny their own request.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,7 +21,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from ..approvals import ApprovalRequest, ApprovalStore, retry_failed
-from ..errors import LineageGuardError
+from .common import run_guarded as _guarded
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Approval requests: list, show, approve, deny, notify.")
@@ -35,16 +34,6 @@ StoreOpt = Annotated[str | None, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AsOpt = Annotated[str, typer.Option("--as", help="Who decides (never the requester).")]
 NoteOpt = Annotated[str | None, typer.Option("--note", help="Why; kept with the decision.")]
-
-
-def _guarded(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except LineageGuardError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _when(req: ApprovalRequest, attr: str) -> str:

@@ -14,7 +14,6 @@ Verification pins keys: the one derived from LINEAGE_GUARD_MASTER_KEY and any --
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +29,8 @@ from ..audit import Filters, Ledger, VerifyReport, export_ledger, verify_export,
 from ..audit.entry import verify_entry_document
 from ..audit.query import parse_time
 from ..audit.signing import signing_keys, trusted_keys
-from ..errors import ConfigError, LineageGuardError
+from ..errors import ConfigError
+from .common import run_guarded as _guarded
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -61,16 +61,6 @@ NoVerifyOpt = Annotated[
     bool,
     typer.Option("--no-verify", help="Read without verifying the chain first (e.g. to inspect a bad one)."),
 ]
-
-
-def _guarded(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except LineageGuardError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _plain(value: Any) -> Text:

@@ -13,8 +13,6 @@ Shipping uses the openlineage-python client configured the standard way
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..fileio import atomic_write
 from ..lineage.outbox import Outbox
 from ..lineage.shipping import lineage_disabled, ship_pending, transport_configured
 
@@ -98,17 +97,7 @@ def export(
         typer.echo(text, nl=False)
         return
     target = path.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, text.encode())
     out.print(f"wrote {len(events)} event(s) to {target}", highlight=False)
 
 
