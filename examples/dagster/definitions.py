@@ -5,6 +5,7 @@ and a clinician read the same patients; each gets what the policy lets it see, a
 files, with ledger receipts and OpenLineage events (Postgres tables -> asset -> file).
 
 Run (see README.md here):  dagster dev -f examples/dagster/definitions.py
+                      or:  dagster dev -m examples.dagster.definitions   (from the repository root)
 """
 
 import os
