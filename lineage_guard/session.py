@@ -83,6 +83,8 @@ class GovernedSession:
     `identity` an `Identity`, a name, or None for `LINEAGE_GUARD_IDENTITY`.
     `schema_files` plans offline against DDL instead of the live catalog.
     `approval_wait` (seconds) waits for a pending approval instead of raising `ApprovalRequired`.
+    `statement_timeout_ms` bounds each read; a streamed read lasts until its last batch is written,
+    so it covers masking and writing too (default 10 minutes).
     """
 
     def __init__(
@@ -103,7 +105,7 @@ class GovernedSession:
         parent: ParentRun | None = None,
         approval_wait: float | None = None,
         approval_context: dict[str, str] | None = None,
-        statement_timeout_ms: int = 60_000,
+        statement_timeout_ms: int = 600_000,
     ) -> None:
         from .sources.postgres import PostgresSource
 
@@ -112,7 +114,7 @@ class GovernedSession:
             identity = Identity.from_env()
         self.identity = self.policy.resolve_identity(Identity.parse(identity) if isinstance(identity, str) else identity)
         if not purpose:
-            raise LineageGuardError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
+            raise ConfigError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
         self.purpose = purpose
         if len(self.policy.search_path) != 1:
             raise ConfigError("policy search_path must name exactly one schema: reads pin it, so plans resolve "
