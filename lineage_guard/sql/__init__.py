@@ -87,7 +87,8 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         cols = resolver.query(node, None)
         is_read = not writes and not any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks"))
                                          for n in node.walk())
-        singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate)
+        singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate
+                           and not _aggregates_identifiers(node, cols, catalog))
         uses = tuple(ColumnUse(u.column, u.clause, u.against_constant, singles_out) for u in resolver.uses)
         return Analysis(
             statement=statement, kind="select", is_read=is_read,
@@ -192,6 +193,27 @@ def _population(node: exp.Expression, resolver, catalog: Catalog) -> bool:
             if isinstance(g, exp.Column) and g.name.lower() in keys:
                 return False
     return True
+
+
+def _aggregates_identifiers(node: exp.Expression, cols, catalog: Catalog) -> bool:
+    """Whether an aggregate other than count returns identifiers (`max(id)`, `string_agg(id::text, ',')`).
+
+    Over a cohort filtered on a sensitive column that cohort may be one person, and `max(id)` then
+    names them: the query is no longer population-level. Checked by lineage, so renames do not hide it.
+    """
+    if isinstance(node, exp.Subquery):
+        return _aggregates_identifiers(node.this, cols, catalog)
+    if not isinstance(node, exp.Select):
+        return False
+    for e, col in zip(node.expressions, cols):
+        aggs = [a for a in e.walk() if isinstance(a, exp.AggFunc) and not isinstance(a, exp.Count)]
+        if not aggs:
+            continue
+        for src in col.lin.sources:
+            rel = catalog.relation(src.table, src.schema)
+            if rel is not None and src.column in rel.identifying:
+                return True
+    return False
 
 
 class _NoRel:

@@ -844,7 +844,8 @@ class Resolver:
             against = False  # the subquery's own filters are recorded where they stand
         else:
             against = (len(lins) > 1 and any(lin.constant for lin in lins)) or isinstance(e, exp.Is) \
-                or _has_literal(e) or self._constant_side(e, scope)
+                or _has_literal(e) or self._constant_side(e, scope) or _steered(lins) \
+                or (len(operands) == 1 and isinstance(operands[0], (exp.Subquery, exp.Select)))
         self._use(whole, clause, against)
         if against and _is_point(e):
             self.point_predicate = True
@@ -911,9 +912,21 @@ def _has_literal(e: exp.Expression) -> bool:
                for n in _walk_local(e))
 
 
+def _steered(lins: list[Lin]) -> bool:
+    """Whether a comparison tests values against other columns: `o.id = length(c.email)` is a constant list.
+
+    A column of another table (ids, amounts, a generated series) is as good as caller-chosen constants,
+    and the matching row then repeats the value in the clear. Both sides from the same columns
+    (`c1.zip = c2.zip`, equality classes) are not.
+    """
+    sourced = [lin.sources for lin in lins if lin.sources]
+    return len(sourced) > 1 and any(s != sourced[0] for s in sourced[1:])
+
+
 def _is_point(e: exp.Expression) -> bool:
     # Equality-like tests pin down individuals; ranges and wildcard patterns describe cohorts.
-    for node in _walk_local(e):
+    # A test inside a scalar subquery (`WHERE (SELECT c.ssn = '...')`) counts where it stands.
+    for node in e.walk():
         if isinstance(node, (exp.EQ, exp.In, exp.NullSafeEQ)):
             return True
         if isinstance(node, exp.Between) and node.args.get("low") == node.args.get("high"):
