@@ -204,6 +204,31 @@ deny - side_effect_function SELECT setseed(0.5)
 deny - side_effect_function SELECT pg_stat_reset()
 deny - side_effect_function SELECT pg_log_backend_memory_contexts(1)
 deny - procedural SELECT refresh_reporting()
+deny - inference SELECT id FROM customers TABLESAMPLE BERNOULLI ((SELECT ascii(ssn) FROM customers LIMIT 1))
+deny - inference SELECT id FROM customers TABLESAMPLE SYSTEM ((SELECT count(*) FROM customers WHERE ssn LIKE '9%'))
+deny - inference SELECT c.id FROM customers c, unnest(string_to_array(c.ssn, '9')) u
+deny - inference SELECT c.id FROM customers c, unnest(array_remove(ARRAY[c.ssn], '975-45-1106')) u
+deny - inference SELECT c.id FROM customers c, LATERAL unnest(CASE WHEN c.ssn LIKE '9%' THEN ARRAY[1] END) g
+deny - error_channel SELECT id FROM customers c WINDOW w AS (PARTITION BY ssn::int)
+deny - error_channel SELECT id FROM customers c WINDOW w AS (ORDER BY id), w2 AS (PARTITION BY email::date)
+deny - side_effect_function SELECT id FROM customers c WINDOW w AS (ORDER BY nextval('customers_id_seq'))
+deny - side_effect_function SELECT id FROM customers c WINDOW w AS (PARTITION BY pg_read_file('/etc/hostname')::int)
+deny - side_effect_function SELECT id FROM customers TABLESAMPLE BERNOULLI ((SELECT pg_backend_pid() % 100))
+deny - side_effect_function SELECT id FROM customers GROUP BY id, pg_sleep(1)
+deny - side_effect_function SELECT array_agg(id ORDER BY pg_sleep(1)) FROM customers
+deny - side_effect_function SELECT id FROM customers c JOIN orders o ON pg_sleep(1) IS NULL
+deny - side_effect_function SELECT id FROM customers OFFSET (SELECT 1 FROM pg_sleep(1))
+deny - side_effect_function VALUES (pg_sleep(1))
+deny - side_effect_function SELECT id, xmlelement(name x, pg_backend_pid()) FROM customers
+deny - side_effect_function SELECT "pg_backend_pid"()
+deny - side_effect_function SELECT id FROM customers, ROWS FROM (pg_sleep(0), generate_series(1, 2)) x
+deny - side_effect_function SELECT * FROM customers NATURAL JOIN pg_sleep(0)
+allow - control SELECT id FROM customers TABLESAMPLE SYSTEM (50)
+allow - control SELECT id, count(*) OVER w FROM customers WINDOW w AS (PARTITION BY plan)
+allow - control SELECT id FROM customers c WINDOW w AS (ORDER BY created_at)
+mask 0 json_unpivot SELECT u FROM customers c, unnest(ARRAY[c.ssn]) u
+mask 0 json_unpivot SELECT t.v FROM ROWS FROM (unnest(ARRAY(SELECT ssn FROM customers))) AS t(v)
+mask 1 aggregate SELECT id, count(*) OVER w FROM customers WINDOW w AS (PARTITION BY zip)
 """
 
 
@@ -229,6 +254,8 @@ def test_redteam_case(request, policy, catalog_kind, sql, expect, positions, cat
 # Former leaks, each with a reference query computing the same thing from the sensitive column:
 # equal answers on the real database show the attack really returned (a function of) one person's value.
 LEAKS = [
+    ("SELECT count(*) FROM customers c, unnest(string_to_array(c.ssn, '9')) u WHERE c.id = 3",
+     "SELECT array_length(string_to_array(ssn, '9'), 1) FROM customers WHERE id = 3"),
     ("SELECT c.id, o.id FROM customers c JOIN orders o ON o.id = length(c.email) ORDER BY 1",
      "SELECT id, length(email) FROM customers WHERE length(email) IN (SELECT id FROM orders) ORDER BY 1"),
     ("SELECT id FROM customers c WHERE (SELECT c.ssn = '975-45-1106')",

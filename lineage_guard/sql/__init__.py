@@ -85,6 +85,12 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
             resolver.refuse(f"a data-modifying {type(w).__name__.upper()} inside the query (writable CTE) "
                             "runs even if never referenced; a read may not write: remove it")
         cols = resolver.query(node, None)
+        # Every function anywhere in the statement passes the allow-list, even in a clause the resolver
+        # does not follow (a clause PostgreSQL evaluates is a clause a side effect can hide in).
+        for fn in node.find_all(exp.Func):
+            name = function_name(fn)
+            if not (is_allowed_node(fn) or name in FUNCTION_CASTS or catalog.user_functions(name)):
+                resolver.refuse(refusal_reason(name))
         is_read = not writes and not any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks"))
                                          for n in node.walk())
         singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate

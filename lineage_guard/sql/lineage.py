@@ -285,6 +285,10 @@ class Resolver:
             scope.star = self._joined(from_.this, node.args.get("joins") or [], scope)
         for named in node.args.get("windows") or []:
             scope.windows[ident(named.this)] = named
+        for named in node.args.get("windows") or []:
+            # PostgreSQL evaluates a named window even when no function uses it (`WINDOW w AS
+            # (PARTITION BY ssn::int)` errors with the value): check it like any expression.
+            self._use(self._window_spec(named, scope), "window", False)
         if node.args.get("where"):
             self.predicate(node.args["where"].this, scope, "where")
 
@@ -395,6 +399,7 @@ class Resolver:
             return Rel(alias, _rename(self._values(item, scope), alias_cols))
         if isinstance(item, exp.Unnest):
             lins = [self.expr(a, scope).derived() for a in item.expressions]
+            self._row_count_use("unnest", item, scope)  # `unnest(string_to_array(ssn, '9'))`: rows count the 9s
             names = alias_cols or ([alias or "unnest"] if len(lins) == 1 else [f"unnest{i}" for i in range(len(lins))])
             if len(names) != len(lins):
                 self.refuse("unnest(...) has a different number of arguments than alias columns; name one per argument")
@@ -404,6 +409,11 @@ class Resolver:
                 cols.append(Col(ident(off) if isinstance(off, exp.Identifier) else "ordinality", Lin()))
             return Rel(alias or "unnest", cols)
         if isinstance(item, exp.Table):
+            sample = item.args.get("sample")
+            if isinstance(sample, exp.TableSample):  # the share of rows returned is a row count, like LIMIT
+                for key, value in sample.args.items():
+                    if isinstance(value, exp.Expression) and key != "method":
+                        self._use(self.expr(value, scope), "limit", True)
             if item.args.get("rows_from"):
                 parts = [self.table_function(f, scope) for f in item.args["rows_from"]]
                 cols = [Col(n, lin) for names, lin, _ in parts for n in names]
@@ -738,6 +748,15 @@ class Resolver:
                     self._use(p, "window", False)
                     lin = lin | p
         return lin.derived()
+
+    def _window_spec(self, spec: exp.Window, scope: Scope) -> Lin:
+        parts = list(spec.args.get("partition_by") or [])
+        order = spec.args.get("order")
+        parts += [o.this if isinstance(o, exp.Ordered) else o for o in (order.expressions if order else [])]
+        frame = spec.args.get("spec")
+        if isinstance(frame, exp.WindowSpec):
+            parts += [v for k, v in frame.args.items() if isinstance(v, exp.Expression) and k in ("start", "end")]
+        return union(self.expr(p, scope) for p in parts)
 
     def _func(self, e: exp.Func, scope: Scope, schema: str | None = None) -> Lin:
         name = function_name(e)
