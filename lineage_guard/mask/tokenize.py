@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ._arrow import canonical_bytes, distinct, fixed_width_text, hex_chars, is_integer, is_text, prefixed
-from .digest import digest_uint64, hmac_sha256_many, sha256_many
+from ._arrow import canonical_bytes, check_hashable, distinct, fixed_width_text, hex_chars, is_integer, is_text, prefixed
+from .digest import digest_uint64, hmac_sha256_arrow, sha256_many
 from .keys import Keyring
 from .params import checked
 from .spec import MaskSpec
@@ -33,7 +34,7 @@ def tokenize(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, version: int 
     """Keyed tokens of `array` in `spec.scope` (params: `length` hex characters, `prefix`)."""
     params = checked(spec)
     values, indices = distinct(array)
-    digests = hmac_sha256_many(keyring.key(spec.scope, "tokenize", version=version), canonical_bytes(values))
+    digests = hmac_sha256_arrow(keyring.key(spec.scope, "tokenize", version=version), canonical_binary(values))
     if is_integer(array.type):
         tokens = pa.array(digest_uint64(digests) >> np.uint64(1), pa.uint64()).cast(pa.int64())
     else:
@@ -42,6 +43,15 @@ def tokenize(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, version: int 
         out_type = array.type if is_text(array.type) else pa.string()
         tokens = fixed_width_text(prefixed(params["prefix"].encode(), chars), out_type)
     return tokens.take(indices)
+
+
+def canonical_binary(values: pa.Array) -> pa.Array:
+    """`canonical_bytes` kept as one Arrow binary array (no Python object per value); nulls stay null."""
+    t = values.type
+    check_hashable(t)
+    if not (is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        values = pc.cast(values, pa.large_string())
+    return pc.cast(values, pa.large_binary())
 
 
 def sha256_hex(array: pa.Array, spec: MaskSpec) -> pa.Array:
