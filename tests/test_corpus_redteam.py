@@ -229,6 +229,29 @@ allow - control SELECT id FROM customers c WINDOW w AS (ORDER BY created_at)
 mask 0 json_unpivot SELECT u FROM customers c, unnest(ARRAY[c.ssn]) u
 mask 0 json_unpivot SELECT t.v FROM ROWS FROM (unnest(ARRAY(SELECT ssn FROM customers))) AS t(v)
 mask 1 aggregate SELECT id, count(*) OVER w FROM customers WINDOW w AS (PARTITION BY zip)
+deny - inference SELECT sum(1) FROM generate_series(1, 100) g WHERE g <= (SELECT length(email) FROM customers ORDER BY id LIMIT 1)
+deny - inference WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT ascii(ssn) FROM customers LIMIT 1)) SELECT count(*) FROM r
+deny - inference SELECT count(*) FROM generate_series(1, 100) g WHERE g < (SELECT ascii(ssn) FROM customers WHERE id = 3)
+deny - inference SELECT count(*) FROM orders o WHERE o.id < (SELECT length(email) FROM customers WHERE id = 3)
+deny - inference SELECT count(*) FROM generate_series(1, 100) g WHERE EXISTS (SELECT 1 FROM customers WHERE id = 3 AND length(email) > g)
+deny - inference SELECT count(*) FROM customers c JOIN generate_series(1, 100) g ON g < length(c.email) WHERE c.id = 3
+deny - inference SELECT count(*) FROM customers WHERE id > 2 AND id < 4 AND ssn > '97'
+deny - inference SELECT count(*) FROM customers WHERE id >= 3 AND id <= 3 AND ssn > '97'
+deny - inference SELECT count(*) FROM orders WHERE customer_id < 4 AND customer_id > 2 AND card_number LIKE '0000-7%'
+deny - inference SELECT c.id FROM customers c JOIN customer_export() e ON e.cid = length(e.handle)
+deny - inference SELECT cid FROM customer_export() e WHERE (SELECT e.handle = '975-45-1106')
+deny - inference SELECT id FROM customers WHERE lookup_email(id) LIKE 'stub%'
+deny - inference SELECT id FROM v_customer_secure WHERE tax_ref = '975-45-1106'
+deny - inference SELECT plan FROM mv_zip_plan ORDER BY zip
+allow - control SELECT count(*) FROM customers WHERE birth_date < '1960-01-01' AND created_at > '2024-01-01'
+allow - control SELECT count(*) FROM orders WHERE customer_id < 4 AND amount > 10
+allow - control SELECT sum(1) FROM generate_series(1, 100) g WHERE g <= (SELECT count(*) FROM orders)
+allow - control SELECT g, count(*) FROM customers c JOIN generate_series(1, 100) g ON g < c.id GROUP BY g
+mask 0 opaque_object SELECT b FROM customer_export() AS e(a, b)
+mask 0,1 opaque_object SELECT * FROM public.customer_export() WITH ORDINALITY
+mask 0 opaque_object SELECT Lookup_Email(1)
+mask 0 opaque_object SELECT customer_export()
+mask 0 identifier_tricks SELECT c.phone FROM otherdb.public.customers c
 """
 
 
@@ -254,6 +277,10 @@ def test_redteam_case(request, policy, catalog_kind, sql, expect, positions, cat
 # Former leaks, each with a reference query computing the same thing from the sensitive column:
 # equal answers on the real database show the attack really returned (a function of) one person's value.
 LEAKS = [
+    ("SELECT sum(1) FROM generate_series(1, 100) g WHERE g <= (SELECT length(email) FROM customers ORDER BY id LIMIT 1)",
+     "SELECT length(email)::numeric FROM customers ORDER BY id LIMIT 1"),
+    ("SELECT count(*) FROM customers WHERE id > 2 AND id < 4 AND ssn > '97'",
+     "SELECT count(*) FROM customers WHERE id = 3 AND ssn > '97'"),
     ("SELECT count(*) FROM customers c, unnest(string_to_array(c.ssn, '9')) u WHERE c.id = 3",
      "SELECT array_length(string_to_array(ssn, '9'), 1) FROM customers WHERE id = 3"),
     ("SELECT c.id, o.id FROM customers c JOIN orders o ON o.id = length(c.email) ORDER BY 1",

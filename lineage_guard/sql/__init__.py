@@ -94,7 +94,8 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         is_read = not writes and not any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks"))
                                          for n in node.walk())
         singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate
-                           and not _aggregates_identifiers(node, cols, catalog))
+                           and not _aggregates_identifiers(node, cols, catalog)
+                           and not _pins_identifiers(resolver.uses, catalog))
         uses = tuple(ColumnUse(u.column, u.clause, u.against_constant, singles_out) for u in resolver.uses)
         return Analysis(
             statement=statement, kind="select", is_read=is_read,
@@ -218,6 +219,16 @@ def _aggregates_identifiers(node: exp.Expression, cols, catalog: Catalog) -> boo
         for src in col.lin.sources:
             rel = catalog.relation(src.table, src.schema)
             if rel is not None and src.column in rel.identifying:
+                return True
+    return False
+
+
+def _pins_identifiers(uses, catalog: Catalog) -> bool:
+    """Whether a filter tests an identifying column against constants (`id > 2 AND id < 4`): a cohort of one."""
+    for use in uses:
+        if use.against_constant and use.clause in ("where", "join", "having"):
+            rel = catalog.relation(use.column.table, use.column.schema)
+            if rel is not None and use.column.column in rel.identifying:
                 return True
     return False
 

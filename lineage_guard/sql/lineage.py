@@ -866,7 +866,8 @@ class Resolver:
                 or _has_literal(e) or self._constant_side(e, scope) or _steered(lins) \
                 or (len(operands) == 1 and isinstance(operands[0], (exp.Subquery, exp.Select)))
         self._use(whole, clause, against)
-        if against and _is_point(e):
+        if against and (_is_point(e) or any(isinstance(o, exp.Subquery) and lin.sources for o, lin in zip(operands, lins))):
+            # A scalar subquery is one row's value: `g <= (SELECT length(email) ... LIMIT 1)` counts up to it.
             self.point_predicate = True
         return whole
 
@@ -938,8 +939,11 @@ def _steered(lins: list[Lin]) -> bool:
     and the matching row then repeats the value in the clear. Both sides from the same columns
     (`c1.zip = c2.zip`, equality classes) are not.
     """
-    sourced = [lin.sources for lin in lins if lin.sources]
-    return len(sourced) > 1 and any(s != sourced[0] for s in sourced[1:])
+    sourced = [lin for lin in lins if lin.sources]
+    if len(sourced) < 2:
+        return False
+    # An opaque value (a function's output, a whole row) hides which column it is: `e.cid = length(e.handle)`.
+    return any(lin.opaque for lin in sourced) or any(lin.sources != sourced[0].sources for lin in sourced[1:])
 
 
 def _is_point(e: exp.Expression) -> bool:
