@@ -95,7 +95,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
                                          for n in node.walk())
         singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate
                            and not _aggregates_identifiers(node, cols, catalog)
-                           and not _pins_identifiers(resolver.uses, catalog))
+                           and not _pins_identifiers(resolver.constant_tests, catalog))
         uses = tuple(ColumnUse(u.column, u.clause, u.against_constant, singles_out) for u in resolver.uses)
         return Analysis(
             statement=statement, kind="select", is_read=is_read,
@@ -223,13 +223,12 @@ def _aggregates_identifiers(node: exp.Expression, cols, catalog: Catalog) -> boo
     return False
 
 
-def _pins_identifiers(uses, catalog: Catalog) -> bool:
+def _pins_identifiers(tested, catalog: Catalog) -> bool:
     """Whether a filter tests an identifying column against constants (`id > 2 AND id < 4`): a cohort of one."""
-    for use in uses:
-        if use.against_constant and use.clause in ("where", "join", "having"):
-            rel = catalog.relation(use.column.table, use.column.schema)
-            if rel is not None and use.column.column in rel.identifying:
-                return True
+    for col in tested:
+        rel = catalog.relation(col.table, col.schema)
+        if rel is not None and col.column in rel.identifying:
+            return True
     return False
 
 

@@ -157,6 +157,7 @@ class Resolver:
         self.tables_read: set[TableRef] = set()
         self.error_channel: set[ColumnRef] = set()
         self.point_predicate = False
+        self.constant_tests: set[ColumnRef] = set()  # columns compared with literal constants
         self.depth = 0
         self._captures: list[set] = []
 
@@ -859,15 +860,20 @@ class Resolver:
             if zone.sources and may_echo(zone.type):
                 self.error_channel |= zone.sources
             return (self.expr(e.this, scope) | zone).derived()
-        if isinstance(e, exp.Exists):
-            against = False  # the subquery's own filters are recorded where they stand
-        else:
-            against = (len(lins) > 1 and any(lin.constant for lin in lins)) or isinstance(e, exp.Is) \
-                or _has_literal(e) or self._constant_side(e, scope) or _steered(lins) \
-                or (len(operands) == 1 and isinstance(operands[0], (exp.Subquery, exp.Select)))
+        if isinstance(e, exp.Exists):  # the subquery's own filters are recorded where they stand
+            self._use(whole, clause, False)
+            return whole
+        constant = (len(lins) > 1 and any(lin.constant for lin in lins)) or isinstance(e, exp.Is) \
+            or _has_literal(e) or self._constant_side(e, scope)
+        # A scalar subquery is one row's value: `g <= (SELECT length(email) ... LIMIT 1)` counts up to it.
+        scalar = not isinstance(e, exp.In) and any(
+            isinstance(o, exp.Subquery) and lin.sources for o, lin in zip(operands, lins))
+        against = constant or scalar or _steered(lins) \
+            or (len(operands) == 1 and isinstance(operands[0], (exp.Subquery, exp.Select)))
         self._use(whole, clause, against)
-        if against and (_is_point(e) or any(isinstance(o, exp.Subquery) and lin.sources for o, lin in zip(operands, lins))):
-            # A scalar subquery is one row's value: `g <= (SELECT length(email) ... LIMIT 1)` counts up to it.
+        if constant:
+            self.constant_tests |= whole.sources
+        if (constant and _is_point(e)) or (against and scalar):
             self.point_predicate = True
         return whole
 
