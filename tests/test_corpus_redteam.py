@@ -252,6 +252,16 @@ mask 0,1 opaque_object SELECT * FROM public.customer_export() WITH ORDINALITY
 mask 0 opaque_object SELECT Lookup_Email(1)
 mask 0 opaque_object SELECT customer_export()
 mask 0 identifier_tricks SELECT c.phone FROM otherdb.public.customers c
+deny - inference SELECT id, dense_rank() OVER (ORDER BY ssn DESC) FROM customers
+deny - inference SELECT id, row_number() OVER w FROM customers WINDOW w AS (ORDER BY birth_date)
+deny - inference SELECT id FROM (SELECT id, rank() OVER (ORDER BY birth_date) FROM customers) s
+deny - inference SELECT id, lag(id) OVER (ORDER BY ssn) FROM customers
+deny - inference SELECT id, x FROM customers c, LATERAL (SELECT rank() OVER (ORDER BY c.zip)) l(x)
+allow - control SELECT id, rank() OVER (ORDER BY created_at) FROM customers
+mask 1 window SELECT id, rank() OVER (ORDER BY birth_date) AS r FROM customers ORDER BY id
+mask 1 window SELECT id, percent_rank() OVER (ORDER BY zip) FROM customers ORDER BY created_at, id
+mask 1 window SELECT id, count(*) OVER (PARTITION BY zip) FROM customers
+allow - control SELECT count(*) FROM (SELECT rank() OVER (ORDER BY ssn) FROM customers) s
 """
 
 
@@ -277,6 +287,8 @@ def test_redteam_case(request, policy, catalog_kind, sql, expect, positions, cat
 # Former leaks, each with a reference query computing the same thing from the sensitive column:
 # equal answers on the real database show the attack really returned (a function of) one person's value.
 LEAKS = [
+    ("SELECT id, dense_rank() OVER (ORDER BY ssn DESC) FROM customers",  # row order is ssn order
+     "SELECT id, dense_rank() OVER (ORDER BY ssn DESC) FROM customers ORDER BY ssn DESC"),
     ("SELECT sum(1) FROM generate_series(1, 100) g WHERE g <= (SELECT length(email) FROM customers ORDER BY id LIMIT 1)",
      "SELECT length(email)::numeric FROM customers ORDER BY id LIMIT 1"),
     ("SELECT count(*) FROM customers WHERE id > 2 AND id < 4 AND ssn > '97'",

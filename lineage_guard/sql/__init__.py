@@ -97,6 +97,12 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
                            and not _aggregates_identifiers(node, cols, catalog)
                            and not _pins_identifiers(resolver.constant_tests, catalog))
         uses = tuple(ColumnUse(u.column, u.clause, u.against_constant, singles_out) for u in resolver.uses)
+        if not _ordered(node):
+            # Rows come back in the order a window sorted them (`rank() OVER (ORDER BY ssn)` returns ids
+            # in ssn order): without an ORDER BY of its own, the query is ordered by the window's ORDER BY.
+            # (PARTITION BY groups rows like GROUP BY does, and is judged like it.)
+            uses += tuple(ColumnUse(src, "order", False, singles_out)
+                          for lin in resolver.window_sorts for src in sorted(lin.sources))
         return Analysis(
             statement=statement, kind="select", is_read=is_read,
             tables_read=tuple(sorted(resolver.tables_read)),
@@ -221,6 +227,12 @@ def _aggregates_identifiers(node: exp.Expression, cols, catalog: Catalog) -> boo
             if rel is not None and src.column in rel.identifying:
                 return True
     return False
+
+
+def _ordered(node: exp.Expression) -> bool:
+    while isinstance(node, exp.Subquery) and not node.args.get("order"):
+        node = node.this
+    return bool(node.args.get("order"))
 
 
 def _pins_identifiers(tested, catalog: Catalog) -> bool:

@@ -33,7 +33,8 @@ from typing import Literal
 from .model import Analysis, ColumnRef
 
 Mode = Literal["lenient", "default", "strict"]
-_CLAUSE = {"where": "WHERE", "join": "JOIN", "having": "HAVING", "order": "ORDER BY", "group": "GROUP BY",
+_CLAUSE = {"where": "WHERE", "join": "JOIN", "having": "HAVING",
+           "order": "ORDER BY (or a window's ORDER BY, the order rows come back in when the query has none)", "group": "GROUP BY",
            "distinct_on": "DISTINCT ON", "window": "a window (OVER)", "limit": "LIMIT/OFFSET"}
 
 

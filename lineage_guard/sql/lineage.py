@@ -158,6 +158,7 @@ class Resolver:
         self.error_channel: set[ColumnRef] = set()
         self.point_predicate = False
         self.constant_tests: set[ColumnRef] = set()  # columns compared with literal constants
+        self.window_sorts: list[Lin] = []  # what window ORDER BYs sort the rows by
         self.depth = 0
         self._captures: list[set] = []
 
@@ -746,6 +747,7 @@ class Resolver:
             if order:
                 for o in order.expressions:
                     p = self.expr(o.this if isinstance(o, exp.Ordered) else o, scope)
+                    self.window_sorts.append(p)
                     self._use(p, "window", False)
                     lin = lin | p
         return lin.derived()
