@@ -1,5 +1,7 @@
-"""Many digests at once: keyed HMAC-SHA256 and plain SHA-256 over lists of byte strings.
+"""Many digests at once: keyed HMAC-SHA256 and plain SHA-256 over lists of byte strings or Arrow binary arrays.
 
+Large Arrow inputs take a compiled path (polars-hash SHA-256, no Python per value); small
+ones a Python loop over cached pad states. Both give exactly `hmac.new(...).digest()`.
 Results come back as one `(n, 32)` uint8 matrix so the text encoders that follow run in numpy.
 
     >>> import hmac, hashlib
