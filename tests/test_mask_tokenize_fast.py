@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lineage_guard.mask import Keyring, MaskSpec, mask_array
-from lineage_guard.mask import digest
+from lineage_guard.mask import Keyring, MaskSpec, digest, mask_array
 from lineage_guard.mask.digest import hmac_sha256_arrow, hmac_sha256_many
 from lineage_guard.mask.tokenize import tokenize
 

@@ -23,7 +23,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import canonical_bytes, check_hashable, distinct, fixed_width_text, hex_chars, is_integer, is_text, prefixed
+from ._arrow import (
+    canonical_bytes,
+    check_hashable,
+    distinct,
+    fixed_width_text,
+    hex_chars,
+    is_integer,
+    is_text,
+    prefixed,
+)
 from .digest import digest_uint64, hmac_sha256_arrow, sha256_many
 from .keys import Keyring
 from .params import checked
