@@ -94,3 +94,12 @@ def test_extract_end_to_end_through_the_console_script(corpus_url, tmp_path):
     denied = subprocess.run([*cmd[:-5], "--sql", "SELECT * FROM pg_authid", "--to", str(tmp_path / "x.parquet")],
                             capture_output=True, text=True, timeout=120)
     assert denied.returncode == 2 and "denied" in denied.stderr and not (tmp_path / "x.parquet").exists()
+
+
+def test_check_policy(tmp_path):
+    ok = runner.invoke(app, ["check-policy", str(CORPUS_POLICY)])
+    assert ok.exit_code == 0 and "1 identities" in ok.stdout and "12 classified columns" in ok.stdout
+    bad = tmp_path / "p.yaml"
+    bad.write_text("rules:\n  - action: clear\n    mask: {method: redact}\n")
+    result = runner.invoke(app, ["check-policy", str(bad)])
+    assert result.exit_code == 1 and f"{bad}:2: rules.0: a rule with action 'clear' must not have a 'mask'" in result.output

@@ -206,6 +206,22 @@ def _extract_with_progress(session, statement: str, to: str, quiet: bool = False
         return session.extract(statement, to=to, progress=tick)
 
 
+@app.command("check-policy")
+def check_policy(policy: Annotated[Path, typer.Argument(help="Policy YAML file to validate.")]) -> None:
+    """Validate a policy file (exit 1 with file:line errors); nothing is read or planned."""
+
+    def go():
+        from ..policy import load_policy
+
+        pol = load_policy(policy)
+        out.print(f"[green]ok[/green]: {policy}: {len(pol.identities)} identities, {len(pol.purposes)} purposes, "
+                  f"{len(pol.classifications)} classified columns, {len(pol.rules)} rules; default mask "
+                  f"{pol.default_mask.method}, key scope {pol.keys.scope}, inference {pol.inference}",
+                  highlight=False, soft_wrap=True)
+
+    run_guarded(go)
+
+
 @app.command()
 def demo(
     source: Annotated[str | None, typer.Option("--source", help="Run against your own PostgreSQL instead of the embedded one.")] = None,
