@@ -262,6 +262,32 @@ mask 1 window SELECT id, rank() OVER (ORDER BY birth_date) AS r FROM customers O
 mask 1 window SELECT id, percent_rank() OVER (ORDER BY zip) FROM customers ORDER BY created_at, id
 mask 1 window SELECT id, count(*) OVER (PARTITION BY zip) FROM customers
 allow - control SELECT count(*) FROM (SELECT rank() OVER (ORDER BY ssn) FROM customers) s
+deny - error_channel SELECT r.* FROM customers c, jsonb_populate_record(null::customers, jsonb_build_object('birth_date', c.ssn)) r
+deny - error_channel SELECT (jsonb_populate_record(null::customers, jsonb_build_object('birth_date', c.ssn))).id FROM customers c
+deny - error_channel SELECT r.birth_date FROM (SELECT ssn AS birth_date FROM customers) x, jsonb_populate_record(null::customers, to_jsonb(x)) r
+deny - error_channel SELECT r.a FROM customers c, jsonb_to_record(jsonb_build_object('a', c.ssn)) AS r(a int)
+deny - error_channel SELECT r.a FROM customers c, json_to_recordset(json_build_array(json_build_object('a', c.email))) AS r(a date)
+deny - error_channel SELECT id, jsonb_path_query(jsonb_build_object('a', ssn), '$.a.datetime()') FROM customers
+deny - error_channel SELECT id, jsonb_path_query(jsonb_build_object('a', ssn), '$.a.double()') FROM customers
+deny - error_channel SELECT id, jsonb_path_exists(to_jsonb(c), '$.birth_date.datetime("YYYY")') FROM customers c
+deny - error_channel SELECT id, jsonb_path_query(to_jsonb(c), plan::jsonpath) FROM customers c
+deny - error_channel SELECT id, substr('x', 1, ascii(ssn) - 58) FROM customers WHERE id = 3
+deny - error_channel SELECT id, split_part('a', 'b', ascii(ssn) - 57) FROM customers
+deny - error_channel SELECT id, sqrt(ascii(ssn) - 58) FROM customers
+deny - error_channel SELECT id, ln(ascii(ssn) - 57) FROM customers
+deny - error_channel SELECT id, log(ascii(ssn) - 57) FROM customers
+deny - error_channel SELECT id, power(ascii(ssn) - 57, -1) FROM customers
+deny - error_channel SELECT id, generate_series(1, 2, ascii(ssn) - 57) FROM customers
+deny - error_channel SELECT id, array_fill(1, ARRAY[ascii(ssn) - 58]) FROM customers
+mask 0 json_unpivot SELECT r.ssn FROM customers c, jsonb_populate_record(null::customers, to_jsonb(c)) r
+mask 0 json_unpivot SELECT jsonb_populate_record(null::customers, to_jsonb(c)) FROM customers c
+mask 0 json_unpivot SELECT r.* FROM customers c, jsonb_to_record(to_jsonb(c)) AS r(ssn text)
+mask 0 json_unpivot SELECT r.a FROM customers c, jsonb_to_recordset(jsonb_build_array(jsonb_build_object('a', c.ssn))) AS r(a text)
+mask 1 json_unpivot SELECT id, jsonb_path_query(to_jsonb(c), '$.ssn') FROM customers c
+mask 1 function_transform SELECT id, substr(ssn, 1, 3) FROM customers
+mask 1 function_transform SELECT id, split_part(email, '@', 2) FROM customers
+allow - control SELECT id, sqrt(amount) FROM orders
+allow - control SELECT r.a FROM orders o, jsonb_to_record(jsonb_build_object('a', o.amount)) AS r(a numeric)
 """
 
 
@@ -287,6 +313,8 @@ def test_redteam_case(request, policy, catalog_kind, sql, expect, positions, cat
 # Former leaks, each with a reference query computing the same thing from the sensitive column:
 # equal answers on the real database show the attack really returned (a function of) one person's value.
 LEAKS = [
+    ("SELECT r.a FROM customers c, jsonb_to_record(jsonb_build_object('a', c.ssn)) AS r(a int) WHERE c.id = 3",
+     None),  # fails with the ssn in the error message
     ("SELECT id, dense_rank() OVER (ORDER BY ssn DESC) FROM customers",  # row order is ssn order
      "SELECT id, dense_rank() OVER (ORDER BY ssn DESC) FROM customers ORDER BY ssn DESC"),
     ("SELECT sum(1) FROM generate_series(1, 100) g WHERE g <= (SELECT length(email) FROM customers ORDER BY id LIMIT 1)",
@@ -311,8 +339,15 @@ def test_leak_is_real(corpus_url, live, policy, attack, reference):  # noqa: F81
     psycopg = require("psycopg", "postgres")
     with psycopg.connect(corpus_url) as conn:
         conn.read_only = True
-        got = conn.execute(attack).fetchall()
-        want = conn.execute(reference).fetchall()
+        ssn = conn.execute("SELECT ssn FROM customers WHERE id = 3").fetchone()[0]
+        if reference is None:  # an error channel: the message carries the value
+            with pytest.raises(psycopg.Error) as err:
+                conn.execute(attack)
+            carried = ssn in str(err.value)  # a bare flag: a failure must not print the value
+            assert carried, "the error message no longer carries the value"
+        else:
+            got = conn.execute(attack).fetchall()
+            want = conn.execute(reference).fetchall()
+            assert got and got == want and got[0][-1] is not None  # the attack answers with the sensitive fact
         conn.rollback()
-    assert got and got == want and got[0][-1] is not None  # the attack answers with the sensitive fact
     assert plan(attack, catalog=live, policy=policy, identity=ME, purpose="ai_training").action == "deny"

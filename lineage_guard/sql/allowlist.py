@@ -130,6 +130,17 @@ ERROR_CHANNEL_ARGS: dict[str, tuple[tuple[int | str, ...], bool]] = {
     "xpath": ((0,), False),
     "xpath_exists": ((0,), False),
     "xmlparse": (("this", 0), False),
+    # Domain errors: no value in the message, but error-or-not on a chosen row is a one-bit oracle,
+    # like division by zero (`sqrt(ascii(ssn) - 58)` fails exactly when the digit is below '9').
+    "sqrt": (("this",), True),
+    "ln": (("this",), True),
+    "log": (("this", "expression"), True),
+    "pow": (("this", "expression"), True),
+    "factorial": (("this",), True),
+    "substr": (("length",), True),
+    "split_part": (("part_index", 2), True),
+    "array_fill": ((1,), True),
+    "generate_series": (("step", 2), True),
 }
 # Two-argument text search functions take the configuration first; alone, the argument is the text.
 CONFIG_FIRST = _words("to_tsvector plainto_tsquery phraseto_tsquery websearch_to_tsquery")

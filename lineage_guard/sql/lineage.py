@@ -510,11 +510,16 @@ class Resolver:
                         else f"function {name} cannot be used in FROM through lineage_guard; use it in the select list")
             return [name], Lin(args.sources, False, True), False
         self._row_count_use(name, func, scope)
+        self._json_parse_errors(name, func, scope)
         if name in TABLE_FUNCTION_COLUMNS:
             return list(TABLE_FUNCTION_COLUMNS[name]), args, True
         if name in ("json_to_record", "jsonb_to_record", "json_to_recordset", "jsonb_to_recordset"):
             # PostgreSQL requires a full column definition list for these: it is their exact width.
             defs = alias_node.columns if isinstance(alias_node, exp.TableAlias) else []
+            # Each JSON value is parsed as its declared type: `AS r(a int)` over an ssn fails with the ssn.
+            typed = [_type_name(d.args.get("kind")) for d in defs if isinstance(d, exp.ColumnDef)]
+            if args.sources and any(base_type(t) not in SAFE_CAST_TARGETS | _JSON_TYPES for t in typed):
+                self.error_channel |= args.sources
             if defs and all(isinstance(d, exp.ColumnDef) for d in defs):
                 return [ident(d.this) for d in defs], args, True
             return [name], args, False
@@ -781,6 +786,7 @@ class Resolver:
         if name in TABLE_FUNCTIONS:  # a set-returning function in the select list multiplies rows too
             self._row_count_use(name, e, scope)
         self._error_args(name, e, scope)
+        self._json_parse_errors(name, e, scope)
         if name in ("row_to_json", "to_json", "to_jsonb", "array_to_json", "row", "format") and any(a.opaque for a in args):
             return Lin(lin.sources, False, True)
         return lin.derived(_func_type(name))
@@ -806,6 +812,47 @@ class Resolver:
             lin = self.expr(arg, scope)
             if lin.sources and (any_type or may_echo(lin.type)):
                 self.error_channel |= lin.sources
+
+    def _json_parse_errors(self, name: str, func: exp.Func, scope: Scope) -> None:
+        """JSON functions that parse a value as another type fail with the value in the message.
+
+        `jsonb_populate_record(null::customers, jsonb_build_object('birth_date', ssn))` parses the ssn
+        as a date; `jsonb_path_query(j, '$.a.datetime()')` parses it as a timestamp. A row turned into
+        JSON and back into its own table's type (`to_jsonb(c)` into `null::customers`) cannot fail.
+        """
+        args = _args(func)
+        if name in _POPULATE and len(args) >= 2:
+            if not self._same_row_type(args[0], args[1], scope):
+                lin = self._quiet(args[1], scope)
+                self.error_channel |= lin.sources
+        elif name in _JSON_PATH and len(args) >= 2:
+            path = args[1]
+            risky = not isinstance(path, exp.Literal) or any(m in path.this.lower() for m in _PARSING_METHODS)
+            if risky:
+                self.error_channel |= self._quiet(args[0], scope).sources | self._quiet(path, scope).sources
+
+    def _quiet(self, e: exp.Expression, scope: Scope) -> Lin:
+        """Lineage of an expression already resolved once (no second use, no second refusal)."""
+        uses, violations = len(self.uses), len(self.violations)
+        lin = self.expr(e, scope)
+        del self.uses[uses:], self.violations[violations:]
+        return lin
+
+    def _same_row_type(self, base: exp.Expression, value: exp.Expression, scope: Scope) -> bool:
+        if not (isinstance(base, exp.Cast) and isinstance(base.this, exp.Null)):
+            return False
+        to = base.args.get("to")
+        kind = to.args.get("kind") if isinstance(to, exp.DataType) else None
+        if not isinstance(value, exp.Func) or function_name(value) not in ("to_json", "to_jsonb", "row_to_json"):
+            return False
+        inner = _args(value)
+        if len(inner) != 1 or not isinstance(inner[0], exp.Column) or inner[0].table or kind is None:
+            return False
+        rel = self._rel(ident(inner[0].this), scope)
+        target = ident(kind)
+        return rel is not None and bool(rel.cols) and all(
+            c.lin.direct and len(c.lin.sources) == 1 and next(iter(c.lin.sources)).table == target
+            and next(iter(c.lin.sources)).column == c.name for c in rel.cols)
 
     def _row_count_use(self, name: str, func: exp.Func, scope: Scope) -> None:
         """A set-returning function whose row count depends on a value reveals it (`generate_series(1, length(ssn))`).
@@ -917,6 +964,15 @@ def _operands(e: exp.Expression) -> list[exp.Expression]:
         return list(_args(e)) or [e]
     return [e]
 
+
+_JSON_TYPES = frozenset({"json", "jsonb"})
+_POPULATE = {"json_populate_record", "jsonb_populate_record", "json_populate_recordset", "jsonb_populate_recordset"}
+_JSON_PATH = {"jsonb_path_query", "jsonb_path_query_array", "jsonb_path_query_first", "jsonb_path_exists",
+              "jsonb_path_match", "jsonb_path_query_tz", "jsonb_path_query_array_tz", "jsonb_path_query_first_tz",
+              "jsonb_path_exists_tz", "jsonb_path_match_tz"}
+# jsonpath item methods that parse a string as another type (and name the string when they cannot).
+_PARSING_METHODS = (".datetime", ".double", ".number", ".integer", ".bigint", ".decimal", ".boolean", ".date",
+                    ".time", ".timestamp", ".string")
 
 _FIXED_WIDTH = {"json_build_array", "jsonb_build_array", "json_build_object", "jsonb_build_object", "array"}
 
