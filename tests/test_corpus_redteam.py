@@ -288,6 +288,54 @@ mask 1 function_transform SELECT id, substr(ssn, 1, 3) FROM customers
 mask 1 function_transform SELECT id, split_part(email, '@', 2) FROM customers
 allow - control SELECT id, sqrt(amount) FROM orders
 allow - control SELECT r.a FROM orders o, jsonb_to_record(jsonb_build_object('a', o.amount)) AS r(a numeric)
+deny - group_by SELECT array_agg(id) FROM customers GROUP BY ssn LIKE '97%'
+deny - group_by SELECT string_agg(id::text, ',') FROM customers GROUP BY left(ssn, 2)
+deny - group_by SELECT ssn LIKE '97%' AS t, array_agg(id) FROM customers GROUP BY 1
+deny - group_by SELECT max(customer_id) FROM orders GROUP BY card_number > '0000-5'
+allow - control SELECT count(*) FROM customers GROUP BY ssn LIKE '97%'
+allow - control SELECT plan, array_agg(id) FROM customers GROUP BY plan, created_at > '2024-01-01'
+mask 0 group_by SELECT ssn LIKE '97%', count(*) FROM customers GROUP BY 1
+mask 0 group_by SELECT left(zip, 3), count(*) FROM customers GROUP BY left(zip, 3)
+mask 1 group_by SELECT plan, count(*) FILTER (WHERE ssn LIKE '97%') FROM customers GROUP BY plan
+mask 1 group_by SELECT plan, bool_or(ssn LIKE '97%') FROM customers GROUP BY plan
+deny - set_operation SELECT 3 INTERSECT SELECT id FROM customers WHERE ssn LIKE '97%'
+deny - set_operation SELECT 3 EXCEPT SELECT id FROM customers WHERE ssn LIKE '97%'
+deny - locking_maintenance SELECT * FROM (SELECT * FROM customers FOR UPDATE) s
+deny - locking_maintenance WITH x AS (SELECT * FROM customers FOR UPDATE) SELECT id FROM x
+deny - locking_maintenance SELECT id FROM customers WHERE id IN (SELECT id FROM customers FOR KEY SHARE)
+deny - explain explain analyze select 1
+deny - explain EXPLAIN (COSTS OFF) SELECT id FROM customers WHERE ssn = '1'
+deny - procedural DO LANGUAGE plpgsql $$ BEGIN END $$
+deny - procedural do 'begin end'
+deny - procedural CALL public.refresh_reporting()
+deny - session_state set role none
+deny - session_state SET SESSION ROLE postgres
+deny - session_state SET CONSTRAINTS ALL DEFERRED
+deny - ddl_dcl SECURITY LABEL FOR selinux ON TABLE customers IS 'x'
+deny - ddl_dcl COMMENT ON TABLE customers IS 'x'
+deny - ddl_dcl CREATE RULE r AS ON SELECT TO customers DO INSTEAD SELECT 1
+deny - ddl_dcl CREATE EVENT TRIGGER t ON ddl_command_start EXECUTE FUNCTION f()
+deny - ddl_dcl IMPORT FOREIGN SCHEMA x FROM SERVER y INTO z
+deny - copy COPY customers (id) TO STDOUT
+deny - copy COPY customers FROM STDIN
+deny - parse_failure \copy (select 1) to 'x'
+deny - parse_failure SELECT 1 \gexec
+deny - multi_statement BEGIN; SELECT 1; COMMIT
+deny - multi_statement SELECT $$a$$; SELECT 2
+deny - dml_write INSERT INTO orders VALUES (DEFAULT) RETURNING *
+deny - dml_write MERGE INTO orders USING (SELECT 1 AS id) s ON orders.id = s.id WHEN MATCHED THEN DELETE
+deny - catalog_leak TABLE pg_authid
+deny - dynamic_sql_string SELECT query_to_xml($$select 1$$, true, false, '')
+deny - dynamic_sql_string SELECT * FROM ts_stat($q$select 'a'::tsvector$q$)
+deny - dynamic_sql_string SELECT "query_to_xml"('select 1', true, false, '')
+deny - dynamic_sql_string SELECT * FROM dblink('dbname=corpus', 'select ssn from customers') t(s text)
+allow - control SELECT $a$ $$ ; $$ $a$
+allow - control SELECT E'\'; DROP TABLE customers; --'
+allow - control SELECT U&'d\0061t\+000061' AS x
+allow - control SELECT 1 /* ; */ ; /* */
+allow - control VALUES (1), (2) ORDER BY 1 LIMIT 1
+allow - control TABLE v_customer_plans
+mask 1,2,3,4,5,6 star_expansion TABLE customers
 """
 
 
@@ -313,6 +361,8 @@ def test_redteam_case(request, policy, catalog_kind, sql, expect, positions, cat
 # Former leaks, each with a reference query computing the same thing from the sensitive column:
 # equal answers on the real database show the attack really returned (a function of) one person's value.
 LEAKS = [
+    ("SELECT array_agg(id ORDER BY id) FROM customers GROUP BY ssn LIKE '975%' HAVING bool_and(ssn LIKE '975%')",
+     "SELECT array_agg(id ORDER BY id) FROM customers WHERE ssn LIKE '975%'"),
     ("SELECT r.a FROM customers c, jsonb_to_record(jsonb_build_object('a', c.ssn)) AS r(a int) WHERE c.id = 3",
      None),  # fails with the ssn in the error message
     ("SELECT id, dense_rank() OVER (ORDER BY ssn DESC) FROM customers",  # row order is ssn order

@@ -59,7 +59,8 @@ def inference_findings(analysis: Analysis, sensitive: Iterable[ColumnRef], mode:
         if mode == "strict":
             reason = (f"{use.column} is used in {where} (strict inference mode: sensitive columns may only be "
                       "projected, and then masked); remove it from the clause")
-        elif (use.singles_out or grouped_by_sensitive) and use.against_constant and use.clause not in ("group", "window"):
+        elif use.against_constant and ((use.singles_out or grouped_by_sensitive) and use.clause not in ("group", "window")
+                                       or use.singles_out and use.clause == "group"):
             reason = (f"{use.column} is tested against chosen constants in {where} of a query that can single "
                       "out individuals (inference oracle); remove the predicate or aggregate the result")
         elif use.singles_out and use.clause in ("order", "distinct_on"):

@@ -301,7 +301,10 @@ class Resolver:
         group = node.args.get("group")
         if group:
             for g in group.expressions:  # by alias, position or expression
-                self._use(self._by_alias(g, scope, out), "group", False)
+                # `GROUP BY ssn LIKE '97%'` splits rows by a test against constants, like a filter would.
+                target = _projected(g, node)
+                tested = _has_literal(target) or self._constant_side(target, scope)
+                self._use(self._by_alias(g, scope, out), "group", tested)
             for key in ("rollup", "cube", "grouping_sets"):
                 for g in group.args.get(key) or []:
                     self._use(self.expr(g, scope), "group", False)
@@ -989,6 +992,16 @@ def _walk_local(e: exp.Expression):
         for child in node.iter_expressions():
             if not isinstance(child, (exp.Select, exp.SetOperation, exp.Subquery)):
                 stack.append(child)
+
+
+def _projected(g: exp.Expression, select: exp.Select) -> exp.Expression:
+    """The expression a GROUP BY item stands for: itself, or the select-list item it names by position."""
+    if isinstance(g, exp.Literal) and g.is_int:
+        idx = int(g.this) - 1
+        if 0 <= idx < len(select.expressions):
+            item = select.expressions[idx]
+            return item.this if isinstance(item, exp.Alias) else item
+    return g
 
 
 def _has_literal(e: exp.Expression) -> bool:
