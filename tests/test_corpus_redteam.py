@@ -336,6 +336,16 @@ allow - control SELECT 1 /* ; */ ; /* */
 allow - control VALUES (1), (2) ORDER BY 1 LIMIT 1
 allow - control TABLE v_customer_plans
 mask 1,2,3,4,5,6 star_expansion TABLE customers
+deny - inference SELECT id FROM customers JOIN (VALUES ('975-45-1106')) v(ssn) USING (ssn)
+deny - inference SELECT id FROM customers NATURAL JOIN (VALUES ('975-45-1106')) v(ssn)
+deny - inference SELECT id FROM customers NATURAL JOIN (SELECT '975-45-1106' AS ssn) v
+deny - inference SELECT c.id FROM customers c JOIN (SELECT '975-45-1106'::text AS ssn) v USING (ssn)
+deny - inference WITH v(ssn) AS (VALUES ('975-45-1106')) SELECT id FROM customers JOIN v USING (ssn)
+deny - inference SELECT id FROM customers JOIN (SELECT generate_series(99900, 99999)::text AS zip) v USING (zip)
+deny - inference SELECT count(*) FROM customers JOIN (VALUES ('975-45-1106')) v(ssn) USING (ssn)
+allow - control SELECT o.id, c.plan FROM orders o JOIN customers c USING (id)
+allow - control SELECT id, plan FROM customers JOIN (VALUES ('pro')) v(plan) USING (plan)
+mask 5,6,7,8,9,10 star_expansion SELECT * FROM orders o JOIN customers c USING (id)
 """
 
 
@@ -361,6 +371,8 @@ def test_redteam_case(request, policy, catalog_kind, sql, expect, positions, cat
 # Former leaks, each with a reference query computing the same thing from the sensitive column:
 # equal answers on the real database show the attack really returned (a function of) one person's value.
 LEAKS = [
+    ("SELECT id FROM customers JOIN (VALUES ('975-45-1106')) v(ssn) USING (ssn)",
+     "SELECT id FROM customers WHERE ssn = '975-45-1106'"),
     ("SELECT array_agg(id ORDER BY id) FROM customers GROUP BY ssn LIKE '975%' HAVING bool_and(ssn LIKE '975%')",
      "SELECT array_agg(id ORDER BY id) FROM customers WHERE ssn LIKE '975%'"),
     ("SELECT r.a FROM customers c, jsonb_to_record(jsonb_build_object('a', c.ssn)) AS r(a int) WHERE c.id = 3",

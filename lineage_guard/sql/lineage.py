@@ -329,6 +329,13 @@ class Resolver:
             if str(join.args.get("method") or "").upper() == "NATURAL":
                 left_names = {c.name for c in star}
                 merged = [c.name for c in right if c.name in left_names]
+            for name in merged:  # USING (ssn) / NATURAL is `l.ssn = r.ssn`: an oracle when one side is chosen
+                sides = [c.lin for c in (_find(star, name), _find(right, name)) if c is not None]
+                constant = len(sides) == 2 and any(lin.constant for lin in sides)
+                self._use(union(sides), "join", constant or _steered(sides))
+                if constant:
+                    self.constant_tests |= union(sides).sources
+                    self.point_predicate = True
             star = _merge_using(star, right, merged)
             if join.args.get("on"):
                 self.predicate(join.args["on"], scope, "join")
@@ -992,6 +999,10 @@ def _walk_local(e: exp.Expression):
         for child in node.iter_expressions():
             if not isinstance(child, (exp.Select, exp.SetOperation, exp.Subquery)):
                 stack.append(child)
+
+
+def _find(cols: list[Col], name: str) -> Col | None:
+    return next((c for c in cols if c.name == name), None)
 
 
 def _projected(g: exp.Expression, select: exp.Select) -> exp.Expression:
