@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,17 +97,9 @@ class AirflowEnv:
 
 
 @pytest.fixture(scope="session")
-def airflow_pg_url(pg_server_url):
+def airflow_pg_url(new_database):
     """A database of its own for the Airflow tests (their `patients` table must not meet other suites')."""
-    psycopg = require("psycopg", "postgres")
-    from conftest import _with_database
-
-    name = f"lg_airflow_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return new_database()
 
 
 @pytest.fixture(scope="session")
