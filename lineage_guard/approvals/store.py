@@ -25,7 +25,7 @@ import shlex
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from ..errors import AccessDenied, ConfigError, LineageGuardError
 from ..identity import Identity
 from ..paths import state_file
 from ..run import SourceInfo, statement_hash
+from ..sqlite_wal import enable_wal
 from .config import ApprovalsConfig, NotifierConfig
 
 ENV_URL = "LINEAGE_GUARD_APPROVALS_URL"
@@ -185,8 +186,7 @@ class _SQLite:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")  # persistent on the file; readers run beside a writer
+            enable_wal(path)
         except sqlite3.Error as exc:
             raise ApprovalError(f"cannot open the approvals store {path}: {type(exc).__name__}") from None
         with self.tx() as cur:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..sqlite_wal import enable_wal
 from .chain import StoredRow
 from .connections import ThreadConnections
 from .entry import GENESIS, LedgerError
@@ -66,6 +67,7 @@ class SqliteStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
+            enable_wal(self.path)
             conn.executescript(_SCHEMA)
 
     def __repr__(self) -> str:
@@ -73,8 +75,7 @@ class SqliteStore:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA synchronous=FULL")  # WAL is set once on the file (enable_wal)
         return conn
 
     @contextmanager

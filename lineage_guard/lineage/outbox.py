@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import LineageGuardError
+from ..sqlite_wal import enable_wal
 
 FILE_NAME = "outbox.sqlite"
 TERMINAL = ("COMPLETE", "FAIL", "ABORT")
@@ -72,7 +73,7 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # persistent: readers and one writer never block each other
+            enable_wal(self.path)  # readers and one writer never block each other
             db.executescript(_SCHEMA)
 
     @contextmanager
