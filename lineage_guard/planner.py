@@ -115,7 +115,7 @@ def _column_decisions(analysis, labels, policy, identity, purpose):
         if col.opaque and reads_sensitive:
             spec = strongest  # provenance unresolved while sensitive data is read: fail closed
         else:
-            specs = []
+            specs, wants_approval = [], []
             for src in col.sources:
                 if src not in labels:
                     continue
@@ -125,11 +125,12 @@ def _column_decisions(analysis, labels, policy, identity, purpose):
                 elif rule.action == "mask":
                     specs.append(policy.mask_spec(rule.mask, identity, purpose))
                 elif rule.approval:
-                    approvals.append(f"clear access to {src} ({labels[src]}) for {purpose} requires approval"
-                                     f" (rule {rule.name or policy.rules.index(rule)})")
-            if specs:
-                distinct = set(specs)
-                spec = specs[0] if len(distinct) == 1 else strongest
+                    wants_approval.append(f"clear access to {src} ({labels[src]}) for {purpose} requires approval"
+                                          f" (rule {rule.name or policy.rules.index(rule)})")
+            if not specs:
+                approvals.extend(wants_approval)  # only a column that would come back clear needs the approval
+            else:
+                spec = specs[0] if len(set(specs)) == 1 else strongest
                 if not col.direct and spec.method not in _TYPE_AGNOSTIC:
                     spec = strongest  # e.g. partial/generalize on a computed value: its type is not the source's
         out.append(ColumnDecision(col.position, col.name, col.sources, spec, col.direct, col_labels))

@@ -53,3 +53,21 @@ def test_scopes():
     assert policy.scope_for(Identity("a", groups=frozenset({"z", "b"})), "p") == "group:b"
     assert policy.scope_for(Identity("a"), "p") == "identity:a"
     assert policy.scope_for(Identity("a"), "p", "global") == "global"
+
+
+def test_approval_is_asked_only_for_columns_that_would_come_back_clear():
+    from lineage_guard.planner import plan
+    from lineage_guard.sql.catalog import Catalog
+
+    policy = parse_policy("""
+purposes: [treatment]
+classifications: {public.p.notes: clinical_note, public.p.ssn: national_id}
+rules:
+  - {classifications: [clinical_note], action: clear, approval: true}
+  - {classifications: [national_id], action: mask, mask: {method: tokenize}}
+""")
+    catalog = Catalog.from_ddl_text("CREATE TABLE p (id int, notes text, ssn text);")
+    who = Identity("dr-grey")
+    assert plan("SELECT notes FROM p", catalog=catalog, policy=policy, identity=who, purpose="treatment").action == "needs_approval"
+    mixed = plan("SELECT md5(notes || ssn) AS h FROM p", catalog=catalog, policy=policy, identity=who, purpose="treatment")
+    assert mixed.action == "allow" and mixed.columns[0].masked
