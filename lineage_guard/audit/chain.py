@@ -86,9 +86,24 @@ def _row_problem(
 
 
 def verify_chain(
-    rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tuple[int, str] | None = None
+    rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tuple[int, str] | None = None,
+    *, missing_head: str | None = None,
 ) -> VerifyReport:
-    """Check `rows` (in stored order) form one authentic chain; `head` is the stored (count, last hash)."""
+    """Check `rows` (in stored order) form one authentic chain; `head` is the stored (count, last hash).
+
+    With `missing_head` (the reason to report), a chain whose `head` is None fails even when
+    every row checks out: without the head a truncated chain would look whole.
+    """
+    report = _verify_rows(rows, trusted, head)
+    if head is None and missing_head is not None and report.ok:
+        return VerifyReport(report.entries, report.head_hash, Problem(report.entries, None, missing_head),
+                            report.key_ids)
+    return report
+
+
+def _verify_rows(
+    rows: Iterable[StoredRow], trusted: Mapping[str, str], head: tuple[int, str] | None
+) -> VerifyReport:
     prev = GENESIS
     position = 0
     key_ids: set[str] = set()

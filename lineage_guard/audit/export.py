@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from .chain import Problem, StoredRow, VerifyReport, verify_chain
+from .chain import StoredRow, VerifyReport, verify_chain
 from .entry import GENESIS, parse_entry
 from .ledger import Ledger
 from .signing import trusted_keys
@@ -96,12 +96,4 @@ def verify_export(
 
     entries = header.get("entries")
     head = (entries, header.get("head")) if isinstance(entries, int) else None
-    report = verify_chain(rows(), trusted, head)
-    if head is None and report.ok:
-        return VerifyReport(
-            report.entries,
-            report.head_hash,
-            Problem(report.entries, None, "the header has no entry count"),
-            report.key_ids,
-        )
-    return report
+    return verify_chain(rows(), trusted, head, missing_head="the header has no entry count")

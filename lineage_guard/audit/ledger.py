@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from .. import paths
 from ..errors import ConfigError
 from .canonical import canonical
-from .chain import Problem, StoredRow, VerifyReport, verify_chain
+from .chain import StoredRow, VerifyReport, verify_chain
 from .entry import LedgerError, body_from_run, check_entry, parse_entry, seal
 from .postgres_store import PostgresStore
 from .signing import MASTER_KEY_ENV, Signer, trusted_keys
@@ -161,15 +161,7 @@ class Ledger:
         """Verify the whole chain against the pinned keys (given hex public keys + the master key's)."""
         trusted = _trusted(public_keys)
         head = self.store.head()
-        report = verify_chain(self.store.rows(), trusted, head)
-        if head is None and report.ok:
-            return VerifyReport(
-                report.entries,
-                report.head_hash,
-                Problem(report.entries, None, "the chain's head row is missing"),
-                report.key_ids,
-            )
-        return report
+        return verify_chain(self.store.rows(), trusted, head, missing_head="the chain's head row is missing")
 
     def verify_receipt(self, receipt: Receipt | str, public_keys: Sequence[str] = ()) -> ReceiptCheck:
         """Verify one receipt: its entry exists, is authentic, and (for a Receipt) has the receipt's hash."""
