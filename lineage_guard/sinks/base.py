@@ -60,15 +60,7 @@ class Sink(abc.ABC):
             self.abort()
             raise SinkError("a batch's schema differs from the schema the sink was opened with; "
                             "every batch of one result must have the same columns and types")
-        try:
-            self._write(batch)
-        except SinkError:
-            self.abort()
-            raise
-        except Exception as exc:  # noqa: BLE001
-            self.abort()
-            raise SinkError(f"writing a batch failed ({type(exc).__name__}); nothing was left at "
-                            f"{self.info.uri}") from None
+        self._or_abort(lambda: self._write(batch), "writing a batch")
         self.rows += batch.num_rows
 
     def seal(self) -> None:
@@ -81,15 +73,7 @@ class Sink(abc.ABC):
             raise SinkError(f"seal() on a sink that is {self.state}; call open(schema) first")
         if self.sealed:
             return
-        try:
-            self._seal()
-        except SinkError:
-            self.abort()
-            raise
-        except Exception as exc:  # noqa: BLE001
-            self.abort()
-            raise SinkError(f"finishing the result failed ({type(exc).__name__}); nothing was left at "
-                            f"{self.info.uri}") from None
+        self._or_abort(self._seal, "finishing the result")
         self.sealed = True
 
     def commit(self) -> SinkInfo:
@@ -97,17 +81,20 @@ class Sink(abc.ABC):
         if self.state != "open":
             raise SinkError(f"commit() on a sink that is {self.state}; call open(schema) first")
         self.seal()
+        self._or_abort(self._commit, "publishing the result")
+        self.state = "committed"
+        return self.info
+
+    def _or_abort(self, step, doing: str) -> None:
+        """Run one staging step; on any failure drop what was staged and raise a value-free SinkError."""
         try:
-            self._commit()
+            step()
         except SinkError:
             self.abort()
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - library errors may quote data: only the class is kept
             self.abort()
-            raise SinkError(f"publishing the result failed ({type(exc).__name__}); nothing was left at "
-                            f"{self.info.uri}") from None
-        self.state = "committed"
-        return self.info
+            raise SinkError(f"{doing} failed ({type(exc).__name__}); nothing was left at {self.info.uri}") from None
 
     def abort(self) -> None:
         """Drop whatever was staged. Safe to call in any state; a committed result is left alone."""
