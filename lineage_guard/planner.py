@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .decision import ColumnDecision, Decision
 from .identity import Identity
@@ -54,8 +54,26 @@ def plan(
     analysis = analyze(sql, catalog)
     if detect is not None and analysis.tables_read and not analysis.violations:
         detected = {**(detected or {}), **detect(analysis.tables_read)}
-    labels = sensitive_labels(policy, detected)
+    return decide(analysis, policy=policy, identity=identity, purpose=purpose, environment=environment,
+                  labels=sensitive_labels(policy, detected))
 
+
+def decide(
+    analysis: Analysis,
+    *,
+    policy: Policy,
+    identity: Identity,
+    purpose: str,
+    labels: Mapping[ColumnRef, str],
+    environment: str = "default",
+    mask_opaque: bool = False,
+) -> Decision:
+    """Step 4 on an `Analysis` already made (by `analyze`, or by an integration for in-memory data).
+
+    `identity` must already be resolved against the policy. `mask_opaque` masks every opaque column
+    even when no sensitive table is known to be read: data that did not come from a query shows
+    nothing of what it read.
+    """
     gate = _gate(policy, identity, purpose)
     if gate:
         return _deny(analysis, gate, labels, policy, identity, purpose)
@@ -68,7 +86,7 @@ def plan(
     if findings:
         return _deny(analysis, findings, labels, policy, identity, purpose)
 
-    columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose)
+    columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque)
     if approvals:
         return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis)
     masked = [c for c in columns if c.masked]
@@ -103,7 +121,7 @@ def _labels_of(col: OutputColumn, labels: Mapping[ColumnRef, str]) -> tuple[str,
     return tuple(sorted({labels[s] for s in col.sources if s in labels}))
 
 
-def _column_decisions(analysis, labels, policy, identity, purpose):
+def _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque=False):
     sensitive_tables = {ref.table_ref for ref in labels}
     reads_sensitive = any(t in sensitive_tables for t in analysis.tables_read)
     strongest = policy.mask_spec(policy.default_mask, identity, purpose)
@@ -112,7 +130,7 @@ def _column_decisions(analysis, labels, policy, identity, purpose):
     for col in analysis.columns:
         col_labels = _labels_of(col, labels)
         spec: MaskSpec | None = None
-        if col.opaque and reads_sensitive:
+        if col.opaque and (reads_sensitive or mask_opaque):
             spec = strongest  # provenance unresolved while sensitive data is read: fail closed
         else:
             specs, wants_approval = [], []

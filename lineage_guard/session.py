@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pyarrow as pa
 
@@ -189,7 +190,7 @@ class GovernedSession:
             self._approvals = ApprovalStore.open(config=self.policy.approvals)
         return self._approvals
 
-    def __enter__(self) -> "GovernedSession":
+    def __enter__(self) -> GovernedSession:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -245,7 +246,7 @@ class GovernedSession:
                         yield delivered.pop(0)
             except GeneratorExit:
                 raise
-            except BaseException as exc:  # the path failed (not the caller): record, sanitize
+            except BaseException as exc:  # noqa: BLE001 - the path failed (not the caller): record, sanitize
                 failed = True
                 failure = self._fail(run, sink, exc)
             if failure is not None:
@@ -271,7 +272,7 @@ class GovernedSession:
         self._run(sql, parameters, sink)
         return sink.table
 
-    def read_polars(self, sql: str, parameters: Sequence[Any] | None = None) -> "pl.DataFrame":
+    def read_polars(self, sql: str, parameters: Sequence[Any] | None = None) -> pl.DataFrame:
         """The masked result as a Polars DataFrame."""
         import polars as pl
 
@@ -328,7 +329,7 @@ class GovernedSession:
 
     # -- data already in memory (e.g. a Dagster asset's return value) ------------------------------
 
-    def mask_table(self, table: pa.Table, columns: Sequence[Any], to: "str | Path | Sink", *, statement: str,
+    def mask_table(self, table: pa.Table, columns: Sequence[Any], to: str | Path | Sink, *, statement: str,
                    premasked: dict[int, Any] | None = None) -> ExtractResult:
         """Steps 3-5 and 7-10 for a table that did not come from a query: mask per policy, write, record.
 
@@ -346,8 +347,7 @@ class GovernedSession:
             ...              statement="dagster asset emails").masked_columns   # doctest: +SKIP
             ('email',)
         """
-        from .decision import ColumnDecision
-        from .planner import _column_decisions, _deny, _gate, sensitive_labels
+        from .planner import decide, sensitive_labels
         from .sinks import ParquetSink
         from .sql.model import Analysis
 
@@ -358,20 +358,9 @@ class GovernedSession:
         analysis = Analysis(statement, "select", True, tables_read=tables_read, columns=columns)
         detect = self._detector()
         labels = sensitive_labels(self.policy, detect(tables_read) if detect and tables_read else None)
-        gate = _gate(self.policy, self.identity, self.purpose)
-        if gate:
-            decision = _deny(analysis, gate, labels, self.policy, self.identity, self.purpose)
-        else:
-            decided, approvals = _column_decisions(analysis, labels, self.policy, self.identity, self.purpose)
-            strongest = self.policy.mask_spec(self.policy.default_mask, self.identity, self.purpose)
-            # Unlike a query, in-memory data shows nothing of what it read: unknown provenance is masked.
-            decided = tuple(ColumnDecision(c.position, c.name, c.sources, strongest, c.direct, c.labels)
-                            if columns[c.position].opaque and c.mask is None else c for c in decided)
-            masked = sum(c.masked for c in decided)
-            decision = (Decision("needs_approval", tuple(approvals), statement, decided, analysis) if approvals
-                        else Decision("allow", (f"{masked} of {len(decided)} column(s) masked for "
-                                                f"{self.identity.principal} ({self.purpose})",),
-                                      statement, decided, analysis))
+        # Unlike a query, in-memory data shows nothing of what it read: unknown provenance is masked.
+        decision = decide(analysis, policy=self.policy, identity=self.identity, purpose=self.purpose,
+                          environment=self.environment, labels=labels, mask_opaque=True)
         run = self._new_run(statement, decision)
         self._admit(run, decision)
         from .sinks.base import Sink
@@ -398,7 +387,7 @@ class GovernedSession:
             if self.policy.validation.enabled:
                 sample = pa.Table.from_batches(written, schema=schema).slice(0, self.policy.validation.sample_rows)
                 self._validate(run, decision, sample)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised sanitized
             failure = self._fail(run, sink, exc)
         if failure is not None:  # raised outside the except block so no raw context is chained
             raise failure
@@ -479,7 +468,7 @@ class GovernedSession:
         run.receipt = self.ledger.record(run)
         raise AccessDenied(reasons, receipt_id=run.receipt.id)
 
-    def _begin(self, sql: str, sink: "Sink") -> tuple[RunRecord, Decision]:
+    def _begin(self, sql: str, sink: Sink) -> tuple[RunRecord, Decision]:
         decision = self.plan(sql)
         if decision.analysis is not None and not decision.analysis.is_read and decision.action != "deny":
             raise LineageGuardError("this statement writes; reads go through read_arrow/extract/stream and "
@@ -490,7 +479,7 @@ class GovernedSession:
         self.lineage.start(run)
         return run, decision
 
-    def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: "Sink", progress=None,
+    def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: Sink, progress=None,
               sample: list[pa.RecordBatch] | None = None):
         """Steps 6-8 for each batch: read, mask, write. Yields after each batch.
 
@@ -519,7 +508,7 @@ class GovernedSession:
                     progress(run.rows)
                 yield
 
-    def _run(self, sql: str, parameters, sink: "Sink", progress=None) -> tuple[RunRecord, dict[str, float]]:
+    def _run(self, sql: str, parameters, sink: Sink, progress=None) -> tuple[RunRecord, dict[str, float]]:
         t0 = time.perf_counter()
         run, decision = self._begin(sql, sink)
         t1 = time.perf_counter()
@@ -530,7 +519,7 @@ class GovernedSession:
                 pass
             if sample is not None:
                 self._validate(run, decision, pa.Table.from_batches(sample, schema=sink.schema))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised sanitized
             failure = self._fail(run, sink, exc)
         if failure is not None:  # raised outside the except block so no raw context is chained
             raise failure
@@ -541,15 +530,19 @@ class GovernedSession:
 
     def _validate(self, run: RunRecord, decision: Decision, sample: pa.Table) -> None:
         """Prove the masking on a sample before anything is committed; a failed check fails the run."""
-        from .integrations.great_expectations import (expectations_for, ledger_summary, to_openlineage_facet,
-                                                      validate_masked_output)
+        from .integrations.great_expectations import (
+            expectations_for,
+            ledger_summary,
+            to_openlineage_facet,
+            validate_masked_output,
+        )
 
         report = validate_masked_output(sample, expectations_for(decision), expected_rows=sample.num_rows)
         run.extra["data_quality_facet"] = to_openlineage_facet(report)  # -> dataQualityAssertions on the output
         run.extra["validation"] = ledger_summary(report)                # -> the ledger entry
         report.raise_for_failure()
 
-    def _finish(self, run: RunRecord, sink: "Sink") -> None:
+    def _finish(self, run: RunRecord, sink: Sink) -> None:
         """Steps 8-10 on success: record the receipt, then make the result visible, then lineage."""
         run.outcome = "success"
         run.ended_at = utcnow()
@@ -564,7 +557,7 @@ class GovernedSession:
             raise
         self.lineage.complete(run)
 
-    def _fail(self, run: RunRecord, sink: "Sink", exc: BaseException) -> BaseException:
+    def _fail(self, run: RunRecord, sink: Sink, exc: BaseException) -> BaseException:
         """Abort the sink, record and announce the failure; returns the exception to raise."""
         sink.abort()
         self._record_failure(run, exc)
