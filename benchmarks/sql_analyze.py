@@ -21,15 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import sqlglot  # noqa: E402
+import sqlglot
 
-from lineage_guard.identity import Identity  # noqa: E402
-from lineage_guard.planner import plan  # noqa: E402
-from lineage_guard.policy import load_policy  # noqa: E402
-from lineage_guard.sql import analyze  # noqa: E402
-from lineage_guard.sql.catalog import Catalog  # noqa: E402
+from lineage_guard.identity import Identity
+from lineage_guard.planner import plan
+from lineage_guard.policy import load_policy
+from lineage_guard.sql import analyze
+from lineage_guard.sql.catalog import Catalog
 
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "corpus"
 
 
 def _median_ms(fn, repeat: int) -> float:

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CORPUS = SHARED / "corpus"
-CHECK_LINEAGE = SHARED / "tools" / "check_lineage.py"
+HERE = Path(__file__).resolve().parent
+# The project carries everything its tests read: the adversarial corpus, the OpenLineage checker
+# and the official OpenLineage JSON Schemas it validates against (tests/openlineage-spec, Apache-2.0).
+CORPUS = HERE / "corpus"
+CHECK_LINEAGE = HERE / "tools" / "check_lineage.py"
+OPENLINEAGE_SPEC = HERE / "openlineage-spec"
 # A fixed test-only master key: generated here, never committed as a fixture file.
 TEST_MASTER_KEY = secrets.token_hex(32)
 

@@ -3,7 +3,7 @@
     from lineage_check import assert_valid_events
     assert_valid_events(events, forbid=["123-45-6789", master_key])
 
-Runs /work/shared/tools/check_lineage.py (schemas + Marquez rules) in a subprocess
+Runs tests/tools/check_lineage.py (schemas + Marquez rules) in a subprocess
 with lineage_guard's facet schemas. `events_or_paths` is a list of event dicts, or
 paths to .json/.jsonl files or folders (e.g. an exported outbox). `forbid` lists
 strings that must appear in no event (raw values, keys, secrets). Also `sample_run()`:
@@ -26,8 +26,7 @@ from lineage_guard.mask.spec import MaskSpec
 from lineage_guard.run import ParentRun, Receipt, RunRecord, SinkInfo, SourceInfo, new_run_id
 from lineage_guard.sql.model import Analysis, ColumnRef, TableRef
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CHECKER = SHARED / "tools" / "check_lineage.py"
+CHECKER = Path(__file__).resolve().parent / "tools" / "check_lineage.py"
 
 
 def check_events(events_or_paths: Iterable[dict | str | Path], forbid: Iterable[str] = ()) -> tuple[int, str]:

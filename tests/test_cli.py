@@ -14,7 +14,7 @@ from lineage_guard.cli import app
 
 HERE = Path(__file__).parent
 CORPUS_POLICY = HERE / "corpus" / "policy.yaml"
-CORPUS = HERE.parents[1] / "shared" / "corpus"
+CORPUS = HERE / "corpus"
 OFFLINE = ["--schema-file", str(CORPUS / "schema.sql"), "--schema-file", str(CORPUS / "schema_extras.sql")]
 WHO = ["--policy", str(CORPUS_POLICY), "--identity", "svc-training", "--purpose", "ai_training"]
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""The adversarial corpus (../shared/corpus) through the real planner, live catalog and offline DDL.
+"""The adversarial corpus (tests/corpus, our copy of the shared sample) through the real planner, live catalog and offline DDL.
 
 Every `deny` case must be denied; every `mask` case allowed with at least the listed positions
 masked (deny is acceptable but counted as over-strict); every `allow` case allowed with nothing

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import SHARED, require
+from conftest import OPENLINEAGE_SPEC, require
 from faker import Faker
 
 from lineage_guard.decision import ColumnDecision, Decision
@@ -141,7 +141,7 @@ def _validate_facet(facet: dict) -> None:
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
 
-    spec = SHARED / "openlineage-spec"
+    spec = OPENLINEAGE_SPEC
     core = json.loads((spec / "OpenLineage.json").read_text())
     schema = json.loads((spec / "facets" / "DataQualityAssertionsDatasetFacet.json").read_text())
     registry = Registry().with_resources([(core["$id"], Resource.from_contents(core)),

@@ -16,17 +16,17 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
 from ..approvals import ApprovalRequest, ApprovalStore, retry_failed
+from .common import console
 from .common import run_guarded as _guarded
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Approval requests: list, show, approve, deny, notify.")
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 StoreOpt = Annotated[str | None, typer.Option(
     "--store", help="sqlite:///path, a file path or postgresql://... "

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
@@ -30,6 +29,7 @@ from ..audit.entry import verify_entry_document
 from ..audit.query import parse_time
 from ..audit.signing import signing_keys, trusted_keys
 from ..errors import ConfigError
+from .common import console
 from .common import run_guarded as _guarded
 
 app = typer.Typer(
@@ -38,8 +38,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="The who-saw-what ledger: verify, log, who-saw, receipt, export.",
 )
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 LedgerOpt = Annotated[
     str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,8 +12,21 @@ from rich.markup import escape
 
 from ..errors import AccessDenied, ApprovalRequired, LineageGuardError
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # messages carry paths and commands: never break them
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that wraps for a person at a terminal and prints whole lines everywhere else.
+
+    Piped output (CI logs, Airflow task logs, `| grep`) must keep every path, id and command
+    on one line: off a terminal nothing is wrapped or cut, whatever the reader's width.
+    """
+    stream_is_tty = (sys.stderr if stderr else sys.stdout).isatty()
+    if stream_is_tty:
+        return Console(stderr=stderr, soft_wrap=stderr)  # messages carry paths and commands: never break them
+    return Console(stderr=stderr, soft_wrap=True, width=100_000)
+
+
+out = console()
+err = console(stderr=True)
 
 T = TypeVar("T")
 

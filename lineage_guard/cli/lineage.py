@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..fileio import atomic_write
 from ..lineage.outbox import Outbox
 from ..lineage.shipping import lineage_disabled, ship_pending, transport_configured
+from .common import console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="The OpenLineage outbox: status, flush, export.")
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 NO_TRANSPORT = ("no OpenLineage transport is configured: set OPENLINEAGE_URL (e.g. http://localhost:5000 for "
                 "Marquez), an openlineage.yml or OPENLINEAGE__TRANSPORT__TYPE; events stay in the outbox")
 

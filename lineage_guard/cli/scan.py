@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -25,9 +24,10 @@ from ..classify import Classification, DetectionCatalog, DetectionConfig, source
 from ..errors import LineageGuardError
 from ..identity import Identity
 from ..sql.model import ColumnRef
+from .common import console
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 
 def evidence_text(c: Classification) -> str:
