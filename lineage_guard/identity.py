@@ -3,6 +3,8 @@
 Example:
     >>> Identity.parse("svc-training").principal
     'svc-training'
+    >>> Identity("svc-etl", "service", auth=Authentication("jwt", issuer="https://idp.example")).auth.method
+    'jwt'
     >>> Identity.parse('{"principal": "dr-ho", "kind": "human", "groups": ["clinicians"]}').groups
     frozenset({'clinicians'})
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Mapping
 
 from .errors import ConfigError
@@ -19,16 +22,55 @@ from .errors import ConfigError
 Kind = Literal["human", "service", "agent"]
 KINDS: tuple[str, ...] = ("human", "service", "agent")
 ENV_VAR = "LINEAGE_GUARD_IDENTITY"
+AuthMethod = Literal["asserted", "jwt", "api_token", "mtls"]
+AUTH_METHODS: tuple[str, ...] = ("asserted", "jwt", "api_token", "mtls")
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """How an identity was established: what the ledger records beside who it was.
+
+    `asserted` means the caller named itself (embedded mode: the process is trusted to say
+    who it runs as). A service that checked a credential fills in the rest. Never a token
+    or secret: `token_id_digest` is a digest of the token's id (e.g. sha256 of the JWT `jti`).
+    """
+
+    method: AuthMethod = "asserted"
+    issuer: str | None = None            # JWT `iss`, the API token's issuer, the client CA
+    subject: str | None = None           # JWT `sub`, the certificate subject
+    token_id_digest: str | None = None
+    expires_at: datetime | None = None   # when the credential expires (timezone-aware)
+    client_address: str | None = None    # the peer address the request came from
+    tls_peer: str | None = None          # the verified TLS client certificate's subject or fingerprint
+
+    def __post_init__(self) -> None:
+        if self.method not in AUTH_METHODS:
+            raise ConfigError(f"authentication method must be one of {', '.join(AUTH_METHODS)}, got {self.method!r}")
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "issuer": self.issuer,
+            "subject": self.subject,
+            "token_id_digest": self.token_id_digest,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "client_address": self.client_address,
+            "tls_peer": self.tls_peer,
+        }
 
 
 @dataclass(frozen=True)
 class Identity:
-    """A principal (human, service or agent) with its groups and attributes."""
+    """A principal (human, service or agent) with its groups and attributes.
+
+    `auth` says how the identity was established (None: asserted by the embedding process).
+    """
 
     principal: str
     kind: Kind = "human"
     groups: frozenset[str] = field(default_factory=frozenset)
     attributes: Mapping[str, str] = field(default_factory=dict)
+    auth: Authentication | None = None
 
     def __post_init__(self) -> None:
         if not self.principal or not isinstance(self.principal, str):
@@ -37,6 +79,8 @@ class Identity:
             raise ConfigError(f"identity {self.principal!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         object.__setattr__(self, "groups", frozenset(self.groups))
         object.__setattr__(self, "attributes", dict(self.attributes))
+        if self.auth is not None and not isinstance(self.auth, Authentication):
+            raise ConfigError(f"identity {self.principal!r}: auth must be an Authentication, not {type(self.auth).__name__}")
 
     def __hash__(self) -> int:  # attributes is a dict; identity is keyed by principal+kind+groups
         return hash((self.principal, self.kind, self.groups))

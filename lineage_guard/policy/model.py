@@ -161,6 +161,7 @@ class Policy(_Strict):
             kind=decl.kind,
             groups=frozenset(decl.groups),
             attributes={**decl.attributes, **identity.attributes},
+            auth=identity.auth,
         )
 
     def scope_for(self, identity: Identity, purpose: str, override: str | None = None) -> str:
