@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from conftest import require
 
 
+@pytest.fixture
+def traversable_dir():
+    """A folder the unprivileged `pgserver` user can reach when the suite runs as root.
+
+    Not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700 (and resets it
+    when another session starts), so a server running as another user cannot open its data there.
+    """
+    path = Path(tempfile.mkdtemp(prefix="lg-embedded-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.embedded
-def test_embedded_server_roundtrip(tmp_path):
+def test_embedded_server_roundtrip(traversable_dir):
     require("pgserver", "embedded")
     from lineage_guard.demo.data import seed
     from lineage_guard.sources import PostgresSource
     from lineage_guard.sources.embedded import embedded_url, stop_embedded
 
-    data = tmp_path / "pg"
+    data = traversable_dir / "pg"
     try:
         url = embedded_url(data)
         assert embedded_url(data) == url
