@@ -49,20 +49,14 @@ def test_checksums_accept_valid_and_reject_one_digit_off():
     assert not checksums.iban(pa.array([v[:-1] + str((int(v[-1]) + 1) % 10) for v in ibans.to_pylist()])).any()
     assert checksums.iban(pa.array(["gb82 west 1234 5698 7654 32", "GB82WEST12345698765433"])).tolist() == [True, False]
 
-    assert checksums.elf_proof(fake("nl_NL", "ssn", 200)).all()
-    assert checksums.insee(fake("fr_FR", "ssn", 200)).all()
-    assert checksums.insee(pa.array(["2690299341732 88", "1 84 12 2A 123 456 03"])).tolist() == [False, False]
-    assert checksums.nhs(pa.array(["9434765919", "9434765918", "943 476 5919"])).tolist() == [True, False, False]
-    assert checksums.ssn_issuable(pa.array(["123456789", "666123456", "912345678", "123004567", "123450000"])).tolist() == [
-        True, False, False, False, False]
+    # stdnum knows each country's IBAN length: a right checksum on a wrong length fails
+    assert checksums.iban(pa.array(["GB82WEST1234569876543", "NL91ABNA0417164300"])).tolist() == [False, True]
 
 
 def test_random_numbers_pass_checksums_at_chance_rate():
     rng = np.random.default_rng(0)
     nums = pa.array([str(x) for x in rng.integers(10**15, 10**16 - 1, 5000)])
     assert 0.07 < checksums.luhn(nums).mean() < 0.13
-    nine = pa.array([str(x) for x in rng.integers(10**8, 10**9 - 1, 5000)])
-    assert 0.06 < checksums.elf_proof(nine).mean() < 0.12
 
 
 def test_entropy():
@@ -112,7 +106,8 @@ def test_values_alone_find_labels_in_each_locale(locale):
 def test_names_carry_ambiguous_formats():
     zips = fake("en_US", "postcode")
     assert label("zip", zips) == "postal_code"
-    assert label("col_1", zips) == "not_sensitive"          # five digits alone are not a ZIP code
+    assert label("col_1", zips) == "postal_code"            # same-width digits in no order: a bare postcode
+    assert label("col_4", pa.array([f"{10000 + 7 * i}" for i in range(60)])) == "not_sensitive"  # counting up: ids
     assert label("col_2", fake("en_GB", "postcode")) == "postal_code"   # a UK postcode is
     nine = pa.array([str(random.Random(i).randint(10**8, 10**9 - 1)) for i in range(60)])
     assert label("account_ref", nine) == "not_sensitive"
@@ -150,7 +145,8 @@ def test_hard_negatives_are_not_sensitive():
     recent = pa.array([today - timedelta(days=rng.randint(0, 700)) for _ in range(80)])
     assert label("col_c", recent, "date") == "not_sensitive"
     old = pa.array([f.date_of_birth(minimum_age=20, maximum_age=80) for _ in range(80)])
-    assert label("hired_on", old, "date") == "not_sensitive"    # the name says which date it is
+    # a name suggesting another date does not hide birth dates: the values stand on their own
+    assert label("hired_on", old, "date") == "date_of_birth"
     assert label("is_active", pa.array([True, False] * 20), "boolean") == "not_sensitive"
 
 
@@ -184,7 +180,7 @@ def test_evidence_has_counts_and_shares_never_values():
     values = fake("en_US", "ssn", 50)
     c = classify_column("col_7", "text", values)
     text = json.dumps(c.to_json())
-    assert c.evidence["detector"] == "us_ssn" and c.evidence["pattern_share"] == 1.0
+    assert c.evidence["detector"] == "us.ssn" and c.evidence["pattern_share"] == 1.0
     assert not any(v in text for v in values.to_pylist())
     assert classify_column("x", "text", None).label == "not_sensitive"
 
@@ -234,13 +230,14 @@ def _benchmark():
 def test_detection_benchmark_small():
     """The benchmark's labeled set, small samples: a lower bar than the full run, but one that can fail."""
     bench = _benchmark()
-    cases = [c for c in bench.labeled_columns(seed=11, rows=40) if c.group == "main"]
-    res = bench.evaluate(cases)
-    assert res["columns"] >= 300
-    precision, recall = res["overall"]
-    assert precision >= 0.95 and recall >= 0.9, res["per_label"]
+    cases = [c for c in bench.labeled_columns(seed=11, rows=60) if c.group == "main" and c.condition == "values-only"]
+    assert len(cases) == 360 and all(c.name.startswith("c") for c in cases)
+    results = [(c, bench._predict(c, 0.8)[0]) for c in cases]
+    precision, recall, positives, _ = bench._pr(results)
+    missed = sorted({(c.kind, p) for c, p in results if p != c.truth})
+    assert precision >= 0.95 and recall >= 0.9, missed
     # and a classifier that answers "not sensitive" everywhere would score zero recall on the same set
-    assert res["positives"] > 150
+    assert positives == 220 and bench._pr([(c, "not_sensitive") for c in cases])[1] == 0.0
 
 
 def test_identifiers_inside_free_text():
@@ -271,17 +268,6 @@ def _luhn_reference(s: str) -> bool:
 def test_vectorized_checksums_agree_with_per_value_reference(values):
     arr = pa.array(values)
     assert checksums.luhn(arr).tolist() == [_luhn_reference(v) for v in values]
-    nine = [v.zfill(9)[-9:] for v in values]
-    elf = [sum(int(d) * w for d, w in zip(v, (9, 8, 7, 6, 5, 4, 3, 2, -1))) for v in nine]
-    assert checksums.elf_proof(pa.array(nine)).tolist() == [t % 11 == 0 and t != 0 for t in elf]
-    assert checksums.mod97(arr).tolist() == [int(v) % 97 for v in values]
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=30), min_size=1, max_size=20))
-def test_mod97_reads_letters_as_two_digits(values):
-    expected = [int("".join(str(int(ch, 36)) for ch in v)) % 97 for v in values]
-    assert checksums.mod97(pa.array(values)).tolist() == expected
 
 
 def test_a_column_mixing_identifier_kinds_is_sensitive():

@@ -36,7 +36,7 @@ from .config import DetectionConfig, source_key
 from .sampling import TableInfo, list_tables, read_only, sample_table, table_columns
 
 # Bump when detectors or scoring change: cached results from an older classifier are rescanned.
-CLASSIFIER_VERSION = "1"
+CLASSIFIER_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS detections (

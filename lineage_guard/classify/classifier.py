@@ -29,10 +29,9 @@ NAME_SCORE = {"strong": 0.85, "weak": 0.4}
 AGREEMENT = 1 - (1 - NAME_SCORE["strong"]) * (1 - 0.9)
 REPORT_FLOOR = 0.6  # below this the column is reported not sensitive (a weak format alone stays under it)
 # Labels whose values are recognizable enough that a sample with none of them refutes the name.
-_REFUTABLE = frozenset({"email", "phone", "payment_card", "iban", "ip_address", "mac_address"})
+_REFUTABLE = frozenset({"email", "phone", "payment_card", "iban", "ip_address", "mac_address", "postal_code"})
 # Formats distinctive enough to add up when a column mixes them.
 _MIXABLE = frozenset({"email", "phone", "national_id", "payment_card", "iban", "ip_address", "mac_address"})
-_DATEISH_TOKENS = frozenset({"date", "dt", "day", "time", "at", "on", "year", "month", "timestamp", "ts"})
 
 
 @dataclass(frozen=True)
@@ -73,19 +72,17 @@ def classify_column(name: str, pg_type: str | None, sample: pa.Array | None, *, 
         return Classification(NOT_SENSITIVE, 0.99, {"type": pg_type, "sampled": len(sample), "non_null": non_null,
                                                     "reason": "boolean"})
     values = value_evidence(sample, pg_type)
-    dateish = bool(_DATEISH_TOKENS.intersection(name.lower().replace("-", "_").split("_")))
 
     scored: list[tuple[float, int, str]] = []
     for rank, label in enumerate(LABELS):
         hint, ev = hints.get(label), values.get(label)
         n = NAME_SCORE[hint.strength] if hint else 0.0
         v = ev.score * _sample_discount(ev) if ev else 0.0
-        if label == "date_of_birth" and not hint and dateish:
-            v *= 0.7  # `hire_date`, `shipped_on`: the name says which date it is, and it is not a birth
-        if hint and hint.strength == "strong" and label in _REFUTABLE and non_null >= 20 and (ev is None or ev.pattern_share < 0.2):
+        strong_name = bool(hint and hint.strength == "strong")
+        if strong_name and label in _REFUTABLE and non_null >= 20 and _refuted(label, ev):
             n = 0.5
         conf = 1 - (1 - n) * (1 - v)
-        if hint and hint.strength == "strong" and ev and ev.pattern_share >= 0.8:
+        if strong_name and ev and _agrees(ev):
             conf = max(conf, AGREEMENT)  # the name and the format agree, even if a checksum does not
         if conf > 0:
             scored.append((conf, -rank, label))
@@ -116,6 +113,28 @@ def classify_column(name: str, pg_type: str | None, sample: pa.Array | None, *, 
     if len(scored) > 1 and scored[1][0] >= REPORT_FLOOR:
         evidence["runner_up"] = {"label": scored[1][2], "confidence": round(scored[1][0], 4)}
     return Classification(label, round(conf, 4), evidence)
+
+
+def _refuted(label: str, ev: Evidence | None) -> bool:
+    """The sample plainly is not what a strong name says: few values in the label's format."""
+    if ev is None:
+        return True
+    if label == "phone" and ev.checksum_share is not None:
+        # nothing fits a numbering plan (a NANP area code starting with 1), or bare digits that are not numbers
+        return _plan_fit(ev) < 0.05 or (ev.pattern_share < 0.2 and ev.checksum_share < 0.5)
+    return ev.pattern_share < 0.2
+
+
+def _plan_fit(ev: Evidence) -> float:
+    """Phones: share of values that are valid numbers or at least fit their plan (test ranges such as 555-01xx)."""
+    return ev.matched / ev.non_null if ev.non_null else 0.0
+
+
+def _agrees(ev: Evidence) -> bool:
+    """Most values have the named label's format; for phones they must also fit a numbering plan."""
+    if ev.label == "phone" and ev.checksum_share is not None:
+        return (ev.pattern_share >= 0.8 and _plan_fit(ev) >= 0.5) or ev.checksum_share >= 0.8
+    return ev.pattern_share >= 0.8
 
 
 def _mixed(values: Mapping[str, Evidence], non_null: int) -> tuple[float, str, dict[str, float]] | None:

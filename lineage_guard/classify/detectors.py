@@ -17,10 +17,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .addresses import street_address_evidence
 from .birthdates import birth_date_evidence, text_dates
 from .evidence import Evidence, as_text, match, score_from_share, share_of
 from .formats import _BY_LABEL, _DIGIT_LABELS, _L, DETECTORS, Detector, gx_patterns
-from .freetext import clinical_evidence, embedded_evidence, person_name_evidence, secret_evidence
+from .freetext import (
+    clinical_evidence,
+    embedded_evidence,
+    password_evidence,
+    person_name_evidence,
+    secret_evidence,
+)
+from .validators import national_id_evidence, phone_evidence
 
 __all__ = ["DETECTORS", "Detector", "Evidence", "birth_date_evidence", "gx_patterns", "score_from_share",
            "value_evidence"]
@@ -100,6 +108,30 @@ def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidenc
                     strong_matched=int(distinct.sum()))
 
 
+def fixed_width_code_evidence(text: pa.Array) -> Evidence | None:
+    """Bare postcodes (`80636`, `04122`, `250008`): digits of one width (4 to 6), in no order, not years.
+
+    Order numbers count up, years sit in 1900-2100, quantities and ids vary in width; a text column
+    of same-width digits in no order is most often a postal code. It scores just over the default
+    threshold: a zero-configuration guess that fails closed.
+    """
+    n = len(text)
+    lengths = np.asarray(pc.utf8_length(text))
+    digits = match(text, "^[0-9]+$")
+    if n < 10 or digits.mean() < 0.95:
+        return None
+    width = int(np.bincount(lengths[digits]).argmax())
+    same = digits & (lengths == width)
+    if not 4 <= width <= 6 or same.mean() < 0.95:
+        return None
+    numbers = np.asarray(pc.cast(text.filter(pa.array(same)), pa.int64()))
+    if (np.diff(numbers) >= 0).mean() > 0.9 or (width == 4 and ((numbers >= 1900) & (numbers <= 2100)).mean() > 0.9):
+        return None
+    if len(np.unique(numbers)) < 0.1 * len(numbers):
+        return None  # a handful of codes repeated: a category, not addresses
+    return Evidence("postal_code", f"fixed_width_{width}", 0.82, float(same.mean()), None, int(same.sum()), n)
+
+
 def value_evidence(sample: pa.Array, pg_type: str | None = None) -> dict[str, Evidence]:
     """The best evidence per label for a sample of one column's values (labels with no match left out)."""
     t = (pg_type or "").lower()
@@ -130,8 +162,13 @@ def value_evidence(sample: pa.Array, pg_type: str | None = None) -> dict[str, Ev
         ev = _label_evidence(label, dets, text)
         if ev is not None:
             out[label] = ev
-    worded = (person_name_evidence(text), clinical_evidence(text), *embedded_evidence(text)) if has_word else ()
-    for ev in (*worded, secret_evidence(text)):
+    if has_digit:
+        for ev in (phone_evidence(text), national_id_evidence(text), fixed_width_code_evidence(text)):
+            if ev is not None and (ev.label not in out or ev.score > out[ev.label].score):
+                out[ev.label] = ev
+    worded = (person_name_evidence(text), street_address_evidence(text), clinical_evidence(text),
+              *embedded_evidence(text)) if has_word else ()
+    for ev in (*worded, secret_evidence(text), password_evidence(text)):
         if ev.matched and (ev.label not in out or ev.score > out[ev.label].score):
             out[ev.label] = ev
     dates = text_dates(text)

@@ -43,6 +43,7 @@ class Detector:
     strip: str | None = None        # regex of characters removed before the checksum (separators)
     gx: bool = True                 # usable as a "must not match after masking" regex
     digits: tuple[int, int] | None = None  # allowed count of digits (extensions excluded)
+    scored: bool = True             # False: only a GX pattern; the evidence comes from `validators` (a library)
 
 
 def _alt(words) -> str:
@@ -71,27 +72,24 @@ def _detectors() -> tuple[Detector, ...]:
     street_a, street_b, street_c = _street_patterns()
     return (
         Detector("email", "email", r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"),
-        # phone: a country code, a trunk 0 or NANP grouping, written with separators or '+'
+        # Phones and national ids are judged by libphonenumber and stdnum (`validators`); these shapes only
+        # serve Great Expectations ("no masked value may look like one").
         Detector("phone_international", "phone",
-                 r"^(\+|00)[1-9][0-9]{0,2}[ .-]?(\(0\)[ .-]?)?\(?[0-9]{1,5}\)?([ .-]?[0-9]{2,5}){1,4}( ?(x|ext\.?) ?[0-9]{1,5})?$", digits=(7, 15)),
+                 r"^(\+|00)[1-9][0-9]{0,2}[ .-]?(\(0\)[ .-]?)?\(?[0-9]{1,5}\)?([ .-]?[0-9]{2,5}){1,4}( ?(x|ext\.?) ?[0-9]{1,5})?$",
+                 scored=False),
         Detector("phone_nanp", "phone",
-                 r"^(\+?1[ .-]?|001[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}( ?(x|ext\.?) ?[0-9]{1,5})?$", digits=(7, 15)),
+                 r"^(\+?1[ .-]?|001[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}( ?(x|ext\.?) ?[0-9]{1,5})?$",
+                 scored=False),
         Detector("phone_trunk", "phone", r"^(\(0[0-9]{1,4}\)[ -]?|0[0-9]{1,4}[ ./-])[0-9]{2,8}([ .-][0-9]{2,4}){0,4}$",
-                 digits=(7, 15)),
-        Detector("phone_digits", "phone", r"^(0[0-9]{8,11}|[1-9][0-9]{9})$", "weak", digits=(7, 15)),
-        Detector("phone_generic", "phone", r"^[+(]?[0-9][0-9 ()./-]{5,18}[0-9]$", "weak", gx=False, digits=(7, 15)),
-        # national identifiers
-        Detector("us_ssn", "national_id", r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$"),
-        Detector("uk_nino", "national_id", r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-Z]$"),
-        Detector("ca_sin", "national_id", r"^[1-79][0-9]{2}[ -]?[0-9]{3}[ -]?[0-9]{3}$", checksum=checksums.luhn,
-                 strip=r"[ -]"),
-        Detector("nl_bsn", "national_id", r"^[0-9]{8,9}$", checksum=checksums.elf_proof),
+                 scored=False),
+        Detector("us_ssn", "national_id", r"^[0-9]{3}-[0-9]{2}-[0-9]{4}$", scored=False),
         Detector("fr_insee", "national_id", r"^[12] ?[0-9]{2} ?[0-9]{2} ?([0-9]{2}|2A|2B) ?[0-9]{3} ?[0-9]{3} ?[0-9]{2}$",
-                 checksum=checksums.insee),
-        Detector("uk_nhs", "national_id", r"^[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}$", checksum=checksums.nhs, strip=r"[ -]"),
-        Detector("it_codice_fiscale", "national_id", r"^[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]$"),
-        Detector("es_dni", "national_id", r"^[0-9XYZ][0-9]{7}-?[TRWAGMYFPDXBNJZSQVHLCKE]$"),
-        Detector("us_ssn_digits", "national_id", r"^[0-9]{9}$", "weak", checksum=checksums.ssn_issuable),
+                 scored=False),
+        Detector("it_codice_fiscale", "national_id",
+                 r"^[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]$", scored=False),
+        Detector("es_dni", "national_id", r"^[0-9XYZ][0-9]{7}-?[TRWAGMYFPDXBNJZSQVHLCKE]$", scored=False),
+        # stdnum has no UK National Insurance number: its prefix rules are the check
+        Detector("uk_nino", "national_id", r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-Z]$"),
         # money
         Detector("payment_card", "payment_card", r"^([0-9]{4}[ -]?){2,4}[0-9]{1,4}$|^3[47][0-9]{2}[ -]?[0-9]{6}[ -]?[0-9]{5}$|^[0-9]{12,19}$",
                  checksum=checksums.luhn, strip=r"[ -]"),
@@ -107,13 +105,21 @@ def _detectors() -> tuple[Detector, ...]:
         Detector("nl_postcode", "postal_code", r"^[1-9][0-9]{3} ?[A-Z]{2}$"),
         Detector("ca_postcode", "postal_code", r"^[ABCEGHJ-NPRSTVXY][0-9][A-Z] ?[0-9][A-Z][0-9]$"),
         Detector("us_zip4", "postal_code", r"^[0-9]{5}-[0-9]{4}$"),
+        Detector("pl_postcode", "postal_code", r"^[0-9]{2}-[0-9]{3}$"),
+        Detector("pt_jp_postcode", "postal_code", r"^[0-9]{3,4}-[0-9]{3,4}$"),
+        Detector("br_cep", "postal_code", r"^[0-9]{5}-[0-9]{3}$"),
+        Detector("se_cz_gr_postcode", "postal_code", r"^[0-9]{3} [0-9]{2}$"),
+        Detector("prefixed_postcode", "postal_code", r"^[A-Z]{1,2}-[0-9]{4,5}$"),  # H-1748, CH-8000 (not ORD-12345)
         Detector("zip5", "postal_code", r"^[0-9]{5}$", "weak", gx=False),
+        Detector("zip6", "postal_code", r"^[0-9]{6}$", "weak", gx=False),
         Detector("zip4", "postal_code", r"^[0-9]{4}$", "weak", gx=False),
-        Detector("street_number_first", "street_address", street_a),
-        Detector("street_compound", "street_address", street_b),
-        Detector("street_leading", "street_address", street_c),
+        Detector("street_number_first", "street_address", street_a, scored=False),
+        Detector("street_compound", "street_address", street_b, scored=False),
+        Detector("street_leading", "street_address", street_c, scored=False),
         # health
         Detector("mrn_prefixed", "medical_record_number", r"(?i)^(mrn|mr|pt|pat|pid|hosp|med)[-#: ]?[A-Z0-9]+([-][A-Z0-9]+){0,3}$"),
+        # letters then digits (`K4829104`, `AB123456`): a hospital's record numbers, as a whole column
+        Detector("record_number", "medical_record_number", r"^[A-Z]{1,3}[0-9]{6,10}$", gx=False),
         Detector("mrn_digits", "medical_record_number", r"^[A-Z]{0,3}[0-9]{6,10}$", "weak", gx=False),
         # secrets
         Detector("jwt", "credential", r"^eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*$"),
@@ -136,9 +142,10 @@ EXTRA_GX_PATTERNS: dict[str, tuple[str, ...]] = {"person_name": (NAME_SHAPE,)}
 
 _BY_LABEL: dict[str, list[Detector]] = {}
 for _det in DETECTORS:
-    _BY_LABEL.setdefault(_det.label, []).append(_det)
+    if _det.scored:
+        _BY_LABEL.setdefault(_det.label, []).append(_det)
 # Every format of these labels contains a digit.
-_DIGIT_LABELS = frozenset({"phone", "national_id", "payment_card", "iban", "postal_code",
+_DIGIT_LABELS = frozenset({"payment_card", "iban", "postal_code",
                            "medical_record_number"})
 
 

@@ -37,10 +37,23 @@ def _street_words() -> pa.Array:
     return pa.array(sorted({w.lower() for w in street_suffixes()}))
 
 
+# One capitalized word: a given name or a surname alone (`Maria`, `Kowalski`, `O'Neill`).
+_ONE_NAME = r"^[A-ZÀ-ÖØ-ÞĀ-ž][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’-]+$"
+
+
+# Not a person: companies (`Dupont et Fils`, `Schmidt GmbH`, `Smith, Jones and Brown`) and saints' towns.
+_NOT_PERSON = (r"(?i)(,|&|\s(et|and|und|en|e|y|i|és|ve|şi|a)\s|\s(sa|sarl|sas|gmbh|ag|kg|ltd|inc|llc|plc|bv|b\.v\.|nv|"
+               r"spa|s\.p\.a\.|srl|s\.r\.l\.|kft|zrt|bt|s\.r\.o\.|a\.s\.|ab|as|oy|group|gruppe|sons|fils|co\.?)\.?$|"
+               r"^(saint|sainte|san|santa|são|sankt|st\.?)\s)")
+# Lower-case particles may open a surname: `van den Broek`, `de la Cruz`.
+_PARTICLES = r"^((van|von|de|der|den|da|di|del|la|le|du|ten|ter|dos|das|do)\s)+"
+
+
 def person_name_evidence(text: pa.Array) -> Evidence:
-    """Values shaped like names, most of whose words are known given names or surnames."""
+    """Values shaped like names (one to six capitalized words), most of whose words are known names."""
     n = len(text)
-    shape = match(text, NAME_SHAPE)
+    bare = pc.replace_substring_regex(text, _PARTICLES, "")
+    shape = (match(bare, NAME_SHAPE) | match(bare, _ONE_NAME)) & ~match(text, _NOT_PERSON)
     words = pc.split_pattern(pc.utf8_lower(text), " ")
     flat = pc.list_flatten(words)
     parents = np.asarray(pc.list_parent_indices(words))
@@ -56,9 +69,34 @@ def person_name_evidence(text: pa.Array) -> Evidence:
     ends_in_street[has_words] = street[last[has_words]]
     lexical = shape & ~ends_in_street & (per_row_known >= np.maximum(1, per_row_words / 2))
     share, lex_share = share_of(shape, n), share_of(lexical, n)
-    score = score_from_share(lex_share) if lex_share >= 0.6 else 0.45 * score_from_share(share)
-    return Evidence("person_name", "name_lexicon" if lex_share >= 0.6 else "name_shape", score, share, None,
+    if lex_share >= 0.6:
+        score = score_from_share(lex_share)
+    elif lex_share >= 0.4 and share >= 0.9:
+        score = 0.82  # names of a language the dictionary lacks: shaped like names, many of them known
+    else:
+        score = 0.45 * score_from_share(share)
+    return Evidence("person_name", "name_lexicon" if lex_share >= 0.4 else "name_shape", score, share, None,
                     int(lexical.sum()), n, lex_share)
+
+
+_PASSWORD = r"^[\x21-\x7e]{8,64}$"
+
+
+def password_evidence(text: pa.Array) -> Evidence:
+    """Plaintext passwords: 8-64 printable characters with no space, three or more character classes,
+    and (as a column) almost no two values of the same layout, unlike codes from one template."""
+    n = len(text)
+    hit = match(text, _PASSWORD)
+    if hit.sum() < 0.5 * n:
+        return Evidence("credential", "password_like", 0.0, share_of(hit, n), None, 0, n)
+    classes = (match(text, "[a-z]").astype(int) + match(text, "[A-Z]") + match(text, "[0-9]")
+               + match(text, r"[^A-Za-z0-9]"))
+    hit &= (classes >= 3) & ~match(text, r"^[0-9a-fA-F:.-]+$")
+    layouts = pc.replace_substring_regex(pc.replace_substring_regex(pc.replace_substring_regex(
+        text.filter(pa.array(hit)), "[a-z]", "a"), "[A-Z]", "A"), "[0-9]", "9")
+    varied = hit.sum() >= 10 and pc.count_distinct(layouts).as_py() >= 0.8 * hit.sum()
+    share = share_of(hit, n) if varied else 0.0
+    return Evidence("credential", "password_like", 0.88 * score_from_share(share), share, None, int(hit.sum()), n)
 
 
 def clinical_evidence(text: pa.Array) -> Evidence:
