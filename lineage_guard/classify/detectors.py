@@ -64,7 +64,8 @@ def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidenc
     """One label's evidence from all its formats: a column may mix them (SSNs and SINs, 06 and +33 phones).
 
     Values passing a strong format (checksum included) and a weak one count together when the strong
-    ones are at least half of them; a format whose checksum fails is weak evidence of its own.
+    ones are at least a third of them (Brazilian CEPs written 01310-100 and 01310100); a format whose
+    checksum fails is weak evidence of its own.
     """
     n = len(text)
     strong = np.zeros(n, bool)
@@ -94,7 +95,7 @@ def _label_evidence(label: str, dets: list[Detector], text: pa.Array) -> Evidenc
     if not union.any() and not shape_only.any():
         return None
     share = share_of(union, n)
-    score = score_from_share(share) if strong.sum() >= 0.5 * union.sum() else 0.6 * score_from_share(share)
+    score = score_from_share(share) if strong.sum() >= 0.3 * union.sum() else 0.6 * score_from_share(share)
     # Right format, wrong checksum (test data, typos): only the name can make that the label.
     score = max(score, 0.5 * score_from_share(share_of(union | shape_only, n)))
     # A distinctive format in a good part of the rows is sensitive data even if the rest is something else:

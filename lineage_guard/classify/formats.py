@@ -112,6 +112,7 @@ def _detectors() -> tuple[Detector, ...]:
         Detector("prefixed_postcode", "postal_code", r"^[A-Z]{1,2}-[0-9]{4,5}$"),  # H-1748, CH-8000 (not ORD-12345)
         Detector("zip5", "postal_code", r"^[0-9]{5}$", "weak", gx=False),
         Detector("zip6", "postal_code", r"^[0-9]{6}$", "weak", gx=False),
+        Detector("cep_bare", "postal_code", r"^[0-9]{8}$", "weak", gx=False),  # counts only beside written CEPs
         Detector("zip4", "postal_code", r"^[0-9]{4}$", "weak", gx=False),
         Detector("street_number_first", "street_address", street_a, scored=False),
         Detector("street_compound", "street_address", street_b, scored=False),

@@ -20,6 +20,7 @@ from . import checksums
 from .evidence import Evidence, match, score_from_share, share_of
 from .formats import NAME_SHAPE, Check
 from .lexicon import person_names, street_suffixes
+from .validators import embedded_phone_share
 
 _CLINICAL_TERMS = (
     r"(?i)(^|[^a-z])(patient|pt\.|diagnos|prescri|[0-9] ?mg|dose|dosage|symptom|pain|hypertension|diabet|fever|"
@@ -43,7 +44,7 @@ _ONE_NAME = r"^[A-ZÀ-ÖØ-ÞĀ-ž][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’-]+$"
 
 # Not a person: companies (`Dupont et Fils`, `Schmidt GmbH`, `Smith, Jones and Brown`) and saints' towns.
 _NOT_PERSON = (r"(?i)(,|&|\s(et|and|und|en|e|y|i|és|ve|şi|a)\s|\s(sa|sarl|sas|gmbh|ag|kg|ltd|inc|llc|plc|bv|b\.v\.|nv|"
-               r"spa|s\.p\.a\.|srl|s\.r\.l\.|kft|zrt|bt|s\.r\.o\.|a\.s\.|ab|as|oy|group|gruppe|sons|fils|co\.?)\.?$|"
+               r"spa|srl|kft|zrt|bt|ab|as|oy|group|gruppe|sons|fils|co|kgaa|ohg|([a-z]\.){2,}[a-z]?)\.?$|"
                r"^(saint|sainte|san|santa|são|sankt|st\.?)\s)")
 # Lower-case particles may open a surname: `van den Broek`, `de la Cruz`.
 _PARTICLES = r"^((van|von|de|der|den|da|di|del|la|le|du|ten|ter|dos|das|do)\s)+"
@@ -117,9 +118,6 @@ _EMBEDDED: tuple[tuple[str, str, Check | None], ...] = (
     ("national_id", r"(^|[^0-9-])(?P<v>[0-9]{3}-[0-9]{2}-[0-9]{4})([^0-9-]|$)", None),
     ("payment_card", r"(^|[^0-9])(?P<v>([0-9]{4}[ -]?){3}[0-9]{1,7})([^0-9]|$)", checksums.luhn),
     ("iban", r"(^|[^A-Z0-9])(?P<v>[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30})([^A-Z0-9]|$)", checksums.iban),
-    ("phone", (r"(^|[^0-9])(?P<v>(\+[1-9][0-9]{0,2}[ .-]?(\(0\)[ .-]?)?\(?[0-9]{1,4}\)?([ .-]?[0-9]{2,4}){2,4})|"
-               r"(\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4})|(\(0[0-9]{2,4}\)[ -]?[0-9]{3,8}([ .-][0-9]{2,4}){0,3})|"
-               r"(0[1-9][0-9]{1,4}[ -][0-9]{4,8})|(0[1-9]([ .][0-9]{2}){4}))([^0-9]|$)"), None),
 )
 EMBEDDED_SHARE = 0.2
 _UNNAMED = re.compile(r"(?<!\\)\((?!\?)")  # extract_regex wants every group named
@@ -142,6 +140,10 @@ def embedded_evidence(text: pa.Array) -> list[Evidence]:
         if found.any():
             score = 0.85 * min(1.0, share / EMBEDDED_SHARE)
             out.append(Evidence(label, f"embedded_{label}", score, share, None, int(found.sum()), n))
+    share = embedded_phone_share(text, prose)  # any country's layout, judged by libphonenumber
+    if share:
+        out.append(Evidence("phone", "embedded_phone", 0.85 * min(1.0, share / EMBEDDED_SHARE), share, None,
+                            int(share * n), n))
     return out
 
 

@@ -32,6 +32,7 @@ from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .evidence import Evidence, match, score_from_share
 
@@ -54,7 +55,7 @@ class IdFormat:
 
     module: str
     shape: str
-    checksum: bool = True  # False: no check digit (US SSN): only the written form with dashes counts
+    checksum: bool = True  # False: no check digit (US SSN, Danish CPR): only the written form counts
 
 
 # Personal identifiers of the countries stdnum covers with a check digit or date rules.
@@ -76,12 +77,12 @@ ID_FORMATS: tuple[IdFormat, ...] = (
     IdFormat("br.cpf", r"^[0-9]{3}\.?[0-9]{3}\.?[0-9]{3}-?[0-9]{2}$"),
     IdFormat("pl.pesel", r"^[0-9]{11}$"),
     IdFormat("se.personnummer", r"^([0-9]{2})?[0-9]{6}[-+]?[0-9]{4}$"),
-    IdFormat("dk.cpr", r"^[0-9]{6}-?[0-9]{4}$"),
+    IdFormat("dk.cpr", r"^[0-9]{6}-?[0-9]{4}$", checksum=False),  # no check digit since 2007: a date and four digits
     IdFormat("no.fodselsnummer", r"^[0-9]{6} ?[0-9]{5}$"),
     IdFormat("fi.hetu", r"^[0-9]{6}[-+A-Ya-y][0-9]{3}[0-9A-Ya-y]$"),
     IdFormat("ee.ik", r"^[1-6][0-9]{10}$"),
     IdFormat("lt.asmens", r"^[1-6][0-9]{10}$"),
-    IdFormat("cz.rc", r"^[0-9]{6}/?[0-9]{3,4}$"),
+    IdFormat("cz.rc", r"^[0-9]{6}/?[0-9]{3,4}$", checksum=False),  # pre-1954 numbers have none
     IdFormat("ro.cnp", r"^[1-9][0-9]{12}$"),
     IdFormat("bg.egn", r"^[0-9]{10}$"),
     IdFormat("hr.oib", r"^[0-9]{11}$"),
@@ -132,8 +133,8 @@ def national_id_evidence(text: pa.Array) -> Evidence | None:
         return None
     share, count, fmt = best
     formatted = bool(match(text.filter(pa.array(gate)), "[^0-9]").mean() >= 0.5)
-    if not fmt.checksum and not formatted:
-        score = 0.0
+    if not fmt.checksum and not formatted or not formatted and _counts_up(text):
+        score = 0.0  # bare digits with no check digit, or ids counting up (order numbers, sequences)
     elif formatted:
         score = score_from_share(share)
     else:
@@ -141,6 +142,12 @@ def national_id_evidence(text: pa.Array) -> Evidence | None:
         score = score_from_share(share) if share >= 0.9 else 0.5 * share
     return Evidence("national_id", fmt.module, float(score), count / n, float(share), int(share * n), n,
                     strong_matched=int(share * n) if formatted and fmt.checksum else 0)
+
+
+def _counts_up(text: pa.Array) -> bool:
+    """Digits that mostly increase in sample order: a sequence (ids, order numbers), not people's numbers."""
+    numbers = np.asarray(pc.cast(text.filter(match(text, "^[0-9]{1,18}$")), pa.int64()))
+    return len(numbers) >= 10 and float((np.diff(numbers) > 0).mean()) > 0.9
 
 
 # -- phone numbers -------------------------------------------------------------------------------
@@ -232,17 +239,22 @@ def _column_regions(nationals: list[tuple[str, str]]) -> list[str]:
     return ranked[:3]
 
 
-def phone_evidence(text: pa.Array) -> Evidence | None:
-    """Share of values libphonenumber calls valid numbers (see the module docstring)."""
-    n = len(text)
-    shaped = match(text, PHONE_SHAPE) & ~match(text, _NOT_PHONES)
-    if shaped.sum() < 0.3 * n:
-        return None
-    checked = subsample(text.filter(pa.array(shaped)))
+@dataclass(frozen=True)
+class PhoneCounts:
+    """How many of the checked values are valid numbers, fit a plan only, or are written as phones."""
+
+    checked: int
+    valid: int
+    fitting: int  # fit their plan (length, pattern) without being in an assigned range
+    written: int  # with separators, parentheses or a '+'
+
+
+def count_phones(checked: list[str]) -> PhoneCounts:
+    """Judge each value as a phone number; national numbers get the regions the values fit best."""
     intl: list[str] = []
     nationals: list[tuple[str, str]] = []
     bare: list[str] = []
-    formatted = 0
+    written = 0
     for value in checked:
         core = _EXT.sub("", value)
         digits = re.sub(r"[^0-9]", "", core)
@@ -250,16 +262,16 @@ def phone_evidence(text: pa.Array) -> Evidence | None:
             continue
         if core.startswith(("+", "00")):
             intl.append("+" + digits[2:] if core.startswith("00") else core)
-            formatted += 1
+            written += 1
         elif digits == core and not digits.startswith("0"):
             # bare digits: E.164 stored without the '+' (a 13-digit mobile), or a NANP number; no other
             # plan writes national numbers without a trunk 0 as bare digits often enough to guess
             bare.append("+" + digits if len(digits) >= 11 else "+1" + digits)
         else:
             nationals.append((value, digits))
-            formatted += digits != core
+            written += digits != core
     valid = sum(_is_valid(v, None) for v in bare)
-    fitting = 0  # written numbers that fit their plan (length, pattern) without being in an assigned range
+    fitting = 0
     for value in intl:
         ok, possible = _check(value, None)
         valid += ok
@@ -271,10 +283,19 @@ def phone_evidence(text: pa.Array) -> Evidence | None:
             valid += 1
         elif digits != value and _national_fit(digits) & set(candidates):
             fitting += 1
-    m = len(checked)
-    scale = shaped.sum() / n / m
-    share, fit_share = valid * scale, (valid + fitting) * scale
-    written = formatted / m >= 0.5
+    return PhoneCounts(len(checked), valid, fitting, written)
+
+
+def phone_evidence(text: pa.Array) -> Evidence | None:
+    """Share of values libphonenumber calls valid numbers (see the module docstring)."""
+    n = len(text)
+    shaped = match(text, PHONE_SHAPE) & ~match(text, _NOT_PHONES)
+    if shaped.sum() < 0.3 * n:
+        return None
+    counts = count_phones(subsample(text.filter(pa.array(shaped))))
+    scale = shaped.sum() / n / counts.checked
+    share, fit_share = counts.valid * scale, (counts.valid + counts.fitting) * scale
+    written = counts.written / counts.checked >= 0.5
     # Bare digits are phones only when nearly all are valid. Written numbers tolerate test data (Ofcom's
     # drama ranges, unassigned area codes) when some are real and the rest fit the plan's pattern.
     if not written:
@@ -282,7 +303,26 @@ def phone_evidence(text: pa.Array) -> Evidence | None:
     else:
         score = score_from_share(fit_share) if share >= 0.2 and fit_share >= 0.5 else 0.5 * fit_share
     # pattern_share: values written as phones (separators, '+'); checksum_share: values valid as numbers
-    written_share = formatted / m * shaped.sum() / n
+    written_share = counts.written * scale
     return Evidence("phone", "phonenumbers", float(score), float(written_share), float(share), int(fit_share * n), n,
                     strong_matched=int(fit_share * n) if written and share >= 0.2 else 0)
 
+
+# A number written inside prose: `call me on +44 20 7946 0958`, `Rückruf unter (030) 1234567`.
+EMBEDDED_PHONE = r"(?P<pre>^|[^0-9A-Za-z])(?P<v>(?P<cc>\+|00)?\(?[0-9][0-9 ()./-]{5,18}[0-9])(?P<post>[^0-9]|$)"
+
+
+def embedded_phone_share(text: pa.Array, prose: np.ndarray) -> float:
+    """Share of prose values that carry a valid (or plan-fitting, written) phone number."""
+    found = prose & match(text, EMBEDDED_PHONE)
+    if not found.any():
+        return 0.0
+    numbers = pc.utf8_trim_whitespace(pc.struct_field(pc.extract_regex(text.filter(pa.array(found)), EMBEDDED_PHONE), "v"))
+    numbers = numbers.drop_null()
+    # not dates, SSNs or CEPs, nor bare digits without a trunk 0 (order numbers, EAN-13 barcodes in prose)
+    kept = numbers.filter(pa.array(~match(numbers, _NOT_PHONES) & ~match(numbers, "^[1-9][0-9]*$")))
+    if not len(kept):
+        return 0.0
+    counts = count_phones(subsample(kept))
+    real = counts.valid + (counts.fitting if counts.valid >= 0.2 * counts.checked else 0)
+    return float(found.mean()) * len(kept) / len(numbers) * real / counts.checked
