@@ -10,7 +10,7 @@ Example:
     >>> import pyarrow as pa
     >>> c = classify_column("col_7", "text", pa.array(["123-45-6789", "234-56-7890"] * 10))
     >>> c.label, c.confidence >= 0.9, c.evidence["detector"]
-    ('national_id', True, 'us_ssn')
+    ('national_id', True, 'us.ssn')
 """
 
 from __future__ import annotations

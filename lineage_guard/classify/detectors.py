@@ -1,8 +1,10 @@
 """Value evidence per label: what share of a column's sampled values look like each label.
 
-Every check runs over the whole sample at once (Arrow compute regexes, RE2; numpy
-checksums), never a Python call per value. The formats are in `formats`; names,
-clinical text, embedded identifiers and secrets in `freetext`; dates in `birthdates`.
+Regexes and Luhn run over the whole sample at once (Arrow compute, RE2; numpy); phone
+numbers, national ids and IBANs are checked by libphonenumber and python-stdnum on a
+bounded subsample of the values already in the right shape (`validators`). The formats
+are in `formats`; names, clinical text, embedded identifiers and secrets in `freetext`;
+addresses in `addresses`; dates in `birthdates`.
 
 Example:
     >>> import pyarrow as pa
@@ -28,7 +30,7 @@ from .freetext import (
     person_name_evidence,
     secret_evidence,
 )
-from .validators import national_id_evidence, phone_evidence
+from .validators import counts_up, national_id_evidence, phone_evidence
 
 __all__ = ["DETECTORS", "Detector", "Evidence", "birth_date_evidence", "gx_patterns", "score_from_share",
            "value_evidence"]
@@ -126,7 +128,7 @@ def fixed_width_code_evidence(text: pa.Array) -> Evidence | None:
     if not 4 <= width <= 6 or same.mean() < 0.95:
         return None
     numbers = np.asarray(pc.cast(text.filter(pa.array(same)), pa.int64()))
-    if (np.diff(numbers) >= 0).mean() > 0.9 or (width == 4 and ((numbers >= 1900) & (numbers <= 2100)).mean() > 0.9):
+    if counts_up(text) or (width == 4 and ((numbers >= 1900) & (numbers <= 2100)).mean() > 0.9):
         return None
     if len(np.unique(numbers)) < 0.1 * len(numbers):
         return None  # a handful of codes repeated: a category, not addresses

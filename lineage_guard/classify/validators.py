@@ -133,7 +133,7 @@ def national_id_evidence(text: pa.Array) -> Evidence | None:
         return None
     share, count, fmt = best
     formatted = bool(match(text.filter(pa.array(gate)), "[^0-9]").mean() >= 0.5)
-    if not fmt.checksum and not formatted or not formatted and _counts_up(text):
+    if not fmt.checksum and not formatted or not formatted and counts_up(text):
         score = 0.0  # bare digits with no check digit, or ids counting up (order numbers, sequences)
     elif formatted:
         score = score_from_share(share)
@@ -144,7 +144,7 @@ def national_id_evidence(text: pa.Array) -> Evidence | None:
                     strong_matched=int(share * n) if formatted and fmt.checksum else 0)
 
 
-def _counts_up(text: pa.Array) -> bool:
+def counts_up(text: pa.Array) -> bool:
     """Digits that mostly increase in sample order: a sequence (ids, order numbers), not people's numbers."""
     numbers = np.asarray(pc.cast(text.filter(match(text, "^[0-9]{1,18}$")), pa.int64()))
     return len(numbers) >= 10 and float((np.diff(numbers) > 0).mean()) > 0.9
