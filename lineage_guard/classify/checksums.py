@@ -68,7 +68,8 @@ def luhn(values: pa.Array) -> np.ndarray:
 def iban(values: pa.Array) -> np.ndarray:
     """IBAN check by python-stdnum: mod 97 and each country's own length and BBAN layout.
 
-    Per value (the detector hands it only values already in IBAN shape), distinct values once.
+    Per value, distinct values once: for IBANs found inside free text (columns of IBANs are judged on a
+    subsample, see `validators.iban_evidence`).
     """
     from stdnum import iban
 

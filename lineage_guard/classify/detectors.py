@@ -30,7 +30,7 @@ from .freetext import (
     person_name_evidence,
     secret_evidence,
 )
-from .validators import counts_up, national_id_evidence, phone_evidence
+from .validators import counts_up, iban_evidence, national_id_evidence, phone_evidence
 
 __all__ = ["DETECTORS", "Detector", "Evidence", "birth_date_evidence", "gx_patterns", "score_from_share",
            "value_evidence"]
@@ -166,7 +166,7 @@ def value_evidence(sample: pa.Array, pg_type: str | None = None) -> dict[str, Ev
         if ev is not None:
             out[label] = ev
     if has_digit:
-        for ev in (phone_evidence(text), national_id_evidence(text), fixed_width_code_evidence(text)):
+        for ev in (phone_evidence(text), national_id_evidence(text), iban_evidence(text), fixed_width_code_evidence(text)):
             if ev is not None and (ev.label not in out or ev.score > out[ev.label].score):
                 out[ev.label] = ev
     worded = (person_name_evidence(text), street_address_evidence(text), clinical_evidence(text),

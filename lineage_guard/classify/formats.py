@@ -93,7 +93,7 @@ def _detectors() -> tuple[Detector, ...]:
         # money
         Detector("payment_card", "payment_card", r"^([0-9]{4}[ -]?){2,4}[0-9]{1,4}$|^3[47][0-9]{2}[ -]?[0-9]{6}[ -]?[0-9]{5}$|^[0-9]{12,19}$",
                  checksum=checksums.luhn, strip=r"[ -]"),
-        Detector("iban", "iban", r"^[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}( ?[A-Z0-9]{1,4}){2,7}$", checksum=checksums.iban),
+        Detector("iban", "iban", r"^[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}( ?[A-Z0-9]{1,4}){2,7}$", scored=False),  # stdnum
         # network
         Detector("mac_address", "mac_address", r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$"),
         Detector("ipv4", "ip_address",
@@ -146,7 +146,7 @@ for _det in DETECTORS:
     if _det.scored:
         _BY_LABEL.setdefault(_det.label, []).append(_det)
 # Every format of these labels contains a digit.
-_DIGIT_LABELS = frozenset({"payment_card", "iban", "postal_code",
+_DIGIT_LABELS = frozenset({"payment_card", "postal_code",
                            "medical_record_number"})
 
 
