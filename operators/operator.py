@@ -34,9 +34,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from lineage_guard.errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from lineage_guard.identity import Identity
 
-from .cursor import ArrowCursor
 from .hooks import GovernedPostgresHook
-from .params import numbered
 from .recording import AirflowHandOff, RecordingLedger
 from .triggers import ApprovalTrigger
 
@@ -287,13 +285,20 @@ class GovernedPostgresOperator(BaseOperator):
         """Plan every statement before running any: a denied one runs first, so it is recorded and nothing else ran."""
         if len(statements) < 2:
             return
+        from .params import numbered
+
         for statement in statements:
             sql, _ = numbered(statement, self.parameters)
             if session.plan(sql).action == "deny":
                 self._one(session, statement, 0)
 
     def _one(self, session: GovernedSession, statement: str, index: int) -> tuple[Any, Any]:
+        # Imported here, not at module level: a DAG file importing the operator must parse fast
+        # (pyarrow, sqlglot and the lineage text helpers load in the task process only).
         from lineage_guard.lineage.sql_text import shareable_sql
+
+        from .cursor import ArrowCursor
+        from .params import numbered
 
         sql, params = numbered(statement, self.parameters)
         decision = session.plan(sql)

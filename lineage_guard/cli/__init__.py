@@ -1,6 +1,9 @@
 """`lineage-guard`: plan, extract, demo, and the audit / lineage / approvals / scan sub-commands.
 
-Exit codes: 0 allowed or done, 2 denied, 3 needs approval, 1 error.
+Exit codes (see `common`): 0 allowed or done, 1 error, 2 denied, 3 needs approval, 64 usage error.
+With `--json`, every command prints a JSON document on stdout whatever the outcome.
+Without `--policy`, the policy is found as `config` describes ($LINEAGE_GUARD_POLICY,
+./lineage_guard.yaml, pyproject.toml [tool.lineage_guard]); `lineage-guard config` shows which.
 
     lineage-guard plan --policy policy.yaml --identity svc-training --purpose ai_training \\
         --schema-file schema.sql --sql "SELECT id, email FROM customers" --json
@@ -13,24 +16,48 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .. import __version__
 from ..errors import ConfigError
-from ..identity import Identity
-from .common import err, out, run_guarded
+from .common import EXIT_DENIED, EXIT_NEEDS_APPROVAL, EXIT_OK, err, out, print_json, run_guarded
+from .config import find_policy, require_policy
+from .group import RootGroup
+
+if TYPE_CHECKING:
+    from ..identity import Identity
 
 app = typer.Typer(
     name="lineage-guard",
+    cls=RootGroup,
     help="Governed, masked, audited reads of production data, with OpenLineage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-EXIT_FOR_ACTION = {"allow": 0, "deny": 2, "needs_approval": 3}
+EXIT_FOR_ACTION = {"allow": EXIT_OK, "deny": EXIT_DENIED, "needs_approval": EXIT_NEEDS_APPROVAL}
 
-PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Policy YAML file.")]
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"lineage-guard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", "-V", is_eager=True, callback=_show_version, help="Print the version and exit.")] = False) -> None:
+    """Governed, masked, audited reads of production data, with OpenLineage.
+
+    Exit codes: 0 allowed / done, 1 error, 2 denied, 3 needs approval, 64 usage error.
+    """
+
+
+PolicyOpt = Annotated[Path | None, typer.Option(
+    "--policy", "-p", help="Policy YAML file (default: $LINEAGE_GUARD_POLICY, ./lineage_guard.yaml, "
+                           "pyproject.toml [tool.lineage_guard]; see `lineage-guard config`).")]
 IdentityOpt = Annotated[str | None, typer.Option("--identity", "-i", help="Principal (default: $LINEAGE_GUARD_IDENTITY).")]
 GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="Group of an identity the policy does not declare (repeat).")]
 KindOpt = Annotated[str | None, typer.Option("--kind", help="human | service | agent (undeclared identities).")]
@@ -41,6 +68,8 @@ SourceOpt = Annotated[str | None, typer.Option("--source", "-s", help="PostgreSQ
 
 
 def identity_from(identity: str | None, groups: list[str] | None, kind: str | None) -> Identity:
+    from ..identity import Identity
+
     base = Identity.parse(identity) if identity else Identity.from_env()
     if groups or kind:
         base = Identity(base.principal, kind or base.kind, frozenset(base.groups) | set(groups or ()), base.attributes)  # type: ignore[arg-type]
@@ -60,8 +89,8 @@ def statement_from(sql: str | None, file: Path | None) -> str:
 
 @app.command()
 def plan(
-    policy: PolicyOpt,
     purpose: PurposeOpt,
+    policy: PolicyOpt = None,
     identity: IdentityOpt = None,
     group: GroupOpt = None,
     kind: KindOpt = None,
@@ -80,7 +109,7 @@ def plan(
         from ..policy import load_policy
         from ..sql.catalog import Catalog
 
-        pol = load_policy(policy)
+        pol = load_policy(require_policy(policy))
         who = identity_from(identity, group, kind)
         detect = None
         if schema_file:
@@ -155,16 +184,17 @@ def _print_decision(decision) -> None:
 
 @app.command()
 def extract(
-    policy: PolicyOpt,
     purpose: PurposeOpt,
     to: Annotated[str, typer.Option("--to", "-o", help="Parquet target: a local path or an fsspec URL.")],
+    policy: PolicyOpt = None,
     identity: IdentityOpt = None,
     group: GroupOpt = None,
     kind: KindOpt = None,
     source: SourceOpt = None,
     sql: SqlOpt = None,
     file: FileOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result summary as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        "Print the outcome as JSON on stdout, also when denied (exit 2), waiting for approval (3) or failed (1)."))] = False,
     statement_timeout_ms: Annotated[int, typer.Option(
         "--statement-timeout-ms", help="Bound on the read; a streamed read lasts until its last batch is written.")] = 600_000,
 ) -> None:
@@ -176,11 +206,11 @@ def extract(
         if not source:
             raise ConfigError("give --source URL (or set LINEAGE_GUARD_SOURCE)")
         statement = statement_from(sql, file)
-        with GovernedSession(source, policy, identity_from(identity, group, kind), purpose,
+        with GovernedSession(source, require_policy(policy), identity_from(identity, group, kind), purpose,
                              statement_timeout_ms=statement_timeout_ms) as session:
             result = _extract_with_progress(session, statement, to, quiet=as_json)
         if as_json:
-            print(json.dumps(result.summary()))
+            print_json({"outcome": "done", **result.summary()})
         else:
             out.print(f"[green]done[/green]: {result.rows:,} rows, {result.bytes:,} bytes -> {result.output_uri}", highlight=False)
             out.print(f"masked: {', '.join(result.masked_columns) or '(none)'}", highlight=False)
@@ -234,36 +264,47 @@ def demo(
     run_guarded(lambda: run_demo(source=source, out_dir=out_dir, rows=rows, console=out))
 
 
-def _register_subcommands() -> None:
-    """Sub-apps live next to their step; each is optional so core stays importable alone."""
-    import importlib
+@app.command("config")
+def config(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Show which policy file, state folder, source and identity a command run here would use, and why."""
 
-    for name, help_text in [
-        ("audit", "The who-saw-what ledger: verify, log, who-saw, receipt, export."),
-        ("lineage", "The OpenLineage outbox: flush, export, status."),
-        ("approvals", "Approval requests: list, show, approve, deny, notify."),
-        ("scan", "Detect sensitive columns in a source."),
-    ]:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue
-        sub = getattr(module, "app", None)
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=name, help=help_text)
-        elif callable(getattr(module, name, None)):
-            app.command(name=name, help=help_text)(getattr(module, name))
+    def go():
+        import os
 
+        from ..paths import home_path
 
-_register_subcommands()
+        found = find_policy(None)
+        source = os.environ.get("LINEAGE_GUARD_SOURCE")
+        if source:
+            from ..sources.pg_url import PgUrl
+
+            source = PgUrl.parse(source).redacted  # never print a password
+        info = {
+            "policy": str(found.path) if found else None,
+            "policy_found_via": found.via if found else None,
+            "home": str(home_path()),
+            "source": source,
+            "identity": os.environ.get("LINEAGE_GUARD_IDENTITY"),
+        }
+        if as_json:
+            print_json(info)
+            return
+        if found:
+            out.print(f"policy: {found.path} (from {found.via})", highlight=False, markup=False)
+        else:
+            out.print("policy: none found (give --policy, set LINEAGE_GUARD_POLICY, or add lineage_guard.yaml "
+                      "or pyproject.toml [tool.lineage_guard] policy = ...)", highlight=False, markup=False)
+        out.print(f"state folder: {info['home']} ($LINEAGE_GUARD_HOME, else ~/.lineage_guard)", highlight=False, markup=False)
+        out.print(f"source: {info['source'] or '(not set: $LINEAGE_GUARD_SOURCE)'}", highlight=False, markup=False)
+        out.print(f"identity: {info['identity'] or '(not set: $LINEAGE_GUARD_IDENTITY)'}", highlight=False, markup=False)
+
+    run_guarded(go)
 
 
 def main() -> None:
     """Console entry point."""
     try:
-        app()
+        app(prog_name="lineage-guard")  # also under `python -m lineage_guard.cli`: the same help and completion
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -7,9 +7,27 @@
     'tok_'
 """
 
-from .apply import mask_array, mask_batch
-from .keys import Keyring
-from .params import PARAMS, checked
-from .spec import METHODS, STRONGEST, MaskSpec
+from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+# Names load on first use: `lineage_guard.mask.spec` (what plans and decisions need) must not
+# pull the kernels' polars, Faker and numpy into a DAG-parse or `--help` process.
+_EXPORTS = {
+    "mask_array": ".apply", "mask_batch": ".apply", "Keyring": ".keys", "PARAMS": ".params",
+    "checked": ".params", "METHODS": ".spec", "STRONGEST": ".spec", "MaskSpec": ".spec",
+}
 __all__ = ["METHODS", "PARAMS", "STRONGEST", "Keyring", "MaskSpec", "checked", "mask_array", "mask_batch"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .apply import mask_array, mask_batch
+    from .keys import Keyring
+    from .params import PARAMS, checked
+    from .spec import METHODS, STRONGEST, MaskSpec
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
