@@ -102,8 +102,8 @@ def _gate(policy: Policy, identity: Identity, purpose: str) -> list[str]:
     reasons = []
     if policy.purposes and purpose not in policy.purposes:
         reasons.append(f"purpose {purpose!r} is not declared in the policy; declared: {', '.join(policy.purposes)}")
-    if policy.require_declared_identities and identity.principal not in policy.identities:
-        reasons.append(f"identity {identity.principal!r} is not declared in the policy (require_declared_identities)")
+    if problem := policy.identity_problem(identity):
+        reasons.append(problem)
     return reasons
 
 

@@ -60,6 +60,7 @@ def test_approval_is_asked_only_for_columns_that_would_come_back_clear():
     from lineage_guard.sql.catalog import Catalog
 
     policy = parse_policy("""
+identities: {dr-grey: {kind: human}}
 purposes: [treatment]
 classifications: {public.p.notes: clinical_note, public.p.ssn: national_id}
 rules:
@@ -71,3 +72,51 @@ rules:
     assert plan("SELECT notes FROM p", catalog=catalog, policy=policy, identity=who, purpose="treatment").action == "needs_approval"
     mixed = plan("SELECT md5(notes || ssn) AS h FROM p", catalog=catalog, policy=policy, identity=who, purpose="treatment")
     assert mixed.action == "allow" and mixed.columns[0].masked
+
+
+IDENTITY_POLICY = """
+identities:
+  dr-grey: {kind: human, groups: [clinicians], attributes: {ward: "3"}}
+groups: [clinicians]
+purposes: [treatment]
+classifications: {public.p.ssn: national_id}
+rules:
+  - {groups: [clinicians], classifications: [national_id], action: clear}
+"""
+IDENTITY_DDL = "CREATE TABLE p (id int, ssn text);"
+
+
+def test_identities_must_be_declared_by_default_and_the_refusal_names_the_file(tmp_path):
+    from lineage_guard.planner import plan
+    from lineage_guard.sql.catalog import Catalog
+
+    path = tmp_path / "clinic.yaml"
+    path.write_text(IDENTITY_POLICY)
+    policy = load_policy(path)
+    assert policy.require_declared_identities  # the default: nothing in the file turns it on
+    catalog = Catalog.from_ddl_text(IDENTITY_DDL)
+    # An undeclared caller claiming the clinicians group: denied, and told exactly what to edit.
+    eve = Identity("eve", "service", frozenset({"clinicians"}))
+    decision = plan("SELECT ssn FROM p", catalog=catalog, policy=policy, identity=eve, purpose="treatment")
+    assert decision.action == "deny" and decision.columns[0].masked
+    (reason,) = decision.reasons
+    assert f"identity 'eve' is not declared in {path}" in reason
+    assert "identities: {eve: {kind: service, groups: [...]}}" in reason
+    declared = plan("SELECT ssn FROM p", catalog=catalog, policy=policy, identity=Identity("dr-grey"), purpose="treatment")
+    assert declared.action == "allow" and not declared.columns[0].masked
+
+
+def test_groups_and_attributes_come_only_from_the_policy():
+    from lineage_guard.planner import plan
+    from lineage_guard.sql.catalog import Catalog
+
+    policy = parse_policy(IDENTITY_POLICY)
+    who = policy.resolve_identity(Identity("dr-grey", "agent", frozenset({"admins"}), {"ward": "9", "shift": "night"}))
+    assert (who.kind, who.groups, who.attributes) == ("human", frozenset({"clinicians"}), {"ward": "3", "shift": "night"})
+    # Opting out admits undeclared identities, but with no groups: a claimed group matches no rule.
+    open_policy = parse_policy(IDENTITY_POLICY + "require_declared_identities: false\n")
+    eve = Identity("eve", "human", frozenset({"clinicians"}))
+    assert open_policy.resolve_identity(eve).groups == frozenset()
+    decision = plan("SELECT ssn FROM p", catalog=Catalog.from_ddl_text(IDENTITY_DDL), policy=open_policy,
+                    identity=eve, purpose="treatment")
+    assert decision.action == "allow" and decision.columns[0].mask is not None  # default_mask, not clear

@@ -187,6 +187,7 @@ def test_guarded_write_is_recorded_and_drawn_as_lineage(people_url, master_key):
     from lineage_guard.lineage import Outbox
 
     writer = parse_policy(POLICY.replace("groups: [training-jobs, clinicians]", "groups: [training-jobs, clinicians, etl]")
+                          .replace("identities:\n", "identities:\n  etl-bot: {kind: service, groups: [etl]}\n")
                           + "writes: {allowed_groups: [etl]}\n")
     with GovernedSession(people_url, writer, Identity("etl-bot", "service", frozenset({"etl"})), "ai_training") as s:
         result = s.execute("UPDATE people SET plan = plan WHERE id = 2")

@@ -59,7 +59,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise PolicyError(f"{source}:1: the policy must be a mapping of sections (identities, purposes, rules, ...)")
     lines = _line_index(node) if node is not None else {}
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -74,6 +74,9 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
                 msg = f"must be {err['ctx']['expected']}"
             problems.append(f"{source}:{_line_for(loc, lines)}: {field}: {msg}")
         raise PolicyError("invalid policy:\n  " + "\n  ".join(problems)) from None
+    if source != "<policy>":
+        policy._source = source
+    return policy
 
 
 def _model_fields_at(loc: tuple) -> list[str]:

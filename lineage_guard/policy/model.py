@@ -11,7 +11,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..approvals.config import ApprovalsConfig
 from ..classify.config import DetectionConfig
@@ -113,7 +113,9 @@ class Policy(_Strict):
 
     version: Literal[1] = 1
     identities: dict[str, IdentityDecl] = Field(default_factory=dict)
-    require_declared_identities: bool = False
+    # Embedded mode trusts no caller-supplied identity detail: an identity must be declared here,
+    # and kind and groups come from here. `false` lets undeclared identities in, with no groups.
+    require_declared_identities: bool = True
     groups: list[str] = Field(default_factory=list)
     purposes: list[str] = Field(default_factory=list)
     classifications: dict[str, str] = Field(default_factory=dict)
@@ -127,6 +129,8 @@ class Policy(_Strict):
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    # Where the policy was read from (set by `load_policy`), so errors can name the file to edit.
+    _source: str | None = PrivateAttr(default=None)
 
     @field_validator("classifications")
     @classmethod
@@ -151,18 +155,43 @@ class Policy(_Strict):
     def labels(self) -> dict[ColumnRef, str]:
         return {ColumnRef.parse(k): v for k, v in self.classifications.items()}
 
+    @property
+    def source(self) -> str:
+        """The file this policy was loaded from, or a description when it was built in code."""
+        return self._source or "the policy (built in code)"
+
     def resolve_identity(self, identity: Identity) -> Identity:
-        """Step 1: a declared identity takes kind and groups from the policy (the caller cannot add groups)."""
+        """Step 1: kind, groups and attributes come from the policy; a caller cannot add groups to itself.
+
+        An identity the policy does not declare keeps its principal and kind but gets no groups
+        (so no group rule can match it); with `require_declared_identities` (the default) the
+        plan then denies it, see `identity_problem`.
+
+            >>> p = Policy(identities={"svc-x": {"kind": "service", "groups": ["etl"]}})
+            >>> sorted(p.resolve_identity(Identity("svc-x", groups=frozenset({"admins"}))).groups)
+            ['etl']
+            >>> p.resolve_identity(Identity("eve", groups=frozenset({"admins"}))).groups
+            frozenset()
+        """
         decl = self.identities.get(identity.principal)
         if decl is None:
-            return identity
+            return Identity(principal=identity.principal, kind=identity.kind, groups=frozenset(),
+                            attributes=dict(identity.attributes), auth=identity.auth)
         return Identity(
             principal=identity.principal,
             kind=decl.kind,
             groups=frozenset(decl.groups),
-            attributes={**decl.attributes, **identity.attributes},
+            attributes={**identity.attributes, **decl.attributes},  # the policy's attributes win
             auth=identity.auth,
         )
+
+    def identity_problem(self, identity: Identity) -> str | None:
+        """Why `identity` may not read under this policy (a deny reason naming the file to edit), or None."""
+        if not self.require_declared_identities or identity.principal in self.identities:
+            return None
+        return (f"identity {identity.principal!r} is not declared in {self.source}: add it under `identities:` "
+                f"with its kind and groups, e.g. `identities: {{{identity.principal}: {{kind: {identity.kind}, "
+                f"groups: [...]}}}}` (groups come only from the policy, never from the caller)")
 
     def scope_for(self, identity: Identity, purpose: str, override: str | None = None) -> str:
         kind = override or self.keys.scope
