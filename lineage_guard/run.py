@@ -16,7 +16,8 @@ from typing import Literal
 from .decision import Decision
 from .identity import Identity
 
-Outcome = Literal["running", "success", "denied", "needs_approval", "failed"]
+# "open": a stream's intent, recorded before its first batch leaves (the final outcome supersedes it)
+Outcome = Literal["running", "open", "success", "denied", "needs_approval", "failed"]
 
 
 def new_run_id() -> str:

@@ -179,7 +179,6 @@ class GovernedPostgresOperator(BaseOperator):
 
     def _session(self, context) -> GovernedSession:
         from lineage_guard.audit import Ledger
-        from lineage_guard.audit.signing import Signer
         from lineage_guard.run import ParentRun
         from lineage_guard.session import GovernedSession
 
@@ -200,7 +199,7 @@ class GovernedPostgresOperator(BaseOperator):
         return GovernedSession(
             hook.get_conn(), policy, identity, self.purpose,
             keyring=keyring,
-            ledger=RecordingLedger(Ledger.open(signer=Signer.from_keyring(keyring)), self._handoff),
+            ledger=RecordingLedger(Ledger.open(), self._handoff),  # the worker's own ledger signing key
             lineage=self._handoff,
             environment=hook.environment,
             job_name=f"{self.dag_id}.{self.task_id}",

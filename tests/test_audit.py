@@ -67,7 +67,7 @@ def test_record_returns_verifiable_receipt_with_full_content(ledger):
     entry = ledger.get(receipt.id)
     body = entry["body"]
     assert (entry["hash"], entry["seq"], entry["prev"], entry["key_id"]) == (receipt.hash, 1, GENESIS, ledger.signer.key_id)
-    assert body["who"] == {"principal": "svc-training", "kind": "service", "groups": ["ml"]}
+    assert body["who"] == {"principal": "svc-training", "kind": "service", "groups": ["ml"], "auth": {"method": "asserted"}}
     assert body["statement"] == {"text": "SELECT name, ssn, dob FROM public.patients", "sha256": run.statement_hash}
     assert body["source"] == {"namespace": "postgres://db.internal:5432", "database": "clinic", "environment": "production",
                               "tables": ["public.patients"], "datasets": ["clinic.public.patients"]}
@@ -90,7 +90,7 @@ def test_denials_and_failures_are_recorded_and_failure_supersedes_success(ledger
     assert (body["outcome"], body["supersedes"], body["error"]["class"]) == ("failed", first.id, "SinkError")
     from lineage_guard.audit import effective, who_saw
     assert [e["id"] for e in effective(ledger.entries())] == [denied.id, second.id]
-    assert who_saw(ledger.entries(), "public.patients.ssn") == {"clear": [], "masked": []}
+    assert who_saw(ledger.entries(), "public.patients.ssn") == {"clear": [], "masked": [], "filtered": []}
 
 
 def test_running_outcome_is_refused(ledger):
@@ -115,16 +115,23 @@ def test_statement_literals_never_reach_the_ledger():
     assert redact_literals("SELECT FROM ((('") is None
 
 
-def test_no_master_key_means_no_recording_but_pinned_verification(ledger, monkeypatch, master_key):
-    receipt = ledger.record(make_run())
+def test_the_signing_key_is_the_ledgers_own_not_the_master_keys(ledger, monkeypatch, master_key, lg_home, caplog):
+    with caplog.at_level("WARNING", logger="lineage_guard.audit"):
+        receipt = ledger.record(make_run())
+    key_file = lg_home / "ledger-signing.key"
+    assert "generated the ledger signing key" in caplog.text and str(key_file) in caplog.text
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and b"PRIVATE KEY" in key_file.read_bytes()
+    assert ledger.signer.key_id != Signer.from_master_key().key_id  # not derived from the master key
+    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")  # the ledger needs no master key at all
+    assert Ledger.open(str(ledger.store.path)).record(make_run()) and Ledger.open(str(ledger.store.path)).verify().ok
     public = ledger.signer.public_key
-    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    key_file.rename(lg_home / "elsewhere.key")  # a verifier without the signing key pins the public key
     fresh = Ledger.open(str(ledger.store.path))
-    with pytest.raises(ConfigError, match="LINEAGE_GUARD_MASTER_KEY"):
-        fresh.record(make_run())
     with pytest.raises(ConfigError, match="--public-key"):
         fresh.verify()
     assert fresh.verify([public]).ok and fresh.verify_receipt(receipt.id, [public]).ok
+    monkeypatch.setenv("LINEAGE_GUARD_LEDGER_PUBLIC_KEY", public)
+    assert fresh.verify().ok
     with pytest.raises(ConfigError, match="64 hex"):
         fresh.verify(["not-hex"])
 
@@ -133,28 +140,35 @@ def test_signing_reads_the_keyrings_variables():
     from lineage_guard.audit import signing
     from lineage_guard.mask import keys
 
-    assert (signing.ENV_KEY, signing.ENV_KEY_FILE) == (keys.ENV_KEY, keys.ENV_KEY_FILE)
+    assert (signing.MASTER_KEY_ENV, signing.MASTER_KEY_FILE_ENV) == (keys.ENV_KEY, keys.ENV_KEY_FILE)
 
 
-def test_master_key_file_is_honoured(ledger, monkeypatch, master_key, tmp_path):
-    receipt = ledger.record(make_run())
-    (tmp_path / "master.hex").write_text(master_key)
-    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
-    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY_FILE", str(tmp_path / "master.hex"))
-    reopened = Ledger.open(str(ledger.store.path))
-    assert reopened.verify_receipt(receipt).ok and reopened.signer.key_id == ledger.signer.key_id
+def test_signing_key_file_is_honoured_and_bad_files_are_refused(ledger, monkeypatch, tmp_path):
+    from lineage_guard.audit.signing import write_key_file
+
+    own = write_key_file(tmp_path / "ledger.key")
+    monkeypatch.setenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE", str(tmp_path / "ledger.key"))
+    receipt = Ledger.open(str(ledger.store.path)).record(make_run())
+    assert ledger.get(receipt.id)["key_id"] == own.key_id
+    with pytest.raises(ConfigError, match="never overwritten"):
+        write_key_file(tmp_path / "ledger.key")
+    (tmp_path / "junk.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    for path, match in ((tmp_path / "missing.key", "does not exist"), (tmp_path / "junk.key", "not an unencrypted PEM")):
+        monkeypatch.setenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE", str(path))
+        with pytest.raises(ConfigError, match=match) as raised:
+            Ledger.open(str(ledger.store.path)).record(make_run())
+        assert "not a key" not in str(raised.value)
+    monkeypatch.delenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE")
+    assert ledger.verify([own.public_key]).entries == 1
 
 
-def test_rotated_master_keeps_old_entries_verifiable(ledger, monkeypatch, master_key):
+def test_rotating_the_master_key_leaves_the_ledger_alone(ledger, monkeypatch, master_key):
     old = ledger.record(make_run())
     monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", f"2:{secrets.token_hex(32)},1:{master_key}")
     rotated = Ledger.open(str(ledger.store.path))
     new = rotated.record(make_run())
-    assert rotated.get(new.id)["key_id"] != rotated.get(old.id)["key_id"]
+    assert rotated.get(new.id)["key_id"] == rotated.get(old.id)["key_id"]
     assert rotated.verify().ok and rotated.verify_receipt(old).ok
-    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", secrets.token_hex(32))  # an unrelated key trusts nothing here
-    report = Ledger.open(str(ledger.store.path)).verify()
-    assert (report.problem.position, "not a trusted key" in report.problem.reason) == (1, True)
 
 
 def test_open_picks_backend(tmp_path, monkeypatch, lg_home):
@@ -176,7 +190,7 @@ def test_sqlite_is_wal_and_append_only(ledger):
 
 
 def test_entry_is_checked_alone_and_hex_case_cannot_slip_through():
-    signer = Signer.from_master_key(secrets.token_hex(32))
+    signer = Signer.generate()
     doc = seal({"run_id": "r"}, seq=1, prev=GENESIS, entry_id="e", recorded_at="t", signer=signer)
     trusted = {signer.key_id: signer.public_key}
     assert check_entry(canonical(doc), trusted) is None
@@ -243,7 +257,7 @@ def test_randomized_tampering_is_always_detected_at_the_first_bad_entry(ledger):
     rows, head = _rows(ledger), ledger.store.head()
     trusted = {ledger.signer.key_id: ledger.signer.public_key}
     assert verify_chain(rows, trusted, head).ok
-    foreign = Signer.from_master_key(secrets.token_hex(32))
+    foreign = Signer.generate()
     rng = random.Random(20260301)
     kinds = set()
     for trial in range(400):
@@ -275,7 +289,7 @@ def test_tampering_the_stored_file_fails_verification_naming_the_entry(tmp_path,
     rows = _rows(ledger)
     original = ledger.store.path.read_bytes()
     rng = random.Random(7)
-    foreign = Signer.from_master_key(secrets.token_hex(32))
+    foreign = Signer.generate()
     for trial in range(20):
         path = tmp_path / f"t{trial}.sqlite"
         Ledger.open(str(path))  # creates the schema, then the attacker rewrites its rows
@@ -326,6 +340,8 @@ def test_ledger_file_never_holds_key_or_raw_values(tmp_path, master_key, lg_home
     stored = b"".join(p.read_bytes() for p in lg_home.glob("ledger.sqlite*")).lower()
     assert stored and b"public.patients.ssn" in stored
     assert master_key.encode() not in stored and bytes.fromhex(master_key) not in stored
+    private = ledger.signer._private.private_bytes_raw()
+    assert private not in stored and private.hex().encode() not in stored
     for value in values:
         assert value.lower().encode() not in stored, value
 
@@ -403,7 +419,7 @@ def test_export_verifies_offline_only_against_pinned_keys(ledger, tmp_path, monk
     assert verify_export(path, [public]).ok
     header, *lines = path.read_bytes().splitlines()
     # A forger re-signs everything with a key of their own and puts it in the header.
-    foreign, prev, forged = Signer.from_master_key(secrets.token_hex(32)), GENESIS, []
+    foreign, prev, forged = Signer.generate(), GENESIS, []
     for line in lines:
         doc = json.loads(line)
         doc = seal({**doc["body"], "rows": 0}, seq=doc["seq"], prev=prev, entry_id=doc["id"], recorded_at="t", signer=foreign)

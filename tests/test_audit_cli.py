@@ -13,6 +13,7 @@ from test_audit import make_run
 from typer.testing import CliRunner
 
 from lineage_guard.audit import Ledger
+from lineage_guard.audit.signing import write_key_file
 from lineage_guard.cli.audit import app
 
 runner = CliRunner()
@@ -35,6 +36,11 @@ def receipts(url):
 
 def audit(*args: str):
     return runner.invoke(app, list(args))
+
+
+def without_signing_key(home):
+    """This machine no longer holds the ledger's signing key: verifiers must pin the public key."""
+    (home / "ledger-signing.key").rename(home.parent / "moved-away.key")
 
 
 def test_verify_ok_then_names_the_first_bad_entry(url, receipts, tmp_path):
@@ -82,22 +88,22 @@ def test_who_saw(url, receipts):
     assert audit("who-saw", "ssn", "--ledger", url).exit_code == 1
 
 
-def test_receipt_prints_and_verifies(url, receipts, monkeypatch):
+def test_receipt_prints_and_verifies(url, receipts, monkeypatch, tmp_path):
     result = audit("receipt", receipts[1].id, "--ledger", url)
     assert result.exit_code == 0 and json.loads(result.stdout)["hash"] == receipts[1].hash
     assert audit("receipt", "nope", "--ledger", url).exit_code == 1
     short = audit("receipt", receipts[2].id[:8], "--ledger", url)  # the short id `audit log` shows
     assert short.exit_code == 0 and json.loads(short.stdout)["id"] == receipts[2].id
-    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", "ab" * 32)  # another master: its key is not the ledger's
-    result = audit("receipt", receipts[1].id, "--ledger", url)
+    monkeypatch.setenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE", str(write_key_file(tmp_path / "other.key").source))
+    result = audit("receipt", receipts[1].id, "--ledger", url)  # another machine's key is not the ledger's
     assert result.exit_code == 1 and "not a trusted key" in result.output
 
 
-def test_a_saved_receipt_verifies_offline(url, receipts, tmp_path, monkeypatch):
+def test_a_saved_receipt_verifies_offline(url, receipts, tmp_path, lg_home):
     saved = tmp_path / "receipt.json"
     saved.write_text(audit("receipt", receipts[0].id, "--ledger", url).stdout)
     public_key = json.loads(saved.read_text())["public_key"]
-    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    without_signing_key(lg_home)
     (tmp_path / "ledger.sqlite").unlink()
     ok = audit("receipt", receipts[0].id, "--entry", str(saved), "--public-key", public_key)
     assert ok.exit_code == 0 and "verifies offline" in ok.output
@@ -108,15 +114,15 @@ def test_a_saved_receipt_verifies_offline(url, receipts, tmp_path, monkeypatch):
     assert bad.exit_code == 1 and "edited" in bad.output
 
 
-def test_export_then_verify_offline_with_only_the_public_key(url, receipts, tmp_path, monkeypatch):
+def test_export_then_verify_offline_with_only_the_public_key(url, receipts, tmp_path, lg_home):
     out = tmp_path / "out" / "ledger.jsonl"
     assert audit("export", str(out), "--ledger", url).exit_code == 0
     header, *lines = out.read_bytes().splitlines()
     header = json.loads(header)
     assert header["entries"] == len(lines) == 3 and [p.name for p in out.parent.iterdir()] == ["ledger.jsonl"]
     (public_key,) = header["public_keys"].values()
-    (tmp_path / "ledger.sqlite").unlink()  # offline: no database, no master key
-    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
+    (tmp_path / "ledger.sqlite").unlink()  # offline: no database, no signing key
+    without_signing_key(lg_home)
     assert audit("verify", "--export", str(out)).exit_code == 1  # no pinned key: refuse, do not trust the file's own
     result = audit("verify", "--export", str(out), "--public-key", public_key)
     assert result.exit_code == 0 and "3 entries verify" in result.output
@@ -146,12 +152,17 @@ def test_readers_never_create_a_ledger(tmp_path):
     assert "not a lineage_guard ledger" in audit("verify", "--ledger", str(tmp_path / "other.sqlite")).output
 
 
-def test_keys_prints_the_public_keys_to_pin(url, receipts, monkeypatch, master_key):
-    (current,) = json.loads(audit("keys", "--json").stdout)
-    assert current["key_id"] == Ledger.open(url).get(receipts[0].id)["key_id"]
-    assert master_key not in audit("keys").output
-    monkeypatch.setenv("LINEAGE_GUARD_MASTER_KEY", f"2:{'ab' * 32},1:{master_key}")
-    rotated = json.loads(audit("keys", "--json").stdout)
-    assert [k["version"] for k in rotated] == [2, 1] and rotated[1] == current
-    monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY")
-    assert audit("keys").exit_code == 1
+def test_public_key_prints_the_pinned_key_and_warns_about_another(url, receipts, tmp_path, monkeypatch, lg_home):
+    pinned = Ledger.open(url).get(receipts[0].id)
+    shown = json.loads(audit("public-key", "--ledger", url, "--json").stdout)
+    assert shown["pinned"] == [{"key_id": pinned["key_id"], "public_key": pinned["public_key"], "since": 1}]
+    assert shown["local"]["key_id"] == pinned["key_id"]
+    text = audit("public-key", "--ledger", url)
+    assert text.exit_code == 0 and pinned["public_key"] in text.output and "PRIVATE" not in text.output
+    other = write_key_file(tmp_path / "other.key")
+    monkeypatch.setenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE", str(other.source))
+    warned = audit("public-key", "--ledger", url)
+    assert other.key_id in warned.output and "refused until it uses the ledger's key" in warned.output
+    monkeypatch.delenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE")
+    without_signing_key(lg_home)
+    assert audit("public-key", "--ledger", str(tmp_path / "none.sqlite")).exit_code == 1

@@ -13,7 +13,7 @@ import pytest
 from conftest import require
 from test_audit import make_run
 
-from lineage_guard.audit import Ledger, LedgerError
+from lineage_guard.audit import Ledger, LedgerError, Signer
 
 psycopg = require("psycopg", "postgres")  # fails under CI=true instead of skipping
 
@@ -136,4 +136,4 @@ def test_reader_refuses_a_missing_postgres_ledger(pg_url, schema):
     with pytest.raises(LedgerError, match="no ledger in schema"):
         Ledger.open(pg_url, schema=schema, create=False)
     Ledger.open(pg_url, schema=schema)
-    assert Ledger.open(pg_url, schema=schema, create=False).verify().entries == 0
+    assert Ledger.open(pg_url, schema=schema, create=False).verify([Signer.generate().public_key]).entries == 0

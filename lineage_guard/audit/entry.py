@@ -9,11 +9,12 @@ An entry is a canonical JSON document:
 
 `body_from_run` keeps names, counts, hashes, mask methods and key ids, never a
 value or a key. `check_entry` verifies one stored entry on its own (bytes,
-hash, signature, pinned key); the chain checks in `chain.py` add order and links.
+hash, signature, pinned key); the chain checks in `chain.py` add order, links
+and the chain's signing key at each position.
 
 Example:
     >>> from lineage_guard.audit.signing import Signer
-    >>> signer = Signer.from_master_key("11" * 32)
+    >>> signer = Signer.generate()
     >>> doc = seal({"run_id": "r1"}, seq=1, prev=GENESIS, entry_id="e1", recorded_at="2026-01-01T00:00:00+00:00", signer=signer)
     >>> check_entry(canonical(doc), {signer.key_id: signer.public_key}) is None
     True
@@ -39,6 +40,9 @@ if TYPE_CHECKING:  # the run record's module pulls in the masking engine; readin
 VERSION = 1
 GENESIS = "0" * 64
 FINAL_OUTCOMES = ("success", "denied", "needs_approval", "failed")
+# `open`: a stream's intent, recorded before its first batch leaves; its final entry supersedes it.
+# One left open is a stream that never finished (the process was killed): it may have delivered data.
+OUTCOMES = (*FINAL_OUTCOMES, "open")
 _MAX_TEXT = 500
 _SIGNATURE = re.compile("[0-9a-f]{128}")
 _ENVELOPE = ("v", "seq", "id", "prev", "recorded_at", "key_id", "public_key", "body", "hash", "signature")
@@ -84,9 +88,9 @@ def _tables(run: RunRecord) -> list[str]:
 
 def body_from_run(run: RunRecord) -> dict[str, Any]:
     """The key-free, value-free content of a ledger entry for one finished run."""
-    if run.outcome not in FINAL_OUTCOMES:
+    if run.outcome not in OUTCOMES:
         raise LedgerError(
-            f"ledger: record a run once it has an outcome ({', '.join(FINAL_OUTCOMES)}), not {run.outcome!r}"
+            f"ledger: record a run once it has an outcome ({', '.join(OUTCOMES)}), not {run.outcome!r}"
         )
     tables = _tables(run)
     columns = []
@@ -118,6 +122,7 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
                 "principal": run.identity.principal,
                 "kind": run.identity.kind,
                 "groups": sorted(run.identity.groups),
+                "auth": _auth(run.identity),
             },
             "purpose": run.purpose,
             "statement": {"text": redact_literals(run.sql), "sha256": _statement_sha(run)},
@@ -129,7 +134,9 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
                 "datasets": [run.source.dataset_name(*t.split(".", 1)) for t in tables if "." in t],
             },
             "columns": columns,
+            "used": _uses(run),
             "rows": int(run.rows),
+            "delivered_rows": _delivered(run),
             "bytes": int(run.bytes),
             "sink": None
             if sink is None
@@ -153,6 +160,35 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             },
         }
     )
+
+
+def _auth(identity) -> dict[str, Any]:
+    """How the identity was established; embedded callers assert who they are."""
+    auth = getattr(identity, "auth", None)
+    return {"method": "asserted"} if auth is None else {k: v for k, v in auth.to_dict().items() if v is not None}
+
+
+def _uses(run: RunRecord) -> list[dict[str, str]]:
+    """Source columns the statement used outside its output (filters, joins, grouping...), one per clause.
+
+    Read generically (any use with a `column` or `columns` and a `clause` or `kind`): the SQL
+    rule that produces them may grow new kinds of use; the ledger keeps whatever it reports.
+    """
+    analysis = run.decision.analysis
+    found: set[tuple[str, str]] = set()
+    for use in getattr(analysis, "uses", None) or ():
+        refs = getattr(use, "columns", None) or (getattr(use, "column", None),)
+        clause = str(getattr(use, "clause", None) or getattr(use, "kind", None) or "filter")
+        found.update((str(ref), clause) for ref in refs if ref is not None)
+    return [{"column": column, "clause": clause} for column, clause in sorted(found)]
+
+
+def _delivered(run: RunRecord) -> int:
+    """Rows that reached the caller: all of a success, none of a failed read whose sink was aborted,
+    what a stream had handed over when it failed (the session sets `delivered_rows` then)."""
+    if "delivered_rows" in run.extra:
+        return int(run.extra["delivered_rows"])
+    return int(run.rows) if run.outcome == "success" else 0
 
 
 def _statement_sha(run: RunRecord) -> str:
@@ -227,8 +263,14 @@ def check_entry(raw: bytes, trusted: Mapping[str, str]) -> str | None:
     return inspect_entry(raw, trusted)[1]
 
 
-def inspect_entry(raw: bytes, trusted: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
-    """(the parsed entry or None, why it is not authentic or None): `check_entry` with its document."""
+def inspect_entry(
+    raw: bytes, trusted: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the parsed entry or None, why it is not authentic or None): `check_entry` with its document.
+
+    With `trusted` None the signature is checked against the entry's own key only (the chain
+    decides which keys it may be signed by, and that one of them is pinned).
+    """
     try:
         doc = parse_entry(raw)
     except ValueError as exc:
@@ -250,7 +292,7 @@ def verify_entry_document(doc: Any, trusted: Mapping[str, str]) -> str | None:
     return check_entry(raw, trusted)
 
 
-def _problem(doc: dict[str, Any], trusted: Mapping[str, str]) -> str | None:
+def _problem(doc: dict[str, Any], trusted: Mapping[str, str] | None) -> str | None:
     if doc["v"] != VERSION:
         return f"unknown entry version {doc['v']!r}"
     if not isinstance(doc["public_key"], str) or not isinstance(doc["key_id"], str):
@@ -260,10 +302,10 @@ def _problem(doc: dict[str, Any], trusted: Mapping[str, str]) -> str | None:
             return "key id does not match the public key"
     except ValueError:
         return "public key is not hex"
-    if trusted.get(doc["key_id"]) != doc["public_key"]:
+    if trusted is not None and trusted.get(doc["key_id"]) != doc["public_key"]:
         return (
             f"signed by key {doc['key_id']}, which is not a trusted key "
-            "(a retired master's key? pass its public key with --public-key)"
+            "(pass the key that signed it with --public-key; `lineage-guard audit public-key --all` lists them)"
         )
     if entry_hash(doc, check=False) != doc["hash"]:
         return "content does not match its hash (the entry was edited)"

@@ -1,9 +1,11 @@
 """Export the ledger as JSON Lines with its public keys, and verify such a file offline.
 
 The first line is a header `{"format": "lineage_guard.ledger/v1", "entries": n,
-"head": "<last hash>", "public_keys": {"<key id>": "<hex>"}}`; every other line is
-one entry, byte for byte as stored (canonical JSON). Verification needs only the
-file and a public key the verifier trusts (from the header only if told to).
+"head": "<last hash>", "public_keys": {"<key id>": "<hex>"}, "current_key": "<key id>"}`
+(every key that signed the chain, in rotation order); every other line is one entry,
+byte for byte as stored (canonical JSON). Verification needs only the file and a public
+key the verifier trusts (from the header only if told to); publish `head` to detect a
+later truncation (`audit verify --anchor HEAD`).
 
 Example:
     export_ledger(Ledger.open(url), "ledger.jsonl")
@@ -21,7 +23,7 @@ from ..fileio import atomic_write
 from .chain import StoredRow, VerifyReport, verify_chain
 from .entry import GENESIS, parse_entry
 from .ledger import Ledger
-from .signing import trusted_keys
+from .signing import NO_TRUSTED_KEY, trusted_keys
 
 FORMAT = "lineage_guard.ledger/v1"
 
@@ -36,15 +38,12 @@ def export_ledger(ledger: Ledger, path: str | Path, public_keys: Sequence[str] =
     if not report.ok:
         raise ConfigError(f"ledger does not verify ({report.problem}); not exported")
     rows = list(ledger.store.rows())[: report.entries]
-    keys: dict[str, str] = {}
-    for row in rows:
-        doc = parse_entry(row.entry)
-        keys[doc["key_id"]] = doc["public_key"]
     header = {
         "format": FORMAT,
         "entries": len(rows),
         "head": report.head_hash or GENESIS,
-        "public_keys": keys,
+        "public_keys": {k.key_id: k.public_key for k in report.keys},
+        "current_key": report.current_key.key_id if report.current_key else None,
     }
     _atomic_write(Path(path), [json.dumps(header, sort_keys=True).encode()] + [row.entry for row in rows])
     return report
@@ -70,9 +69,11 @@ def read_export(path: str | Path) -> tuple[dict, list[bytes]]:
 
 
 def verify_export(
-    path: str | Path, public_keys: Sequence[str] = (), *, trust_header_keys: bool = False
+    path: str | Path, public_keys: Sequence[str] = (), *, trust_header_keys: bool = False,
+    anchors: Sequence[str] = (),
 ) -> VerifyReport:
-    """Verify an exported file offline against pinned keys: the hex `public_keys`, plus the master key's if set.
+    """Verify an exported file offline against pinned keys (`trusted_keys`: the hex `public_keys`,
+    `LINEAGE_GUARD_LEDGER_PUBLIC_KEY`, this machine's signing key); every hash in `anchors` must be in it.
 
     `trust_header_keys` also trusts the keys in the file's header: that proves the
     file is internally consistent, not that it came from your ledger.
@@ -82,7 +83,7 @@ def verify_export(
     if trust_header_keys:
         trusted.update({k: v for k, v in dict(header.get("public_keys") or {}).items() if isinstance(v, str)})
     if not trusted:
-        raise ConfigError("verifying an export needs the ledger's public key (--public-key HEX)")
+        raise ConfigError(NO_TRUSTED_KEY)
 
     def rows():
         for position, raw in enumerate(raw_lines, start=1):
@@ -96,4 +97,4 @@ def verify_export(
 
     entries = header.get("entries")
     head = (entries, header.get("head")) if isinstance(entries, int) else None
-    return verify_chain(rows(), trusted, head, missing_head="the header has no entry count")
+    return verify_chain(rows(), trusted, head, missing_head="the header has no entry count", anchors=anchors)

@@ -32,10 +32,11 @@ from urllib.parse import urlsplit
 from .. import paths
 from ..errors import ConfigError
 from .canonical import canonical
-from .chain import StoredRow, VerifyReport, verify_chain
+from .chain import KeySpan, Problem, StoredRow, VerifyReport, verify_chain
 from .entry import LedgerError, body_from_run, check_entry, parse_entry, seal
 from .postgres_store import PostgresStore
-from .signing import MASTER_KEY_ENV, Signer, trusted_keys
+from .rotation import rotation_body
+from .signing import KEY_FILE_ENV, MASTER_KEY_ENV, NO_TRUSTED_KEY, Signer, trusted_keys
 from .sqlite_store import SqliteStore
 
 if TYPE_CHECKING:  # imported when recording only: readers and verifiers stay light
@@ -43,6 +44,10 @@ if TYPE_CHECKING:  # imported when recording only: readers and verifiers stay li
 
 LEDGER_URL_ENV = "LINEAGE_GUARD_LEDGER_URL"
 DEFAULT_FILE = "ledger.sqlite"
+
+
+class SigningKeyMismatch(LedgerError):
+    """This process's signing key is not the one the ledger pinned: nothing was recorded."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,8 @@ class Ledger:
         `LINEAGE_GUARD_LEDGER_URL`; else `ledger.sqlite` in the state folder.
         `schema` is where a PostgreSQL ledger keeps its tables. `create=False` (readers,
         verifiers) refuses a ledger that does not exist instead of creating an empty one.
-        The signer defaults to the key derived from `LINEAGE_GUARD_MASTER_KEY`,
-        needed only to record.
+        The signer defaults to `LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE`, else the state
+        folder's `ledger-signing.key` (generated on first record), needed only to record.
         """
         return cls(_store_for(url, schema, create), signer)
 
@@ -126,8 +131,38 @@ class Ledger:
         return self._signer
 
     def record(self, run: RunRecord) -> Receipt:
-        """Append the entry for `run` (whose outcome is final) and return its receipt, once durable."""
-        body = body_from_run(run)
+        """Append the entry for `run` (whose outcome is final, or `open`) and return its receipt, once durable.
+
+        Refused (`SigningKeyMismatch`, nothing written) when this process's signing key is not
+        the one the ledger pinned on its first entry.
+        """
+        from ..run import Receipt
+
+        row = self._append(run.run_id, lambda seq, prev, earlier: {**body_from_run(run), "supersedes": earlier})
+        return Receipt(id=row.id, hash=row.hash)
+
+    def rotate_key(self, new: Signer, *, by: str, reason: str | None = None,
+                   public_keys: Sequence[str] = ()) -> Receipt:
+        """Hand the ledger over to `new`: a rotation entry signed by the current key (this ledger's
+        signer) and endorsed by `new`. The chain must verify first (against `public_keys` and the
+        current key): a rotation must not vouch for a tampered history."""
+        from ..run import Receipt
+
+        old = self.signer
+        if new.key_id == old.key_id:
+            raise ConfigError("the new signing key is the current one; generate a new key to rotate to")
+        report = self.verify([*public_keys, old.public_key])
+        if not report.ok:
+            raise LedgerError(f"the ledger does not verify (first bad {report.problem}); not rotating its key")
+        if report.entries == 0:
+            raise ConfigError("the ledger is empty: nothing to rotate, point "
+                              f"{KEY_FILE_ENV} at the new key and it is pinned on the first entry")
+        run_id = f"key-rotation-{uuid.uuid4()}"
+        row = self._append(run_id, lambda seq, prev, earlier: rotation_body(
+            old, new, run_id=run_id, seq=seq, prev=prev, by=by, reason=reason), hand_over_to=new)
+        return Receipt(id=row.id, hash=row.hash)
+
+    def _append(self, run_id: str, make_body, hand_over_to: Signer | None = None) -> StoredRow:
         signer = self.signer
         masters = [
             part.rpartition(":")[2].strip().lower().encode()
@@ -135,9 +170,11 @@ class Ledger:
         ]
         masters = [m for m in masters if len(m) >= 32]
 
-        def build(seq: int, prev: str, earlier: str | None) -> StoredRow:
+        def build(seq: int, prev: str, earlier: str | None, pinned: KeySpan | None) -> tuple[StoredRow, KeySpan | None]:
+            if pinned is not None and (pinned.key_id, pinned.public_key) != (signer.key_id, signer.public_key):
+                raise SigningKeyMismatch(_mismatch(self.store, pinned, signer))
             doc = seal(
-                {**body, "supersedes": earlier},
+                make_body(seq, prev, earlier),
                 seq=seq,
                 prev=prev,
                 entry_id=str(uuid.uuid4()),
@@ -150,18 +187,32 @@ class Ledger:
                 raise LedgerError(
                     "ledger: refused an entry that contains the master key; check what the run record carries"
                 )
-            return StoredRow(seq, doc["id"], run.run_id, doc["hash"], raw)
+            body = doc["body"]
+            row = StoredRow(seq, doc["id"], body["run_id"], doc["hash"], raw)
+            if hand_over_to is not None:
+                return row, KeySpan(hand_over_to.key_id, hand_over_to.public_key, seq + 1)
+            return row, (KeySpan(signer.key_id, signer.public_key, seq) if pinned is None else None)
 
-        row = self.store.append(run.run_id, build)
-        from ..run import Receipt
+        return self.store.append(run_id, build)
 
-        return Receipt(id=row.id, hash=row.hash)
-
-    def verify(self, public_keys: Sequence[str] = ()) -> VerifyReport:
-        """Verify the whole chain against the pinned keys (given hex public keys + the master key's)."""
+    def verify(self, public_keys: Sequence[str] = (), anchors: Sequence[str] = ()) -> VerifyReport:
+        """Verify the whole chain against the keys the verifier pins (`trusted_keys`: the given hex
+        public keys, `LINEAGE_GUARD_LEDGER_PUBLIC_KEY`, this machine's signing key), never against
+        the keys the ledger names. Every hash in `anchors` (heads published earlier) must be in it."""
         trusted = _trusted(public_keys)
         head = self.store.head()
-        return verify_chain(self.store.rows(), trusted, head, missing_head="the chain's head row is missing")
+        report = verify_chain(self.store.rows(), trusted, head, missing_head="the chain's head row is missing",
+                              anchors=anchors)
+        pins = self.store.pins()
+        if report.ok and pins and report.current_key and pins[-1].key_id != report.current_key.key_id:
+            return VerifyReport(report.entries, report.head_hash, Problem(
+                report.entries, None, f"the ledger pins signing key {pins[-1].key_id} but its chain is signed by "
+                f"{report.current_key.key_id} now (the pinned keys table was changed)"), report.keys)
+        return report
+
+    def pinned_keys(self) -> list[KeySpan]:
+        """The signing keys this ledger pinned, oldest first; the last one is the key writers must use."""
+        return self.store.pins()
 
     def verify_receipt(self, receipt: Receipt | str, public_keys: Sequence[str] = ()) -> ReceiptCheck:
         """Verify one receipt: its entry exists, is authentic, and (for a Receipt) has the receipt's hash."""
@@ -171,6 +222,11 @@ class Ledger:
         if row is None:
             return ReceiptCheck(receipt_id, None, "no entry with this receipt id in the ledger")
         reason = check_entry(row.entry, trusted)
+        if reason is not None and "not a trusted key" in reason:
+            # Signed before a rotation: authentic if the chain hands over from its key to a pinned one.
+            report = self.verify(public_keys)
+            if report.ok and parse_entry(row.entry)["key_id"] in report.key_ids:
+                reason = check_entry(row.entry, {k.key_id: k.public_key for k in report.keys})
         if reason is not None:
             return ReceiptCheck(receipt_id, None, reason)
         doc = parse_entry(row.entry)
@@ -199,7 +255,17 @@ class Ledger:
 def _trusted(public_keys: Sequence[str]) -> dict[str, str]:
     keys = trusted_keys(tuple(public_keys))
     if not keys:
-        raise ConfigError(
-            f"no trusted key to verify against: set {MASTER_KEY_ENV} or pass the ledger's public key (--public-key)"
-        )
+        raise ConfigError(NO_TRUSTED_KEY)
     return keys
+
+
+def _mismatch(store, pinned: KeySpan, signer: Signer) -> str:
+    return (
+        f"ledger {store!r} is pinned to signing key {pinned.key_id} (since entry #{pinned.since}), but this "
+        f"process signs with {signer.key_id} ({signer.source}); nothing was recorded. Use the ledger's key "
+        f"(point {KEY_FILE_ENV} at it), or hand the ledger over to a new key where the current one is: "
+        "`lineage-guard audit rotate-key --new-key-file NEW.key` (a rotation entry signed by the old key; "
+        f"then set {KEY_FILE_ENV}=NEW.key). A ledger written before keys were pinned is signed by the key "
+        "derived from the master key: rotate it with `lineage-guard audit rotate-key --from-master-key "
+        "--new-key-file NEW.key`. See docs/ledger.md"
+    )

@@ -3,7 +3,8 @@
 Concurrent writers (many tasks, threads or processes) keep ONE chain: every
 append locks the head row (`SELECT ... FOR UPDATE`), so appends are serialized
 and each links to the one before. A commit (synchronous_commit on) is durable
-before `append` returns. Triggers refuse UPDATE and DELETE on entries. Errors
+before `append` returns. Triggers refuse UPDATE and DELETE on entries and on
+`ledger_keys`, which pins the signing key (first append; rotations add one). Errors
 name the PostgreSQL error class and SQLSTATE, never the server's text.
 
 Example (needs a server):
@@ -17,11 +18,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from .chain import StoredRow
+from .chain import KeySpan, StoredRow
 from .connections import ThreadConnections
 from .entry import GENESIS, LedgerError
+from .sqlite_store import legacy_pin
 
-Build = Callable[[int, str, "str | None"], StoredRow]
+# build(seq, prev_hash, earlier_id_of_this_run, pinned_key) -> (row, key to pin from now on or None)
+Build = Callable[[int, str, "str | None", "KeySpan | None"], "tuple[StoredRow, KeySpan | None]"]
 _CREATE_LOCK = 0x6C675F6C6564  # "lg_led": serializes the CREATE statements of concurrent first users
 
 
@@ -66,6 +69,15 @@ class PostgresStore:
                 " UPDATE {s}.ledger_head SET seq = added.seq, hash = added.hash FROM added WHERE one = 1"
             ).format(s=ident),
             "head": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1").format(ident),
+            "pinned": sql.SQL(
+                "SELECT key_id, public_key, since_seq FROM {}.ledger_keys ORDER BY epoch DESC LIMIT 1"
+            ).format(ident),
+            "pins": sql.SQL("SELECT key_id, public_key, since_seq FROM {}.ledger_keys ORDER BY epoch").format(ident),
+            "pin": sql.SQL(
+                "INSERT INTO {s}.ledger_keys (epoch, key_id, public_key, since_seq)"
+                " SELECT COALESCE(MAX(epoch), 0) + 1, %s, %s, %s FROM {s}.ledger_keys"
+            ).format(s=ident),
+            "last": sql.SQL("SELECT entry FROM {}.ledger_entries ORDER BY seq DESC LIMIT 1").format(ident),
             "rows": sql.SQL("SELECT seq, id, run_id, hash, entry FROM {}.ledger_entries ORDER BY seq").format(
                 ident
             ),
@@ -86,6 +98,10 @@ class PostgresStore:
             CREATE OR REPLACE FUNCTION {s}.ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS
                 $$ BEGIN RAISE EXCEPTION 'ledger entries are append-only'; END $$;
             CREATE OR REPLACE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON {s}.ledger_entries
+                FOR EACH ROW EXECUTE FUNCTION {s}.ledger_append_only();
+            CREATE TABLE IF NOT EXISTS {s}.ledger_keys (
+                epoch int PRIMARY KEY, key_id text NOT NULL, public_key text NOT NULL, since_seq bigint NOT NULL);
+            CREATE OR REPLACE TRIGGER ledger_keys_append_only BEFORE UPDATE OR DELETE ON {s}.ledger_keys
                 FOR EACH ROW EXECUTE FUNCTION {s}.ledger_append_only();
         """).format(s=ident, genesis=sql.Literal(GENESIS))
         if not create:
@@ -124,7 +140,7 @@ class PostgresStore:
         self._conns.close()
 
     def append(self, run_id: str, build: Build) -> StoredRow:
-        """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
+        """Append the row `build(seq, prev_hash, previous_id_of_this_run, pinned_key)` as the new head, durably."""
         with self._connect() as conn, conn.transaction():
             head = conn.execute(self._q["head_lock"]).fetchone()
             if head is None:
@@ -133,9 +149,29 @@ class PostgresStore:
                 )
             seq, prev = head
             earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
-            row = build(seq + 1, prev, earlier[0] if earlier else None)
+            row, pin = build(seq + 1, prev, earlier[0] if earlier else None, self._pinned(conn, seq))
             conn.execute(self._q["insert"], (row.seq, row.id, row.run_id, row.hash, row.entry))
+            if pin is not None:
+                conn.execute(self._q["pin"], (pin.key_id, pin.public_key, pin.since))
         return row
+
+    def _pinned(self, conn, seq: int) -> KeySpan | None:
+        """The key appends must be signed by; a ledger older than pinning pins its last entry's key now."""
+        found = conn.execute(self._q["pinned"]).fetchone()
+        if found is not None:
+            return KeySpan(*found)
+        if seq == 0:
+            return None
+        last = conn.execute(self._q["last"]).fetchone()
+        pin = legacy_pin(bytes(last[0]) if last else None, self.where)
+        conn.execute(self._q["pin"], (pin.key_id, pin.public_key, pin.since))
+        return pin
+
+    def pins(self) -> list[KeySpan]:
+        """The pinned signing keys, oldest first (the last one signs now)."""
+        with self._connect() as conn:
+            found = conn.execute(self._q["pins"]).fetchall()
+        return [KeySpan(*row) for row in found]
 
     def rows(self) -> Iterator[StoredRow]:
         """Every stored row in sequence order."""

@@ -1,4 +1,4 @@
-"""Read the ledger: filter entries and answer "who saw this column, clear or masked?".
+"""Read the ledger: filter entries and answer "who saw this column, clear or masked, or used it to filter?".
 
 Example:
     >>> f = Filters(purpose="ai_training")
@@ -38,7 +38,7 @@ class Filters:
 
     identity: str | None = None
     table: str | None = None  # schema.table
-    column: str | None = None  # schema.table.column
+    column: str | None = None  # schema.table.column, returned or used (filter, join, ...)
     purpose: str | None = None
     outcome: str | None = None
     since: datetime | None = None
@@ -51,7 +51,10 @@ class Filters:
             return False
         if self.table and self.table not in body["source"]["tables"]:
             return False
-        if self.column and not any(self.column in col["sources"] for col in body["columns"]):
+        if self.column and not (
+            any(self.column in col["sources"] for col in body["columns"])
+            or any(use["column"] == self.column for use in body.get("used", ()))
+        ):
             return False
         if self.purpose and self.purpose != body["purpose"]:
             return False
@@ -71,17 +74,37 @@ def effective(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def open_runs(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streams whose intent was recorded and that never completed (the process died mid-stream,
+    or is still streaming): they may have delivered data the ledger has no final count for."""
+    return [e for e in effective(entries) if e["body"].get("outcome") == "open"]
+
+
+def returned_data(body: dict[str, Any]) -> bool:
+    """Did the run hand data to its caller? A success did; an open stream may have; a failed
+    run did if it had delivered rows before it failed (a stream, or a sink that was committed)."""
+    outcome = body.get("outcome")
+    return outcome in ("success", "open") or (outcome == "failed" and body.get("delivered_rows", 0) > 0)
+
+
+def auth_method(body: dict[str, Any]) -> str:
+    """How the identity of the entry was established (entries before this field: asserted)."""
+    return str((body["who"].get("auth") or {}).get("method", "asserted"))
+
+
 @dataclass
 class Sighting:
     """One principal's views of a column in one way (clear, or masked by one method)."""
 
     principal: str
     kind: str
-    how: str  # "clear" or the mask description, e.g. "partial(keep_last=4)"
+    how: str  # "clear", the mask description (e.g. "partial(keep_last=4)"), or "used to filter (where)"
     runs: int = 0
     rows: int = 0
     last: str = ""
     purposes: set[str] = field(default_factory=set)
+    auth: set[str] = field(default_factory=set)     # how the identity was established: asserted, jwt, ...
+    incomplete: int = 0  # runs among `runs` that failed after returning data, or never completed (open)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,33 +115,45 @@ class Sighting:
             "rows": self.rows,
             "last": self.last,
             "purposes": sorted(self.purposes),
+            "auth": sorted(self.auth),
+            "incomplete": self.incomplete,
         }
 
 
 def who_saw(entries: Iterable[dict[str, Any]], column: str) -> dict[str, list[Sighting]]:
-    """Who received `schema.table.column` (or a value derived from it) in a successful run.
+    """Who received `schema.table.column` (or a value derived from it), and who used it only to
+    choose rows (a filter, a join, a grouping: it leaks by inference), in runs that returned data:
+    successes, streams left open, failures after data had left.
 
-    Returns {"clear": [...], "masked": [...]}, each sorted by principal.
+    Returns {"clear": [...], "masked": [...], "filtered": [...]}, each sorted by principal; `rows`
+    counts rows delivered (an open stream's are unknown: 0).
     """
     found: dict[tuple[str, str, str], Sighting] = {}
     for entry in effective(entries):
         body = entry["body"]
-        if body["outcome"] != "success":
+        if not returned_data(body):
             continue
         hows = {
             col["method"] if col["masked"] else "clear" for col in body["columns"] if column in col["sources"]
         }
+        if not hows:
+            clauses = sorted({use["clause"] for use in body.get("used", ()) if use["column"] == column})
+            if clauses:
+                hows = {f"used to filter ({', '.join(clauses)})"}
         for how in hows:
             who = body["who"]
             seen = found.setdefault(
                 (who["principal"], who["kind"], how), Sighting(who["principal"], who["kind"], how)
             )
             seen.runs += 1
-            seen.rows += body["rows"]
+            seen.rows += body.get("delivered_rows", body["rows"])
             seen.last = max(seen.last, body["ended_at"] or entry["recorded_at"])
             seen.purposes.add(body["purpose"])
+            seen.auth.add(auth_method(body))
+            seen.incomplete += body["outcome"] != "success"
     ordered = sorted(found.values(), key=lambda s: (s.principal, s.how))
     return {
         "clear": [s for s in ordered if s.how == "clear"],
-        "masked": [s for s in ordered if s.how != "clear"],
+        "masked": [s for s in ordered if s.how != "clear" and not s.how.startswith("used to filter")],
+        "filtered": [s for s in ordered if s.how.startswith("used to filter")],
     }

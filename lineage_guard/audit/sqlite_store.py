@@ -2,8 +2,9 @@
 
 Appends run in `BEGIN IMMEDIATE`, so writers in other threads or processes wait
 their turn and the chain stays one chain; a commit is on disk before `append`
-returns. Triggers refuse UPDATE and DELETE on entries (defence in depth: the
-chain verification is what proves nothing changed).
+returns. Triggers refuse UPDATE and DELETE on entries and pinned keys (defence
+in depth: the chain verification is what proves nothing changed). `ledger_keys`
+pins the signing key: the first append pins its key, a rotation appends the next.
 
 Example:
     >>> import tempfile, pathlib
@@ -20,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..sqlite_wal import enable_wal
-from .chain import StoredRow
+from .chain import KeySpan, StoredRow
 from .connections import ThreadConnections
-from .entry import GENESIS, LedgerError
+from .entry import GENESIS, LedgerError, parse_entry
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS ledger_entries (
@@ -44,9 +45,20 @@ CREATE TRIGGER IF NOT EXISTS ledger_entries_no_update BEFORE UPDATE ON ledger_en
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_entries_no_delete BEFORE DELETE ON ledger_entries
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TABLE IF NOT EXISTS ledger_keys (
+    epoch INTEGER PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    since_seq INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS ledger_keys_no_update BEFORE UPDATE ON ledger_keys
+BEGIN SELECT RAISE(ABORT, 'pinned ledger keys are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_keys_no_delete BEFORE DELETE ON ledger_keys
+BEGIN SELECT RAISE(ABORT, 'pinned ledger keys are append-only'); END;
 """
 
-Build = Callable[[int, str, "str | None"], StoredRow]
+# build(seq, prev_hash, earlier_id_of_this_run, pinned_key) -> (row, key to pin from now on or None)
+Build = Callable[[int, str, "str | None", "KeySpan | None"], "tuple[StoredRow, KeySpan | None]"]
 
 
 class SqliteStore:
@@ -93,7 +105,7 @@ class SqliteStore:
         self._conns.close()
 
     def append(self, run_id: str, build: Build) -> StoredRow:
-        """Append the row `build(seq, prev_hash, previous_id_of_this_run)` as the new head, durably."""
+        """Append the row `build(seq, prev_hash, previous_id_of_this_run, pinned_key)` as the new head, durably."""
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -106,18 +118,47 @@ class SqliteStore:
                 earlier = conn.execute(
                     "SELECT id FROM ledger_entries WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
                 ).fetchone()
-                row = build(seq + 1, prev, earlier[0] if earlier else None)
+                row, pin = build(seq + 1, prev, earlier[0] if earlier else None, self._pinned(conn, seq))
                 conn.execute(
                     "INSERT INTO ledger_entries (seq, id, run_id, hash, entry) VALUES (?, ?, ?, ?, ?)",
                     (row.seq, row.id, row.run_id, row.hash, row.entry),
                 )
                 conn.execute("UPDATE ledger_head SET seq = ?, hash = ? WHERE one = 1", (row.seq, row.hash))
+                if pin is not None:
+                    self._pin(conn, pin)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         return row
+
+    def _pinned(self, conn: sqlite3.Connection, seq: int) -> KeySpan | None:
+        """The key appends must be signed by; a ledger older than pinning pins its last entry's key now."""
+        found = conn.execute(
+            "SELECT key_id, public_key, since_seq FROM ledger_keys ORDER BY epoch DESC LIMIT 1"
+        ).fetchone()
+        if found is not None:
+            return KeySpan(*found)
+        if seq == 0:
+            return None
+        last = conn.execute("SELECT entry FROM ledger_entries ORDER BY seq DESC LIMIT 1").fetchone()
+        pin = legacy_pin(bytes(last[0]) if last else None, self.path)
+        self._pin(conn, pin)
+        return pin
+
+    def _pin(self, conn: sqlite3.Connection, pin: KeySpan) -> None:
+        conn.execute(
+            "INSERT INTO ledger_keys (epoch, key_id, public_key, since_seq)"
+            " SELECT COALESCE(MAX(epoch), 0) + 1, ?, ?, ? FROM ledger_keys",
+            (pin.key_id, pin.public_key, pin.since),
+        )
+
+    def pins(self) -> list[KeySpan]:
+        """The pinned signing keys, oldest first (the last one signs now)."""
+        with self._connect() as conn:
+            found = conn.execute("SELECT key_id, public_key, since_seq FROM ledger_keys ORDER BY epoch").fetchall()
+        return [KeySpan(*row) for row in found]
 
     def rows(self) -> Iterator[StoredRow]:
         """Every stored row in sequence order."""
@@ -141,3 +182,15 @@ class SqliteStore:
         with self._connect() as conn:
             found = conn.execute("SELECT seq, hash FROM ledger_head WHERE one = 1").fetchone()
         return None if found is None else (found[0], found[1])
+
+
+def legacy_pin(last_entry: bytes | None, where: object) -> KeySpan:
+    """The key of a ledger written before keys were pinned: the one its last entry is signed by."""
+    try:
+        doc = parse_entry(last_entry or b"")
+    except ValueError:
+        raise LedgerError(
+            f"ledger {where}: its last entry is unreadable, so its signing key cannot be pinned; "
+            "run `lineage-guard audit verify`"
+        ) from None
+    return KeySpan(doc["key_id"], doc["public_key"], 1)

@@ -80,7 +80,8 @@ PROBE = "SELECT id FROM customers WHERE ssn = '900-12-3456'"  # singling someone
 
 def _attempt_and_record(console: Console, source: str, policy) -> None:
     """A denied probe, then what the ledger and the lineage outbox now hold."""
-    from ..audit import Ledger
+    from ..audit import Ledger, LedgerError
+    from ..audit.signing import local_signer
     from ..errors import AccessDenied
     from ..lineage import Outbox, transport_configured
     from ..session import GovernedSession
@@ -94,9 +95,13 @@ def _attempt_and_record(console: Console, source: str, policy) -> None:
     ledger = Ledger.open()
     report = ledger.verify()
     ledger.close()
-    console.print(f"ledger: {report.entries} entries, chain {'verified' if report.ok else 'BROKEN'} "
-                  f"({state_file('ledger.sqlite')}); try `lineage-guard audit who-saw public.patients.email`",
-                  highlight=False)
+    if not report.ok:  # never a green demo on a ledger that does not verify
+        raise LedgerError(f"the ledger {state_file('ledger.sqlite')} does not verify (first bad {report.problem}); "
+                          "see `lineage-guard audit verify`")
+    signer = local_signer()
+    console.print(f"ledger: {report.entries} entries, chain verified ({state_file('ledger.sqlite')}; signing key "
+                  f"{signer.key_id if signer else '-'} in {signer.source if signer else '-'}); "
+                  "try `lineage-guard audit who-saw public.patients.email`", highlight=False)
     status = Outbox().counts()
     where = "shipping to your OpenLineage backend" if transport_configured() else \
         "queued; set OPENLINEAGE_URL=http://localhost:5000 (Marquez) and run `lineage-guard lineage flush`"
