@@ -227,27 +227,35 @@ class GovernedSession:
     def stream(self, sql: str, parameters: Sequence[Any] | None = None) -> Iterator[Iterator[pa.RecordBatch]]:
         """Masked RecordBatches as they arrive: `with s.stream(sql) as batches: for b in batches: ...`.
 
-        The ledger entry is written when the block exits (success with the rows delivered,
-        or failure).
+        Before the first batch can leave, the ledger records the run's intent (columns, decision,
+        outcome `open`); when the block exits the final entry (success with the rows delivered,
+        or failure) supersedes it. A process killed mid-stream leaves the `open` entry, which
+        `audit verify` and `audit log` report.
         """
         delivered: list[pa.RecordBatch] = []
         sink = _Handover(delivered.append)
-        run, decision = self._begin(sql, sink)
+        run, decision = self._begin(sql, sink, parameters, intent=True)
         gen = self._pump(run, decision, sql, parameters, sink)
 
         failed = False
+        handed = 0
 
         def batches() -> Iterator[pa.RecordBatch]:
-            nonlocal failed
+            nonlocal failed, handed
             failure = None
             try:
                 for _ in gen:
                     while delivered:
-                        yield delivered.pop(0)
+                        batch = delivered.pop(0)
+                        handed += batch.num_rows
+                        if run.approval_id:
+                            self._settle(run, done=True)  # the work is done once data has left
+                        yield batch
             except GeneratorExit:
                 raise
             except BaseException as exc:  # noqa: BLE001 - the path failed (not the caller): record, sanitize
                 failed = True
+                run.extra["delivered_rows"] = handed
                 failure = self._fail(run, sink, exc)
             if failure is not None:
                 raise failure
@@ -257,6 +265,7 @@ class GovernedSession:
         except BaseException as exc:
             if not failed:  # the caller's own code failed: record it, re-raise it unchanged
                 gen.close()
+                run.extra["delivered_rows"] = handed
                 self._fail(run, sink, exc)
             raise
         # A caller that stopped early ends the read here (cancelled on the server). The ledger counts
@@ -307,7 +316,7 @@ class GovernedSession:
         if decision.analysis is not None and decision.analysis.is_read:
             raise LineageGuardError("execute() is for writes; use read_arrow/extract/stream for reads")
         run = self._new_run(sql, decision)
-        self._admit(run, decision)
+        self._admit(run, decision, parameters)
         written = decision.analysis.tables_written if decision.analysis else ()
         if len(written) == 1:  # the table written is the run's output dataset in lineage
             info = self.source.info
@@ -317,6 +326,7 @@ class GovernedSession:
         try:
             affected = self.source.execute_write(sql, parameters)
         except BaseException as exc:
+            self._settle(run, done=False)  # rolled back: the approval is handed back for the next attempt
             self._record_failure(run, exc)
             self.lineage.fail(run)
             raise
@@ -324,6 +334,7 @@ class GovernedSession:
         run.outcome = "success"
         run.ended_at = utcnow()
         run.receipt = self.ledger.record(run)
+        self._settle(run, done=True)
         self.lineage.complete(run)
         return WriteResult(run.run_id, run.receipt.id, affected, decision)
 
@@ -429,21 +440,30 @@ class GovernedSession:
             out.setdefault(str(table), [])
         return out
 
-    def _admit(self, run: RunRecord, decision: Decision) -> None:
-        """Step 5: deny, or pass an approval gate, or go on. Denials and waits are recorded."""
+    def _admit(self, run: RunRecord, decision: Decision, parameters: Sequence[Any] | None = None) -> None:
+        """Step 5: deny, or pass an approval gate, or go on. Denials and waits are recorded.
+
+        An approval binds to the plan, the parameter values and the requesting run (the
+        orchestrator's run, when there is one); it is claimed here and settled by the path:
+        used up once the work is done, handed back if the run fails before.
+        """
         if decision.action == "deny":
             self._deny(run, list(decision.reasons))
         if decision.action == "needs_approval":
-            from .approvals import fingerprint
+            from .approvals import bind_parameters, fingerprint, plan_digest
 
-            fp = fingerprint(self.identity, decision.statement, self.purpose, self.source.info)
-            granted = self.approvals.consume(fp)
+            plan, bound = plan_digest(decision), bind_parameters(parameters, self.keyring)
+            fp = fingerprint(self.identity, decision.statement, self.purpose, self.source.info,
+                             plan=plan, parameters=bound.digest)
+            requester_run = self.parent.run_id if self.parent else None
+            granted = self.approvals.claim(fp, requester_run)
             if granted is None:
                 try:
                     request = self.approvals.request(
                         fingerprint=fp, identity=self.identity, purpose=self.purpose,
                         statement=decision.statement, source=self.source.info,
                         reasons=list(decision.reasons), context=self.approval_context,
+                        plan=plan, parameters=bound.describe(), run=requester_run,
                     )
                 except AccessDenied as exc:  # an approver already said no to this exact request
                     self._deny(run, exc.reasons)
@@ -452,7 +472,7 @@ class GovernedSession:
                     if request.status == "denied":
                         run.approval_id = request.id
                         self._deny(run, [f"approval request {request.id} was denied"])
-                    granted = self.approvals.consume(fp) if request.status == "approved" else None
+                    granted = self.approvals.claim(fp, requester_run) if request.status == "approved" else None
                 if granted is None:
                     run.outcome = "needs_approval"
                     run.approval_id = request.id
@@ -461,6 +481,12 @@ class GovernedSession:
                     raise ApprovalRequired(request.id, list(decision.reasons), request.approve_command,
                                            receipt_id=run.receipt.id)
             run.approval_id = granted.id
+            run.extra["approval_claimed"] = True
+
+    def _settle(self, run: RunRecord, *, done: bool) -> None:
+        """Settle the run's claimed approval once: used by a run that did the work, else handed back."""
+        if run.extra.pop("approval_claimed", False):
+            self.approvals.settle(run.approval_id, done=done)
 
     def _deny(self, run: RunRecord, reasons: list[str]) -> NoReturn:
         run.outcome = "denied"
@@ -468,14 +494,23 @@ class GovernedSession:
         run.receipt = self.ledger.record(run)
         raise AccessDenied(reasons, receipt_id=run.receipt.id)
 
-    def _begin(self, sql: str, sink: Sink) -> tuple[RunRecord, Decision]:
+    def _begin(self, sql: str, sink: Sink, parameters: Sequence[Any] | None = None,
+               intent: bool = False) -> tuple[RunRecord, Decision]:
+        """Plan and admit; with `intent`, record the run as `open` first (data leaves before it ends)."""
         decision = self.plan(sql)
         if decision.analysis is not None and not decision.analysis.is_read and decision.action != "deny":
             raise LineageGuardError("this statement writes; reads go through read_arrow/extract/stream and "
                                     "writes through execute()")
         run = self._new_run(sql, decision)
-        self._admit(run, decision)
+        self._admit(run, decision, parameters)
         run.sink = sink.info
+        if intent:
+            run.outcome = "open"
+            try:
+                run.receipt = self.ledger.record(run)
+            except BaseException:
+                self._settle(run, done=False)  # nothing was read
+                raise
         self.lineage.start(run)
         return run, decision
 
@@ -510,7 +545,7 @@ class GovernedSession:
 
     def _run(self, sql: str, parameters, sink: Sink, progress=None) -> tuple[RunRecord, dict[str, float]]:
         t0 = time.perf_counter()
-        run, decision = self._begin(sql, sink)
+        run, decision = self._begin(sql, sink, parameters)
         t1 = time.perf_counter()
         failure = None
         sample: list[pa.RecordBatch] | None = [] if self.policy.validation.enabled else None
@@ -552,14 +587,17 @@ class GovernedSession:
         try:
             run.sink = sink.commit()
         except BaseException as exc:
+            self._settle(run, done=False)
             self._record_failure(run, exc)  # supersedes the success entry for this run id
             self.lineage.fail(run)
             raise
+        self._settle(run, done=True)
         self.lineage.complete(run)
 
     def _fail(self, run: RunRecord, sink: Sink, exc: BaseException) -> BaseException:
         """Abort the sink, record and announce the failure; returns the exception to raise."""
         sink.abort()
+        self._settle(run, done=run.extra.get("delivered_rows", 0) > 0)
         self._record_failure(run, exc)
         self.lineage.fail(run)
         if isinstance(exc, LineageGuardError) or not isinstance(exc, Exception):

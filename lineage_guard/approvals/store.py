@@ -1,10 +1,17 @@
 """Persisted approval requests: SQLite by default, PostgreSQL by URL.
 
 A request is keyed by a fingerprint: sha256 of who asks, the normalized statement, the
-purpose and the source (namespace + database). An approval covers that fingerprint only,
-once (`single_use`) or until it expires. Expiry is applied on every read. The store keeps
-the statement's shape (literals replaced), never the statement itself: a literal can be a
-sensitive value the caller typed.
+purpose, the source (namespace + database), the plan (`binding.plan_digest`: which columns
+come back clear or masked, and why) and the parameter values (`binding.bind_parameters`: a
+keyed digest, never the values). A request made by a run (an Airflow task try, a Dagster
+run) is bound to it: only that run may use the approval. An approval covers that
+fingerprint only, once (`single_use`) or until it expires; a denial blocks that fingerprint
+(same plan, same values) until it expires, nothing else. A run `claim`s an approval and
+`settle`s it: a single-use approval is used up only by a run that did the work, and handed
+back by one that failed before. Expiry is applied on every read. The store keeps the
+statement's shape (literals replaced), never the statement itself: a literal can be a
+sensitive value the caller typed. The requester can never decide their own request, however
+the name is spelled (`normalize_principal`).
 
 Example:
     >>> store = ApprovalStore.open("sqlite:///approvals.sqlite")          # doctest: +SKIP
@@ -13,6 +20,8 @@ Example:
     >>> store.approve(req.id, approver="dana", note="ticket DATA-12")      # doctest: +SKIP
     >>> store.consume(req.fingerprint).status                              # doctest: +SKIP
     'used'
+    >>> normalize_principal(" Service:Airflow:DAG.task ") == normalize_principal("airflow:dag.task")
+    True
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import secrets
 import shlex
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,14 +60,29 @@ class ApprovalError(LineageGuardError):
     """An approval operation was refused (unknown id, requester approving, already decided...)."""
 
 
-def fingerprint(identity: Identity | str, statement: str, purpose: str, source: SourceInfo) -> str:
-    """sha256 over principal, normalized statement, purpose and source namespace/database."""
+def fingerprint(identity: Identity | str, statement: str, purpose: str, source: SourceInfo, *,
+                plan: str = "", parameters: str = "") -> str:
+    """sha256 over principal, normalized statement, purpose, source namespace/database, the plan
+    digest and the parameter digest (`binding.py`; empty when not given)."""
     principal = identity.principal if isinstance(identity, Identity) else identity
     if not principal or not purpose:
         raise ConfigError("an approval fingerprint needs a principal and a purpose")
     # JSON framing: no choice of field values can make two different tuples hash alike.
-    material = json.dumps([principal, " ".join(statement.split()), purpose, source.namespace, source.database])
+    material = json.dumps([principal, " ".join(statement.split()), purpose, source.namespace, source.database,
+                           plan, parameters])
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+_KIND_PREFIXES = ("human:", "service:", "agent:")
+
+
+def normalize_principal(name: str) -> str:
+    """A principal as compared for "is the approver the requester?": Unicode-compatibility folded,
+    case-folded, without whitespace or a leading kind prefix (`service:airflow:x` is `airflow:x`)."""
+    folded = "".join(unicodedata.normalize("NFKC", name).casefold().split())
+    while folded.startswith(_KIND_PREFIXES):
+        folded = folded.split(":", 1)[1]
+    return folded
 
 
 _fingerprint_of = fingerprint  # `request()` takes a `fingerprint=` argument that shadows the name
@@ -104,6 +129,9 @@ class ApprovalRequest:
     uses: int = 0
     notify_status: Mapping[str, str] = field(default_factory=dict)  # notifier label -> "sent" | "failed: ..."
     notifiers: tuple[NotifierConfig, ...] = ()                       # where to (re)send; env var names only
+    run: str = ""                       # the run it is bound to ("" = any run of the requester)
+    parameters: Mapping[str, Any] = field(default_factory=dict)     # count, types, keyed digest; never values
+    claimed_by: str | None = None       # the run using a single-use approval right now
     store_arg: str | None = field(default=None, compare=False)
 
     @property
@@ -128,14 +156,19 @@ class ApprovalRequest:
             "approver": self.approver, "decided_at": _ts(self.decided_at) if self.decided_at else None,
             "note": self.note, "used_at": _ts(self.used_at) if self.used_at else None, "uses": self.uses,
             "notify_status": dict(self.notify_status), "approve_command": self.approve_command,
+            "run": self.run or None, "parameters": dict(self.parameters), "claimed_by": self.claimed_by,
         }
 
 
 _COLUMNS = (
     "id", "fingerprint", "requester", "purpose", "environment", "namespace", "database", "statement_hash",
     "statement_shape", "reasons", "context", "status", "created_at", "expires_at", "single_use", "approver",
-    "decided_at", "note", "used_at", "uses", "notify_status", "notifiers",
+    "decided_at", "note", "used_at", "uses", "notify_status", "notifiers", "run_binding", "parameters",
+    "claimed_by",
 )
+# Columns added after the first release, with their definitions: an existing store gains them on open.
+_ADDED = {"run_binding": "TEXT NOT NULL DEFAULT ''", "parameters": "TEXT NOT NULL DEFAULT '{}'",
+          "claimed_by": "TEXT"}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, requester TEXT NOT NULL, purpose TEXT NOT NULL,
@@ -145,9 +178,14 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     decided_at TEXT, note TEXT, used_at TEXT, uses INTEGER NOT NULL DEFAULT 0,
     notify_status TEXT NOT NULL DEFAULT '{{}}', notifiers TEXT NOT NULL DEFAULT '[]'
 );
-CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_one_pending ON {TABLE} (fingerprint) WHERE status = 'pending';
+DROP INDEX IF EXISTS {TABLE}_one_pending;
 CREATE INDEX IF NOT EXISTS {TABLE}_by_fp ON {TABLE} (fingerprint, status);
 CREATE INDEX IF NOT EXISTS {TABLE}_by_expiry ON {TABLE} (status, expires_at);
+"""
+# After the added columns exist: one pending request per fingerprint and requesting run.
+_INDEXES = f"""
+CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_one_pending_per_run ON {TABLE} (fingerprint, run_binding)
+    WHERE status = 'pending';
 """
 
 
@@ -167,6 +205,7 @@ def _row_to_request(row: tuple, store_arg: str | None) -> ApprovalRequest:
         note=r["note"], used_at=_parse_dt(r["used_at"]), uses=int(r["uses"]),
         notify_status=json.loads(r["notify_status"]),
         notifiers=tuple(NotifierConfig.model_validate(n) for n in json.loads(r["notifiers"])),
+        run=r["run_binding"] or "", parameters=json.loads(r["parameters"] or "{}"), claimed_by=r["claimed_by"],
         store_arg=store_arg,
     )
 
@@ -191,6 +230,11 @@ class _SQLite:
             raise ApprovalError(f"cannot open the approvals store {path}: {type(exc).__name__}") from None
         with self.tx() as cur:
             cur.executescript(_SCHEMA)
+            have = {row[1] for row in cur.fetchall(f"PRAGMA table_info({TABLE})")}
+            for name, definition in _ADDED.items():
+                if name not in have:
+                    cur.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} {definition}")
+            cur.executescript(_INDEXES)
 
     @contextmanager
     def tx(self) -> Iterator[Any]:
@@ -244,6 +288,9 @@ class _Postgres:
             # Serialize schema creation: concurrent CREATE ... IF NOT EXISTS can still collide in Postgres.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (TABLE,))
             cur.executescript(_SCHEMA)
+            for name, definition in _ADDED.items():
+                cur.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {definition}")
+            cur.executescript(_INDEXES)
 
     @contextmanager
     def tx(self) -> Iterator[Any]:
@@ -278,7 +325,7 @@ def _clean_context(context: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _same_person(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()
+    return normalize_principal(a) == normalize_principal(b)
 
 
 class ApprovalStore:
@@ -362,9 +409,14 @@ class ApprovalStore:
         fingerprint: str | None = None,
         ttl_seconds: int | None = None,
         single_use: bool | None = None,
+        plan: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        run: str | None = None,
     ) -> ApprovalRequest:
-        """Store a pending request, or return the pending one for the same fingerprint; then notify.
+        """Store a pending request, or return the pending one for the same fingerprint and run; then notify.
 
+        `plan` is the plan digest, `parameters` the value-free `ParameterBinding.describe()`
+        (its `digest` enters the fingerprint), `run` the requesting run the approval is bound to.
         Raises `AccessDenied` while an unexpired denial stands for the same fingerprint.
 
         The request is stored before any notifier is called, so a notifier outage loses
@@ -373,9 +425,12 @@ class ApprovalStore:
         from ..audit.statement import redact_literals  # here, not at import: the audit package is heavy
         from .notify import notify
 
-        fp = _fingerprint_of(identity, statement, purpose, source)
+        parameters = dict(parameters or {})
+        fp = _fingerprint_of(identity, statement, purpose, source, plan=plan,
+                             parameters=str(parameters.get("digest", "")))
         if fingerprint is not None and fingerprint != fp:
-            raise ConfigError("the fingerprint given does not match the identity, statement, purpose and source")
+            raise ConfigError("the fingerprint given does not match the identity, statement, purpose, source, "
+                              "plan and parameters")
         principal = identity.principal if isinstance(identity, Identity) else identity
         ttl = ttl_seconds if ttl_seconds is not None else self.config.ttl_seconds
         if ttl <= 0:
@@ -387,6 +442,7 @@ class ApprovalStore:
             json.dumps(_clean_context(context), sort_keys=True), "pending", _ts(now),
             _ts(now + timedelta(seconds=ttl)), int(self.config.single_use if single_use is None else single_use),
             None, None, None, None, 0, "{}", json.dumps([n.model_dump() for n in self.config.notifiers]),
+            run or "", json.dumps(parameters, sort_keys=True), None,
         )
         with self._db.tx() as cur:
             self._expire(cur)
@@ -394,20 +450,20 @@ class ApprovalStore:
                                        "ORDER BY decided_at DESC", (fp, _ts(now)))
             if denied:  # a denial stands until it expires: asking again must not re-page the approvers
                 d = denied[0]
-                raise AccessDenied([(f"approval request {d.id} for this same statement, identity, purpose and "
-                                    f"source was denied by {d.approver} (see `lineage-guard approvals show "
+                raise AccessDenied([(f"approval request {d.id} for this same statement, plan, parameter values, "
+                                    f"identity, purpose and source was denied by {d.approver} (see `lineage-guard approvals show "
                                     f"{d.id}`); the denial stands until {_ts(d.expires_at)}: change the request "
                                     "or talk to the approver")])
             created = cur.execute(
                 f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-                "ON CONFLICT (fingerprint) WHERE status = 'pending' DO NOTHING", values)
-            req = self._select(cur, "fingerprint = ? AND status = 'pending'", (fp,))[0]
+                "ON CONFLICT (fingerprint, run_binding) WHERE status = 'pending' DO NOTHING", values)
+            req = self._select(cur, "fingerprint = ? AND run_binding = ? AND status = 'pending'", (fp, run or ""))[0]
         if created and req.notifiers:
             req = notify(self, req)
         return req
 
     def _decide(self, request_id: str, approver: str, note: str | None, status: str) -> ApprovalRequest:
-        if not approver or not approver.strip():
+        if not approver or not normalize_principal(approver):
             raise ConfigError("an approver name is required (--as NAME)")
         with self._db.tx() as cur:
             self._expire(cur)
@@ -439,25 +495,47 @@ class ApprovalStore:
         """Deny a pending request. The requester cannot deny their own request either."""
         return self._decide(request_id, approver, note, "denied")
 
-    def consume(self, fingerprint: str) -> ApprovalRequest | None:
-        """Use up a valid approval for exactly this fingerprint; None if there is none.
+    def claim(self, fingerprint: str, run: str | None = None) -> ApprovalRequest | None:
+        """Take a valid approval for exactly this fingerprint (and this run, if it was bound to one);
+        None if there is none. Call `settle` once the run did the work, or failed before it.
 
-        A single-use approval is consumed by exactly one caller, even under concurrency:
-        the conditional UPDATE is the arbiter, not the read before it.
+        A single-use approval is claimed by exactly one caller, even under concurrency: the
+        conditional UPDATE is the arbiter, not the read before it. A claim never settled (the
+        process was killed) keeps it: the run may have done the work, so the requester asks again.
         """
         with self._db.tx() as cur:
             self._expire(cur)
-            for req in self._select(cur, "fingerprint = ? AND status = 'approved' ORDER BY decided_at", (fingerprint,)):
-                now = _ts(_now())
-                if req.single_use:
-                    won = cur.execute(f"UPDATE {TABLE} SET status = 'used', used_at = ?, uses = uses + 1 "
-                                      "WHERE id = ? AND status = 'approved'", (now, req.id))
-                else:
-                    won = cur.execute(f"UPDATE {TABLE} SET used_at = ?, uses = uses + 1 "
-                                      "WHERE id = ? AND status = 'approved'", (now, req.id))
+            found = self._select(cur, "fingerprint = ? AND status = 'approved' AND (run_binding = '' OR run_binding = ?) "
+                                      "ORDER BY decided_at", (fingerprint, run or ""))
+            for req in found:
+                if not req.single_use:
+                    return req
+                won = cur.execute(f"UPDATE {TABLE} SET claimed_by = ? WHERE id = ? AND status = 'approved' "
+                                  "AND claimed_by IS NULL", (run or "-", req.id))
                 if won:
                     return self._select(cur, "id = ?", (req.id,))[0]
         return None
+
+    def settle(self, request_id: str, *, done: bool) -> ApprovalRequest:
+        """After a claim: `done` uses the approval up (single-use) or counts a use; otherwise a
+        single-use approval is handed back for the next attempt."""
+        now = _ts(_now())
+        with self._db.tx() as cur:
+            if done:
+                cur.execute(f"UPDATE {TABLE} SET status = CASE WHEN single_use = 1 THEN 'used' ELSE status END, "
+                            "used_at = ?, uses = uses + 1, claimed_by = NULL WHERE id = ?", (now, request_id))
+            else:
+                cur.execute(f"UPDATE {TABLE} SET claimed_by = NULL WHERE id = ? AND status = 'approved'",
+                            (request_id,))
+            found = self._select(cur, "id = ?", (request_id,))
+        if not found:
+            raise ApprovalError(f"no approval request {request_id!r}")
+        return found[0]
+
+    def consume(self, fingerprint: str, run: str | None = None) -> ApprovalRequest | None:
+        """Claim and use up at once (for a caller that does the work in the same step)."""
+        claimed = self.claim(fingerprint, run)
+        return None if claimed is None else self.settle(claimed.id, done=True)
 
     def wait(self, request_id: str, timeout_s: float, poll_s: float = 2.0) -> ApprovalRequest:
         """Block until the request is decided or expired, or `timeout_s` passes; return it as it stands."""

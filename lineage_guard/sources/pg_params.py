@@ -56,6 +56,13 @@ def _literal(value: Any) -> str:
             from None
 
 
+def literals(parameters: Sequence[Any]) -> list[str]:
+    """Each value as the SQL literal sent in its place (what an approval of the values binds to)."""
+    if isinstance(parameters, (str, bytes)) or not isinstance(parameters, Sequence):
+        raise ConfigError("query parameters must be a list or tuple of values for $1, $2, ...")
+    return [_literal(v) for v in parameters]
+
+
 def inline_parameters(sql: str, parameters: Sequence[Any]) -> str:
     """`sql` with `$1..$n` replaced by the quoted literals of `parameters` (ConfigError on a mismatch)."""
     if isinstance(parameters, (str, bytes)) or not isinstance(parameters, Sequence):
@@ -66,10 +73,10 @@ def inline_parameters(sql: str, parameters: Sequence[Any]) -> str:
         want = f"$1..${max(used)}" if used else "no placeholders"
         raise ConfigError(f"the statement uses {want} but {len(parameters)} parameter value(s) were given; "
                           "give exactly one value per placeholder $1, $2, ...")
-    literals = [_literal(v) for v in parameters]
+    rendered = [_literal(v) for v in parameters]
     out, last = [], 0
     for start, end, number in spots:
-        out += [sql[last:start], literals[number - 1]]
+        out += [sql[last:start], rendered[number - 1]]
         last = end
     out.append(sql[last:])
     return "".join(out)

@@ -245,16 +245,16 @@ class PostgresSource:
         try:
             cursor = conn.cursor()
             setup = ["BEGIN", f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}",
-                     f"SET LOCAL search_path = pg_catalog, {_quote_ident(self.schema)}, pg_temp"]
+                     f"SET LOCAL search_path = pg_catalog, {_quote_ident(self.schema)}, pg_temp",
+                     "SET LOCAL standard_conforming_strings = on"]
+            # Typed like reads: each value as a quoted literal the server types from its context (a date
+            # column takes '2026-03-01'); ADBC's binding would send text and fail with 42883 (date = text).
+            text = sql if parameters is None else inline_parameters(sql, parameters)
             guarded(lambda: [cursor.execute(statement) for statement in setup],
                     lambda exc: from_driver_error(exc, doing="opening the write transaction"))
 
             def write() -> int:
-                if parameters is None:
-                    cursor.execute(sql)
-                else:
-                    # ADBC reports rows affected for bound statements only through executemany.
-                    cursor.executemany(sql, [parameters])
+                cursor.execute(text)
                 affected = cursor.rowcount
                 cursor.execute("COMMIT")
                 return affected
