@@ -79,6 +79,8 @@ def test_an_approved_typed_parameterised_write_runs_and_uses_its_approval_once(w
         shown = ApprovalStore.open(store_url).get(req)
         assert shown.parameters["count"] == 1 and shown.parameters["types"] == ["str"]
         assert "2026-03-02" not in str(shown.to_json())  # the store never holds a value
+        printed = cli("show", req, "--store", store_url)
+        assert "1 value(s) (str)" in printed and "2026-03-02" not in printed
         cli("approve", req, "--as", "dana", "--store", store_url)
         assert s.execute(UPDATE, ["2026-03-02"]).rows_affected == 3  # was SQLSTATE 42883 (date = text)
         assert discharged(ward_url) == {"2026-03-02": 3}

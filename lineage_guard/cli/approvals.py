@@ -7,7 +7,8 @@
     lineage-guard approvals notify --retry
 
 Every command takes `--store URL` (default: $LINEAGE_GUARD_APPROVALS_URL, then the state folder).
-The requester can never approve or deny their own request.
+The requester can never approve or deny their own request, however the name is spelled
+(kind prefixes, case, whitespace and Unicode forms are normalised before comparing).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def show(request_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> N
             ("context", "\n".join(f"{k}={v}" for k, v in sorted(req.context.items()))),
             ("statement", req.statement_shape or "(not shown: could not be parsed to remove its literals)"),
             ("statement sha256", req.statement_hash), ("fingerprint", req.fingerprint),
+            ("parameters", _parameters(req)),
+            ("requesting run", req.run or "any run of the requester (none named one)"),
             ("created", _when(req, "created_at")), ("expires", _when(req, "expires_at")),
             ("single use", "yes" if req.single_use else "no (until expiry)"),
             ("decided by", req.approver or ""), ("decided", _when(req, "decided_at")), ("note", req.note or ""),
@@ -104,6 +107,15 @@ def show(request_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> N
     _guarded(run)
 
 
+def _parameters(req: ApprovalRequest) -> str:
+    """Value-free: an approval binds to the values, the store knows only their count, types and digest."""
+    count = int(req.parameters.get("count", 0) or 0)
+    if not count:
+        return "none"
+    return (f"{count} value(s) ({', '.join(req.parameters.get('types', []))}); only these exact values are covered "
+            f"(keyed digest {str(req.parameters.get('digest', ''))[:16]}...)")
+
+
 def _decide(verb: str, request_id: str, approver: str, note: str | None, store: str | None) -> None:
     def run() -> None:
         opened = ApprovalStore.open(store)
@@ -114,13 +126,14 @@ def _decide(verb: str, request_id: str, approver: str, note: str | None, store: 
 
 @app.command()
 def approve(request_id: str, approver: AsOpt, note: NoteOpt = None, store: StoreOpt = None) -> None:
-    """Approve a pending request (it then covers that exact statement, identity, purpose and source)."""
+    """Approve a pending request (it then covers that exact statement, plan, parameter values, identity,
+    purpose, source and requesting run)."""
     _decide("approve", request_id, approver, note, store)
 
 
 @app.command()
 def deny(request_id: str, approver: AsOpt, note: NoteOpt = None, store: StoreOpt = None) -> None:
-    """Deny a pending request."""
+    """Deny a pending request (blocks that exact statement, plan and parameter values until it expires)."""
     _decide("deny", request_id, approver, note, store)
 
 
