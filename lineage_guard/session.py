@@ -248,8 +248,7 @@ class GovernedSession:
                     while delivered:
                         batch = delivered.pop(0)
                         handed += batch.num_rows
-                        if run.approval_id:
-                            self._settle(run, done=True)  # the work is done once data has left
+                        self._settle(run, done=True)  # an approval is used once data has left
                         yield batch
             except GeneratorExit:
                 raise
@@ -447,6 +446,9 @@ class GovernedSession:
         orchestrator's run, when there is one); it is claimed here and settled by the path:
         used up once the work is done, handed back if the run fails before.
         """
+        check_signer = getattr(self.ledger, "check_signer", None)
+        if check_signer is not None:  # a writer the ledger would refuse stops here, before any read
+            check_signer()
         if decision.action == "deny":
             self._deny(run, list(decision.reasons))
         if decision.action == "needs_approval":
@@ -583,7 +585,12 @@ class GovernedSession:
         run.ended_at = utcnow()
         sink.seal()  # the exact size is known before the result becomes visible
         run.bytes = sink.bytes_written
-        run.receipt = self.ledger.record(run)  # before the commit: no delivered result without an entry
+        try:
+            run.receipt = self.ledger.record(run)  # before the commit: no delivered result without an entry
+        except BaseException:
+            sink.abort()  # nothing recorded, so nothing is published
+            self._settle(run, done=False)
+            raise
         try:
             run.sink = sink.commit()
         except BaseException as exc:

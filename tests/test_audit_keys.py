@@ -110,6 +110,8 @@ def test_a_writer_with_another_key_is_refused_and_told_how_to_rotate(ledger, tmp
     pinned = ledger.signer.key_id
     other = write_key_file(tmp_path / "other.key")
     monkeypatch.setenv("LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE", str(other.source))
+    with pytest.raises(SigningKeyMismatch):
+        Ledger.open(str(ledger.store.path)).check_signer()  # what a session asks before it reads
     with pytest.raises(SigningKeyMismatch) as refused:
         Ledger.open(str(ledger.store.path)).record(make_run())
     message = str(refused.value)
@@ -285,3 +287,35 @@ def test_who_saw_needs_no_key_flag_where_the_ledger_is_written(ledger, tmp_path)
                            "--json"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert [s["rows"] for s in json.loads(done.stdout)["masked"]] == [7]
+
+
+POLICY = """
+version: 1
+identities: {svc-training: {kind: service, groups: [training-jobs]}}
+groups: [training-jobs]
+purposes: [ai_training]
+classifications: {public.keyed_people.email: email}
+rules:
+  - {classifications: [email], groups: [training-jobs], action: mask, mask: {method: tokenize}}
+"""
+
+
+def test_the_cli_refuses_an_extraction_signed_by_another_key_and_writes_nothing(new_database, tmp_path, lg_home):
+    psycopg = require("psycopg", "postgres")
+    url = new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE keyed_people (id int primary key, email text)")
+        conn.execute("INSERT INTO keyed_people VALUES (1, 'ann@example.org'), (2, 'ben@example.org')")
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    args = [EXE, "extract", "--policy", str(tmp_path / "policy.yaml"), "--identity", "svc-training",
+            "--purpose", "ai_training", "--source", url, "--sql", "SELECT id, email FROM keyed_people"]
+    first = subprocess.run([*args, "--to", str(tmp_path / "a.parquet")], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert first.returncode == 0, first.stderr[-800:]
+    other = {**os.environ, "LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE": str(write_key_file(tmp_path / "b.key").source)}
+    second = subprocess.run([*args, "--to", str(tmp_path / "b.parquet")], capture_output=True, text=True,
+                            timeout=300, check=False, env=other)
+    assert second.returncode == 1 and "pinned to signing key" in second.stderr and "rotate-key" in second.stderr
+    assert "Traceback" not in second.stderr and not [p for p in tmp_path.iterdir() if "b.parquet" in p.name]
+    verify = subprocess.run([EXE, "audit", "verify"], capture_output=True, text=True, timeout=120, check=False)
+    assert verify.returncode == 0 and "1 entries verify" in verify.stdout, verify.stderr

@@ -141,6 +141,14 @@ class Ledger:
         row = self._append(run.run_id, lambda seq, prev, earlier: {**body_from_run(run), "supersedes": earlier})
         return Receipt(id=row.id, hash=row.hash)
 
+    def check_signer(self) -> None:
+        """Refuse early (`SigningKeyMismatch`) when this process's key is not the pinned one, so a
+        run fails before it reads anything rather than when it records. `record` checks again."""
+        pins = self.store.pins()
+        signer = self.signer
+        if pins and (pins[-1].key_id, pins[-1].public_key) != (signer.key_id, signer.public_key):
+            raise SigningKeyMismatch(_mismatch(self.store, pins[-1], signer))
+
     def rotate_key(self, new: Signer, *, by: str, reason: str | None = None,
                    public_keys: Sequence[str] = ()) -> Receipt:
         """Hand the ledger over to `new`: a rotation entry signed by the current key (this ledger's
