@@ -84,6 +84,9 @@ class GovernedSession:
     `identity` an `Identity`, a name, or None for `LINEAGE_GUARD_IDENTITY`.
     `schema_files` plans offline against DDL instead of the live catalog.
     `approval_wait` (seconds) waits for a pending approval instead of raising `ApprovalRequired`.
+    `approval_run` names the requesting run an approval is bound to (the Airflow operator passes
+    its DAG run and task, so a resumed or retried task uses it and another DAG run cannot); None
+    binds approvals to the plan, values and identity only.
     `statement_timeout_ms` bounds each read; a streamed read lasts until its last batch is written,
     so it covers masking and writing too (default 10 minutes).
     """
@@ -106,6 +109,7 @@ class GovernedSession:
         parent: ParentRun | None = None,
         approval_wait: float | None = None,
         approval_context: dict[str, str] | None = None,
+        approval_run: str | None = None,
         statement_timeout_ms: int = 600_000,
     ) -> None:
         from .sources.postgres import PostgresSource
@@ -143,6 +147,7 @@ class GovernedSession:
         self.parent = parent
         self.approval_wait = approval_wait
         self.approval_context = dict(approval_context or {})
+        self.approval_run = approval_run
 
     # -- lazily built collaborators: planning needs none of them ------------------------------
 
@@ -442,8 +447,8 @@ class GovernedSession:
     def _admit(self, run: RunRecord, decision: Decision, parameters: Sequence[Any] | None = None) -> None:
         """Step 5: deny, or pass an approval gate, or go on. Denials and waits are recorded.
 
-        An approval binds to the plan, the parameter values and the requesting run (the
-        orchestrator's run, when there is one); it is claimed here and settled by the path:
+        An approval binds to the plan, the parameter values and the requesting run
+        (`approval_run`, when the caller names one); it is claimed here and settled by the path:
         used up once the work is done, handed back if the run fails before.
         """
         check_signer = getattr(self.ledger, "check_signer", None)
@@ -457,7 +462,7 @@ class GovernedSession:
             plan, bound = plan_digest(decision), bind_parameters(parameters, self.keyring)
             fp = fingerprint(self.identity, decision.statement, self.purpose, self.source.info,
                              plan=plan, parameters=bound.digest)
-            requester_run = self.parent.run_id if self.parent else None
+            requester_run = self.approval_run
             granted = self.approvals.claim(fp, requester_run)
             if granted is None:
                 try:

@@ -205,6 +205,7 @@ class GovernedPostgresOperator(BaseOperator):
             job_name=f"{self.dag_id}.{self.task_id}",
             job_namespace=namespace,
             parent=ParentRun(**parent) if parent else None,
+            approval_run=f"airflow:{self.dag_id}/{getattr(ti, 'run_id', '') or ''}/{self.task_id}",
             approval_context={
                 "dag_id": str(self.dag_id), "task_id": str(self.task_id),
                 "run_id": str(getattr(ti, "run_id", "") or ""), "try_number": str(getattr(ti, "try_number", "") or ""),

@@ -5,8 +5,6 @@ parameterised write runs (it failed with 42883 and used up its approval before).
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +14,6 @@ from lineage_guard.cli.approvals import app
 from lineage_guard.errors import AccessDenied, ApprovalRequired, LineageGuardError
 from lineage_guard.identity import Identity
 from lineage_guard.policy import parse_policy
-from lineage_guard.run import ParentRun
 from lineage_guard.session import GovernedSession
 
 POLICY = parse_policy("""
@@ -49,8 +46,8 @@ def store_url(tmp_path):
     return f"sqlite:///{tmp_path}/approvals.sqlite"
 
 
-def session(url, store_url, who="svc-etl", parent=None) -> GovernedSession:
-    return GovernedSession(url, POLICY, Identity(who), "fulfilment", environment="production", parent=parent,
+def session(url, store_url, who="svc-etl", run=None) -> GovernedSession:
+    return GovernedSession(url, POLICY, Identity(who), "fulfilment", environment="production", approval_run=run,
                            approvals=ApprovalStore.open(store_url, config=POLICY.approvals))
 
 
@@ -114,17 +111,17 @@ def test_a_denial_blocks_only_its_own_values(ward_url, store_url):
 
 
 def test_an_approval_binds_to_the_requesting_run(ward_url, store_url):
-    run_a = ParentRun(str(uuid.uuid4()), "airflow", "ward.discharge")
-    run_b = ParentRun(str(uuid.uuid4()), "airflow", "ward.discharge")
-    with session(ward_url, store_url, parent=run_a) as s:
+    run_a = "airflow:ward/scheduled__2026-03-02/discharge"
+    run_b = "airflow:ward/scheduled__2026-03-03/discharge"
+    with session(ward_url, store_url, run=run_a) as s:
         req = ask(s, UPDATE, ["2026-03-02"])
-    assert ApprovalStore.open(store_url).get(req).run == run_a.run_id
+    assert ApprovalStore.open(store_url).get(req).run == run_a
     cli("approve", req, "--as", "dana", "--store", store_url)
-    with session(ward_url, store_url, parent=run_b) as other:
+    with session(ward_url, store_url, run=run_b) as other:
         assert ask(other, UPDATE, ["2026-03-02"]) != req  # another run cannot use it
     with session(ward_url, store_url) as unbound:
         assert ask(unbound, UPDATE, ["2026-03-02"]) != req  # nor a run with no orchestrator run
-    with session(ward_url, store_url, parent=run_a) as s:
+    with session(ward_url, store_url, run=run_a) as s:
         assert s.execute(UPDATE, ["2026-03-02"]).rows_affected == 3
 
 
