@@ -319,3 +319,15 @@ def test_the_cli_refuses_an_extraction_signed_by_another_key_and_writes_nothing(
     assert "Traceback" not in second.stderr and not [p for p in tmp_path.iterdir() if "b.parquet" in p.name]
     verify = subprocess.run([EXE, "audit", "verify"], capture_output=True, text=True, timeout=120, check=False)
     assert verify.returncode == 0 and "1 entries verify" in verify.stdout, verify.stderr
+
+
+def test_a_ledger_from_before_pinning_verifies_read_only(tmp_path):
+    url = str(tmp_path / "old.sqlite")
+    legacy = Signer.from_master_key()
+    receipt = Ledger.open(url, signer=legacy).record(make_run())
+    with sqlite3.connect(url) as conn:  # an older version's file: no ledger_keys table at all
+        conn.execute("DROP TABLE ledger_keys")
+    report = Ledger.open(url, create=False).verify([legacy.public_key])
+    assert report.ok and report.entries == 1 and Ledger.open(url, create=False).pinned_keys() == []
+    assert audit("verify", "--ledger", url, "--public-key", legacy.public_key).exit_code == 0
+    assert Ledger.open(url, create=False).verify_receipt(receipt, [legacy.public_key]).ok

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .entry import GENESIS, inspect_entry
+from .entry import GENESIS, inspect_entry, parse_entry
 from .rotation import rotation_problem
 
 
@@ -86,8 +86,13 @@ def _vouched(rows: list[StoredRow], trusted: Mapping[str, str]) -> set[str]:
     bad entry; the rotations themselves are checked in sequence."""
     handovers: list[tuple[str, str]] = []
     for row in rows:
-        doc, _ = inspect_entry(row.entry)
-        rotation = doc["body"].get("rotation") if doc and isinstance(doc["body"], dict) else None
+        if b'"rotation":' not in row.entry:  # cheap: most entries are no rotation, and parsing is not
+            continue
+        try:
+            doc = parse_entry(row.entry)
+        except ValueError:
+            continue
+        rotation = doc["body"].get("rotation") if isinstance(doc["body"], dict) else None
         if isinstance(rotation, dict):
             handovers.append((doc["key_id"], str(rotation.get("new_key_id"))))
     vouched = set(trusted)

@@ -90,6 +90,7 @@ class Ledger:
     def __init__(self, store, signer: Signer | None = None):
         self.store = store
         self._signer = signer
+        self._signer_checked = False
 
     @classmethod
     def open(
@@ -144,10 +145,13 @@ class Ledger:
     def check_signer(self) -> None:
         """Refuse early (`SigningKeyMismatch`) when this process's key is not the pinned one, so a
         run fails before it reads anything rather than when it records. `record` checks again."""
+        if self._signer_checked:  # once per ledger object: a later rotation is still caught by `record`
+            return
         pins = self.store.pins()
         signer = self.signer
         if pins and (pins[-1].key_id, pins[-1].public_key) != (signer.key_id, signer.public_key):
             raise SigningKeyMismatch(_mismatch(self.store, pins[-1], signer))
+        self._signer_checked = True
 
     def rotate_key(self, new: Signer, *, by: str, reason: str | None = None,
                    public_keys: Sequence[str] = ()) -> Receipt:

@@ -54,9 +54,12 @@ class PostgresStore:
         self.schema = schema
         ident = sql.Identifier(schema)
         self._q = {
-            "head_lock": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1 FOR UPDATE").format(
-                ident
-            ),
+            # The head, locked, with the pinned key in the same round trip.
+            "head_lock": sql.SQL(
+                "SELECT h.seq, h.hash, k.key_id, k.public_key, k.since_seq FROM {s}.ledger_head h"
+                " LEFT JOIN LATERAL (SELECT key_id, public_key, since_seq FROM {s}.ledger_keys"
+                " ORDER BY epoch DESC LIMIT 1) k ON true WHERE h.one = 1 FOR UPDATE OF h"
+            ).format(s=ident),
             # After the lock, in its own statement: READ COMMITTED gives it a snapshot that sees every
             # append committed before ours, so a concurrent record of the same run is still found.
             "earlier": sql.SQL(
@@ -69,9 +72,6 @@ class PostgresStore:
                 " UPDATE {s}.ledger_head SET seq = added.seq, hash = added.hash FROM added WHERE one = 1"
             ).format(s=ident),
             "head": sql.SQL("SELECT seq, hash FROM {}.ledger_head WHERE one = 1").format(ident),
-            "pinned": sql.SQL(
-                "SELECT key_id, public_key, since_seq FROM {}.ledger_keys ORDER BY epoch DESC LIMIT 1"
-            ).format(ident),
             "pins": sql.SQL("SELECT key_id, public_key, since_seq FROM {}.ledger_keys ORDER BY epoch").format(ident),
             "pin": sql.SQL(
                 "INSERT INTO {s}.ledger_keys (epoch, key_id, public_key, since_seq)"
@@ -147,19 +147,17 @@ class PostgresStore:
                 raise LedgerError(
                     f"ledger {self.where}: its head row is missing; run `lineage-guard audit verify`"
                 )
-            seq, prev = head
+            seq, prev, *pinned = head
             earlier = conn.execute(self._q["earlier"], (run_id,)).fetchone()
-            row, pin = build(seq + 1, prev, earlier[0] if earlier else None, self._pinned(conn, seq))
+            current = KeySpan(*pinned) if pinned[0] is not None else self._legacy_pin(conn, seq)
+            row, pin = build(seq + 1, prev, earlier[0] if earlier else None, current)
             conn.execute(self._q["insert"], (row.seq, row.id, row.run_id, row.hash, row.entry))
             if pin is not None:
                 conn.execute(self._q["pin"], (pin.key_id, pin.public_key, pin.since))
         return row
 
-    def _pinned(self, conn, seq: int) -> KeySpan | None:
-        """The key appends must be signed by; a ledger older than pinning pins its last entry's key now."""
-        found = conn.execute(self._q["pinned"]).fetchone()
-        if found is not None:
-            return KeySpan(*found)
+    def _legacy_pin(self, conn, seq: int) -> KeySpan | None:
+        """No key pinned yet: none on an empty ledger; a ledger older than pinning pins its last entry's key now."""
         if seq == 0:
             return None
         last = conn.execute(self._q["last"]).fetchone()
@@ -170,6 +168,8 @@ class PostgresStore:
     def pins(self) -> list[KeySpan]:
         """The pinned signing keys, oldest first (the last one signs now)."""
         with self._connect() as conn:
+            if conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".ledger_keys',)).fetchone()[0] is None:
+                return []  # a ledger from before pinning, opened read-only
             found = conn.execute(self._q["pins"]).fetchall()
         return [KeySpan(*row) for row in found]
 

@@ -157,6 +157,8 @@ class SqliteStore:
     def pins(self) -> list[KeySpan]:
         """The pinned signing keys, oldest first (the last one signs now)."""
         with self._connect() as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_keys'").fetchone() is None:
+                return []  # a ledger from before pinning, opened read-only
             found = conn.execute("SELECT key_id, public_key, since_seq FROM ledger_keys ORDER BY epoch").fetchall()
         return [KeySpan(*row) for row in found]
 
