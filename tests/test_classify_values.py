@@ -93,6 +93,10 @@ def test_single_word_first_and_last_names(locale):
     assert label(fake(locale, "last_name")) == "person_name"   # `van den Broek` included
 
 
+def test_full_names_with_lower_case_honorifics():
+    assert label(fake("pl_PL", "name", 300)) == "person_name"   # `pani Justyna Majtyka`
+
+
 def test_companies_and_cities_are_not_people():
     for locale in ("fr_FR", "de_DE", "en_US"):
         assert label(fake(locale, "company")) == "not_sensitive"

@@ -46,8 +46,8 @@ _ONE_NAME = r"^[A-ZÀ-ÖØ-ÞĀ-ž][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'’-]+$"
 _NOT_PERSON = (r"(?i)(,|&|\s(et|and|und|en|e|y|i|és|ve|şi|a)\s|\s(sa|sarl|sas|gmbh|ag|kg|ltd|inc|llc|plc|bv|b\.v\.|nv|"
                r"spa|srl|kft|zrt|bt|ab|as|oy|group|gruppe|sons|fils|co|kgaa|ohg|([a-z]\.){2,}[a-z]?)\.?$|"
                r"^(saint|sainte|san|santa|são|sankt|st\.?)\s)")
-# Lower-case particles may open a surname: `van den Broek`, `de la Cruz`.
-_PARTICLES = r"^((van|von|de|der|den|da|di|del|la|le|du|ten|ter|dos|das|do)\s)+"
+# Lower-case particles and honorifics may open a name: `van den Broek`, `de la Cruz`, `pani Justyna Majtyka`.
+_PARTICLES = r"^((van|von|de|der|den|da|di|del|la|le|du|ten|ter|dos|das|do|pan|pani)\s)+"
 
 
 def person_name_evidence(text: pa.Array) -> Evidence:
