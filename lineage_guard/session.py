@@ -265,7 +265,7 @@ class GovernedSession:
                 raise failure
 
         try:
-            yield batches()
+            yield _MaskedBatches(batches(), sink, run)
         except BaseException as exc:
             if not failed:  # the caller's own code failed: record it, re-raise it unchanged
                 gen.close()
@@ -627,6 +627,23 @@ class GovernedSession:
         run.receipt = self.ledger.record(run)
 
 
+class _MaskedBatches(Iterator[pa.RecordBatch]):
+    """What `stream()` yields: the masked batches, and their `schema` once the read has begun
+    (after the first batch, or the end of an empty result): a Flight server must announce it."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], sink: _Handover, run: RunRecord) -> None:
+        self._batches = batches
+        self._sink = sink
+        self.run = run   # its receipt is set once the `with` block has ended
+
+    def __next__(self) -> pa.RecordBatch:
+        return next(self._batches)
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        return self._sink.schema
+
+
 class _Handover:
     """The sink of `stream()`: hands each masked batch to the caller instead of storing it."""
 
@@ -635,10 +652,11 @@ class _Handover:
 
         self._deliver = deliver
         self.bytes_written = 0
+        self.schema: pa.Schema | None = None
         self.info = SinkInfo(kind="memory", uri="memory://stream", namespace="memory", name="stream")
 
     def open(self, schema: pa.Schema) -> None:
-        pass
+        self.schema = schema
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.bytes_written += batch.nbytes

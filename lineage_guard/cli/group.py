@@ -35,6 +35,8 @@ LAZY: dict[str, LazyCommand] = {
     "lineage": LazyCommand("lineage", "The OpenLineage outbox: flush, export, status."),
     "approvals": LazyCommand("approvals", "Approval requests: list, show, approve, deny, notify."),
     "scan": LazyCommand("scan", "Detect sensitive columns in a source."),
+    "serve": LazyCommand("serve", "Serve governed reads over Arrow Flight SQL (TLS, authenticated callers)."),
+    "tokens": LazyCommand("tokens", "API tokens for lineage-guard serve: create, list, revoke."),
 }
 
 

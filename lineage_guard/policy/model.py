@@ -17,6 +17,7 @@ from ..approvals.config import ApprovalsConfig
 from ..classify.config import DetectionConfig
 from ..identity import Identity
 from ..mask.spec import METHODS, MaskSpec
+from ..service.config import ServiceConfig
 from ..sql.model import ColumnRef
 from .guardrails import WritesPolicy
 
@@ -129,6 +130,7 @@ class Policy(_Strict):
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)   # who may call `lineage-guard serve`
     # Where the policy was read from (set by `load_policy`), so errors can name the file to edit.
     _source: str | None = PrivateAttr(default=None)
 

@@ -1,0 +1,378 @@
+"""`RemoteSession`: the governed session's API over Arrow Flight SQL (see `lineage_guard.client`).
+
+Imports pyarrow (and pyarrow.flight), the Flight SQL message declarations and lineage_guard's
+error types only: the masking engine, the SQL planner and the database drivers stay on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import pyarrow as pa
+from pyarrow import flight
+
+from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
+from ..service import flightsql as fs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+TOKEN_ENV = "LINEAGE_GUARD_TOKEN"
+TOKEN_FILE_ENV = "LINEAGE_GUARD_TOKEN_FILE"
+PURPOSE_HEADER = "x-lineage-guard-purpose"
+
+
+class ServiceError(LineageGuardError):
+    """The service refused or failed the call; the message is the server's (value-free) reason."""
+
+
+class NotAuthenticated(ServiceError):
+    """The server did not accept the credential (missing, expired, forged, for another audience...)."""
+
+
+@dataclass(frozen=True)
+class RemoteColumn:
+    position: int
+    name: str
+    masked: bool
+    method: str | None
+    sources: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class RemotePlan:
+    """The server's plan (steps 1-4): the same fields and `to_json()` as `Decision`."""
+
+    action: str
+    reasons: tuple[str, ...]
+    statement: str
+    columns: tuple[RemoteColumn, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "allow"
+
+    @property
+    def masked_columns(self) -> tuple[RemoteColumn, ...]:
+        return tuple(c for c in self.columns if c.masked)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> RemotePlan:
+        cols = tuple(RemoteColumn(c["position"], c["name"], c["masked"], c["method"], tuple(c["sources"]),
+                                  tuple(c.get("labels", ())), c.get("scope")) for c in doc["columns"])
+        return cls(doc["action"], tuple(doc["reasons"]), doc["statement"], cols)
+
+    def to_json(self) -> dict:
+        return {"action": self.action, "reasons": list(self.reasons), "statement": self.statement,
+                "columns": [{"position": c.position, "name": c.name, "masked": c.masked, "method": c.method,
+                             "sources": list(c.sources)} for c in self.columns]}
+
+
+@dataclass(frozen=True)
+class RemoteExtractResult:
+    """What `extract` returns: like `ExtractResult`, the receipt coming from the server's ledger."""
+
+    run_id: str
+    receipt_id: str
+    output_uri: str
+    rows: int
+    bytes: int
+    masked_columns: tuple[str, ...]
+
+    def summary(self) -> dict[str, Any]:
+        return {"output_uri": self.output_uri, "rows": self.rows, "bytes": self.bytes,
+                "masked_columns": list(self.masked_columns), "receipt_id": self.receipt_id, "run_id": self.run_id}
+
+
+@dataclass(frozen=True)
+class RemoteWriteResult:
+    rows_affected: int
+
+
+@dataclass
+class StreamReceipt:
+    """Filled in when a stream ends: the server's ledger receipt for it."""
+
+    receipt_id: str | None = None
+    run_id: str | None = None
+    rows: int = 0
+    bytes: int = 0
+    masked_columns: tuple[str, ...] = field(default_factory=tuple)
+
+
+class _Credential:
+    """Where the bearer token comes from; a token file is re-read each call (rotated tokens)."""
+
+    def __init__(self, token: str | None, token_file: str | os.PathLike | None):
+        if token and token_file:
+            raise ConfigError("give token= or token_file=, not both")
+        self._token = token
+        self._file = Path(token_file) if token_file else None
+        if not token and not token_file:
+            if os.environ.get(TOKEN_ENV):
+                self._token = os.environ[TOKEN_ENV]
+            elif os.environ.get(TOKEN_FILE_ENV):
+                self._file = Path(os.environ[TOKEN_FILE_ENV])
+            else:
+                raise ConfigError(f"no credential: pass token= or token_file=, or set {TOKEN_ENV} / {TOKEN_FILE_ENV}")
+
+    def header(self) -> tuple[bytes, bytes]:
+        token = self._token
+        if self._file is not None:
+            try:
+                token = self._file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the token file {self._file}: {exc.strerror}") from None
+        return (b"authorization", f"Bearer {token}".encode())
+
+
+def _error(exc: flight.FlightError) -> LineageGuardError:
+    """Re-raise the server's refusal as the same lineage_guard error embedded mode raises."""
+    info: dict = {}
+    try:
+        info = json.loads(exc.extra_info or b"{}").get("lineage_guard", {})
+    except (ValueError, AttributeError):
+        pass
+    kind = info.get("kind")
+    message = info.get("message") or str(exc)
+    if kind == "denied":
+        return AccessDenied(info.get("reasons") or [message], receipt_id=info.get("receipt_id"))
+    if kind == "needs_approval":
+        return ApprovalRequired(info["request_id"], info.get("reasons", []), info["approve_command"],
+                                receipt_id=info.get("receipt_id"))
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return NotAuthenticated(f"not authenticated: {message}")
+    return ServiceError(message)
+
+
+class RemoteSession:
+    """A governed session whose path runs on `lineage-guard serve`.
+
+    `tls_root_certs` (PEM bytes or a path) trusts a private CA; the system store otherwise.
+    `client_cert`/`client_key` (PEM) present a client certificate when the server requires mTLS.
+    """
+
+    def __init__(self, url: str, *, purpose: str, token: str | None = None,
+                 token_file: str | os.PathLike | None = None, tls_root_certs: bytes | str | os.PathLike | None = None,
+                 client_cert: bytes | None = None, client_key: bytes | None = None, timeout_s: float | None = None):
+        if not purpose:
+            raise ConfigError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
+        self.url = url
+        self.purpose = purpose
+        self._credential = _Credential(token, token_file)
+        roots = tls_root_certs
+        if roots is not None and not isinstance(roots, bytes):
+            roots = Path(roots).read_bytes()
+        kwargs: dict[str, Any] = {}
+        if roots:
+            kwargs["tls_root_certs"] = roots
+        if client_cert:
+            kwargs.update(cert_chain=client_cert, private_key=client_key)
+        self._client = flight.FlightClient(url, **kwargs)
+        self._timeout = timeout_s
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _options(self) -> flight.FlightCallOptions:
+        return flight.FlightCallOptions(timeout=self._timeout, headers=[
+            self._credential.header(), (PURPOSE_HEADER.encode(), self.purpose.encode())])
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except flight.FlightError as exc:
+            raise _error(exc) from None
+
+    # -- the session API ---------------------------------------------------------------------
+
+    def health(self) -> dict:
+        return self._action("health", b"")
+
+    def plan(self, sql: str) -> RemotePlan:
+        """Steps 1-4 on the server: the decision for `sql`, no data touched."""
+        return RemotePlan.from_json(self._action("lineage_guard.plan", json.dumps({"sql": sql}).encode()))
+
+    @contextmanager
+    def stream(self, sql: str, parameters: Sequence[Any] | None = None) -> Iterator[Iterator[pa.RecordBatch]]:
+        """Masked RecordBatches as the server streams them; `.receipt` is set when they end."""
+        receipt = StreamReceipt()
+        with self._prepared(sql, parameters) as descriptor:
+            info = self._call(lambda: self._client.get_flight_info(descriptor, self._options()))
+            yield _Batches(self, info, receipt)
+
+    def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        with self.stream(sql, parameters) as batches:
+            collected = list(batches)
+            return pa.Table.from_batches(collected, schema=batches.schema)
+
+    def read_polars(self, sql: str, parameters: Sequence[Any] | None = None) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.from_arrow(self.read_arrow(sql, parameters))  # type: ignore[return-value]
+
+    def extract(self, sql: str, to: str | os.PathLike, parameters: Sequence[Any] | None = None) -> RemoteExtractResult:
+        """Stream into a local Parquet file, atomically: the target appears whole, with the server's receipt
+        in its metadata, or not at all."""
+        import pyarrow.parquet as pq
+
+        target = Path(to).expanduser().resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.lg-tmp")
+        writer = None
+        try:
+            with self.stream(sql, parameters) as batches:
+                for batch in batches:
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+                    writer.write_batch(batch)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, batches.schema, compression="zstd")
+            receipt = batches.receipt
+            if not receipt.receipt_id:
+                raise ServiceError("the stream ended without a ledger receipt; nothing was written")
+            writer.add_key_value_metadata({"lineage_guard.receipt_id": receipt.receipt_id,
+                                           "lineage_guard.run_id": receipt.run_id or ""})
+            writer.close()
+            writer = None
+            os.replace(tmp, target)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return RemoteExtractResult(receipt.run_id or "", receipt.receipt_id, str(target), receipt.rows,
+                                   receipt.bytes, receipt.masked_columns)
+
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> RemoteWriteResult:
+        """A guarded write on the server (guardrails, approvals, ledger)."""
+        if parameters is None:
+            command = fs.MESSAGES.CommandStatementUpdate(query=sql)
+            return RemoteWriteResult(self._put_update(command, None))
+        handle = self._create_prepared(sql)
+        try:
+            command = fs.MESSAGES.CommandPreparedStatementUpdate(prepared_statement_handle=handle)
+            return RemoteWriteResult(self._put_update(command, _parameter_batch(parameters)))
+        finally:
+            self._close_prepared(handle)
+
+    # -- Flight SQL plumbing -------------------------------------------------------------------
+
+    def _action(self, kind: str, body: bytes) -> dict:
+        results = self._call(lambda: list(self._client.do_action(flight.Action(kind, body), self._options())))
+        return json.loads(results[0].body.to_pybytes())
+
+    @contextmanager
+    def _prepared(self, sql: str, parameters: Sequence[Any] | None):
+        if parameters is None:
+            yield flight.FlightDescriptor.for_command(fs.pack(fs.MESSAGES.CommandStatementQuery(query=sql)))
+            return
+        handle = self._create_prepared(sql)
+        try:
+            command = fs.pack(fs.MESSAGES.CommandPreparedStatementQuery(prepared_statement_handle=handle))
+            descriptor = flight.FlightDescriptor.for_command(command)
+            batch = _parameter_batch(parameters)
+
+            def bind():
+                writer, reader = self._client.do_put(descriptor, batch.schema, self._options())
+                writer.write_batch(batch)
+                writer.done_writing()
+                reader.read()
+                writer.close()
+
+            self._call(bind)
+            yield descriptor
+        finally:
+            self._close_prepared(handle)
+
+    def _create_prepared(self, sql: str) -> bytes:
+        body = fs.pack(fs.MESSAGES.ActionCreatePreparedStatementRequest(query=sql))
+        results = self._call(lambda: list(self._client.do_action(
+            flight.Action(fs.ACTION_CREATE_PREPARED_STATEMENT, body), self._options())))
+        _, result = fs.unpack(results[0].body.to_pybytes())
+        return result.prepared_statement_handle
+
+    def _close_prepared(self, handle: bytes) -> None:
+        body = fs.pack(fs.MESSAGES.ActionClosePreparedStatementRequest(prepared_statement_handle=handle))
+        try:
+            list(self._client.do_action(flight.Action(fs.ACTION_CLOSE_PREPARED_STATEMENT, body), self._options()))
+        except flight.FlightError:
+            pass  # the server forgets handles on its own; a failed close leaks nothing
+
+    def _put_update(self, command, batch: pa.RecordBatch | None) -> int:
+        descriptor = flight.FlightDescriptor.for_command(fs.pack(command))
+        schema = batch.schema if batch is not None else pa.schema([])
+
+        def put() -> int:
+            writer, reader = self._client.do_put(descriptor, schema, self._options())
+            if batch is not None:
+                writer.write_batch(batch)
+            writer.done_writing()
+            answer = reader.read()
+            writer.close()
+            result = fs.MESSAGES.DoPutUpdateResult()
+            result.ParseFromString(answer.to_pybytes())   # a bare message, not wrapped in Any
+            return int(result.record_count)
+
+        return self._call(put)
+
+
+class _Batches(Iterator[pa.RecordBatch]):
+    """The batches of every endpoint of one FlightInfo, in order; the receipt batch is taken out."""
+
+    def __init__(self, session: RemoteSession, info: flight.FlightInfo, receipt: StreamReceipt):
+        self._session = session
+        self._endpoints = list(info.endpoints)
+        self._reader = None
+        self.schema: pa.Schema | None = None
+        self.receipt = receipt
+        self.plan = RemotePlan.from_json(json.loads(info.app_metadata)) if info.app_metadata else None
+
+    def __next__(self) -> pa.RecordBatch:
+        session = self._session
+        while True:
+            if self._reader is None:
+                if not self._endpoints:
+                    raise StopIteration
+                ticket = self._endpoints.pop(0).ticket
+                self._reader = session._call(lambda t=ticket: session._client.do_get(t, session._options()))
+                self.schema = self._reader.schema
+            try:
+                chunk = session._call(self._reader.read_chunk)
+            except StopIteration:
+                self._reader = None
+                continue
+            if chunk.app_metadata is not None and chunk.data.num_rows == 0:
+                doc = json.loads(chunk.app_metadata.to_pybytes()).get("lineage_guard", {})
+                self.receipt.receipt_id = doc.get("receipt_id")
+                self.receipt.run_id = doc.get("run_id")
+                self.receipt.rows += int(doc.get("rows", 0))
+                self.receipt.bytes += int(doc.get("bytes", 0))
+                self.receipt.masked_columns = tuple(doc.get("masked_columns", ()))
+                continue
+            return chunk.data
+
+
+def _parameter_batch(parameters: Sequence[Any]) -> pa.RecordBatch:
+    return pa.record_batch({f"p{i + 1}": pa.array([v]) for i, v in enumerate(parameters)})
+
+
+def connect(url: str, *, purpose: str, token: str | None = None, token_file: str | os.PathLike | None = None,
+            **options: Any) -> RemoteSession:
+    """A `RemoteSession` on `url` (`grpc+tls://host:port`), authenticated by the given credential."""
+    return RemoteSession(url, purpose=purpose, token=token, token_file=token_file, **options)

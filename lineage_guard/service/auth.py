@@ -1,0 +1,232 @@
+"""Who is calling: verify the call's credential, map it to a declared identity, check the purpose.
+
+Nothing is anonymous. A call carries `authorization: Bearer <token>`; the token is either a
+hashed API token (`lgt_...`, see `tokens`) or a JWT verified against its issuer's keys (PyJWT:
+signature, `iss`, exactly our one `aud`, `exp`/`nbf`, an asymmetric algorithm allow-list, so
+`alg: none` and HMAC-signed-with-the-public-key tokens never verify). The verified issuer +
+subject (+ named claims) map to an identity through the policy's `service.principals`; groups
+come from the policy's `identities`. A header naming another identity or groups is refused, and
+the purpose header must name a purpose the identity may use.
+
+Example:
+    >>> auth = Authenticator(policy, TokenStore())                              # doctest: +SKIP
+    >>> identity = auth.authenticate({"authorization": ["Bearer lgt_..."]}, "ipv4:127.0.0.1:5000")  # doctest: +SKIP
+    >>> auth.purpose_for(identity, {"x-lineage-guard-purpose": ["ai_training"]})                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..errors import LineageGuardError
+from ..identity import Authentication, Identity
+from .config import ServiceConfig
+from .tokens import TokenStore, token_id
+
+PURPOSE_HEADER = "x-lineage-guard-purpose"
+IDENTITY_HEADER = "x-lineage-guard-identity"
+GROUPS_HEADER = "x-lineage-guard-groups"
+Status = Literal["unauthenticated", "permission_denied"]
+
+
+class AuthError(LineageGuardError):
+    """A call was refused before the path ran. `status` is the Flight status it answers with;
+    `attempt` says what was tried (never the token); `identity` is set when the caller was verified."""
+
+    def __init__(self, status: Status, reason: str, attempt: Authentication, identity: Identity | None = None):
+        self.status = status
+        self.reason = reason
+        self.attempt = attempt
+        self.identity = identity
+        super().__init__(reason)
+
+
+def digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def header(headers: dict[str, list[Any]], name: str) -> str | None:
+    values = headers.get(name) or headers.get(name.lower())
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Verified:
+    principal: str
+    auth: Authentication
+
+
+class Verifier(Protocol):
+    """One kind of credential. `accepts` looks at the token's shape only; `verify` checks it."""
+
+    def accepts(self, token: str) -> bool: ...
+
+    def verify(self, token: str, client: Authentication) -> Verified: ...
+
+
+class ApiTokenVerifier:
+    """`lgt_<id>_<secret>` tokens checked against the hashed store."""
+
+    def __init__(self, store: TokenStore):
+        self.store = store
+
+    def accepts(self, token: str) -> bool:
+        return token_id(token) is not None
+
+    def verify(self, token: str, client: Authentication) -> Verified:
+        ident = token_id(token) or ""
+        attempt = _with(client, method="api_token", token_digest=digest(ident))
+        entry = self.store.verify(token)
+        if entry is None:
+            raise AuthError("unauthenticated", "the API token is unknown, revoked or expired", attempt)
+        return Verified(entry.identity, _with(attempt, subject=f"api-token:{ident}", expires_at=entry.expires_at))
+
+
+class JwtVerifier:
+    """JWTs from the issuers in `service.issuers`, keys from each issuer's JWKS (URL or file)."""
+
+    def __init__(self, config: ServiceConfig):
+        import jwt
+
+        self._jwt = jwt
+        self.config = config
+        self._clients = {i.issuer: jwt.PyJWKClient(i.jwks_url, cache_keys=True, lifespan=300, timeout=10)
+                         for i in config.issuers if i.jwks_url}
+        self._files: dict[str, tuple[int, Any]] = {}
+        self._lock = threading.Lock()
+
+    def accepts(self, token: str) -> bool:
+        return token.count(".") == 2
+
+    def verify(self, token: str, client: Authentication) -> Verified:
+        jwt = self._jwt
+        attempt = _with(client, method="jwt")
+        try:
+            head = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthError("unauthenticated", "the bearer token is not a well-formed JWT", attempt) from None
+        alg = str(head.get("alg", ""))
+        iss = str(unverified.get("iss", ""))
+        jti = unverified.get("jti")
+        attempt = _with(attempt, issuer=iss or None, token_digest=digest(str(jti) if jti else token))
+        if alg.lower() == "none" or not alg:
+            raise AuthError("unauthenticated", "unsigned JWT (alg none) refused", attempt)
+        issuer = self.config.issuer(iss)
+        if issuer is None:
+            raise AuthError("unauthenticated", f"JWT issuer {iss!r} is not trusted by this service", attempt)
+        if alg not in issuer.algorithms:
+            raise AuthError("unauthenticated", f"JWT algorithm {alg} is not allowed for issuer {iss!r} "
+                            f"(allowed: {', '.join(issuer.algorithms)})", attempt)
+        try:
+            key = self._key(issuer, token, head)
+            claims = jwt.decode(token, key, algorithms=[alg], audience=self.config.audience, issuer=iss,
+                                leeway=issuer.leeway_seconds,
+                                options={"require": ["exp", "iss", "aud", "sub"], "verify_nbf": True})
+        except jwt.ExpiredSignatureError:
+            raise AuthError("unauthenticated", "the JWT has expired", attempt) from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("unauthenticated", "the JWT is not valid yet (nbf/iat in the future)", attempt) from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("unauthenticated", f"the JWT is not for this service (audience must be "
+                            f"{self.config.audience!r})", attempt) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError("unauthenticated", f"the JWT lacks the {exc.claim!r} claim", attempt) from None
+        except jwt.PyJWKClientError:
+            raise AuthError("unauthenticated", f"no signing key of issuer {iss!r} matches the JWT's key id", attempt) from None
+        except jwt.PyJWTError as exc:  # bad signature, wrong key type, ...
+            raise AuthError("unauthenticated", f"the JWT does not verify ({type(exc).__name__})", attempt) from None
+        aud = claims.get("aud")
+        if not (aud == self.config.audience or aud == [self.config.audience]):
+            # A token minted for several audiences can be replayed by each of them: one audience only.
+            raise AuthError("unauthenticated", f"the JWT must name exactly one audience, {self.config.audience!r}", attempt)
+        subject = str(claims["sub"])
+        verified = _with(attempt, subject=subject,
+                         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC).isoformat())
+        principal = self.config.principal_for(iss, subject, claims)
+        if principal is None:
+            raise AuthError("permission_denied", f"no identity is mapped to subject {subject!r} of issuer {iss!r} "
+                            "(add one under service.principals)", verified)
+        return Verified(principal, verified)
+
+    def _key(self, issuer, token: str, head: dict):
+        if issuer.jwks_url:
+            return self._clients[issuer.issuer].get_signing_key_from_jwt(token)
+        path = Path(issuer.jwks_file)
+        mtime = path.stat().st_mtime_ns
+        with self._lock:
+            cached = self._files.get(issuer.issuer)
+            if cached is None or cached[0] != mtime:
+                cached = (mtime, self._jwt.PyJWKSet.from_json(path.read_text()))
+                self._files[issuer.issuer] = cached
+        kid = head.get("kid")
+        keys = [k for k in cached[1].keys if kid is None or k.key_id == kid]
+        if len(keys) != 1:
+            raise self._jwt.PyJWKClientError("no unique key for this kid")
+        return keys[0]
+
+
+def _with(auth: Authentication, **changes) -> Authentication:
+    from dataclasses import replace
+
+    return replace(auth, **changes)
+
+
+class Authenticator:
+    """Credential -> verified `Identity` (groups from the policy), and the call's purpose."""
+
+    def __init__(self, policy, store: TokenStore | None = None, *, tls_peer: str | None = None):
+        self.policy = policy
+        self.config: ServiceConfig = policy.service
+        self.tls_peer = tls_peer
+        self.verifiers: list[Verifier] = []
+        if self.config.api_tokens:
+            self.verifiers.append(ApiTokenVerifier(store or TokenStore()))
+        if self.config.issuers:
+            self.verifiers.append(JwtVerifier(self.config))
+
+    def authenticate(self, headers: dict[str, list[Any]], peer: str) -> Identity:
+        client = Authentication("asserted", client_address=peer, tls_peer=self.tls_peer)
+        value = header(headers, "authorization") or ""
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("unauthenticated", "no credential: send 'authorization: Bearer <token>' "
+                            "(a JWT from a trusted issuer or a lineage-guard API token)", client)
+        token = token.strip()
+        verifier = next((v for v in self.verifiers if v.accepts(token)), None)
+        if verifier is None:
+            raise AuthError("unauthenticated", "the bearer token is neither a JWT nor a lineage-guard API token", client)
+        verified = verifier.verify(token, client)
+        if verified.principal not in self.policy.identities:
+            raise AuthError("permission_denied", f"identity {verified.principal!r} is not declared in the policy",
+                            verified.auth)
+        identity = self.policy.resolve_identity(Identity(verified.principal, auth=verified.auth))
+        named = header(headers, IDENTITY_HEADER)
+        if named is not None and named != identity.principal:
+            raise AuthError("permission_denied", f"the identity comes from the credential ({identity.principal}), "
+                            f"not from a header; refusing a call that names {named!r}", verified.auth, identity)
+        if header(headers, GROUPS_HEADER) is not None:
+            raise AuthError("permission_denied", "groups come from the policy, never from the request; "
+                            f"remove the {GROUPS_HEADER} header", verified.auth, identity)
+        return identity
+
+    def purpose_for(self, identity: Identity, headers: dict[str, list[Any]]) -> str:
+        purpose = header(headers, PURPOSE_HEADER)
+        allowed = self.config.purposes.get(identity.principal, [])
+        if not purpose:
+            raise AuthError("permission_denied", f"say why the data is read: send the {PURPOSE_HEADER} header "
+                            f"(allowed for {identity.principal}: {', '.join(allowed) or 'none'})",
+                            identity.auth or Authentication(), identity)
+        if purpose not in allowed or (self.policy.purposes and purpose not in self.policy.purposes):
+            raise AuthError("permission_denied", f"identity {identity.principal!r} may not request purpose "
+                            f"{purpose!r} (allowed: {', '.join(allowed) or 'none'})",
+                            identity.auth or Authentication(), identity)
+        return purpose

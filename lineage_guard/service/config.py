@@ -1,0 +1,130 @@
+"""The policy's `service:` section: who may call `lineage-guard serve`, as whom, for what, how much.
+
+Verified claims map to a declared identity; groups then come from the policy's `identities`
+(never from the request); each identity lists the purposes it may request per call.
+
+    service:
+      audience: lineage-guard                      # the one `aud` a token must carry
+      issuers:
+        - issuer: https://token.actions.githubusercontent.com
+          jwks_url: https://token.actions.githubusercontent.com/.well-known/jwks   # or jwks_file
+          algorithms: [RS256]                      # asymmetric only: HS*/none are refused
+      principals:                                  # first match wins
+        - {identity: svc-training, issuer: https://token.actions.githubusercontent.com,
+           subject: "repo:acme/training:ref:refs/heads/main"}
+        - {identity: dr-grey, issuer: https://login.example, subject_pattern: "user:grey@*",
+           claims: {email_verified: "true"}}
+      purposes: {svc-training: [ai_training], dr-grey: [treatment]}
+      limits: {concurrent_streams: 4, max_rows: 50000000, statement_timeout_s: 600}
+      identity_limits: {svc-training: {concurrent_streams: 8}}
+
+API tokens (`lineage-guard tokens create --identity NAME`) name their identity in the token
+store; they are on unless `api_tokens: false`.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Asymmetric JWS algorithms only: a verifier that accepts HS* can be fooled into using a public
+# key as an HMAC secret, and `none` is no signature at all.
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IssuerConfig(_Strict):
+    """An OIDC/JWT issuer whose signing keys the service trusts."""
+
+    issuer: str
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    leeway_seconds: int = Field(30, ge=0, le=300)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in ASYMMETRIC_ALGORITHMS]
+        if bad:
+            raise ValueError(f"algorithm(s) {bad} are not allowed; use asymmetric ones: {', '.join(ASYMMETRIC_ALGORITHMS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> IssuerConfig:
+        if bool(self.jwks_url) == bool(self.jwks_file):
+            raise ValueError(f"issuer {self.issuer!r}: give exactly one of jwks_url or jwks_file")
+        return self
+
+
+class PrincipalMap(_Strict):
+    """Verified claims -> a declared identity. `subject` is exact; `subject_pattern` a glob."""
+
+    identity: str
+    issuer: str
+    subject: str | None = None
+    subject_pattern: str | None = None
+    claims: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_subject_rule(self) -> PrincipalMap:
+        if bool(self.subject) == bool(self.subject_pattern):
+            raise ValueError(f"principal mapping to {self.identity!r}: give exactly one of subject or subject_pattern")
+        return self
+
+    def matches(self, issuer: str, subject: str, claims: dict[str, Any]) -> bool:
+        if issuer != self.issuer:
+            return False
+        if self.subject is not None and subject != self.subject:
+            return False
+        if self.subject_pattern is not None and not fnmatchcase(subject, self.subject_pattern):
+            return False
+        return all(_claim_text(claims.get(k)) == v for k, v in self.claims.items())
+
+
+def _claim_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return None if value is None else str(value)
+
+
+class LimitsConfig(_Strict):
+    """Per-identity limits. `max_rows`/`max_bytes` bound one stream; a stream past them fails."""
+
+    concurrent_streams: int = Field(4, ge=1, le=1024)
+    max_rows: int | None = Field(None, ge=1)
+    max_bytes: int | None = Field(None, ge=1)
+    statement_timeout_s: float = Field(600, gt=0, le=86_400)
+
+
+class ServiceConfig(_Strict):
+    audience: str = "lineage-guard"
+    issuers: list[IssuerConfig] = Field(default_factory=list)
+    principals: list[PrincipalMap] = Field(default_factory=list)
+    purposes: dict[str, list[str]] = Field(default_factory=dict)
+    api_tokens: bool = True
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    identity_limits: dict[str, LimitsConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _issuers_known(self) -> ServiceConfig:
+        known = {i.issuer for i in self.issuers}
+        for p in self.principals:
+            if p.issuer not in known:
+                raise ValueError(f"principal mapping to {p.identity!r} names issuer {p.issuer!r}, "
+                                 f"which is not under service.issuers (declared: {sorted(known)})")
+        return self
+
+    def issuer(self, name: str) -> IssuerConfig | None:
+        return next((i for i in self.issuers if i.issuer == name), None)
+
+    def principal_for(self, issuer: str, subject: str, claims: dict[str, Any]) -> str | None:
+        return next((p.identity for p in self.principals if p.matches(issuer, subject, claims)), None)
+
+    def limits_for(self, identity: str) -> LimitsConfig:
+        return self.identity_limits.get(identity, self.limits)

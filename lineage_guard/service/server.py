@@ -1,0 +1,524 @@
+"""The Flight SQL transport of the governed path: `GovernedFlightServer`.
+
+Each call is authenticated first (`auth.Authenticator`: nothing is anonymous, a refusal gets a
+ledger entry), then served by a `GovernedSession` built for the verified identity and the purpose
+the call requests: the same steps 1-10 as embedded mode, with the keys, the database credentials
+and the ledger signing key living only in this process.
+
+| Flight SQL | here |
+|---|---|
+| GetFlightInfo(CommandStatementQuery / CommandPreparedStatementQuery) | plan; a denial is recorded and answered; else a one-use ticket bound to the caller |
+| DoGet(TicketStatementQuery) | `GovernedSession.stream`: masked batches, then a zero-row batch whose app_metadata is the receipt |
+| DoAction CreatePreparedStatement / ClosePreparedStatement, DoPut(CommandPreparedStatementQuery) | prepared statements with bound parameters (one parameter row) |
+| DoPut(CommandStatementUpdate / CommandPreparedStatementUpdate) | `GovernedSession.execute`: write guardrails and approvals |
+| GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes | only what the caller may read; sensitive columns marked |
+| DoAction `health`, `lineage_guard.plan` | serving/draining; the plan (steps 1-4) as JSON |
+
+Refusals carry a JSON `extra_info` (`{"lineage_guard": {...}}`) so thin clients re-raise
+`AccessDenied` / `ApprovalRequired` with their receipt and approval command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from pyarrow import flight
+
+from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
+from ..identity import Authentication, Identity
+from . import flightsql as fs
+from . import metadata
+from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
+from .limits import LimitExceeded, StreamBudget, StreamLimiter
+
+log = logging.getLogger("lineage_guard.service")
+TICKET_TTL_S = 600
+HEADERS_MIDDLEWARE = "lineage_guard.headers"
+
+
+class _Headers(flight.ServerMiddleware):
+    def __init__(self, headers: dict):
+        self.headers = headers
+
+
+class _HeadersFactory(flight.ServerMiddlewareFactory):
+    """Hands each call's headers to the handler, which authenticates (it also knows the peer)."""
+
+    def start_call(self, info, headers):
+        return _Headers(headers)
+
+
+@dataclass
+class _Pending:
+    """A planned statement waiting for its DoGet, or a ready metadata result."""
+
+    owner: tuple
+    purpose: str | None
+    stream: _OpenStream | None = None
+    table: pa.Table | None = None
+    created: float = field(default_factory=time.monotonic)
+
+    def discard(self, reason: str) -> None:
+        if self.stream is not None:
+            self.stream.abandon(reason)
+
+
+@dataclass
+class _OpenStream:
+    """A governed stream opened by GetFlightInfo: its first batch read, the schema known."""
+
+    stack: ExitStack
+    batches: Any            # what GovernedSession.stream yields (schema, run)
+    first: pa.RecordBatch | None
+    schema: pa.Schema
+    budget: StreamBudget
+
+    def abandon(self, reason: str) -> None:
+        """End it as failed (ledger + lineage FAIL): its ticket was never fetched."""
+        error = LineageGuardError(reason)
+        try:
+            self.stack.__exit__(type(error), error, None)
+        except Exception:  # noqa: BLE001, S110 - the stream re-raises what it was ended with: expected
+            pass
+
+
+@dataclass
+class _Prepared:
+    owner: tuple
+    sql: str
+    parameters: tuple | None = None
+
+
+class NotFound(LineageGuardError):
+    """A ticket or handle that is unknown, expired or someone else's (the three look alike)."""
+
+
+def _owner(identity: Identity) -> tuple:
+    auth = identity.auth or Authentication()
+    return (identity.principal, auth.method, auth.issuer, auth.subject)
+
+
+def _refusal(kind: str, message: str, **info) -> dict:
+    return {"lineage_guard": {"kind": kind, "message": message, **info}}
+
+
+def to_flight_error(exc: BaseException) -> Exception:
+    """The Flight status for a lineage_guard error; messages are value-free by construction."""
+    def extra(kind: str, **info) -> bytes:
+        return json.dumps(_refusal(kind, str(exc), **info)).encode()
+
+    if isinstance(exc, flight.FlightError):
+        return exc
+    if isinstance(exc, AuthError):
+        cls = flight.FlightUnauthenticatedError if exc.status == "unauthenticated" else flight.FlightUnauthorizedError
+        return cls(exc.reason, extra_info=extra(exc.status))
+    if isinstance(exc, ApprovalRequired):
+        return flight.FlightUnauthorizedError(str(exc), extra_info=extra(
+            "needs_approval", request_id=exc.request_id, reasons=exc.reasons,
+            approve_command=exc.approve_command, receipt_id=exc.receipt_id))
+    if isinstance(exc, AccessDenied):
+        return flight.FlightUnauthorizedError(str(exc), extra_info=extra("denied", reasons=exc.reasons,
+                                                                          receipt_id=exc.receipt_id))
+    if isinstance(exc, LimitExceeded):
+        cls = flight.FlightUnavailableError if exc.retryable else flight.FlightServerError
+        return cls(str(exc), extra_info=extra("limit"))
+    if isinstance(exc, NotFound):
+        return flight.FlightServerError(str(exc), extra_info=extra("not_found"))
+    if isinstance(exc, fs.ProtocolError | ConfigError):
+        return flight.FlightServerError(str(exc), extra_info=extra("invalid"))
+    if isinstance(exc, LineageGuardError):
+        return flight.FlightServerError(str(exc), extra_info=extra("error"))
+    log.error("internal error in a governed call: %s", type(exc).__name__)
+    return flight.FlightInternalError(f"internal error ({type(exc).__name__}); details withheld")
+
+
+class GovernedFlightServer(flight.FlightServerBase):
+    """Arrow Flight SQL in front of one PostgreSQL source and one policy.
+
+    Example:
+        >>> server = GovernedFlightServer("grpc+tls://127.0.0.1:0", policy, "postgresql://...",   # doctest: +SKIP
+        ...                               tls_certificates=[(cert_pem, key_pem)])
+        >>> server.port                                                                            # doctest: +SKIP
+    """
+
+    def __init__(self, location: str, policy, source_url: str, *, tls_certificates=None,
+                 client_ca: bytes | None = None, token_store=None, keyring=None, ledger=None, lineage=None,
+                 approvals=None, environment: str | None = None):
+        from ..approvals import ApprovalStore
+        from ..audit import Ledger
+        from ..lineage import LineageEmitter
+        from ..mask import Keyring
+        from ..sources.postgres import PostgresSource
+
+        self.policy = policy
+        self.config = policy.service
+        _check_config(policy)
+        self.source_url = source_url
+        self.environment = environment
+        self.source_info = PostgresSource(source_url, schema=policy.search_path[0],
+                                          environment=environment or "default").info
+        # Shared by every call: one keyring, one ledger chain, one outbox, one approval store.
+        self.keyring = keyring or Keyring.from_env()
+        self.ledger = ledger or Ledger.open()
+        self.lineage = lineage or LineageEmitter()
+        self.approvals = approvals or ApprovalStore.open(config=policy.approvals)
+        tls_peer = "client certificate verified against the configured CA" if client_ca else None
+        self.auth = Authenticator(policy, token_store, tls_peer=tls_peer)
+        self.limiter = StreamLimiter(self.config)
+        self._pending: dict[bytes, _Pending] = {}
+        self._prepared: dict[bytes, _Prepared] = {}
+        self._lock = threading.Lock()
+        self.draining = False
+        self.aborting = False
+        super().__init__(location, tls_certificates=tls_certificates, verify_client=bool(client_ca),
+                         root_certificates=client_ca, middleware={HEADERS_MIDDLEWARE: _HeadersFactory()})
+
+    # -- every call: who, for what ----------------------------------------------------------------
+
+    def _headers(self, context) -> dict:
+        middleware = context.get_middleware(HEADERS_MIDDLEWARE)
+        return middleware.headers if middleware else {}
+
+    def _caller(self, context, method: str) -> Identity:
+        if self.draining:
+            raise flight.FlightUnavailableError("the server is shutting down; retry against another instance")
+        try:
+            return self.auth.authenticate(self._headers(context), context.peer())
+        except AuthError as exc:
+            self._record_refusal(exc, context, method)
+            raise to_flight_error(exc) from None
+
+    def _purpose(self, context, identity: Identity, method: str) -> str:
+        try:
+            return self.auth.purpose_for(identity, self._headers(context))
+        except AuthError as exc:
+            self._record_refusal(exc, context, method)
+            raise to_flight_error(exc) from None
+
+    def _record_refusal(self, exc: AuthError, context, method: str) -> None:
+        """A refused credential or purpose still leaves a ledger entry: who tried, from where, why."""
+        from ..decision import Decision
+        from ..run import RunRecord, new_run_id, utcnow
+
+        who = exc.identity or Identity("unauthenticated", "service", auth=exc.attempt)
+        purpose = header(self._headers(context), PURPOSE_HEADER) or "-"
+        run = RunRecord(run_id=new_run_id(), job_namespace="lineage_guard", job_name="lineage_guard.service.auth",
+                        identity=who, purpose=purpose[:100], source=self.source_info,
+                        decision=Decision("deny", (f"call refused ({exc.status}): {exc.reason}",), ""),
+                        sql=f"-- flight {method}", outcome="denied")
+        run.ended_at = utcnow()
+        try:
+            self.ledger.record(run)
+        except Exception as err:  # noqa: BLE001 - the refusal stands; the failure to record is logged
+            log.error("could not record a refused call in the ledger: %s", type(err).__name__)
+
+    def _session(self, identity: Identity, purpose: str):
+        from ..session import GovernedSession
+
+        limits = self.config.limits_for(identity.principal)
+        return GovernedSession(self.source_url, self.policy, identity, purpose, keyring=self.keyring,
+                               ledger=self.ledger, lineage=self.lineage, approvals=self.approvals,
+                               environment=self.environment,
+                               job_name=f"lineage_guard.service.{identity.principal}.{purpose}",
+                               statement_timeout_ms=int(limits.statement_timeout_s * 1000))
+
+    def _guarded(self, fn):
+        try:
+            return fn()
+        except flight.FlightError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - mapped to a status, details withheld
+            raise to_flight_error(exc) from None
+
+    # -- GetFlightInfo / GetSchema ---------------------------------------------------------------
+
+    def get_flight_info(self, context, descriptor):
+        identity = self._caller(context, "GetFlightInfo")
+        return self._guarded(lambda: self._flight_info(context, identity, descriptor))
+
+    def _flight_info(self, context, identity: Identity, descriptor) -> flight.FlightInfo:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise fs.ProtocolError("only command descriptors are served (Flight SQL)")
+        kind, msg = fs.unpack(descriptor.command)
+        purpose = self._purpose(context, identity, "GetFlightInfo")
+        if kind in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
+            if kind == "CommandStatementQuery":
+                sql, params = msg.query, None
+            else:
+                prepared = self._prepared_for(identity, msg.prepared_statement_handle)
+                sql, params = prepared.sql, prepared.parameters
+            # Flight SQL clients need the result schema now, so the governed read starts here: a denial
+            # or an approval wait is recorded and answered now; the open stream waits for its DoGet.
+            opened = self._open(identity, purpose, sql, params)
+            handle = self._put(_Pending(_owner(identity), purpose, stream=opened))
+            plan = json.dumps(_decision_json(opened.batches.run.decision)).encode()
+            return self._info(descriptor, handle, opened.schema, plan)
+        table = self._metadata(identity, purpose, kind, msg)
+        handle = self._put(_Pending(_owner(identity), purpose, table=table))
+        return self._info(descriptor, handle, table.schema, b"", rows=table.num_rows)
+
+    def _info(self, descriptor, handle: bytes, schema: pa.Schema, app_metadata: bytes, rows: int = -1):
+        ticket = flight.Ticket(fs.pack(fs.MESSAGES.TicketStatementQuery(statement_handle=handle)))
+        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(ticket, [])], rows, -1,
+                                 app_metadata=app_metadata)
+
+    def get_schema(self, context, descriptor):
+        info = self.get_flight_info(context, descriptor)
+        with self._lock:
+            pending = self._pending.pop(fs.unpack(info.endpoints[0].ticket.ticket)[1].statement_handle, None)
+        if pending is not None:
+            pending.discard("only the schema was asked for (GetSchema)")
+        return flight.SchemaResult(info.schema)
+
+    def _put(self, pending: _Pending) -> bytes:
+        handle = secrets.token_bytes(16)
+        now = time.monotonic()
+        with self._lock:
+            expired = [k for k, p in self._pending.items() if now - p.created > TICKET_TTL_S]
+            stale = [self._pending.pop(k) for k in expired]
+            self._pending[handle] = pending
+        for old in stale:
+            old.discard(f"the ticket was not fetched within {TICKET_TTL_S} s")
+        return handle
+
+    def _take(self, identity: Identity, handle: bytes) -> _Pending:
+        with self._lock:
+            pending = self._pending.get(handle)
+            # A ticket is the caller's alone and used once; another caller learns nothing of it.
+            if pending is None or pending.owner != _owner(identity):
+                raise NotFound("unknown or expired ticket; call GetFlightInfo again")
+            del self._pending[handle]
+        return pending
+
+    def _prepared_for(self, identity: Identity, handle: bytes) -> _Prepared:
+        with self._lock:
+            prepared = self._prepared.get(handle)
+        if prepared is None or prepared.owner != _owner(identity):
+            raise NotFound("unknown prepared statement handle; create it again")
+        return prepared
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def _metadata(self, identity: Identity, purpose: str, kind: str, msg) -> pa.Table:
+        if kind == "CommandGetSqlInfo":
+            return metadata.sql_info(msg.info, read_only=not self.policy.writes.allowed_groups)
+        if kind == "CommandGetTableTypes":
+            return pa.table({"table_type": ["TABLE", "VIEW"]}, schema=metadata.TABLE_TYPES_SCHEMA)
+        database = self.source_info.database
+        schema_name = self.policy.search_path[0]
+        if kind == "CommandGetCatalogs":
+            return pa.table({"catalog_name": [database]}, schema=metadata.CATALOGS_SCHEMA)
+        catalog_ok = not msg.HasField("catalog") or msg.catalog in ("", database)
+        schema_ok = catalog_ok and metadata.like(
+            msg.db_schema_filter_pattern if msg.HasField("db_schema_filter_pattern") else None)(schema_name)
+        if kind == "CommandGetDbSchemas":
+            rows = [schema_name] if schema_ok else []
+            return pa.table({"catalog_name": [database] * len(rows), "db_schema_name": rows},
+                            schema=metadata.DB_SCHEMAS_SCHEMA)
+        if kind == "CommandGetTables":
+            return self._tables(identity, purpose, msg, schema_ok, database)
+        raise fs.ProtocolError(f"{kind} is not served by lineage_guard")
+
+    def _tables(self, identity, purpose, msg, schema_ok: bool, database: str) -> pa.Table:
+        session = self._session(identity, purpose)
+        match = metadata.like(msg.table_name_filter_pattern if msg.HasField("table_name_filter_pattern") else None)
+        wanted = set(msg.table_types)
+        rows = []
+        for (schema, name), relation in sorted(session.catalog.relations.items()) if schema_ok else []:
+            kind = metadata.TABLE_TYPES.get(relation.kind, "TABLE")
+            if schema != self.policy.search_path[0] or not match(name) or (wanted and kind not in wanted):
+                continue
+            quoted = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+            decision = session.plan(f"SELECT * FROM {quoted}")
+            if decision.action == "deny":
+                continue   # what the caller may not read is not listed
+            blob = None
+            if msg.include_schema:
+                blob = metadata.table_schema(relation, decision, self.keyring).serialize().to_pybytes()
+            rows.append((database, schema, name, kind, blob))
+        if not msg.include_schema:
+            rows = [r[:4] for r in rows]
+        return metadata.tables_table(rows, msg.include_schema)
+
+    # -- DoGet --------------------------------------------------------------------------------
+
+    def do_get(self, context, ticket):
+        identity = self._caller(context, "DoGet")
+        return self._guarded(lambda: self._do_get(context, identity, ticket))
+
+    def _do_get(self, context, identity: Identity, ticket):
+        kind, msg = fs.unpack(ticket.ticket)
+        if kind != "TicketStatementQuery":
+            raise fs.ProtocolError("DoGet takes the ticket GetFlightInfo returned")
+        pending = self._take(identity, msg.statement_handle)
+        if pending.table is not None:
+            return flight.RecordBatchStream(pending.table)
+        purpose = self._purpose(context, identity, "DoGet")
+        if purpose != pending.purpose:
+            pending.discard("the ticket was presented for another purpose")
+            raise AuthError("permission_denied", "the ticket was issued for another purpose",
+                            identity.auth or Authentication(), identity)
+        return flight.GeneratorStream(pending.stream.schema, self._generate(context, pending.stream))
+
+    def _open(self, identity: Identity, purpose: str, sql: str, parameters) -> _OpenStream:
+        """Steps 1-7 up to the first masked batch, holding one of the identity's stream slots."""
+        stack = ExitStack()
+        stack.enter_context(self.limiter.slot(identity.principal))
+        try:
+            batches = stack.enter_context(self._session(identity, purpose).stream(sql, parameters))
+            first = next(batches, None)
+        except BaseException:
+            stack.close()
+            raise
+        schema = first.schema if first is not None else batches.schema
+        return _OpenStream(stack, batches, first, schema,
+                           StreamBudget(identity.principal, self.config.limits_for(identity.principal)))
+
+    def _generate(self, context, opened: _OpenStream) -> Iterator[Any]:
+        """The batches, then a zero-row batch whose app_metadata is the ledger receipt; errors as statuses."""
+        try:
+            with opened.stack:   # ends the governed stream: receipt on success, a failed entry otherwise
+                batch, batches = opened.first, opened.batches
+                while batch is not None:
+                    if self.aborting:
+                        raise LineageGuardError("the server shut down before the stream ended; retry")
+                    if context.is_cancelled():
+                        raise LineageGuardError("the client cancelled the stream")
+                    opened.budget.charge(batch.num_rows, batch.nbytes)
+                    yield batch
+                    batch = next(batches, None)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - mapped to a status, details withheld
+            raise to_flight_error(exc) from None
+        run = opened.batches.run
+        receipt = {"receipt_id": run.receipt.id if run.receipt else None, "run_id": run.run_id,
+                   "rows": run.rows, "bytes": run.bytes,
+                   "masked_columns": [c.name for c in run.decision.masked_columns]}
+        empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in opened.schema], schema=opened.schema)
+        yield empty, json.dumps({"lineage_guard": receipt}).encode()
+
+    # -- DoPut: bound parameters and guarded writes ---------------------------------------------
+
+    def do_put(self, context, descriptor, reader, writer):
+        identity = self._caller(context, "DoPut")
+        return self._guarded(lambda: self._do_put(context, identity, descriptor, reader, writer))
+
+    def _do_put(self, context, identity: Identity, descriptor, reader, writer) -> None:
+        kind, msg = fs.unpack(descriptor.command)
+        if kind == "CommandPreparedStatementQuery":
+            prepared = self._prepared_for(identity, msg.prepared_statement_handle)
+            rows = _parameter_rows(reader)
+            if len(rows) > 1:
+                raise ConfigError("bind one parameter row per query execution (got several)")
+            prepared.parameters = rows[0] if rows else None
+            # DoPut results travel as the bare message (not wrapped in Any), as Flight SQL clients expect.
+            writer.write(pa.py_buffer(fs.MESSAGES.DoPutPreparedStatementResult(
+                prepared_statement_handle=msg.prepared_statement_handle).SerializeToString()))
+            return
+        purpose = self._purpose(context, identity, "DoPut")
+        if kind == "CommandStatementUpdate":
+            sql, param_rows = msg.query, [None]
+        elif kind == "CommandPreparedStatementUpdate":
+            prepared = self._prepared_for(identity, msg.prepared_statement_handle)
+            sql, param_rows = prepared.sql, (_parameter_rows(reader) or [prepared.parameters])
+        else:
+            raise fs.ProtocolError(f"DoPut does not take {kind}")
+        session = self._session(identity, purpose)
+        affected = sum(session.execute(sql, params).rows_affected for params in param_rows)
+        writer.write(pa.py_buffer(fs.MESSAGES.DoPutUpdateResult(record_count=affected).SerializeToString()))
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def list_actions(self, context):
+        return [(fs.ACTION_CREATE_PREPARED_STATEMENT, "Prepare a statement"),
+                (fs.ACTION_CLOSE_PREPARED_STATEMENT, "Close a prepared statement"),
+                ("health", "serving | draining, and open streams"),
+                ("lineage_guard.plan", "the plan (steps 1-4) of {'sql': ...} as JSON, no data touched")]
+
+    def do_action(self, context, action):
+        identity = self._caller(context, f"DoAction {action.type}")
+        return self._guarded(lambda: self._do_action(context, identity, action))
+
+    def _do_action(self, context, identity: Identity, action) -> list:
+        body = action.body.to_pybytes() if action.body is not None else b""
+        if action.type == "health":
+            status = {"status": "draining" if self.draining else "serving", "open_streams": self.limiter.active()}
+            return [json.dumps(status).encode()]
+        if action.type == fs.ACTION_CREATE_PREPARED_STATEMENT:
+            kind, msg = fs.unpack(body)
+            if kind != "ActionCreatePreparedStatementRequest":
+                raise fs.ProtocolError("CreatePreparedStatement takes an ActionCreatePreparedStatementRequest")
+            handle = secrets.token_bytes(16)
+            with self._lock:
+                self._prepared[handle] = _Prepared(_owner(identity), msg.query)
+            result = fs.MESSAGES.ActionCreatePreparedStatementResult(prepared_statement_handle=handle)
+            return [fs.pack(result)]
+        if action.type == fs.ACTION_CLOSE_PREPARED_STATEMENT:
+            kind, msg = fs.unpack(body)
+            with self._lock:   # idempotent; another caller's handle is left alone
+                prepared = self._prepared.get(msg.prepared_statement_handle)
+                if prepared is not None and prepared.owner == _owner(identity):
+                    del self._prepared[msg.prepared_statement_handle]
+            return []
+        if action.type == "lineage_guard.plan":
+            purpose = self._purpose(context, identity, "DoAction plan")
+            try:
+                sql = json.loads(body)["sql"]
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError('the plan action takes {"sql": "..."}') from None
+            decision = self._session(identity, purpose).plan(sql)
+            return [json.dumps(_decision_json(decision)).encode()]
+        raise fs.ProtocolError(f"unknown action {action.type!r}")
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def drain(self, grace_s: float) -> None:
+        """Stop accepting calls, let open streams finish for `grace_s`, then fail the rest cleanly."""
+        self.draining = True
+        deadline = time.monotonic() + grace_s
+        while self.limiter.active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.aborting = True
+
+
+def _decision_json(decision) -> dict:
+    """`Decision.to_json()` plus each mask's parameters and key scope (no key: scopes are names)."""
+    doc = decision.to_json()
+    for column, out in zip(decision.columns, doc["columns"], strict=True):
+        out["labels"] = list(column.labels)
+        out["scope"] = column.mask.scope if column.mask else None
+    return doc
+
+
+def _parameter_rows(reader) -> list[tuple]:
+    table = reader.read_all()
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def _check_config(policy) -> None:
+    """The service section names declared identities and purposes; say which is not."""
+    config = policy.service
+    declared = set(policy.identities)
+    named = {p.identity for p in config.principals} | set(config.purposes) | set(config.identity_limits)
+    unknown = sorted(named - declared)
+    if unknown:
+        raise ConfigError(f"service: identity/identities {unknown} are not declared under identities: "
+                          f"(declared: {sorted(declared)})")
+    if policy.purposes:
+        for who, purposes in config.purposes.items():
+            bad = sorted(set(purposes) - set(policy.purposes))
+            if bad:
+                raise ConfigError(f"service.purposes.{who}: purpose(s) {bad} are not declared under purposes: "
+                                  f"(declared: {policy.purposes})")
+    if not config.api_tokens and not config.issuers:
+        raise ConfigError("service: no way to authenticate: keep api_tokens on or declare service.issuers")

@@ -1,0 +1,224 @@
+"""Real parts for the service tests: a TLS pair, an OIDC-style issuer over HTTP, a server subprocess.
+
+Everything listens on 127.0.0.1 on an ephemeral port. Keys are generated per test session and
+never written outside the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import ipaddress
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+HERE = Path(__file__).resolve().parent
+AUDIENCE = "lineage-guard-test"
+
+
+@dataclass(frozen=True)
+class TlsPair:
+    cert: Path
+    key: Path
+    pem: bytes
+
+
+def make_tls(folder: Path, name: str = "server") -> TlsPair:
+    """A self-signed certificate for 127.0.0.1 / localhost (its own root), with its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lineage-guard-test-{name}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / f"{name}.pem").write_bytes(pem)
+    (folder / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return TlsPair(folder / f"{name}.pem", folder / f"{name}.key", pem)
+
+
+class Issuer:
+    """An OIDC-style token issuer: its JWKS served over HTTP on 127.0.0.1, tokens signed by its RSA key."""
+
+    def __init__(self):
+        import jwt
+
+        self._jwt = jwt
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = uuid.uuid4().hex[:8]
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        self.jwks = {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+        body = json.dumps(self.jwks).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/jwks.json":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.jwks_url = f"{self.url}/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def public_pem(self) -> bytes:
+        return self.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def token(self, subject: str, *, audience=AUDIENCE, issuer: str | None = None, expires_in: int = 300,
+              not_before: int | None = None, key=None, algorithm: str = "RS256", kid: str | None = None,
+              **claims) -> str:
+        now = int(time.time())
+        payload = {"iss": issuer or self.url, "sub": subject, "aud": audience, "iat": now, "exp": now + expires_in,
+                   "jti": uuid.uuid4().hex, **claims}
+        if not_before is not None:
+            payload["nbf"] = now + not_before
+        return self._jwt.encode(payload, key if key is not None else self.key, algorithm=algorithm,
+                                headers={"kid": kid or self.kid})
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def service_policy(issuer_url: str, jwks_url: str, extra: str = "") -> str:
+    return f"""
+version: 1
+identities:
+  svc-training: {{kind: service, groups: [training-jobs]}}
+  dr-grey: {{kind: human, groups: [clinicians]}}
+  writer: {{kind: service, groups: [data-eng]}}
+require_declared_identities: true
+groups: [training-jobs, clinicians, data-eng]
+purposes: [ai_training, treatment, maintenance]
+classifications:
+  public.people.email: email
+  public.people.ssn: national_id
+  public.people.full_name: person_name
+rules:
+  - {{groups: [clinicians], purposes: [treatment], action: clear}}
+  - {{classifications: [email], groups: [training-jobs], action: mask, mask: {{method: tokenize}}}}
+  - {{classifications: [national_id], groups: [training-jobs], action: mask, mask: {{method: partial, params: {{keep_last: 4}}}}}}
+writes: {{allowed_groups: [data-eng]}}
+detection: {{enabled: false}}
+service:
+  audience: {AUDIENCE}
+  issuers:
+    - {{issuer: "{issuer_url}", jwks_url: "{jwks_url}", algorithms: [RS256]}}
+  principals:
+    - {{identity: svc-training, issuer: "{issuer_url}", subject: "system:serviceaccount:ml:trainer"}}
+    - {{identity: dr-grey, issuer: "{issuer_url}", subject_pattern: "user:grey@*", claims: {{email_verified: "true"}}}}
+  purposes: {{svc-training: [ai_training], dr-grey: [treatment], writer: [maintenance]}}
+  limits: {{concurrent_streams: 32}}
+{extra}
+"""
+
+
+RAW = [
+    (1, "Ada Quill", "ada.quill@example.org", "900-12-3456", "gold"),
+    (2, "Bo Fenwick", "bo.fenwick@example.org", "900-65-4321", "free"),
+    (3, "Cy Marrow", "cy.marrow@example.org", "900-11-2222", "gold"),
+]
+RAW_SENSITIVE = [v for row in RAW for v in row[1:4]]
+
+
+def seed_people(url: str, extra_rows: int = 0) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS people")
+        conn.execute("CREATE TABLE people (id int primary key, full_name text, email text, ssn text, plan text)")
+        conn.execute("DROP TABLE IF EXISTS audit_notes")
+        conn.execute("CREATE TABLE audit_notes (id int, note text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO people VALUES (%s, %s, %s, %s, %s)", RAW)
+            if extra_rows:
+                cur.execute("INSERT INTO people SELECT g, 'Name ' || g, 'user' || g || '@example.org', "
+                            "'900-00-' || lpad((g % 10000)::text, 4, '0'), 'free' "
+                            "FROM generate_series(4, %s) g", (extra_rows + 3,))
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    url: str
+    home: Path
+    stderr_lines: list[str] = field(default_factory=list)
+
+    def stop(self, sig=None, timeout: float = 30) -> int:
+        import signal as _signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or _signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+
+def start_server(policy_path: Path, source_url: str, tls: TlsPair, home: Path, master_key: str,
+                 extra_args: tuple[str, ...] = (), grace: float = 5) -> ServerProcess:
+    """`lineage-guard serve` as a subprocess; returns once it printed its URL and 'ready'."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINEAGE_GUARD_", "OPENLINEAGE_"))}
+    env.update(LINEAGE_GUARD_HOME=str(home), LINEAGE_GUARD_MASTER_KEY=master_key)
+    cmd = [sys.executable, "-m", "lineage_guard.cli", "serve", "--policy", str(policy_path), "--source", source_url,
+           "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--port", "0", "--grace", str(grace), *extra_args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    server = ServerProcess(proc, "", home)
+
+    def pump(stream, tag):
+        for line in stream:
+            if tag == "err":
+                server.stderr_lines.append(line)
+            lines.put((tag, line))
+
+    threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True).start()
+    threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True).start()
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline and not (server.url and ready):
+        try:
+            _tag, line = lines.get(timeout=1)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        if "listening on" in line:
+            server.url = line.strip().rsplit(" ", 1)[1]
+        if line.strip().endswith(": ready"):
+            ready = True
+    if not (server.url and ready):
+        proc.kill()
+        raise RuntimeError("the server did not start: " + "".join(server.stderr_lines)[-3000:])
+    return server
