@@ -149,6 +149,23 @@ class GovernedSession:
         self.approval_context = dict(approval_context or {})
         self.approval_run = approval_run
 
+    @staticmethod
+    def connect(url: str, *, purpose: str, token: str | None = None, token_file: str | Path | None = None,
+                **options: Any):
+        """The same API on `lineage-guard serve` (service mode): a `lineage_guard.client.RemoteSession`.
+
+        The server establishes the identity from the credential (`token`, `token_file`, else
+        `$LINEAGE_GUARD_TOKEN` / `$LINEAGE_GUARD_TOKEN_FILE`); this process needs no key or database
+        password. A process that must not even load the masking code imports `lineage_guard.client`.
+
+        Example:
+            >>> s = GovernedSession.connect("grpc+tls://lg.internal:31337", purpose="ai_training",
+            ...                             token_file="/var/run/secrets/tokens/lg")   # doctest: +SKIP
+        """
+        from .client import connect
+
+        return connect(url, purpose=purpose, token=token, token_file=token_file, **options)
+
     # -- lazily built collaborators: planning needs none of them ------------------------------
 
     @property

@@ -117,6 +117,7 @@ identities:
   svc-training: {{kind: service, groups: [training-jobs]}}
   dr-grey: {{kind: human, groups: [clinicians]}}
   writer: {{kind: service, groups: [data-eng]}}
+  limited: {{kind: service, groups: [training-jobs]}}
 require_declared_identities: true
 groups: [training-jobs, clinicians, data-eng]
 purposes: [ai_training, treatment, maintenance]
@@ -128,7 +129,7 @@ rules:
   - {{groups: [clinicians], purposes: [treatment], action: clear}}
   - {{classifications: [email], groups: [training-jobs], action: mask, mask: {{method: tokenize}}}}
   - {{classifications: [national_id], groups: [training-jobs], action: mask, mask: {{method: partial, params: {{keep_last: 4}}}}}}
-writes: {{allowed_groups: [data-eng]}}
+writes: {{allowed_groups: [data-eng], approvals: [{{environments: [default], tables: [public.people]}}]}}
 detection: {{enabled: false}}
 service:
   audience: {AUDIENCE}
@@ -137,8 +138,9 @@ service:
   principals:
     - {{identity: svc-training, issuer: "{issuer_url}", subject: "system:serviceaccount:ml:trainer"}}
     - {{identity: dr-grey, issuer: "{issuer_url}", subject_pattern: "user:grey@*", claims: {{email_verified: "true"}}}}
-  purposes: {{svc-training: [ai_training], dr-grey: [treatment], writer: [maintenance]}}
+  purposes: {{svc-training: [ai_training], dr-grey: [treatment], writer: [maintenance], limited: [ai_training]}}
   limits: {{concurrent_streams: 32}}
+  identity_limits: {{limited: {{concurrent_streams: 1, max_rows: 2}}}}
 {extra}
 """
 

@@ -214,7 +214,11 @@ class RemoteSession:
         receipt = StreamReceipt()
         with self._prepared(sql, parameters) as descriptor:
             info = self._call(lambda: self._client.get_flight_info(descriptor, self._options()))
-            yield _Batches(self, info, receipt)
+            batches = _Batches(self, info, receipt)
+            try:
+                yield batches
+            finally:
+                batches.close()
 
     def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
         with self.stream(sql, parameters) as batches:
@@ -342,6 +346,20 @@ class _Batches(Iterator[pa.RecordBatch]):
         self.schema: pa.Schema | None = None
         self.receipt = receipt
         self.plan = RemotePlan.from_json(json.loads(info.app_metadata)) if info.app_metadata else None
+
+    def close(self) -> None:
+        """End what was not read: the server holds an open read per ticket until it is fetched."""
+        session = self._session
+        pending = [self._reader] if self._reader is not None else []
+        self._reader = None
+        for endpoint in self._endpoints:
+            try:
+                pending.append(session._client.do_get(endpoint.ticket, session._options()))
+            except flight.FlightError:
+                pass  # already ended on the server
+        self._endpoints = []
+        for reader in pending:
+            reader.cancel()
 
     def __next__(self) -> pa.RecordBatch:
         session = self._session

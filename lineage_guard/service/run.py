@@ -52,10 +52,11 @@ def serve_until_signalled(server, *, grace_s: float, announce: Callable[[str], N
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    server.warm()
     announce("ready")
     while not stop.wait(0.2):   # the main thread stays in Python so the handlers run
         pass
-    announce(f"draining: open streams get {grace_s:g} s to finish")
+    announce(f"draining: {server.limiter.active()} open stream(s) get {grace_s:g} s to finish")
     server.drain(grace_s)
     server.shutdown()
     announce("stopped")

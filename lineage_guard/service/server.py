@@ -480,6 +480,17 @@ class GovernedFlightServer(flight.FlightServerBase):
             return [json.dumps(_decision_json(decision)).encode()]
         raise fs.ProtocolError(f"unknown action {action.type!r}")
 
+    def warm(self) -> None:
+        """Pay the first call's set-up (planner, masking engine, database driver, catalog) before serving."""
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+
+        import lineage_guard.mask
+        import lineage_guard.planner  # noqa: F401
+
+        from ..sql.catalog import Catalog
+
+        Catalog.from_postgres(self.source_url, search_path=tuple(self.policy.search_path))
+
     # -- shutdown -----------------------------------------------------------------------------
 
     def drain(self, grace_s: float) -> None:
