@@ -165,7 +165,7 @@ def seed_people(url: str, extra_rows: int = 0) -> None:
             cur.executemany("INSERT INTO people VALUES (%s, %s, %s, %s, %s)", RAW)
             if extra_rows:
                 cur.execute("INSERT INTO people SELECT g, 'Name ' || g, 'user' || g || '@example.org', "
-                            "'900-00-' || lpad((g % 10000)::text, 4, '0'), 'free' "
+                            "'900-00-' || lpad(mod(g, 10000)::text, 4, '0'), 'free' "
                             "FROM generate_series(4, %s) g", (extra_rows + 3,))
 
 

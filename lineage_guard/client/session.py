@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,9 +230,10 @@ class RemoteSession:
 
         return pl.from_arrow(self.read_arrow(sql, parameters))  # type: ignore[return-value]
 
-    def extract(self, sql: str, to: str | os.PathLike, parameters: Sequence[Any] | None = None) -> RemoteExtractResult:
+    def extract(self, sql: str, to: str | os.PathLike, parameters: Sequence[Any] | None = None,
+                progress: Callable[[int], None] | None = None) -> RemoteExtractResult:
         """Stream into a local Parquet file, atomically: the target appears whole, with the server's receipt
-        in its metadata, or not at all."""
+        in its metadata, or not at all. `progress` is called with the running row count after every batch."""
         import pyarrow.parquet as pq
 
         target = Path(to).expanduser().resolve()
@@ -241,10 +242,14 @@ class RemoteSession:
         writer = None
         try:
             with self.stream(sql, parameters) as batches:
+                rows = 0
                 for batch in batches:
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
                     writer.write_batch(batch)
+                    rows += batch.num_rows
+                    if progress is not None:
+                        progress(rows)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, batches.schema, compression="zstd")
             receipt = batches.receipt
@@ -345,7 +350,9 @@ class _Batches(Iterator[pa.RecordBatch]):
         self._reader = None
         self.schema: pa.Schema | None = None
         self.receipt = receipt
-        self.plan = RemotePlan.from_json(json.loads(info.app_metadata)) if info.app_metadata else None
+        about = json.loads(info.app_metadata or b"{}").get("lineage_guard", {})
+        self.plan = RemotePlan.from_json(about["plan"]) if "plan" in about else None
+        receipt.run_id = about.get("run_id")
 
     def close(self) -> None:
         """End what was not read: the server holds an open read per ticket until it is fetched."""

@@ -7,6 +7,7 @@ a client's sink is aborted, never half-written) and stops.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+STALLED_CLIENT_S = 10.0
 
 
 def read_pem(path: Path | None, what: str) -> bytes | None:
@@ -58,5 +60,15 @@ def serve_until_signalled(server, *, grace_s: float, announce: Callable[[str], N
         pass
     announce(f"draining: {server.limiter.active()} open stream(s) get {grace_s:g} s to finish")
     server.drain(grace_s)
-    server.shutdown()
+    # Streams still open now fail at their next batch (a failed ledger entry each). A client that stopped
+    # reading never lets its stream get there; pyarrow's shutdown() would wait for it forever.
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    stopper.join(grace_s + STALLED_CLIENT_S)
+    if stopper.is_alive():
+        announce(f"{server.limiter.active()} stream(s) of stalled clients left unrecorded as failed; "
+                 "their lineage runs stay open")
+        server.close_stores()
+        os._exit(1)
+    server.close_stores()
     announce("stopped")

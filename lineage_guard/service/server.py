@@ -260,8 +260,9 @@ class GovernedFlightServer(flight.FlightServerBase):
             # or an approval wait is recorded and answered now; the open stream waits for its DoGet.
             opened = self._open(identity, purpose, sql, params)
             handle = self._put(_Pending(_owner(identity), purpose, stream=opened))
-            plan = json.dumps(_decision_json(opened.batches.run.decision)).encode()
-            return self._info(descriptor, handle, opened.schema, plan)
+            run = opened.batches.run
+            about = {"lineage_guard": {"plan": _decision_json(run.decision), "run_id": run.run_id}}
+            return self._info(descriptor, handle, opened.schema, json.dumps(about).encode())
         table = self._metadata(identity, purpose, kind, msg)
         handle = self._put(_Pending(_owner(identity), purpose, table=table))
         return self._info(descriptor, handle, table.schema, b"", rows=table.num_rows)
@@ -500,6 +501,12 @@ class GovernedFlightServer(flight.FlightServerBase):
         while self.limiter.active() and time.monotonic() < deadline:
             time.sleep(0.05)
         self.aborting = True
+
+    def close_stores(self) -> None:
+        for part in (self.ledger, self.approvals, self.lineage):
+            closer = getattr(part, "close", None)
+            if closer:
+                closer()
 
 
 def _decision_json(decision) -> dict:
