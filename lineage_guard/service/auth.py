@@ -83,11 +83,12 @@ class ApiTokenVerifier:
 
     def verify(self, token: str, client: Authentication) -> Verified:
         ident = token_id(token) or ""
-        attempt = _with(client, method="api_token", token_digest=digest(ident))
+        attempt = _with(client, method="api_token", token_id_digest=digest(ident))
         entry = self.store.verify(token)
         if entry is None:
             raise AuthError("unauthenticated", "the API token is unknown, revoked or expired", attempt)
-        return Verified(entry.identity, _with(attempt, subject=f"api-token:{ident}", expires_at=entry.expires_at))
+        return Verified(entry.identity, _with(attempt, subject=f"api-token:{ident}",
+                                                  expires_at=datetime.fromisoformat(entry.expires_at) if entry.expires_at else None))
 
 
 class JwtVerifier:
@@ -117,7 +118,7 @@ class JwtVerifier:
         alg = str(head.get("alg", ""))
         iss = str(unverified.get("iss", ""))
         jti = unverified.get("jti")
-        attempt = _with(attempt, issuer=iss or None, token_digest=digest(str(jti) if jti else token))
+        attempt = _with(attempt, issuer=iss or None, token_id_digest=digest(str(jti) if jti else token))
         if alg.lower() == "none" or not alg:
             raise AuthError("unauthenticated", "unsigned JWT (alg none) refused", attempt)
         issuer = self.config.issuer(iss)
@@ -150,7 +151,7 @@ class JwtVerifier:
             raise AuthError("unauthenticated", f"the JWT must name exactly one audience, {self.config.audience!r}", attempt)
         subject = str(claims["sub"])
         verified = _with(attempt, subject=subject,
-                         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC).isoformat())
+                         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
         principal = self.config.principal_for(iss, subject, claims)
         if principal is None:
             raise AuthError("permission_denied", f"no identity is mapped to subject {subject!r} of issuer {iss!r} "
