@@ -381,3 +381,27 @@ def test_metadata_lists_only_the_policy_schema_with_masked_columns_marked(svc):
     assert fetch(fs.MESSAGES.CommandGetDbSchemas(db_schema_filter_pattern="secret%")).num_rows == 0
     assert fetch(fs.MESSAGES.CommandGetSqlInfo(info=[0])).column("info_name").to_pylist() == [0]
     raw.close()
+
+
+# -- large reads in parallel -------------------------------------------------------------------
+
+
+def test_a_read_split_into_key_ranges_is_fetched_concurrently_with_the_same_tokens(svc):
+    before = len(entries(svc))
+    with client(svc, trainer_token(svc)) as s:
+        whole = s.read_arrow("SELECT id, email, ssn FROM people ORDER BY id")
+        parts = s.read_arrow("SELECT id, email, ssn FROM people", partitions=3)
+        receipts = s.last_receipts
+        with s.stream("SELECT id, email FROM people", partitions=2) as batches:
+            streamed = pa.Table.from_batches(list(batches))
+        assert batches.plan.masked_columns and batches.plan.masked_columns[0].name == "email"
+    assert parts.sort_by("id").to_pylist() == whole.to_pylist()     # one plan, the same keys: the same tokens
+    assert sorted(streamed.column("id").to_pylist()) == [1, 2, 3]
+    assert len(receipts) == 3 and len({r.receipt_id for r in receipts}) == 3
+    new = entries(svc)[before:]
+    split_runs = [e for e in new if e["statement"]["text"].startswith("SELECT * FROM (SELECT id, email, ssn")]
+    assert len(split_runs) == 3 and all(e["outcome"] == "success" for e in split_runs)
+    assert len({e["parent"]["run_id"] for e in split_runs}) == 1       # one parent lineage run
+    assert sum(e["rows"] for e in split_runs) == 3
+    with client(svc, trainer_token(svc)) as s, pytest.raises(ServiceError, match="cannot split on 'email'"):
+        s.read_arrow("SELECT id, email FROM people", partitions=2, split_key="email")   # masked: no range on it

@@ -179,6 +179,7 @@ class RemoteSession:
             kwargs.update(cert_chain=client_cert, private_key=client_key)
         self._client = flight.FlightClient(url, **kwargs)
         self._timeout = timeout_s
+        self.last_receipts: list[StreamReceipt] = []
 
     def __enter__(self) -> Self:
         return self
@@ -189,9 +190,9 @@ class RemoteSession:
     def close(self) -> None:
         self._client.close()
 
-    def _options(self) -> flight.FlightCallOptions:
+    def _options(self, extra: Sequence[tuple[bytes, bytes]] = ()) -> flight.FlightCallOptions:
         return flight.FlightCallOptions(timeout=self._timeout, headers=[
-            self._credential.header(), (PURPOSE_HEADER.encode(), self.purpose.encode())])
+            self._credential.header(), (PURPOSE_HEADER.encode(), self.purpose.encode()), *extra])
 
     def _call(self, fn):
         try:
@@ -209,21 +210,59 @@ class RemoteSession:
         return RemotePlan.from_json(self._action("lineage_guard.plan", json.dumps({"sql": sql}).encode()))
 
     @contextmanager
-    def stream(self, sql: str, parameters: Sequence[Any] | None = None) -> Iterator[Iterator[pa.RecordBatch]]:
-        """Masked RecordBatches as the server streams them; `.receipt` is set when they end."""
+    def stream(self, sql: str, parameters: Sequence[Any] | None = None, *, partitions: int = 1,
+               split_key: str | None = None) -> Iterator[Iterator[pa.RecordBatch]]:
+        """Masked RecordBatches as the server streams them; `.receipt` is set when they end.
+
+        `partitions` > 1 asks the server to split the read into key ranges (of `split_key`, else a
+        clear integer primary/unique key it detects): one endpoint per range, read here in order.
+        """
         receipt = StreamReceipt()
         with self._prepared(sql, parameters) as descriptor:
-            info = self._call(lambda: self._client.get_flight_info(descriptor, self._options()))
+            info = self.flight_info(descriptor, partitions=partitions, split_key=split_key)
             batches = _Batches(self, info, receipt)
             try:
                 yield batches
             finally:
                 batches.close()
 
-    def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
-        with self.stream(sql, parameters) as batches:
+    def flight_info(self, descriptor: flight.FlightDescriptor, *, partitions: int = 1,
+                    split_key: str | None = None) -> flight.FlightInfo:
+        """The server's FlightInfo for a statement: its endpoints can be fetched by other workers that hold
+        a credential for the same identity (`fetch`)."""
+        extra = []
+        if partitions > 1:
+            extra.append((b"x-lineage-guard-partitions", str(int(partitions)).encode()))
+        if split_key:
+            extra.append((b"x-lineage-guard-split-key", split_key.encode()))
+        return self._call(lambda: self._client.get_flight_info(descriptor, self._options(extra)))
+
+    def fetch(self, endpoint: flight.FlightEndpoint) -> tuple[pa.Table, StreamReceipt]:
+        """One endpoint's masked rows and its receipt (each fetched endpoint is a ledger entry)."""
+        receipt = StreamReceipt()
+        info = flight.FlightInfo(pa.schema([]), flight.FlightDescriptor.for_command(b""), [endpoint], -1, -1)
+        batches = _Batches(self, info, receipt)
+        try:
             collected = list(batches)
-            return pa.Table.from_batches(collected, schema=batches.schema)
+        finally:
+            batches.close()
+        return pa.Table.from_batches(collected, schema=batches.schema), receipt
+
+    def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None, *, partitions: int = 1,
+                   split_key: str | None = None) -> pa.Table:
+        """The masked result as one table; with `partitions` > 1 the endpoints are fetched concurrently."""
+        if partitions <= 1:
+            with self.stream(sql, parameters) as batches:
+                collected = list(batches)
+                return pa.Table.from_batches(collected, schema=batches.schema)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._prepared(sql, parameters) as descriptor:
+            info = self.flight_info(descriptor, partitions=partitions, split_key=split_key)
+            with ThreadPoolExecutor(max_workers=len(info.endpoints)) as pool:
+                parts = list(pool.map(self.fetch, info.endpoints))
+        self.last_receipts = [receipt for _, receipt in parts]
+        return pa.concat_tables([table for table, _ in parts])
 
     def read_polars(self, sql: str, parameters: Sequence[Any] | None = None) -> pl.DataFrame:
         import polars as pl

@@ -1,0 +1,144 @@
+"""Service mode cost: one governed stream through `lineage-guard serve` vs in-process vs raw ADBC.
+
+    .venv/bin/python benchmarks/service.py                       # 2,000,000 rows, median of 3
+    .venv/bin/python benchmarks/service.py --rows 300000 --repeats 3
+
+Same query on the same table, three ways, each consuming every batch:
+  raw ADBC        adbc_driver_postgresql, no masking, no ledger (the floor)
+  in-process      GovernedSession.stream (plan, read, mask, ledger, lineage) in this process
+  service         lineage.client over TLS to a `lineage-guard serve` subprocess (API token)
+For each: the median wall time, rows/s, and CPU seconds (this process; for the service also the
+server process, measured with psutil). Then the per-call overhead: the median latency of a
+one-row query, in-process vs through the service (server warm), over `--calls` calls.
+Needs a PostgreSQL at $LINEAGE_GUARD_TEST_POSTGRES_URL (a scratch database is made and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from service_helpers import make_tls, seed_people, service_policy, start_server  # noqa: E402
+
+QUERY = "SELECT id, full_name, email, ssn, plan FROM people"
+ONE_ROW = "SELECT id, email FROM people WHERE id = 1"
+
+
+def timed(fn, server: psutil.Process | None = None) -> tuple[float, float, float]:
+    me = psutil.Process()
+    cpu0 = me.cpu_times()
+    srv0 = server.cpu_times() if server else None
+    t0 = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    cpu1 = me.cpu_times()
+    client_cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    server_cpu = 0.0
+    if server:
+        srv1 = server.cpu_times()
+        server_cpu = (srv1.user - srv0.user) + (srv1.system - srv0.system)
+    return wall, client_cpu, server_cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=30)
+    args = ap.parse_args()
+
+    import adbc_driver_postgresql.dbapi as pg
+    import psycopg
+
+    from lineage_guard.client import connect
+    from lineage_guard.policy import load_policy
+    from lineage_guard.service.tokens import TokenStore
+    from lineage_guard.session import GovernedSession
+
+    base = os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"lg_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + "/" + name
+    root = Path(tempfile.mkdtemp(prefix="lg-bench-service-"))
+    master = secrets.token_hex(32)
+    os.environ.update(LINEAGE_GUARD_HOME=str(root / "inproc"), LINEAGE_GUARD_MASTER_KEY=master)
+    server = None
+    try:
+        seed_people(url, extra_rows=args.rows - 3)
+        tls = make_tls(root / "tls")
+        policy_path = root / "policy.yaml"
+        policy_path.write_text(service_policy("https://issuer.invalid", "https://issuer.invalid/jwks.json"))
+        home = root / "server"
+        home.mkdir()
+        token = TokenStore(home / "api_tokens.json").create("svc-training")
+        server = start_server(policy_path, url, tls, home, master)
+        server_proc = psutil.Process(server.proc.pid)
+        policy = load_policy(policy_path)
+
+        def raw():
+            with pg.connect(url) as conn, conn.cursor() as cur:
+                cur.execute(QUERY)
+                for _ in cur.fetch_record_batch():
+                    pass
+
+        def inproc():
+            with GovernedSession(url, policy, "svc-training", "ai_training") as s, s.stream(QUERY) as batches:
+                for _ in batches:
+                    pass
+
+        client = connect(server.url, purpose="ai_training", token=token, tls_root_certs=tls.pem)
+
+        def service():
+            with client.stream(QUERY) as batches:
+                for _ in batches:
+                    pass
+
+        for fn in (raw, inproc, service):   # warm: imports, catalogs, first connections
+            fn()
+        results = {}
+        for label, fn, srv in (("raw ADBC", raw, None), ("in-process", inproc, None), ("service", service, server_proc)):
+            runs = [timed(fn, srv) for _ in range(args.repeats)]
+            results[label] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
+        print(f"# {args.rows:,} rows, `{QUERY}`, median of {args.repeats}; load average {os.getloadavg()[0]:.1f}")
+        print("| path | wall s | rows/s | client CPU s | server CPU s | rows/s vs in-process |")
+        print("|---|---:|---:|---:|---:|---:|")
+        base_rate = args.rows / results["in-process"][0]
+        for label, (wall, ccpu, scpu) in results.items():
+            rate = args.rows / wall
+            print(f"| {label} | {wall:.2f} | {rate:,.0f} | {ccpu:.2f} | {scpu:.2f} | {rate / base_rate:.2f}x |")
+
+        def one_inproc():
+            with GovernedSession(url, policy, "svc-training", "ai_training") as s:
+                s.read_arrow(ONE_ROW)
+
+        def one_service():
+            client.read_arrow(ONE_ROW)
+
+        print(f"\n# per-call overhead: `{ONE_ROW}`, median of {args.calls} calls (server warm)")
+        print("| path | median ms | p90 ms |")
+        print("|---|---:|---:|")
+        for label, fn in (("in-process (new session per call)", one_inproc), ("service (one client)", one_service)):
+            fn()
+            lat = sorted(timed(fn)[0] * 1000 for _ in range(args.calls))
+            print(f"| {label} | {statistics.median(lat):.1f} | {lat[int(0.9 * (len(lat) - 1))]:.1f} |")
+        client.close()
+    finally:
+        if server is not None:
+            server.stop()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
