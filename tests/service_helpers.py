@@ -224,3 +224,9 @@ def start_server(policy_path: Path, source_url: str, tls: TlsPair, home: Path, m
         proc.kill()
         raise RuntimeError("the server did not start: " + "".join(server.stderr_lines)[-3000:])
     return server
+
+
+def server_key(ledger) -> list[str]:
+    """The public key the server signed its first entry with, pinned for verifying the rest: the test
+    process holds none of the server's keys (a separate state folder, and in service mode, no secret)."""
+    return [next(ledger.entries())["public_key"]]

@@ -21,7 +21,15 @@ import time
 
 import pytest
 from conftest import TEST_MASTER_KEY, require
-from service_helpers import RAW_SENSITIVE, Issuer, make_tls, seed_people, service_policy, start_server
+from service_helpers import (
+    RAW_SENSITIVE,
+    Issuer,
+    make_tls,
+    seed_people,
+    server_key,
+    service_policy,
+    start_server,
+)
 
 from lineage_guard.audit import Ledger
 from lineage_guard.client import ServiceError, connect
@@ -90,7 +98,7 @@ def test_a_client_with_no_key_and_no_database_credential_reads_masked_data(world
         assert report["cells"] and not set(report["cells"]) & set(RAW_SENSITIVE)
         assert any(c.startswith("tok_") for c in report["cells"])
         with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
-            assert led.verify_receipt(report["receipt"]).ok
+            assert led.verify_receipt(report["receipt"], server_key(led)).ok
     finally:
         assert server.stop() == 0
 
@@ -146,7 +154,7 @@ def test_sigterm_mid_stream_fails_the_stream_cleanly_and_exits(world, tmp_path):
     assert "error" in outcome, "the stream outlived a SIGTERM with a 0.2 s grace"
     assert not target.exists() and not list(tmp_path.glob("*.lg-tmp"))
     with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
-        assert led.verify().ok
+        assert led.verify(server_key(led)).ok
         bodies = [e["body"] for e in led.entries()]
     failed = [b for b in bodies if b["outcome"] == "failed"]
     assert failed and "shut down" in failed[-1]["error"]["message"]
@@ -168,7 +176,7 @@ def test_sigkill_mid_stream_leaves_no_partial_sink_and_an_open_run(world, tmp_pa
     assert "error" in outcome
     assert not target.exists() and not list(tmp_path.glob("*.lg-tmp"))
     with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
-        assert led.verify().ok
+        assert led.verify(server_key(led)).ok
         assert not [e for e in led.entries() if e["body"]["outcome"] == "success"]
     started = [e for e in Outbox(server.home / "outbox.sqlite").events() if e["eventType"] == "START"]
     assert len(started) == 1
