@@ -182,3 +182,22 @@ def test_sigkill_mid_stream_leaves_no_partial_sink_and_an_open_run(world, tmp_pa
     assert len(started) == 1
     run_id = started[0]["run"]["runId"]
     assert [e["eventType"] for e in Outbox(server.home / "outbox.sqlite").events(run_id)] == ["START"]
+
+
+def test_with_a_client_ca_only_clients_holding_a_certificate_get_through(world, tmp_path):
+    url, tls, issuer, policy, root = world
+    client_pair = make_tls(tmp_path / "client", name="client")
+    home = root / "mtls"
+    home.mkdir()
+    server = start_server(policy, url, tls, home, TEST_MASTER_KEY, extra_args=("--client-ca", str(client_pair.cert)))
+    try:
+        token = issuer.token(TRAINER)
+        with pytest.raises(ServiceError), connect(server.url, purpose="ai_training", token=token,
+                                                  tls_root_certs=tls.pem, timeout_s=10) as s:
+            s.health()   # a valid token is not enough without the certificate
+        with connect(server.url, purpose="ai_training", token=token, tls_root_certs=tls.pem,
+                     client_cert=client_pair.pem, client_key=client_pair.key.read_bytes()) as s:
+            table = s.read_arrow("SELECT email FROM people WHERE id <= 3")
+        assert all(v.startswith("tok_") for v in table.column("email").to_pylist())
+    finally:
+        server.stop()
