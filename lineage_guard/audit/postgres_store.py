@@ -114,7 +114,14 @@ class PostgresStore:
             return
         with self._connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
-            conn.execute(ddl)
+            # Once the ledger is complete its DDL never runs again: CREATE OR REPLACE TRIGGER locks the
+            # tables an append is writing, and a second process opening the ledger while the first
+            # appends would deadlock with it (40P01).
+            done = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_keys_append_only' "
+                "AND tgrelid = to_regclass(%s))", (f'"{schema}".ledger_keys',)).fetchone()[0]
+            if not done:
+                conn.execute(ddl)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r}, schema={self.schema!r})"
