@@ -136,7 +136,7 @@ def _extract_until(world, server, target, on_first_batch):
         if not fired.is_set():
             fired.set()
             on_first_batch()
-        time.sleep(0.05)   # a slow consumer: the server is still sending when it is stopped
+        time.sleep(0.5)   # a slow consumer (seconds over all batches, far past the grace): still sending when stopped
 
     with connect(server.url, purpose="ai_training", token=world[2].token(TRAINER), tls_root_certs=world[1].pem) as s:
         try:
