@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from .decision import ColumnDecision, Decision
@@ -20,11 +21,15 @@ from .mask.spec import MaskSpec
 from .policy.model import Policy
 from .sql import analyze
 from .sql.catalog import Catalog
-from .sql.inference import inference_findings
+from .sql.cohort import with_group_floor
+from .sql.inference import UseVerdict, judge_uses
 from .sql.model import Analysis, ColumnRef, OutputColumn, TableRef
 
 # Methods that make sense on any derived value (a computed column's type is not the source's).
 _TYPE_AGNOSTIC = {"tokenize", "hash", "redact", "null", "drop", "format_preserving"}
+# Masks that link nothing: no key, no value-dependent output. The only masks a computed value may get
+# (a caller could otherwise push chosen plaintext through a deterministic mask and read the codebook).
+_NON_LINKABLE = {"redact", "null", "drop"}
 
 
 def sensitive_labels(policy: Policy, detected: Mapping[ColumnRef, str] | None = None) -> dict[ColumnRef, str]:
@@ -82,20 +87,51 @@ def decide(
     if not analysis.is_read:
         return _write_decision(analysis, policy, identity, environment, labels)
 
-    findings = inference_findings(analysis, set(labels), policy.inference)
-    if findings:
-        return _deny(analysis, findings, labels, policy, identity, purpose)
+    verdict = _judge_uses(analysis, labels, policy, identity, purpose)
+    if verdict.denials:
+        return _deny(analysis, verdict.denials, labels, policy, identity, purpose)
+    analysis = _with_floor(analysis, verdict, policy)
 
     columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque)
+    approvals = verdict.approvals + approvals
     if approvals:
         return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis)
     masked = [c for c in columns if c.masked]
     reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})"]
+    reasons += [f"{note} (sensitive_uses): groups under {policy.min_group_size} rows are not returned"
+                for note in verdict.declared]
     declared = policy.labels()
     found = sorted({f"{s} ({labels[s]})" for c in columns for s in c.sources if s in labels and s not in declared})
     if found:
         reasons.append("detected as sensitive (not declared in the policy): " + ", ".join(found))
     return Decision("allow", tuple(reasons), analysis.statement, columns, analysis)
+
+
+def _judge_uses(analysis: Analysis, labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity,
+                purpose: str) -> UseVerdict:
+    """The opaque-values rule (sql/inference.py) for this identity: columns it sees in the clear are not sensitive here."""
+    hidden: dict[ColumnRef, str] = {}
+    approval: set[ColumnRef] = set()
+    for ref, label in labels.items():
+        rule = policy.first_rule(label, ref, identity, purpose)
+        if rule is not None and rule.action == "clear":
+            if not rule.approval:
+                continue
+            approval.add(ref)
+        hidden[ref] = label
+
+    def declared(label: str, form: str) -> str | None:
+        use = policy.declared_use(label, form, identity, purpose)
+        return use.action if use else None
+
+    return judge_uses(analysis, hidden, policy.inference, declared, frozenset(approval))
+
+
+def _with_floor(analysis: Analysis, verdict: UseVerdict, policy: Policy) -> Analysis:
+    """A declared sensitive predicate was honoured: the executed statement keeps only groups of min_group_size rows."""
+    if not verdict.group_floor or not analysis.executed_sql:
+        return analysis
+    return dataclasses.replace(analysis, executed_sql=with_group_floor(analysis.executed_sql, policy.min_group_size))
 
 
 def _gate(policy: Policy, identity: Identity, purpose: str) -> list[str]:
@@ -121,10 +157,18 @@ def _labels_of(col: OutputColumn, labels: Mapping[ColumnRef, str]) -> tuple[str,
     return tuple(sorted({labels[s] for s in col.sources if s in labels}))
 
 
+def _non_linkable(policy: Policy, identity: Identity, purpose: str, spec: MaskSpec | None) -> MaskSpec:
+    """The mask of a computed (not stored) sensitive value: `spec` if it links nothing, else the default or redact."""
+    if spec is not None and spec.method in _NON_LINKABLE:
+        return spec
+    default = policy.mask_spec(policy.default_mask, identity, purpose)
+    return default if default.method in _NON_LINKABLE else MaskSpec("redact", {}, default.scope)
+
+
 def _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque=False):
     sensitive_tables = {ref.table_ref for ref in labels}
     reads_sensitive = any(t in sensitive_tables for t in analysis.tables_read)
-    strongest = policy.mask_spec(policy.default_mask, identity, purpose)
+    strongest = _non_linkable(policy, identity, purpose, None)
     approvals: list[str] = []
     out = []
     for col in analysis.columns:
@@ -149,8 +193,10 @@ def _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque=F
                 approvals.extend(wants_approval)  # only a column that would come back clear needs the approval
             else:
                 spec = specs[0] if len(set(specs)) == 1 else strongest
-                if not col.direct and spec.method not in _TYPE_AGNOSTIC:
-                    spec = strongest  # e.g. partial/generalize on a computed value: its type is not the source's
+                if not (col.stored or col.direct) or len(set(col_labels)) > 1:  # direct: unchanged, so stored
+                    spec = _non_linkable(policy, identity, purpose, spec)  # deterministic masks: stored values only
+                elif not col.direct and spec.method not in _TYPE_AGNOSTIC:
+                    spec = strongest  # e.g. partial/generalize on a cast value: its type is not the source's
         out.append(ColumnDecision(col.position, col.name, col.sources, spec, col.direct, col_labels))
     return tuple(out), approvals
 

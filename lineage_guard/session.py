@@ -345,7 +345,7 @@ class GovernedSession:
             run.sink = SinkInfo("postgres", f"{info.namespace}/{name}", info.namespace, name)
         self.lineage.start(run)
         try:
-            affected = self.source.execute_write(sql, parameters)
+            affected = self.source.execute_write(executed_sql(decision), parameters)
         except BaseException as exc:
             self._settle(run, done=False)  # rolled back: the approval is handed back for the next attempt
             self._record_failure(run, exc)
@@ -547,7 +547,7 @@ class GovernedSession:
         from .mask import mask_batch
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
-        with self.source.stream(sql, parameters) as stream:
+        with self.source.stream(executed_sql(decision), parameters) as stream:
             if len(stream.schema) != len(decision.columns):
                 # The server's output shape differs from the plan's: the plan cannot vouch for it.
                 raise LineageGuardError(
@@ -659,6 +659,15 @@ class _MaskedBatches(Iterator[pa.RecordBatch]):
     @property
     def schema(self) -> pa.Schema | None:
         return self._sink.schema
+
+
+def executed_sql(decision: Decision) -> str:
+    """What the database runs: the statement generated from the AST the plan judged, never the caller's text."""
+    sql = decision.analysis.executed_sql if decision.analysis is not None else None
+    if not sql:
+        raise LineageGuardError("the plan has no executable statement (the analyzed SQL could not be generated "
+                                "back); nothing was run: simplify the statement")
+    return sql
 
 
 class _Handover:

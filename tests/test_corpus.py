@@ -135,7 +135,7 @@ VARIANTS = [
     ("v-inf-07", "SELECT id FROM customers WHERE starts_with(email, 'stub')", "deny", []),
     ("v-inf-08", "SELECT id FROM customers c WHERE c.ssn IN (SELECT '931-38-3286')", "deny", []),
     ("v-inf-09", "SELECT plan, count(*) FROM customers WHERE ssn = '931-38-3286' GROUP BY plan", "deny", []),
-    ("v-inf-10", "SELECT plan FROM customers GROUP BY plan HAVING max(ssn) > '95'", "allow", []),
+    ("v-inf-10", "SELECT plan FROM customers GROUP BY plan HAVING max(ssn) > '95'", "deny", []),  # max() and HAVING inspect ssn
     ("v-inf-11", "SELECT id FROM customers WHERE birth_date IS NULL", "deny", []),
     ("v-inf-12", "SELECT count(*) FROM patients WHERE birth_date < '1960-01-01'", "allow", []),
     ("v-inf-13", "SELECT id FROM customers EXCEPT SELECT id FROM customers WHERE ssn > '5'", "deny", []),

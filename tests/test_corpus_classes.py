@@ -67,7 +67,7 @@ allow - SELECT id, created_at AT TIME ZONE 'UTC' FROM orders
 allow - SELECT id, age(now(), created_at) FROM orders
 allow - SELECT id, created_at + interval '1 day' FROM orders
 allow - SELECT * FROM v_customer_plans
-allow - SELECT plan, n FROM mv_zip_plan
+deny - SELECT plan, n FROM mv_zip_plan
 allow - SELECT count(*) FROM (SELECT DISTINCT customer_id FROM orders) s
 allow - SELECT id, amount, sum(amount) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM orders
 allow - SELECT customer_id, count(*) AS n FROM orders GROUP BY customer_id HAVING count(*) > 1 ORDER BY n DESC

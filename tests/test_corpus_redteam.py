@@ -41,17 +41,17 @@ deny - inference SELECT array_agg(id) FROM customers WHERE birth_date > '1999-01
 deny - inference SELECT max(x) FROM (SELECT id AS x FROM customers WHERE ssn LIKE '975%') s
 deny - inference SELECT min(customer_id) FROM orders WHERE card_number LIKE '0000-79%'
 deny - inference SELECT (SELECT max(id) FROM customers WHERE ssn LIKE '975%')
-allow - control SELECT count(*) FROM customers WHERE ssn LIKE '97%'
+deny - inference SELECT count(*) FROM customers WHERE ssn LIKE '97%'
 allow - control SELECT plan, count(*) FROM customers WHERE birth_date > '1999-01-01' GROUP BY plan
-allow - control SELECT max(o.amount) FROM orders o WHERE o.card_number LIKE '0000-79%'
-allow - control SELECT count(DISTINCT id) FROM customers WHERE zip LIKE '999%'
+deny - inference SELECT max(o.amount) FROM orders o WHERE o.card_number LIKE '0000-79%'
+deny - inference SELECT count(DISTINCT id) FROM customers WHERE zip LIKE '999%'
 allow - control SELECT plan, array_agg(DISTINCT id) FROM customers GROUP BY plan
 allow - control SELECT max(id) FROM customers
 allow - control SELECT c1.id AS a, c2.id AS b FROM customers c1 JOIN customers c2 ON c1.zip = c2.zip AND c1.id < c2.id
 allow - control SELECT o.id, c.plan FROM orders o JOIN customers c ON c.id = o.customer_id AND o.amount > 10
 allow - control SELECT id FROM customers WHERE created_at < now() AND plan = 'pro'
 allow - control SELECT c.id FROM customers c WHERE (SELECT c.plan = 'pro')
-allow - control SELECT 'customers'::regclass::oid
+deny - catalog_leak SELECT 'customers'::regclass::oid
 allow - control SELECT id FROM customers WHERE plan = $$x' OR ssn = '975-45-1106$$
 allow - control SELECT id FROM customers WHERE plan = 'x'' OR ssn = ''975-45-1106'
 allow - control SELECT id FROM customers WHERE plan = 'x' -- ' OR ssn = '975-45-1106
@@ -261,7 +261,7 @@ allow - control SELECT id, rank() OVER (ORDER BY created_at) FROM customers
 mask 1 window SELECT id, rank() OVER (ORDER BY birth_date) AS r FROM customers ORDER BY id
 mask 1 window SELECT id, percent_rank() OVER (ORDER BY zip) FROM customers ORDER BY created_at, id
 mask 1 window SELECT id, count(*) OVER (PARTITION BY zip) FROM customers
-allow - control SELECT count(*) FROM (SELECT rank() OVER (ORDER BY ssn) FROM customers) s
+deny - inference SELECT count(*) FROM (SELECT rank() OVER (ORDER BY ssn) FROM customers) s
 deny - error_channel SELECT r.* FROM customers c, jsonb_populate_record(null::customers, jsonb_build_object('birth_date', c.ssn)) r
 deny - error_channel SELECT (jsonb_populate_record(null::customers, jsonb_build_object('birth_date', c.ssn))).id FROM customers c
 deny - error_channel SELECT r.birth_date FROM (SELECT ssn AS birth_date FROM customers) x, jsonb_populate_record(null::customers, to_jsonb(x)) r
@@ -292,7 +292,7 @@ deny - group_by SELECT array_agg(id) FROM customers GROUP BY ssn LIKE '97%'
 deny - group_by SELECT string_agg(id::text, ',') FROM customers GROUP BY left(ssn, 2)
 deny - group_by SELECT ssn LIKE '97%' AS t, array_agg(id) FROM customers GROUP BY 1
 deny - group_by SELECT max(customer_id) FROM orders GROUP BY card_number > '0000-5'
-allow - control SELECT count(*) FROM customers GROUP BY ssn LIKE '97%'
+deny - inference SELECT count(*) FROM customers GROUP BY ssn LIKE '97%'
 allow - control SELECT plan, array_agg(id) FROM customers GROUP BY plan, created_at > '2024-01-01'
 mask 0 group_by SELECT ssn LIKE '97%', count(*) FROM customers GROUP BY 1
 mask 0 group_by SELECT left(zip, 3), count(*) FROM customers GROUP BY left(zip, 3)

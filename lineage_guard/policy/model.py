@@ -86,6 +86,36 @@ class Rule(_Strict):
         )
 
 
+class SensitiveUse(_Strict):
+    """A predicate form the policy lets a query apply to a classification (opaque-values rule, part C).
+
+    Honoured only in the WHERE (AND-ed atoms) of a top-level aggregate over one table; the executed
+    statement then keeps only groups of at least `min_group_size` rows. Example (YAML):
+        sensitive_uses:
+          - {name: cohort-by-birth-date, classifications: [date_of_birth], purposes: [ai_training],
+             predicates: [range], action: allow}
+    """
+
+    name: str | None = None
+    classifications: list[str] = Field(min_length=1)
+    identities: list[str] = Field(default_factory=lambda: ["*"])
+    groups: list[str] = Field(default_factory=lambda: ["*"])
+    purposes: list[str] = Field(default_factory=lambda: ["*"])
+    # range: <, <=, >, >=, BETWEEN against constants; equals: = constant; in_list: IN (constants);
+    # is_null: IS [NOT] NULL.
+    predicates: list[Literal["range", "equals", "in_list", "is_null"]] = Field(min_length=1)
+    action: Literal["allow", "needs_approval"] = "allow"
+
+    def matches(self, label: str, form: str, identity: Identity, purpose: str) -> bool:
+        def any_of(patterns: list[str], values) -> bool:
+            return any(fnmatchcase(v, p) for p in patterns for v in values)
+
+        return (form in self.predicates and any_of(self.classifications, [label])
+                and any_of(self.identities, [identity.principal])
+                and ("*" in self.groups or any_of(self.groups, identity.groups))
+                and any_of(self.purposes, [purpose]))
+
+
 class KeysConfig(_Strict):
     """Key scope: the same value gives the same token within a scope, unlinkable tokens across scopes."""
 
@@ -123,7 +153,11 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     default_mask: MaskDecl = Field(default_factory=lambda: MaskDecl(method="redact"))
     keys: KeysConfig = Field(default_factory=KeysConfig)
+    # default: the opaque-values rule (lineage_guard.sql.inference); strict: sensitive values may only be
+    # returned, masked; lenient: UNSAFE, predicates / joins / sorts on sensitive values are not judged.
     inference: Literal["lenient", "default", "strict"] = "default"
+    sensitive_uses: list[SensitiveUse] = Field(default_factory=list)
+    min_group_size: int = Field(10, ge=2)  # the smallest group a declared sensitive predicate may return
     # The schema unqualified names resolve in; reads pin it (`SET LOCAL search_path`), plans use it too.
     search_path: list[str] = Field(default_factory=lambda: ["public"], min_length=1)
     writes: WritesPolicy = Field(default_factory=WritesPolicy)
@@ -210,6 +244,10 @@ class Policy(_Strict):
 
     def mask_spec(self, decl: MaskDecl, identity: Identity, purpose: str) -> MaskSpec:
         return MaskSpec(decl.method, dict(decl.params), self.scope_for(identity, purpose, decl.scope))  # type: ignore[arg-type]
+
+    def declared_use(self, label: str, form: str, identity: Identity, purpose: str) -> SensitiveUse | None:
+        """The first `sensitive_uses` entry allowing predicate `form` on `label` for this identity and purpose."""
+        return next((u for u in self.sensitive_uses if u.matches(label, form, identity, purpose)), None)
 
     def first_rule(self, label: str, column: ColumnRef, identity: Identity, purpose: str) -> Rule | None:
         return next((r for r in self.rules if r.matches(label, column, identity, purpose)), None)

@@ -15,10 +15,13 @@ from __future__ import annotations
 from sqlglot import exp
 
 from .catalog import Catalog
-from .model import Analysis, ColumnRef, ColumnUse, OutputColumn, TableRef
+from .model import Analysis, ColumnRef, ColumnUse, OutputColumn, TableRef, ValueUse
 
-__all__ = ["Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef", "analyze"]
+__all__ = ["Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef", "ValueUse", "analyze"]
 
+from sqlglot.errors import ErrorLevel
+
+_RAISE = ErrorLevel.RAISE
 _QUERY = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)
 _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
            exp.Command, exp.Copy, exp.Grant, exp.Revoke)
@@ -42,8 +45,10 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     import sqlglot
 
     from .allowlist import FUNCTION_CASTS, _silence_sqlglot, function_name, is_allowed_node, refusal_reason
-    from .guards import decode_unicode_identifiers, dropped_names
+    from .cohort import cohort_blocker
+    from .guards import decode_unicode_identifiers, dropped_names, parser_differential
     from .lineage import Resolver, ident
+    from .nodes import unknown_node
     from .statements import describe
 
     _silence_sqlglot()
@@ -51,6 +56,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         return _refused(str(sql or ""), "empty statement; give one SQL statement")
     original = sql
     sql, early = decode_unicode_identifiers(sql)
+    early = early or parser_differential(sql)
     if early:
         return _refused(original, early)
     try:
@@ -80,10 +86,14 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     resolver = Resolver(catalog)
 
     if isinstance(node, _QUERY):
+        construct = unknown_node(node)
+        if construct:
+            resolver.refuse(construct)
         writes = [n for n in node.walk() if isinstance(n, _WRITES)]
         for w in writes:
             resolver.refuse(f"a data-modifying {type(w).__name__.upper()} inside the query (writable CTE) "
                             "runs even if never referenced; a read may not write: remove it")
+        resolver.top = node
         cols = resolver.query(node, None)
         # Every function anywhere in the statement passes the allow-list, even in a clause the resolver
         # does not follow (a clause PostgreSQL evaluates is a clause a side effect can hide in).
@@ -93,25 +103,24 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
                 resolver.refuse(refusal_reason(name))
         is_read = not writes and not any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks"))
                                          for n in node.walk())
-        singles_out = not (_population(node, resolver, catalog) and not resolver.point_predicate
-                           and not _aggregates_identifiers(node, cols, catalog)
-                           and not _pins_identifiers(resolver.constant_tests, catalog))
-        uses = tuple(ColumnUse(u.column, u.clause, u.against_constant, singles_out) for u in resolver.uses)
+        uses = tuple(resolver.uses)
         if not _ordered(node):
             # Rows come back in the order a window sorted them (`rank() OVER (ORDER BY ssn)` returns ids
             # in ssn order): without an ORDER BY of its own, the query is ordered by the window's ORDER BY.
-            # (PARTITION BY groups rows like GROUP BY does, and is judged like it.)
-            uses += tuple(ColumnUse(src, "order", False, singles_out)
-                          for lin in resolver.window_sorts for src in sorted(lin.sources))
+            uses += tuple(ColumnUse(src, "order", False) for lin in resolver.window_sorts for src in sorted(lin.sources))
         return Analysis(
             statement=statement, kind="select", is_read=is_read,
             tables_read=tuple(sorted(resolver.tables_read)),
             columns=tuple(
-                OutputColumn(i, c.name, tuple(sorted(c.lin.sources)), c.lin.direct, c.lin.opaque, c.lin.type)
+                OutputColumn(i, c.name, tuple(sorted(c.lin.reaches)), c.lin.direct, c.lin.opaque, c.lin.type,
+                             stored=c.lin.stored and not c.lin.influence)
                 for i, c in enumerate(cols)
             ),
             uses=uses, violations=tuple(resolver.violations),
             error_channel=tuple(sorted(resolver.error_channel)),
+            value_uses=tuple(dict.fromkeys(resolver.value_uses)),
+            executed_sql=_generated(node) if not resolver.violations else None,
+            cohort_blocker=cohort_blocker(node, _identifying(node, catalog)),
         )
 
     kind, written, has_where, flags = describe(node, default_schema)
@@ -147,6 +156,8 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         tables_read=tuple(sorted(resolver.tables_read)), tables_written=tuple(written),
         violations=tuple(resolver.violations), has_where=has_where, flags=frozenset(flags),
         error_channel=tuple(sorted(resolver.error_channel)),
+        value_uses=tuple(dict.fromkeys(resolver.value_uses)),
+        executed_sql=_generated(node) if not resolver.violations else None,
     )
 
 
@@ -182,70 +193,26 @@ def _normalized(node: exp.Expression, sql: str) -> str:
         return sql
 
 
-def _population(node: exp.Expression, resolver, catalog: Catalog) -> bool:
-    """Whether the result only has population-level aggregates (no row, group or window singles anyone out)."""
-    if isinstance(node, exp.Subquery):
-        return _population(node.this, resolver, catalog)
-    if isinstance(node, exp.SetOperation):
-        return _population(node.this, resolver, catalog) and _population(node.expression, resolver, catalog)
-    if not isinstance(node, exp.Select):
-        return False
-    aggregates = False
-    for e in node.expressions:
-        if any(isinstance(w, exp.Window) for w in e.walk()):
-            return False
-        if any(isinstance(a, exp.AggFunc) for a in e.walk()):
-            aggregates = True
-    group = node.args.get("group")
-    if not aggregates and not group:
-        return False
-    if group:
-        # Groups keyed by an identifying column (id, a foreign key to a person) are individuals.
-        keys = {c for t in resolver.tables_read for c in (catalog.relation(t.table, t.schema) or _NO_REL).identifying}
-        for g in group.walk():
-            if isinstance(g, exp.Column) and g.name.lower() in keys:
-                return False
-    return True
-
-
-def _aggregates_identifiers(node: exp.Expression, cols, catalog: Catalog) -> bool:
-    """Whether an aggregate other than count returns identifiers (`max(id)`, `string_agg(id::text, ',')`).
-
-    Over a cohort filtered on a sensitive column that cohort may be one person, and `max(id)` then
-    names them: the query is no longer population-level. Checked by lineage, so renames do not hide it.
-    """
-    if isinstance(node, exp.Subquery):
-        return _aggregates_identifiers(node.this, cols, catalog)
-    if not isinstance(node, exp.Select):
-        return False
-    for e, col in zip(node.expressions, cols):
-        aggs = [a for a in e.walk() if isinstance(a, exp.AggFunc) and not isinstance(a, exp.Count)]
-        if not aggs:
-            continue
-        for src in col.lin.sources:
-            rel = catalog.relation(src.table, src.schema)
-            if rel is not None and src.column in rel.identifying:
-                return True
-    return False
-
-
 def _ordered(node: exp.Expression) -> bool:
     while isinstance(node, exp.Subquery) and not node.args.get("order"):
         node = node.this
     return bool(node.args.get("order"))
 
 
-def _pins_identifiers(tested, catalog: Catalog) -> bool:
-    """Whether a filter tests an identifying column against constants (`id > 2 AND id < 4`): a cohort of one."""
-    for col in tested:
-        rel = catalog.relation(col.table, col.schema)
-        if rel is not None and col.column in rel.identifying:
-            return True
-    return False
+def _generated(node: exp.Expression) -> str | None:
+    """The SQL the database runs: generated from the AST the resolver qualified (None if it cannot be)."""
+    try:
+        return node.sql(dialect="postgres", unsupported_level=_RAISE)
+    except Exception:  # noqa: BLE001 - no SQL to run means nothing runs (the session refuses)
+        return None
 
 
-class _NoRel:
-    identifying: frozenset = frozenset()
+def _identifying(node: exp.Expression, catalog: Catalog) -> frozenset[str]:
+    from_ = node.args.get("from_") or node.args.get("from") if isinstance(node, exp.Select) else None
+    table = from_.this if from_ is not None else None
+    if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
+        return frozenset()
+    from .lineage import ident
 
-
-_NO_REL = _NoRel()
+    rel = catalog.relation(ident(table.this), ident(table.args["db"]) if table.args.get("db") else None)
+    return rel.identifying if rel is not None else frozenset()

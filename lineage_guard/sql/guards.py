@@ -92,3 +92,25 @@ def dropped_names(sql: str, tree: exp.Expression, names: set[str]) -> list[str]:
 
 def _fold(text: str, quoted: bool) -> str:
     return text if quoted else text.lower()
+
+
+def parser_differential(sql: str) -> str | None:
+    """A refusal for syntax sqlglot reads differently from PostgreSQL, else None.
+
+    PostgreSQL's prefix `@` is absolute value (`@(x)`, `@ -1`); sqlglot reads it as a parameter marker,
+    so whatever follows would have no lineage. `$name` is no PostgreSQL syntax at all; `$1` is a
+    positional parameter and stays.
+    """
+    try:
+        tokens = Postgres().tokenize(sql)
+    except Exception:  # noqa: BLE001 - decode_unicode_identifiers already refused untokenizable SQL
+        return "could not tokenize the SQL as PostgreSQL; fix quoting"
+    for i, tok in enumerate(tokens):
+        if tok.token_type != TokenType.PARAMETER:
+            continue
+        if tok.text == "@":
+            return "the prefix operator @ (absolute value) is refused: the SQL parser misreads it; write abs(...)"
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        if following is None or following.token_type != TokenType.NUMBER or following.start != tok.end + 1:
+            return f"{tok.text} outside a positional parameter ($1) is refused: the SQL parser misreads it"
+    return None

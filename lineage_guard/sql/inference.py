@@ -1,73 +1,139 @@
-"""Leaks through the query's shape rather than its output: predicates, joins, ordering, error messages.
+"""The opaque-values rule: what a query may do with sensitive values (DESIGN.md, "Sensitive values are opaque").
 
-Masking the output cannot stop `SELECT id FROM customers WHERE ssn = '975-45-1106'`: the
-row that comes back *is* the answer. `inference_findings` returns deny reasons for such uses
-of sensitive columns, by mode:
+Masking the output cannot stop `SELECT id FROM customers WHERE ssn = '975-45-1106'`: the row that
+comes back *is* the answer, and no detector of such oracles is ever complete. So in the `default`
+mode a sensitive value may only be
 
-- `lenient`: none for predicates (output masking only);
-- `default`: a sensitive column tested against caller-chosen constants (WHERE, JOIN, HAVING,
-  EXCEPT/INTERSECT, FILTER) or ordering the result (ORDER BY, DISTINCT ON), in a query that can
-  single out individuals (rows, point tests such as `=`/`IN`, groups keyed by an identifying or a
-  sensitive column); population-level aggregates stay allowed;
-- `strict`: any use of a sensitive column outside the projection, aggregates included.
+1. returned (then masked: as stored, with the policy's mask; derived, with a non-linkable one);
+2. one side of an equi-join whose other side is a stored column of the same classification;
+3. the argument of count(...);
+4. carried by CASE THEN / ELSE or COALESCE into an output column (derived: non-linkable mask).
 
-In every mode, a sensitive value reaching a cast or parse function that can fail with the value
-in its error message (`ssn::int`) is denied: the error leaves the database before masking runs.
+Anything else the database would compute on it (WHERE, HAVING, JOIN ON, ORDER BY, GROUP BY, DISTINCT,
+set-operation deduplication, windows, CASE conditions, FILTER, LIMIT, any function or operator
+argument) is a *sensitive use* and is denied, unless the policy declares that predicate form for the
+classification (`sensitive_uses`) and the statement is a top-level aggregate over one table: then
+the group-size floor is added to the executed statement. Error and timing channels close with it:
+the database never computes on a sensitive value beyond moving it.
+
+`strict` also refuses rules 2-4; `lenient` (UNSAFE: predicates, joins and sorts leak values) only
+refuses casts and functions whose error message would repeat a sensitive value.
 
 Example:
     >>> from lineage_guard.sql import analyze
     >>> from lineage_guard.sql.catalog import Catalog
     >>> cat = Catalog.from_ddl_text("CREATE TABLE customers (id int PRIMARY KEY, ssn text, plan text)")
-    >>> ssn = {ColumnRef("public", "customers", "ssn")}
-    >>> inference_findings(analyze("SELECT id FROM customers WHERE ssn = '1'", cat), ssn, "default")
-    ['public.customers.ssn is tested against chosen constants in WHERE of a query that can single out individuals (inference oracle); remove the predicate or aggregate the result']
-    >>> inference_findings(analyze("SELECT plan, count(*) FROM customers WHERE ssn < '5' GROUP BY plan", cat), ssn, "default")
+    >>> ssn = {ColumnRef("public", "customers", "ssn"): "national_id"}
+    >>> judge_uses(analyze("SELECT id FROM customers WHERE ssn = '1'", cat), ssn).denials
+    ['public.customers.ssn (national_id) is used in WHERE; a sensitive value may only be returned (masked), equi-joined to a stored column of its classification, or counted: remove that use, or have the policy declare it (sensitive_uses)']
+    >>> judge_uses(analyze("SELECT plan, count(*) FROM customers GROUP BY plan", cat), ssn).denials
     []
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-from .model import Analysis, ColumnRef
+from .model import Analysis, ColumnRef, PredicateForm
 
 Mode = Literal["lenient", "default", "strict"]
-_CLAUSE = {"where": "WHERE", "join": "JOIN", "having": "HAVING",
-           "order": "ORDER BY (or a window's ORDER BY, the order rows come back in when the query has none)", "group": "GROUP BY",
-           "distinct_on": "DISTINCT ON", "window": "a window (OVER)", "limit": "LIMIT/OFFSET"}
+# (classification, predicate form) -> "allow" | "needs_approval" | None (not declared)
+Declared = Callable[[str, PredicateForm], str | None]
+_NOTHING_DECLARED: Declared = lambda label, form: None
+
+_ALLOWED_USES = ("a sensitive value may only be returned (masked), equi-joined to a stored column of its "
+                 "classification, or counted")
 
 
-def inference_findings(analysis: Analysis, sensitive: Iterable[ColumnRef], mode: Mode = "default") -> list[str]:
-    """Deny reasons (empty when none) for leaks through predicates, ordering and the error channel."""
+@dataclass
+class UseVerdict:
+    """What the rule found: deny reasons, approval reasons, and whether a declared predicate needs the group floor."""
+
+    denials: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)
+    declared: list[str] = field(default_factory=list)  # declared uses honoured (for the decision's reasons)
+    group_floor: bool = False  # a declared predicate was honoured: execute with the group-size floor
+
+
+def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mode = "default",
+               declared: Declared = _NOTHING_DECLARED, approval: frozenset[ColumnRef] = frozenset()) -> UseVerdict:
+    """Judge every value use of `analysis` against the sensitive columns (`column -> classification`).
+
+    `approval`: sensitive columns the caller may see in the clear after a human approval; a use of
+    one asks for that approval instead of being denied.
+    """
+    verdict = UseVerdict()
     if mode not in ("lenient", "default", "strict"):
-        return [f"unknown inference mode {mode!r}; use lenient, default or strict"]
-    sensitive = set(sensitive)
-    reasons: list[str] = []
-    for col in sorted(set(analysis.error_channel) & sensitive):
-        reasons.append(f"{col} reaches a cast or function whose error message would repeat the value (error "
-                       "channel: it leaks before masking runs); cast or parse only non-sensitive columns, or cast to text")
+        verdict.denials.append(f"unknown inference mode {mode!r}; use lenient, default or strict")
+        return verdict
+    for col in sorted(set(analysis.error_channel) & set(sensitive)):
+        verdict.denials.append(f"{col} reaches a cast or function whose error message would repeat the value "
+                               "(error channel: it leaks before masking runs); cast or parse only non-sensitive "
+                               "columns, or cast to text")
     if mode == "lenient":
-        return reasons
-    # Grouping by a sensitive column (ssn, zip...) makes each group a handful of people, or one.
-    grouped_by_sensitive = any(u.clause == "group" and u.column in sensitive for u in analysis.uses)
+        return verdict
     seen: set[tuple[ColumnRef, str]] = set()
-    for use in analysis.uses:
-        if use.column not in sensitive or (use.column, use.clause) in seen:
-            continue
-        where = _CLAUSE.get(use.clause, use.clause)
-        if mode == "strict":
-            reason = (f"{use.column} is used in {where} (strict inference mode: sensitive columns may only be "
-                      "projected, and then masked); remove it from the clause")
-        elif use.against_constant and ((use.singles_out or grouped_by_sensitive) and use.clause not in ("group", "window")
-                                       or use.singles_out and use.clause == "group"):
-            reason = (f"{use.column} is tested against chosen constants in {where} of a query that can single "
-                      "out individuals (inference oracle); remove the predicate or aggregate the result")
-        elif use.singles_out and use.clause in ("order", "distinct_on"):
-            reason = (f"{use.column} orders the rows in {where} of a query that can single out individuals, "
-                      "so row order reveals it; order by a non-sensitive column")
+
+    def refuse(col: ColumnRef, where: str, why: str) -> None:
+        if (col, where) in seen:
+            return
+        seen.add((col, where))
+        if col in approval:
+            verdict.approvals.append(f"{col} ({sensitive[col]}) is used in {where}; clear access to it requires approval")
         else:
+            verdict.denials.append(f"{col} ({sensitive[col]}) is used in {where}; {why}")
+
+    generic = f"{_ALLOWED_USES}: remove that use, or have the policy declare it (sensitive_uses)"
+    for use in analysis.value_uses:
+        hit = [c for c in (*use.sources, *use.other) if c in sensitive]
+        if not hit:
             continue
-        seen.add((use.column, use.clause))
-        reasons.append(reason)
-    return reasons
+        if mode == "strict":
+            for col in hit:
+                refuse(col, use.where, "strict inference mode: sensitive values may only be returned, masked")
+            continue
+        if use.rule == "count":
+            continue
+        if use.rule == "equijoin":
+            labels = {sensitive.get(c) for c in (*use.sources, *use.other)}
+            if use.stored and use.sources and use.other and len(labels) == 1:
+                continue
+            for col in hit:
+                refuse(col, use.where, "an equality joins a sensitive value only to a stored column of the same "
+                                       f"classification; {generic}")
+            continue
+        if use.form is not None:
+            actions = {sensitive[c]: declared(sensitive[c], use.form) for c in hit}
+            if all(actions.values()):
+                if analysis.cohort_blocker is None:
+                    verdict.group_floor = True
+                    for label, action in sorted(actions.items()):
+                        note = f"declared {use.form} predicate on {label} in WHERE"
+                        if action == "needs_approval":
+                            verdict.approvals.append(f"{note} requires approval (sensitive_uses)")
+                        elif note not in verdict.declared:
+                            verdict.declared.append(note)
+                    continue
+                for col in hit:
+                    refuse(col, use.where, f"the policy declares this {use.form} predicate, but it is honoured only in "
+                                           "a top-level aggregate over one table (with the group-size floor); here: "
+                                           f"{analysis.cohort_blocker}")
+                continue
+        for col in hit:
+            refuse(col, use.where, generic)
+    if mode == "strict":
+        for c in analysis.columns:
+            hit = [s for s in c.sources if s in sensitive]
+            if hit and not c.stored:
+                for col in hit:
+                    refuse(col, f"the computed output column {c.name!r}",
+                           "strict inference mode: only stored sensitive columns may be returned, masked")
+    return verdict
+
+
+def inference_findings(analysis: Analysis, sensitive, mode: Mode = "default") -> list[str]:
+    """Deny reasons (empty when none) with nothing declared; `sensitive` maps or lists the sensitive columns."""
+    labels = dict(sensitive) if isinstance(sensitive, Mapping) else {c: "sensitive" for c in sensitive}
+    return judge_uses(analysis, labels, mode).denials

@@ -36,7 +36,7 @@ from .allowlist import (
     refusal_reason,
 )
 from .catalog import Catalog, Function, Relation
-from .model import ColumnRef, ColumnUse, TableRef
+from .model import ColumnRef, ColumnUse, PredicateForm, TableRef, ValueUse
 
 _MAX_DEPTH = 24  # views within views within functions: deeper than this is refused, not followed
 
@@ -49,12 +49,22 @@ class Lin:
     direct: bool = False
     opaque: bool = False
     type: str | None = None
+    stored: bool = False  # one source column as stored: through projections and injective casts only
+    # Columns that shaped the value only through filters already judged where they stand (the WHERE of
+    # a scalar subquery): masked with the value, but not inspected again by whoever uses the value.
+    influence: frozenset[ColumnRef] = frozenset()
 
     def __or__(self, other: Lin) -> Lin:
-        return Lin(self.sources | other.sources, False, self.opaque or other.opaque, None)
+        return Lin(self.sources | other.sources, False, self.opaque or other.opaque, None,
+                   influence=self.influence | other.influence)
 
     def derived(self, type_: str | None = None) -> Lin:
-        return Lin(self.sources, False, self.opaque, type_)
+        return Lin(self.sources, False, self.opaque, type_, influence=self.influence)
+
+    @property
+    def reaches(self) -> frozenset[ColumnRef]:
+        """Every column the value depends on: what masking must account for."""
+        return self.sources | self.influence
 
     @property
     def constant(self) -> bool:
@@ -102,6 +112,7 @@ class Scope:
     ctes: dict[str, list[Col]] = field(default_factory=dict)
     windows: dict[str, exp.Expression] = field(default_factory=dict)
     star: list[Col] | None = None  # what a bare * expands to, once USING / NATURAL joins merged columns
+    merged: set[str] = field(default_factory=set)  # names USING / NATURAL merged: they stay unqualified
 
     def cte(self, name: str) -> list[Col] | None:
         scope: Scope | None = self
@@ -156,11 +167,12 @@ class Resolver:
         self.uses: list[ColumnUse] = []
         self.tables_read: set[TableRef] = set()
         self.error_channel: set[ColumnRef] = set()
-        self.point_predicate = False
-        self.constant_tests: set[ColumnRef] = set()  # columns compared with literal constants
         self.window_sorts: list[Lin] = []  # what window ORDER BYs sort the rows by
+        self.value_uses: list[ValueUse] = []
+        self.top: exp.Expression | None = None  # the statement's own query (its WHERE may carry declared uses)
         self.depth = 0
         self._captures: list[set] = []
+        self._aliases = 0
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -171,6 +183,25 @@ class Resolver:
     def _use(self, lin: Lin, clause: str, against_constant: bool) -> None:
         for src in sorted(lin.sources):
             self.uses.append(ColumnUse(src, clause, against_constant))  # type: ignore[arg-type]
+
+    def _inspect(self, lin: Lin, where: str, form: PredicateForm | None = None) -> Lin:
+        """The database computes on `lin`'s values here (compares, sorts, groups, calls a function on them)."""
+        if lin.sources:
+            self.value_uses.append(ValueUse(tuple(sorted(lin.sources)), where, "inspect", form=form))
+        return lin
+
+    def _equijoin(self, left: Lin, right: Lin, where: str) -> None:
+        """`left = right`: allowed on sensitive values only when both sides are stored columns of one classification."""
+        if left.sources or right.sources:
+            self.value_uses.append(ValueUse(tuple(sorted(left.sources)), where, "equijoin",
+                                            left.stored and right.stored, tuple(sorted(right.sources))))
+
+    def _alias(self, item: exp.Expression, prefix: str = "_lg") -> str:
+        """Give an unaliased FROM item a generated alias, so every column reference to it can be qualified."""
+        self._aliases += 1
+        name = f"{prefix}{self._aliases}"
+        item.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
+        return name
 
     def _seen(self, lin: Lin) -> Lin:
         for cap in self._captures:
@@ -253,14 +284,15 @@ class Resolver:
         for i, col in enumerate(left):
             other = right[i].lin if i < len(right) else Lin()
             both = col.lin | other
-            out.append(Col(col.name, Lin(both.sources, col.lin.direct and other.direct, both.opaque, col.lin.type)))
+            out.append(Col(col.name, Lin(both.sources, col.lin.direct and other.direct, both.opaque, col.lin.type,
+                                         col.lin.stored and other.stored, both.influence)))
             if isinstance(node, exp.Union) and node.args.get("distinct"):
                 self._use(both, "group", False)  # UNION removes duplicates: it groups by every column
+                self._inspect(both, "UNION (removing duplicates compares values; UNION ALL does not)")
             if isinstance(node, (exp.Except, exp.Intersect)):
                 # Membership of one side in the other tests each value against the other side's.
                 self._use(both, "where", col.lin.constant or other.constant)
-                if col.lin.constant or other.constant:
-                    self.point_predicate = True
+                self._inspect(both, f"{type(node).__name__.upper()} (membership compares values)")
         self._order_limit(node, Scope(local, [Rel("", out)]), out)
         return out
 
@@ -290,13 +322,19 @@ class Resolver:
         for named in node.args.get("windows") or []:
             # PostgreSQL evaluates a named window even when no function uses it (`WINDOW w AS
             # (PARTITION BY ssn::int)` errors with the value): check it like any expression.
-            self._use(self._window_spec(named, scope), "window", False)
+            spec = self._window_spec(named, scope)
+            self._use(spec, "window", False)
+            self._inspect(spec, "a named window's PARTITION BY / ORDER BY")
         if node.args.get("where"):
-            self.predicate(node.args["where"].this, scope, "where")
+            self.filter(node.args["where"].this, scope, "where", top=node is self.top)
 
         out: list[Col] = []
+        items: list[exp.Expression] = []
         for e in node.expressions:
             out.extend(self.projection(e, scope))
+            items.extend(self._expansion(e, scope) or [e])
+        if items != list(node.expressions):  # `*` expanded: the database returns exactly the columns judged
+            node.set("expressions", items)
 
         group = node.args.get("group")
         if group:
@@ -304,19 +342,22 @@ class Resolver:
                 # `GROUP BY ssn LIKE '97%'` splits rows by a test against constants, like a filter would.
                 target = _projected(g, node)
                 tested = _has_literal(target) or self._constant_side(target, scope)
-                self._use(self._by_alias(g, scope, out), "group", tested)
+                key = self._inspect(self._by_alias(g, scope, out), "GROUP BY")
+                self._use(key, "group", tested)
             for key in ("rollup", "cube", "grouping_sets"):
                 for g in group.args.get(key) or []:
-                    self._use(self.expr(g, scope), "group", False)
+                    self._use(self._inspect(self.expr(g, scope), "GROUP BY"), "group", False)
         if node.args.get("having"):
-            self.predicate(node.args["having"].this, scope, "having")
+            self._inspect(self.predicate(node.args["having"].this, scope, "having"), "HAVING")
         distinct = node.args.get("distinct")
         if distinct and not distinct.args.get("on"):
             for col in out:  # SELECT DISTINCT groups by every output column
                 self._use(col.lin, "group", False)
+                self._inspect(col.lin, "SELECT DISTINCT")
         if distinct and distinct.args.get("on"):
             for e in distinct.args["on"].expressions if isinstance(distinct.args["on"], exp.Tuple) else [distinct.args["on"]]:
-                self._use(self._by_alias(e, scope, out, output_first=True), "distinct_on", False)
+                lin = self._inspect(self._by_alias(e, scope, out, output_first=True), "DISTINCT ON")
+                self._use(lin, "distinct_on", False)
         self._order_limit(node, scope, out)
         return out
 
@@ -333,12 +374,14 @@ class Resolver:
                 sides = [c.lin for c in (_find(star, name), _find(right, name)) if c is not None]
                 constant = len(sides) == 2 and any(lin.constant for lin in sides)
                 self._use(union(sides), "join", constant or _steered(sides))
-                if constant:
-                    self.constant_tests |= union(sides).sources
-                    self.point_predicate = True
+                if len(sides) == 2:
+                    self._equijoin(sides[0], sides[1], "JOIN USING / NATURAL JOIN")
+                else:
+                    self._inspect(union(sides), "JOIN USING / NATURAL JOIN")
+            scope.merged |= set(merged)
             star = _merge_using(star, right, merged)
             if join.args.get("on"):
-                self.predicate(join.args["on"], scope, "join")
+                self.filter(join.args["on"], scope, "join")
             for name in merged:
                 for rel in scope.rels:
                     col = rel.find(name)
@@ -349,17 +392,20 @@ class Resolver:
     def _join_tree(self, item: exp.Expression, scope: Scope) -> list[Col]:
         # `(a JOIN b ON ...)`: sqlglot nests the joins under the first table, inside a Subquery.
         if isinstance(item, exp.Subquery) and isinstance(item.this, exp.Table) and item.this.args.get("joins"):
-            inner = item.this.copy()
+            inner = item.this  # resolved in place (not a copy): its columns get qualified in the executed SQL
             joins = inner.args.get("joins") or []
             inner.set("joins", None)
-            alias_node = item.args.get("alias")
-            if not alias_node:
-                return self._joined(inner, joins, scope)
-            local = Scope(scope)  # an aliased join hides the names inside it
-            star = self._joined(inner, joins, local)
-            rel = Rel(ident(alias_node.this), _rename(star, [ident(c) for c in alias_node.columns]))
-            scope.rels.append(rel)
-            return list(rel.cols)
+            try:
+                alias_node = item.args.get("alias")
+                if not alias_node:
+                    return self._joined(inner, joins, scope)
+                local = Scope(scope)  # an aliased join hides the names inside it
+                star = self._joined(inner, joins, local)
+                rel = Rel(ident(alias_node.this), _rename(star, [ident(c) for c in alias_node.columns]))
+                scope.rels.append(rel)
+                return list(rel.cols)
+            finally:
+                inner.set("joins", joins)
         rel = self.from_item(item, scope)
         scope.rels.append(rel)
         return list(rel.cols)
@@ -385,32 +431,39 @@ class Resolver:
         if order:
             for o in order.expressions:
                 target = o.this if isinstance(o, exp.Ordered) else o
-                self._use(self._by_alias(target, scope, out, output_first=True), "order", False)
+                lin = self._inspect(self._by_alias(target, scope, out, output_first=True), "ORDER BY")
+                self._use(lin, "order", False)
         for key in ("limit", "offset"):
             part = node.args.get(key)
             if part is not None:
                 value = part.expression if isinstance(part, (exp.Limit, exp.Offset)) else part
                 if value is not None:  # a row count computed from a value reveals the value
-                    self._use(self.expr(value, scope), "limit", True)
+                    self._use(self._inspect(self.expr(value, scope), "LIMIT / OFFSET"), "limit", True)
 
     # -- FROM items ---------------------------------------------------------------------------
 
-    def from_item(self, item: exp.Expression, scope: Scope) -> Rel:
+    def from_item(self, item: exp.Expression, scope: Scope, lateral: bool = False) -> Rel:
         alias_node = item.args.get("alias")
         alias = ident(alias_node.this) if isinstance(alias_node, exp.TableAlias) and alias_node.this else ""
         alias_cols = [ident(c) for c in alias_node.columns] if isinstance(alias_node, exp.TableAlias) else []
         if isinstance(item, exp.Lateral):
             inner = item.this
-            rel = self.from_item(inner, scope)
-            return _realias(rel, alias or rel.alias, alias_cols)
+            rel = self.from_item(inner, scope, lateral=True)
+            if not alias:
+                alias = rel.alias or self._alias(item)
+            return _realias(rel, alias, alias_cols)
+        # A FROM subquery or VALUES list that is not LATERAL does not see its sibling FROM items: a name in
+        # it binds to the enclosing query's row (PostgreSQL), never to a sibling (what sqlglot would assume).
+        inner_scope = scope if lateral else Scope(scope.parent, ctes=scope.ctes)
         if isinstance(item, exp.Subquery):
-            cols = self.query(item.this, scope)
-            cols = self._suffix(item, cols, scope)
-            return Rel(alias, _rename(cols, alias_cols))
+            cols = self.query(item.this, inner_scope)
+            cols = self._suffix(item, cols, inner_scope)
+            return Rel(alias or self._alias(item), _rename(cols, alias_cols))
         if isinstance(item, exp.Values):
-            return Rel(alias, _rename(self._values(item, scope), alias_cols))
+            return Rel(alias or self._alias(item), _rename(self._values(item, inner_scope), alias_cols))
         if isinstance(item, exp.Unnest):
-            lins = [self.expr(a, scope).derived() for a in item.expressions]
+            lins = [self._inspect(self.expr(a, scope), "an argument of unnest() in FROM").derived()
+                    for a in item.expressions]
             self._row_count_use("unnest", item, scope)  # `unnest(string_to_array(ssn, '9'))`: rows count the 9s
             names = alias_cols or ([alias or "unnest"] if len(lins) == 1 else [f"unnest{i}" for i in range(len(lins))])
             if len(names) != len(lins):
@@ -425,7 +478,7 @@ class Resolver:
             if isinstance(sample, exp.TableSample):  # the share of rows returned is a row count, like LIMIT
                 for key, value in sample.args.items():
                     if isinstance(value, exp.Expression) and key != "method":
-                        self._use(self.expr(value, scope), "limit", True)
+                        self._use(self._inspect(self.expr(value, scope), "TABLESAMPLE"), "limit", True)
             if item.args.get("rows_from"):
                 parts = [self.table_function(f, scope) for f in item.args["rows_from"]]
                 cols = [Col(n, lin) for names, lin, _ in parts for n in names]
@@ -445,12 +498,13 @@ class Resolver:
                     cols[0].name = alias  # a scalar function in FROM names its column after the alias
                 if alias_cols and len(alias_cols) > len(cols):
                     fixed = False
-                return Rel(alias or (names[0] if names else "f"), _rename(cols, alias_cols), open=not fixed,
+                return Rel(alias or _default_alias(item.this), _rename(cols, alias_cols), open=not fixed,
                            whole_lin=lin)
             return self.table(item, scope, alias, alias_cols)
         if isinstance(item, exp.Func):
             names, lin, fixed = self.table_function(item, scope, alias_node)
-            return Rel(alias, _rename([Col(n, lin) for n in names], alias_cols), open=not fixed, whole_lin=lin)
+            return Rel(alias or _default_alias(item), _rename([Col(n, lin) for n in names], alias_cols),
+                       open=not fixed, whole_lin=lin)
         self.refuse(f"unsupported FROM item {type(item).__name__}; rewrite it with tables, subqueries or VALUES")
         return Rel(alias, [], open=True, whole_lin=Lin(opaque=True))
 
@@ -480,7 +534,7 @@ class Resolver:
         if rel.definition is not None and rel.kind in ("view", "matview") or (rel.definition and not rel.columns):
             cols = self.view(rel)
         else:
-            cols = [Col(c, Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t))
+            cols = [Col(c, Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t, True))
                     for c, t in rel.columns]
         return Rel(alias or name, _rename(cols, alias_cols))
 
@@ -508,7 +562,8 @@ class Resolver:
             self.refuse(f"unsupported function call in FROM ({type(node).__name__})")
             return [], Lin(opaque=True), False
         name = function_name(func)
-        args = union(self.expr(a, scope) for a in _args(func)).derived()
+        args = self._inspect(union(self.expr(a, scope) for a in _args(func)), f"an argument of {name}() in FROM"
+                             ).derived()
         udfs = self.catalog.user_functions(name, schema)
         if udfs:
             lin = self.udf(udfs, args)
@@ -601,6 +656,19 @@ class Resolver:
         inner = e.this if isinstance(e, exp.Alias) else e
         return [Col(name, self.expr(inner, scope))]
 
+    def _expansion(self, e: exp.Expression, scope: Scope) -> list[exp.Expression] | None:
+        """`*` / `t.*` as the qualified columns the plan judged (None: leave the item as written)."""
+        if isinstance(e, exp.Star):
+            if scope.merged or any(rel.open for rel in scope.rels):
+                return None  # USING / NATURAL merge columns PostgreSQL's way; the column count is checked at read
+            return [_qualified(rel.alias, c.name) for rel in scope.rels for c in rel.cols]
+        if isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
+            rel = self._rel(ident(e.args.get("table")), scope)
+            if rel is None or rel.open:
+                return None
+            return [_qualified(rel.alias, c.name) for c in rel.cols]
+        return None
+
     def _expand(self, rel: Rel) -> list[Col]:
         if rel.open:
             self.refuse(f"cannot expand * over {rel.alias or 'a function'}: its columns are unknown, so output "
@@ -616,13 +684,22 @@ class Resolver:
         return None
 
     def _lookup(self, name: str, scope: Scope | None) -> Lin | None:
+        found = self._binding(name, scope)
+        return found[0] if found else None
+
+    def _binding(self, name: str, scope: Scope | None) -> tuple[Lin, str | None] | None:
+        """(lineage, alias of the FROM item it binds to, or None when it must stay unqualified) of a bare name."""
         while scope:
-            hits = [c.lin for rel in scope.rels for c in rel.cols if c.name == name]
+            hits = [(c.lin, rel.alias) for rel in scope.rels for c in rel.cols if c.name == name]
             if hits:
-                return hits[0] if len(hits) == 1 else union(hits)
-            opens = [rel.whole for rel in scope.rels if rel.open]
+                if len(hits) == 1:
+                    return hits[0]
+                # Two FROM items have the column: PostgreSQL binds a USING / NATURAL merged name to the
+                # join's own column; any other repeat is an ambiguity error there, and stays one here.
+                return union(h[0] for h in hits), None
+            opens = [rel for rel in scope.rels if rel.open]
             if opens:
-                return union(opens)
+                return union(rel.whole for rel in opens), (opens[0].alias if len(opens) == 1 else None)
             scope = scope.parent
         return None
 
@@ -643,8 +720,11 @@ class Resolver:
                 return self._seen(rel.whole)
             self.refuse(f"unknown column {table}.{name}; check the name")
             return Lin(opaque=True)
-        lin = self._lookup(name, scope)
-        if lin is not None:
+        found = self._binding(name, scope)
+        if found is not None:
+            lin, alias = found
+            if alias:  # the executed SQL names the FROM item the plan resolved it to
+                node.set("table", exp.to_identifier(alias, quoted=True))
             return self._seen(lin)
         rel = self._rel(name, scope)
         if rel is not None:
@@ -684,7 +764,7 @@ class Resolver:
             lin = self._lookup(e.name, scope) or self._lookup(e.name.lower(), scope)
             if lin is not None and (lin.sources or lin.opaque):
                 self.error_channel |= lin.sources
-                return self._seen(lin).derived()
+                return self._inspect(self._seen(lin), "a keyword position (date_part / date_trunc unit)").derived()
             return Lin()
         if isinstance(e, (exp.Literal, exp.Null, exp.Boolean, exp.DataType,
                           exp.Identifier, exp.Placeholder, exp.Parameter)):
@@ -699,38 +779,61 @@ class Resolver:
             op = str(e.args.get("operator") or "")
             if "." in op and not op.lower().startswith("pg_catalog."):
                 self.refuse(f"operator {op} is not a built-in (pg_catalog) operator; use the built-in one")
-            return union([self.expr(e.this, scope), self.expr(e.expression, scope)]).derived()
+            return self._inspect(union([self.expr(e.this, scope), self.expr(e.expression, scope)]),
+                                 f"an operand of OPERATOR({op})").derived()
         if isinstance(e, exp.Window):
             return self._window(e, scope)
         if isinstance(e, exp.Filter):  # agg(...) FILTER (WHERE ...): a row filter like any WHERE
             cond = e.expression.this if isinstance(e.expression, exp.Where) else e.expression
-            return (self.expr(e.this, scope) | self.predicate(cond, scope, "where")).derived()
+            return (self.expr(e.this, scope) | self._inspect(self.predicate(cond, scope, "where"),
+                                                              "an aggregate's FILTER (WHERE ...)")).derived()
         if isinstance(e, (exp.Div, exp.Mod, exp.IntDiv)):
             divisor = self.expr(e.expression, scope)
             if divisor.sources:  # division by zero on chosen rows is a one-bit error oracle
                 self.error_channel |= divisor.sources
-            return (self.expr(e.this, scope) | divisor).derived("numeric")
+            return self._inspect(self.expr(e.this, scope) | divisor, f"an operand of {_words(e)}").derived("numeric")
         if isinstance(e, exp.AtTimeZone):  # an unknown zone name is repeated in the error message
             zone = self.expr(e.args.get("zone"), scope)
             if zone.sources and may_echo(zone.type):
                 self.error_channel |= zone.sources
-            return (self.expr(e.this, scope) | zone).derived()
-        if isinstance(e, exp.Exists):
-            return self.subquery(e.this, scope).derived("boolean")
+            return self._inspect(self.expr(e.this, scope) | zone, "AT TIME ZONE").derived()
+        if isinstance(e, exp.Exists):  # existence only: the subquery's filters are judged where they stand
+            sub = self.subquery(e.this, scope)
+            return Lin(opaque=sub.opaque, type="boolean", influence=sub.reaches)
         if isinstance(e, (exp.Cast, exp.TryCast)):
             inner = self.expr(e.this, scope)
             target = _type_name(e.args.get("to"))
             if base_type(target) not in SAFE_CAST_TARGETS and may_echo(inner.type) and inner.sources:
                 self.error_channel |= inner.sources
-            return Lin(inner.sources, False, inner.opaque, target)
+            carried = isinstance(e, exp.Cast) and _injective_cast(e.args.get("to"))
+            if not carried:
+                self._inspect(inner, f"a cast to {target} (it can fail or change the value)")
+            return Lin(inner.sources, False, inner.opaque, target, carried and inner.stored, inner.influence)
+        if isinstance(e, exp.Case):
+            return self._case(e, scope)
+        if isinstance(e, exp.Coalesce):  # picks the first non-null argument without computing on it
+            return union(self.expr(a, scope) for a in _args(e)).derived()
         if isinstance(e, exp.Func):
             return self._func(e, scope)
         if isinstance(e, (exp.Predicate, exp.Connector, exp.Not, exp.Is)):
-            return union(self.expr(c, scope) for c in _children(e)).derived("boolean")
+            return self._inspect(union(self.expr(c, scope) for c in _children(e)),
+                                 f"a comparison or test ({_words(e)})").derived("boolean")
         if isinstance(e, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Command)):
             self.refuse(f"a {type(e).__name__.upper()} statement inside a query is not a read; remove it")
             return Lin(opaque=True)
-        return union(self.expr(c, scope) for c in _children(e)).derived()
+        return self._inspect(union(self.expr(c, scope) for c in _children(e)), f"an operand of {_words(e)}").derived()
+
+    def _case(self, e: exp.Case, scope: Scope) -> Lin:
+        """CASE: its conditions inspect values; its THEN / ELSE results are only carried (derived)."""
+        operand = e.args.get("this")
+        tested = self.expr(operand, scope) if operand is not None else Lin()
+        results = []
+        for branch in e.args.get("ifs") or []:
+            cond = self.predicate(branch.this, scope, "where") if operand is None else self.expr(branch.this, scope)
+            self._inspect(cond | tested, "a CASE condition")
+            results.append(self.expr(branch.args.get("true"), scope))
+        results.append(self.expr(e.args.get("default"), scope))
+        return union(results).derived()
 
     def _dot(self, e: exp.Dot, scope: Scope) -> Lin:
         # pg_catalog.upper(x): a schema-qualified function call.
@@ -755,13 +858,14 @@ class Resolver:
             specs.append(_all_windows(scope)[ident(alias)])
         for spec in specs:
             for part in spec.args.get("partition_by") or []:
-                p = self.expr(part, scope)
+                p = self._inspect(self.expr(part, scope), "a window's PARTITION BY")
                 self._use(p, "window", False)
                 lin = lin | p
             order = spec.args.get("order")
             if order:
                 for o in order.expressions:
-                    p = self.expr(o.this if isinstance(o, exp.Ordered) else o, scope)
+                    p = self._inspect(self.expr(o.this if isinstance(o, exp.Ordered) else o, scope),
+                                      "a window's ORDER BY")
                     self.window_sorts.append(p)
                     self._use(p, "window", False)
                     lin = lin | p
@@ -778,8 +882,12 @@ class Resolver:
 
     def _func(self, e: exp.Func, scope: Scope, schema: str | None = None) -> Lin:
         name = function_name(e)
+        if isinstance(e, exp.Count) and schema is None:
+            return self._count(e, scope)
         args = [self.expr(a, scope) for a in _args(e)]
         lin = union(args)
+        if not (name in FUNCTION_CASTS and len(args) == 1 and name == "text"):  # text(x) is x::text
+            self._inspect(lin, f"an argument of {name}()")
         udfs = self.catalog.user_functions(name, None if schema in (None, "pg_catalog") else schema)
         if udfs and schema != "pg_catalog":
             return self.udf(udfs, lin)
@@ -789,7 +897,7 @@ class Resolver:
         if name in FUNCTION_CASTS and len(args) == 1:
             if base_type(name) not in SAFE_CAST_TARGETS and may_echo(args[0].type) and args[0].sources:
                 self.error_channel |= args[0].sources
-            return Lin(lin.sources, False, lin.opaque, name)
+            return Lin(lin.sources, False, lin.opaque, name, name == "text" and args[0].stored, lin.influence)
         if not is_allowed_node(e):
             self.refuse(refusal_reason(name))
             return Lin(lin.sources, False, True)
@@ -800,6 +908,18 @@ class Resolver:
         if name in ("row_to_json", "to_json", "to_jsonb", "array_to_json", "row", "format") and any(a.opaque for a in args):
             return Lin(lin.sources, False, True)
         return lin.derived(_func_type(name))
+
+    def _count(self, e: exp.Count, scope: Scope) -> Lin:
+        """count(x) / count(DISTINCT x) only asks whether x is null (and, distinct, equal to another x)."""
+        arg = e.this
+        parts = list(arg.expressions) if isinstance(arg, exp.Distinct) else [arg] if arg is not None else []
+        lin = Lin()
+        for part in parts:
+            got = self.expr(part, scope)
+            if got.sources:
+                self.value_uses.append(ValueUse(tuple(sorted(got.sources)), "count(...)", "count"))
+            lin = lin | got
+        return lin.derived("numeric")
 
     def _error_args(self, name: str, e: exp.Func, scope: Scope) -> None:
         """Arguments whose value an error message would repeat go to the error channel."""
@@ -843,9 +963,9 @@ class Resolver:
 
     def _quiet(self, e: exp.Expression, scope: Scope) -> Lin:
         """Lineage of an expression already resolved once (no second use, no second refusal)."""
-        uses, violations = len(self.uses), len(self.violations)
+        uses, violations, values = len(self.uses), len(self.violations), len(self.value_uses)
         lin = self.expr(e, scope)
-        del self.uses[uses:], self.violations[violations:]
+        del self.uses[uses:], self.violations[violations:], self.value_uses[values:]
         return lin
 
     def _same_row_type(self, base: exp.Expression, value: exp.Expression, scope: Scope) -> bool:
@@ -898,12 +1018,49 @@ class Resolver:
             cols = self.query(node, scope)
         finally:
             self._captures.pop()
-        lin = union(c.lin for c in cols)
-        for c in captured:
-            lin = lin | c
-        return lin.derived()
+        out = union(c.lin for c in cols)
+        seen = union(captured)
+        # Its value is what it selects; what it only filtered on shapes the value (masked with it) and was
+        # judged where it stands.
+        return Lin(out.sources, False, out.opaque or seen.opaque, None,
+                   influence=(seen.reaches | out.influence) - out.sources)
 
     # -- predicates ---------------------------------------------------------------------------
+
+    def filter(self, e: exp.Expression, scope: Scope, clause: str, top: bool = False) -> None:
+        """A WHERE or JOIN ON: each AND-ed atom is an equi-join (`a = b`, `a IN (SELECT b ...)`) or an inspection.
+
+        `top`: the statement's own WHERE, whose atoms of a declarable form (`range`, `equals`, `in_list`,
+        `is_null` against constants) a policy may allow for a classification (`sensitive_uses`).
+        """
+        words = "WHERE" if clause == "where" else "JOIN ON"
+        for atom in _conjuncts(e):
+            if isinstance(atom, exp.EQ):
+                left, right = self.expr(atom.this, scope), self.expr(atom.expression, scope)
+                self._use(left | right, clause, _has_literal(atom) or _steered([left, right]))
+                form = _form(atom) if top else None
+                if form:  # `col = constant`: a test of a declarable form, not a join
+                    self._inspect(left | right, words, form)
+                else:
+                    self._equijoin(left, right, f"{words} (an equality)")
+                continue
+            semi = _semi_join(atom)
+            if semi is not None:
+                left = self.expr(atom.this, scope)
+                captured: set[Lin] = set()
+                self._captures.append(captured)
+                try:
+                    cols = self.query(semi, scope)
+                finally:
+                    self._captures.pop()
+                self._use(left | union(c.lin for c in cols), clause, True)
+                if len(cols) == 1:
+                    self._equijoin(left, cols[0].lin, f"{words} (IN a subquery)")
+                else:
+                    self._inspect(left | union(c.lin for c in cols), f"{words} (IN a subquery)")
+                continue
+            lin = self.predicate(atom, scope, clause)
+            self._inspect(lin, words, _form(atom) if top else None)
 
     def predicate(self, e: exp.Expression, scope: Scope, clause: str) -> Lin:
         """Lineage of a filter, recording each atom's columns as uses (against constants or not)."""
@@ -911,6 +1068,10 @@ class Resolver:
             return self.predicate(e.this, scope, clause) | self.predicate(e.expression, scope, clause)
         if isinstance(e, (exp.Not, exp.Paren)):
             return self.predicate(e.this, scope, clause)
+        if isinstance(e, exp.Func) and not isinstance(e, (exp.Binary, exp.Predicate, exp.Connector, exp.Unary)):
+            lin = self.expr(e, scope)  # a function call as the test (`starts_with(x, 'a')`, a UDF): resolved whole
+            self._use(lin, clause, True)
+            return lin
         operands = _operands(e)
         lins = [self.expr(o, scope) for o in operands]
         whole = union(lins)
@@ -930,10 +1091,6 @@ class Resolver:
         against = constant or scalar or _steered(lins) \
             or (len(operands) == 1 and isinstance(operands[0], (exp.Subquery, exp.Select)))
         self._use(whole, clause, against)
-        if constant:
-            self.constant_tests |= whole.sources
-        if (constant and _is_point(e)) or (against and scalar):
-            self.point_predicate = True
         return whole
 
     def _constant_side(self, e: exp.Expression, scope: Scope) -> bool:
@@ -947,6 +1104,83 @@ class Resolver:
                 if len(lins) > 1 and any(lin.constant for lin in lins):
                     return True
         return False
+
+
+def _conjuncts(e: exp.Expression) -> list[exp.Expression]:
+    while isinstance(e, exp.Paren):
+        e = e.this
+    if isinstance(e, exp.And):
+        return _conjuncts(e.this) + _conjuncts(e.expression)
+    return [e]
+
+
+def _semi_join(atom: exp.Expression) -> exp.Expression | None:
+    """The query of `x IN (SELECT ...)`, else None."""
+    if isinstance(atom, exp.In) and not atom.expressions and atom.args.get("query") is not None:
+        query = atom.args["query"]
+        return query.this if isinstance(query, exp.Subquery) else query
+    return None
+
+
+def _constant(e: exp.Expression | None) -> bool:
+    """A caller-written constant: a literal, a signed literal, or a literal cast to a type (`'1950-01-01'::date`)."""
+    while isinstance(e, (exp.Cast, exp.Paren, exp.Neg)):
+        e = e.this
+    return isinstance(e, (exp.Literal, exp.Boolean))
+
+
+def _bare(e: exp.Expression | None) -> bool:
+    while isinstance(e, exp.Paren):
+        e = e.this
+    return isinstance(e, exp.Column) and not isinstance(e.this, exp.Star)
+
+
+def _form(atom: exp.Expression) -> PredicateForm | None:
+    """The declarable form of a WHERE atom over one bare column, or None."""
+    if isinstance(atom, (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+        sides = (atom.this, atom.expression)
+        if not ((_bare(sides[0]) and _constant(sides[1])) or (_bare(sides[1]) and _constant(sides[0]))):
+            return None
+        return "equals" if isinstance(atom, exp.EQ) else "range"
+    if isinstance(atom, exp.Between):
+        return "range" if _bare(atom.this) and _constant(atom.args.get("low")) and _constant(atom.args.get("high")) else None
+    if isinstance(atom, exp.In) and not atom.args.get("query") and not atom.args.get("unnest"):
+        return "in_list" if _bare(atom.this) and atom.expressions and all(_constant(x) for x in atom.expressions) else None
+    inner = atom.this if isinstance(atom, exp.Not) else atom
+    if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):
+        return "is_null" if _bare(inner.this) else None
+    return None
+
+
+def _qualified(alias: str, name: str) -> exp.Column:
+    return exp.Column(this=exp.to_identifier(name, quoted=True), table=exp.to_identifier(alias, quoted=True))
+
+
+# Casts that keep the value as stored: injective and never failing (text output of any type). Not
+# varchar(n) / char(n): they truncate.
+def _injective_cast(to: exp.Expression | None) -> bool:
+    if not isinstance(to, exp.DataType) or to.expressions:
+        return False
+    return to.this in (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR)
+
+
+def _words(e: exp.Expression) -> str:
+    """A node's SQL kind in words for a reason (`NEQ` -> `<>`), never its text (that may hold a value)."""
+    return _OPERATOR_WORDS.get(type(e).__name__, type(e).__name__.upper())
+
+
+_OPERATOR_WORDS = {"EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "Like": "LIKE",
+                   "ILike": "ILIKE", "Is": "IS", "In": "IN", "Between": "BETWEEN", "Not": "NOT", "And": "AND",
+                   "Or": "OR", "Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Mod": "%", "DPipe": "||",
+                   "Neg": "unary -", "NullSafeEQ": "IS NOT DISTINCT FROM", "NullSafeNEQ": "IS DISTINCT FROM",
+                   "RegexpLike": "~", "RegexpILike": "~*", "SimilarTo": "SIMILAR TO", "Bracket": "[...] subscript",
+                   "Array": "ARRAY[...]", "Tuple": "a row constructor", "IntDiv": "div"}
+
+
+def _default_alias(func: exp.Expression) -> str:
+    """PostgreSQL names an unaliased function in FROM after the function."""
+    func, _ = _unqualify(func)
+    return function_name(func) if isinstance(func, exp.Func) else "f"
 
 
 def _all_windows(scope: Scope | None) -> dict[str, exp.Expression]:
@@ -1032,21 +1266,6 @@ def _steered(lins: list[Lin]) -> bool:
         return False
     # An opaque value (a function's output, a whole row) hides which column it is: `e.cid = length(e.handle)`.
     return any(lin.opaque for lin in sourced) or any(lin.sources != sourced[0].sources for lin in sourced[1:])
-
-
-def _is_point(e: exp.Expression) -> bool:
-    # Equality-like tests pin down individuals; ranges and wildcard patterns describe cohorts.
-    # A test inside a scalar subquery (`WHERE (SELECT c.ssn = '...')`) counts where it stands.
-    for node in e.walk():
-        if isinstance(node, (exp.EQ, exp.In, exp.NullSafeEQ)):
-            return True
-        if isinstance(node, exp.Between) and node.args.get("low") == node.args.get("high"):
-            return True  # BETWEEN x AND x is an equality
-        if isinstance(node, (exp.Like, exp.ILike)):
-            pattern = node.expression
-            if not (isinstance(pattern, exp.Literal) and any(ch in pattern.this for ch in "%_")):
-                return True
-    return False
 
 
 def _merge_using(left: list[Col], right: list[Col], names: list[str]) -> list[Col]:

@@ -64,6 +64,10 @@ class OutputColumn:
     opaque: bool = False
     type: str | None = None  # the Postgres type name when known (e.g. "text", "date")
     notes: tuple[str, ...] = ()
+    # The value as stored: exactly one source column (or UNION ALL branches of stored columns) passed
+    # through projections and injective casts (`::text`) only. Deterministic masks apply only then.
+    # (`direct` implies it: data handed over in memory marks passthrough columns direct.)
+    stored: bool = False
 
 
 Clause = Literal["where", "join", "having", "order", "group", "distinct_on", "window", "limit"]
@@ -82,6 +86,28 @@ class ColumnUse:
     clause: Clause
     against_constant: bool = False
     singles_out: bool = True
+
+
+UseRule = Literal["inspect", "equijoin", "count"]
+PredicateForm = Literal["range", "equals", "in_list", "is_null"]
+
+
+@dataclass(frozen=True)
+class ValueUse:
+    """A place where the database does more with values of `sources` than move them (DESIGN.md, opaque values).
+
+    `rule`: `inspect` (a predicate, a sort, a grouping, a function or operator argument...), `equijoin`
+    (`sources` = `other`, both sides columns; allowed when both are stored columns of one classification),
+    `count` (the argument of count(...)). `where` says where, in words a person can act on. `form` is
+    set on an atom of the top-level WHERE conjunction that a policy may declare (`sensitive_uses`).
+    """
+
+    sources: tuple[ColumnRef, ...]
+    where: str
+    rule: UseRule = "inspect"
+    stored: bool = False                 # equijoin: both sides are single stored columns
+    other: tuple[ColumnRef, ...] = ()    # equijoin: the other side
+    form: PredicateForm | None = None
 
 
 StatementKind = Literal[
@@ -107,6 +133,14 @@ class Analysis:
     # Source columns whose values reach a cast or parse function that can fail with the value in its
     # error message (`ssn::int`): masking the output cannot help, the error leaks first.
     error_channel: tuple[ColumnRef, ...] = ()
+    # Every computation on values beyond moving them (the opaque-values rule judges these).
+    value_uses: tuple[ValueUse, ...] = ()
+    # What the database runs: generated from the AST that was judged, every column qualified with the
+    # FROM item it was resolved to (a binding difference is then an error, not a leak), `*` expanded.
+    executed_sql: str | None = None
+    # Why a declared sensitive predicate could not be honoured in this statement (None: it can, as a
+    # top-level aggregate over one table, with the group-size floor added at execution).
+    cohort_blocker: str | None = "not a top-level aggregate SELECT"
 
     @property
     def source_columns(self) -> tuple[ColumnRef, ...]:
