@@ -7,7 +7,7 @@ compared with a reference computed from the sensitive column), then shown denied
 from __future__ import annotations
 
 import pytest
-from conftest import require
+from conftest import CORPUS, require
 from test_corpus import ME, live, offline, policy  # noqa: F401 (fixtures)
 
 from lineage_guard.planner import plan
@@ -16,8 +16,8 @@ from lineage_guard.sql import analyze
 from lineage_guard.sql.catalog import Catalog
 
 
-def _plan(sql, catalog, policy):
-    return plan(sql, catalog=catalog, policy=policy, identity=ME, purpose="ai_training")
+def _plan(sql, catalog, rules):
+    return plan(sql, catalog=catalog, policy=rules, identity=ME, purpose="ai_training")
 
 
 # -- parser differentials: the statement PostgreSQL runs must be the one judged ---------------------
@@ -146,8 +146,7 @@ def test_the_floor_holds_on_the_database(corpus_url, live, policy):  # noqa: F81
 
 
 def test_needs_approval_when_declared_so(offline):  # noqa: F811
-    text = (open(__file__.replace("test_sql_opaque.py", "corpus/policy.yaml")).read()
-            .replace("    action: allow\n", "    action: needs_approval\n"))
+    text = (CORPUS / "policy.yaml").read_text().replace("    action: allow\n", "    action: needs_approval\n")
     decision = _plan(COHORT, offline, parse_policy(text))
     assert decision.action == "needs_approval" and "requires approval" in decision.reasons[0]
 
