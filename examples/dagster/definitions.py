@@ -44,7 +44,7 @@ training_patients = governed_postgres_asset(
 training_customers = governed_postgres_asset(
     "customer_spend",
     "SELECT c.id, c.email, c.plan, c.zip, sum(o.amount) AS spend, count(o.id) AS orders "
-    "FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.email, c.plan, c.zip",
+    "FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id",  # c.id is the key: the other columns follow it
     key_prefix=["training"], group_name="training",
     deps=[["postgres", "public", "customers"], ["postgres", "public", "orders"]],
 )
