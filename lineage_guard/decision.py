@@ -47,6 +47,8 @@ class Decision:
     statement: str
     columns: tuple[ColumnDecision, ...] = ()
     analysis: Analysis | None = field(default=None, compare=False, repr=False)
+    # Sensitive columns this reader may not see in the clear: what the live binding check compares.
+    sensitive: tuple[ColumnRef, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def allowed(self) -> bool:

@@ -87,15 +87,17 @@ def decide(
     if not analysis.is_read:
         return _write_decision(analysis, policy, identity, environment, labels)
 
-    verdict = _judge_uses(analysis, labels, policy, identity, purpose)
+    hidden, approval = _hidden(labels, policy, identity, purpose)
+    verdict = _judge_uses(analysis, hidden, approval, policy, identity, purpose)
     if verdict.denials:
         return _deny(analysis, verdict.denials, labels, policy, identity, purpose)
     analysis = _with_floor(analysis, verdict, policy)
 
     columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque)
     approvals = verdict.approvals + approvals
+    sensitive = tuple(sorted(hidden))
     if approvals:
-        return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis)
+        return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis, sensitive)
     masked = [c for c in columns if c.masked]
     reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})"]
     reasons += [f"{note} (sensitive_uses): groups under {policy.min_group_size} rows are not returned"
@@ -104,12 +106,16 @@ def decide(
     found = sorted({f"{s} ({labels[s]})" for c in columns for s in c.sources if s in labels and s not in declared})
     if found:
         reasons.append("detected as sensitive (not declared in the policy): " + ", ".join(found))
-    return Decision("allow", tuple(reasons), analysis.statement, columns, analysis)
+    return Decision("allow", tuple(reasons), analysis.statement, columns, analysis, sensitive)
 
 
-def _judge_uses(analysis: Analysis, labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity,
-                purpose: str) -> UseVerdict:
-    """The opaque-values rule (sql/inference.py) for this identity: columns it sees in the clear are not sensitive here."""
+def _hidden(labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity,
+            purpose: str) -> tuple[dict[ColumnRef, str], frozenset[ColumnRef]]:
+    """(sensitive columns this reader may not see in the clear, those of them a human approval would clear)."""
+    key = (id(policy), identity.principal, frozenset(identity.groups), purpose, frozenset(labels.items()))
+    cached = _HIDDEN.get(key)
+    if cached is not None and cached[0] is policy:
+        return cached[1], cached[2]
     hidden: dict[ColumnRef, str] = {}
     approval: set[ColumnRef] = set()
     for ref, label in labels.items():
@@ -119,12 +125,24 @@ def _judge_uses(analysis: Analysis, labels: Mapping[ColumnRef, str], policy: Pol
                 continue
             approval.add(ref)
         hidden[ref] = label
+    if len(_HIDDEN) > 256:  # one entry per (policy, identity, purpose, labels) a process plans for
+        _HIDDEN.clear()
+    _HIDDEN[key] = (policy, hidden, frozenset(approval))
+    return hidden, frozenset(approval)
+
+
+_HIDDEN: dict[tuple, tuple[Policy, dict[ColumnRef, str], frozenset[ColumnRef]]] = {}
+
+
+def _judge_uses(analysis: Analysis, hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnRef], policy: Policy,
+                identity: Identity, purpose: str) -> UseVerdict:
+    """The opaque-values rule (sql/inference.py) for this identity: columns it sees in the clear are not sensitive here."""
 
     def declared(label: str, form: str) -> str | None:
         use = policy.declared_use(label, form, identity, purpose)
         return use.action if use else None
 
-    return judge_uses(analysis, hidden, policy.inference, declared, frozenset(approval))
+    return judge_uses(analysis, hidden, policy.inference, declared, approval)
 
 
 def _with_floor(analysis: Analysis, verdict: UseVerdict, policy: Policy) -> Analysis:

@@ -547,7 +547,7 @@ class GovernedSession:
         from .mask import mask_batch
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
-        with self.source.stream(executed_sql(decision), parameters) as stream:
+        with self.source.stream(executed_sql(decision), parameters, verify=binding_check(decision)) as stream:
             if len(stream.schema) != len(decision.columns):
                 # The server's output shape differs from the plan's: the plan cannot vouch for it.
                 raise LineageGuardError(
@@ -668,6 +668,22 @@ def executed_sql(decision: Decision) -> str:
         raise LineageGuardError("the plan has no executable statement (the analyzed SQL could not be generated "
                                 "back); nothing was run: simplify the statement")
     return sql
+
+
+def binding_check(decision: Decision):
+    """Before a live read: refuse when the server binds the statement differently from the plan (sql/explain.py)."""
+    if decision.analysis is None or not decision.sensitive:
+        return None  # nothing this reader may not see: no binding can reveal more than the plan shows
+    from .sql.explain import binding_disagreements, planned
+
+    known, outputs = planned(decision.analysis)
+
+    def verify(explained) -> None:
+        reasons = binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive)
+        if reasons:
+            raise AccessDenied(reasons)
+
+    return verify
 
 
 class _Handover:

@@ -6,6 +6,8 @@ compared with a reference computed from the sensitive column), then shown denied
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from conftest import CORPUS, require
 from test_corpus import ME, live, offline, policy  # noqa: F401 (fixtures)
@@ -124,6 +126,10 @@ def test_declared_range_is_honoured_with_the_floor(offline, policy):  # noqa: F8
     ("SELECT count(*) FROM customers WHERE birth_date = '1980-01-01'", "used in WHERE"),  # equals: not declared
     ("SELECT count(*) FROM customers WHERE ssn < '5'", "used in WHERE"),                   # not date_of_birth
     ("SELECT count(*) FROM customers WHERE birth_date < '1980-01-01' OR plan = 'pro'", "used in WHERE"),
+    # trackers: count(cohort) - count(cohort AND id <> k) is k's membership, both above the floor
+    ("SELECT count(*) FROM customers WHERE birth_date < '1980-01-01' AND id <> 7", "differencing"),
+    ("SELECT plan, count(*) FROM customers WHERE birth_date < '1980-01-01' AND created_at < '2024-03-01' "
+     "GROUP BY plan", "differencing"),
 ])
 def test_declared_range_elsewhere_is_still_a_sensitive_use(offline, policy, sql, why):  # noqa: F811
     decision = _plan(sql, offline, policy)
@@ -162,3 +168,83 @@ def test_entitled_columns_are_not_sensitive_for_their_reader():
     sql = "SELECT id FROM t WHERE ssn LIKE '9%'"
     assert plan(sql, catalog=cat, policy=p, identity=Identity("auditor"), purpose="audit").action == "allow"
     assert plan(sql, catalog=cat, policy=p, identity=Identity("someone"), purpose="audit").action == "deny"
+
+
+# -- the live binding check: the server's own binding (EXPLAIN VERBOSE) must agree with the plan -------
+
+
+def _explained(url, sql):
+    psycopg = require("psycopg", "postgres")
+    with psycopg.connect(url) as conn:
+        conn.read_only = True
+        plan_json = conn.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}").fetchone()[0]
+        conn.rollback()
+    return plan_json
+
+
+def _allowed_corpus_statements(live, policy):  # noqa: F811
+    """Every statement of the corpus and its class variants that the plan allows."""
+    import json
+
+    from test_corpus import VARIANTS
+    from test_corpus_classes import CASES as CLASSES
+    from test_corpus_redteam import CASES as REDTEAM
+
+    statements = [json.loads(line)["sql"] for line in (CORPUS / "sql-attacks.jsonl").read_text().splitlines()]
+    statements += [v[1] for v in VARIANTS]
+    statements += [line.split(" ", 2)[2] for line in CLASSES.strip().splitlines() if line.strip()]
+    statements += [line.split(" ", 3)[3] for line in REDTEAM.strip().splitlines() if line.strip()]
+    for sql in statements:
+        decision = _plan(sql, live, policy)
+        if decision.action == "allow" and decision.analysis.executed_sql:
+            yield decision
+
+
+def test_the_binding_check_agrees_on_every_allowed_corpus_statement(corpus_url, live, policy):  # noqa: F811
+    from lineage_guard.sql.explain import binding_disagreements, planned
+
+    psycopg = require("psycopg", "postgres")
+    checked = 0
+    for decision in _allowed_corpus_statements(live, policy):
+        known, outputs = planned(decision.analysis)
+        try:
+            explained = _explained(corpus_url, decision.analysis.executed_sql)
+        except psycopg.Error:
+            continue  # the server refuses it (a cross-database name...): nothing is read
+        assert binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive) == [], \
+            decision.statement
+        checked += 1
+    assert checked >= 100  # the masked and clear cases of the corpus and its variants
+
+
+@pytest.mark.parametrize("judged, ran, why", [
+    # the plan believed output 2 was `plan`; the server computes it from ssn (a binding the planner missed)
+    ("SELECT id, plan FROM customers", "SELECT id, ssn AS plan FROM customers", "output column 2"),
+    ("SELECT c.id, (SELECT 1) AS x FROM customers c",
+     "SELECT c.id, (SELECT c.ssn) AS x FROM customers c", "public.customers.ssn"),
+    ("SELECT id FROM customers WHERE plan = 'pro'", "SELECT id FROM customers WHERE ssn = 'pro'",
+     "did not see the statement read"),
+])
+def test_the_binding_check_refuses_a_disagreement(corpus_url, live, policy, judged, ran, why):  # noqa: F811
+    from lineage_guard.sql.explain import binding_disagreements, planned
+
+    decision = _plan(judged, live, policy)
+    known, outputs = planned(decision.analysis)
+    reasons = binding_disagreements(_explained(corpus_url, ran), known=known, outputs=outputs,
+                                    sensitive=decision.sensitive)
+    assert reasons and any(why in r for r in reasons) and not any("'" in r for r in reasons)
+
+
+def test_a_read_runs_the_check_before_any_row(corpus_url, policy, monkeypatch):  # noqa: F811
+    # The session refuses the read when the server disagrees: simulate the planner having misread a statement.
+    import lineage_guard.session as session_module
+    from lineage_guard import GovernedSession
+    from lineage_guard.errors import AccessDenied
+
+    with GovernedSession(corpus_url, policy, ME, "ai_training") as s:
+        decision = s.plan("SELECT id, plan FROM customers")
+        swapped = dataclasses.replace(decision.analysis, executed_sql="SELECT id, ssn AS plan FROM customers")
+        monkeypatch.setattr(s, "plan", lambda sql: dataclasses.replace(decision, analysis=swapped))
+        with pytest.raises(AccessDenied, match="output column 2"):
+            s.read_arrow("SELECT id, plan FROM customers")
+    assert session_module.binding_check(decision) is not None

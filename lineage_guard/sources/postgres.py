@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 
 import pyarrow as pa
@@ -65,7 +66,8 @@ class BatchStream:
     transaction and close the connection; an unfinished read is cancelled on the server.
     """
 
-    def __init__(self, source: PostgresSource, sql: str, parameters: Parameters):
+    def __init__(self, source: PostgresSource, sql: str, parameters: Parameters,
+                 verify: Callable[[Any], None] | None = None):
         self._source = source
         self._conn = None
         self._reader = None
@@ -73,12 +75,12 @@ class BatchStream:
         self._done = False
         self.rows = 0
         try:
-            self._open(sql, parameters)
+            self._open(sql, parameters, verify)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, sql: str, parameters: Parameters) -> None:
+    def _open(self, sql: str, parameters: Parameters, verify: Callable[[Any], None] | None) -> None:
         source = self._source
         self._conn = _connect(source._url)
         cursor = self._conn.cursor()
@@ -97,11 +99,28 @@ class BatchStream:
         if parameters is not None:
             # Bound parameters would make ADBC load the whole result before the first batch.
             sql = inline_parameters(sql, parameters)
+        if verify is not None:
+            verify(self._explain(cursor, sql))
         guarded(lambda: cursor.execute(sql), lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
         self._reader = guarded(cursor.fetch_record_batch,
                                lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
         self._cursor = cursor
         self._plan = TypePlan.for_schema(self._reader.schema)
+
+    def _explain(self, cursor, sql: str) -> Any:
+        """The server's plan of `sql` (EXPLAIN VERBOSE, JSON), in the read's own transaction; nothing runs."""
+        def explain():
+            # The driver reads results through COPY (...) TO STDOUT, which cannot wrap EXPLAIN: off for this one.
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
+            try:
+                cursor.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}")
+                value = cursor.fetchone()[0]
+            finally:
+                cursor.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "true"})
+            return json.loads(value) if isinstance(value, str) else value
+
+        return guarded(explain, lambda exc: from_driver_error(exc, timeout_ms=self._source.statement_timeout_ms,
+                                                               doing="asking the server how it binds the statement"))
 
     @property
     def schema(self) -> pa.Schema:
@@ -222,14 +241,17 @@ class PostgresSource:
         """The URL with the password replaced by `***`: safe to log."""
         return self._url.redacted
 
-    def stream(self, sql: str, parameters: Parameters = None) -> BatchStream:
+    def stream(self, sql: str, parameters: Parameters = None,
+               verify: Callable[[Any], None] | None = None) -> BatchStream:
         """Run one read-only statement and stream its rows as Arrow batches.
 
         `parameters` fill `$1, $2, ...` placeholders (inlined as quoted literals so the result
         still streams; see `pg_params`). Raises `SourceError`
-        (sanitized: SQLSTATE and what to fix, never the server's text).
+        (sanitized: SQLSTATE and what to fix, never the server's text). `verify`, if given, is called
+        with the server's `EXPLAIN (VERBOSE, FORMAT JSON)` of the statement before it runs, in the same
+        transaction, and may raise to refuse the read.
         """
-        return BatchStream(self, sql, parameters)
+        return BatchStream(self, sql, parameters, verify)
 
     def read_all(self, sql: str, parameters: Parameters = None) -> pa.Table:
         """Convenience for small results: the whole result as one table."""

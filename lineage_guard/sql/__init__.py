@@ -46,7 +46,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
 
     from .allowlist import FUNCTION_CASTS, _silence_sqlglot, function_name, is_allowed_node, refusal_reason
     from .cohort import cohort_blocker
-    from .guards import decode_unicode_identifiers, dropped_names, parser_differential
+    from .guards import decode_unicode_identifiers, dropped_names
     from .lineage import Resolver, ident
     from .nodes import unknown_node
     from .statements import describe
@@ -56,7 +56,6 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         return _refused(str(sql or ""), "empty statement; give one SQL statement")
     original = sql
     sql, early = decode_unicode_identifiers(sql)
-    early = early or parser_differential(sql)
     if early:
         return _refused(original, early)
     try:
@@ -120,7 +119,9 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
             error_channel=tuple(sorted(resolver.error_channel)),
             value_uses=tuple(dict.fromkeys(resolver.value_uses)),
             executed_sql=_generated(node) if not resolver.violations else None,
-            cohort_blocker=cohort_blocker(node, _identifying(node, catalog)),
+            # Only a statement with a declarable predicate needs the shape check.
+            **({"cohort_blocker": cohort_blocker(node, _identifying(node, catalog))}
+               if any(u.form for u in resolver.value_uses) else {}),
         )
 
     kind, written, has_where, flags = describe(node, default_schema)

@@ -3,7 +3,7 @@
 `U&"\\0065mail"` is PostgreSQL's Unicode-escaped identifier (here: `email`); sqlglot 30 reads it as
 `U & "\\0065mail"`, a bitwise AND of two unknown columns, so the real column would escape lineage.
 `decode_unicode_identifiers` rewrites it to the plain quoted identifier; anything it cannot decode
-exactly (UESCAPE, bad escapes) is refused.
+exactly (UESCAPE, bad escapes) is refused, and so is syntax sqlglot misreads (`parser_differential`).
 
 Example:
     >>> decode_unicode_identifiers('SELECT U&"\\\\0065mail" FROM customers')
@@ -52,6 +52,9 @@ def decode_unicode_identifiers(sql: str) -> tuple[str, str | None]:
         return sql, "could not tokenize the SQL as PostgreSQL; fix quoting (unterminated string, identifier or $$ body)"
     if any(t.token_type == TokenType.VAR and t.text.upper() == "UESCAPE" for t in tokens):
         return sql, "UESCAPE is refused: the parser cannot resolve Unicode-escaped names reliably; write the plain name"
+    misread = parser_differential(tokens)
+    if misread:
+        return sql, misread
     edits = []
     for i, tok in enumerate(tokens[:-2]):
         amp, target = tokens[i + 1], tokens[i + 2]
@@ -94,17 +97,13 @@ def _fold(text: str, quoted: bool) -> str:
     return text if quoted else text.lower()
 
 
-def parser_differential(sql: str) -> str | None:
-    """A refusal for syntax sqlglot reads differently from PostgreSQL, else None.
+def parser_differential(tokens: list) -> str | None:
+    """A refusal for syntax sqlglot reads differently from PostgreSQL (in the statement's tokens), else None.
 
     PostgreSQL's prefix `@` is absolute value (`@(x)`, `@ -1`); sqlglot reads it as a parameter marker,
     so whatever follows would have no lineage. `$name` is no PostgreSQL syntax at all; `$1` is a
     positional parameter and stays.
     """
-    try:
-        tokens = Postgres().tokenize(sql)
-    except Exception:  # noqa: BLE001 - decode_unicode_identifiers already refused untokenizable SQL
-        return "could not tokenize the SQL as PostgreSQL; fix quoting"
     for i, tok in enumerate(tokens):
         if tok.token_type != TokenType.PARAMETER:
             continue

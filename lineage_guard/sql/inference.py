@@ -123,6 +123,8 @@ def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mod
                 continue
         for col in hit:
             refuse(col, use.where, generic)
+    if verdict.group_floor:
+        _no_trackers(analysis, sensitive, declared, verdict)
     if mode == "strict":
         for c in analysis.columns:
             hit = [s for s in c.sources if s in sensitive]
@@ -131,6 +133,28 @@ def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mod
                     refuse(col, f"the computed output column {c.name!r}",
                            "strict inference mode: only stored sensitive columns may be returned, masked")
     return verdict
+
+
+def _no_trackers(analysis: Analysis, sensitive: Mapping[ColumnRef, str], declared: Declared,
+                 verdict: UseVerdict) -> None:
+    """A declared cohort predicate stands alone in its WHERE: any other condition is a tracker.
+
+    `count(cohort)` minus `count(cohort AND id <> k)` is patient k's membership although both groups
+    pass the floor; so does any other atom that can exclude one person. Honoured cohorts filter on
+    declared sensitive atoms only.
+    """
+    for use in analysis.value_uses:
+        if not use.where.startswith("WHERE"):
+            continue
+        declared_atom = use.form is not None and use.sources and all(
+            c in sensitive and declared(sensitive[c], use.form) for c in use.sources)
+        if not declared_atom:
+            verdict.denials.append(
+                "a declared sensitive predicate is honoured only when the WHERE holds nothing but declared "
+                "predicates: another condition (here on " + ", ".join(map(str, use.sources or use.other))
+                + ") can single a person out by differencing two cohorts; remove it or group by it instead")
+            verdict.group_floor = False
+            return
 
 
 def inference_findings(analysis: Analysis, sensitive, mode: Mode = "default") -> list[str]:
