@@ -128,8 +128,8 @@ def test_declared_range_is_honoured_with_the_floor(offline, policy):  # noqa: F8
     ("SELECT count(*) FROM customers WHERE birth_date < '1980-01-01' OR plan = 'pro'", "used in WHERE"),
     # trackers: count(cohort) - count(cohort AND id <> k) is k's membership, both above the floor
     ("SELECT count(*) FROM customers WHERE birth_date < '1980-01-01' AND id <> 7", "differencing"),
-    ("SELECT plan, count(*) FROM customers WHERE birth_date < '1980-01-01' AND created_at < '2024-03-01' "
-     "GROUP BY plan", "differencing"),
+    (("SELECT plan, count(*) FROM customers WHERE birth_date < '1980-01-01' AND created_at < '2024-03-01' "
+      "GROUP BY plan"), "differencing"),
 ])
 def test_declared_range_elsewhere_is_still_a_sensitive_use(offline, policy, sql, why):  # noqa: F811
     decision = _plan(sql, offline, policy)
