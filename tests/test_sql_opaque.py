@@ -61,6 +61,9 @@ def test_executed_sql_is_qualified_and_expanded(offline):  # noqa: F811
                               'FROM orders AS o WHERE "o".amount > 5')
     a = analyze("SELECT id FROM (SELECT id FROM customers) WHERE id > 1", offline)
     assert a.executed_sql == 'SELECT "_lg1".id FROM (SELECT "customers".id FROM customers) AS _lg1 WHERE "_lg1".id > 1'
+    a = analyze("SELECT c.id, l.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o "
+                "WHERE o.customer_id = c.id) l", offline)
+    assert a.executed_sql.endswith(") AS l")  # the alias stays on LATERAL, none is added inside
     # USING-merged names stay unqualified (PostgreSQL's merged column); the column count is checked at read
     assert "USING (id)" in analyze("SELECT id FROM orders JOIN customers USING (id)", offline).executed_sql
 

@@ -458,9 +458,11 @@ class Resolver:
         if isinstance(item, exp.Subquery):
             cols = self.query(item.this, inner_scope)
             cols = self._suffix(item, cols, inner_scope)
-            return Rel(alias or self._alias(item), _rename(cols, alias_cols))
+            # Under LATERAL the alias belongs to the LATERAL node (the caller names it there).
+            return Rel(alias or ("" if lateral else self._alias(item)), _rename(cols, alias_cols))
         if isinstance(item, exp.Values):
-            return Rel(alias or self._alias(item), _rename(self._values(item, inner_scope), alias_cols))
+            return Rel(alias or ("" if lateral else self._alias(item)),
+                       _rename(self._values(item, inner_scope), alias_cols))
         if isinstance(item, exp.Unnest):
             lins = [self._inspect(self.expr(a, scope), "an argument of unnest() in FROM").derived()
                     for a in item.expressions]
