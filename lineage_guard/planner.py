@@ -21,7 +21,6 @@ from .mask.spec import MaskSpec
 from .policy.model import Policy
 from .sql import analyze
 from .sql.catalog import Catalog
-from .sql.cohort import with_group_floor
 from .sql.inference import UseVerdict, judge_uses
 from .sql.model import Analysis, ColumnRef, OutputColumn, TableRef
 
@@ -147,9 +146,9 @@ def _judge_uses(analysis: Analysis, hidden: Mapping[ColumnRef, str], approval: f
 
 def _with_floor(analysis: Analysis, verdict: UseVerdict, policy: Policy) -> Analysis:
     """A declared sensitive predicate was honoured: the executed statement keeps only groups of min_group_size rows."""
-    if not verdict.group_floor or not analysis.executed_sql:
+    if not verdict.group_floor:
         return analysis
-    return dataclasses.replace(analysis, executed_sql=with_group_floor(analysis.executed_sql, policy.min_group_size))
+    return dataclasses.replace(analysis, group_floor=policy.min_group_size)
 
 
 def _gate(policy: Policy, identity: Identity, purpose: str) -> list[str]:

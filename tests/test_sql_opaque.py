@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import sqlglot
 from conftest import CORPUS, require
 from test_corpus import ME, live, offline, policy  # noqa: F401 (fixtures)
 
@@ -246,7 +247,8 @@ def test_a_read_runs_the_check_before_any_row(corpus_url, policy, monkeypatch): 
 
     with GovernedSession(corpus_url, policy, ME, "ai_training") as s:
         decision = s.plan("SELECT id, plan FROM customers")
-        swapped = dataclasses.replace(decision.analysis, executed_sql="SELECT id, ssn AS plan FROM customers")
+        ran = sqlglot.parse_one("SELECT id, ssn AS plan FROM customers", dialect="postgres")
+        swapped = dataclasses.replace(decision.analysis, tree=ran)
         monkeypatch.setattr(s, "plan", lambda sql: dataclasses.replace(decision, analysis=swapped))
         with pytest.raises(AccessDenied, match="output column 2"):
             s.read_arrow("SELECT id, plan FROM customers")

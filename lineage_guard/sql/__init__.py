@@ -19,9 +19,6 @@ from .model import Analysis, ColumnRef, ColumnUse, OutputColumn, TableRef, Value
 
 __all__ = ["Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef", "ValueUse", "analyze"]
 
-from sqlglot.errors import ErrorLevel
-
-_RAISE = ErrorLevel.RAISE
 _QUERY = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)
 _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
            exp.Command, exp.Copy, exp.Grant, exp.Revoke)
@@ -118,7 +115,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
             uses=uses, violations=tuple(resolver.violations),
             error_channel=tuple(sorted(resolver.error_channel)),
             value_uses=tuple(dict.fromkeys(resolver.value_uses)),
-            executed_sql=_generated(node) if not resolver.violations else None,
+            tree=node,
             # Only a statement with a declarable predicate needs the shape check.
             **({"cohort_blocker": cohort_blocker(node, _identifying(node, catalog))}
                if any(u.form for u in resolver.value_uses) else {}),
@@ -158,7 +155,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         violations=tuple(resolver.violations), has_where=has_where, flags=frozenset(flags),
         error_channel=tuple(sorted(resolver.error_channel)),
         value_uses=tuple(dict.fromkeys(resolver.value_uses)),
-        executed_sql=_generated(node) if not resolver.violations else None,
+        tree=node,
     )
 
 
@@ -198,14 +195,6 @@ def _ordered(node: exp.Expression) -> bool:
     while isinstance(node, exp.Subquery) and not node.args.get("order"):
         node = node.this
     return bool(node.args.get("order"))
-
-
-def _generated(node: exp.Expression) -> str | None:
-    """The SQL the database runs: generated from the AST the resolver qualified (None if it cannot be)."""
-    try:
-        return node.sql(dialect="postgres", unsupported_level=_RAISE)
-    except Exception:  # noqa: BLE001 - no SQL to run means nothing runs (the session refuses)
-        return None
 
 
 def _identifying(node: exp.Expression, catalog: Catalog) -> frozenset[str]:

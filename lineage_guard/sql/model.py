@@ -9,7 +9,7 @@ statement it cannot understand comes back with `violations` (deny) or with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, order=True)
@@ -135,12 +135,27 @@ class Analysis:
     error_channel: tuple[ColumnRef, ...] = ()
     # Every computation on values beyond moving them (the opaque-values rule judges these).
     value_uses: tuple[ValueUse, ...] = ()
-    # What the database runs: generated from the AST that was judged, every column qualified with the
-    # FROM item it was resolved to (a binding difference is then an error, not a leak), `*` expanded.
-    executed_sql: str | None = None
+    # The AST that was judged (sqlglot), every column qualified with the FROM item it was resolved to,
+    # `*` expanded: `executed_sql` is generated from it when a read or write runs (plans do not pay).
+    tree: Any = field(default=None, compare=False, repr=False)
+    group_floor: int | None = None      # a declared sensitive predicate: groups under this many rows withheld
     # Why a declared sensitive predicate could not be honoured in this statement (None: it can, as a
     # top-level aggregate over one table, with the group-size floor added at execution).
     cohort_blocker: str | None = "not a top-level aggregate SELECT"
+
+    @property
+    def executed_sql(self) -> str | None:
+        """What the database runs, generated from `tree` (a binding difference is then an error, not a
+        leak), with `HAVING count(*) >= group_floor` when set; None when there is nothing to run."""
+        if self.tree is None or self.violations:
+            return None
+        cached = self.__dict__.get("_executed")
+        if cached is None:
+            from .generate import executable
+
+            cached = executable(self.tree, self.group_floor)
+            object.__setattr__(self, "_executed", cached)  # frozen: computed once, like a cached property
+        return cached or None
 
     @property
     def source_columns(self) -> tuple[ColumnRef, ...]:
