@@ -164,7 +164,7 @@ def test_needs_approval_when_declared_so(offline):  # noqa: F811
 def test_entitled_columns_are_not_sensitive_for_their_reader():
     # Who may see ssn in the clear may filter on it: the rule protects values a reader may not see.
     cat = Catalog.from_ddl_text("CREATE TABLE t (id int PRIMARY KEY, ssn text)")
-    text = ("version: 1\nclassifications: {public.t.ssn: national_id}\nrules:\n"
+    text = ("version: 1\nidentities: {auditor: {}, someone: {}}\nclassifications: {public.t.ssn: national_id}\nrules:\n"
             "  - {classifications: [national_id], identities: [auditor], action: clear}\n")
     from lineage_guard.identity import Identity
 
