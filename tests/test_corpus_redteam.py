@@ -243,7 +243,7 @@ deny - inference SELECT cid FROM customer_export() e WHERE (SELECT e.handle = '9
 deny - inference SELECT id FROM customers WHERE lookup_email(id) LIKE 'stub%'
 deny - inference SELECT id FROM v_customer_secure WHERE tax_ref = '975-45-1106'
 deny - inference SELECT plan FROM mv_zip_plan ORDER BY zip
-allow - control SELECT count(*) FROM customers WHERE birth_date < '1960-01-01' AND created_at > '2024-01-01'
+deny - inference SELECT count(*) FROM customers WHERE birth_date < '1960-01-01' AND created_at > '2024-01-01'
 allow - control SELECT count(*) FROM orders WHERE customer_id < 4 AND amount > 10
 allow - control SELECT sum(1) FROM generate_series(1, 100) g WHERE g <= (SELECT count(*) FROM orders)
 allow - control SELECT g, count(*) FROM customers c JOIN generate_series(1, 100) g ON g < c.id GROUP BY g
