@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import CORPUS_POLICY, POLICIES, REPO, Recovery, RedTeam
+from harness import CORPUS_POLICY, POLICIES, REPO, Recovery, RedTeam, Refused
+
+from lineage_guard.errors import SourceError
 
 ALL = tuple(range(1, 51))
 SSN_POSITIONS = (1, 2, 3, 5, 6, 8, 9, 10, 11)   # the digits of ddd-dd-dddd
@@ -116,8 +118,8 @@ def lexical_differentials(rt: RedTeam, rec: Recovery) -> Recovery:
     for sql in LEXICAL_SHAPES:
         try:
             rows = rt.rows(sql)
-        except Exception:  # noqa: BLE001 - a refused or failing shape recovers nothing; try the next
-            continue
+        except (Refused, SourceError):  # a refused or failing shape recovers nothing; try the next one
+            rows = []
         for r in rows:
             if isinstance(r.get("x"), str) and len(r["x"]) == 11 and r["x"][3] == "-":
                 rec.values[r["id"]] = r["x"]
