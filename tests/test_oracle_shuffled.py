@@ -1,0 +1,232 @@
+"""Differential oracle on shuffled twins: an allowed statement's clear output must not depend on who owns a value.
+
+Database A is the corpus. Pairing 1: database S, the same rows with each sensitive column shuffled
+across rows independently (same values, different owners). Pairing 2: database P, where each
+classification gets one consistent permutation of its values across all its columns, so equality
+between sensitive columns (a permitted disclosure: equi-joins) is preserved while the values and
+their order are not; the generator for pairing 2 adds equi-joins on sensitive columns.
+
+A seeded generator (tests/oracle_gen.py) writes >= 10,000 statements; each is planned offline
+first, and only the allowed ones run, on both databases of its pairing, exactly as the session
+would send them (`analysis.executed_sql`). Any allowed statement whose UNMASKED output columns
+differ (rows, order under ORDER BY, or row count), or that fails on one database and not the
+other (or with another SQLSTATE), is a failure. Physical row order is the same in all databases
+(clustered on the key), so only data, never layout, can make outputs differ.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import multiprocessing
+import os
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, require
+from oracle_gen import Generator
+
+from lineage_guard.identity import Identity
+from lineage_guard.planner import plan
+from lineage_guard.policy import load_policy
+from lineage_guard.sql.catalog import Catalog
+
+POLICY = CORPUS / "policy.yaml"
+SENSITIVE = {  # table -> sensitive columns (the corpus policy's classifications)
+    "customers": ["full_name", "email", "ssn", "phone", "birth_date", "zip"],
+    "orders": ["card_number"],
+    "patients": ["mrn", "full_name", "diagnosis", "notes", "birth_date"],
+}
+PAIRINGS = {"shuffled": (20261201, 6000, False), "permuted": (20261202, 4000, True)}   # seed, statements, equi-joins
+SEED = 11
+
+
+def _load(url: str) -> None:
+    psycopg = require("psycopg", "postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((CORPUS / "schema.sql").read_text())
+        conn.execute((CORPUS / "schema_extras.sql").read_text())
+
+
+def _rewrite(url: str, mapping) -> None:
+    """Set every sensitive value to mapping(table, column, rows) -> {id: new value}; then cluster on the key."""
+    psycopg = require("psycopg", "postgres")
+    with psycopg.connect(url) as conn:
+        for table, cols in SENSITIVE.items():
+            for col in cols:
+                rows = conn.execute(f"SELECT id, {col} FROM {table} ORDER BY id").fetchall()
+                new = mapping(table, col, rows)
+                conn.cursor().executemany(f"UPDATE {table} SET {col} = %s WHERE id = %s",
+                                          [(v, k) for k, v in new.items()])
+        conn.execute("REFRESH MATERIALIZED VIEW mv_zip_plan")
+        conn.commit()
+
+
+def _cluster(url: str) -> None:
+    psycopg = require("psycopg", "postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in SENSITIVE:
+            conn.execute(f"CLUSTER {table} USING {table}_pkey")
+            conn.execute(f"ANALYZE {table}")
+
+
+def shuffle_rows(rng: random.Random):
+    """Pairing 1: each column's values move to other rows (same multiset, different owners)."""
+    def mapping(table, col, rows):
+        ids, values = [r[0] for r in rows], [r[1] for r in rows]
+        rng.shuffle(values)
+        return dict(zip(ids, values))
+    return mapping
+
+
+def permute_values(url: str, rng: random.Random):
+    """Pairing 2: one permutation of each classification's distinct values, applied to all its columns."""
+    psycopg = require("psycopg", "postgres")
+    labels = load_policy(POLICY).labels()
+    by_label: dict[str, list] = collections.defaultdict(list)
+    with psycopg.connect(url) as conn:
+        for ref, label in labels.items():
+            by_label[label] += [v for (v,) in conn.execute(f"SELECT DISTINCT {ref.column} FROM {ref.table} "
+                                                           f"WHERE {ref.column} IS NOT NULL")]
+    perms = {}
+    for label, values in by_label.items():
+        distinct = sorted(set(values), key=repr)
+        shuffled = distinct[:]
+        rng.shuffle(shuffled)
+        perms[label] = dict(zip(distinct, shuffled))
+    label_of = {(ref.table, ref.column): label for ref, label in labels.items()}
+
+    def mapping(table, col, rows):
+        perm = perms[label_of[(table, col)]]
+        return {k: (perm[v] if v is not None else None) for k, v in rows}
+    return mapping
+
+
+@pytest.fixture(scope="module")
+def twins(new_database):
+    psycopg = require("psycopg", "postgres")
+    a, s, p = new_database(), new_database(), new_database()
+    for url in (a, s, p):
+        _load(url)
+    _rewrite(s, shuffle_rows(random.Random(SEED)))
+    _rewrite(p, permute_values(p, random.Random(SEED + 1)))
+    for url in (a, s, p):
+        _cluster(url)
+    conns = {}
+    for name, url in (("a", a), ("shuffled", s), ("permuted", p)):
+        conn = psycopg.connect(url, autocommit=True)
+        conn.execute("SET default_transaction_read_only = on")
+        conn.execute("SET statement_timeout = '3s'")
+        conns[name] = conn
+    yield conns
+    for conn in conns.values():
+        conn.close()
+
+
+def _run(conn, sql: str):
+    psycopg = require("psycopg", "postgres")
+    try:
+        return conn.execute(sql).fetchall(), None
+    except psycopg.Error as err:
+        return None, err.sqlstate   # the SQLSTATE only: server text may quote a value
+
+
+def _clear_view(rows, clear: list[int], ordered: bool):
+    view = [tuple(r[i] for i in clear) for r in rows]
+    return view if ordered else sorted(view, key=repr)
+
+
+def _run_all(conn, statements: list[str]) -> list:
+    return [_run(conn, sql) for sql in statements]
+
+
+_PLANNER: tuple | None = None
+
+
+def _plan_chunk(statements: list[str]) -> tuple[list[tuple[str, str | None, list[int]]], float]:
+    """Plan statements offline (in a worker process): (action, SQL to execute, clear positions) each."""
+    global _PLANNER
+    started = time.process_time()
+    if _PLANNER is None:
+        policy = load_policy(POLICY)
+        catalog = Catalog.from_ddl(CORPUS / "schema.sql", CORPUS / "schema_extras.sql", search_path=("public",))
+        _PLANNER = (policy, catalog, policy.resolve_identity(Identity("svc-training", "service")))
+    policy, catalog, me = _PLANNER
+    out = []
+    for sql in statements:
+        decision = plan(sql, catalog=catalog, policy=policy, identity=me, purpose="ai_training")
+        executed = getattr(decision.analysis, "executed_sql", None) or sql
+        out.append((decision.action, executed, [c.position for c in decision.columns if not c.masked]))
+    return out, time.process_time() - started
+
+
+def _plan_all(statements: list[str]) -> tuple[list[tuple[str, str | None, list[int]]], float]:
+    """Two worker processes (the machine class has two cores); results in statement order."""
+    half = len(statements) // 2
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = list(pool.map(_plan_chunk, [statements[:half], statements[half:]]))
+    return [d for part, _ in parts for d in part], sum(cpu for _, cpu in parts)
+
+
+def test_no_allowed_statement_depends_on_who_owns_a_value(twins):
+    tally = collections.Counter()
+    # Phase 1, offline: plan everything; keep the allowed statements as the session would execute them.
+    generated = {pairing: Generator(seed, equijoins=equijoins).statements(count)
+                 for pairing, (seed, count, equijoins) in PAIRINGS.items()}
+    flat = [sql for sqls in generated.values() for sql in sqls]
+    decisions, planned = _plan_all(flat)
+    allowed: dict[str, list[tuple[str, str, list[int], bool]]] = {p: [] for p in PAIRINGS}
+    pairing_of = [p for p, sqls in generated.items() for _ in sqls]
+    for pairing, sql, (action, executed, clear) in zip(pairing_of, flat, decisions):
+        tally["generated"] += 1
+        tally[action] += 1
+        if action == "allow":
+            allowed[pairing].append((sql, executed, clear, " ORDER BY " in sql.rsplit(")", 1)[-1]))
+    # Phase 2: run each pairing on its two databases at once (one thread per connection).
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for pairing, items in allowed.items():
+            executed = [e for _, e, _, _ in items]
+            on_a, on_b = pool.submit(_run_all, twins["a"], executed), pool.submit(_run_all, twins[pairing], executed)
+            for (sql, _, clear, ordered), (rows_a, err_a), (rows_b, err_b) in zip(items, on_a.result(), on_b.result()):
+                if err_a or err_b:
+                    tally["failed_in_db"] += 1
+                    if err_a != err_b:
+                        failures.append(f"[{pairing}] fails differently (SQLSTATE {err_a} vs {err_b}): {sql}")
+                    continue
+                tally["compared"] += 1
+                if len(rows_a) != len(rows_b):
+                    failures.append(f"[{pairing}] row count differs ({len(rows_a)} vs {len(rows_b)}): {sql}")
+                elif _clear_view(rows_a, clear, ordered) != _clear_view(rows_b, clear, ordered):
+                    failures.append(f"[{pairing}] a clear column differs: {sql}")
+    tally["failures"] = len(failures)
+    summary = (f"oracle: {tally['generated']} statements, {tally['allow']} allowed ({tally['compared']} compared, "
+               f"{tally['failed_in_db']} failed alike on both), {tally['deny']} denied, "
+               f"{tally['needs_approval']} need approval; {len(failures)} failures; planning {planned:.0f} s CPU over 2 processes")
+    print(summary)
+    if os.environ.get("LG_REDTEAM_RESULTS"):
+        with open(os.environ["LG_REDTEAM_RESULTS"], "a") as out:
+            out.write(json.dumps({"oracle": dict(tally)}) + "\n")
+    assert tally["generated"] >= 10_000
+    assert not failures, summary + "\n" + "\n".join(failures[:10])
+
+
+def test_the_twins_really_differ_and_keep_their_structure(twins):
+    """The oracle can fail: the twins' sensitive columns differ row by row, the clear ones never."""
+    q = "SELECT id, ssn, zip, plan, created_at FROM customers ORDER BY id"
+    a, s, p = (twins[k].execute(q).fetchall() for k in ("a", "shuffled", "permuted"))
+    assert sum(x[1] != y[1] for x, y in zip(a, s)) >= 40 and sum(x[1] != y[1] for x, y in zip(a, p)) >= 40
+    assert [x[3:] for x in a] == [x[3:] for x in s] == [x[3:] for x in p]
+    assert sorted(x[1] for x in a) == sorted(x[1] for x in s)          # shuffled: same values
+    eq = "SELECT count(*) FROM customers c JOIN patients p ON p.birth_date = c.birth_date"
+    assert twins["a"].execute(eq).fetchone() == twins["permuted"].execute(eq).fetchone()   # equality kept
+    leak = "SELECT id FROM customers ORDER BY ssn"
+    assert twins["a"].execute(leak).fetchall() != twins["shuffled"].execute(leak).fetchall()
+
+
+def test_planning_is_deterministic():
+    assert Generator(1).statements(50) == Generator(1).statements(50)
+    assert Path(__file__).with_name("oracle_gen.py").exists()
