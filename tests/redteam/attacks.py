@@ -420,6 +420,52 @@ def timing_initplan(rt: RedTeam, rec: Recovery) -> Recovery:
     return rec
 
 
+# --- declared cohort predicates: differencing (a tracker) around the group-size floor -------------------
+
+def _count(rt: RedTeam, where: str) -> int | None:
+    rows = rt.rows(f"SELECT count(*) AS n FROM patients WHERE {where}")
+    return rows[0]["n"] if rows and isinstance(rows[0]["n"], int) else None   # None: group withheld
+
+
+def _in_cohort(rt: RedTeam, k: int, atom: str) -> bool | None:
+    """Is patient k inside `atom`? Two cohorts of >= min_group_size rows that differ by that one patient."""
+    whole, rest = _count(rt, atom), _count(rt, f"{atom} AND id <> {k}")
+    if whole is None or rest is None:
+        return None
+    return whole - rest == 1
+
+
+def cohort_differencing(rt: RedTeam, rec: Recovery) -> Recovery:
+    """count(cohort) - count(cohort AND id <> k): both groups pass the floor, their difference is patient k."""
+    for k in rec.keys:
+        bit = _in_cohort(rt, k, "birth_date < '1980-01-01'")
+        if bit is None:
+            bit = _in_cohort(rt, k, "birth_date >= '1980-01-01'")
+            bit = None if bit is None else not bit
+        if bit is not None:
+            rec.values[k] = bit
+    return rec
+
+
+def cohort_differencing_exact_date(rt: RedTeam, rec: Recovery) -> Recovery:
+    """The same tracker in a binary search over the range's bound: one patient's exact birth date."""
+    import datetime
+
+    for k in rec.keys:
+        lo, hi = datetime.date(1900, 1, 1), datetime.date(2030, 1, 1)   # invariant: lo <= birth date < hi
+        while (hi - lo).days > 1:
+            mid = lo + (hi - lo) // 2
+            before = _in_cohort(rt, k, f"birth_date < '{mid}'")
+            if before is None:
+                after = _in_cohort(rt, k, f"birth_date >= '{mid}'")
+                if after is None:
+                    return rec
+                before = not after
+            lo, hi = (lo, mid) if before else (mid, hi)
+        rec.values[k] = lo
+    return rec
+
+
 # --- mask semantics ----------------------------------------------------------------------------------
 
 def shift_date_constant_subject(rt: RedTeam, rec: Recovery) -> Recovery:
@@ -497,6 +543,12 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("max_of_unique_column", "population-level misjudged", "customers.born_before_1970", max_of_unique_column),
     *(Attack(f"error_{f}", "error channel", "patients.hiv", error_channel(f), ERROR_KEYS[f]) for f in ERROR_FAILURES),
     Attack("timing_initplan", "timing", "patients.hiv", timing_initplan, TIMING_KEYS),
+    Attack("cohort_differencing", "declared predicate", "patients.born_before_1980", cohort_differencing,
+           (1, 2, 3, 4, 5, 6), POLICIES / "cohort.yaml"),
+    Attack("cohort_differencing_corpus_policy", "declared predicate", "patients.born_before_1980",
+           cohort_differencing, (1, 2, 3, 4, 5, 6)),
+    Attack("cohort_differencing_exact_date", "declared predicate", "patients.birth_date",
+           cohort_differencing_exact_date, (1, 2), POLICIES / "cohort.yaml"),
     Attack("shift_date_constant_subject", "mask semantics", "patients.birth_date", shift_date_constant_subject,
            tuple(range(2, 51)), POLICIES / "shift_date.yaml"),
     Attack("keyless_hash_dictionary", "mask semantics", "customers.zip", keyless_hash_dictionary,

@@ -60,6 +60,7 @@ TRUTH_SQL: dict[str, str] = {
     "patients.hiv": "SELECT id, diagnosis LIKE 'B20%' FROM patients",
     "patients.category": "SELECT id, left(diagnosis, 3) FROM patients",
     "patients.birth_date": "SELECT id, birth_date FROM patients",
+    "patients.born_before_1980": "SELECT id, birth_date < date '1980-01-01' FROM patients",
 }
 
 
