@@ -132,12 +132,15 @@ class RedTeam:
 
 
 def run_attack(attack: Callable[[RedTeam], Recovery], rt: RedTeam, keys: Iterable[int], target: str) -> Recovery:
-    """Call `attack`; a refusal anywhere ends it with whatever it had recovered so far."""
+    """Call `attack`; a refusal (or a statement failing in the database) ends it with what it had so far."""
     partial = Recovery(target, tuple(keys))
     try:
         result = attack(rt, partial)
     except Refused as why:
         partial.refused = str(why)
+        result = partial
+    except SourceError as err:   # an error-channel attack reads errors itself (probe_error); here it is a dead end
+        partial.refused = f"failed in the database (SQLSTATE {err.sqlstate})"
         result = partial
     result.queries = rt.queries
     return result
