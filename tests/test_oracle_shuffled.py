@@ -23,7 +23,6 @@ import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from conftest import CORPUS, require
@@ -227,6 +226,25 @@ def test_the_twins_really_differ_and_keep_their_structure(twins):
     assert twins["a"].execute(leak).fetchall() != twins["shuffled"].execute(leak).fetchall()
 
 
-def test_planning_is_deterministic():
+# What "covering every operator class" means here, as text each class leaves in a statement.
+FEATURES = {
+    "set operations": [" UNION ", " UNION ALL ", " INTERSECT ", " EXCEPT "], "scalar subquery": ["(SELECT count(*)"],
+    "LATERAL": ["LATERAL ("], "VALUES": ["(VALUES "], "CASE": ["CASE WHEN"], "window": [" OVER ("],
+    "comparison": [" <> ", " <= ", " IS DISTINCT FROM ", " BETWEEN ", " IN ("],
+    "arithmetic": [" % nullif", "(@ ", "(|/ ", "(||/ ", " ^ 2"], "bit": [" & ", " # ", "(~ ", " << 2", " >> 2"],
+    "string": [" || ", "upper(", "split_part("], "pattern": [" LIKE ", " ILIKE ", " SIMILAR TO ", " ^@ "],
+    "regex": [" ~ '", " ~* '", " !~ '", " !~* '", "regexp_replace("],
+    "json/jsonb": [" ->> ", " #>> ", " -> ", " #- ", " ? 'a'", " ?| ", "jsonb_build_object("],
+    "array": [" = ANY (", "ARRAY[", "array_append(", "cardinality("], "range": [" -|- ", "int4range(", " * int4range"],
+    "date/time": [" OVERLAPS ", "interval '", "date_trunc(", "date_part("], "aggregates": [" FILTER (WHERE ", "string_agg("],
+}
+
+
+def test_generator_covers_every_class():
+    """Deterministic, and each listed construct occurs in at least 20 of the statements the oracle runs."""
     assert Generator(1).statements(50) == Generator(1).statements(50)
-    assert Path(__file__).with_name("oracle_gen.py").exists()
+    statements = [sql for seed, count, eq in PAIRINGS.values() for sql in Generator(seed, equijoins=eq).statements(count)]
+    missing = {f"{cls}: {token!r}": n for cls, tokens in FEATURES.items() for token in tokens
+               if (n := sum(token in sql for sql in statements)) < 20}
+    assert not missing, missing
+    assert sum(" JOIN customers c2 ON " in s or " JOIN patients p ON p." in s for s in statements) >= 200  # equi-joins
