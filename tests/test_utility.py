@@ -47,8 +47,8 @@ PROJECTIONS = [
     "SELECT id, plan, email, created_at FROM customers WHERE plan IN ('pro', 'enterprise') ORDER BY id",
     "SELECT id, contact, callback FROM v_customer_contact",
     "SELECT id, plan, created_at FROM v_customer_plans",
-    "WITH recent AS (SELECT id, email, created_at FROM customers WHERE created_at > '2024-06-01') "
-    "SELECT id, email FROM recent",
+    ("WITH recent AS (SELECT id, email, created_at FROM customers WHERE created_at > '2024-06-01') "
+    "SELECT id, email FROM recent"),
     "SELECT s.id, s.email FROM (SELECT id, email FROM customers) s",
     "SELECT id, email FROM customers UNION ALL SELECT id, email FROM customers",
     "SELECT id, full_name FROM customers UNION ALL SELECT id, full_name FROM patients",
@@ -67,22 +67,22 @@ JOINS = [
     "SELECT c1.id AS a, c2.id AS b FROM customers c1 JOIN customers c2 ON c2.zip = c1.zip AND c2.id <> c1.id",
     "SELECT c1.id, c2.id AS other FROM customers c1 JOIN customers c2 ON c1.email = c2.email",
     "SELECT o.id, c.email FROM orders o JOIN customers c USING (id)",
-    "SELECT c.id, c.email, count(o.id) AS orders FROM customers c LEFT JOIN orders o ON o.customer_id = c.id "
-    "GROUP BY c.id, c.email",
-    "SELECT c.id, c.email, sum(o.amount) AS spend FROM customers c JOIN orders o ON o.customer_id = c.id "
-    "GROUP BY c.id, c.email",
+    ("SELECT c.id, c.email, count(o.id) AS orders FROM customers c LEFT JOIN orders o ON o.customer_id = c.id "
+    "GROUP BY c.id, c.email"),
+    ("SELECT c.id, c.email, sum(o.amount) AS spend FROM customers c JOIN orders o ON o.customer_id = c.id "
+    "GROUP BY c.id, c.email"),
     "SELECT o.id, o.amount, c.plan FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.plan = 'pro'",
     "SELECT o.id, c.zip FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.amount BETWEEN 100 AND 400",
-    "SELECT c.id, o.id AS order_id, o.created_at FROM customers c JOIN orders o ON o.customer_id = c.id "
-    "ORDER BY o.created_at",
-    "SELECT c.id, c.email, l.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o "
-    "WHERE o.customer_id = c.id) l",
+    ("SELECT c.id, o.id AS order_id, o.created_at FROM customers c JOIN orders o ON o.customer_id = c.id "
+    "ORDER BY o.created_at"),
+    ("SELECT c.id, c.email, l.n FROM customers c, LATERAL (SELECT count(*) AS n FROM orders o "
+    "WHERE o.customer_id = c.id) l"),
     "SELECT c.id, c.email, (SELECT max(o.amount) FROM orders o WHERE o.customer_id = c.id) AS top FROM customers c",
     "SELECT c.id, c.email FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)",
     "SELECT c.id, c.email FROM customers c WHERE c.id IN (SELECT customer_id FROM orders WHERE amount > 800)",
     "SELECT v.k, c.email FROM (VALUES (1), (2), (3)) v(k) JOIN customers c ON c.id = v.k",
-    "SELECT o.id, o.card_number, c.email, c.phone FROM orders o JOIN customers c ON c.id = o.customer_id "
-    "ORDER BY o.id",
+    ("SELECT o.id, o.card_number, c.email, c.phone FROM orders o JOIN customers c ON c.id = o.customer_id "
+    "ORDER BY o.id"),
 ]
 AGGREGATES = [
     "SELECT count(*) FROM customers",
@@ -103,8 +103,8 @@ AGGREGATES = [
     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FROM orders",
     "SELECT stddev(amount), variance(amount) FROM orders",
     "SELECT c.plan, sum(o.amount) FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.plan",
-    "SELECT c.plan, count(DISTINCT o.customer_id) FROM orders o JOIN customers c ON c.id = o.customer_id "
-    "GROUP BY c.plan",
+    ("SELECT c.plan, count(DISTINCT o.customer_id) FROM orders o JOIN customers c ON c.id = o.customer_id "
+    "GROUP BY c.plan"),
     "SELECT plan, count(*) FROM customers WHERE created_at < '2024-01-01' GROUP BY plan HAVING count(*) > 2",
     "SELECT width_bucket(amount, 0, 1000, 10) AS bucket, count(*) FROM orders GROUP BY 1 ORDER BY 1",
     "SELECT round(amount, -2) AS r, count(*) FROM orders GROUP BY 1",
@@ -129,16 +129,16 @@ COHORTS = [
     "SELECT plan, count(*) FROM customers WHERE birth_date < '1975-01-01' GROUP BY plan",
     "SELECT plan, count(*) FROM customers WHERE birth_date >= '1960-01-01' GROUP BY plan",
     "SELECT count(*) FROM customers WHERE birth_date IS NULL",
-    "SELECT count(*), avg(o.amount) FROM orders o JOIN customers c ON c.id = o.customer_id "
-    "WHERE c.birth_date < '1980-01-01'",
+    ("SELECT count(*), avg(o.amount) FROM orders o JOIN customers c ON c.id = o.customer_id "
+    "WHERE c.birth_date < '1980-01-01'"),
     "SELECT count(*) FROM patients WHERE diagnosis = 'E11.9 type 2 diabetes (FAKE)'",
     "SELECT count(*) FROM patients WHERE diagnosis IN ('I10 hypertension (FAKE)', 'E11.9 type 2 diabetes (FAKE)')",
-    "SELECT count(*) FROM patients WHERE diagnosis IN ('J45.909 asthma (FAKE)', 'M54.5 low back pain (FAKE)') "
-    "AND birth_date < '1990-01-01'",
-    "SELECT count(*) FROM customers WHERE zip IN ('99901', '99909', '99913', '99916', '99919', '99938', '99953', "
-    "'99959', '99960', '99965')",
-    "SELECT plan, count(*) FROM customers WHERE zip IN ('99901', '99909', '99913', '99916', '99919', '99938', "
-    "'99953', '99959', '99960', '99965') GROUP BY plan",
+    ("SELECT count(*) FROM patients WHERE diagnosis IN ('J45.909 asthma (FAKE)', 'M54.5 low back pain (FAKE)') "
+    "AND birth_date < '1990-01-01'"),
+    ("SELECT count(*) FROM customers WHERE zip IN ('99901', '99909', '99913', '99916', '99919', '99938', '99953', "
+    "'99959', '99960', '99965')"),
+    ("SELECT plan, count(*) FROM customers WHERE zip IN ('99901', '99909', '99913', '99916', '99919', '99938', "
+    "'99953', '99959', '99960', '99965') GROUP BY plan"),
     "SELECT count(*) FROM customers WHERE birth_date > '1950-01-01' AND plan = 'enterprise'",
     "SELECT count(*), count(DISTINCT plan) FROM customers WHERE birth_date < '1985-01-01'",
     "SELECT count(*) FROM patients WHERE birth_date >= '1940-01-01'",

@@ -173,15 +173,6 @@ def codebook_hiv_status(rt: RedTeam, rec: Recovery) -> Recovery:
     return rec
 
 
-def codebook_format_preserving(rt: RedTeam, rec: Recovery) -> Recovery:
-    """format_preserving (policy variant) falls to the same UNION ALL codebook."""
-    return codebook_union_all(rt, rec)
-
-
-def codebook_format_preserving_concat(rt: RedTeam, rec: Recovery) -> Recovery:
-    return codebook_substr_concat(rt, rec)
-
-
 # --- oracles without literals ---------------------------------------------------------------------------
 
 def _counts_with_codebook(rt: RedTeam, select: str, columns: list[str], top: int) -> dict[int, list[int]]:
@@ -520,10 +511,11 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("codebook_union_all", "chosen plaintext", "customers.ssn", codebook_union_all),
     Attack("codebook_substr_concat", "chosen plaintext", "customers.ssn", codebook_substr_concat),
     Attack("codebook_hiv_status", "chosen plaintext", "patients.hiv", codebook_hiv_status),
-    Attack("codebook_format_preserving", "chosen plaintext", "customers.ssn", codebook_format_preserving,
+    # format_preserving (policy variant) falls to the same two codebooks
+    Attack("codebook_format_preserving", "chosen plaintext", "customers.ssn", codebook_union_all,
            policy=POLICIES / "format_preserving.yaml"),
-    Attack("codebook_format_preserving_concat", "chosen plaintext", "customers.ssn",
-           codebook_format_preserving_concat, policy=POLICIES / "format_preserving.yaml"),
+    Attack("codebook_format_preserving_concat", "chosen plaintext", "customers.ssn", codebook_substr_concat,
+           policy=POLICIES / "format_preserving.yaml"),
     Attack("threshold_generate_series", "oracle without literals", "customers.ssn", threshold_generate_series),
     Attack("threshold_length_concat", "oracle without literals", "customers.email_length", threshold_length_concat),
     Attack("two_range_atoms", "oracle without literals", "patients.hiv", two_range_atoms),

@@ -71,29 +71,41 @@ def ground_truth(url: str) -> dict[str, dict[int, Any]]:
         return {name: dict(conn.execute(sql).fetchall()) for name, sql in TRUTH_SQL.items()}
 
 
+class SessionPool:
+    """One governed session per policy, shared by the attacks of a test module (opening one costs a catalog read)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._open: dict[Path, GovernedSession] = {}
+
+    def get(self, policy: Path) -> GovernedSession:
+        if policy not in self._open:
+            try:
+                self._open[policy] = GovernedSession(self.url, policy, Identity(IDENTITY, "service"), PURPOSE)
+            except ConfigError as err:  # a policy the product refuses to load is a refusal, not a leak
+                raise Refused(f"policy refused: {type(err).__name__}") from err
+        return self._open[policy]
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()
+
+
 class RedTeam:
     """One attacker: a governed session as svc-training/ai_training under `policy`."""
 
-    def __init__(self, url: str, policy: str | Path = CORPUS_POLICY, truth: dict[str, dict[int, Any]] | None = None):
+    def __init__(self, url: str, policy: str | Path = CORPUS_POLICY, truth: dict[str, dict[int, Any]] | None = None,
+                 sessions: SessionPool | None = None):
         self.url = url
         self.policy = Path(policy)
         self._truth = truth or {}
-        self._session: GovernedSession | None = None
+        self._sessions = sessions if sessions is not None else SessionPool(url)
         self.queries = 0
         self.allowed = 0
 
     @property
     def session(self) -> GovernedSession:
-        if self._session is None:
-            try:
-                self._session = GovernedSession(self.url, self.policy, Identity(IDENTITY, "service"), PURPOSE)
-            except ConfigError as err:  # a policy the product refuses to load is a refusal, not a leak
-                raise Refused(f"policy refused: {type(err).__name__}") from err
-        return self._session
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        return self._sessions.get(self.policy)
 
     def known(self, target: str, key: int) -> Any:
         """Side knowledge an attacker legitimately has about ONE record (e.g. its own)."""

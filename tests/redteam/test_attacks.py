@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from attacks import ATTACKS, Attack
-from harness import CORPUS_POLICY, POLICIES, RedTeam, ground_truth, record, run_attack, score
+from harness import CORPUS_POLICY, POLICIES, RedTeam, SessionPool, ground_truth, record, run_attack, score
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +19,17 @@ def truth(corpus_url):
     return ground_truth(corpus_url)
 
 
+@pytest.fixture(scope="module")
+def sessions(corpus_url):
+    pool = SessionPool(corpus_url)
+    yield pool
+    pool.close()
+
+
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
-def test_attack_recovers_nothing(attack: Attack, corpus_url, truth):
-    rt = RedTeam(corpus_url, attack.policy, truth)
-    try:
-        rec = run_attack(attack.run, rt, attack.keys, attack.target)
-    finally:
-        rt.close()
+def test_attack_recovers_nothing(attack: Attack, corpus_url, truth, sessions):
+    rt = RedTeam(corpus_url, attack.policy, truth, sessions)
+    rec = run_attack(attack.run, rt, attack.keys, attack.target)
     correct = score(rec, truth)
     record(attack.name, attack.cls, rec, correct)
     assert correct == 0, (f"{attack.name} ({attack.cls}) recovered {correct} of {len(rec.keys)} values of "
@@ -40,16 +44,13 @@ def test_attack_recovers_nothing(attack: Attack, corpus_url, truth):
     (POLICIES / "format_preserving.yaml", "SELECT id, ssn FROM customers"),
     (POLICIES / "shift_date.yaml", "SELECT id, birth_date FROM patients"),
 ])
-def test_the_attacker_can_read_at_all(policy, corpus_url, truth, sql):
+def test_the_attacker_can_read_at_all(policy, corpus_url, truth, sessions, sql):
     """The harness is live: the same identity's ordinary reads are allowed and come back masked.
 
     Without this, every attack could 'recover nothing' because the session itself was broken.
     """
-    rt = RedTeam(corpus_url, policy, truth)
-    try:
-        table = rt.read(sql)
-    finally:
-        rt.close()
+    rt = RedTeam(corpus_url, policy, truth, sessions)
+    table = rt.read(sql)
     assert table.num_rows == 50
     decision = rt.session.plan(sql)
     assert decision.action == "allow" and any(c.masked for c in decision.columns)
