@@ -13,6 +13,17 @@ import pytest
 from attacks import ATTACKS, Attack
 from harness import CORPUS_POLICY, POLICIES, RedTeam, SessionPool, ground_truth, record, run_attack, score
 
+# Attacks that still leak on main, each with where it is tracked. strict: the day one stops leaking, its
+# XPASS fails the suite and the entry must go (RESULTS.md and the report say the same).
+OPEN_LEAKS: dict[str, str] = {}
+
+
+def _cases():
+    for attack in ATTACKS:
+        reason = OPEN_LEAKS.get(attack.name)
+        marks = [pytest.mark.xfail(strict=True, reason=f"still leaks: {reason}")] if reason else []
+        yield pytest.param(attack, id=attack.name, marks=marks)
+
 
 @pytest.fixture(scope="module")
 def truth(corpus_url):
@@ -26,7 +37,7 @@ def sessions(corpus_url):
     pool.close()
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
+@pytest.mark.parametrize("attack", list(_cases()))
 def test_attack_recovers_nothing(attack: Attack, corpus_url, truth, sessions):
     rt = RedTeam(corpus_url, attack.policy, truth, sessions)
     rec = run_attack(attack.run, rt, attack.keys, attack.target)
