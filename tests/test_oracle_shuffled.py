@@ -163,9 +163,10 @@ def _plan_chunk(statements: list[str]) -> tuple[list[tuple[str, str | None, list
 
 
 def _plan_all(statements: list[str]) -> tuple[list[tuple[str, str | None, list[int]]], float]:
-    """Two worker processes (the machine class has two cores); results in statement order."""
+    """Two worker processes (the machine class has two cores), spawned: forking a test process that may hold
+    other tests' threads can deadlock. Results come back in statement order."""
     half = len(statements) // 2
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(_plan_chunk, [statements[:half], statements[half:]]))
     return [d for part, _ in parts for d in part], sum(cpu for _, cpu in parts)
 
