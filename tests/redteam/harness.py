@@ -134,7 +134,7 @@ class RedTeam:
         return False
 
     def timed(self, sql: str) -> float:
-        """CPU-independent wall time of one governed read (measured, never asserted)."""
+        """Wall time of one governed read: what a timing attacker measures (used, never asserted)."""
         start = time.perf_counter()
         try:
             self.read(sql)
