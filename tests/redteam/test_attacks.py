@@ -16,16 +16,11 @@ from harness import CORPUS_POLICY, POLICIES, RedTeam, SessionPool, ground_truth,
 # Attacks that still leak on main, each with where it is tracked. strict: the day one stops leaking, its
 # XPASS fails the suite and the entry must go (RESULTS.md and the report say the same).
 _ITEM5 = "issue 11 item 5 (mask semantics, mask-keys area), /work/redteam-findings.md"
-_TRACKER = ("a declared predicate differenced against the same cohort minus one id (a tracker): both pass "
-            "min_group_size; open, tests/redteam/RESULTS.md")
 OPEN_LEAKS: dict[str, str] = {
     "shift_date_constant_subject": f"shift_date takes its subject from an output name; {_ITEM5}",
     "keyless_hash_dictionary": f"a keyless hash policy loads without allow_keyless; {_ITEM5}",
     "generalize_keeps_category_example": f"examples/policy.yaml keeps the ICD category; {_ITEM5}",
     "generalize_keeps_category_demo": f"lineage_guard/demo/policy.yaml keeps the ICD category; {_ITEM5}",
-    "cohort_differencing": _TRACKER,
-    "cohort_differencing_corpus_policy": _TRACKER,
-    "cohort_differencing_exact_date": _TRACKER,
 }
 
 
