@@ -178,10 +178,15 @@ def _to_pandas(table: Any):
 
 def _gx():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage events leave the machine
+    # GX's import logs ~4,700 DEBUG/INFO lines (its registries) under a DEBUG root logger, as in
+    # Airflow task logs. Set before the import; WARNING and ERROR still show, and a level the
+    # application chose for "great_expectations" is kept.
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:
+        gx_logger.setLevel(logging.WARNING)
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
     return gx, gxe
 
 

@@ -3,10 +3,10 @@
 The datasets and facets come from `lineage_guard.lineage.operator_lineage_parts(run)` (the
 same names and facets the session would emit outside Airflow); this module only merges the
 runs of one task (a task may run several statements) and adds the declared `output` before
-anything ran. Airflow adds its own run id, parent and DAG facets and sends the event.
+anything ran (START only). Airflow adds its own run id, parent and DAG facets and sends the event.
 
 Example:
-    >>> operator_lineage([], "/tmp/out.parquet").outputs[0].name                 # doctest: +SKIP
+    >>> operator_lineage([], "/tmp/out.parquet", "START").outputs[0].name        # doctest: +SKIP
     '/tmp/out.parquet'
 """
 
@@ -37,9 +37,12 @@ def _declared_output(output: str | None) -> list:
 
 
 def operator_lineage(runs: Sequence[RunRecord], output: str | None = None, event_type: str = "COMPLETE"):
-    """One `OperatorLineage` for all `runs` of a task; just the declared `output` if none ran yet.
+    """One `OperatorLineage` for all `runs` of a task.
 
-    `event_type` is COMPLETE or FAIL (the provider's terminal event this lineage goes into).
+    `event_type` is START, COMPLETE or FAIL (the provider's event this lineage goes into). Only
+    START names the declared `output` before anything ran (the rendered target the task means to
+    write); COMPLETE and FAIL name only what the runs wrote, so a denied or failed task, or one whose
+    template did not render, names no file that was never written.
     """
     from airflow.providers.openlineage.extractors import OperatorLineage
 
@@ -55,7 +58,7 @@ def operator_lineage(runs: Sequence[RunRecord], output: str | None = None, event
             outputs[(dataset.namespace, dataset.name)] = dataset
         run_facets.update(parts.get("run_facets") or {})  # the last statement's facets describe the task's end
         job_facets.update(parts.get("job_facets") or {})
-    if not outputs:
+    if not outputs and event_type == "START":
         outputs = {(d.namespace, d.name): d for d in _declared_output(output)}
     return OperatorLineage(inputs=list(inputs.values()), outputs=list(outputs.values()),
                            run_facets=run_facets, job_facets=job_facets)

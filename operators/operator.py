@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -117,6 +118,52 @@ class GovernedPostgresOperator(BaseOperator):
         self.approval_poll_interval = approval_poll_interval
         self.approval_timeout = approval_timeout
         self._handoff = AirflowHandOff()
+        self._check_at_parse()
+
+    def _check_at_parse(self) -> None:
+        """Refuse, when the DAG file is parsed, what would only fail (or silently mask everything) at run time.
+
+        Airflow shows an exception raised here as the DAG's import error, naming the file, before
+        any run: no purpose, no policy at all, a policy that does not load, a purpose the policy
+        does not list, or an undeclared identity under `require_declared_identities`. A policy
+        file that is not there at parse time is looked for again at run time (it may be deployed
+        next to the workers only).
+        """
+        where = f"GovernedPostgresOperator {self.task_id!r}"
+        if not self.purpose:
+            raise ConfigError(f"{where}: purpose= is required (why the data is read, one of the policy's purposes)")
+        chosen = self.policy or os.environ.get(POLICY_ENV)
+        if not chosen:
+            raise ConfigError(f"{where}: no policy: pass policy='policy.yaml' (relative to the DAG file) or set "
+                              f"{POLICY_ENV}")
+        from lineage_guard.policy import Policy
+
+        if isinstance(chosen, Policy):
+            policy = chosen
+        else:
+            path = Path(str(chosen))
+            if not path.is_absolute():
+                fileloc = self.dag.fileloc if self.has_dag() else None
+                if not fileloc:
+                    return
+                path = Path(fileloc).parent / path
+            if not path.is_file():
+                return
+            policy = _load_policy_cached(str(path), path.stat().st_mtime_ns)
+        if policy.purposes and self.purpose not in policy.purposes:
+            raise ConfigError(f"{where}: purpose {self.purpose!r} is not one of the policy's purposes "
+                              f"({', '.join(policy.purposes)}); every read would be denied")
+        if (self.identity is None and self.has_dag()) or isinstance(self.identity, str):
+            try:
+                principal = self._identity().principal
+            except LineageGuardError:
+                return  # a malformed identity is reported with its reason at run time
+            if principal not in policy.identities:
+                if policy.require_declared_identities:
+                    raise ConfigError(f"{where}: identity {principal!r} is not declared in the policy, which "
+                                      "requires declared identities: add it under identities: with its groups")
+                self.log.warning("%s: identity %r is not declared in the policy: no group's rules apply to it, so "
+                                 "its sensitive columns get the default mask", where, principal)
 
     # -- building the session --------------------------------------------------------------------
 
@@ -358,7 +405,7 @@ class GovernedPostgresOperator(BaseOperator):
         """At start only the output is known (inputs come from the plan, at completion)."""
         from .lineage import operator_lineage
 
-        return operator_lineage([], self.output_uri)
+        return operator_lineage([], self.output_uri, "START")
 
     def get_openlineage_facets_on_complete(self, task_instance):
         """Inputs, output, column lineage with masking, and the `lineageGuard_*` facets of this task's runs."""
@@ -395,3 +442,11 @@ def _airflow_run(context, dag_id: str, task_id: str) -> tuple[str, dict | None]:
     except Exception:  # noqa: BLE001 - lineage must never fail the task
         return namespace, None
     return namespace, {"run_id": run_id, "job_namespace": namespace, "job_name": f"{dag_id}.{task_id}"}
+
+
+@functools.lru_cache(maxsize=32)
+def _load_policy_cached(path: str, mtime_ns: int) -> Policy:
+    """One parse per policy file version in a DAG-processing process (every task of a DAG names it)."""
+    from lineage_guard.policy import load_policy
+
+    return load_policy(path)

@@ -45,9 +45,10 @@ class ApprovalTrigger(BaseTrigger):
                  "statement_index": self.statement_index})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from lineage_guard.approvals import ApprovalStore
-
-        store = await asyncio.to_thread(ApprovalStore.open, self.store_url)
+        # Everything that can block (importing the store, which loads pydantic and sqlglot; opening
+        # SQLite or PostgreSQL; each read) runs in a worker thread: the triggerer's one event loop
+        # serves every deferred task, and Airflow flags a trigger that holds it ("badly-written trigger").
+        store = await asyncio.to_thread(_open_store, self.store_url)
         while True:
             try:
                 request = await asyncio.to_thread(store.get, self.request_id)
@@ -62,3 +63,9 @@ class ApprovalTrigger(BaseTrigger):
             self.log.info("approval request %s is still pending; next check in %.0fs",
                           self.request_id, self.poll_interval)
             await asyncio.sleep(self.poll_interval)
+
+
+def _open_store(store_url: str | None):
+    from lineage_guard.approvals import ApprovalStore
+
+    return ApprovalStore.open(store_url)

@@ -224,7 +224,6 @@ def test_example_dag_parses_and_its_policy_loads(airflow_env):
     ({"identity": "dr-ho"}, "identity 'dr-ho' is a person"),
     ({"identity": "human:dana"}, "identity 'dana' is a person"),
     ({"hook_params": {"environment": "staging"}}, "hook_params ['environment'] are not accepted"),
-    ({"policy": None}, "no policy: pass policy="),
     ({"output": "/tmp/x.parquet", "sql": ["SELECT 1", "SELECT 2"]}, "output= writes the result of one statement"),
 ])
 def test_operator_refuses_what_would_weaken_governance(conn, kwargs, message):

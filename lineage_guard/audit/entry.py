@@ -81,7 +81,8 @@ def _tables(run: RunRecord) -> list[str]:
     tables = {str(c.table_ref) for col in run.decision.columns for c in col.sources}
     analysis = run.decision.analysis
     if analysis is not None:
-        tables.update(str(t) for t in analysis.tables_read)
+        # A write's or DDL's target is a table it touched: `who touched public.orders` must find it.
+        tables.update(str(t) for t in (*analysis.tables_read, *analysis.tables_written))
     tables.update(run.input_schemas)
     return sorted(tables)
 

@@ -8,6 +8,8 @@ ledger never holds the value. A statement sqlglot cannot parse keeps no text at 
 Example:
     >>> redact_literals("SELECT name FROM public.patients WHERE ssn = '123-45-6789'")
     'SELECT name FROM public.patients WHERE ssn = %s'
+    >>> redact_literals("SELECT name FROM patients WHERE id = $1 AND zip = '02139'")
+    'SELECT name FROM patients WHERE id = $1 AND zip = %s'
     >>> redact_literals("SELEC FROM ((") is None
     True
 """
@@ -28,14 +30,19 @@ _LITERALS = (
 )
 
 
+def _placeholder_for_literal(node: exp.Expression) -> exp.Expression:
+    # `$1` is a bind parameter (a Parameter around the number 1), not a value: keep it, or it prints `$%s`.
+    if isinstance(node, _LITERALS) and not isinstance(node.parent, exp.Parameter):
+        return exp.Placeholder()
+    return node
+
+
 def redact_literals(sql: str) -> str | None:
     """The statement(s) with literals replaced by placeholders, or None if it does not parse."""
     try:
         trees = sqlglot.parse(sql, dialect="postgres")
         parts = [
-            tree.transform(lambda node: exp.Placeholder() if isinstance(node, _LITERALS) else node).sql(
-                dialect="postgres"
-            )
+            tree.transform(_placeholder_for_literal).sql(dialect="postgres")
             for tree in trees
             if tree is not None
         ]

@@ -109,11 +109,13 @@ def plan(
         from ..policy import load_policy
         from ..sql.catalog import Catalog
 
-        pol = load_policy(require_policy(policy))
+        path = require_policy(policy)
+        pol = load_policy(path)
         who = identity_from(identity, group, kind)
         detect = None
         if schema_file:
-            catalog = Catalog.from_ddl(*schema_file, search_path=pol.search_path)
+            # Offline, only declared labels protect columns: one on a misspelled table would plan as clear.
+            catalog = _check_classified_columns(pol, path, schema_file, None)
             if pol.detection.enabled:
                 err.print("note: offline plan, so detection did not run: only columns the policy classifies "
                           "count as sensitive here (a live run also masks detected ones)", highlight=False)
@@ -237,19 +239,50 @@ def _extract_with_progress(session, statement: str, to: str, quiet: bool = False
 
 
 @app.command("check-policy")
-def check_policy(policy: Annotated[Path, typer.Argument(help="Policy YAML file to validate.")]) -> None:
-    """Validate a policy file (exit 1 with file:line errors); nothing is read or planned."""
+def check_policy(
+    policy: Annotated[Path | None, typer.Argument(
+        help="Policy YAML file to validate (default: the discovered one, see `lineage-guard config`).")] = None,
+    schema_file: Annotated[list[Path] | None, typer.Option(
+        "--schema-file", help="Also check classified columns exist in this DDL (repeat).")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", "-s", help="Also check classified columns exist in this live database (PostgreSQL URL).")] = None,
+) -> None:
+    """Validate a policy file (exit 1 with file:line errors); nothing is read or planned.
+
+    Checks the schema, the names rules refer to (groups, purposes, labels), mask parameters and
+    duplicate keys; with --schema-file or --source, that every classified table and column exists.
+    """
 
     def go():
         from ..policy import load_policy
 
-        pol = load_policy(policy)
-        out.print(f"[green]ok[/green]: {policy}: {len(pol.identities)} identities, {len(pol.purposes)} purposes, "
+        path = require_policy(policy)
+        pol = load_policy(path)
+        if schema_file or source:
+            _check_classified_columns(pol, path, schema_file, source)
+        against = " against the schema" if schema_file or source else ""
+        out.print(f"[green]ok[/green]: {path}{against}: {len(pol.identities)} identities, {len(pol.purposes)} purposes, "
                   f"{len(pol.classifications)} classified columns, {len(pol.rules)} rules; default mask "
                   f"{pol.default_mask.method}, key scope {pol.keys.scope}, inference {pol.inference}",
                   highlight=False, soft_wrap=True)
 
     run_guarded(go)
+
+
+def _check_classified_columns(pol, path: Path, schema_file: list[Path] | None, source: str | None):
+    """PolicyError if a classified table or column is missing from the DDL or the live catalog; returns the catalog."""
+    from ..policy.validate import check_against_catalog
+    from ..sql.catalog import Catalog
+
+    if schema_file:
+        catalog = Catalog.from_ddl(*schema_file, search_path=pol.search_path)
+        check_against_catalog(pol, path, catalog, "the schema file(s) " + ", ".join(str(f) for f in schema_file))
+    else:
+        from ..sources.pg_url import PgUrl
+
+        catalog = Catalog.from_postgres(source, search_path=pol.search_path)
+        check_against_catalog(pol, path, catalog, f"the database {PgUrl.parse(source).redacted}")
+    return catalog
 
 
 @app.command()

@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import PolicyError
+from . import validate
 from .model import Policy
 
 
@@ -58,6 +59,9 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}:1: the policy must be a mapping of sections (identities, purposes, rules, ...)")
     lines = _line_index(node) if node is not None else {}
+    duplicates = validate.duplicate_keys(node, source)
+    if duplicates:
+        raise PolicyError("invalid policy:\n  " + "\n  ".join(duplicates))
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
@@ -74,6 +78,9 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
                 msg = f"must be {err['ctx']['expected']}"
             problems.append(f"{source}:{_line_for(loc, lines)}: {field}: {msg}")
         raise PolicyError("invalid policy:\n  " + "\n  ".join(problems)) from None
+    unknown_names = validate.reference_problems(policy, lines, source)
+    if unknown_names:
+        raise PolicyError("invalid policy:\n  " + "\n  ".join(unknown_names))
     if source != "<policy>":
         policy._source = source
     return policy

@@ -21,6 +21,9 @@ Example:
 from __future__ import annotations
 
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import paths
@@ -30,10 +33,20 @@ _servers: dict[Path, object] = {}
 _lock = threading.Lock()
 
 
+@contextmanager
+def _no_runtime_dir_warning() -> Iterator[None]:
+    """platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI, root) and falls back to
+    /tmp/runtime-<uid>, which pgserver handles: nothing for the user to fix, so not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        yield
+
+
 def embedded_url(data_dir: Path | None = None, database: str = "postgres") -> str:
     """Start, or reuse within this process, the embedded server for `data_dir`; return its URL."""
     try:
-        import pgserver
+        with _no_runtime_dir_warning():  # pgserver asks platformdirs for the runtime dir at import
+            import pgserver
     except ImportError:
         raise ConfigError("the embedded PostgreSQL needs the [embedded] extra: "
                           "pip install 'lineage-guard[embedded]'") from None
@@ -44,7 +57,8 @@ def embedded_url(data_dir: Path | None = None, database: str = "postgres") -> st
         server = _servers.get(root)
         if server is None:
             try:
-                server = pgserver.get_server(root, cleanup_mode="stop")
+                with _no_runtime_dir_warning():
+                    server = pgserver.get_server(root, cleanup_mode="stop")
             except Exception as exc:  # noqa: BLE001 - pgserver's errors can carry its full log
                 raise SourceError(f"could not start the embedded PostgreSQL in {root} ({type(exc).__name__}); "
                                   f"see {root / 'log'} and check the folder is writable") from None

@@ -121,11 +121,31 @@ def connect_error(raw_text: str, where: str) -> SourceError:
     lowered = raw_text.lower()
     for pattern, advice, state in _CONNECT_PATTERNS:
         if re.search(pattern, lowered):
-            return SourceError(f"could not connect to PostgreSQL ({where}): {advice}.", sqlstate=state)
+            end = "" if advice.endswith("?") else "."
+            return SourceError(f"could not connect to PostgreSQL ({where}): {advice}{end}", sqlstate=state)
     return SourceError(
         f"could not connect to PostgreSQL ({where}): the connection failed for a reason lineage_guard does "
         "not recognise; check the URL, the server and the network.", sqlstate="08000",
     )
+
+
+def catalog_error(exc: BaseException, url: str) -> SourceError:
+    """A `SourceError` for a psycopg failure while reading the catalog: which kind of failure, never its text.
+
+    A failure to connect carries no SQLSTATE (libpq reports it as text): server down, unknown
+    host, missing database, missing role, bad password, TLS and pg_hba refusals are told apart
+    from that text, which is then dropped. A failure after connecting has a SQLSTATE.
+    """
+    from .pg_url import PgUrl
+
+    try:
+        where = PgUrl.parse(url).describe()
+    except LineageGuardError:
+        where = "the source URL"
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        return sqlstate_error(sqlstate, doing="reading the catalog (pg_catalog)")
+    return connect_error(str(exc), where)
 
 
 def from_driver_error(exc: BaseException, *, timeout_ms: int | None = None,

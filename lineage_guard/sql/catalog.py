@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 import sqlglot
 from sqlglot import exp
@@ -131,11 +130,13 @@ class Catalog:
                     funcs = cur.fetchall()
                 conn.rollback()
         except psycopg.Error as err:
-            # Never forward the server's text or the URL's password.
-            raise ConfigError(
-                f"could not read the catalog from {_display(url)} ({type(err).__name__}); check the URL, "
-                "that the server is up and that the role may read pg_catalog"
-            ) from None
+            from ..sources.pg_errors import catalog_error
+
+            failure = catalog_error(err, url)  # sanitized: never the server's text or the URL's password
+        else:
+            failure = None
+        if failure is not None:
+            raise failure
         for schema, name, relkind, columns, definition, identifying in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
@@ -337,13 +338,6 @@ def _function_from_create(node: exp.Create, default_schema: str) -> Function:
         body = expression.sql("postgres")
     kind = "procedure" if str(node.args.get("kind")).upper() == "PROCEDURE" else "function"
     return Function(schema, name, language, body, kind, returns_set, args, outs, volatility)
-
-
-def _display(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme or 'postgresql'}://{host}{port}{parts.path}"
 
 
 _RELATIONS_SQL = """
