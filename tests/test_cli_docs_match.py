@@ -46,7 +46,7 @@ def test_the_ledger_keeps_bind_parameters_and_the_tables_a_write_or_ddl_touched(
         except AccessDenied:
             pass
     entries = list(Ledger.open().entries())
-    read, write, ddl = (e["body"] if "body" in e else e for e in entries[-3:])
+    read, write, ddl = (e["body"] for e in entries[-3:])
     assert read["statement"]["text"] == "SELECT id, email FROM accounts WHERE id = $1"      # not `$%s`
     assert write["statement"]["text"] == "UPDATE accounts SET city = %s WHERE id = $1"
     assert write["source"]["tables"] == ["public.accounts"]                                # not []

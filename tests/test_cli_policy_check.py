@@ -55,14 +55,14 @@ def test_the_good_policy_passes(tmp_path):
 
 @pytest.mark.parametrize("old, new, line, message", [
     ("groups: [training-jobs]\n    purposes", "groups: [training-job]\n    purposes", 11,
-     "rules.0 (training-tokenizes).groups: unknown group 'training-job' (did you mean 'training-jobs'?); "
-     "valid: training-jobs"),
+     ("rules.0 (training-tokenizes).groups: unknown group 'training-job' (did you mean 'training-jobs'?); "
+      "valid: training-jobs")),
     ("purposes: [ai_training]\n    class", "purposes: [ai-training]\n    class", 12,
-     "rules.0 (training-tokenizes).purposes: unknown purpose 'ai-training' (did you mean 'ai_training'?); "
-     "valid: ai_training"),
+     ("rules.0 (training-tokenizes).purposes: unknown purpose 'ai-training' (did you mean 'ai_training'?); "
+      "valid: ai_training")),
     ("classifications: [email, national_id]", "classifications: [email, natinal_id]", 13,
-     "rules.0 (training-tokenizes).classifications: unknown classification label 'natinal_id' "
-     "(did you mean 'national_id'?)"),
+     ("rules.0 (training-tokenizes).classifications: unknown classification label 'natinal_id' "
+      "(did you mean 'national_id'?)")),
     ("mask: {method: tokenize}", "mask: {method: tokenize, params: {lenght: 12}}", 15,
      "rules.0 (training-tokenizes).mask: mask method 'tokenize' has no parameter 'lenght'; valid parameters: length, prefix"),
     ("mask: {method: tokenize}", "mask: {method: tokenize, params: {length: '12'}}", 15,
