@@ -2,13 +2,16 @@
 
     python benchmarks/cli_startup.py            # 15 runs of each case, medians
     python benchmarks/cli_startup.py --runs 25
-    git archive main | tar -x -C /tmp/base && python benchmarks/cli_startup.py --baseline /tmp/base
+    python benchmarks/cli_startup.py --baseline /tmp/base-venv/bin/python   # an interpreter with the old version
 
 Each case runs in a new interpreter (nothing cached in-process); the table gives median wall
 time and median CPU time (user + system of the child, steadier than wall time on a shared
 machine), and the heavy packages each case imports (`python -X importtime`, counted once).
-`--baseline DIR` also runs every case against the lineage_guard package in DIR (put first on
-PYTHONPATH), interleaved run by run with the installed one, and prints the CPU ratio.
+`--baseline PYTHON` also runs every case with another interpreter (a venv holding the version to
+compare against, installed non-editable), interleaved run by run, and prints the CPU ratio.
+To build one for `main`: `git archive main | tar -x -C /tmp/base`, `uv venv /tmp/base-venv`,
+`uv export --frozen --all-extras --no-emit-project > req.txt`, `uv pip install --python
+/tmp/base-venv/bin/python -r req.txt`, `uv pip install --python /tmp/base-venv/bin/python --no-deps /tmp/base`.
 """
 
 from __future__ import annotations
@@ -31,25 +34,18 @@ CASES: dict[str, list[str]] = {
 HEAVY = ("polars", "openlineage", "great_expectations", "faker", "pandas", "sqlglot", "airflow", "pyarrow")
 
 
-def _env(tree: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if tree:
-        env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def one_run(args: list[str], tree: str | None = None) -> tuple[float, float]:
+def one_run(args: list[str], python: str = sys.executable) -> tuple[float, float]:
     before = os.times()
     start = time.perf_counter()
     # not check=True: a case may not exist in an older tree (the baseline, e.g. --version)
-    subprocess.run([sys.executable, *args], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tree))
+    subprocess.run([python, *args], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=os.sep)
     wall = time.perf_counter() - start
     after = os.times()
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
-def heavy_modules(args: list[str], tree: str | None = None) -> list[str]:
-    done = subprocess.run([sys.executable, "-X", "importtime", *args], check=False, capture_output=True, text=True, env=_env(tree))
+def heavy_modules(args: list[str], python: str = sys.executable) -> list[str]:
+    done = subprocess.run([python, "-X", "importtime", *args], check=False, capture_output=True, text=True, cwd=os.sep)
     names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     return sorted({n.split(".")[0] for n in names if n.split(".")[0] in HEAVY})
 
@@ -57,9 +53,9 @@ def heavy_modules(args: list[str], tree: str | None = None) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--baseline", help="a source tree holding the lineage_guard package to compare against")
+    parser.add_argument("--baseline", help="an interpreter whose environment holds the version to compare against")
     opts = parser.parse_args()
-    trees: dict[str, str | None] = {"this": None, **({"baseline": opts.baseline} if opts.baseline else {})}
+    trees: dict[str, str] = {"this": sys.executable, **({"baseline": opts.baseline} if opts.baseline else {})}
     print(f"{'case':42} {'tree':9} {'wall median':>12} {'CPU median':>11}  heavy imports")
     for name, args in CASES.items():
         samples: dict[str, list[tuple[float, float]]] = {t: [] for t in trees}
