@@ -155,9 +155,12 @@ class GovernedPostgresOperator(BaseOperator):
                               f"({', '.join(policy.purposes)}); every read would be denied")
         if (self.identity is None and self.has_dag()) or isinstance(self.identity, str):
             try:
-                principal = self._identity().principal
+                identity = self._identity()
             except LineageGuardError:
                 return  # a malformed identity is reported with its reason at run time
+            principal = identity.principal
+            if identity.kind == "human":
+                return  # refused at run time with the specific reason: a task never runs as a person
             if principal not in policy.identities:
                 if policy.require_declared_identities:
                     raise ConfigError(f"{where}: identity {principal!r} is not declared in the policy, which "
