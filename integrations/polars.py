@@ -84,18 +84,22 @@ class MaskNamespace:
         """Apply any MaskSpec, e.g. one taken from a plan's `Decision`."""
         return mask_expr(self._expr, spec, keyring, subject=subject, return_dtype=return_dtype)
 
-    def _spec(self, method: str, scope: str, keyring: Keyring | None, params: dict, **options) -> pl.Expr:
-        return mask_expr(self._expr, MaskSpec(method, params, scope), keyring, **options)
+    def _spec(self, method: str, scope: str, keyring: Keyring | None, params: dict, *,
+              classification: str | None = None, **options) -> pl.Expr:
+        return mask_expr(self._expr, MaskSpec(method, params, scope, classification=classification),  # type: ignore[arg-type]
+                         keyring, **options)
 
-    def tokenize(self, scope: str = "global", *, keyring: Keyring | None = None, return_dtype: Any = None,
-                 **params) -> pl.Expr:
+    # Keyed methods take the column's `classification` too: keys are per (scope, classification),
+    # so give the one the policy gives the column to get the tokens a governed read gives.
+    def tokenize(self, scope: str = "global", *, classification: str | None = None, keyring: Keyring | None = None,
+                 return_dtype: Any = None, **params) -> pl.Expr:
         """Keyed tokens (`tok_<hex>`; Int64 for integer columns). Params: length, prefix."""
-        return self._spec("tokenize", scope, keyring, params, return_dtype=return_dtype)
+        return self._spec("tokenize", scope, keyring, params, classification=classification, return_dtype=return_dtype)
 
-    def pseudonymize(self, kind: str = "generic", scope: str = "global", *, keyring: Keyring | None = None,
-                     **params) -> pl.Expr:
+    def pseudonymize(self, kind: str = "generic", scope: str = "global", *, classification: str | None = None,
+                     keyring: Keyring | None = None, **params) -> pl.Expr:
         """Realistic Faker stand-ins, unique per distinct value. Params: locale, unique."""
-        return self._spec("pseudonymize", scope, keyring, {"kind": kind, **params})
+        return self._spec("pseudonymize", scope, keyring, {"kind": kind, **params}, classification=classification)
 
     def partial(self, keep_first: int = 0, keep_last: int = 4, mask_char: str = "*") -> pl.Expr:
         """Keep the first/last characters, mask the rest."""
@@ -115,17 +119,18 @@ class MaskNamespace:
         return self._spec("generalize", "global", None, params)
 
     def shift_date(self, subject: str | pl.Expr | None = None, scope: str = "global", *,
-                   keyring: Keyring | None = None, **params) -> pl.Expr:
+                   classification: str | None = None, keyring: Keyring | None = None, **params) -> pl.Expr:
         """Shift dates by a keyed per-subject offset (`max_days`, default 365)."""
         if subject is not None:
             name = subject if isinstance(subject, str) else subject.meta.output_name()
             params = {"subject": name, **params}
-        return self._spec("shift_date", scope, keyring, params, subject=subject)
+        return self._spec("shift_date", scope, keyring, params, classification=classification, subject=subject)
 
-    def hash(self) -> pl.Expr:
-        """Keyless SHA-256 hex: linkable and guessable; prefer tokenize."""
-        return self._spec("hash", "global", None, {})
+    def hash(self, *, allow_keyless: bool = False) -> pl.Expr:
+        """Keyless SHA-256 hex: linkable and invertible by hashing guesses; needs `allow_keyless=True`. Prefer tokenize."""
+        return self._spec("hash", "global", None, {"allow_keyless": True} if allow_keyless else {})
 
-    def format_preserving(self, scope: str = "global", *, keyring: Keyring | None = None) -> pl.Expr:
+    def format_preserving(self, scope: str = "global", *, classification: str | None = None,
+                          keyring: Keyring | None = None) -> pl.Expr:
         """Keyed substitution keeping length and character classes."""
-        return self._spec("format_preserving", scope, keyring, {})
+        return self._spec("format_preserving", scope, keyring, {}, classification=classification)

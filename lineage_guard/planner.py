@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from .decision import ColumnDecision, Decision
 from .identity import Identity
 from .mask.spec import MaskSpec
+from .mask.subjects import bind_shift_date_subjects
 from .policy.model import Policy
 from .sql import analyze
 from .sql.catalog import Catalog
@@ -95,10 +96,11 @@ def decide(
     columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque)
     approvals = verdict.approvals + approvals
     sensitive = tuple(sorted(hidden))
+    columns, unbound = bind_shift_date_subjects(columns, analysis)
     if approvals:
         return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis, sensitive)
     masked = [c for c in columns if c.masked]
-    reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})"]
+    reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})", *unbound]
     reasons += [f"{note} (sensitive_uses): groups under {policy.min_group_size} rows are not returned"
                 for note in verdict.declared]
     declared = policy.labels()
@@ -199,10 +201,10 @@ def _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque=F
                 if src not in labels:
                     continue
                 rule = policy.first_rule(labels[src], src, identity, purpose)
-                if rule is None:
-                    specs.append(strongest)  # sensitive with no rule: the strongest mask
+                if rule is None:  # sensitive with no rule: the strongest mask (keyed, if keyed, per classification)
+                    specs.append(policy.mask_spec(policy.default_mask, identity, purpose, classification=labels[src]))
                 elif rule.action == "mask":
-                    specs.append(policy.mask_spec(rule.mask, identity, purpose))
+                    specs.append(policy.mask_spec(rule.mask, identity, purpose, classification=labels[src]))
                 elif rule.approval:
                     wants_approval.append(f"clear access to {src} ({labels[src]}) for {purpose} requires approval"
                                           f" (rule {rule.name or policy.rules.index(rule)})")

@@ -443,7 +443,7 @@ class GovernedSession:
             parent=self.parent,
             input_schemas=self._input_schemas(decision),
             key_ids={
-                c.position: self.keyring.key_id(c.mask.scope)
+                c.position: self.keyring.mask_key_id(c.mask)
                 for c in decision.columns
                 if c.mask is not None and c.mask.method in KEYED_METHODS
             },

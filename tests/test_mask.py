@@ -42,8 +42,8 @@ def m(values, method, type_=None, *, scope="global", subject_values=None, **para
         ([D(1990, 7, 14)], "generalize", {"to": "year"}, [D(1990, 1, 1)]),
         (["94107", "9410", "12"], "generalize", {"keep": 3}, ["941**", "941**", "*****"]),
         (["94107"], "generalize", {}, ["941**"]),
-        (["abc", None], "hash", {}, [hashlib.sha256(b"abc").hexdigest(), None]),
-        ([42], "hash", {}, [hashlib.sha256(b"42").hexdigest()]),
+        (["abc", None], "hash", {"allow_keyless": True}, [hashlib.sha256(b"abc").hexdigest(), None]),
+        ([42], "hash", {"allow_keyless": True}, [hashlib.sha256(b"42").hexdigest()]),
     ],
 )
 def test_keyless_methods(values, method, params, expected):
@@ -178,7 +178,7 @@ def test_mask_batch_positions_drop_subject_and_schema():
          pa.array([D(2020, 1, 1), D(2020, 1, 2)])],
         schema=pa.schema([pa.field("pid", pa.string(), False), ("email", pa.string()), ("email", pa.string()),
                           ("visit", pa.date32())], metadata={b"k": b"v"}))
-    specs = {0: MaskSpec("drop"), 2: MaskSpec("tokenize"), 3: MaskSpec("shift_date", {"subject": "pid"})}
+    specs = {0: MaskSpec("drop"), 2: MaskSpec("tokenize"), 3: MaskSpec("shift_date", {"subject": "pid"}, subject=0)}
     out = mask_batch(batch, specs, KR)
     assert out.schema.names == ["email", "email", "visit"] and out.schema.metadata == {b"k": b"v"}
     assert out.column(0).to_pylist() == ["a@x.org", "b@x.org"]  # not in specs: passes through
@@ -208,8 +208,12 @@ def test_mask_batch_positions_drop_subject_and_schema():
         ({1: MaskSpec("generalize", {"to": "month"})}, "takes only `bucket`, not `to`"),
         ({2: MaskSpec("generalize", {"bucket": 5})}, "takes only `to`, not `bucket`"),
         ({1: MaskSpec("shift_date")}, "shift_date applies to dates and timestamps, not int64"),
-        ({2: MaskSpec("shift_date", {"subject": "nope"})}, "subject 'nope' is not a column of this batch; columns: s, i, d, i"),
-        ({2: MaskSpec("shift_date", {"subject": "i"})}, "subject 'i' names 2 columns"),
+        # A subject is bound by position (the planner's lineage binding), never looked up by output name.
+        ({2: MaskSpec("shift_date", {"subject": "s"})}, "subject 's' is not bound to an output position"),
+        ({2: MaskSpec("shift_date", {"subject": "s"}, subject=9)}, "subject position 9 is not another column"),
+        ({2: MaskSpec("shift_date", {"subject": "s"}, subject=2)}, "subject position 2 is not another column"),
+        ({0: MaskSpec("hash")}, "'hash' is keyless: anyone can hash a guess and compare"),
+        ({0: MaskSpec("hash", {"allow_keyless": False})}, "parameter 'allow_keyless' must be true"),
         ({2: MaskSpec("format_preserving")}, "format_preserving applies to text and integers, not date32"),
         ({4: MaskSpec("redact")}, "mask position 4 is not a column of this batch (0..3)"),
         ({"s": MaskSpec("redact")}, "mask position 's' is not a column"),
@@ -244,7 +248,8 @@ def test_every_method_on_every_type_keeps_nulls_and_types():
         "timestamp": pa.array([dt.datetime(2020, 5, 17, 3, 4), None, dt.datetime(1999, 1, 2)], pa.timestamp("us")),
     }
     text = {"tokenize", "pseudonymize", "partial", "hash"}  # methods whose output is text for non-text input
-    params = {"generalize": {"string": {}, "large_string": {}, "date32": {}, "timestamp": {}}}
+    params = {"generalize": {"string": {}, "large_string": {}, "date32": {}, "timestamp": {}},
+              "hash": dict.fromkeys(columns, {"allow_keyless": True})}
     for method in ("tokenize", "pseudonymize", "partial", "redact", "null", "generalize", "shift_date", "hash",
                    "format_preserving"):
         for name, array in columns.items():

@@ -101,9 +101,11 @@ def mask_batch(batch: pa.RecordBatch | pa.Table, specs: Mapping[int, MaskSpec],
                keyring: Keyring | None = None) -> pa.RecordBatch | pa.Table:
     """Mask the columns of `batch` named by output POSITION (names can repeat); `drop` removes a column.
 
-    A `shift_date` subject is found by name among the batch's columns, before any mask or
-    drop, so a dropped patient id can still anchor its patients' date shifts. Columns not in
-    `specs` pass through unchanged. Stateless: the same value masks the same way in every batch.
+    A `shift_date` subject is the column at the spec's bound `subject` position (the planner
+    binds it through lineage, never by name), read before any mask or drop, so a dropped
+    patient id can still anchor its patients' date shifts. A spec naming a subject that is not
+    bound is refused. Columns not in `specs` pass through unchanged. Stateless: the same value
+    masks the same way in every batch.
     """
     if not isinstance(batch, (pa.RecordBatch, pa.Table)):
         raise ConfigError(f"mask_batch takes a pyarrow RecordBatch or Table, not {type(batch).__name__}")
@@ -113,7 +115,6 @@ def mask_batch(batch: pa.RecordBatch | pa.Table, specs: Mapping[int, MaskSpec],
             raise ConfigError(f"mask position {position!r} is not a column of this batch (0..{width - 1})")
     if keyring is None and any(s.method in _KEYED for s in specs.values()):
         keyring = Keyring.from_env()
-    names = batch.schema.names
     arrays, fields = [], []
     for position in range(width):
         field, column = batch.schema.field(position), batch.column(position)
@@ -126,13 +127,15 @@ def mask_batch(batch: pa.RecordBatch | pa.Table, specs: Mapping[int, MaskSpec],
         if spec.method == "drop":
             continue
         subject = None
-        if spec.method == "shift_date" and params["subject"] is not None:
-            matches = [i for i, n in enumerate(names) if n == params["subject"]]
-            if len(matches) != 1:
-                problem = "is not a column" if not matches else f"names {len(matches)} columns"
-                raise ConfigError(f"shift_date subject {params['subject']!r} {problem} of this batch; "
-                                  f"columns: {', '.join(names)}")
-            subject = batch.column(matches[0])
+        if spec.method == "shift_date" and spec.subject is not None:
+            if not 0 <= spec.subject < width or spec.subject == position:
+                raise ConfigError(f"shift_date subject position {spec.subject} is not another column of this "
+                                  f"batch (0..{width - 1})")
+            subject = batch.column(spec.subject)
+        elif spec.method == "shift_date" and params["subject"] is not None:
+            # Binding by output name would let `SELECT 1 AS id, birth_date` give everyone one offset.
+            raise ConfigError(f"shift_date subject {params['subject']!r} is not bound to an output position: "
+                              f"the planner binds it through lineage (or give MaskSpec(subject=POSITION))")
         masked = mask_array(column, spec, keyring, subject=subject)
         arrays.append(masked)
         # Always nullable: masks may null values, and every batch must carry the same schema.

@@ -58,7 +58,7 @@ def format_preserving(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.A
     if not (is_text(t) or is_integer(t)):
         raise ConfigError(f"format_preserving applies to text and integers, not {t}; use generalize or tokenize")
     values, indices = distinct(array)
-    digests = hmac_sha256_many(keyring.key(spec.scope, "format_preserving"), canonical_bytes(values))
+    digests = hmac_sha256_many(keyring.mask_key(spec, "format_preserving"), canonical_bytes(values))
     text = values if is_text(t) else values.cast(pa.large_string())
     raw = pc.fill_null(text.cast(pa.large_binary()), pa.scalar(b"", pa.large_binary()))
     offsets = np.frombuffer(raw.buffers()[1], dtype=np.int64)[raw.offset:raw.offset + len(raw) + 1]

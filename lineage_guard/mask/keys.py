@@ -1,12 +1,26 @@
-"""Masking keys: one master secret, per-scope keys derived with HKDF-SHA256, key ids, rotation.
+"""Masking keys: one master secret, keys per (scope, classification) derived with HKDF-SHA256, key ids, rotation.
 
 The master comes from `LINEAGE_GUARD_MASTER_KEY` (hex, >= 32 bytes) or from the file named
 by `LINEAGE_GUARD_MASTER_KEY_FILE`, or is passed in. To rotate, give several versioned
 masters, newest first: `"2:<hex>,1:<hex>"`. Masks are made with the current version; the
 previous ones stay so old key ids and old tokens remain verifiable.
 
+Token versions (how a mask key is derived from a master):
+
+- **2** (current): one key per (scope, classification): `mask_key(spec, use)`. A value pushed
+  through the mask of an `email` column is keyed apart from a `national_id` column's, so no
+  caller-chosen value can reproduce a sensitive column's token through another column's mask.
+  Key ids read `k<master version>-t2-<8 hex>`.
+- **1** (before): one key per scope, shared by every column: `key(scope, use)`. No mask is made
+  with it any more; `verify_token` still recognises its tokens, with their old key ids
+  `k<master version>-<8 hex>`.
+
+    >>> from lineage_guard.mask.spec import MaskSpec
     >>> kr = Keyring(bytes(32))
-    >>> kr.key_id("purpose:ai_training").startswith("k1-")
+    >>> kr.mask_key_id(MaskSpec("tokenize", scope="purpose:ai", classification="email")).startswith("k1-t2-")
+    True
+    >>> kr.mask_key(MaskSpec("tokenize", classification="email"), "tokenize") != \
+    ...     kr.mask_key(MaskSpec("tokenize", classification="national_id"), "tokenize")
     True
     >>> "000000" in repr(kr)
     False
@@ -21,17 +35,29 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    from .spec import MaskSpec
+
 ENV_KEY = "LINEAGE_GUARD_MASTER_KEY"
 ENV_KEY_FILE = "LINEAGE_GUARD_MASTER_KEY_FILE"
 MIN_MASTER_BYTES = 32
-_SALT = b"lineage_guard/mask/v1"
+_SALT = b"lineage_guard/mask/v1"      # token version 1: a key per scope (verification of old tokens only)
+_SALT_V2 = b"lineage_guard/mask/v2"   # token version 2: a key per (scope, classification)
+TOKEN_VERSION = 2
 _SCOPE = re.compile(r"^[A-Za-z0-9_.:@/+\-*]{1,200}$")
+
+
+def _check_scope(scope: object) -> None:
+    if not isinstance(scope, str) or not _SCOPE.match(scope):
+        raise ConfigError("a key scope is 1-200 characters of letters, digits and `_.:@/+-*` "
+                          "(e.g. `purpose:ai_training`)")
 
 
 def _parse_master(text: str, source: str) -> dict[int, bytes]:
@@ -104,7 +130,7 @@ class Keyring:
             raise ConfigError(f"current version {current} has no master key; versions held: {sorted(masters)}")
         self._masters = masters
         self._version = current
-        self._cache: dict[tuple[int, str, str], bytes] = {}
+        self._cache: dict[tuple, bytes] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -141,46 +167,90 @@ class Keyring:
         return (self._version, *sorted((v for v in self._masters if v != self._version), reverse=True))
 
     def key(self, scope: str, use: str = "scope", *, version: int | None = None) -> bytes:
-        """The 32-byte key for `scope`, narrowed to one `use` (a mask method) so methods never share a key."""
-        if not isinstance(scope, str) or not _SCOPE.match(scope):
-            raise ConfigError("a key scope is 1-200 characters of letters, digits and `_.:@/+-*` "
-                              "(e.g. `purpose:ai_training`)")
+        """The token-version-1 key for `scope` (one per scope), narrowed to one `use` so uses never share a key.
+
+        Masks no longer use it (see `mask_key`); it stays to verify version-1 tokens and for
+        callers that need a per-scope secret of their own.
+        """
+        _check_scope(scope)
+        v = self._held(version)
+        return self._derived((v, scope, use), lambda: HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=_SALT, info=b"scope\x00" + scope.encode(),
+        ).derive(self._masters[v]), use)
+
+    def mask_key(self, spec: MaskSpec, use: str, *, version: int | None = None) -> bytes:
+        """The 32-byte key a mask method (`use`) applies to `spec`'s column: one per (scope, classification).
+
+        `spec.classification` None (a column with no single classification: computed from several,
+        or of unknown provenance) has a key of its own, apart from every named classification.
+        Derived once per (version, scope, classification, use) and cached.
+        """
+        scope, classification = spec.scope, spec.classification
+        _check_scope(scope)
+        if classification is not None and not isinstance(classification, str):
+            raise ConfigError(f"a mask's classification is a string, not {type(classification).__name__}")
+        v = self._held(version)
+        # The classification comes last with a marker byte: None and every string derive apart.
+        tail = b"\x00" if classification is None else b"\x01" + classification.encode()
+        return self._derived((v, scope, use, TOKEN_VERSION, classification), lambda: HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=_SALT_V2,
+            info=b"scope\x00" + scope.encode() + b"\x00classification" + tail,
+        ).derive(self._masters[v]), use)
+
+    def _held(self, version: int | None) -> int:
         v = self._version if version is None else version
         if v not in self._masters:
             raise ConfigError(f"no master key version {v}; versions held: {sorted(self._masters)}")
-        cache_key = (v, scope, use)
+        return v
+
+    def _derived(self, cache_key: tuple, base, use: str) -> bytes:
         found = self._cache.get(cache_key)
         if found is not None:
             return found
         with self._lock:
-            scope_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT,
-                             info=b"scope\x00" + scope.encode()).derive(self._masters[v])
-            derived = scope_key if use == "scope" else hmac.new(scope_key, b"use\x00" + use.encode(),
-                                                                 hashlib.sha256).digest()
+            base_key = base()
+            derived = base_key if use == "scope" else hmac.new(base_key, b"use\x00" + use.encode(),
+                                                               hashlib.sha256).digest()
             self._cache[cache_key] = derived
         return derived
 
     def key_id(self, scope: str, *, version: int | None = None) -> str:
-        """`k<version>-<8 hex>`: names the scope key (a hash of it) without revealing it."""
-        v = self._version if version is None else version
+        """`k<version>-<8 hex>`: names a token-version-1 scope key (a hash of it) without revealing it."""
+        v = self._held(version)
         digest = hashlib.sha256(b"lineage_guard key id\x00" + self.key(scope, version=v)).hexdigest()
         return f"k{v}-{digest[:8]}"
 
-    def verify_token(self, value: object, token: object, scope: str, **params) -> str | None:
-        """The key id of the version that tokenizes `value` to `token` in `scope`, or None.
+    def mask_key_id(self, spec: MaskSpec, *, version: int | None = None) -> str:
+        """`k<version>-t2-<8 hex>`: names the (scope, classification) key of `spec` without revealing it.
 
-        Tries the current version, then the previous ones, so tokens made before a rotation
-        stay verifiable. `params` are the tokenize parameters the token was made with.
+        What the ledger and lineage record for a keyed mask; every use of one key shares the id.
+        """
+        v = self._held(version)
+        digest = hashlib.sha256(b"lineage_guard key id\x00" + self.mask_key(spec, "scope", version=v)).hexdigest()
+        return f"k{v}-t{TOKEN_VERSION}-{digest[:8]}"
+
+    def verify_token(self, value: object, token: object, scope: str, *, classification: str | None = None,
+                     **params) -> str | None:
+        """The key id that tokenizes `value` to `token` in `scope` for `classification`, or None.
+
+        Tries token version 2 (the (scope, classification) key) under the current master, then
+        the previous ones, then token version 1 (the scope key) under each master, so tokens made
+        before a rotation or before per-classification keys stay verifiable by their recorded key
+        id. `params` are the tokenize parameters the token was made with.
         """
         import pyarrow as pa
 
         from .spec import MaskSpec
         from .tokenize import tokenize
 
-        spec = MaskSpec("tokenize", dict(params), scope)
+        spec = MaskSpec("tokenize", dict(params), scope, classification=classification)
         array = pa.array([value])
         for v in self.versions:
             made = tokenize(array, spec, self, version=v)[0].as_py()
+            if made is not None and hmac.compare_digest(str(made), str(token)):
+                return self.mask_key_id(spec, version=v)
+        for v in self.versions:
+            made = tokenize(array, spec, self, version=v, token_version=1)[0].as_py()
             if made is not None and hmac.compare_digest(str(made), str(token)):
                 return self.key_id(scope, version=v)
         return None

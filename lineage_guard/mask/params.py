@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from ..errors import ConfigError
 from .spec import METHODS, MaskSpec
 
+_NAME = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+_SUBJECT = re.compile(rf"^(?:{_NAME}\.{_NAME}\.)?{_NAME}$")
 KINDS = ("name", "first_name", "last_name", "email", "phone", "address", "city", "company", "generic")
 
 
@@ -57,9 +60,15 @@ PARAMS: dict[str, dict[str, Param]] = {
                    "bucket": Param(None, lambda v: isinstance(v, Real) and not isinstance(v, bool) and v > 0,
                                    "a positive number"),
                    "keep": _int_between(0, 64)},
-    "shift_date": {"subject": Param(None, lambda v: isinstance(v, str) and bool(v), "the name of an output column"),
+    "shift_date": {"subject": Param(None, lambda v: isinstance(v, str) and _SUBJECT.match(v) is not None,
+                                    "a source column: a column of the masked column's table (`id`) or "
+                                    "`schema.table.column`"),
                    "max_days": _with_default(_int_between(1, 36500), 365)},
-    "hash": {},
+    # Keyless: anyone can hash a guess and compare (dictionary inversion); only on explicit request.
+    "hash": {"allow_keyless": Param(False, lambda v: v is True,
+                                    "true: hash is keyless, so anyone can invert it by hashing guesses (a "
+                                    "dictionary attack on phones, dates, ids); use tokenize unless a digest "
+                                    "reproducible without the key is the point")},
     "format_preserving": {},
 }
 assert set(PARAMS) == set(METHODS)
@@ -83,4 +92,8 @@ def checked(spec: MaskSpec) -> dict[str, Any]:
         out[name] = value
     for name, param in table.items():
         out.setdefault(name, param.default)
+    if spec.method == "hash" and not out["allow_keyless"]:
+        raise ConfigError("mask method 'hash' is keyless: anyone can hash a guess and compare, so small value "
+                          "spaces (phones, birth dates, ids) invert by dictionary. Use tokenize (keyed), or say "
+                          "`params: {allow_keyless: true}` if a digest reproducible without the key is the point")
     return out

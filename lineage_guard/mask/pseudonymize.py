@@ -96,7 +96,7 @@ def pseudonymize(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.Array:
     params = checked(spec)
     kind, locale, unique = params["kind"], params["locale"], params["unique"]
     values, indices = distinct(array)
-    digests = hmac_sha256_many(keyring.key(spec.scope, f"pseudonymize:{kind}"), canonical_bytes(values))
+    digests = hmac_sha256_many(keyring.mask_key(spec, f"pseudonymize:{kind}"), canonical_bytes(values))
     picks = [_pick(p, locale, digests, 8 * (i + 1)) for i, p in enumerate(_POOLS[kind])]
     if kind == "email":
         user = pc.utf8_lower(picks[0])

@@ -1,9 +1,12 @@
 """`shift_date`: move dates by a keyed offset of 1..max_days days, forwards or back, the same for every date of a subject.
 
-With `subject` (another output column, e.g. the patient id) every date of one subject moves by
-the same amount, so intervals within a subject survive while calendar dates do not. A row
-whose subject is null gets a null date (no consistent offset exists for it). Without
-`subject`, one offset per key scope applies to the whole column.
+With `subject` (a source column, e.g. the patient id, that the planner binds to the output
+position carrying it unchanged) every date of one subject moves by the same amount, so
+intervals within a subject survive while calendar dates do not. A row whose subject is null
+gets a null date (no consistent offset exists for it). When the subject is not in the output
+as stored, the planner masks the date `null` instead: a shared offset would let one known
+date reveal all. Without `subject`, one offset per key applies to the whole column (weaker
+for the same reason; a policy choice).
 
     >>> import datetime, pyarrow as pa
     >>> from lineage_guard.mask.keys import Keyring
@@ -45,8 +48,8 @@ def shift_date(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, subject: pa
         raise ConfigError(f"shift_date applies to dates and timestamps, not {t}; use generalize or redact")
     if params["subject"] is not None and subject is None:
         raise ConfigError(f"shift_date needs the values of its subject column {params['subject']!r}; "
-                          f"mask_batch resolves it by name within the batch")
-    key = keyring.key(spec.scope, "shift_date")
+                          f"pass them as subject= (mask_batch takes them from the spec's bound position)")
+    key = keyring.mask_key(spec, "shift_date")
     if subject is None:
         days = pa.scalar(int(_offsets(hmac_sha256_many(key, [b"c"]), params["max_days"])[0]), pa.int64())
     else:

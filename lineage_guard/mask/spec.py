@@ -21,17 +21,23 @@ STRONGEST: "MaskSpec"
 class MaskSpec:
     """How to mask a column.
 
-    `scope` is the key scope (e.g. "purpose:ai_training"): the same value gives the
-    same token within a scope and unlinkable tokens across scopes. `params` holds
-    method parameters (`keep_first`, `keep_last`, `to`, `bucket`, `kind`, `locale`, ...).
+    `scope` is the key scope (e.g. "purpose:ai_training") and `classification` the column's
+    (e.g. "email"): keyed methods use one key per (scope, classification), so the same value
+    gives the same token within both and unlinkable tokens across either. `classification`
+    None is a key of its own (a column of no single classification). `params` holds method
+    parameters (`keep_first`, `keep_last`, `to`, `bucket`, `kind`, `locale`, ...). `subject`
+    is the output position `shift_date` takes its per-subject offset from, bound by the planner.
     """
 
     method: Method
     params: dict[str, Any] = field(default_factory=dict)
     scope: str = "global"
+    classification: str | None = None
+    subject: int | None = None
 
     def __hash__(self) -> int:
-        return hash((self.method, self.scope, tuple(sorted((k, repr(v)) for k, v in self.params.items()))))
+        return hash((self.method, self.scope, self.classification, self.subject,
+                     tuple(sorted((k, repr(v)) for k, v in self.params.items()))))
 
     def describe(self) -> str:
         """A short, key-free description for ledgers and lineage (e.g. `partial(keep_last=4)`)."""

@@ -2,8 +2,8 @@
 
 `tokenize` gives `tok_<hex>` for text and other scalars, and a non-negative int64 for
 integer columns (so an integer key stays an integer and still joins). The same value in
-the same scope always gives the same token, in every batch; other scopes give unlinkable
-tokens.
+the same scope and classification always gives the same token, in every batch; other
+scopes and other classifications give unlinkable tokens (see `keys` for token versions).
 
 `hash` is keyless: anyone can hash a guess and compare, so it is linkable across
 datasets and open to dictionary attacks on small value spaces (phone numbers, birth
@@ -39,11 +39,17 @@ from .params import checked
 from .spec import MaskSpec
 
 
-def tokenize(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, version: int | None = None) -> pa.Array:
-    """Keyed tokens of `array` in `spec.scope` (params: `length` hex characters, `prefix`)."""
+def tokenize(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, version: int | None = None,
+             token_version: int = 2) -> pa.Array:
+    """Keyed tokens of `array` under `spec`'s (scope, classification) key (params: `length` hex characters, `prefix`).
+
+    `token_version=1` uses the old per-scope key; only `Keyring.verify_token` asks for it.
+    """
     params = checked(spec)
     values, indices = distinct(array)
-    digests = hmac_sha256_arrow(keyring.key(spec.scope, "tokenize", version=version), canonical_binary(values))
+    key = (keyring.key(spec.scope, "tokenize", version=version) if token_version == 1
+           else keyring.mask_key(spec, "tokenize", version=version))
+    digests = hmac_sha256_arrow(key, canonical_binary(values))
     if is_integer(array.type):
         tokens = pa.array(digest_uint64(digests) >> np.uint64(1), pa.uint64()).cast(pa.int64())
     else:

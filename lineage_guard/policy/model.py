@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from ..approvals.config import ApprovalsConfig
 from ..classify.config import DetectionConfig
 from ..identity import Identity
+from ..errors import ConfigError
+from ..mask.params import checked
 from ..mask.spec import METHODS, MaskSpec
 from ..service.config import ServiceConfig
 from ..sql.model import ColumnRef
@@ -45,6 +47,16 @@ class MaskDecl(_Strict):
         if v not in METHODS:
             raise ValueError(f"unknown mask method {v!r}; valid: {', '.join(METHODS)}")
         return v
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> "MaskDecl":
+        # The kernels' own checks, at load time: a bad parameter (or keyless hash without
+        # allow_keyless) is a file:line error, not a failed run.
+        try:
+            checked(MaskSpec(self.method, dict(self.params)))  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class Rule(_Strict):
@@ -242,8 +254,15 @@ class Policy(_Strict):
         # group: a stable choice among the identity's groups, so members share tokens
         return f"group:{min(identity.groups)}" if identity.groups else f"identity:{identity.principal}"
 
-    def mask_spec(self, decl: MaskDecl, identity: Identity, purpose: str) -> MaskSpec:
-        return MaskSpec(decl.method, dict(decl.params), self.scope_for(identity, purpose, decl.scope))  # type: ignore[arg-type]
+    def mask_spec(self, decl: MaskDecl, identity: Identity, purpose: str, *, classification: str | None = None,
+                  subject: int | None = None) -> MaskSpec:
+        """The MaskSpec `decl` gives for `identity` and `purpose`: keyed per (scope, `classification`).
+
+        The planner passes each column's classification, so keyed masks of different
+        classifications never share a key; `subject` is a bound `shift_date` subject position.
+        """
+        return MaskSpec(decl.method, dict(decl.params), self.scope_for(identity, purpose, decl.scope),  # type: ignore[arg-type]
+                        classification=classification, subject=subject)
 
     def declared_use(self, label: str, form: str, identity: Identity, purpose: str) -> SensitiveUse | None:
         """The first `sensitive_uses` entry allowing predicate `form` on `label` for this identity and purpose."""
