@@ -147,7 +147,8 @@ def _as_recorded(names: list[str], recorded: dict[str, dict]) -> tuple[list[Outp
                                     direct=bool(col["direct"])))
         if col["mask"]:
             m = col["mask"]
-            premasked[position] = MaskSpec(m["method"], dict(m.get("params") or {}), m.get("scope", "global"))
+            premasked[position] = MaskSpec(m["method"], dict(m.get("params") or {}), m.get("scope", "global"),
+                                           classification=m.get("classification"))
     return columns, premasked
 
 

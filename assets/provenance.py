@@ -50,7 +50,8 @@ def provenance_of(decision: Decision) -> list[dict[str, Any]]:
             continue
         out.append({"name": col.name, "sources": [str(s) for s in col.sources], "direct": col.direct,
                     "mask": None if col.mask is None else {"method": col.mask.method, "params": col.mask.params,
-                                                           "scope": col.mask.scope}})
+                                                           "scope": col.mask.scope,
+                                                           "classification": col.mask.classification}})
     return out
 
 
@@ -144,7 +145,8 @@ def output_columns(table: pa.Table, declared: Mapping[str, Sequence[str]], loade
         masks = {_spec_key(col["mask"]) for _, col in matches}
         if len(masks) == 1 and matches[0][1]["mask"]:
             m = matches[0][1]["mask"]
-            premasked[position] = MaskSpec(m["method"], dict(m.get("params") or {}), m.get("scope", "global"))
+            premasked[position] = MaskSpec(m["method"], dict(m.get("params") or {}), m.get("scope", "global"),
+                                           classification=m.get("classification"))
     return columns, premasked, deps
 
 
@@ -165,4 +167,5 @@ def _passed_through(column: pa.ChunkedArray, item: Loaded, name: str) -> bool:
 def _spec_key(mask: Mapping[str, Any] | None) -> str:
     if not mask:
         return ""
-    return f"{mask['method']}|{sorted((mask.get('params') or {}).items())!r}|{mask.get('scope')}"
+    return (f"{mask['method']}|{sorted((mask.get('params') or {}).items())!r}|{mask.get('scope')}"
+            f"|{mask.get('classification')}")
