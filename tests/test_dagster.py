@@ -331,7 +331,7 @@ def test_session_mask_table(clinic, tmp_path):
     table = pa.table({"id": [1, 2], "mrn": ["MRN-1", "MRN-2"], "tok": ["tok_a", "tok_b"], "x": ["a", "b"]})
     cols = [OutputColumn(0, "id", (pid,), direct=True), OutputColumn(1, "mrn", (mrn,), direct=True),
             OutputColumn(2, "tok", (mrn,), direct=True), OutputColumn(3, "x", opaque=True)]
-    tokenize = MaskSpec("tokenize", scope="purpose:ai_training")
+    tokenize = MaskSpec("tokenize", scope="purpose:ai_training", classification="medical_record_number")
     with GovernedSession(url, DEMO_POLICY, "svc-training", "ai_training") as s:
         result = s.mask_table(table, cols, tmp_path / "t.parquet", statement="test table",
                               premasked={2: tokenize})
