@@ -49,7 +49,7 @@ def test_compiled_digests_equal_hmac_new(compiled_always, key, values):
 def test_tokens_identical_on_both_paths(monkeypatch, values):
     keyring = Keyring(bytes(range(32)))
     spec = MaskSpec("tokenize", {"length": 64, "prefix": ""}, SCOPE)
-    key = keyring.key(SCOPE, "tokenize")
+    key = keyring.mask_key(MaskSpec("tokenize", scope=SCOPE), "tokenize")
     for type_ in (pa.string(), pa.large_string()):
         column = pa.array(values, type_)
         monkeypatch.setattr(digest, "COMPILED_MIN", 10**9)
@@ -72,7 +72,7 @@ def test_large_columns_take_the_compiled_path_and_match(monkeypatch):
     out = mask_array(pa.array(values, pa.large_string()), MaskSpec("tokenize", {"length": 64, "prefix": ""}, SCOPE),
                      keyring)
     assert sum(calls) == len(set(values) - {None}) and len(calls) == -(-sum(calls) // digest.CHUNK_ROWS)
-    assert out.to_pylist() == expected_hex(keyring.key(SCOPE, "tokenize"), values)
+    assert out.to_pylist() == expected_hex(keyring.mask_key(MaskSpec("tokenize", scope=SCOPE), "tokenize"), values)
 
 
 def test_small_columns_keep_the_python_loop(monkeypatch):
@@ -83,7 +83,7 @@ def test_small_columns_keep_the_python_loop(monkeypatch):
 
 def test_integer_tokens_unchanged(compiled_always):
     keyring = Keyring(bytes(32))
-    key = keyring.key(SCOPE, "tokenize")
+    key = keyring.mask_key(MaskSpec("tokenize", scope=SCOPE), "tokenize")
     ints = pa.array([0, 42, -7, None, 2**62], pa.int64())
     out = tokenize(ints, MaskSpec("tokenize", scope=SCOPE), keyring).to_pylist()
     want = [None if v is None else int.from_bytes(hmac.new(key, str(v).encode(), hashlib.sha256).digest()[:8], "big") >> 1
