@@ -15,13 +15,7 @@ from harness import CORPUS_POLICY, POLICIES, RedTeam, SessionPool, ground_truth,
 
 # Attacks that still leak on main, each with where it is tracked. strict: the day one stops leaking, its
 # XPASS fails the suite and the entry must go (RESULTS.md and the report say the same).
-_ITEM5 = "issue 11 item 5 (mask semantics, mask-keys area), /work/redteam-findings.md"
-OPEN_LEAKS: dict[str, str] = {
-    "shift_date_constant_subject": f"shift_date takes its subject from an output name; {_ITEM5}",
-    "keyless_hash_dictionary": f"a keyless hash policy loads without allow_keyless; {_ITEM5}",
-    "generalize_keeps_category_example": f"examples/policy.yaml keeps the ICD category; {_ITEM5}",
-    "generalize_keeps_category_demo": f"lineage_guard/demo/policy.yaml keeps the ICD category; {_ITEM5}",
-}
+OPEN_LEAKS: dict[str, str] = {}  # attack name -> why it still leaks (strict xfail); none open now
 
 
 def _cases():
