@@ -59,7 +59,7 @@ PolicyOpt = Annotated[Path | None, typer.Option(
     "--policy", "-p", help="Policy YAML file (default: $LINEAGE_GUARD_POLICY, ./lineage_guard.yaml, "
                            "pyproject.toml [tool.lineage_guard]; see `lineage-guard config`).")]
 IdentityOpt = Annotated[str | None, typer.Option("--identity", "-i", help="Principal (default: $LINEAGE_GUARD_IDENTITY).")]
-GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="Group of an identity the policy does not declare (repeat).")]
+GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="Ignored for governance: groups come only from the policy (kept for scripts; an undeclared identity is refused unless require_declared_identities: false).")]
 KindOpt = Annotated[str | None, typer.Option("--kind", help="human | service | agent (undeclared identities).")]
 PurposeOpt = Annotated[str, typer.Option("--purpose", help="Why the data is read, as declared in the policy.")]
 SqlOpt = Annotated[str | None, typer.Option("--sql", help="The statement.")]
