@@ -64,11 +64,11 @@ def test_the_good_policy_passes(tmp_path):
      ("rules.0 (training-tokenizes).classifications: unknown classification label 'natinal_id' "
       "(did you mean 'national_id'?)")),
     ("mask: {method: tokenize}", "mask: {method: tokenize, params: {lenght: 12}}", 15,
-     "rules.0 (training-tokenizes).mask: mask method 'tokenize' has no parameter 'lenght'; valid parameters: length, prefix"),
+     "rules.0.mask: mask method 'tokenize' has no parameter 'lenght'; valid parameters: length, prefix"),
     ("mask: {method: tokenize}", "mask: {method: tokenize, params: {length: '12'}}", 15,
-     "rules.0 (training-tokenizes).mask: mask method 'tokenize': parameter 'length' must be an integer from 8 to 64"),
+     "rules.0.mask: mask method 'tokenize': parameter 'length' must be an integer from 8 to 64"),
     ("mask: {method: tokenize}", "mask: {method: partial, params: {keep_last: 500}}", 15,
-     "rules.0 (training-tokenizes).mask: mask method 'partial': parameter 'keep_last' must be an integer from 0 to 64"),
+     "rules.0.mask: mask method 'partial': parameter 'keep_last' must be an integer from 0 to 64"),
 ])
 def test_typos_are_errors_with_file_line_and_the_valid_names(tmp_path, old, new, line, message):
     assert old in GOOD

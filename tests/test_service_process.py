@@ -146,21 +146,35 @@ def _extract_until(world, server, target, on_first_batch):
     return outcome
 
 
-def test_sigterm_mid_stream_fails_the_stream_cleanly_and_exits(world, tmp_path):
+def test_sigterm_mid_stream_ends_the_stream_cleanly_and_exits(world, tmp_path):
+    """SIGTERM: the server drains and exits 0; a stream ends one clean way or the other, never half.
+
+    A stream the server has already handed whole to the transport when the signal lands completes
+    (success entry, COMPLETE, a whole file); one still being produced after the grace fails (failed
+    entry, FAIL, no file). Which one happens depends on gRPC buffering and machine load, so both are
+    checked for consistency; anything in between fails the test.
+    """
     server = _server(world, "term", grace=0.2)
     target = tmp_path / "people.parquet"
     outcome = _extract_until(world, server, target, lambda: server.proc.send_signal(signal.SIGTERM))
     assert server.proc.wait(60) == 0
-    assert "error" in outcome, "the stream outlived a SIGTERM with a 0.2 s grace"
-    assert not target.exists() and not list(tmp_path.glob("*.lg-tmp"))
+    assert not list(tmp_path.glob("*.lg-tmp"))
     with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
         assert led.verify(server_key(led)).ok
         bodies = [e["body"] for e in led.entries()]
     failed = [b for b in bodies if b["outcome"] == "failed"]
-    assert failed and "shut down" in failed[-1]["error"]["message"]
-    assert not [b for b in bodies if b["outcome"] == "success"]
-    events = Outbox(server.home / "outbox.sqlite").events(failed[-1]["run_id"])
-    assert [e["eventType"] for e in events] == ["START", "FAIL"]
+    succeeded = [b for b in bodies if b["outcome"] == "success"]
+    if "error" in outcome:
+        assert not target.exists()
+        assert failed and "shut down" in failed[-1]["error"]["message"]
+        assert not succeeded
+        run_id, last = failed[-1]["run_id"], "FAIL"
+    else:
+        assert outcome["result"].rows == BIG + 3 and target.exists()  # the seeded rows plus the three named people
+        assert succeeded and not failed
+        run_id, last = succeeded[-1]["run_id"], "COMPLETE"
+    events = Outbox(server.home / "outbox.sqlite").events(run_id)
+    assert [e["eventType"] for e in events] == ["START", last]
     assert any("draining" in line for line in server.stderr_lines)
 
 
