@@ -462,7 +462,7 @@ def cohort_differencing_exact_date(rt: RedTeam, rec: Recovery) -> Recovery:
 def shift_date_constant_subject(rt: RedTeam, rec: Recovery) -> Recovery:
     """shift_date(subject: id) took the subject from the output NAME: `1 AS id` gives everyone one offset.
 
-    Side knowledge: the attacker knows patient 1's birth date (its own record); that fixes the offset.
+    Side knowledge: the attacker knows the birth dates of patients 1 and 2; together they confirm a shared offset.
     """
     import datetime
 
@@ -471,6 +471,12 @@ def shift_date_constant_subject(rt: RedTeam, rec: Recovery) -> Recovery:
     if not mine or not isinstance(mine[0]["birth_date"], datetime.date):
         return rec
     offset = mine[0]["birth_date"] - rt.known("patients.birth_date", 1)
+    # Offsets of 1..365 days collide by chance between patients: an attacker trusts the offset only when
+    # it also explains a second record it knows (patient 2), i.e. when the offset is really shared.
+    theirs = [r for r in rows if r["pid"] == 2]
+    if not theirs or not isinstance(theirs[0]["birth_date"], datetime.date) \
+            or theirs[0]["birth_date"] - offset != rt.known("patients.birth_date", 2):
+        return rec
     rec.values.update({r["pid"]: r["birth_date"] - offset for r in rows
                        if r["pid"] in rec.keys and isinstance(r["birth_date"], datetime.date)})
     return rec
