@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from lineage_guard.cli import app
 
 require("psycopg", "postgres")
-POLICY = Path(__file__).resolve().parents[1] / "lineage_guard" / "demo" / "policy.yaml"
+POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"  # written for the public schema the corpus uses
 RAW = ("931-38-3286", "fakey.mcfake45@fake-01.invalid", "Fakey McFake 01", "+1-555-0186", "0000-7965-4585-3881",
        "MRN-FAKE-841666")
 

@@ -35,7 +35,7 @@ def clinic(new_database):
     pg_url = new_database()  # the demo tables would clobber the corpus's in the shared test database
     demo_data.seed(pg_url, patients=40, customers=10)
     with psycopg.connect(pg_url) as conn:
-        raw = conn.execute("SELECT mrn, full_name FROM patients").fetchall()
+        raw = conn.execute("SELECT mrn, full_name FROM lineage_guard_demo.patients").fetchall()
     return pg_url, [v for row in raw for v in row]
 
 
@@ -70,7 +70,7 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     lake = tmp_path / "lake"
     patients = governed_postgres_asset("patients", QUERY, key_prefix=["ml"])
 
-    @dg.asset(key_prefix=["ml"], metadata={"lineage_guard/column_sources": {"decade": ["public.patients.birth_date"],
+    @dg.asset(key_prefix=["ml"], metadata={"lineage_guard/column_sources": {"decade": ["lineage_guard_demo.patients.birth_date"],
                                                                              "n": []}})
     def features(patients: pl.DataFrame) -> pl.DataFrame:
         return patients.select("id", "mrn", "diagnosis",
@@ -110,11 +110,11 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     assert schema["id"].tags["lineage_guard/access"] == "clear"
     assert m["lineage_guard/masked_columns"].value == ["mrn", "full_name", "birth_date", "diagnosis"]
     deps = m["dagster/column_lineage"].column_lineage.deps_by_column
-    assert deps["mrn"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "mrn")]
+    assert deps["mrn"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "lineage_guard_demo", "patients"]), "mrn")]
     f = meta["ml/features"]
     f_deps = f["dagster/column_lineage"].column_lineage.deps_by_column
     assert f_deps["mrn"] == [dg.TableColumnDep(dg.AssetKey(["ml", "patients"]), "mrn")]
-    assert f_deps["decade"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "birth_date")]
+    assert f_deps["decade"] == [dg.TableColumnDep(dg.AssetKey(["postgres", "lineage_guard_demo", "patients"]), "birth_date")]
     assert "shout" not in f_deps and "n" not in f_deps
     assert f["lineage_guard/opaque_columns"].value == ["shout", "full_name"]
     assert {c.name: c.tags["lineage_guard/access"] for c in f["dagster/column_schema"].schema.columns} == {
@@ -147,7 +147,7 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     by_output = {r[-1]["outputs"][0]["name"]: r[-1] for r in runs.values() if r[-1].get("outputs")}
     first = by_output[str((lake / "ml" / "patients.parquet").resolve())]
     assert [(d["namespace"], d["name"].split(".", 1)[1]) for d in first["inputs"]] == [
-        ("postgres://127.0.0.1:5432", "public.patients")]
+        ("postgres://127.0.0.1:5432", "lineage_guard_demo.patients")]
     assert first["run"]["facets"]["parent"]["job"]["name"] == result.dagster_run.job_name == "__ephemeral_asset_job__"
     assert first["job"]["name"] == "ml.patients"
     assert first["job"]["facets"]["jobType"]["integration"] == "DAGSTER"
@@ -200,7 +200,7 @@ def test_resource_read_inside_an_asset(clinic, tmp_path):
     assert all(z[3:] == "**" for z in table["zip"].to_pylist())
     meta = materializations(result)["cohort"]
     assert meta["dagster/column_lineage"].column_lineage.deps_by_column["zip"] == [
-        dg.TableColumnDep(dg.AssetKey(["postgres", "public", "patients"]), "zip")]
+        dg.TableColumnDep(dg.AssetKey(["postgres", "lineage_guard_demo", "patients"]), "zip")]
     with Ledger.open() as ledger:
         bodies = [e["body"] for e in ledger.entries()]
     assert [b["sink"]["kind"] for b in bodies] == ["memory", "parquet"]      # the read, then the write
@@ -237,7 +237,8 @@ def test_approval_needed_fails_with_the_command(clinic, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(json.dumps({
         "version": 1, "identities": {"analyst": {"kind": "human"}}, "purposes": ["audit"],
-        "classifications": {"public.patients.mrn": "medical_record_number"},
+        "classifications": {"lineage_guard_demo.patients.mrn": "medical_record_number"},
+        "search_path": ["lineage_guard_demo"],
         "rules": [{"classifications": ["medical_record_number"], "action": "clear", "approval": True}]}))
     asset = governed_postgres_asset("mrns", "SELECT mrn FROM patients")
     result = dg.materialize([asset], raise_on_error=False, resources=resources(
@@ -327,7 +328,7 @@ def test_session_mask_table(clinic, tmp_path):
     from lineage_guard.sql.model import ColumnRef, OutputColumn
 
     url, _ = clinic
-    mrn, pid = ColumnRef("public", "patients", "mrn"), ColumnRef("public", "patients", "id")
+    mrn, pid = ColumnRef("lineage_guard_demo", "patients", "mrn"), ColumnRef("lineage_guard_demo", "patients", "id")
     table = pa.table({"id": [1, 2], "mrn": ["MRN-1", "MRN-2"], "tok": ["tok_a", "tok_b"], "x": ["a", "b"]})
     cols = [OutputColumn(0, "id", (pid,), direct=True), OutputColumn(1, "mrn", (mrn,), direct=True),
             OutputColumn(2, "tok", (mrn,), direct=True), OutputColumn(3, "x", opaque=True)]

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 from conftest import require
 
-from lineage_guard.demo.data import seed, tables
+from lineage_guard.demo.data import MARKER, SCHEMA, DemoSchemaRefused, seed, tables
 from lineage_guard.errors import ConfigError
 from lineage_guard.sources import PostgresSource
 
@@ -71,17 +71,18 @@ def test_bad_sizes():
 def test_seed_is_idempotent_and_readable(demo_url):
     counts = seed(demo_url, patients=1500, customers=1000, orders=2500)
     assert counts == {"customers": 1000, "orders": 2500, "patients": 1500}
-    fingerprint = "SELECT md5(string_agg(ssn || email, ',' ORDER BY id)) FROM customers"
+    fingerprint = "SELECT md5(string_agg(ssn || email, ',' ORDER BY id)) FROM lineage_guard_demo.customers"
     with psycopg.connect(demo_url) as conn:
         first = conn.execute(fingerprint).fetchone()[0]
     assert seed(demo_url, patients=1500, customers=1000, orders=2500) == counts
     with psycopg.connect(demo_url) as conn:
+        conn.execute("SET search_path = lineage_guard_demo")
         assert conn.execute("SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), "
                             "(SELECT count(*) FROM patients)").fetchone() == (1000, 2500, 1500)
         assert conn.execute(fingerprint).fetchone()[0] == first
         assert conn.execute("SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id "
                             "WHERE c.id IS NULL").fetchone()[0] == 0
-    table = PostgresSource(demo_url).read_all("SELECT * FROM orders ORDER BY id LIMIT 5")
+    table = PostgresSource(demo_url, schema=SCHEMA).read_all("SELECT * FROM orders ORDER BY id LIMIT 5")
     assert table.schema.field("amount").type == pa.decimal128(10, 2)
     assert table.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
 
@@ -91,3 +92,60 @@ def test_command_line(demo_url, capsys):
 
     main([demo_url, "--patients", "30", "--customers", "20", "--seed", "1"])
     assert capsys.readouterr().out.strip() == "customers: 20 rows, orders: 40 rows, patients: 30 rows"
+
+
+# --- the demo never touches what it did not create ----------------------------------------------
+
+@pytest.fixture
+def fresh_url(new_database):
+    return new_database()
+
+
+def _tables_and_views(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(
+            "SELECT table_schema || '.' || table_name, 1 FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").fetchall())
+
+
+def test_users_own_tables_and_views_survive_a_demo_seed(fresh_url):
+    # The attack the old seed failed: a user's public.patients with a view on it, then a demo run
+    # (`DROP TABLE IF EXISTS orders, customers, patients CASCADE` took both).
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.patients (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO public.patients VALUES (1, 'their real row'), (2, 'another')")
+        conn.execute("CREATE TABLE public.orders (id int)")
+        conn.execute("CREATE VIEW public.patient_names AS SELECT name FROM public.patients")
+    assert seed(fresh_url, patients=20, customers=10) == {"customers": 10, "orders": 20, "patients": 20}
+    assert seed(fresh_url, patients=20, customers=10)["patients"] == 20  # and a re-run, on the marked schema
+    with psycopg.connect(fresh_url) as conn:
+        assert conn.execute("SELECT name FROM public.patient_names ORDER BY name").fetchall() == [
+            ("another",), ("their real row",)]
+        assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM lineage_guard_demo.patients").fetchone() == (20,)
+        assert conn.execute("SELECT obj_description('lineage_guard_demo'::regnamespace, 'pg_namespace')"
+                            ).fetchone() == (MARKER,)
+
+
+def test_an_unmarked_demo_schema_is_refused_untouched(fresh_url):
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(f"CREATE TABLE {SCHEMA}.patients (id int, mine text)")
+        conn.execute(f"INSERT INTO {SCHEMA}.patients VALUES (7, 'keep me')")
+    before = _tables_and_views(fresh_url)
+    with pytest.raises(DemoSchemaRefused, match="not made by lineage-guard demo.*nothing was changed"):
+        seed(fresh_url, patients=5, customers=5)
+    assert _tables_and_views(fresh_url) == before
+    with psycopg.connect(fresh_url) as conn:
+        assert conn.execute(f"SELECT id, mine FROM {SCHEMA}.patients").fetchall() == [(7, "keep me")]
+        assert conn.execute(f"SELECT obj_description('{SCHEMA}'::regnamespace, 'pg_namespace')").fetchone() == (None,)
+
+
+def test_a_view_outside_the_demo_on_a_demo_table_stops_the_reseed(fresh_url):
+    seed(fresh_url, patients=5, customers=5)
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        conn.execute(f"CREATE VIEW public.my_report AS SELECT count(*) AS n FROM {SCHEMA}.patients")
+    with pytest.raises(DemoSchemaRefused, match=r"public\.my_report.*nothing was changed"):
+        seed(fresh_url, patients=9, customers=9)
+    with psycopg.connect(fresh_url) as conn:
+        assert conn.execute("SELECT n FROM public.my_report").fetchone() == (5,)  # the previous demo data, whole

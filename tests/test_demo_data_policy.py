@@ -14,7 +14,7 @@ from lineage_guard.sql.catalog import Catalog
 
 HERE = Path(demo.__file__).parent
 POLICY = load_policy(HERE / "policy.yaml")
-CATALOG = Catalog.from_ddl(HERE / "schema.sql")
+CATALOG = Catalog.from_ddl(HERE / "schema.sql", search_path=POLICY.search_path)  # lineage_guard_demo
 TRAINING = Identity("svc-training", "service")
 GREY = Identity("dr-grey", "human")
 

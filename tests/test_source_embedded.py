@@ -35,7 +35,7 @@ def test_embedded_server_roundtrip(traversable_dir):
         url = embedded_url(data)
         assert embedded_url(data) == url
         assert seed(url, patients=50, customers=40) == {"customers": 40, "orders": 80, "patients": 50}
-        src = PostgresSource(url)
+        src = PostgresSource(url, schema="lineage_guard_demo")  # the demo seeds only its own schema
         assert src.info.host == "localhost"
         assert src.read_all("SELECT count(*) AS n FROM patients").column("n").to_pylist() == [50]
         assert (data / "PG_VERSION").exists()

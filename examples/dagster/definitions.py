@@ -24,14 +24,14 @@ SOURCE_TABLES = ["patients", "customers", "orders"]
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(["postgres", "public", t], group_name="clinic_db", kinds={"postgres"},
-                        description=f"FAKE demo table public.{t}") for t in SOURCE_TABLES],
+    specs=[dg.AssetSpec(["postgres", "lineage_guard_demo", t], group_name="clinic_db", kinds={"postgres"},
+                        description=f"FAKE demo table lineage_guard_demo.{t}") for t in SOURCE_TABLES],
 )
 def fake_clinic_tables(governed_postgres: GovernedPostgresResource):
     """(Re)create the demo tables with fake rows: setup only, not a governed read."""
     counts = demo_data.seed(governed_postgres.source_url(), patients=ROWS, customers=ROWS)
     for table in SOURCE_TABLES:
-        yield dg.MaterializeResult(asset_key=["postgres", "public", table],
+        yield dg.MaterializeResult(asset_key=["postgres", "lineage_guard_demo", table],
                                    metadata={"dagster/row_count": counts[table]})
 
 
@@ -39,14 +39,14 @@ def fake_clinic_tables(governed_postgres: GovernedPostgresResource):
 training_patients = governed_postgres_asset(
     "patients",
     "SELECT id, mrn, full_name, email, birth_date, zip, diagnosis, admitted_at FROM patients",
-    key_prefix=["training"], group_name="training", deps=[["postgres", "public", "patients"]],
+    key_prefix=["training"], group_name="training", deps=[["postgres", "lineage_guard_demo", "patients"]],
 )
 training_customers = governed_postgres_asset(
     "customer_spend",
     "SELECT c.id, c.email, c.plan, c.zip, sum(o.amount) AS spend, count(o.id) AS orders "
     "FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id",  # c.id is the key: the other columns follow it
     key_prefix=["training"], group_name="training",
-    deps=[["postgres", "public", "customers"], ["postgres", "public", "orders"]],
+    deps=[["postgres", "lineage_guard_demo", "customers"], ["postgres", "lineage_guard_demo", "orders"]],
 )
 
 
@@ -67,7 +67,7 @@ clinician_patients = governed_postgres_asset(
     "patients",
     "SELECT id, mrn, full_name, birth_date, diagnosis, notes FROM patients ORDER BY id LIMIT 100",
     identity="dr-grey", purpose="treatment",
-    key_prefix=["clinic"], group_name="treatment", deps=[["postgres", "public", "patients"]],
+    key_prefix=["clinic"], group_name="treatment", deps=[["postgres", "lineage_guard_demo", "patients"]],
 )
 
 governed = GovernedPostgresResource(

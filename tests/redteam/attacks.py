@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import CORPUS_POLICY, POLICIES, REPO, Recovery, RedTeam, Refused
+from harness import CORPUS_POLICY, DEMO_POLICY_ON_CORPUS, POLICIES, REPO, Recovery, RedTeam, Refused
 
 from lineage_guard.errors import SourceError
 
@@ -554,5 +554,5 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("generalize_keeps_category_example", "mask semantics", "patients.category", generalize_keeps_category,
            policy=REPO / "examples" / "policy.yaml"),
     Attack("generalize_keeps_category_demo", "mask semantics", "patients.category", generalize_keeps_category,
-           policy=REPO / "lineage_guard" / "demo" / "policy.yaml"),
+           policy=DEMO_POLICY_ON_CORPUS),
 )

@@ -26,6 +26,26 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CORPUS_POLICY = REPO / "tests" / "corpus" / "policy.yaml"
 POLICIES = HERE / "policies"
+
+
+def demo_policy_on_corpus() -> Path:
+    """The demo policy, moved from its own schema (lineage_guard_demo) onto the corpus's public tables.
+
+    Attacked on the corpus, the shipped policy must name the tables the corpus has; else every read
+    would fail on a missing schema and the attack would 'recover nothing' for the wrong reason.
+    """
+    import tempfile
+
+    text = (REPO / "lineage_guard" / "demo" / "policy.yaml").read_text()
+    moved = text.replace("lineage_guard_demo.", "public.").replace("search_path: [lineage_guard_demo]",
+                                                                 "search_path: [public]")
+    assert moved != text and "lineage_guard_demo" not in moved.split("\n# ---")[0].split("classifications:")[1]
+    path = Path(tempfile.mkdtemp(prefix="lg-redteam-")) / "demo_policy_on_public.yaml"
+    path.write_text(moved)
+    return path
+
+
+DEMO_POLICY_ON_CORPUS = demo_policy_on_corpus()
 IDENTITY = "svc-training"
 PURPOSE = "ai_training"
 

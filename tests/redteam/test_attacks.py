@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import pytest
 from attacks import ATTACKS, Attack
-from harness import CORPUS_POLICY, POLICIES, RedTeam, SessionPool, ground_truth, record, run_attack, score
+from harness import (
+    CORPUS_POLICY,
+    DEMO_POLICY_ON_CORPUS,
+    POLICIES,
+    RedTeam,
+    SessionPool,
+    ground_truth,
+    record,
+    run_attack,
+    score,
+)
 
 # Attacks that still leak on main, each with where it is tracked. strict: the day one stops leaking, its
 # XPASS fails the suite and the entry must go (RESULTS.md and the report say the same).
@@ -54,6 +64,7 @@ def test_attack_recovers_nothing(attack: Attack, corpus_url, truth, sessions):
     (CORPUS_POLICY, "SELECT o.id, o.amount, c.email FROM orders o JOIN customers c ON c.id = o.customer_id"),
     (POLICIES / "format_preserving.yaml", "SELECT id, ssn FROM customers"),
     (POLICIES / "shift_date.yaml", "SELECT id, birth_date FROM patients"),
+    (DEMO_POLICY_ON_CORPUS, "SELECT id, diagnosis FROM patients"),
 ])
 def test_the_attacker_can_read_at_all(policy, corpus_url, truth, sessions, sql):
     """The harness is live: the same identity's ordinary reads are allowed and come back masked.
