@@ -290,11 +290,15 @@ def demo(
     source: Annotated[str | None, typer.Option("--source", help="Run against your own PostgreSQL instead of the embedded one.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its Parquet files.")] = Path("demo-out"),
     rows: Annotated[int, typer.Option("--rows", help="Patients and customers to seed.")] = 100_000,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="The demo's own state folder (ledger, keys, approvals, embedded server); default <out>/state. "
+                       "LINEAGE_GUARD_HOME and the ledger/key settings are not used by the demo.")] = None,
 ) -> None:
-    """Seed a fake clinic, extract it as two identities, and show what each one saw."""
-    from ..demo.run import run_demo
+    """Seed a fake clinic (schema lineage_guard_demo only), extract it as two identities, show what each saw."""
+    from ..demo.run import invoked_program, run_demo
 
-    run_guarded(lambda: run_demo(source=source, out_dir=out_dir, rows=rows, console=out))
+    run_guarded(lambda: run_demo(source=source, out_dir=out_dir, rows=rows, console=out, home=home,
+                                 program=invoked_program()))
 
 
 @app.command("config")
