@@ -113,5 +113,21 @@ def lg_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def traversable_dir():
+    """A folder the unprivileged `pgserver` user can reach when the suite runs as root (embedded-server tests).
+
+    Not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700 (and resets it
+    when another session starts), so a server running as another user cannot open its data there.
+    """
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="lg-embedded-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def master_key() -> str:
     return TEST_MASTER_KEY

@@ -79,7 +79,7 @@ def test_great_expectations_import_logs_nothing_below_warning_under_a_debug_root
     assert gx_lines == ["WARNING:great_expectations.probe:a real GX warning still shows"]
 
 
-def test_the_embedded_server_starts_without_a_runtime_dir_warning(tmp_path):
+def test_the_embedded_server_starts_without_a_runtime_dir_warning(traversable_dir):
     code = (
         "import sys, warnings\n"
         "warnings.simplefilter('always')\n"
@@ -91,7 +91,7 @@ def test_the_embedded_server_starts_without_a_runtime_dir_warning(tmp_path):
         "print([str(w.message) for w in seen])\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-    done = subprocess.run([sys.executable, "-W", "always", "-c", code, str(tmp_path / "pg")], check=False,
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code, str(traversable_dir / "pg")], check=False,
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "XDG_RUNTIME_DIR" not in done.stderr + done.stdout

@@ -2,25 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 from conftest import require
-
-
-@pytest.fixture
-def traversable_dir():
-    """A folder the unprivileged `pgserver` user can reach when the suite runs as root.
-
-    Not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700 (and resets it
-    when another session starts), so a server running as another user cannot open its data there.
-    """
-    path = Path(tempfile.mkdtemp(prefix="lg-embedded-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.embedded
