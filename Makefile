@@ -4,7 +4,7 @@ STAMP  := $(VENV)/.installed
 # uv from PATH, else the one pip installs (run as a module: no PATH or shim needed).
 UV     := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean constraints docs
 
 $(STAMP): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -18,6 +18,15 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest
+
+# constraints.txt: the exact versions of uv.lock for plain pip (`pip install ... -c constraints.txt`).
+# Run after every `uv lock`; tests/test_pip_install.py fails while it is stale.
+constraints: uv.lock
+	$(UV) export --frozen --all-extras --no-hashes --no-emit-project --quiet -o constraints.txt
+
+# docs/policy-reference.md is generated from the pydantic policy model; tests fail while it is stale.
+docs: setup
+	$(VENV)/bin/python -m lineage_guard.policy.reference --output docs/policy-reference.md
 
 # Benchmarks are measurements, not tests. Those that need a server read BENCH_PG.
 BENCH_PG ?= postgresql://postgres@127.0.0.1:5432/postgres
