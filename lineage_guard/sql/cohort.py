@@ -23,7 +23,10 @@ from sqlglot import exp
 # Aggregates over a population whose argument cannot come back as one row's value.
 POPULATION_AGGREGATES = frozenset({"Count", "Sum", "Avg", "Stddev", "StddevPop", "StddevSamp", "Variance",
                                    "VariancePop"})
-_OF_IDENTIFIERS = frozenset({"Sum", "Avg"})  # sum(id) over a cohort of one is the id
+# Only counting may touch an identifying column: every other aggregate of a key is a moment of the id set
+# (sum(id) over a cohort of one is the id; var_samp(id) over a cohort and its complement gives sum(id) and
+# sum(id^2), so two nested cohorts above the floor that differ by one or two patients name them).
+_OF_IDENTIFIERS = POPULATION_AGGREGATES - {"Count"}
 
 
 def cohort_blocker(node: exp.Expression, identifying: frozenset[str]) -> str | None:

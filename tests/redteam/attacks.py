@@ -12,10 +12,13 @@ answer scores nothing (see `harness.score`).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -457,6 +460,125 @@ def cohort_differencing_exact_date(rt: RedTeam, rec: Recovery) -> Recovery:
     return rec
 
 
+# Population moments of the key: var_samp(id) over a cohort and over its complement (both above the floor)
+# give the cohort's sum(id) and sum(id^2); two nested cohorts differing by one or two patients name them.
+_EPOCH, _END = datetime.date(1900, 1, 1), datetime.date(2030, 1, 1)
+
+
+def _key_spread(rt: RedTeam, where: str) -> tuple[int, Fraction] | None:
+    """(n, n(n-1)·var_samp(id)) = (n, n·Σid² - (Σid)²) of one cohort; None when the floor withheld it."""
+    rows = rt.rows(f"SELECT var_samp(id) AS v, count(*) AS n FROM patients WHERE {where}")
+    if not rows or rows[0]["v"] is None or not isinstance(rows[0]["n"], int):
+        return None
+    n = rows[0]["n"]
+    return n, Fraction(round(Fraction(rows[0]["v"]) * n * (n - 1)))
+
+
+def _prefix_moments(rt: RedTeam, day: datetime.date, n_all: int, s_all: int, q_all: int
+                    ) -> tuple[int, list[tuple[int, int]]] | str:
+    """Patients born before `day`: (count, candidate (Σid, Σid²)); "low"/"high" when a side is under the floor."""
+    before = _key_spread(rt, f"birth_date < '{day}'")
+    if before is None:
+        return "low"
+    after = _key_spread(rt, f"birth_date >= '{day}'")
+    if after is None:
+        return "high"
+    n1, w1 = before
+    n2, w2 = n_all - n1, after[1]
+    # w1 = n1·q - s², w2 = n2·(Q - q) - (S - s)²: eliminate q, a quadratic in s (two roots: the set and its mirror).
+    a, b, c = -(n1 + n2), 2 * n1 * s_all, n1 * n2 * q_all - n2 * w1 - n1 * s_all ** 2 - n1 * w2
+    disc = b * b - 4 * a * c
+    if disc < 0:
+        return n1, []
+    root = math.isqrt(int(disc))
+    out = []
+    for s in {Fraction(-b + root, 2 * a), Fraction(-b - root, 2 * a)}:
+        q = (w1 + s * s) / n1
+        if s.denominator == 1 and q.denominator == 1:
+            out.append((int(s), int(q)))
+    return n1, out
+
+
+def _ids_of(n: int, s: int, q: int, ids: set[int]) -> frozenset[int] | None:
+    """The one or two ids with sum s and sum of squares q (None when no such set)."""
+    if n == 0:
+        return frozenset() if s == q == 0 else None
+    if n == 1:
+        return frozenset({s}) if s * s == q and s in ids else None
+    if n == 2:  # a + b = s, a² + b² = q
+        disc = 2 * q - s * s
+        r = math.isqrt(disc) if disc >= 0 else -1
+        if r < 1 or r * r != disc or (s + r) % 2:
+            return None
+        pair = frozenset({(s + r) // 2, (s - r) // 2})
+        return pair if len(pair) == 2 and pair <= ids else None
+    return None
+
+
+def cohort_key_variance(rt: RedTeam, rec: Recovery) -> Recovery:
+    """var_samp(id) of nested birth-date cohorts (every one above the floor, only declared atoms in WHERE).
+
+    Side knowledge: the attacker knows ONE patient's birth date (its own), which orients the answer
+    (variance cannot tell the id set from its mirror id -> 51 - id).
+    """
+    ids = {r["id"] for r in rt.rows("SELECT id FROM patients")}
+    n_all, s_all, q_all = len(ids), sum(ids), sum(i * i for i in ids)
+    cut = datetime.date(1980, 1, 1)
+    points: dict[datetime.date, tuple[int, list[tuple[int, int]]]] = {}
+
+    def probe(day: datetime.date) -> int | str:
+        got = _prefix_moments(rt, day, n_all, s_all, q_all)
+        if isinstance(got, str):
+            return got
+        points[day] = got
+        return got[0]
+
+    def split(lo: datetime.date, n_lo: int | str, hi: datetime.date, n_hi: int | str) -> None:
+        if (hi - lo).days <= 1 or (isinstance(n_lo, int) and isinstance(n_hi, int) and n_hi - n_lo <= 2):
+            return
+        if n_lo == n_hi:  # nobody in between (both sides measured, or both under the same floor side)
+            return
+        mid = lo + (hi - lo) // 2
+        n_mid = probe(mid)
+        split(lo, n_lo, mid, n_mid)
+        split(mid, n_mid, hi, n_hi)
+
+    n_cut = probe(cut)
+    split(_EPOCH, "low", cut, n_cut)
+    split(cut, n_cut, _END, "high")
+    days = sorted(points)
+    # Choose one root per measured day so that every interval between neighbours decodes to 1 or 2 new ids.
+    best: list[dict[datetime.date, frozenset[int]]] = []
+
+    def walk(i: int, prev: tuple[int, int, int] | None, used: frozenset[int], got: dict) -> None:
+        if len(best) >= 2:
+            return
+        if i == len(days):
+            best.append(dict(got))
+            return
+        n, roots = points[days[i]]
+        for s, q in roots:
+            if prev is None:
+                walk(i + 1, (n, s, q), used, got)
+                continue
+            members = (_ids_of(n - prev[0], s - prev[1], q - prev[2], ids - used)
+                       if n - prev[0] <= 2 else frozenset())
+            if members is None:
+                continue
+            got[days[i]] = members
+            walk(i + 1, (n, s, q), used | members, got)
+            got.pop(days[i], None)
+
+    walk(0, None, frozenset(), {})
+    mine = rt.known("patients.birth_date", 1)
+    for solution in best:
+        placed = {k: (prev_day, day) for prev_day, day in zip(days, days[1:]) for k in solution.get(day, ())}
+        if 1 in placed and placed[1][0] <= mine < placed[1][1]:
+            rec.values.update({k: hi <= cut for k, (lo, hi) in placed.items() if lo >= cut or hi <= cut})
+            break
+    return rec
+
+
 # --- mask semantics ----------------------------------------------------------------------------------
 
 def shift_date_constant_subject(rt: RedTeam, rec: Recovery) -> Recovery:
@@ -545,6 +667,7 @@ ATTACKS: tuple[Attack, ...] = (
            (1, 2, 3, 4, 5, 6), POLICIES / "cohort.yaml"),
     Attack("cohort_differencing_corpus_policy", "declared predicate", "patients.born_before_1980",
            cohort_differencing, (1, 2, 3, 4, 5, 6)),
+    Attack("cohort_key_variance", "declared predicate", "patients.born_before_1980", cohort_key_variance),
     Attack("cohort_differencing_exact_date", "declared predicate", "patients.birth_date",
            cohort_differencing_exact_date, (1, 2), POLICIES / "cohort.yaml"),
     Attack("shift_date_constant_subject", "mask semantics", "patients.birth_date", shift_date_constant_subject,
