@@ -30,6 +30,9 @@ _TYPE_AGNOSTIC = {"tokenize", "hash", "redact", "null", "drop", "format_preservi
 # Masks that link nothing: no key, no value-dependent output. The only masks a computed value may get
 # (a caller could otherwise push chosen plaintext through a deterministic mask and read the codebook).
 _NON_LINKABLE = {"redact", "null", "drop"}
+# Masks under which equal stored values come back equal (one key per scope and classification): the only
+# ones an equi-join on the column may run under, since the join then shows nothing the output does not.
+_SHOWS_EQUALITY = {"tokenize", "pseudonymize", "hash", "format_preserving"}
 
 
 def sensitive_labels(policy: Policy, detected: Mapping[ColumnRef, str] | None = None) -> dict[ColumnRef, str]:
@@ -143,7 +146,22 @@ def _judge_uses(analysis: Analysis, hidden: Mapping[ColumnRef, str], approval: f
         use = policy.declared_use(label, form, identity, purpose)
         return use.action if use else None
 
-    return judge_uses(analysis, hidden, policy.inference, declared, approval)
+    return judge_uses(analysis, hidden, policy.inference, declared, approval,
+                      _hides_equality(hidden, approval, policy, identity, purpose))
+
+
+def _hides_equality(hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnRef], policy: Policy,
+                    identity: Identity, purpose: str) -> frozenset[ColumnRef]:
+    """Hidden columns whose mask for this reader does not show which stored values are equal."""
+    out = set()
+    for ref, label in hidden.items():
+        if ref in approval:
+            continue  # cleared by an approval: its uses ask for that approval
+        rule = policy.first_rule(label, ref, identity, purpose)
+        decl = rule.mask if rule is not None and rule.action == "mask" else policy.default_mask
+        if decl is None or decl.method not in _SHOWS_EQUALITY:
+            out.add(ref)
+    return frozenset(out)
 
 
 def _with_floor(analysis: Analysis, verdict: UseVerdict, policy: Policy) -> Analysis:

@@ -58,11 +58,14 @@ class UseVerdict:
 
 
 def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mode = "default",
-               declared: Declared = _NOTHING_DECLARED, approval: frozenset[ColumnRef] = frozenset()) -> UseVerdict:
+               declared: Declared = _NOTHING_DECLARED, approval: frozenset[ColumnRef] = frozenset(),
+               unlinkable: frozenset[ColumnRef] = frozenset()) -> UseVerdict:
     """Judge every value use of `analysis` against the sensitive columns (`column -> classification`).
 
     `approval`: sensitive columns the caller may see in the clear after a human approval; a use of
-    one asks for that approval instead of being denied.
+    one asks for that approval instead of being denied. `unlinkable`: sensitive columns whose mask
+    for this caller does not show which rows are equal (redact, generalize, partial, ...): an
+    equi-join on one would reveal exactly what the mask hides, so it is a sensitive use.
     """
     verdict = UseVerdict()
     if mode not in ("lenient", "default", "strict"):
@@ -98,7 +101,14 @@ def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mod
             continue
         if use.rule == "equijoin":
             labels = {sensitive.get(c) for c in (*use.sources, *use.other)}
+            hidden_equality = [c for c in hit if c in unlinkable]
+            if use.stored and use.sources and use.other and len(labels) == 1 and not hidden_equality:
+                continue
             if use.stored and use.sources and use.other and len(labels) == 1:
+                for col in hidden_equality:
+                    refuse(col, use.where, "its mask for this reader does not show which values are equal, so an "
+                                           "equality on it would; join on a column masked with a token "
+                                           f"(tokenize, pseudonymize, hash, format_preserving); {generic}")
                 continue
             for col in hit:
                 refuse(col, use.where, "an equality joins a sensitive value only to a stored column of the same "

@@ -581,6 +581,22 @@ def cohort_key_variance(rt: RedTeam, rec: Recovery) -> Recovery:
 
 # --- mask semantics ----------------------------------------------------------------------------------
 
+def equijoin_under_generalize(rt: RedTeam, rec: Recovery) -> Recovery:
+    """`generalize keep: 3` shows every zip as '999**'; a self equi-join on zip shows which customers share one.
+
+    The join is on a stored column of one classification (allowed for tokens, whose equality the
+    output shows anyway); under a mask that hides equality it tells what the mask hides.
+    """
+    shown = {r["zip"] for r in rt.rows("SELECT zip FROM customers")}
+    if len(shown) > 1:
+        return rec  # the mask shows the zips apart: nothing to learn from a join
+    same = {r["id"] for r in rt.rows("SELECT c.id FROM customers c JOIN customers d ON d.zip = c.zip WHERE d.id = 1")}
+    rec.values.update({k: k in same for k in rec.keys})
+    return rec
+
+
+# --- mask semantics (shipped masks and policies) -------------------------------------------------------
+
 def shift_date_constant_subject(rt: RedTeam, rec: Recovery) -> Recovery:
     """shift_date(subject: id) took the subject from the output NAME: `1 AS id` gives everyone one offset.
 
@@ -670,6 +686,10 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("cohort_key_variance", "declared predicate", "patients.born_before_1980", cohort_key_variance),
     Attack("cohort_differencing_exact_date", "declared predicate", "patients.birth_date",
            cohort_differencing_exact_date, (1, 2), POLICIES / "cohort.yaml"),
+    Attack("equijoin_under_generalize_example", "mask semantics", "customers.same_zip_as_1",
+           equijoin_under_generalize, policy=REPO / "examples" / "policy.yaml"),
+    Attack("equijoin_under_generalize_demo", "mask semantics", "customers.same_zip_as_1",
+           equijoin_under_generalize, policy=REPO / "lineage_guard" / "demo" / "policy.yaml"),
     Attack("shift_date_constant_subject", "mask semantics", "patients.birth_date", shift_date_constant_subject,
            tuple(range(2, 51)), POLICIES / "shift_date.yaml"),
     Attack("keyless_hash_dictionary", "mask semantics", "customers.zip", keyless_hash_dictionary,

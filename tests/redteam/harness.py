@@ -75,6 +75,7 @@ TRUTH_SQL: dict[str, str] = {
     "customers.ssn": "SELECT id, ssn FROM customers",
     "customers.zip": "SELECT id, zip FROM customers",
     "customers.email_length": "SELECT id, length(email) FROM customers",
+    "customers.same_zip_as_1": "SELECT id, zip = (SELECT zip FROM customers WHERE id = 1) FROM customers",
     "customers.born_before_1970": "SELECT id, birth_date < date '1970-01-01' FROM customers",
     "orders.card_number": "SELECT id, card_number FROM orders",
     "patients.hiv": "SELECT id, diagnosis LIKE 'B20%' FROM patients",
