@@ -135,6 +135,8 @@ def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mod
             refuse(col, use.where, generic)
     if verdict.group_floor:
         _no_trackers(analysis, sensitive, declared, verdict)
+    if verdict.group_floor:
+        _one_classification(analysis, sensitive, verdict)
     if mode == "strict":
         for c in analysis.columns:
             hit = [s for s in c.sources if s in sensitive]
@@ -165,6 +167,25 @@ def _no_trackers(analysis: Analysis, sensitive: Mapping[ColumnRef, str], declare
                 + ") can single a person out by differencing two cohorts; remove it or group by it instead")
             verdict.group_floor = False
             return
+
+
+def _one_classification(analysis: Analysis, sensitive: Mapping[ColumnRef, str], verdict: UseVerdict) -> None:
+    """A cohort filters on declared atoms of ONE classification.
+
+    Counts of cohorts above the floor still difference exactly: `diagnosis IN (B20, X) AND born >= d`
+    minus the same with `born >= d + 1`, minus the same without B20, is whether the patient born on d
+    has B20. With atoms of two classifications the counts give their joint distribution, so a quasi-
+    identifier the attacker knows (a birth date) reads the other (a diagnosis). With one, only that
+    classification's own distribution comes back.
+    """
+    labels = sorted({sensitive[c] for use in analysis.value_uses if use.where.startswith("WHERE") and use.form
+                     for c in use.sources if c in sensitive})
+    if len(labels) > 1:
+        verdict.denials.append(
+            "a declared sensitive predicate is honoured on one classification at a time: this WHERE filters on "
+            + " and ".join(labels) + ", and differencing such cohorts gives the two classifications' joint "
+            "distribution (one person's birth date then reads that person's other value); filter on one of them")
+        verdict.group_floor = False
 
 
 def inference_findings(analysis: Analysis, sensitive, mode: Mode = "default") -> list[str]:

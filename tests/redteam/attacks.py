@@ -579,6 +579,38 @@ def cohort_key_variance(rt: RedTeam, rec: Recovery) -> Recovery:
     return rec
 
 
+# Declared atoms of two classifications together: differencing gives their joint distribution exactly, so
+# whoever knows a person's birth date (a quasi-identifier, not the secret) reads that person's diagnosis.
+HIV = "B20 HIV disease (FAKE)"
+OTHER_DIAGNOSES = ("J45.909 asthma (FAKE)", "Z00.00 routine exam (FAKE)", "I10 hypertension (FAKE)",
+                   "M54.5 low back pain (FAKE)", "E11.9 type 2 diabetes (FAKE)", "C50.9 breast cancer (FAKE)",
+                   "F32.9 depression (FAKE)")
+
+
+def _born_on_in(rt: RedTeam, day: datetime.date, diagnoses: tuple[str, ...]) -> int | None:
+    """How many patients born on `day` have one of `diagnoses`: two cohorts above the floor, one day apart."""
+    listed = ", ".join(f"'{d}'" for d in diagnoses)
+    nxt = day + datetime.timedelta(days=1)
+    for wide, narrow in ((f"birth_date >= '{day}'", f"birth_date >= '{nxt}'"),
+                         (f"birth_date < '{nxt}'", f"birth_date < '{day}'")):
+        a = _count(rt, f"diagnosis IN ({listed}) AND {wide}")
+        b = _count(rt, f"diagnosis IN ({listed}) AND {narrow}")
+        if a is not None and b is not None:
+            return a - b
+    return None
+
+
+def cohort_joint_differencing(rt: RedTeam, rec: Recovery) -> Recovery:
+    """count(diagnosis IN (B20, others) AND born on d) - count(diagnosis IN (others) AND born on d), each
+    written as two range cohorts above the floor. Side knowledge: each attacked patient's birth date."""
+    for k in rec.keys:
+        day = rt.known("patients.birth_date", k)
+        with_hiv = _born_on_in(rt, day, (HIV, *OTHER_DIAGNOSES))
+        without = _born_on_in(rt, day, OTHER_DIAGNOSES)
+        if with_hiv is not None and without is not None and with_hiv - without in (0, 1):
+            rec.values[k] = with_hiv - without == 1
+    return rec
+
 # --- mask semantics ----------------------------------------------------------------------------------
 
 def equijoin_under_generalize(rt: RedTeam, rec: Recovery) -> Recovery:
@@ -684,6 +716,8 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("cohort_differencing_corpus_policy", "declared predicate", "patients.born_before_1980",
            cohort_differencing, (1, 2, 3, 4, 5, 6)),
     Attack("cohort_key_variance", "declared predicate", "patients.born_before_1980", cohort_key_variance),
+    Attack("cohort_joint_differencing", "declared predicate", "patients.hiv", cohort_joint_differencing,
+           (6, 1, 13, 2), POLICIES / "cohort.yaml"),
     Attack("cohort_differencing_exact_date", "declared predicate", "patients.birth_date",
            cohort_differencing_exact_date, (1, 2), POLICIES / "cohort.yaml"),
     Attack("equijoin_under_generalize_example", "mask semantics", "customers.same_zip_as_1",
