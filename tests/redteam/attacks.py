@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import math
 import statistics
 from collections.abc import Callable
@@ -572,7 +573,7 @@ def cohort_key_variance(rt: RedTeam, rec: Recovery) -> Recovery:
     walk(0, None, frozenset(), {})
     mine = rt.known("patients.birth_date", 1)
     for solution in best:
-        placed = {k: (prev_day, day) for prev_day, day in zip(days, days[1:]) for k in solution.get(day, ())}
+        placed = {k: (prev_day, day) for prev_day, day in itertools.pairwise(days) for k in solution.get(day, ())}
         if 1 in placed and placed[1][0] <= mine < placed[1][1]:
             rec.values.update({k: hi <= cut for k, (lo, hi) in placed.items() if lo >= cut or hi <= cut})
             break
