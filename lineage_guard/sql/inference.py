@@ -5,16 +5,18 @@ comes back *is* the answer, and no detector of such oracles is ever complete. So
 mode a sensitive value may only be
 
 1. returned (then masked: as stored, with the policy's mask; derived, with a non-linkable one);
-2. one side of an equi-join whose other side is a stored column of the same classification;
+2. one side of an equi-join whose other side is a stored column of the same classification, where the
+   reader's mask shows equality anyway (a token; not under redact, generalize, partial, ...);
 3. the argument of count(...);
 4. carried by CASE THEN / ELSE or COALESCE into an output column (derived: non-linkable mask).
 
 Anything else the database would compute on it (WHERE, HAVING, JOIN ON, ORDER BY, GROUP BY, DISTINCT,
 set-operation deduplication, windows, CASE conditions, FILTER, LIMIT, any function or operator
 argument) is a *sensitive use* and is denied, unless the policy declares that predicate form for the
-classification (`sensitive_uses`) and the statement is a top-level aggregate over one table: then
-the group-size floor is added to the executed statement. Error and timing channels close with it:
-the database never computes on a sensitive value beyond moving it.
+classification (`sensitive_uses`) and the statement is a top-level aggregate over one table, filtering
+on one classification and aggregating a key only by counting it: then the group-size floor is added to
+the executed statement. Error and timing channels close with it: the database never computes on a
+sensitive value beyond moving it.
 
 `strict` also refuses rules 2-4; `lenient` (UNSAFE: predicates, joins and sorts leak values) only
 refuses casts and functions whose error message would repeat a sensitive value.
