@@ -3,7 +3,9 @@
 `Decision.to_json()` is the public contract printed by `lineage-guard plan --json`:
     {"action": "allow"|"deny"|"needs_approval", "reasons": [str], "statement": str,
      "columns": [{"position": int, "name": str, "masked": bool, "method": str|null,
-                  "sources": ["schema.table.column", ...]}]}
+                  "sources": ["schema.table.column", ...]}],
+     "row_filters": [{"table": "schema.table", "filters": [str], "combine": "all"|"any", "digest": str,
+                      "attributes": [str], "columns": ["schema.table.column", ...], "references": int}]}
 """
 
 from __future__ import annotations
@@ -64,4 +66,6 @@ class Decision:
             "reasons": list(self.reasons),
             "statement": self.statement,
             "columns": [c.to_json() for c in self.columns],
+            # Additive: the policy row filters applied, per table (names, digest, attribute names; no values).
+            "row_filters": [f.to_json() for f in self.analysis.row_filters] if self.analysis is not None else [],
         }

@@ -63,7 +63,7 @@ def plan(
     if detect is not None and analysis.tables_read and not analysis.violations:
         detected = {**(detected or {}), **detect(analysis.tables_read)}
     return decide(analysis, policy=policy, identity=identity, purpose=purpose, environment=environment,
-                  labels=sensitive_labels(policy, detected))
+                  labels=sensitive_labels(policy, detected), catalog=catalog)
 
 
 def decide(
@@ -75,12 +75,13 @@ def decide(
     labels: Mapping[ColumnRef, str],
     environment: str = "default",
     mask_opaque: bool = False,
+    catalog: Catalog | None = None,
 ) -> Decision:
     """Step 4 on an `Analysis` already made (by `analyze`, or by an integration for in-memory data).
 
     `identity` must already be resolved against the policy. `mask_opaque` masks every opaque column
     even when no sensitive table is known to be read: data that did not come from a query shows
-    nothing of what it read.
+    nothing of what it read. `catalog` resolves the tables a row filter rewrites (plan() passes it).
     """
     gate = _gate(policy, identity, purpose)
     if gate:
@@ -88,6 +89,9 @@ def decide(
     if analysis.violations:
         return _deny(analysis, list(analysis.violations), labels, policy, identity, purpose)
     if not analysis.is_read:
+        analysis, denied = _row_filtered(analysis, policy, identity, purpose, catalog)
+        if denied:
+            return _deny(analysis, denied, labels, policy, identity, purpose)
         return _write_decision(analysis, policy, identity, environment, labels)
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
@@ -95,6 +99,10 @@ def decide(
     if verdict.denials:
         return _deny(analysis, verdict.denials, labels, policy, identity, purpose)
     analysis = _with_floor(analysis, verdict, policy)
+    # After judging: the policy's own predicate is not a caller's use of the columns it tests.
+    analysis, denied = _row_filtered(analysis, policy, identity, purpose, catalog)
+    if denied:
+        return _deny(analysis, denied, labels, policy, identity, purpose)
 
     columns, approvals = _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque)
     approvals = verdict.approvals + approvals
@@ -162,6 +170,20 @@ def _hides_equality(hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnR
         if decl is None or decl.method not in _SHOWS_EQUALITY:
             out.add(ref)
     return frozenset(out)
+
+
+def _row_filtered(analysis: Analysis, policy: Policy, identity: Identity, purpose: str,
+                  catalog: Catalog | None) -> tuple[Analysis, list[str]]:
+    """`analysis` with this identity's row filters applied to every reference (sql/rowfilter.py), or deny reasons."""
+    if not policy.row_filters:
+        return analysis, []
+    from .sql.rowfilter import RowFilterDenied, apply_row_filters
+
+    try:
+        return apply_row_filters(analysis, catalog or Catalog(), policy.row_filters_for(identity, purpose),
+                                 identity.attributes, policy.row_filters_combine), []
+    except RowFilterDenied as err:
+        return analysis, err.reasons
 
 
 def _with_floor(analysis: Analysis, verdict: UseVerdict, policy: Policy) -> Analysis:

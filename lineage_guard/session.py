@@ -345,7 +345,7 @@ class GovernedSession:
             run.sink = SinkInfo("postgres", f"{info.namespace}/{name}", info.namespace, name)
         self.lineage.start(run)
         try:
-            affected = self.source.execute_write(executed_sql(decision), parameters)
+            affected = self.source.execute_write(executed_sql(decision), executed_parameters(decision, parameters))
         except BaseException as exc:
             self._settle(run, done=False)  # rolled back: the approval is handed back for the next attempt
             self._record_failure(run, exc)
@@ -547,7 +547,8 @@ class GovernedSession:
         from .mask import mask_batch
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
-        with self.source.stream(executed_sql(decision), parameters, verify=binding_check(decision)) as stream:
+        with self.source.stream(executed_sql(decision), executed_parameters(decision, parameters),
+                                verify=binding_check(decision)) as stream:
             if len(stream.schema) != len(decision.columns):
                 # The server's output shape differs from the plan's: the plan cannot vouch for it.
                 raise LineageGuardError(
@@ -670,6 +671,14 @@ def executed_sql(decision: Decision) -> str:
     return sql
 
 
+def executed_parameters(decision: Decision, parameters: Sequence[Any] | None) -> Sequence[Any] | None:
+    """The caller's parameters, then the row filters' identity attribute values (`$n` after the caller's)."""
+    values = decision.analysis.row_filter_values if decision.analysis is not None else ()
+    if not values:
+        return parameters
+    return [*(parameters or ()), *values]
+
+
 def binding_check(decision: Decision):
     """Before a live read: refuse when the server binds the statement differently from the plan (sql/explain.py)."""
     if decision.analysis is None or not decision.sensitive:
@@ -677,6 +686,8 @@ def binding_check(decision: Decision):
     from .sql.explain import binding_disagreements, planned
 
     known, outputs = planned(decision.analysis)
+    for applied in decision.analysis.row_filters:  # the policy's own predicate reads these, not the caller
+        known |= set(applied.columns)
 
     def verify(explained) -> None:
         reasons = binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive)

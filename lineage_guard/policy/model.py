@@ -22,6 +22,7 @@ from ..mask.spec import METHODS, MaskSpec
 from ..service.config import ServiceConfig
 from ..sql.model import ColumnRef
 from .guardrails import WritesPolicy
+from .row_filters import RowFilterDecl
 
 
 class _Strict(BaseModel):
@@ -177,6 +178,9 @@ class Policy(_Strict):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)   # who may call `lineage-guard serve`
+    # Which rows of a table an identity may read, per group and purpose (policy/row_filters.py).
+    row_filters: list[RowFilterDecl] = Field(default_factory=list)
+    row_filters_combine: Literal["all", "any"] = "all"   # several filters matching one table: all / any must hold
     # Where the policy was read from (set by `load_policy`), so errors can name the file to edit.
     _source: str | None = PrivateAttr(default=None)
 
@@ -267,6 +271,10 @@ class Policy(_Strict):
     def declared_use(self, label: str, form: str, identity: Identity, purpose: str) -> SensitiveUse | None:
         """The first `sensitive_uses` entry allowing predicate `form` on `label` for this identity and purpose."""
         return next((u for u in self.sensitive_uses if u.matches(label, form, identity, purpose)), None)
+
+    def row_filters_for(self, identity: Identity, purpose: str) -> list:
+        """The row filters (`sql.rowfilter.FilterRule`) that hold for this resolved identity and purpose."""
+        return [d.rule() for d in self.row_filters if d.matches(identity, purpose)]
 
     def first_rule(self, label: str, column: ColumnRef, identity: Identity, purpose: str) -> Rule | None:
         return next((r for r in self.rules if r.matches(label, column, identity, purpose)), None)

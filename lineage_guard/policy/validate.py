@@ -128,6 +128,9 @@ def reference_problems(policy: Policy, lines: Lines, source: str) -> list[str]:
     wrong_mask = _mask_problem(policy.default_mask)
     if wrong_mask:
         problems.append(f"{source}:{_line(lines, 'default_mask', 'params')}: default_mask: {wrong_mask}")
+    from .row_filters import reference_problems as row_filter_problems
+
+    problems += row_filter_problems(policy, lines, source)
     if check_groups:
         for j, wrong in enumerate(policy.writes.allowed_groups):
             if wrong in _unknown([wrong], declared_groups):
@@ -149,7 +152,9 @@ def catalog_problems(policy: Policy, catalog: CatalogLike, where: str, lines: Li
         elif relation.column_names and column not in relation.column_names:
             problems.append(f"{source}:{line}: classifications: {key}: {schema}.{table} has no column "
                             f"{column!r}{_valid(set(relation.column_names), column)}")
-    return problems
+    from .row_filters import catalog_problems as row_filter_problems
+
+    return problems + row_filter_problems(policy, catalog, where, lines, source)
 
 
 def line_index(text: str) -> Lines:

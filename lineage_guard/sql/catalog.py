@@ -45,6 +45,8 @@ class Relation:
     definition: str | None = None          # the SELECT of a view / materialized view / CREATE TABLE AS
     # Columns whose value names one row or one individual: PRIMARY KEY / UNIQUE, and foreign keys to them.
     identifying: frozenset[str] = frozenset()
+    # Inheritance parents / the partitioned table (schema, name): a parent's row filter holds for these rows.
+    parents: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -137,10 +139,11 @@ class Catalog:
             failure = None
         if failure is not None:
             raise failure
-        for schema, name, relkind, columns, definition, identifying in rows:
+        for schema, name, relkind, columns, definition, identifying, parents in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
-                             _strip_semicolon(definition), frozenset(identifying or ())))
+                             _strip_semicolon(definition), frozenset(identifying or ()),
+                             tuple((p[0], p[1]) for p in parents or [])))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -225,7 +228,16 @@ class Catalog:
                         keys = [e.name for e in col.this.expressions]
                     if len(keys) == 1:
                         identifying.add(keys[0])
-            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying)))
+            parents = _parents(node, self.search_path[0])
+            inherited = [c for p in parents if (up := self.relations.get(p)) for c in up.columns]
+            own = {c for c, _ in cols}
+            cols = [c for c in dict.fromkeys(inherited) if c[0] not in own] + cols  # INHERITS: parents' first
+            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying), parents))
+        elif kind == "TABLE" and node.expression is None and (parents := _parents(node, self.search_path[0])):
+            # `CREATE TABLE c PARTITION OF p ...`: the partition has its parent's columns.
+            parent = self.relations.get(parents[0])
+            self.add(Relation(schema, name, "table", parent.columns if parent else (), None,
+                              parent.identifying if parent else frozenset(), parents))
         elif kind in ("VIEW", "TABLE") and node.expression is not None:
             materialized = any(isinstance(p, exp.MaterializedProperty) for p in node.find_all(exp.MaterializedProperty))
             rel_kind: RelationKind = "view" if kind == "VIEW" and not materialized else "matview"
@@ -255,7 +267,8 @@ class Catalog:
             elif isinstance(action, exp.AlterRename):
                 name = action.this.name
         del self.relations[key]
-        self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying)))
+        self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying),
+                          rel.parents))
 
     def _load_fallback(self, chunk: str) -> None:
         # sqlglot does not know every option (e.g. WITH (security_barrier)): keep what lineage needs.
@@ -271,6 +284,15 @@ class Catalog:
         if m:
             schema, name = _split_name(m.group("name"), self.search_path[0])
             self.add(Function(schema, name, None, None))  # known to exist, body unknown: refused when called
+
+
+def _parents(node: exp.Create, default_schema: str) -> tuple[tuple[str, str], ...]:
+    """INHERITS (p, ...) / PARTITION OF p: the parents, (schema, name)."""
+    out = []
+    for prop in node.find_all(exp.InheritsProperty, exp.PartitionedOfProperty):
+        tables = prop.expressions if isinstance(prop, exp.InheritsProperty) else [prop.this]
+        out += [(t.db or default_schema, t.name) for t in tables if isinstance(t, exp.Table)]
+    return tuple(out)
 
 
 _IDENTIFYING = (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint, exp.Reference)
@@ -351,7 +373,10 @@ SELECT n.nspname, c.relname, c.relkind,
              UNION
              SELECT a.attname::text FROM pg_constraint k
                JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1)
+              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1),
+       ARRAY(SELECT ARRAY[pn.nspname::text, pc.relname::text] FROM pg_inherits h
+               JOIN pg_class pc ON pc.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+              WHERE h.inhrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'

@@ -142,6 +142,10 @@ class Analysis:
     # Why a declared sensitive predicate could not be honoured in this statement (None: it can, as a
     # top-level aggregate over one table, with the group-size floor added at execution).
     cohort_blocker: str | None = "not a top-level aggregate SELECT"
+    # Row filters the planner applied to `tree` (sql/rowfilter.py), and the identity attribute values their
+    # `$n` parameters take, after the caller's own parameters (never part of any statement text).
+    row_filters: tuple[Any, ...] = ()
+    row_filter_values: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def executed_sql(self) -> str | None:
