@@ -28,7 +28,8 @@ def test_plan_json_is_the_documented_contract():
     result = plan("--sql", "SELECT id, email, plan FROM customers", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"action", "reasons", "statement", "columns"} and doc["action"] == "allow"
+    assert set(doc) == {"action", "reasons", "statement", "columns", "row_filters"} and doc["action"] == "allow"
+    assert doc["row_filters"] == []  # additive: only a policy row filter fills it
     assert all(isinstance(r, str) for r in doc["reasons"]) and isinstance(doc["statement"], str)
     assert doc["columns"] == [
         {"position": 0, "name": "id", "masked": False, "method": None, "sources": ["public.customers.id"]},

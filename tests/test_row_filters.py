@@ -318,3 +318,89 @@ def test_update_and_delete_touch_only_filtered_rows(new_database, lg_home):
     assert updated.rows_affected == 2 and deleted.rows_affected == 1  # ids 2, 3 updated; id 3 deleted; globex rows untouched
     assert _rows(url, "SELECT id, score FROM accounts ORDER BY id") == [
         (1, 10), (2, 0), (4, 40), (5, 50), (6, 60)]
+
+
+# -- the record: plan --json, ledger, OpenLineage --------------------------------------------------
+
+def test_ledger_records_filter_names_digest_and_attribute_names_not_values(db, policy, tmp_path, lg_home):
+    import json
+
+    from lineage_guard.audit import Ledger
+
+    ledger = Ledger.open(str(tmp_path / "ledger.sqlite"))
+    with GovernedSession(db, policy, ANA, "reporting", ledger=ledger) as s:
+        s.read_arrow("SELECT a.id, e.kind FROM accounts a JOIN events e ON e.account_id = a.id")
+    entries = list(ledger.entries())
+    body = entries[-1]["body"]
+    assert body["outcome"] == "success"
+    [recorded] = body["row_filters"]
+    assert recorded["table"] == "public.accounts" and recorded["filters"] == ["own-tenant"]
+    assert recorded["attributes"] == ["tenant"] and recorded["digest"].startswith("sha256:")
+    assert "acme" not in json.dumps(entries)  # the bound value is in no entry
+    assert ledger.verify().ok
+
+
+def test_openlineage_inputs_carry_the_filter(db, catalog, policy):
+    from lineage_check import assert_valid_events, sample_run
+
+    from lineage_guard.lineage import build_event
+
+    decision = plan("SELECT a.id, a.ssn FROM accounts a", catalog=catalog, policy=policy, identity=Identity("rex"),
+                    purpose="research")
+    run = sample_run(decision=decision, sql=decision.statement, input_schemas={}, key_ids={}, output_schema=[])
+    events = [build_event(run, "START"), build_event(run, "COMPLETE")]
+    assert assert_valid_events(events, forbid=["acme"]).endswith("0 problems")
+    [accounts] = [d for d in events[1]["inputs"] if d["name"].endswith("public.accounts")]
+    facet = accounts["inputFacets"]["lineageGuard_rowFilter"]
+    assert facet["filters"] == ["own-tenant", "research-consent"] and facet["combine"] == "all"
+    assert facet["attributes"] == ["tenant"] and facet["columns"] == ["public.accounts.tenant",
+                                                                       "public.accounts.consent"]
+    lineage = events[1]["outputs"][0]["facets"]["columnLineage"]["dataset"]
+    filters = {i["field"] for i in lineage if any(t["subtype"] == "FILTER" for t in i["transformations"])}
+    assert filters == {"tenant", "consent"}
+
+
+# -- validation at load ------------------------------------------------------------------------------
+
+BASE = """version: 1
+identities: {ana: {kind: human, groups: [analysts], attributes: {tenant: acme}}}
+groups: [analysts]
+purposes: [reporting]
+row_filters:
+  - name: f
+    table: public.accounts
+    predicate: "{predicate}"
+"""
+
+
+@pytest.mark.parametrize("predicate, message", [
+    ("id IN (SELECT id FROM other)", "may not contain a subquery or name another table"),
+    ("pg_read_file('x') = ''", "function pg_read_file is not on the allow-list"),
+    ("tenant = :tenant", "unknown placeholder"),
+    ("other.tenant = 'a'", "is qualified"),
+    ("tenant = 'a'; DROP TABLE accounts", "one PostgreSQL boolean expression"),
+    ("count(*) > 1", "may not aggregate"),
+])
+def test_bad_predicates_are_load_errors_with_file_and_line(predicate, message):
+    from lineage_guard.errors import PolicyError
+
+    with pytest.raises(PolicyError, match=r"<policy>:\d+: row_filters\.0\.predicate: ") as err:
+        parse_policy(BASE.replace("{predicate}", predicate))
+    assert message in str(err.value)
+
+
+def test_catalog_check_names_missing_tables_and_columns(tmp_path):
+    from lineage_guard.errors import PolicyError
+    from lineage_guard.policy.validate import check_against_catalog
+
+    path = tmp_path / "p.yaml"
+    path.write_text(BASE.replace("{predicate}", "tenant_id = :identity.tenant")
+                    + "  - {name: g, table: public.nowhere, predicate: 'true'}\n")
+    policy = parse_policy(path.read_text(), str(path))
+    ddl = Catalog.from_ddl_text("CREATE TABLE accounts (id int, tenant text)")
+    with pytest.raises(PolicyError) as err:
+        check_against_catalog(policy, path, ddl, "the schema file")
+    text = str(err.value)
+    assert f"{path}:8: row_filters.0 (f).predicate: public.accounts has no column 'tenant_id' (did you mean " \
+           "'tenant'?)" in text
+    assert f"{path}:9: row_filters.1 (g).table: there is no table public.nowhere in the schema file" in text

@@ -136,6 +136,7 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             },
             "columns": columns,
             "used": _uses(run),
+            **_row_filters(run),
             "rows": int(run.rows),
             "delivered_rows": _delivered(run),
             "bytes": int(run.bytes),
@@ -161,6 +162,19 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             },
         }
     )
+
+
+def _row_filters(run: RunRecord) -> dict[str, Any]:
+    """The policy row filters applied: per table, names, digest and the attribute names bound (never values).
+
+    Present only when a filter applied, so entries of runs without one keep their earlier shape.
+    """
+    analysis = run.decision.analysis
+    applied = getattr(analysis, "row_filters", ()) if analysis is not None else ()
+    if not applied:
+        return {}
+    return {"row_filters": [{"table": str(f.table), "filters": list(f.filters), "combine": f.combine,
+                             "digest": f.digest, "attributes": list(f.attributes)} for f in applied]}
 
 
 def _auth(identity) -> dict[str, Any]:

@@ -41,7 +41,14 @@ from openlineage.client.serde import Serde
 from ..decision import ColumnDecision
 from ..errors import ConfigError
 from ..run import RunRecord
-from .facets import ACCESS_KEY, MASKING_KEY, AccessRunFacet, MaskingOutputDatasetFacet
+from .facets import (
+    ACCESS_KEY,
+    MASKING_KEY,
+    ROW_FILTER_KEY,
+    AccessRunFacet,
+    MaskingOutputDatasetFacet,
+    RowFilterInputDatasetFacet,
+)
 from .naming import check_namespace, source_dataset, strip_credentials
 from .producer import PRODUCER, VERSION
 from .sql_text import shareable_sql
@@ -80,15 +87,28 @@ def _input_tables(run: RunRecord) -> dict[tuple[str, str], dict[str, str | None]
             tables.setdefault((src.schema, src.table), {}).setdefault(src.column, None)
     for use in analysis.uses if analysis else ():
         tables.setdefault((use.column.schema, use.column.table), {}).setdefault(use.column.column, None)
+    for applied in analysis.row_filters if analysis else ():  # a row filter's columns feed the output (FILTER)
+        for ref in applied.columns:
+            tables.setdefault((ref.schema, ref.table), {}).setdefault(ref.column, None)
     return tables
+
+
+def _row_filter_facets(run: RunRecord) -> dict[tuple[str, str], RowFilterInputDatasetFacet]:
+    analysis = run.decision.analysis
+    return {(f.table.schema, f.table.table): RowFilterInputDatasetFacet(
+        filters=list(f.filters), combine=f.combine, digest=f.digest, attributes=list(f.attributes),
+        columns=[str(c) for c in f.columns], references=f.references, producer=PRODUCER)
+        for f in (analysis.row_filters if analysis else ())}
 
 
 def _inputs(run: RunRecord) -> list[event_v2.InputDataset]:
     check_namespace(run.source.namespace, "source")
     datasets = []
+    filtered = _row_filter_facets(run)
     for (schema, table), cols in _input_tables(run).items():
         namespace, name = source_dataset(run.source, schema, table)
-        datasets.append(event_v2.InputDataset(namespace=namespace, name=name, facets={
+        input_facets = {ROW_FILTER_KEY: filtered[(schema, table)]} if (schema, table) in filtered else None
+        datasets.append(event_v2.InputDataset(namespace=namespace, name=name, inputFacets=input_facets, facets={
             "schema": schema_dataset.SchemaDatasetFacet(
                 fields=[schema_dataset.SchemaDatasetFacetFields(name=c, type=t) for c, t in cols.items()],
                 producer=PRODUCER),
@@ -142,6 +162,12 @@ def _indirect_lineage(run: RunRecord) -> list[column_lineage_dataset.InputField]
         subtypes = seen.setdefault((namespace, name, use.column.column), [])
         if subtype not in subtypes:
             subtypes.append(subtype)
+    for applied in analysis.row_filters if analysis else ():  # the policy's row filter decides which rows come out
+        for ref in applied.columns:
+            namespace, name = source_dataset(run.source, ref.schema, ref.table)
+            subtypes = seen.setdefault((namespace, name, ref.column), [])
+            if "FILTER" not in subtypes:
+                subtypes.append("FILTER")
     return [column_lineage_dataset.InputField(
         namespace=ns, name=name, field=field,
         transformations=[column_lineage_dataset.Transformation(type="INDIRECT", subtype=st, masking=False)

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attr
-from openlineage.client.facet_v2 import OutputDatasetFacet, RunFacet
+from openlineage.client.facet_v2 import InputDatasetFacet, OutputDatasetFacet, RunFacet
 
 from .producer import PRODUCER
 
 SPEC_BASE = "https://lineage-guard.dev/spec/facets"
 ACCESS_KEY = "lineageGuard_access"
 MASKING_KEY = "lineageGuard_masking"
+ROW_FILTER_KEY = "lineageGuard_rowFilter"
 
 
 def schema_dir() -> Path:
@@ -80,3 +81,26 @@ class MaskingOutputDatasetFacet(OutputDatasetFacet):
     @staticmethod
     def _get_schema() -> str:
         return _url("1-0-0", "MaskingOutputDatasetFacet")
+
+
+@attr.define
+class RowFilterInputDatasetFacet(InputDatasetFacet):
+    """`lineageGuard_rowFilter`: the policy row filters applied to this input (names, digest, attribute names)."""
+
+    filters: list[str]
+    combine: str
+    digest: str
+    attributes: list[str] = attr.field(factory=list)
+    columns: list[str] = attr.field(factory=list)
+    references: int = 1
+
+    _additional_skip_redact: ClassVar[list[str]] = ["filters", "combine", "digest", "attributes", "columns",
+                                                    "references"]
+
+    def __attrs_post_init__(self) -> None:
+        self._producer = self._producer or PRODUCER
+        self._schemaURL = self._get_schema()
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _url("1-0-0", "RowFilterInputDatasetFacet")
