@@ -341,7 +341,7 @@ def test_ledger_records_filter_names_digest_and_attribute_names_not_values(db, p
 
 
 def test_openlineage_inputs_carry_the_filter(db, catalog, policy):
-    from lineage_check import assert_valid_events, sample_run
+    from lineage_check import assert_valid_events, check_events, sample_run
 
     from lineage_guard.lineage import build_event
 
@@ -358,6 +358,9 @@ def test_openlineage_inputs_carry_the_filter(db, catalog, policy):
     lineage = events[1]["outputs"][0]["facets"]["columnLineage"]["dataset"]
     filters = {i["field"] for i in lineage if any(t["subtype"] == "FILTER" for t in i["transformations"])}
     assert filters == {"tenant", "consent"}
+    facet["predicate"] = "tenant = 'acme'"  # a field the facet's schema does not allow: the checker sees it
+    code, out = check_events(events)
+    assert code == 1 and "lineageGuard_rowFilter" in out
 
 
 # -- validation at load ------------------------------------------------------------------------------
