@@ -39,11 +39,12 @@ class RowFilterDecl(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1)
-    table: str
-    identities: list[str] = Field(default_factory=lambda: ["*"])
-    groups: list[str] = Field(default_factory=lambda: ["*"])
-    purposes: list[str] = Field(default_factory=lambda: ["*"])
+    name: str = Field(min_length=1)  # what plan --json, the ledger and OpenLineage call it
+    table: str  # schema.table the predicate filters (a table; filter the tables a view reads)
+    identities: list[str] = Field(default_factory=lambda: ["*"])  # principals (fnmatch patterns)
+    groups: list[str] = Field(default_factory=lambda: ["*"])  # groups (from the policy's identities)
+    purposes: list[str] = Field(default_factory=lambda: ["*"])  # purposes the filter holds for
+    # A SQL boolean over the table's own columns; `:identity.<attribute>` binds an identity attribute.
     predicate: str
 
     @field_validator("table")
