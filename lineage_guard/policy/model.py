@@ -183,6 +183,7 @@ class Policy(_Strict):
     row_filters_combine: Literal["all", "any"] = "all"   # several filters matching one table: all / any must hold
     # Where the policy was read from (set by `load_policy`), so errors can name the file to edit.
     _source: str | None = PrivateAttr(default=None)
+    _labels: tuple[dict[str, str], dict[ColumnRef, str]] | None = PrivateAttr(default=None)
 
     @field_validator("classifications")
     @classmethod
@@ -205,7 +206,12 @@ class Policy(_Strict):
     # -- lookups used by the planner -------------------------------------------------------
 
     def labels(self) -> dict[ColumnRef, str]:
-        return {ColumnRef.parse(k): v for k, v in self.classifications.items()}
+        # Parsed once per policy (every plan asks), handed out as a copy; re-parsed if the dict changed.
+        cached = self._labels
+        if cached is None or cached[0] != self.classifications:
+            cached = self._labels = (dict(self.classifications),
+                                     {ColumnRef.parse(k): v for k, v in self.classifications.items()})
+        return dict(cached[1])
 
     @property
     def source(self) -> str:

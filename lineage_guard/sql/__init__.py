@@ -43,7 +43,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
 
     from .allowlist import FUNCTION_CASTS, _silence_sqlglot, function_name, is_allowed_node, refusal_reason
     from .cohort import cohort_blocker
-    from .guards import decode_unicode_identifiers, dropped_names
+    from .guards import checked_tokens, dropped_names, names_seen, parse_tokens
     from .lineage import Resolver, ident
     from .nodes import unknown_node
     from .statements import describe
@@ -52,11 +52,12 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     if not isinstance(sql, str) or not sql.strip():
         return _refused(str(sql or ""), "empty statement; give one SQL statement")
     original = sql
-    sql, early = decode_unicode_identifiers(sql)
+    # Tokenized once: the token checks, the parser and the dropped-names check all read these tokens.
+    sql, early, tokens = checked_tokens(sql)
     if early:
         return _refused(original, early)
     try:
-        parsed = [p for p in sqlglot.parse(sql, dialect="postgres") if p is not None and not isinstance(p, exp.Semicolon)]
+        parsed = [p for p in parse_tokens(tokens, sql) if p is not None and not isinstance(p, exp.Semicolon)]
     except sqlglot.errors.ParseError as err:
         where = ""
         if err.errors:
@@ -74,7 +75,8 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
                         "request: split them")
     node = parsed[0]
     statement = _normalized(node, sql)
-    lost = dropped_names(sql, node, catalog.column_names())
+    nodes = list(node.walk())  # walked once: every check below reads this list
+    lost = dropped_names(tokens, names_seen(nodes), catalog.column_names())
     if lost:
         return _refused(original, f"the SQL parser dropped part of the statement (around {', '.join(lost)}); "
                                   "lineage cannot be checked: rewrite the expression (wrong number of arguments?)")
@@ -82,10 +84,12 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     resolver = Resolver(catalog)
 
     if isinstance(node, _QUERY):
-        construct = unknown_node(node)
+        construct = unknown_node(nodes)
         if construct:
             resolver.refuse(construct)
-        writes = [n for n in node.walk() if isinstance(n, _WRITES)]
+        writes = [n for n in nodes if isinstance(n, _WRITES)]
+        funcs = [n for n in nodes if isinstance(n, exp.Func)]  # the resolver qualifies columns, adds no function
+        locking = any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks")) for n in nodes)
         for w in writes:
             resolver.refuse(f"a data-modifying {type(w).__name__.upper()} inside the query (writable CTE) "
                             "runs even if never referenced; a read may not write: remove it")
@@ -93,12 +97,11 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         cols = resolver.query(node, None)
         # Every function anywhere in the statement passes the allow-list, even in a clause the resolver
         # does not follow (a clause PostgreSQL evaluates is a clause a side effect can hide in).
-        for fn in node.find_all(exp.Func):
+        for fn in funcs:
             name = function_name(fn)
             if not (is_allowed_node(fn) or name in FUNCTION_CASTS or catalog.user_functions(name)):
                 resolver.refuse(refusal_reason(name))
-        is_read = not writes and not any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks"))
-                                         for n in node.walk())
+        is_read = not writes and not locking
         uses = tuple(resolver.uses)
         if not _ordered(node):
             # Rows come back in the order a window sorted them (`rank() OVER (ORDER BY ssn)` returns ids

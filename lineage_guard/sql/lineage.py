@@ -536,8 +536,7 @@ class Resolver:
         if rel.definition is not None and rel.kind in ("view", "matview") or (rel.definition and not rel.columns):
             cols = self.view(rel)
         else:
-            cols = [Col(c, Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t, True))
-                    for c, t in rel.columns]
+            cols = [Col(c, lin) for c, lin in _stored(rel)]
         return Rel(alias or name, _rename(cols, alias_cols))
 
     def view(self, rel: Relation) -> list[Col]:
@@ -1298,6 +1297,16 @@ def _unqualify(node: exp.Expression) -> tuple[exp.Expression, str | None]:
     if isinstance(node, exp.Dot) and isinstance(node.this, exp.Identifier):
         return node.expression, ident(node.this)
     return node, None
+
+
+def _stored(rel: Relation) -> list[tuple[str, Lin]]:
+    """(name, lineage) of each stored column of a table, made once per catalog relation (both are immutable)."""
+    cached = rel.__dict__.get("_stored_lins")
+    if cached is None:
+        cached = [(c, Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t, True))
+                  for c, t in rel.columns]
+        object.__setattr__(rel, "_stored_lins", cached)  # frozen dataclass: a cache, not a field
+    return cached
 
 
 def _rename(cols: list[Col], names: list[str]) -> list[Col]:

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlglot import exp
 
 _NAMES = """
@@ -36,9 +38,9 @@ ALLOWED_NODES: frozenset[str] = frozenset(_NAMES.split())
 _OPERATORS = (exp.Binary, exp.Unary, exp.Connector, exp.Predicate)
 
 
-def unknown_node(tree: exp.Expression) -> str | None:
-    """A refusal naming the first construct not on the allow-list, else None."""
-    for node in tree.walk():
+def unknown_node(tree: exp.Expression | Iterable[exp.Expression]) -> str | None:
+    """A refusal naming the first construct not on the allow-list, else None (`tree`: a tree or its nodes)."""
+    for node in tree.walk() if isinstance(tree, exp.Expression) else tree:
         if isinstance(node, exp.Func) and not isinstance(node, _OPERATORS):
             continue  # judged by the function allow-list
         name = type(node).__name__
