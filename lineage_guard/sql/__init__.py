@@ -20,8 +20,6 @@ from .model import Analysis, ColumnRef, ColumnUse, OutputColumn, TableRef, Value
 __all__ = ["Analysis", "Catalog", "ColumnRef", "ColumnUse", "OutputColumn", "TableRef", "ValueUse", "analyze"]
 
 _QUERY = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery)
-_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
-           exp.Command, exp.Copy, exp.Grant, exp.Revoke)
 
 
 def analyze(sql: str, catalog: Catalog) -> Analysis:
@@ -43,9 +41,9 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
 
     from .allowlist import FUNCTION_CASTS, _silence_sqlglot, function_name, is_allowed_node, refusal_reason
     from .cohort import cohort_blocker
-    from .guards import checked_tokens, dropped_names, names_seen, parse_tokens
+    from .guards import checked_tokens, dropped_names, parse_tokens
     from .lineage import Resolver, ident
-    from .nodes import unknown_node
+    from .nodes import scan
     from .statements import describe
 
     _silence_sqlglot()
@@ -74,9 +72,9 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
                         f"more than one statement ({len(parsed)}); lineage_guard runs exactly one statement per "
                         "request: split them")
     node = parsed[0]
+    found = scan(node.walk())  # the tree walked once: every per-node check below reads this
     statement = _normalized(node, sql)
-    nodes = list(node.walk())  # walked once: every check below reads this list
-    lost = dropped_names(tokens, names_seen(nodes), catalog.column_names())
+    lost = dropped_names(tokens, found.names, catalog.column_names())
     if lost:
         return _refused(original, f"the SQL parser dropped part of the statement (around {', '.join(lost)}); "
                                   "lineage cannot be checked: rewrite the expression (wrong number of arguments?)")
@@ -84,12 +82,9 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
     resolver = Resolver(catalog)
 
     if isinstance(node, _QUERY):
-        construct = unknown_node(nodes)
-        if construct:
-            resolver.refuse(construct)
-        writes = [n for n in nodes if isinstance(n, _WRITES)]
-        funcs = [n for n in nodes if isinstance(n, exp.Func)]  # the resolver qualifies columns, adds no function
-        locking = any(isinstance(n, exp.Select) and (n.args.get("into") or n.args.get("locks")) for n in nodes)
+        if found.unknown:
+            resolver.refuse(found.unknown)
+        writes = found.writes
         for w in writes:
             resolver.refuse(f"a data-modifying {type(w).__name__.upper()} inside the query (writable CTE) "
                             "runs even if never referenced; a read may not write: remove it")
@@ -97,11 +92,11 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         cols = resolver.query(node, None)
         # Every function anywhere in the statement passes the allow-list, even in a clause the resolver
         # does not follow (a clause PostgreSQL evaluates is a clause a side effect can hide in).
-        for fn in funcs:
+        for fn in found.functions:  # found before resolving: the resolver qualifies columns, adds no function
             name = function_name(fn)
             if not (is_allowed_node(fn) or name in FUNCTION_CASTS or catalog.user_functions(name)):
                 resolver.refuse(refusal_reason(name))
-        is_read = not writes and not locking
+        is_read = not writes and not found.locking
         uses = tuple(resolver.uses)
         if not _ordered(node):
             # Rows come back in the order a window sorted them (`rank() OVER (ORDER BY ssn)` returns ids
@@ -142,7 +137,7 @@ def _analyze(sql: str, catalog: Catalog) -> Analysis:
         resolver.query(sub, None)
     if kind in ("insert", "update", "delete", "merge", "copy"):
         # SET / WHERE / VALUES may call functions too: a write must not smuggle a side effect either.
-        for fn in node.find_all(exp.Func):
+        for fn in found.functions:
             name = function_name(fn)
             if not (is_allowed_node(fn) or name in FUNCTION_CASTS or catalog.user_functions(name)):
                 resolver.refuse(refusal_reason(name))

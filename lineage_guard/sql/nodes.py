@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 
@@ -48,3 +50,58 @@ def unknown_node(tree: exp.Expression | Iterable[exp.Expression]) -> str | None:
             return (f"SQL construct {name} is not on the allow-list of constructs lineage_guard analyzes; "
                     "rewrite the query without it")
     return None
+
+
+_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
+           exp.Command, exp.Copy, exp.Grant, exp.Revoke)
+_POSITIONS = frozenset({"line", "col", "start", "end"})
+# node class -> (not on the allow-list, is a function, is a write, is an Identifier, is a Var, is a Select)
+_KINDS: dict[type, tuple[bool, bool, bool, bool, bool, bool]] = {}
+
+
+@dataclass
+class Scan:
+    """What one walk over a tree found (see `scan`)."""
+
+    unknown: str | None = None                            # refusal for the first construct off the allow-list
+    names: Counter = field(default_factory=Counter)       # Identifier / Var names, folded as PostgreSQL does
+    functions: list[exp.Func] = field(default_factory=list)
+    writes: list[exp.Expression] = field(default_factory=list)
+    locking: bool = False                                 # a SELECT ... INTO or FOR UPDATE / SHARE
+
+
+def scan(nodes: Iterable[exp.Expression]) -> Scan:
+    """Every per-node check of a statement in one pass over its nodes (the tree is walked once).
+
+    It also forgets the parser's source positions (nothing reads them): each tree copy sqlglot makes
+    to generate SQL deep-copies them, and that was most of the cost of generating the statement.
+    """
+    out = Scan()
+    names = out.names
+    for node in nodes:
+        cls = type(node)
+        kind = _KINDS.get(cls)
+        if kind is None:
+            func = issubclass(cls, exp.Func)
+            kind = _KINDS[cls] = (not (func and not issubclass(cls, _OPERATORS)) and cls.__name__ not in ALLOWED_NODES,
+                                  func, issubclass(cls, _WRITES), issubclass(cls, exp.Identifier),
+                                  issubclass(cls, exp.Var), issubclass(cls, exp.Select))
+        unknown, func, write, identifier, var, select = kind
+        meta = node._meta
+        if meta is not None and meta.keys() <= _POSITIONS:
+            node._meta = None
+        if unknown and out.unknown is None:
+            out.unknown = (f"SQL construct {cls.__name__} is not on the allow-list of constructs lineage_guard "
+                           "analyzes; rewrite the query without it")
+        if func:
+            out.functions.append(node)
+        if write:
+            out.writes.append(node)
+        if identifier:
+            names[node.this if node.quoted else node.this.lower()] += 1
+        elif var:
+            names[node.name.lower()] += 1
+            names[node.name] += 1
+        elif select and (node.args.get("into") or node.args.get("locks")):
+            out.locking = True
+    return out
