@@ -82,6 +82,12 @@ def union(lins) -> Lin:
 class Col:
     name: str
     lin: Lin
+    # In what `*` expands to: the alias of the FROM item the column comes from, `MERGED` for a column
+    # USING / NATURAL merged (PostgreSQL's join column: written unqualified), None when unknown.
+    origin: str | None = None
+
+
+MERGED = "\x00merged"  # no alias can be spelled like this
 
 
 @dataclass
@@ -368,8 +374,9 @@ class Resolver:
             right = self._join_tree(join.this, scope)
             merged = [ident(u) for u in join.args.get("using") or []]
             if str(join.args.get("method") or "").upper() == "NATURAL":
-                left_names = {c.name for c in star}
-                merged = [c.name for c in right if c.name in left_names]
+                # PostgreSQL lists NATURAL's common columns in the order of the LEFT side.
+                right_names = {c.name for c in right}
+                merged = list(dict.fromkeys(c.name for c in star if c.name in right_names))
             for name in merged:  # USING (ssn) / NATURAL is `l.ssn = r.ssn`: an oracle when one side is chosen
                 sides = [c.lin for c in (_find(star, name), _find(right, name)) if c is not None]
                 constant = len(sides) == 2 and any(lin.constant for lin in sides)
@@ -403,12 +410,12 @@ class Resolver:
                 star = self._joined(inner, joins, local)
                 rel = Rel(ident(alias_node.this), _rename(star, [ident(c) for c in alias_node.columns]))
                 scope.rels.append(rel)
-                return list(rel.cols)
+                return [Col(c.name, c.lin, rel.alias) for c in rel.cols]
             finally:
                 inner.set("joins", joins)
         rel = self.from_item(item, scope)
         scope.rels.append(rel)
-        return list(rel.cols)
+        return [Col(c.name, c.lin, rel.alias) for c in rel.cols]
 
     def _by_alias(self, e: exp.Expression, scope: Scope, out: list[Col], output_first: bool = False) -> Lin:
         """ORDER BY / DISTINCT ON / GROUP BY may name an output column by position or by name.
@@ -660,13 +667,24 @@ class Resolver:
     def _expansion(self, e: exp.Expression, scope: Scope) -> list[exp.Expression] | None:
         """`*` / `t.*` as the qualified columns the plan judged (None: leave the item as written)."""
         if isinstance(e, exp.Star):
-            if scope.merged or any(rel.open for rel in scope.rels):
-                return None  # USING / NATURAL merge columns PostgreSQL's way; the column count is checked at read
-            return [_qualified(rel.alias, c.name) for rel in scope.rels for c in rel.cols]
+            if any(rel.open for rel in scope.rels):
+                return None  # a function of unknown width: left to PostgreSQL, the column count is checked at read
+            if scope.merged:
+                # Over USING / NATURAL, `*` is the merged columns first (unqualified: PostgreSQL's join
+                # columns), then each side's others: written out as the plan judged them.
+                star = scope.star or []
+                refs = [(c.origin, c.name) for c in star]
+                if not star or any(not origin for origin, _ in refs) or len(set(refs)) < len(refs):
+                    return None  # a name PostgreSQL would find ambiguous written out: left as `*`
+                return [_unqualified(c.name) if c.origin == MERGED else _qualified(c.origin, c.name) for c in star]
+            refs = [(rel.alias, c.name) for rel in scope.rels for c in rel.cols]
+            if len(set(refs)) < len(refs):
+                return None  # an aliased join with a repeated name: `j.name` would be ambiguous
+            return [_qualified(alias, name) for alias, name in refs]
         if isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
             rel = self._rel(ident(e.args.get("table")), scope)
-            if rel is None or rel.open:
-                return None
+            if rel is None or rel.open or len({c.name for c in rel.cols}) < len(rel.cols):
+                return None  # `j.*` over a join with a repeated name: `j.name` would be ambiguous
             return [_qualified(rel.alias, c.name) for c in rel.cols]
         return None
 
@@ -1153,6 +1171,10 @@ def _form(atom: exp.Expression) -> PredicateForm | None:
     return None
 
 
+def _unqualified(name: str) -> exp.Column:
+    return exp.Column(this=exp.to_identifier(name, quoted=True))
+
+
 def _qualified(alias: str, name: str) -> exp.Column:
     return exp.Column(this=exp.to_identifier(name, quoted=True), table=exp.to_identifier(alias, quoted=True))
 
@@ -1276,7 +1298,7 @@ def _merge_using(left: list[Col], right: list[Col], names: list[str]) -> list[Co
     merged = []
     for name in names:
         lins = [c.lin for c in left + right if c.name == name]
-        merged.append(Col(name, union(lins) if len(lins) > 1 else (lins[0] if lins else Lin(opaque=True))))
+        merged.append(Col(name, union(lins) if len(lins) > 1 else (lins[0] if lins else Lin(opaque=True)), MERGED))
     return merged + [c for c in left if c.name not in names] + [c for c in right if c.name not in names]
 
 
