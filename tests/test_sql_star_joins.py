@@ -31,8 +31,8 @@ STATEMENTS = [
     "SELECT * FROM orders o FULL JOIN customers c USING (id, created_at)",
     "SELECT * FROM orders o RIGHT JOIN (SELECT created_at, id, plan FROM customers) c USING (created_at)",
     "SELECT * FROM orders JOIN customers USING (id) JOIN patients USING (id)",
-    "SELECT * FROM (SELECT id, plan FROM customers) a NATURAL JOIN (SELECT plan, id FROM customers) b "
-    "NATURAL JOIN (SELECT plan, created_at FROM customers) d",
+    ("SELECT * FROM (SELECT id, plan FROM customers) a NATURAL JOIN (SELECT plan, id FROM customers) b "
+     "NATURAL JOIN (SELECT plan, created_at FROM customers) d"),
     "SELECT * FROM (orders o JOIN customers c USING (id)) j",
     "SELECT j.* FROM (orders o JOIN customers c USING (id)) j",
     "SELECT c.*, o.* FROM orders o JOIN customers c USING (id)",
