@@ -289,6 +289,8 @@ class GovernedSession:
                 run.extra["delivered_rows"] = handed
                 self._fail(run, sink, exc)
             raise
+        if failed:  # the path failed and recorded it; the caller caught the error inside the block
+            return
         # A caller that stopped early ends the read here (cancelled on the server). The ledger counts
         # every row handed over, at most one batch more than was looked at: over-, never under-report.
         gen.close()

@@ -118,6 +118,7 @@ identities:
   dr-grey: {{kind: human, groups: [clinicians]}}
   writer: {{kind: service, groups: [data-eng]}}
   limited: {{kind: service, groups: [training-jobs]}}
+  hasty: {{kind: service, groups: [training-jobs]}}
 require_declared_identities: true
 groups: [training-jobs, clinicians, data-eng]
 purposes: [ai_training, treatment, maintenance]
@@ -138,9 +139,9 @@ service:
   principals:
     - {{identity: svc-training, issuer: "{issuer_url}", subject: "system:serviceaccount:ml:trainer"}}
     - {{identity: dr-grey, issuer: "{issuer_url}", subject_pattern: "user:grey@*", claims: {{email_verified: "true"}}}}
-  purposes: {{svc-training: [ai_training], dr-grey: [treatment], writer: [maintenance], limited: [ai_training]}}
+  purposes: {{svc-training: [ai_training], dr-grey: [treatment], writer: [maintenance], limited: [ai_training], hasty: [ai_training]}}
   limits: {{concurrent_streams: 32}}
-  identity_limits: {{limited: {{concurrent_streams: 1, max_rows: 2}}}}
+  identity_limits: {{limited: {{concurrent_streams: 1, max_rows: 2}}, hasty: {{statement_timeout_s: 1}}}}
 {extra}
 """
 

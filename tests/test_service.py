@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -64,7 +65,7 @@ def svc(new_database, tmp_path_factory):
 
     store = TokenStore(home / "api_tokens.json")
     tokens = {"svc-training": _create_token(home, "svc-training"),   # through the CLI, printed once
-              **{who: store.create(who) for who in ("writer", "limited")}}
+              **{who: store.create(who) for who in ("writer", "limited", "hasty")}}
     yield SimpleNamespace(url=server.url, tls=tls, issuer=issuer, home=home, db=url, server=server, tokens=tokens,
                           policy=policy)
     server.stop()
@@ -408,3 +409,79 @@ def test_a_read_split_into_key_ranges_is_fetched_concurrently_with_the_same_toke
     assert sum(e["rows"] for e in split_runs) == 3
     with client(svc, trainer_token(svc)) as s, pytest.raises(ServiceError, match="cannot split on 'email'"):
         s.read_arrow("SELECT id, email FROM people", partitions=2, split_key="email")   # masked: no range on it
+
+
+# -- how each identity was established ------------------------------------------------------------
+
+
+def test_a_service_read_is_recorded_as_verified_and_the_audit_commands_show_it(svc):
+    import datetime as dt
+
+    token = trainer_token(svc, expires_in=600)
+    import jwt as pyjwt
+
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    with client(svc, token) as s:
+        with s.stream("SELECT id, email FROM people WHERE id = 1") as batches:
+            list(batches)
+        receipt = batches.receipt.receipt_id
+    with ledger(svc) as led:
+        check = led.verify_receipt(receipt, server_key(led))
+        assert check.ok, check
+        auth = check.entry["body"]["who"]["auth"]
+    assert auth["method"] == "jwt"
+    assert auth["issuer"] == svc.issuer.url and auth["subject"] == TRAINER
+    assert auth["token_id_digest"] == "sha256:" + hashlib.sha256(claims["jti"].encode()).hexdigest()
+    assert dt.datetime.fromisoformat(auth["expires_at"]) == dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
+    assert auth["client_address"].startswith(("ipv4:127.0.0.1:", "127.0.0.1"))
+    assert token not in json.dumps(auth)
+    # The API-token identities are verified too (a hashed token the server issued), not asserted.
+    with client(svc, svc.tokens["writer"], purpose="maintenance") as s:
+        s.read_arrow("SELECT id FROM audit_notes")
+
+    path = str(svc.home / "ledger.sqlite")
+    key = server_key(ledger(svc))[0]
+    base = [sys.executable, "-m", "lineage_guard.cli", "audit"]
+    log = subprocess.run([*base, "log", "--ledger", path, "--public-key", key, "--json", "--column", "public.people.email"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert log.returncode == 0, log.stderr
+    rows = {r["receipt"]: r for r in map(json.loads, log.stdout.splitlines())}
+    assert rows[receipt]["auth"] == "jwt" and rows[receipt]["authentication"] == auth
+    writer = subprocess.run([*base, "log", "--ledger", path, "--public-key", key, "--json", "--identity", "writer"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert {json.loads(r)["auth"] for r in writer.stdout.splitlines()} == {"api_token"}
+    seen = subprocess.run([*base, "who-saw", "public.people.email", "--ledger", path, "--public-key", key, "--json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert seen.returncode == 0, seen.stderr
+    trainer = [s for s in json.loads(seen.stdout)["masked"] if s["principal"] == "svc-training"]
+    assert trainer and "jwt" in trainer[0]["auth"] and "asserted" not in trainer[0]["auth"]
+    table = subprocess.run([*base, "who-saw", "public.people.email", "--ledger", path, "--public-key", key],
+                           capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+    assert "svc-training" in table.stdout and "jwt" in table.stdout
+
+
+# -- per-identity statement timeout ----------------------------------------------------------------
+
+# pg_sleep is refused by the planner (a side-effect function), so the slow query is one the planner allows:
+# a count over a cross join of two generated series, far longer than the identity's 1 s timeout.
+SLOW = "SELECT count(*) AS n FROM generate_series(1, 200000) AS a CROSS JOIN generate_series(1, 200000) AS b"
+
+
+def test_the_identity_statement_timeout_cancels_a_slow_query_with_a_clear_status_and_an_entry(svc):
+    token = svc.tokens["hasty"]
+    with client(svc, token) as s:
+        with pytest.raises(AccessDenied, match="pg_sleep"):
+            s.read_arrow("SELECT pg_sleep(5)")           # the obvious slow query never reaches the database
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as stopped:
+            s.read_arrow(SLOW)
+        took = time.monotonic() - started
+        assert s.read_arrow("SELECT id FROM people WHERE id = 1").num_rows == 1   # the identity is not stuck
+    message = str(stopped.value)
+    assert "57014" in message and "statement timeout (1000 ms)" in message, message
+    assert took < 60   # cancelled, not run to the end (a 4e10-row count takes hours)
+    failed = [e for e in entries(svc) if e["who"]["principal"] == "hasty" and e["outcome"] == "failed"]
+    assert failed, "the cancelled statement has no ledger entry"
+    error = failed[-1]["error"]
+    assert "57014" in error["message"] and "CROSS JOIN GENERATE_SERIES" in failed[-1]["statement"]["text"]
+    assert failed[-1]["who"]["auth"]["method"] == "api_token"

@@ -195,6 +195,9 @@ def _row(entry: dict[str, Any]) -> dict[str, Any]:
         "principal": body["who"]["principal"],
         "kind": body["who"]["kind"],
         "auth": auth_method(body),
+        # The whole account of how the identity was established: for a service call, the verified issuer,
+        # subject, token id digest, expiry and client address (never the token itself).
+        "authentication": body["who"].get("auth") or {"method": "asserted"},
         "purpose": body["purpose"],
         "action": body["decision"]["action"],
         "outcome": body["outcome"],

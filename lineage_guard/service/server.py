@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -443,7 +444,9 @@ class GovernedFlightServer(flight.FlightServerBase):
                 raise LineageGuardError("a key range's plan differs from the statement's; refusing to split it")
             first = next(batches, None)
         except BaseException:
-            stack.close()
+            # The governed stream must see the failure (a failed entry, a FAIL event), not a normal end.
+            if not stack.__exit__(*sys.exc_info()):
+                raise
             raise
         schema = first.schema if first is not None else batches.schema
         return _OpenStream(stack, batches, first, schema,
