@@ -1,4 +1,4 @@
-"""Airflow integration: `GovernedPostgresOperator`, `GovernedPostgresHook`, `ApprovalTrigger`.
+"""Airflow integration: `GovernedPostgresOperator`, `GovernedPostgresHook`, `GovernedServiceHook`, `ApprovalTrigger`.
 
 Installed as `lineage_guard.operators`; needs the `[airflow]` extra. Names load on first use,
 so Airflow reading `lineage_guard.operators.provider` at start-up imports nothing heavy.
@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ApprovalTrigger", "GovernedPostgresHook", "GovernedPostgresOperator"]
-_WHERE = {"ApprovalTrigger": ".triggers", "GovernedPostgresHook": ".hooks", "GovernedPostgresOperator": ".operator"}
+__all__ = ["ApprovalTrigger", "GovernedPostgresHook", "GovernedPostgresOperator", "GovernedServiceHook"]
+_WHERE = {"ApprovalTrigger": ".triggers", "GovernedPostgresHook": ".hooks", "GovernedPostgresOperator": ".operator",
+          "GovernedServiceHook": ".service"}
 
 
 def __getattr__(name: str) -> Any:

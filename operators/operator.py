@@ -40,6 +40,7 @@ from .recording import AirflowHandOff, RecordingLedger
 from .triggers import ApprovalTrigger
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lineage_guard.client import RemoteSession
     from lineage_guard.policy import Policy
     from lineage_guard.session import GovernedSession
 
@@ -61,6 +62,12 @@ class GovernedPostgresOperator(BaseOperator):
     templated attribute `output_uri`, since `BaseOperator.output` is Airflow's XComArg), `max_rows`
     (largest result returned as rows without `output`), `approval_poll_interval` (seconds) and
     `approval_timeout` for deferred approvals.
+
+    Service mode: `service_conn_id` names a `lineage_guard_service` connection (see
+    `GovernedServiceHook`); every statement then runs on `lineage-guard serve`, which holds the policy,
+    the database credentials and the keys, and establishes the identity from the connection's token.
+    The task process needs neither a policy nor a key, and may not name an identity. Embedded mode
+    (`conn_id`, the path in the task process) stays for development.
     """
 
     # Who reads, why, and under which policy are fixed in DAG code, not templated: a run's conf or
@@ -94,6 +101,7 @@ class GovernedPostgresOperator(BaseOperator):
         max_rows: int | str = DEFAULT_MAX_ROWS,
         approval_poll_interval: float = 30.0,
         approval_timeout: timedelta | None = None,
+        service_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +125,7 @@ class GovernedPostgresOperator(BaseOperator):
         self.max_rows = max_rows
         self.approval_poll_interval = approval_poll_interval
         self.approval_timeout = approval_timeout
+        self.service_conn_id = service_conn_id
         self._handoff = AirflowHandOff()
         self._check_at_parse()
 
@@ -132,6 +141,9 @@ class GovernedPostgresOperator(BaseOperator):
         where = f"GovernedPostgresOperator {self.task_id!r}"
         if not self.purpose:
             raise ConfigError(f"{where}: purpose= is required (why the data is read, one of the policy's purposes)")
+        if self.service_conn_id:
+            self._check_service_mode(where)
+            return
         chosen = self.policy or os.environ.get(POLICY_ENV)
         if not chosen:
             raise ConfigError(f"{where}: no policy: pass policy='policy.yaml' (relative to the DAG file) or set "
@@ -167,6 +179,16 @@ class GovernedPostgresOperator(BaseOperator):
                                       "requires declared identities: add it under identities: with its groups")
                 self.log.warning("%s: identity %r is not declared in the policy: no group's rules apply to it, so "
                                  "its sensitive columns get the default mask", where, principal)
+
+    def _check_service_mode(self, where: str) -> None:
+        """In service mode the server decides who reads and under which policy: DAG code names neither."""
+        if self.identity not in (None, ""):
+            raise ConfigError(f"{where}: identity= is not accepted with service_conn_id: the service establishes the "
+                              "identity from the connection's token (map its subject to an identity in the "
+                              "server's policy)")
+        if self.hook_params:
+            raise ConfigError(f"{where}: hook_params {sorted(self.hook_params)} configure embedded mode; with "
+                              "service_conn_id the server holds the source, the timeouts and the keys")
 
     # -- building the session --------------------------------------------------------------------
 
@@ -227,7 +249,11 @@ class GovernedPostgresOperator(BaseOperator):
             raise ConfigError(f"max_rows must be a positive integer, got {value}")
         return value
 
-    def _session(self, context) -> GovernedSession:
+    def _session(self, context) -> GovernedSession | RemoteSession:
+        if self.service_conn_id:
+            from .service import GovernedServiceHook
+
+            return GovernedServiceHook(self.service_conn_id).get_session(self.purpose)
         from lineage_guard.audit import Ledger
         from lineage_guard.run import ParentRun
         from lineage_guard.session import GovernedSession
@@ -345,24 +371,33 @@ class GovernedPostgresOperator(BaseOperator):
     def _one(self, session: GovernedSession, statement: str, index: int) -> tuple[Any, Any]:
         # Imported here, not at module level: a DAG file importing the operator must parse fast
         # (pyarrow, sqlglot and the lineage text helpers load in the task process only).
-        from lineage_guard.lineage.sql_text import shareable_sql
-
         from .cursor import ArrowCursor
         from .params import numbered
 
         sql, params = numbered(statement, self.parameters)
         decision = session.plan(sql)
-        self.log.info("Executing (literals hidden): %s -> plan %s", _shape(shareable_sql, sql), decision.action)
-        is_read = decision.analysis is None or decision.analysis.is_read
+        if self.service_conn_id:   # the service's plan states the statement with its literals hidden
+            shown = decision.statement
+        else:
+            from lineage_guard.lineage.sql_text import shareable_sql
+
+            shown = _shape(shareable_sql, sql)
+        self.log.info("Executing (literals hidden): %s -> plan %s", shown, decision.action)
+        is_read = _is_read(decision)
         if not is_read:
             if self.output_uri and decision.action != "deny":
                 raise ConfigError("output= is for a SELECT; this statement writes. Remove output= to run the write")
             written = session.execute(sql, params)
-            self.log.info("%s row(s) affected; receipt %s", written.rows_affected, written.receipt_id)
+            self.log.info("%s row(s) affected; receipt %s", written.rows_affected,
+                          getattr(written, "receipt_id", None) or "(in the service's ledger)")
             cursor = ArrowCursor(None, rowcount=written.rows_affected)
             return (self.handler(cursor) if self.handler else None), cursor.description
         if self.output_uri:
-            result = session.extract(sql, to=self.output_uri, parameters=params)
+            if self.service_conn_id and "://" in self.output_uri and not self.output_uri.startswith("file://"):
+                raise ConfigError("in service mode output= is a local path (the thin client writes the file "
+                                  f"itself); got {self.output_uri!r}")
+            target = self.output_uri.removeprefix("file://") if self.service_conn_id else self.output_uri
+            result = session.extract(sql, to=target, parameters=params)
             self.log.info("%s row(s) written to %s; masked: %s; receipt %s", result.rows, result.output_uri,
                           ", ".join(result.masked_columns) or "(none)", result.receipt_id)
             return result.summary(), None
@@ -388,7 +423,12 @@ class GovernedPostgresOperator(BaseOperator):
             return pa.Table.from_batches(batches)
         return pa.table({c.name: pa.array([], pa.null()) for c in session.plan(sql).columns})
 
-    def _defer_for(self, session: GovernedSession, exc: ApprovalRequired, index: int) -> None:
+    def _defer_for(self, session: GovernedSession | RemoteSession, exc: ApprovalRequired, index: int) -> None:
+        if self.service_conn_id:
+            # The approval store lives with the service; this process cannot watch it. Fail with what to do.
+            raise AirflowFailException(
+                f"lineage_guard: statement {index + 1} needs an approval (request {exc.request_id}): "
+                f"{'; '.join(exc.reasons)}. An approver runs: {exc.approve_command}; then clear the task to rerun it")
         try:
             store_url = session.approvals.get(exc.request_id).store_arg
         except LineageGuardError:
@@ -420,6 +460,13 @@ class GovernedPostgresOperator(BaseOperator):
         from .lineage import operator_lineage
 
         return operator_lineage(self._handoff.runs, self.output_uri, "FAIL")
+
+
+def _is_read(decision) -> bool:
+    """Whether a plan reads: a `Decision` knows from its analysis, the service's plan says it outright."""
+    if hasattr(decision, "is_read"):
+        return bool(decision.is_read)
+    return decision.analysis is None or decision.analysis.is_read
 
 
 def _shape(shareable, sql: str) -> str:

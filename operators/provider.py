@@ -14,6 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 CONNECTION_TYPE = "lineage_guard_postgres"
 HOOK_CLASS = "lineage_guard.operators.hooks.GovernedPostgresHook"
+SERVICE_CONNECTION_TYPE = "lineage_guard_service"
+SERVICE_HOOK_CLASS = "lineage_guard.operators.service.GovernedServiceHook"
 
 
 def _version() -> str:
@@ -38,7 +40,8 @@ def get_provider_info() -> dict:
             {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.operator"]},
         ],
         "hooks": [
-            {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.hooks"]},
+            {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.hooks",
+                                                          "lineage_guard.operators.service"]},
         ],
         "triggers": [
             {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.triggers"]},
@@ -49,6 +52,12 @@ def get_provider_info() -> dict:
                 "hook-name": "lineage_guard PostgreSQL",
                 "connection-type": CONNECTION_TYPE,
                 "ui-field-behaviour": {"relabeling": {"schema": "Database"}},
-            }
+            },
+            {
+                "hook-class-name": SERVICE_HOOK_CLASS,
+                "hook-name": "lineage_guard service",
+                "connection-type": SERVICE_CONNECTION_TYPE,
+                "ui-field-behaviour": {"hidden_fields": ["schema", "login"]},
+            },
         ],
     }

@@ -169,10 +169,11 @@ def test_provider_registers_the_connection_type(airflow_env):
                             check=False)
     assert listed.returncode == 0, listed.stderr[-2000:]
     hooks = [h for h in json.loads(listed.stdout) if h["package_name"] == "lineage-guard"]
-    assert hooks == [{"connection_type": "lineage_guard_postgres",
-                      "class": "lineage_guard.operators.hooks.GovernedPostgresHook",
-                      "conn_id_attribute_name": "conn_id", "package_name": "lineage-guard",
-                      "hook_name": "lineage_guard PostgreSQL"}]
+    assert sorted(hooks, key=lambda h: h["connection_type"]) == [
+        {"connection_type": "lineage_guard_postgres", "class": "lineage_guard.operators.hooks.GovernedPostgresHook",
+         "conn_id_attribute_name": "conn_id", "package_name": "lineage-guard", "hook_name": "lineage_guard PostgreSQL"},
+        {"connection_type": "lineage_guard_service", "class": "lineage_guard.operators.service.GovernedServiceHook",
+         "conn_id_attribute_name": "conn_id", "package_name": "lineage-guard", "hook_name": "lineage_guard service"}]
 
 
 @pytest.mark.parametrize("sql, parameters, expected", [

@@ -56,6 +56,7 @@ class RemotePlan:
     reasons: tuple[str, ...]
     statement: str
     columns: tuple[RemoteColumn, ...] = ()
+    is_read: bool = True
 
     @property
     def allowed(self) -> bool:
@@ -69,7 +70,7 @@ class RemotePlan:
     def from_json(cls, doc: dict) -> RemotePlan:
         cols = tuple(RemoteColumn(c["position"], c["name"], c["masked"], c["method"], tuple(c["sources"]),
                                   tuple(c.get("labels", ())), c.get("scope")) for c in doc["columns"])
-        return cls(doc["action"], tuple(doc["reasons"]), doc["statement"], cols)
+        return cls(doc["action"], tuple(doc["reasons"]), doc["statement"], cols, bool(doc.get("is_read", True)))
 
     def to_json(self) -> dict:
         return {"action": self.action, "reasons": list(self.reasons), "statement": self.statement,

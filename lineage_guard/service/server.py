@@ -624,6 +624,8 @@ def _ranges(lo, hi, parts: int) -> list[tuple[int | None, int | None]]:
 def _decision_json(decision) -> dict:
     """`Decision.to_json()` plus each mask's parameters and key scope (no key: scopes are names)."""
     doc = decision.to_json()
+    # Thin clients (the Airflow operator) tell a read from a write without the SQL analyser.
+    doc["is_read"] = decision.analysis is None or decision.analysis.is_read
     for column, out in zip(decision.columns, doc["columns"], strict=True):
         out["labels"] = list(column.labels)
         out["scope"] = column.mask.scope if column.mask else None

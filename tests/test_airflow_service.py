@@ -1,0 +1,192 @@
+"""GovernedPostgresOperator in service mode: real `dag.test()` in a task process holding only tokens.
+
+A real `lineage-guard serve` subprocess (TLS, a JWKS issuer over HTTP on 127.0.0.1) holds the policy,
+the database URL and the master key. The DAG runs in a fresh process whose environment has no
+database credential and no master key: one task reads with a projected service-account token from a
+file (a JWT), one with a lineage-guard API token in the connection's password, one with a forged JWT
+naming the first task's subject (refused, with a ledger entry). The embedded-mode tests are beside this
+one (tests/test_airflow_operator.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from airflow_conftest import *
+from conftest import TEST_MASTER_KEY, require
+from cryptography.hazmat.primitives.asymmetric import rsa
+from service_helpers import AUDIENCE, Issuer, make_tls, server_key, start_server
+
+from lineage_guard.audit import Ledger
+
+pytestmark = pytest.mark.airflow
+
+EXTRACT_SUBJECT = "system:serviceaccount:airflow:extract"
+SENSITIVE = ("mrn", "full_name", "email", "diagnosis")
+
+
+def _server_policy(issuer: Issuer) -> str:
+    """The Airflow tests' policy plus a service section: who each credential is, and for what."""
+    doc = yaml.safe_load((DAGS / "policy.yaml").read_text())
+    doc["identities"].update({"airflow:lg_service.extract": {"kind": "service", "groups": ["training-jobs"]},
+                              "airflow:lg_service.rows": {"kind": "service", "groups": ["training-jobs"]}})
+    doc["detection"] = {"enabled": False}
+    doc["service"] = {
+        "audience": AUDIENCE,
+        "issuers": [{"issuer": issuer.url, "jwks_url": issuer.jwks_url, "algorithms": ["RS256"]}],
+        "principals": [{"identity": "airflow:lg_service.extract", "issuer": issuer.url, "subject": EXTRACT_SUBJECT}],
+        "purposes": {"airflow:lg_service.extract": ["ai_training"], "airflow:lg_service.rows": ["ai_training"]},
+    }
+    return yaml.safe_dump(doc)
+
+
+@pytest.fixture(scope="module")
+def service(airflow_env, patients, tmp_path_factory):
+    require("jwt", "service")
+    root = tmp_path_factory.mktemp("airflow-service")
+    issuer = Issuer()
+    policy = root / "policy.yaml"
+    policy.write_text(_server_policy(issuer))
+    tls = make_tls(root / "tls")
+    home = root / "server-home"
+    home.mkdir()
+    server = start_server(policy, airflow_env.pg_url, tls, home, TEST_MASTER_KEY)
+    from lineage_guard.service.tokens import TokenStore
+
+    api_token = TokenStore(home / "api_tokens.json").create("airflow:lg_service.rows")
+    yield server, issuer, tls, api_token
+    assert server.stop() == 0
+    issuer.close()
+
+
+RUN = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("lg_dag_lg_service", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+dagrun = module.dag.test(run_conf={"out_dir": sys.argv[2]})
+from airflow.models.xcom import XComModel
+from airflow.sdk.serde import deserialize
+from airflow.utils.session import create_session
+with create_session() as session:
+    tasks = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
+    rows = session.query(XComModel).filter_by(dag_id="lg_service", run_id=dagrun.run_id, key="return_value").all()
+    xcoms = {r.task_id: deserialize(XComModel.deserialize_value(r)) for r in rows}
+print("LG-RESULT " + json.dumps({"tasks": tasks, "xcoms": xcoms}, default=str))
+"""
+
+
+def _task_environment(airflow_env, **connections) -> dict:
+    """Airflow's own settings and the service connections; nothing of lineage_guard, no database credential."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("AIRFLOW__")}
+    env["AIRFLOW_HOME"] = str(airflow_env.home)
+    env.update({f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in connections.items()})
+    return env
+
+
+def test_a_dag_in_service_mode_reads_masked_data_with_only_a_token(airflow_env, service, patients, tmp_path):
+    import pyarrow.parquet as pq
+
+    server, issuer, tls, api_token = service
+    host, port = server.url.removeprefix("grpc+tls://").rsplit(":", 1)
+    token_file = tmp_path / "projected-token"      # what the kubelet mounts for a pod
+    token_file.write_text(issuer.token(EXTRACT_SUBJECT))
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    base = {"conn_type": "lineage_guard_service", "host": host, "port": int(port)}
+    env = _task_environment(
+        airflow_env,
+        lg_service_jwt={**base, "extra": {"token_file": str(token_file), "ca_file": str(tls.cert)}},
+        lg_service_api={**base, "password": api_token, "extra": {"ca_file": str(tls.cert)}},
+        lg_service_forged={**base, "password": issuer.token(EXTRACT_SUBJECT, key=stranger),
+                           "extra": {"ca_file": str(tls.cert)}},
+    )
+    assert TEST_MASTER_KEY not in json.dumps(env) and airflow_env.pg_url not in json.dumps(env)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    done = subprocess.run([sys.executable, "-c", RUN, str(DAGS / "lg_service.py"), str(out_dir)], env=env,
+                          capture_output=True, text=True, timeout=300, check=False, cwd=tempfile.gettempdir())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LG-RESULT ")]
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(lines[-1].removeprefix("LG-RESULT "))
+    assert result["tasks"] == {"extract": "success", "rows": "success", "forged": "failed",
+                               "environment": "success"}, result
+
+    # the task process held no key, no database credential, and loaded neither the masking engine nor a driver
+    report = result["xcoms"]["environment"]
+    assert report["loaded"] == []
+    assert not any(k.startswith(("LINEAGE_GUARD_", "PG")) for k in report["env"])
+    assert report["env"] == ["AIRFLOW_CONN_LG_SERVICE_API", "AIRFLOW_CONN_LG_SERVICE_FORGED",
+                                     "AIRFLOW_CONN_LG_SERVICE_JWT"]
+
+    # masked Parquet written by the thin client, with the server's receipt
+    [written] = list(out_dir.iterdir())
+    table = pq.read_table(written)
+    assert table.column("id").to_pylist() == [p["id"] for p in patients]
+    assert table.column("city").to_pylist() == [p["city"] for p in patients]
+    for column in SENSITIVE:
+        assert not set(table.column(column).to_pylist()) & {p[column] for p in patients}, column
+    summary = result["xcoms"]["extract"]
+    assert summary["rows"] == len(patients) and sorted(summary["masked_columns"]) == sorted(SENSITIVE)
+    assert pq.read_metadata(written).metadata[b"lineage_guard.receipt_id"] == summary["receipt_id"].encode()
+
+    rows = result["xcoms"]["rows"]
+    assert [(r[0], r[2]) for r in rows] == [(p["id"], p["city"]) for p in patients[:3]]
+    assert not {r[1] for r in rows} & {p["full_name"] for p in patients}
+
+    # the server's ledger: verified identities, and the forged token refused with an entry
+    with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
+        check = led.verify_receipt(summary["receipt_id"], server_key(led))
+        assert check.ok, check
+        bodies = [e["body"] for e in led.entries()]
+        assert led.verify(server_key(led)).ok
+    who = check.entry["body"]["who"]
+    assert who["principal"] == "airflow:lg_service.extract"
+    assert who["auth"]["method"] == "jwt" and who["auth"]["subject"] == EXTRACT_SUBJECT
+    reads = [b for b in bodies if b["who"]["principal"] == "airflow:lg_service.rows" and b["outcome"] == "success"]
+    assert reads and reads[-1]["who"]["auth"]["method"] == "api_token" and reads[-1]["rows"] == 3
+    refused = [b for b in bodies if b["job"]["name"] == "lineage_guard.service.auth"]
+    assert refused and refused[-1]["outcome"] == "denied" and refused[-1]["who"]["principal"] == "unauthenticated"
+    assert "does not verify" in refused[-1]["decision"]["reasons"][0]
+    assert not [b for b in bodies if b["who"]["principal"] == "airflow:lg_service.extract" and b["rows"] and
+                b["run_id"] != check.entry["body"]["run_id"] and b["outcome"] == "success"]
+    # nothing raw and no token in the task logs
+    for needle in [*(str(p[c]) for p in patients for c in SENSITIVE), TEST_MASTER_KEY, api_token]:
+        assert needle not in done.stdout + done.stderr
+
+
+def test_service_mode_refuses_an_identity_named_in_dag_code(airflow_env):
+    from lineage_guard.errors import ConfigError
+    from lineage_guard.operators import GovernedPostgresOperator
+
+    with pytest.raises(ConfigError, match="establishes the identity from the connection's token"):
+        GovernedPostgresOperator(task_id="spoof", service_conn_id="lg_service_api", identity="dr-grey",
+                                 sql="SELECT 1", purpose="ai_training")
+    with pytest.raises(ConfigError, match="hook_params"):
+        GovernedPostgresOperator(task_id="keys", service_conn_id="lg_service_api", sql="SELECT 1",
+                                 purpose="ai_training", hook_params={"master_key_conn_id": "k"})
+
+
+def test_the_service_connection_names_one_credential(airflow_env, monkeypatch, tmp_path):
+    from lineage_guard.errors import ConfigError
+    from lineage_guard.operators import GovernedServiceHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_LG_SVC_BAD", json.dumps({"conn_type": "lineage_guard_service", "host": "127.0.0.1",
+                                                              "port": 1, "password": "lgt_x",
+                                                              "extra": {"token_file": str(tmp_path / "t")}}))
+    with pytest.raises(ConfigError, match="both a password"):
+        GovernedServiceHook("lg_svc_bad").credential()
+    monkeypatch.setenv("AIRFLOW_CONN_LG_SVC_NONE", json.dumps({"conn_type": "lineage_guard_service",
+                                                               "host": "127.0.0.1", "port": 1}))
+    with pytest.raises(ConfigError, match="no credential"):
+        GovernedServiceHook("lg_svc_none").credential()
+    monkeypatch.setenv("AIRFLOW_CONN_LG_SVC_PG", json.dumps({"conn_type": "postgres", "host": "127.0.0.1"}))
+    with pytest.raises(ConfigError, match="type lineage_guard_service"):
+        GovernedServiceHook("lg_svc_pg").url
