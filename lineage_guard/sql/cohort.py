@@ -48,6 +48,10 @@ def cohort_blocker(node: exp.Expression, identifying: frozenset[str]) -> str | N
         return "a window function"
     if any(isinstance(n, (exp.Select, exp.Subquery)) for n in node.walk() if n is not node):
         return "a subquery"
+    if node.args.get("having"):
+        # The floor is one more HAVING condition; the statement's own runs on every group, the withheld
+        # ones too (`GROUP BY id HAVING 1 / (id - k) > 0` fails exactly when patient k is in the cohort).
+        return "a HAVING clause of its own (it runs on the groups the floor withholds too); filter in WHERE"
     group = node.args.get("group")
     keys: set[str] = set()
     if group:

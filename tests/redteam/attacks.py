@@ -612,6 +612,17 @@ def cohort_joint_differencing(rt: RedTeam, rec: Recovery) -> Recovery:
             rec.values[k] = with_hiv - without == 1
     return rec
 
+
+def cohort_having_error(rt: RedTeam, rec: Recovery) -> Recovery:
+    """The floor is ANDed to the statement's own HAVING, which runs on every group, withheld ones too:
+    `GROUP BY id HAVING 1 / (id - k) > 0` divides by zero exactly when patient k's group exists, i.e.
+    when patient k is in the cohort, although that one-row group never comes back."""
+    for k in rec.keys:
+        rec.values[k] = rt.probe_error("SELECT count(*) AS n FROM patients WHERE birth_date < '1980-01-01' "
+                                       f"GROUP BY id HAVING 1 / (id - {k}) > 0")
+    return rec
+
+
 # --- mask semantics ----------------------------------------------------------------------------------
 
 def equijoin_under_generalize(rt: RedTeam, rec: Recovery) -> Recovery:
@@ -719,6 +730,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("cohort_key_variance", "declared predicate", "patients.born_before_1980", cohort_key_variance),
     Attack("cohort_joint_differencing", "declared predicate", "patients.hiv", cohort_joint_differencing,
            (6, 1, 13, 2), POLICIES / "cohort.yaml"),
+    Attack("cohort_having_error", "declared predicate", "patients.born_before_1980", cohort_having_error),
     Attack("cohort_differencing_exact_date", "declared predicate", "patients.birth_date",
            cohort_differencing_exact_date, (1, 2), POLICIES / "cohort.yaml"),
     Attack("equijoin_under_generalize_example", "mask semantics", "customers.same_zip_as_1",
