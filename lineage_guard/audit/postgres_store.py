@@ -142,6 +142,11 @@ class PostgresStore:
             )
             raise LedgerError(f"ledger {self.where}: PostgreSQL {type(exc).__name__} ({detail})") from None
 
+    def connection(self):
+        """This thread's connection, errors named as ledger errors: for the derived search index
+        (`index.py`), which keeps its side tables in the ledger's own database."""
+        return self._connect()
+
     def close(self) -> None:
         """Close this process's connections."""
         self._conns.close()

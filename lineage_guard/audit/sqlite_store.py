@@ -100,6 +100,11 @@ class SqliteStore:
                 f"ledger {self.path}: SQLite {type(exc).__name__} ({exc.sqlite_errorname})"
             ) from None
 
+    def connection(self):
+        """This thread's connection, errors named as ledger errors: for the derived search index
+        (`index.py`), which keeps its side tables in the ledger's own database."""
+        return self._connect()
+
     def close(self) -> None:
         """Close this process's connections (the last close checkpoints the WAL into the file)."""
         self._conns.close()

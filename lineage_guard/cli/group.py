@@ -37,6 +37,7 @@ LAZY: dict[str, LazyCommand] = {
     "scan": LazyCommand("scan", "Detect sensitive columns in a source."),
     "serve": LazyCommand("serve", "Serve governed reads over Arrow Flight SQL (TLS, authenticated callers)."),
     "tokens": LazyCommand("tokens", "API tokens for lineage-guard serve: create, list, revoke."),
+    "console": LazyCommand("console", "Serve the web console: approvals inbox, who-saw-what timeline, receipts."),
 }
 
 

@@ -27,6 +27,7 @@ def serve(
     grace: Annotated[float, typer.Option("--grace", help="Seconds open streams get to finish on SIGTERM.")] = 30.0,
     environment: Annotated[str | None, typer.Option("--environment", help="Source environment tag.")] = None,
     tokens: Annotated[Path | None, typer.Option("--tokens", help="API token store (default: $LINEAGE_GUARD_API_TOKENS or the state folder).")] = None,
+    console_port: Annotated[int | None, typer.Option("--console-port", help="Also serve the web console (HTTPS with the same certificate) on this port.")] = None,
 ) -> None:
     """Serve governed reads over Arrow Flight SQL: every call authenticated, masked per the policy."""
     from ..service.run import build_server, serve_until_signalled
@@ -37,6 +38,11 @@ def serve(
                               environment=environment, token_store=tokens)
         scheme = "grpc+tls" if tls_cert else "grpc+tcp"
         out.print(f"lineage-guard serve: listening on {scheme}://{host}:{server.port}", highlight=False, markup=False)
+        if console_port is not None:
+            from ..console.run import console_beside
+
+            out.print(f"lineage-guard serve: console on {console_beside(policy, host, console_port, tls_cert, tls_key)}",
+                      highlight=False, markup=False)
 
         def announce(message: str) -> None:
             err.print(f"lineage-guard serve: {message}", highlight=False, markup=False)

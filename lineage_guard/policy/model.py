@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from ..approvals.config import ApprovalsConfig
 from ..classify.config import DetectionConfig
+from ..console.config import ConsoleConfig
 from ..identity import Identity
 from ..errors import ConfigError
 from ..mask.params import checked
@@ -181,6 +182,7 @@ class Policy(_Strict):
     # Which rows of a table an identity may read, per group and purpose (policy/row_filters.py).
     row_filters: list[RowFilterDecl] = Field(default_factory=list)
     row_filters_combine: Literal["all", "any"] = "all"   # several filters matching one table: all / any must hold
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)   # who may sign in to `lineage-guard console`
     # Where the policy was read from (set by `load_policy`), so errors can name the file to edit.
     _source: str | None = PrivateAttr(default=None)
     _labels: tuple[dict[str, str], dict[ColumnRef, str]] | None = PrivateAttr(default=None)
