@@ -68,6 +68,8 @@ def test_editable_install_resolves_the_mapped_packages():
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lineage_guard/service/", ("service",)),
     ("lineage_guard/client/", ("service",)),  # the client speaks Flight SQL messages (protobuf)
+    ("lineage_guard/console/config.py", ()),  # the policy model imports it: core only
+    ("lineage_guard/console/", ("console",)),
     ("operators/", ("airflow",)),
     ("assets/", ("dagster",)),
     ("integrations/great_expectations.py", ("gx",)),
