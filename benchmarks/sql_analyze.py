@@ -4,7 +4,9 @@ For every statement of the adversarial corpus (plus its class variants) and of t
 oracle's generator (`--oracle N` of its statements, default 2000), it times, in the same run, the
 baseline `sqlglot.parse(sql, dialect="postgres")` (what any SQL-aware tool pays), then
 `lineage_guard.sql.analyze` (parse + token checks + catalog resolution + lineage + uses), then
-the whole `plan` (analysis + the opaque-values rule + policy). Offline catalog (DDL), so no I/O.
+the whole `plan` (analysis + the opaque-values rule + policy), then `plan` under the same policy
+with a row filter on each corpus table (the rewrite of every reference, sql/rowfilter.py; a tree
+without row filters skips that row). Offline catalog (DDL), so no I/O.
 Times are CPU time of this process (`time.process_time_ns`): on a shared machine, wall time
 mostly measures the other jobs.
 
@@ -74,11 +76,15 @@ def main() -> None:
         return
     for label, r in results.items():
         print(f"{label}: {r['parser']}")
-        for corpus, (n, base, ana, full, worst) in r["sets"].items():
+        for corpus, (n, base, ana, full, worst, *filtered) in r["sets"].items():
             print(f"  {corpus}: {n} statements, median of {args.repeat} runs each (CPU ms per statement)")
             print(f"    sqlglot.parse (baseline)  median {base:.3f}")
             print(f"    analyze                   median {ana:.3f}   ratio {ana / base:.1f}x   worst {worst:.3f}")
             print(f"    plan (analyze + policy)   median {full:.3f}   ratio {full / base:.1f}x")
+            if filtered and filtered[0] is not None:
+                rf, applied = filtered
+                print(f"    plan with row filters     median {rf:.3f}   vs plan {rf / full:.2f}x   "
+                      f"({applied} allowed with a filter applied)")
     if args.live:
         _live(args.live, *context, args.repeat)
 
@@ -106,6 +112,7 @@ def _measure(tree: Path, repeat: int, oracle: int):
     catalog = Catalog.from_ddl(corpus / "schema.sql", corpus / "schema_extras.sql")
     policy = load_policy(corpus / "policy.yaml")
     me = Identity("svc-training", "service", frozenset({"training-jobs"}))
+    filtered = _with_row_filters(corpus)
     analyze("SELECT 1", catalog)  # builds the allow-list's sqlglot mapping once
 
     def parse(sql):
@@ -122,12 +129,39 @@ def _measure(tree: Path, repeat: int, oracle: int):
             ana = _median_ms(lambda sql=sql: analyze(sql, catalog), repeat)
             full = _median_ms(lambda sql=sql: plan(sql, catalog=catalog, policy=policy, identity=me,
                                                    purpose="ai_training"), repeat)
-            rows.append((base, ana, full))
-        base, ana, full = (statistics.median(col) for col in zip(*rows))
-        sets[name] = (len(sqls), base, ana, full, max(r[1] for r in rows))
+            rf = None if filtered is None else _median_ms(
+                lambda sql=sql: plan(sql, catalog=catalog, policy=filtered, identity=me, purpose="ai_training"),
+                repeat)
+            rows.append((base, ana, full, rf))
+        base, ana, full = (statistics.median(col) for col in list(zip(*rows))[:3])
+        rf = applied = None
+        if filtered is not None:
+            rf = statistics.median(r[3] for r in rows)
+            applied = sum(1 for sql in sqls if plan(sql, catalog=catalog, policy=filtered, identity=me,
+                                                    purpose="ai_training").to_json().get("row_filters"))
+        sets[name] = (len(sqls), base, ana, full, max(r[1] for r in rows), rf, applied)
     compiled = sqlglot.parser.__file__.endswith(".so")
     parser = f"sqlglot {sqlglot.__version__} ({'compiled: sqlglotc' if compiled else 'pure Python'}), {tree}"
     return {"parser": parser, "sets": sets}, (statements, catalog, policy, me, plan)
+
+
+def _with_row_filters(corpus: Path):
+    """The corpus policy plus a row filter on each corpus table (one binds an identity attribute); None
+    for a tree that has no row filters."""
+    from lineage_guard.policy import parse_policy
+
+    text = (corpus / "policy.yaml").read_text().replace(
+        "svc-training: {kind: service, groups: [training-jobs]}",
+        "svc-training: {kind: service, groups: [training-jobs], attributes: {plan: enterprise}}")
+    try:
+        return parse_policy(text + """
+row_filters:
+  - {name: customers-plan, table: public.customers, predicate: "plan = :identity.plan"}
+  - {name: even-orders, table: public.orders, predicate: "id % 2 = 0"}
+  - {name: patients-cohort, table: public.patients, predicate: "id % 3 <> 0"}
+""")
+    except Exception:  # noqa: BLE001 - an older tree (--compare) without row filters
+        return None
 
 
 def _live(url: str, statements: list[str], catalog, policy, me, plan, repeat: int) -> None:

@@ -119,7 +119,7 @@ _KEYWORDS = {"where", "join", "on", "order", "group", "union", "limit", "left", 
 def naive(sql: str, table: str, column: str = "tenant", value: str = "'acme'") -> str:
     """The baseline: a string rewrite. Find the first `FROM/JOIN <table> [alias]`, AND `alias.column = value`
     to the statement's last WHERE (or add one); a statement that does not name the table is left as it is."""
-    m = re.search(rf"\b(?:FROM|JOIN)\s+(?:public\.)?{table}\b(?:\s+(?:AS\s+)?(\w+))?", sql, re.I)
+    m = re.search(rf"\b(?:FROM|JOIN)\s+(?:public\.)?{table}\b(?:\s+(?:AS\s+)?(\w+))?", sql, re.IGNORECASE)
     if m is None:
         return sql
     alias = m.group(1) if m.group(1) and m.group(1).lower() not in _KEYWORDS else table
@@ -177,8 +177,8 @@ def test_a_sensitive_filter_column_is_not_the_callers_use(db, catalog, policy):
 
 CONSTRUCTS = {
     "join": ("SELECT a.id, e.id FROM events e JOIN accounts a ON a.id = e.account_id", {1, 2, 3}),
-    "left join keeps the filter inside": ("SELECT e.account_id, a.id FROM events e LEFT JOIN accounts a "
-                                          "ON a.id = e.account_id WHERE a.id IS NOT NULL", {1, 2, 3}),
+    "left join keeps the filter inside": (("SELECT e.account_id, a.id FROM events e LEFT JOIN accounts a "
+                                          "ON a.id = e.account_id WHERE a.id IS NOT NULL"), {1, 2, 3}),
     "subquery": ("SELECT s.id FROM (SELECT id FROM accounts) s", {1, 2, 3}),
     "cte": ("WITH x AS (SELECT id FROM accounts) SELECT id FROM x", {1, 2, 3}),
     "set operation": ("SELECT id FROM accounts WHERE score > 25 UNION SELECT id FROM accounts WHERE score < 15",
@@ -188,8 +188,8 @@ CONSTRUCTS = {
     "scalar subquery": ("SELECT (SELECT max(a.id) FROM accounts a) FROM events e", {3}),
     "view": ("SELECT id FROM v_accounts", {1, 2, 3}),
     "view of a view": ("SELECT id FROM v_nested", {1, 2, 3}),
-    "recursive cte": ("WITH RECURSIVE r(id) AS (SELECT min(id) FROM accounts UNION ALL "
-                      "SELECT a.id FROM accounts a JOIN r ON a.id = r.id + 1) SELECT id FROM r", {1, 2, 3}),
+    "recursive cte": (("WITH RECURSIVE r(id) AS (SELECT min(id) FROM accounts UNION ALL "
+                      "SELECT a.id FROM accounts a JOIN r ON a.id = r.id + 1) SELECT id FROM r"), {1, 2, 3}),
     "exists": ("SELECT e.account_id FROM events e WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id)",
                {1, 2, 3}),
     "in subquery": ("SELECT e.account_id FROM events e WHERE e.account_id IN (SELECT a.id FROM accounts a)",
@@ -223,8 +223,8 @@ ATTACKS = [
     ("subquery in FROM", "SELECT x.m FROM accounts a, (SELECT max(id) AS m FROM accounts) x WHERE a.id = 1",
      "accounts"),
     ("scalar subquery", "SELECT (SELECT max(id) FROM accounts) FROM accounts WHERE id = 1", "accounts"),
-    ("recursive CTE", "WITH RECURSIVE r(id) AS (SELECT a.id FROM accounts a WHERE a.id = 1 UNION ALL "
-                      "SELECT b.id FROM accounts b JOIN r ON b.id = r.id + 1) SELECT id FROM r", "accounts"),
+    ("recursive CTE", ("WITH RECURSIVE r(id) AS (SELECT a.id FROM accounts a WHERE a.id = 1 UNION ALL "
+                      "SELECT b.id FROM accounts b JOIN r ON b.id = r.id + 1) SELECT id FROM r"), "accounts"),
     ("view", "SELECT id FROM v_accounts WHERE id > 0", "accounts"),
     ("ONLY parent of an inherited table", "SELECT id FROM ONLY measures WHERE id > 0", "measures"),
     ("child of a filtered parent read directly", "SELECT id FROM measures_2025 WHERE id > 0", "measures"),
@@ -407,3 +407,27 @@ def test_catalog_check_names_missing_tables_and_columns(tmp_path):
     assert f"{path}:8: row_filters.0 (f).predicate: public.accounts has no column 'tenant_id' (did you mean " \
            "'tenant'?)" in text
     assert f"{path}:9: row_filters.1 (g).table: there is no table public.nowhere in the schema file" in text
+
+
+def test_writes_the_filter_cannot_scope_are_denied(db, catalog, policy):
+    writer = parse_policy(POLICY + "writes: {allowed_groups: [analysts]}\n")
+    for sql, reason in [
+        ("UPDATE v_accounts SET score = 0", "through a view"),
+        ("MERGE INTO accounts a USING events e ON a.id = e.account_id WHEN MATCHED THEN UPDATE SET score = 0",
+         "MERGE into public.accounts"),
+        ("UPDATE measures SET v = 0 WHERE id > 0", None),
+        ("TRUNCATE accounts", "only SELECT, INSERT, UPDATE and DELETE"),
+        ("UPDATE docs SET title = 'x' WHERE id > 0", "without ONLY"),
+    ]:
+        decision = plan(sql, catalog=catalog, policy=writer, identity=ANA, purpose="reporting")
+        if reason is None:
+            assert decision.action == "allow" and '"measures".tenant = $1' in decision.analysis.executed_sql
+        else:
+            assert decision.action == "deny" and any(reason in r for r in decision.reasons), (sql, decision.reasons)
+
+
+def test_a_filter_naming_a_view_denies_rather_than_reading_it_unfiltered(db, catalog, policy):
+    on_view = policy.model_copy(update={"row_filters": [policy.row_filters[0].model_copy(
+        update={"table": "public.v_accounts"})]})
+    decision = plan("SELECT id FROM v_accounts", catalog=catalog, policy=on_view, identity=ANA, purpose="reporting")
+    assert decision.action == "deny" and "which is a view" in decision.reasons[0]

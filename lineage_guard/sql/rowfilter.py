@@ -116,17 +116,17 @@ def compile_predicate(text: str) -> exp.Expression:
     except sqlglot.errors.SqlglotError:
         raise ValueError("the predicate does not parse as one PostgreSQL boolean expression") from None
     if isinstance(node, (exp.Query, exp.DDL, exp.DML, exp.Command)):
-        raise ValueError("the predicate must be a boolean expression, not a statement")
+        raise ValueError("the predicate must be a boolean expression, not a statement")  # noqa: TRY004 - pydantic reports ValueError as a field error
     for sub in node.walk():
         if isinstance(sub, (exp.Query, exp.Subquery, exp.Table, exp.Exists, exp.Star)):
-            raise ValueError("a row filter may not contain a subquery or name another table; use only this "
+            raise ValueError("a row filter may not contain a subquery or name another table; use only this "  # noqa: TRY004
                              "table's columns")
         if isinstance(sub, (exp.AggFunc, exp.Window)):
-            raise ValueError("a row filter may not aggregate or use a window; test each row's own columns")
+            raise ValueError("a row filter may not aggregate or use a window; test each row's own columns")  # noqa: TRY004
         if isinstance(sub, exp.Column) and (sub.table or not isinstance(sub.this, exp.Identifier)):
             raise ValueError(f"column {sub.sql('postgres')} is qualified; name this table's columns unqualified")
         if isinstance(sub, exp.Parameter):
-            raise ValueError("positional parameters ($1) are not allowed; use :identity.<attribute>")
+            raise ValueError("positional parameters ($1) are not allowed; use :identity.<attribute>")  # noqa: TRY004
         if isinstance(sub, exp.Placeholder) and _attribute(sub.parent) is None:
             raise ValueError(f"unknown placeholder {sub.sql('postgres')}; identity attributes are written "
                              ":identity.<attribute>")
@@ -170,13 +170,13 @@ def apply_row_filters(analysis: Analysis, catalog: Catalog, rules: Iterable[Filt
         by_table.setdefault(rule.table, []).append(rule)
     if not by_table:
         return analysis
-    family = _Family(catalog, by_table)
+    family = _family(catalog, by_table)
     touched = set(analysis.tables_read) | set(analysis.tables_written)
-    if not any(family.relevant(t) for t in touched):
+    if analysis.is_read and not any(family.relevant(t) for t in touched):  # a write may go through a view
         return analysis
     if analysis.tree is None:
-        raise RowFilterDenied([f"row filter on {', '.join(sorted(str(t) for t in touched if family.relevant(t)))}: "
-                               "the data did not come from a statement the filter can be added to"])
+        raise RowFilterDenied([(f"row filter on {', '.join(sorted(str(t) for t in touched if family.relevant(t)))}: "
+                               "the data did not come from a statement the filter can be added to")])
     rewriter = _Rewriter(catalog, family, attributes, combine, _max_parameter(analysis.tree))
     tree = analysis.tree.copy()  # the caller's analysis (maybe cached) stays unfiltered
     tree = rewriter.statement(tree)
@@ -197,6 +197,20 @@ def _max_parameter(tree: exp.Expression) -> int:
     return top
 
 
+_FAMILIES: dict[tuple, _Family] = {}
+
+
+def _family(catalog: Catalog, by_table: Mapping[TableRef, list[FilterRule]]) -> _Family:
+    """One `_Family` per (catalog, filters): a process plans many statements against the same two."""
+    key = (id(catalog), len(catalog.relations), tuple((t, tuple(r)) for t, r in sorted(by_table.items())))
+    found = _FAMILIES.get(key)
+    if found is None or found.catalog is not catalog:
+        if len(_FAMILIES) > 64:
+            _FAMILIES.clear()
+        found = _FAMILIES[key] = _Family(catalog, by_table)
+    return found
+
+
 class _Family:
     """Filtered tables and their inheritance relatives (a parent's filter holds for its children's rows)."""
 
@@ -212,6 +226,9 @@ class _Family:
                 for up in ups:
                     children.setdefault(up, []).append(TableRef(rel.schema, rel.name))
         self.children = children
+        # What each view / function body reads (bare names), through views and functions: catalog facts.
+        self.reach: dict[tuple[str, str, str], frozenset[str]] = {}
+        self._names: set[str] | None = None
 
     def ancestors(self, ref: TableRef) -> list[TableRef]:
         out, todo = [], list(self.parents.get(ref, ()))
@@ -246,9 +263,12 @@ class _Family:
         return bool(self.rules_for(ref) or self.filtered_below(ref))
 
     def relevant_names(self) -> set[str]:
+        if self._names is not None:
+            return self._names
         names = set()
         for ref in self.by_table:
             names |= {ref.table, *(d.table for d in self.descendants(ref)), *(a.table for a in self.ancestors(ref))}
+        self._names = names
         return names
 
 
@@ -264,7 +284,7 @@ class _Rewriter:
         self.reasons: list[str] = []
         self.counts: dict[TableRef, int] = {}
         self._aliases = 0
-        self._reach: dict[tuple[str, str, str], frozenset[str]] = {}
+        self._reach = family.reach
 
     def refuse(self, reason: str) -> None:
         if reason not in self.reasons:
@@ -336,7 +356,9 @@ class _Rewriter:
                 continue
             ref = TableRef(rel.schema, rel.name)
             if rel.kind in ("view", "matview") or (rel.definition and not rel.columns):
-                if self._view_reaches(rel):
+                if self.family.rules_for(ref):  # check-policy refuses this; a plan must not read it unfiltered
+                    self.refuse(f"a row filter names {ref}, which is a {rel.kind}: filter the table(s) it reads")
+                elif self._view_reaches(rel):
                     if rel.kind == "matview":
                         self.refuse(f"materialized view {ref} stores rows of a table with a row filter for this "
                                     "identity; they cannot be filtered: read the table itself")
