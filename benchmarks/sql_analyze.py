@@ -168,7 +168,7 @@ def _live(url: str, statements: list[str], catalog, policy, me, plan, repeat: in
     """The EXPLAIN binding check per allowed statement, and the statement itself, on the same connection (wall time)."""
     import psycopg
 
-    from lineage_guard.sql.explain import binding_disagreements, planned
+    from lineage_guard.sql.explain import binding_disagreements, planned, scan_names
 
     rows = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -178,12 +178,14 @@ def _live(url: str, statements: list[str], catalog, policy, me, plan, repeat: in
                 continue
             executed = decision.analysis.executed_sql
             known, outputs = planned(decision.analysis)
+            names = scan_names(decision.analysis)
 
-            def check(executed=executed, known=known, outputs=outputs, sensitive=decision.sensitive):
+            def check(executed=executed, known=known, outputs=outputs, sensitive=decision.sensitive, names=names):
                 with conn.transaction(force_rollback=True):
                     conn.execute("SET TRANSACTION READ ONLY")
                     explained = conn.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {executed}").fetchone()[0]
-                    assert not binding_disagreements(explained, known=known, outputs=outputs, sensitive=sensitive)
+                    assert not binding_disagreements(explained, known=known, outputs=outputs, sensitive=sensitive,
+                                                     names=names)
 
             def run(executed=executed):
                 with conn.transaction(force_rollback=True):

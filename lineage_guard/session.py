@@ -685,14 +685,16 @@ def binding_check(decision: Decision):
     """Before a live read: refuse when the server binds the statement differently from the plan (sql/explain.py)."""
     if decision.analysis is None or not decision.sensitive:
         return None  # nothing this reader may not see: no binding can reveal more than the plan shows
-    from .sql.explain import binding_disagreements, planned
+    from .sql.explain import binding_disagreements, planned, scan_names
 
     known, outputs = planned(decision.analysis)
     for applied in decision.analysis.row_filters:  # the policy's own predicate reads these, not the caller
         known |= set(applied.columns)
+    names = scan_names(decision.analysis)
 
     def verify(explained) -> None:
-        reasons = binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive)
+        reasons = binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive,
+                                        names=names)
         if reasons:
             raise AccessDenied(reasons)
 

@@ -205,7 +205,7 @@ def _allowed_corpus_statements(live, policy):  # noqa: F811
 
 
 def test_the_binding_check_agrees_on_every_allowed_corpus_statement(corpus_url, live, policy):  # noqa: F811
-    from lineage_guard.sql.explain import binding_disagreements, planned
+    from lineage_guard.sql.explain import binding_disagreements, planned, scan_names
 
     psycopg = require("psycopg", "postgres")
     checked = 0
@@ -215,8 +215,8 @@ def test_the_binding_check_agrees_on_every_allowed_corpus_statement(corpus_url, 
             explained = _explained(corpus_url, decision.analysis.executed_sql)
         except psycopg.Error:
             continue  # the server refuses it (a cross-database name...): nothing is read
-        assert binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive) == [], \
-            decision.statement
+        assert binding_disagreements(explained, known=known, outputs=outputs, sensitive=decision.sensitive,
+                                     names=scan_names(decision.analysis)) == [], decision.statement
         checked += 1
     assert checked >= 100  # the masked and clear cases of the corpus and its variants
 
@@ -230,13 +230,68 @@ def test_the_binding_check_agrees_on_every_allowed_corpus_statement(corpus_url, 
      "did not see the statement read"),
 ])
 def test_the_binding_check_refuses_a_disagreement(corpus_url, live, policy, judged, ran, why):  # noqa: F811
-    from lineage_guard.sql.explain import binding_disagreements, planned
+    from lineage_guard.sql.explain import binding_disagreements, planned, scan_names
 
     decision = _plan(judged, live, policy)
     known, outputs = planned(decision.analysis)
     reasons = binding_disagreements(_explained(corpus_url, ran), known=known, outputs=outputs,
-                                    sensitive=decision.sensitive)
+                                    sensitive=decision.sensitive, names=scan_names(decision.analysis))
     assert reasons and any(why in r for r in reasons) and not any("'" in r for r in reasons)
+
+
+# A binding difference inside a CTE, a FROM subquery, a UNION branch or a recursive CTE: the plan judged
+# `judged`; the server runs `ran`, which swaps ssn and plan in there. The statement still reads ssn
+# (check 1 is satisfied) and the outer query is the same: only following the plan into the CTE scan,
+# the subquery scan or the Append shows that output 3 (believed `plan`, clear) is computed from ssn.
+NESTED_MISREADS = [
+    ("WITH x AS MATERIALIZED (SELECT id, ssn, plan FROM customers) SELECT id, ssn, plan FROM x",
+     "WITH x AS MATERIALIZED (SELECT id, plan AS ssn, ssn AS plan FROM customers) SELECT id, ssn, plan FROM x"),
+    ("SELECT s.id, s.ssn, s.plan FROM (SELECT id, ssn, plan FROM customers ORDER BY id LIMIT 5) s WHERE s.id > 1",
+     "SELECT s.id, s.ssn, s.plan FROM (SELECT id, plan AS ssn, ssn AS plan FROM customers ORDER BY id LIMIT 5) s "
+     "WHERE s.id > 1"),
+    ("SELECT id, ssn, plan FROM customers UNION ALL SELECT id, ssn, plan FROM customers",
+     "SELECT id, ssn, plan FROM customers UNION ALL SELECT id, plan, ssn FROM customers"),
+    ("SELECT id, ssn, plan FROM customers WHERE id < 5 UNION ALL SELECT id, ssn, plan FROM customers WHERE id > 45 "
+     "ORDER BY 1 LIMIT 9",
+     "SELECT id, ssn, plan FROM customers WHERE id < 5 UNION ALL SELECT id, plan, ssn FROM customers WHERE id > 45 "
+     "ORDER BY 1 LIMIT 9"),
+    ("WITH RECURSIVE r(n, s, p) AS (SELECT 1, ssn, plan FROM customers UNION ALL SELECT n + 1, s, p FROM r "
+     "WHERE n < 2) SELECT n, s, p FROM r",
+     "WITH RECURSIVE r(n, s, p) AS (SELECT 1, ssn, plan FROM customers UNION ALL SELECT n + 1, p, s FROM r "
+     "WHERE n < 2) SELECT n, s, p FROM r"),
+]
+
+
+@pytest.mark.parametrize("judged, ran", NESTED_MISREADS)
+def test_the_binding_check_follows_ctes_subqueries_and_set_operations(corpus_url, live, policy, judged, ran):  # noqa: F811
+    import lineage_guard.sql.explain as explain
+
+    decision = _plan(judged, live, policy)
+    assert decision.action == "allow" and not decision.columns[2].masked  # output 3 is clear: `plan`
+    known, outputs = explain.planned(decision.analysis)
+    server = _explained(corpus_url, ran)
+    # On the real database the server reads ssn for output 3, and the plan attributed it to output 2 only.
+    assert explain.binding_disagreements(server, known=known, outputs=outputs, sensitive=decision.sensitive,
+                                         names=explain.scan_names(decision.analysis)) == [
+        "the server computes output column 3 from public.customers.ssn, which the plan did not attribute to it; "
+        "the read was refused"]
+    # Before it followed scans, the check compared output 3 as the outer plan node names it (`x.plan`,
+    # `s.plan`, `customers.plan` after the first UNION branch, or nothing under an Append): no ssn there.
+    texts = server[0]["Plan"].get("Output") or []
+    assert len(texts) < 3 or "ssn" not in texts[2]
+
+
+def test_the_binding_check_refuses_a_scan_it_cannot_map():
+    from lineage_guard.sql.explain import binding_disagreements
+    from lineage_guard.sql.model import ColumnRef
+
+    ssn = ColumnRef("public", "customers", "ssn")
+    plan_json = [{"Plan": {"Node Type": "Custom Scan", "Alias": "z", "Output": ["z.a"], "Plans": [
+        {"Node Type": "Seq Scan", "Relation Name": "customers", "Schema": "public", "Alias": "customers",
+         "Parent Relationship": "Outer", "Output": ["customers.ssn"]}]}}]
+    reasons = binding_disagreements(plan_json, known={ssn}, outputs=[{ssn}], sensitive={ssn})
+    assert reasons == ["the server's plan reads through 1 scan(s) the binding check cannot map to their sources; "
+                       "the read was refused"]
 
 
 def test_a_read_runs_the_check_before_any_row(corpus_url, policy, monkeypatch):  # noqa: F811
