@@ -247,24 +247,24 @@ NESTED_MISREADS = [
     ("WITH x AS MATERIALIZED (SELECT id, ssn, plan FROM customers) SELECT id, ssn, plan FROM x",
      "WITH x AS MATERIALIZED (SELECT id, plan AS ssn, ssn AS plan FROM customers) SELECT id, ssn, plan FROM x"),
     ("SELECT s.id, s.ssn, s.plan FROM (SELECT id, ssn, plan FROM customers ORDER BY id LIMIT 5) s WHERE s.id > 1",
-     "SELECT s.id, s.ssn, s.plan FROM (SELECT id, plan AS ssn, ssn AS plan FROM customers ORDER BY id LIMIT 5) s "
-     "WHERE s.id > 1"),
+     ("SELECT s.id, s.ssn, s.plan FROM (SELECT id, plan AS ssn, ssn AS plan FROM customers ORDER BY id LIMIT 5) s "
+      "WHERE s.id > 1")),
     ("SELECT id, ssn, plan FROM customers UNION ALL SELECT id, ssn, plan FROM customers",
      "SELECT id, ssn, plan FROM customers UNION ALL SELECT id, plan, ssn FROM customers"),
-    ("SELECT id, ssn, plan FROM customers WHERE id < 5 UNION ALL SELECT id, ssn, plan FROM customers WHERE id > 45 "
-     "ORDER BY 1 LIMIT 9",
-     "SELECT id, ssn, plan FROM customers WHERE id < 5 UNION ALL SELECT id, plan, ssn FROM customers WHERE id > 45 "
-     "ORDER BY 1 LIMIT 9"),
-    ("WITH RECURSIVE r(n, s, p) AS (SELECT 1, ssn, plan FROM customers UNION ALL SELECT n + 1, s, p FROM r "
-     "WHERE n < 2) SELECT n, s, p FROM r",
-     "WITH RECURSIVE r(n, s, p) AS (SELECT 1, ssn, plan FROM customers UNION ALL SELECT n + 1, p, s FROM r "
-     "WHERE n < 2) SELECT n, s, p FROM r"),
+    (("SELECT id, ssn, plan FROM customers WHERE id < 5 UNION ALL SELECT id, ssn, plan FROM customers WHERE id > 45 "
+      "ORDER BY 1 LIMIT 9"),
+     ("SELECT id, ssn, plan FROM customers WHERE id < 5 UNION ALL SELECT id, plan, ssn FROM customers WHERE id > 45 "
+      "ORDER BY 1 LIMIT 9")),
+    (("WITH RECURSIVE r(n, s, p) AS (SELECT 1, ssn, plan FROM customers UNION ALL SELECT n + 1, s, p FROM r "
+      "WHERE n < 2) SELECT n, s, p FROM r"),
+     ("WITH RECURSIVE r(n, s, p) AS (SELECT 1, ssn, plan FROM customers UNION ALL SELECT n + 1, p, s FROM r "
+      "WHERE n < 2) SELECT n, s, p FROM r")),
 ]
 
 
 @pytest.mark.parametrize("judged, ran", NESTED_MISREADS)
 def test_the_binding_check_follows_ctes_subqueries_and_set_operations(corpus_url, live, policy, judged, ran):  # noqa: F811
-    import lineage_guard.sql.explain as explain
+    from lineage_guard.sql import explain
 
     decision = _plan(judged, live, policy)
     assert decision.action == "allow" and not decision.columns[2].masked  # output 3 is clear: `plan`
@@ -273,8 +273,8 @@ def test_the_binding_check_follows_ctes_subqueries_and_set_operations(corpus_url
     # On the real database the server reads ssn for output 3, and the plan attributed it to output 2 only.
     assert explain.binding_disagreements(server, known=known, outputs=outputs, sensitive=decision.sensitive,
                                          names=explain.scan_names(decision.analysis)) == [
-        "the server computes output column 3 from public.customers.ssn, which the plan did not attribute to it; "
-        "the read was refused"]
+        ("the server computes output column 3 from public.customers.ssn, which the plan did not attribute to it; "
+         "the read was refused")]
     # Before it followed scans, the check compared output 3 as the outer plan node names it (`x.plan`,
     # `s.plan`, `customers.plan` after the first UNION branch, or nothing under an Append): no ssn there.
     texts = server[0]["Plan"].get("Output") or []
@@ -290,8 +290,8 @@ def test_the_binding_check_refuses_a_scan_it_cannot_map():
         {"Node Type": "Seq Scan", "Relation Name": "customers", "Schema": "public", "Alias": "customers",
          "Parent Relationship": "Outer", "Output": ["customers.ssn"]}]}}]
     reasons = binding_disagreements(plan_json, known={ssn}, outputs=[{ssn}], sensitive={ssn})
-    assert reasons == ["the server's plan reads through 1 scan(s) the binding check cannot map to their sources; "
-                       "the read was refused"]
+    assert reasons == [("the server's plan reads through 1 scan(s) the binding check cannot map to their sources; "
+                        "the read was refused")]
 
 
 def test_a_read_runs_the_check_before_any_row(corpus_url, policy, monkeypatch):  # noqa: F811
