@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -401,6 +402,8 @@ class GovernedSession:
 
         sink = to if isinstance(to, Sink) else ParquetSink(str(to))
         run.sink = sink.info
+        if getattr(sink, "carries_provenance", False):
+            self._record_intent(run, sink)
         self.lineage.start(run)
         premasked = premasked or {}
         specs = {c.position: c.mask for c in decision.columns
@@ -449,7 +452,15 @@ class GovernedSession:
                 for c in decision.columns
                 if c.mask is not None and c.mask.method in KEYED_METHODS
             },
+            extra={"policy_digest": self._policy_digest()},
         )
+
+    def _policy_digest(self) -> str:
+        if getattr(self, "_digest", None) is None:
+            from .attest.provenance import policy_digest
+
+            self._digest = policy_digest(self.policy)
+        return self._digest
 
     def _input_schemas(self, decision: Decision) -> dict[str, list[tuple[str, str | None]]]:
         if decision.analysis is None:
@@ -531,14 +542,25 @@ class GovernedSession:
         self._admit(run, decision, parameters)
         run.sink = sink.info
         if intent:
-            run.outcome = "open"
-            try:
-                run.receipt = self.ledger.record(run)
-            except BaseException:
-                self._settle(run, done=False)  # nothing was read
-                raise
+            self._record_intent(run, sink)
         self.lineage.start(run)
         return run, decision
+
+    def _record_intent(self, run: RunRecord, sink: Sink) -> None:
+        """Record the run as `open` before any data moves; a sink that carries provenance is stamped
+        with that entry (id, hash) and the id the final entry will take."""
+        run.outcome = "open"
+        try:
+            run.receipt = self.ledger.record(run)
+        except BaseException:
+            self._settle(run, done=False)  # nothing was read
+            raise
+        if getattr(sink, "carries_provenance", False):
+            from .attest.provenance import provenance_for
+
+            run.extra["final_entry_id"] = final = str(uuid.uuid4())
+            sink.provenance = provenance_for(run, intent=run.receipt, receipt_id=final,
+                                             policy_digest=run.extra["policy_digest"])
 
     def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: Sink, progress=None,
               sample: list[pa.RecordBatch] | None = None):
@@ -572,7 +594,7 @@ class GovernedSession:
 
     def _run(self, sql: str, parameters, sink: Sink, progress=None) -> tuple[RunRecord, dict[str, float]]:
         t0 = time.perf_counter()
-        run, decision = self._begin(sql, sink, parameters)
+        run, decision = self._begin(sql, sink, parameters, intent=getattr(sink, "carries_provenance", False))
         t1 = time.perf_counter()
         failure = None
         sample: list[pa.RecordBatch] | None = [] if self.policy.validation.enabled else None
@@ -610,6 +632,8 @@ class GovernedSession:
         run.ended_at = utcnow()
         sink.seal()  # the exact size is known before the result becomes visible
         run.bytes = sink.bytes_written
+        if getattr(sink, "sha256", None):
+            run.extra["output_sha256"] = sink.sha256  # the ledger matches the published file by this
         try:
             run.receipt = self.ledger.record(run)  # before the commit: no delivered result without an entry
         except BaseException:

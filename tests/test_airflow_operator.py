@@ -54,6 +54,15 @@ def test_extract_writes_masked_parquet_and_returns_a_summary(airflow_env, patien
     assert entry is not None
     text = str(entry)
     assert "airflow:lg_extract.extract_patients" in text and "ai_training" in text
+    # the file carries its provenance, which the ledger's final entry matches by the file's digest
+    import hashlib
+
+    from lineage_guard.attest import read_provenance
+
+    prov = read_provenance(files[0])
+    assert prov["receipt_id"] == summary["receipt_id"] and prov["run_id"] == summary["run_id"]
+    assert entry["body"]["output_sha256"] == hashlib.sha256(files[0].read_bytes()).hexdigest()
+    assert ledger.get(prov["ledger_entry"]["id"])["hash"] == prov["ledger_entry"]["hash"]
 
     # lineage: Airflow's provider emitted START + COMPLETE for the task, with our facets, valid, value-free
     events = result.task_events("extract_patients", "lg_extract")

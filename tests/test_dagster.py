@@ -1,6 +1,7 @@
 """Dagster integration against the real PostgreSQL: governed assets, masked Parquet, ledger, lineage, failures."""
 
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -20,6 +21,7 @@ psycopg = require("psycopg", "postgres")
 
 from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
 
+from lineage_guard.attest import read_provenance
 from lineage_guard.audit import Ledger
 from lineage_guard.demo import data as demo_data
 from lineage_guard.errors import ConfigError
@@ -130,10 +132,16 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
             assert body["outcome"] == "success" and body["who"]["principal"] == "svc-training"
             assert body["sink"]["name"] == str((lake / "ml" / f"{key}.parquet").resolve())
             assert body["parent"]["run_id"] == result.run_id
-    assert [(b["job"]["name"], b["sink"]["kind"]) for b in bodies] == [
-        ("ml.patients", "parquet"), ("ml.features", "memory"), ("ml.features", "parquet"),
-        ("ml.as_pandas", "memory"), ("ml.as_pandas", "parquet")]
-    assert (bodies[2]["columns"][5]["name"], bodies[2]["columns"][5]["method"]) == ("shout", "redact")
+            prov = read_provenance(lake / "ml" / f"{key}.parquet")  # every governed output carries its provenance
+            assert prov["receipt_id"] == meta[f"ml/{key}"]["lineage_guard/receipt_id"].value
+            assert body["output_sha256"] == hashlib.sha256((lake / "ml" / f"{key}.parquet").read_bytes()).hexdigest()
+    # a Parquet write records its `open` intent first (the file's provenance names it), then success
+    assert [(b["job"]["name"], b["sink"]["kind"], b["outcome"]) for b in bodies] == [
+        ("ml.patients", "parquet", "open"), ("ml.patients", "parquet", "success"),
+        ("ml.features", "memory", "success"), ("ml.features", "parquet", "open"),
+        ("ml.features", "parquet", "success"), ("ml.as_pandas", "memory", "success"),
+        ("ml.as_pandas", "parquet", "open"), ("ml.as_pandas", "parquet", "success")]
+    assert (bodies[4]["columns"][5]["name"], bodies[4]["columns"][5]["method"]) == ("shout", "redact")
 
     # OpenLineage: valid, value-free, physical names, own run ids (not the Dagster run's), Dagster parent.
     evs = events()
@@ -176,7 +184,7 @@ def test_load_masks_for_the_consuming_identity(clinic, tmp_path):
     assert pq.read_table(tmp_path / "lake" / "chart.parquet")["mrn"].to_pylist()[0].startswith("MRN-")
     assert all(v.startswith("tok_") for v in seen["mrn"]) and not set(seen["mrn"]) & set(raw_values)
     with Ledger.open() as ledger:
-        load = [e["body"] for e in ledger.entries()][1]
+        load = [e["body"] for e in ledger.entries() if e["body"]["sink"]["kind"] == "memory"][0]
     assert (load["who"]["principal"], load["purpose"], load["sink"]["kind"]) == ("svc-training", "ai_training",
                                                                                  "memory")
     assert [c["method"] for c in load["columns"]] == [None, "tokenize"]
@@ -203,7 +211,8 @@ def test_resource_read_inside_an_asset(clinic, tmp_path):
         dg.TableColumnDep(dg.AssetKey(["postgres", "lineage_guard_demo", "patients"]), "zip")]
     with Ledger.open() as ledger:
         bodies = [e["body"] for e in ledger.entries()]
-    assert [b["sink"]["kind"] for b in bodies] == ["memory", "parquet"]      # the read, then the write
+    # the read, then the write (its `open` intent, then its success)
+    assert [b["sink"]["kind"] for b in bodies] == ["memory", "parquet", "parquet"]
     assert {b["parent"]["run_id"] for b in bodies} == {result.run_id}
 
 
@@ -347,7 +356,7 @@ def test_session_mask_table(clinic, tmp_path):
         s.mask_table(table, cols, tmp_path / "v.parquet", statement="test table")
     assert not (tmp_path / "v.parquet").exists()
     with Ledger.open() as ledger:
-        assert [e["body"]["outcome"] for e in ledger.entries()] == ["success", "denied"]
+        assert [e["body"]["outcome"] for e in ledger.entries()] == ["open", "success", "denied"]
 
 
 def test_resource_from_parts_with_env_secrets(clinic, tmp_path, monkeypatch):

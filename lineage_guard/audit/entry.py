@@ -154,6 +154,7 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             "ended_at": _iso(run.ended_at),
             "outcome": run.outcome,
             "validation": run.extra.get("validation"),  # value-free proof of masking, when the policy asks
+            **_provenance_fields(run),
             "error": None
             if run.error_class is None and run.error_message is None
             else {
@@ -175,6 +176,16 @@ def _row_filters(run: RunRecord) -> dict[str, Any]:
         return {}
     return {"row_filters": [{"table": str(f.table), "filters": list(f.filters), "combine": f.combine,
                              "digest": f.digest, "attributes": list(f.attributes)} for f in applied]}
+
+
+def _provenance_fields(run: RunRecord) -> dict[str, Any]:
+    """The policy digest, and the sha256 of the file a success published (what attestation matches)."""
+    fields = {}
+    if run.extra.get("policy_digest"):
+        fields["policy_digest"] = run.extra["policy_digest"]
+    if run.extra.get("output_sha256") and run.outcome == "success":
+        fields["output_sha256"] = run.extra["output_sha256"]
+    return fields
 
 
 def _auth(identity) -> dict[str, Any]:

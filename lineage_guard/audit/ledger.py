@@ -139,7 +139,10 @@ class Ledger:
         """
         from ..run import Receipt
 
-        row = self._append(run.run_id, lambda seq, prev, earlier: {**body_from_run(run), "supersedes": earlier})
+        # A file stamped with its provenance before this entry existed names the id it would take.
+        entry_id = run.extra.pop("final_entry_id", None) if run.outcome == "success" else None
+        row = self._append(run.run_id, lambda seq, prev, earlier: {**body_from_run(run), "supersedes": earlier},
+                           entry_id=entry_id)
         return Receipt(id=row.id, hash=row.hash)
 
     def check_signer(self) -> None:
@@ -174,7 +177,8 @@ class Ledger:
             old, new, run_id=run_id, seq=seq, prev=prev, by=by, reason=reason), hand_over_to=new)
         return Receipt(id=row.id, hash=row.hash)
 
-    def _append(self, run_id: str, make_body, hand_over_to: Signer | None = None) -> StoredRow:
+    def _append(self, run_id: str, make_body, hand_over_to: Signer | None = None,
+                entry_id: str | None = None) -> StoredRow:
         signer = self.signer
         masters = [
             part.rpartition(":")[2].strip().lower().encode()
@@ -189,7 +193,7 @@ class Ledger:
                 make_body(seq, prev, earlier),
                 seq=seq,
                 prev=prev,
-                entry_id=str(uuid.uuid4()),
+                entry_id=entry_id or str(uuid.uuid4()),
                 recorded_at=datetime.now(UTC).isoformat(),
                 signer=signer,
             )

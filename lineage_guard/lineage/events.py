@@ -254,7 +254,7 @@ def _access_facet(run: RunRecord) -> AccessRunFacet:
         identity={"principal": ident.principal, "kind": ident.kind, "groups": sorted(ident.groups)},
         purpose=run.purpose,
         decision={"action": run.decision.action, "reasons": list(run.decision.reasons)},
-        outcome=run.outcome,
+        outcome="running" if run.outcome == "open" else run.outcome,  # `open` is the ledger's word for it
         statementHash=run.statement_hash,
         columns=columns,
         approvalId=run.approval_id,

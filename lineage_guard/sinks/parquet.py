@@ -7,6 +7,10 @@ copy on object stores, where the target appears whole or not at all), `abort()`
 deletes it. A failed read therefore leaves nothing at the target, and a result
 that existed before is only replaced by a complete new one.
 
+A governed read sets `provenance` (a value-free document, see `lineage_guard.attest.provenance`)
+before `seal()`: it is written into the file's key-value metadata, and `sha256` (the digest of
+the finished file) is known after `seal()`, before the file is visible.
+
 Example:
     >>> import pyarrow as pa
     >>> batch = pa.record_batch({"x": [1, 2, 3]})
@@ -21,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import uuid
@@ -50,6 +55,8 @@ def _unsupported(schema: pa.Schema) -> list[str]:
 class ParquetSink(Sink):
     """Write one result to one Parquet file, atomically. `compression` is any pyarrow codec name."""
 
+    carries_provenance = True  # the session records an intent entry first and stamps the footer
+
     def __init__(self, uri: str | os.PathLike, *, compression: str = "zstd", storage_options: dict | None = None):
         super().__init__()
         uri = os.fspath(uri)
@@ -63,6 +70,8 @@ class ParquetSink(Sink):
         self._tmp = None
         self._file = None
         self._writer = None
+        self.provenance: dict | None = None
+        self.sha256: str | None = None
 
     @property
     def info(self) -> SinkInfo:
@@ -110,10 +119,19 @@ class ParquetSink(Sink):
 
     def _seal(self) -> None:
         writer, self._writer = self._writer, None
+        if self.provenance is not None:
+            from ..attest.provenance import encode
+
+            writer.add_key_value_metadata(encode(self.provenance))
         writer.close()
         file, self._file = self._file, None
         file.close()
         self._bytes = int(self._fs.size(self._tmp))
+        digest = hashlib.sha256()
+        with self._fs.open(self._tmp, "rb") as staged:  # what will be published, byte for byte
+            for chunk in iter(lambda: staged.read(1 << 20), b""):
+                digest.update(chunk)
+        self.sha256 = digest.hexdigest()
 
     def _commit(self) -> None:
         if is_local(self.uri):
