@@ -318,7 +318,8 @@ def test_the_cli_refuses_an_extraction_signed_by_another_key_and_writes_nothing(
     assert second.returncode == 1 and "pinned to signing key" in second.stderr and "rotate-key" in second.stderr
     assert "Traceback" not in second.stderr and not [p for p in tmp_path.iterdir() if "b.parquet" in p.name]
     verify = subprocess.run([EXE, "audit", "verify"], capture_output=True, text=True, timeout=120, check=False)
-    assert verify.returncode == 0 and "1 entries verify" in verify.stdout, verify.stderr
+    # the first extract's two entries (its `open` intent, then success); nothing of the refused one
+    assert verify.returncode == 0 and "2 entries verify" in verify.stdout, verify.stderr
 
 
 def test_a_ledger_from_before_pinning_verifies_read_only(tmp_path):
