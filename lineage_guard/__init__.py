@@ -29,7 +29,7 @@ _EXPORTS = {
     "LineageGuardError": "lineage_guard.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "attest"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from .decision import ColumnDecision, Decision
@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str):
+    if name == "attest":  # a callable package: `lineage_guard.attest(model, datasets, ...)`
+        return import_module("lineage_guard.attest")
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'lineage_guard' has no attribute {name!r}")

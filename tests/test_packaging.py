@@ -37,6 +37,8 @@ def test_wheel_maps_integration_folders_into_the_namespace(tmp_path):
         "lineage_guard/integrations/great_expectations.py",
         "lineage_guard/integrations/polars.py",
         "lineage_guard/lineage/schemas/AccessRunFacet.json",
+        "lineage_guard/attest/schemas/TrainingDataPredicate.json",
+        "lineage_guard/attest/attestation.py",
         "lineage_guard/demo/policy.yaml",
         "lineage_guard/demo/schema.sql",
     ):

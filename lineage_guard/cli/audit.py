@@ -9,6 +9,7 @@
     lineage-guard audit public-key                                    the key auditors pin
     lineage-guard audit new-key PATH                                  a new signing key file (0600)
     lineage-guard audit rotate-key --new-key-file NEW.key             hand the ledger over to a new key
+    lineage-guard audit model PATH|sha256:HEX [--json]                which governed data fed a model (attested)
 
 Verification pins keys: any --public-key, LINEAGE_GUARD_LEDGER_PUBLIC_KEY, and this machine's
 signing key (LINEAGE_GUARD_LEDGER_SIGNING_KEY_FILE or the state folder's), never the ledger's own.
@@ -527,3 +528,13 @@ def rotate_key(
                        f"{new.public_key}, and retire the old key."))
 
     _guarded(run)
+
+
+def _register_model() -> None:
+    # The model view lives in its own module (attestation, not the chain); `audit model` is where auditors look.
+    from .audit_model import model
+
+    app.command("model")(model)
+
+
+_register_model()

@@ -32,6 +32,8 @@ class LazyCommand:
 
 LAZY: dict[str, LazyCommand] = {
     "audit": LazyCommand("audit", "The who-saw-what ledger: verify, log, who-saw, receipt, export."),
+    "attest": LazyCommand("attest", "Training-data attestation: attest a model's governed datasets; verify."),
+    "risk": LazyCommand("risk", "Re-identification risk of a Parquet file: k-anonymity, l-diversity."),
     "lineage": LazyCommand("lineage", "The OpenLineage outbox: flush, export, status."),
     "approvals": LazyCommand("approvals", "Approval requests: list, show, approve, deny, notify."),
     "scan": LazyCommand("scan", "Detect sensitive columns in a source."),
