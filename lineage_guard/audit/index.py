@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -217,7 +218,8 @@ class LedgerIndex:
                                             "ORDER BY seq LIMIT ?"), (last, _SYNC_BATCH)).fetchall()
                 if not rows:
                     return added
-                self._add(conn, [(seq, parse_entry(bytes(raw))) for seq, raw in rows])
+                # Plain JSON: the index is derived data, and pages re-read each entry through parse_entry.
+                self._add(conn, [(seq, json.loads(bytes(raw))) for seq, raw in rows])
                 added += len(rows)
 
     def _add(self, conn, docs: list[tuple[int, dict[str, Any]]]) -> None:
