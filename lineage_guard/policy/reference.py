@@ -273,19 +273,22 @@ def _paragraph(doc: str) -> str:
             parts.append(re.sub(r"\s*\n\s*", " ", "\n".join(prose)).strip())
             prose.clear()
 
-    for line in [*doc.splitlines(), ""]:
-        if line.startswith("    ") or (block and not line.strip() and line is not None):
-            if not block:
-                flush_prose()
-            block.append(line[4:])
-            continue
+    def flush_block() -> None:
         if block:
             parts.append("```yaml\n" + "\n".join(block).rstrip() + "\n```")
-            block = []
-        if line.strip():
+            block.clear()
+
+    for line in doc.splitlines():
+        if line.startswith("    ") or (block and not line.strip()):
+            flush_prose()
+            block.append(line[4:])
+        elif line.strip():
+            flush_block()
             prose.append(line)
         else:
+            flush_block()
             flush_prose()
+    flush_block()
     flush_prose()
     return "\n\n".join(p for p in parts if p)
 
