@@ -47,3 +47,8 @@ def test_check_mode_names_the_fix(tmp_path, capsys):
     assert reference.main(["--output", str(stale)]) == 0
     assert reference.main(["--output", str(stale), "--check"]) == 0
     assert stale.read_text() == reference.render()
+
+
+def test_a_docstring_example_is_kept_as_a_yaml_block():
+    text = reference.render()
+    assert "```yaml\nsensitive_uses:\n  - {name: cohort-by-birth-date," in text
