@@ -69,6 +69,7 @@ class GovernedIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_key:
             raise dg.Failure("GovernedIOManager stores asset outputs; this op output has no asset key")
         uri = self.uri_for(context.asset_key, _one_partition(context))
+        _embedded_only(self.governed)
         with governed_failures():
             table = to_arrow(obj)
             declared = declared_sources(context.definition_metadata)
@@ -102,6 +103,7 @@ class GovernedIOManager(dg.ConfigurableIOManager):
         """
         if not context.has_asset_key:
             raise dg.Failure("GovernedIOManager loads asset inputs; this input has no upstream asset key")
+        _embedded_only(self.governed)
         key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         step = context.step_context
@@ -126,6 +128,14 @@ class GovernedIOManager(dg.ConfigurableIOManager):
                              f"{session.identity.principal}; masked: {', '.join(result.masked_columns) or 'none'}; "
                              f"receipt {result.receipt_id}")
             return from_arrow(masked, _wanted(context))
+
+
+def _embedded_only(governed: GovernedPostgresResource) -> None:
+    """This IO manager masks tables in this process, which needs the keys: refuse rather than store them unmasked."""
+    if governed.service_mode:
+        raise dg.Failure("GovernedIOManager masks asset outputs in the Dagster process, which service mode keeps free "
+                         "of keys; with a service_url resource, return what resource.read_arrow/read_polars gave "
+                         "(masked by the server) to any IO manager, or write Parquet with resource.extract(...)")
 
 
 def _consumer(step: Any) -> str | None:

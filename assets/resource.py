@@ -5,8 +5,18 @@ never stored in the run's config), the policy, the purpose and, optionally, the 
 Without an identity, each asset reads as the service `dagster:<asset key>` (or
 `dagster:<job name>` outside an asset): declare it in the policy with its groups.
 
+Service mode: give `service_url` (`grpc+tls://host:port` of `lineage-guard serve`) and a
+credential, `token=dg.EnvVar("LG_TOKEN")` or `token_file=` (a projected service-account token);
+the server holds the policy, the database credentials and the keys, and decides the identity from
+the token, so the source fields, `policy`, `identity` and `master_key` are not given. Embedded mode
+(the path in this process) stays for development.
+
 Example:
     >>> import dagster as dg
+    >>> served = GovernedPostgresResource(service_url="grpc+tls://lg.internal:31337", purpose="ai_training",
+    ...                                   token_file="/var/run/secrets/tokens/lineage-guard")
+    >>> served.service_mode
+    True
     >>> clinic = GovernedPostgresResource(
     ...     host="db.internal", database="clinic", user="svc_dagster", password=dg.EnvVar("CLINIC_PW"),
     ...     policy="policy.yaml", purpose="ai_training", identity="svc-training")
@@ -43,7 +53,7 @@ class GovernedPostgresResource(dg.ConfigurableResource):
     database: str | None = None
     user: str | None = None
     password: str | None = Field(default=None, description="use dg.EnvVar('...'): never a literal")
-    policy: str = Field(description="path of the lineage_guard policy YAML")
+    policy: str | None = Field(default=None, description="path of the lineage_guard policy YAML (embedded mode)")
     purpose: str = Field(description="why the data is read; must be declared in the policy")
     identity: str | None = Field(default=None, description="principal (or kind:name / JSON); default "
                                                            "the service dagster:<asset key>")
@@ -59,7 +69,19 @@ class GovernedPostgresResource(dg.ConfigurableResource):
                                            description="asset key prefix naming source tables in column "
                                                        "lineage: <prefix>/<schema>/<table>")
 
+    service_url: str | None = Field(default=None, description="grpc+tls://host:port of lineage-guard serve: "
+                                                              "service mode (no source, key or policy here)")
+    token: str | None = Field(default=None, description="service mode: the bearer token; use dg.EnvVar('...')")
+    token_file: str | None = Field(default=None, description="service mode: a file holding the token, re-read "
+                                                             "each call (e.g. a projected service-account token)")
+    ca_file: str | None = Field(default=None, description="service mode: PEM of the CA of the server's "
+                                                          "certificate (default: the system store)")
+
     _run: tuple[str | None, str | None] = PrivateAttr(default=(None, None))
+
+    @property
+    def service_mode(self) -> bool:
+        return bool(self.service_url)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Calls made without a context still name the Dagster run as their parent.
@@ -92,6 +114,9 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         return Identity(f"dagster:{name}", "service")
 
     def policy_path(self) -> Path:
+        if not self.policy:
+            raise ConfigError("GovernedPostgresResource: set policy= (the policy YAML), or service_url= and a token "
+                              "to read through lineage-guard serve")
         path = Path(self.policy).expanduser()
         if not path.is_file():
             raise ConfigError(f"GovernedPostgresResource: policy file {self.policy} does not exist")
@@ -105,8 +130,10 @@ class GovernedPostgresResource(dg.ConfigurableResource):
 
         Its runs get their own OpenLineage run ids with the Dagster run as parent; the job is
         named after the asset (`asset`, "a/b" form, overrides the one `context` names). Close it
-        when done (it is a context manager).
+        when done (it is a context manager). In service mode, a `lineage_guard.client.RemoteSession`.
         """
+        if self.service_mode:
+            return self._remote(purpose, identity)
         from lineage_guard.session import GovernedSession
 
         keyring = None
@@ -142,6 +169,24 @@ class GovernedPostgresResource(dg.ConfigurableResource):
             session.parent = ParentRun(run_id=run_id, job_namespace=session.job_namespace, job_name=job)
         return session
 
+    def _remote(self, purpose: str | None, identity: str | None):
+        """The thin client: the server establishes the identity from the token, so none may be named here."""
+        embedded = [name for name in ("url", "host", "database", "user", "password", "master_key", "policy", "identity")
+                    if getattr(self, name)]
+        if identity:
+            embedded.append("identity")
+        if embedded:
+            raise ConfigError(f"GovernedPostgresResource: service_url is set, so {', '.join(sorted(set(embedded)))} "
+                              "must not be: the service holds the source, the policy and the keys, and decides the "
+                              "identity from the token (map its subject to an identity in the server's policy)")
+        from lineage_guard.client import connect
+
+        options: dict[str, Any] = {"tls_root_certs": self.ca_file} if self.ca_file else {}
+        if self.token and self.token_file:
+            raise ConfigError("GovernedPostgresResource: give token or token_file, not both")
+        return connect(self.service_url, purpose=purpose or self.purpose, token=self.token or None,
+                       token_file=self.token_file or None, **options)
+
     def plan(self, sql: str, context: Any = None):
         """Steps 1-4 only: the `Decision` for `sql` (no data read, nothing recorded)."""
         with governed_failures(), self.session(context) as s:
@@ -156,7 +201,8 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         """
         with governed_failures(), self.session(context) as s:
             table = s.read_arrow(sql, parameters)
-            _remember(context, s.lineage, table)
+            if not self.service_mode:   # the server keeps the provenance of a service read in its ledger
+                _remember(context, s.lineage, table)
             return table
 
     def read_polars(self, sql: str, parameters: Sequence[Any] | None = None, context: Any = None):
