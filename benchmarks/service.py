@@ -10,6 +10,11 @@ Same query on the same table, three ways, each consuming every batch:
 For each: the median wall time, rows/s, and CPU seconds (this process; for the service also the
 server process, measured with psutil). Then the per-call overhead: the median latency of a
 one-row query, in-process vs through the service (server warm), over `--calls` calls.
+Then 2 parallel endpoints (key ranges fetched concurrently) vs 1 on the same query, and the warm
+step overhead: a governed Airflow task (`GovernedPostgresOperator(service_conn_id=...).execute`) vs a
+plain `SQLExecuteQueryOperator.execute`, and a Dagster `materialize()` of an asset reading through the
+service-mode resource vs one reading with plain ADBC, each on a `--step-rows` query, medians of
+`--steps` runs in this warm process (`--no-steps` skips them: they need the [airflow] and [dagster] extras).
 Needs a PostgreSQL at $LINEAGE_GUARD_TEST_POSTGRES_URL (a scratch database is made and dropped).
 """
 
@@ -55,7 +60,14 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--step-rows", type=int, default=1000)
+    ap.add_argument("--no-steps", action="store_true")
     args = ap.parse_args()
+    airflow_home = Path(tempfile.mkdtemp(prefix="lg-bench-airflow-"))
+    os.environ.update(AIRFLOW_HOME=str(airflow_home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+                      AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
+                      OPENLINEAGE_DISABLED="true", DAGSTER_HOME=str(Path(tempfile.mkdtemp(prefix="lg-bench-dg-"))))
 
     import adbc_driver_postgresql.dbapi as pg
     import psycopg
@@ -132,12 +144,99 @@ def main() -> None:
             fn()
             lat = sorted(timed(fn)[0] * 1000 for _ in range(args.calls))
             print(f"| {label} | {statistics.median(lat):.1f} | {lat[int(0.9 * (len(lat) - 1))]:.1f} |")
+        parallel(client, args)
+        if not args.no_steps:
+            steps(url, server, tls, token, args)
         client.close()
     finally:
         if server is not None:
             server.stop()
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def parallel(client, args) -> None:
+    """The same masked result as one endpoint, and as 2 key ranges fetched concurrently."""
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for parts in (1, 2):
+            t0 = time.perf_counter()
+            table = client.read_arrow(QUERY, partitions=parts)
+            walls[parts].append(time.perf_counter() - t0)
+            assert table.num_rows == args.rows, (parts, table.num_rows)
+    one, two = statistics.median(walls[1]), statistics.median(walls[2])
+    print(f"\n# parallel endpoints: `{QUERY}` as one table, median of {args.repeats} (2 cores, shared machine)")
+    print("| endpoints | wall s | rows/s | vs 1 endpoint |")
+    print("|---|---:|---:|---:|")
+    print(f"| 1 | {one:.2f} | {args.rows / one:,.0f} | 1.00x |")
+    print(f"| 2 (key ranges, fetched concurrently) | {two:.2f} | {args.rows / two:,.0f} | {one / two:.2f}x |")
+
+
+def steps(url: str, server, tls, token: str, args) -> None:
+    """Warm per-step overhead of a governed Airflow task / Dagster asset in service mode over a plain one."""
+    import json
+    import subprocess
+    from urllib.parse import urlsplit
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    migrate = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True,
+                             text=True, env=os.environ.copy(), timeout=600, check=False)
+    if migrate.returncode != 0:
+        raise SystemExit("airflow db migrate failed: " + migrate.stderr[-1000:])
+    sql = f"SELECT id, full_name, email FROM people WHERE id <= {int(args.step_rows)} ORDER BY id"
+    parts = urlsplit(url)
+    host, port = server.url.removeprefix("grpc+tls://").rsplit(":", 1)
+    os.environ["AIRFLOW_CONN_BENCH_PG"] = json.dumps({"conn_type": "postgres", "host": parts.hostname,
+                                                      "port": parts.port or 5432, "login": parts.username or "",
+                                                      "schema": parts.path.lstrip("/")})
+    os.environ["AIRFLOW_CONN_BENCH_LG"] = json.dumps({"conn_type": "lineage_guard_service", "host": host,
+                                                      "port": int(port), "password": token,
+                                                      "extra": {"ca_file": str(tls.cert)}})
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+    from lineage_guard.operators import GovernedPostgresOperator
+
+    plain_op = SQLExecuteQueryOperator(task_id="plain", conn_id="bench_pg", sql=sql)
+    governed_op = GovernedPostgresOperator(task_id="governed", service_conn_id="bench_lg", sql=sql,
+                                           purpose="ai_training", max_rows=args.step_rows)
+
+    import dagster as dg
+
+    from lineage_guard.assets import GovernedPostgresResource
+
+    @dg.asset
+    def plain_asset():
+        with pg.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetch_arrow_table().num_rows
+
+    @dg.asset(required_resource_keys={"lg"})   # (string annotations: this module uses postponed evaluation)
+    def governed_asset(context):
+        return context.resources.lg.read_arrow(sql).num_rows
+
+    resource = GovernedPostgresResource(service_url=server.url, purpose="ai_training", token=token,
+                                        ca_file=str(tls.cert))
+
+    def run(fn) -> float:
+        fn()   # warm
+        walls = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            fn()
+            walls.append(time.perf_counter() - t0)
+        return statistics.median(walls)
+
+    rows = {
+        "Airflow task": (run(lambda: plain_op.execute({})), run(lambda: governed_op.execute({}))),
+        "Dagster materialize()": (run(lambda: dg.materialize([plain_asset])),
+                                  run(lambda: dg.materialize([governed_asset], resources={"lg": resource}))),
+    }
+    print(f"\n# warm step overhead, service mode: `{sql}`, median of {args.steps} runs in one warm process")
+    print("| step | plain s | governed (service) s | overhead s | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for label, (plain, governed) in rows.items():
+        print(f"| {label} | {plain:.3f} | {governed:.3f} | {governed - plain:+.3f} | {governed / plain:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -237,8 +237,15 @@ def lineage_report(run: DemoRun) -> None:
                       highlight=False, soft_wrap=True)
 
 
+def through_the_service(run: DemoRun) -> None:
+    """The same two identities through `lineage-guard serve` on 127.0.0.1, and spoofing refused (service_stage)."""
+    from .service_stage import run_service_stage
+
+    run_service_stage(run.console, run.source, POLICY, QUERY, run.home / "service")
+
+
 STAGES: tuple[Stage, ...] = (start_source, seed_data, extract_twice, side_by_side, denied_probe, ledger_report,
-                             lineage_report)
+                             lineage_report, through_the_service)
 
 
 def run_demo(source: str | None, out_dir: Path, rows: int = 100_000, console: Console | None = None, *,
