@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import dagster as dg
 import pyarrow as pa
@@ -100,8 +99,11 @@ class GovernedPostgresResource(dg.ConfigurableResource):
             return self.url
         if not self.host or not self.database:
             raise ConfigError("GovernedPostgresResource: set url, or host and database (with user and password)")
-        auth = quote(self.user or "", safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
-        return f"postgresql://{auth + '@' if auth else ''}{self.host}:{self.port}/{quote(self.database, safe='')}"
+        from lineage_guard.sources.pg_url import compose_url
+
+        # compose_url: a socket directory as host (/var/run/postgresql) goes in ?host=, as libpq reads it
+        return compose_url(host=self.host, port=self.port, database=self.database, user=self.user,
+                           password=self.password)
 
     def identity_for(self, context: Any = None) -> Identity:
         """The configured identity, else the service `dagster:<asset key>` / `dagster:<job>` of `context`."""

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -149,14 +148,13 @@ class GovernedPostgresHook(BaseHook):
         if not database:
             raise ConfigError(f"connection {self.conn_id!r} names no database: set its Database (schema) "
                               f"field or pass database= to the operator")
-        user = quote(conn.login or "", safe="")
-        password = f":{quote(conn.password, safe='')}" if conn.password else ""
-        auth = f"{user}{password}@" if user or password else ""
-        port = f":{int(conn.port)}" if conn.port else ""
+        from lineage_guard.sources.pg_url import compose_url
+
         extras = self._extras()
         query = {k: str(extras[k]) for k in LIBPQ_EXTRAS if extras.get(k) not in (None, "")}
-        tail = f"?{urlencode(query)}" if query else ""
-        return f"postgresql://{auth}{conn.host}{port}/{quote(database, safe='')}{tail}"
+        # compose_url: a socket directory as host (/var/run/postgresql) goes in ?host=, as libpq reads it
+        return compose_url(host=conn.host, port=conn.port, database=database, user=conn.login,
+                           password=conn.password, params=query)
 
     def get_conn(self):
         """The governed source (`lineage_guard.sources.postgres.PostgresSource`) for this connection."""

@@ -125,11 +125,11 @@ def airflow_env(airflow_pg_url) -> AirflowEnv:
 
 
 def _conn_parts(url: str) -> dict:
-    from urllib.parse import urlsplit
+    from lineage_guard.sources.pg_url import url_parts
 
-    parts = urlsplit(url)
-    return {"host": parts.hostname, "port": parts.port or 5432, "login": parts.username or "",
-            "password": parts.password or "", "schema": parts.path.lstrip("/")}
+    parts = url_parts(url)  # a socket URL's host is in ?host= (the embedded server's is)
+    return {"host": parts["host"], "port": parts["port"], "login": parts["user"] or "",
+            "password": parts["password"] or "", "schema": parts["database"]}
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,15 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path="/" + database))
 
 
+def namespace_of(url: str) -> str:
+    """The OpenLineage namespace a read of `url` must carry: postgres://host:port, localhost for a Unix socket."""
+    from lineage_guard.sources.pg_url import url_parts
+
+    parts = url_parts(url)
+    host = "localhost" if str(parts["host"]).startswith("/") else parts["host"]
+    return f"postgres://{host}:{parts['port']}"
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     """The URL of the server (its maintenance database)."""

@@ -98,13 +98,13 @@ def test_master_key_from_connection_else_environment_never_echoed(conn, monkeypa
 
 
 def test_test_connection_reads_through_the_governed_source(conn, pg_url):
-    from urllib.parse import urlsplit
-
     from lineage_guard.operators import GovernedPostgresHook
 
-    parts = urlsplit(pg_url)
-    conn("live", conn_type="postgres", host=parts.hostname, port=parts.port, login=parts.username,
-         schema=parts.path.lstrip("/"))
+    from lineage_guard.sources.pg_url import url_parts
+
+    parts = url_parts(pg_url)
+    conn("live", conn_type="postgres", host=parts["host"], port=parts["port"], login=parts["user"],
+         schema=parts["database"])
     conn("dead", conn_type="postgres", host="127.0.0.1", port=1, login="nobody", schema="x")
     assert GovernedPostgresHook("live").test_connection() == (True, "connection works (read-only transaction)")
     ok, message = GovernedPostgresHook("dead").test_connection()

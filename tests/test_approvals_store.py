@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import quote
 
 import pytest
 
@@ -24,6 +23,7 @@ from lineage_guard.approvals import (
 from lineage_guard.errors import AccessDenied, ConfigError
 from lineage_guard.identity import Identity
 from lineage_guard.run import SourceInfo
+from lineage_guard.sources.pg_url import with_params
 
 PROD = SourceInfo("postgres", "db.internal", 5432, "shop", "production")
 SQL = "DELETE FROM public.orders WHERE customer_email = 'alice@example.com'"
@@ -40,7 +40,7 @@ def url(request, tmp_path):
     schema = f"t_{uuid.uuid4().hex[:10]}"  # one schema per test: tests never see each other's requests
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{pg_url}?options={quote(f'-csearch_path={schema}')}"
+    return with_params(pg_url, options=f"-csearch_path={schema}")
 
 
 @pytest.fixture

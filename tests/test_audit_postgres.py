@@ -122,10 +122,11 @@ def test_postgres_ledger_holds_no_key_or_literal_value(pg_url, schema, master_ke
 
 
 def test_connection_errors_are_sanitized(pg_url):
-    from urllib.parse import urlsplit
+    from lineage_guard.sources.pg_url import compose_url, url_parts
 
-    parts = urlsplit(pg_url)
-    bad = f"postgresql://postgres:s3cr3t-pw@{parts.hostname}:{parts.port or 5432}/lg_no_such_db_{uuid.uuid4().hex[:6]}"
+    parts = url_parts(pg_url)
+    bad = compose_url(host=parts["host"], port=parts["port"], user="postgres", password="s3cr3t-pw",
+                      database=f"lg_no_such_db_{uuid.uuid4().hex[:6]}")
     with pytest.raises(LedgerError) as caught:
         Ledger.open(bad)
     message = str(caught.value)

@@ -12,6 +12,7 @@ from conftest import require
 from lineage_guard.classify import DetectionCatalog, DetectionConfig
 from lineage_guard.classify.sampling import read_only, sample_queries, table_columns
 from lineage_guard.errors import ConfigError, SourceError
+from lineage_guard.sources.pg_url import compose_url, url_parts
 from lineage_guard.sql.model import ColumnRef, TableRef
 
 psycopg = require("psycopg", "postgres")
@@ -109,13 +110,13 @@ def test_cache_is_reused_until_the_schema_changes(detect_url, lg_home):
 
 
 def test_cache_holds_no_values_and_no_credentials(detect_url, lg_home):
-    parts = urlsplit(detect_url)
     with psycopg.connect(detect_url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS lg_scan_reader; CREATE ROLE lg_scan_reader LOGIN PASSWORD 'pw-Zq81-secret'")
         conn.execute("GRANT USAGE ON SCHEMA public TO lg_scan_reader; GRANT SELECT ON public.customers TO lg_scan_reader")
     try:
-        netloc = f"lg_scan_reader:pw-Zq81-secret@{parts.hostname}:{parts.port or 5432}"
-        url = urlunsplit(parts._replace(netloc=netloc))
+        where = url_parts(detect_url)
+        url = compose_url(host=where["host"], port=where["port"], database=where["database"],
+                          user="lg_scan_reader", password="pw-Zq81-secret")
         DetectionCatalog().scan(url, ["customers"])
         raw = (lg_home / "catalog.sqlite").read_bytes()
         assert b"pw-Zq81-secret" not in raw and b"lg_scan_reader" not in raw

@@ -13,12 +13,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl
 
 import pytest
 from typer.testing import CliRunner
 
 from lineage_guard.cli import app
+from lineage_guard.sources.pg_url import compose_url, url_parts
 
 CORPUS = Path(__file__).parent / "corpus"
 runner = CliRunner()
@@ -38,9 +39,10 @@ def _free_port() -> int:
 
 def _server_with(url: str, *, user: str | None = None, database: str | None = None, port: int | None = None,
                  query: str = "") -> str:
-    parts = urlsplit(url)
-    netloc = f"{user or parts.username or 'postgres'}:{SECRET}@{parts.hostname}:{port or parts.port or 5432}"
-    return f"postgresql://{netloc}/{database or parts.path.lstrip('/')}{query}"
+    parts = url_parts(url)
+    params = dict(parse_qsl(query.lstrip("?")))
+    return compose_url(host=parts["host"], port=port or parts["port"], user=user or parts["user"] or "postgres",
+                       password=SECRET, database=database or parts["database"], params=params)
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -50,14 +52,22 @@ def _server_with(url: str, *, user: str | None = None, database: str | None = No
     ({"query": "?sslmode=require"}, "the SSL/TLS negotiation failed; check sslmode and certificates."),
 ])
 def test_each_connection_failure_says_what_failed(pg_server_url, change, expected):
+    over_socket = str(url_parts(pg_server_url)["host"]).startswith("/")  # the embedded server: a Unix socket only
     if change.get("port") == "free":
         change = {"port": _free_port()}
+        if over_socket:  # no TCP: nothing listens on that port's socket file
+            expected = "no server socket at that path; is the server running?"
     if "query" in change and "sslmode" in pg_server_url:
         pytest.skip("the test server speaks TLS; the refusal case needs one that does not")
+    if "query" in change and over_socket:
+        # libpq never negotiates TLS over a Unix socket (sslmode does not apply there): it connects.
+        assert plan_against(_server_with(pg_server_url, **change)).exit_code == 0
+        return
     result = plan_against(_server_with(pg_server_url, **change))
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: could not connect to PostgreSQL (host ")
+    where = "socket " if over_socket else "host "
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not connect to PostgreSQL ({where}")
     assert expected in lines[0]
     if "database" in change:
         assert "the database does not exist; check the database name." in lines[0]

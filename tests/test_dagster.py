@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import require
+from conftest import namespace_of, require
 from lineage_check import assert_valid_events
 
 dg = require("dagster", "dagster")
@@ -155,7 +155,7 @@ def test_governed_asset_and_downstream(clinic, tmp_path, master_key):
     by_output = {r[-1]["outputs"][0]["name"]: r[-1] for r in runs.values() if r[-1].get("outputs")}
     first = by_output[str((lake / "ml" / "patients.parquet").resolve())]
     assert [(d["namespace"], d["name"].split(".", 1)[1]) for d in first["inputs"]] == [
-        ("postgres://127.0.0.1:5432", "lineage_guard_demo.patients")]
+        (namespace_of(url), "lineage_guard_demo.patients")]
     assert first["run"]["facets"]["parent"]["job"]["name"] == result.dagster_run.job_name == "__ephemeral_asset_job__"
     assert first["job"]["name"] == "ml.patients"
     assert first["job"]["facets"]["jobType"]["integration"] == "DAGSTER"
@@ -361,15 +361,16 @@ def test_session_mask_table(clinic, tmp_path):
 
 def test_resource_from_parts_with_env_secrets(clinic, tmp_path, monkeypatch):
     import secrets
-    from urllib.parse import urlsplit
+
+    from lineage_guard.sources.pg_url import url_parts
 
     url, _ = clinic
-    parts = urlsplit(url)
+    parts = url_parts(url)
     password, other_key = "pw-" + secrets.token_hex(8), secrets.token_hex(32)
     monkeypatch.setenv("CLINIC_PW", password)
     monkeypatch.setenv("OTHER_MASTER_KEY", other_key)
     governed = GovernedPostgresResource(
-        host=parts.hostname, port=parts.port, database=parts.path.lstrip("/"), user=parts.username,
+        host=parts["host"], port=parts["port"], database=parts["database"], user=parts["user"],
         password=dg.EnvVar("CLINIC_PW"), master_key=dg.EnvVar("OTHER_MASTER_KEY"),
         policy=str(DEMO_POLICY), purpose="ai_training", identity="svc-training")
     seen = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import TEST_MASTER_KEY
+from conftest import TEST_MASTER_KEY, namespace_of
 from lineage_check import assert_valid_events
 from test_lineage_outbox import fast_http, marquez  # noqa: F401 - fixtures
 
@@ -52,7 +52,7 @@ def test_extract_emits_a_valid_masked_lineage_graph(patients_url, fast_http, tmp
     assert_valid_events(events, forbid=FORBID)
     end = events[-1]
     database = psycopg.conninfo.conninfo_to_dict(patients_url)["dbname"]
-    assert [(d["namespace"], d["name"]) for d in end["inputs"]] == [("postgres://127.0.0.1:5432",
+    assert [(d["namespace"], d["name"]) for d in end["inputs"]] == [(namespace_of(patients_url),
                                                                      f"{database}.public.lg_patients")]
     assert [(d["namespace"], d["name"]) for d in end["outputs"]] == [("file", str(out.resolve()))]
     cl = end["outputs"][0]["facets"]["columnLineage"]["fields"]
