@@ -3,8 +3,8 @@
 How a README block is run (one test per README; its blocks run in order and share one folder):
 
 - ```bash (sh, shell, console): the block is one `bash -e` script. ```python: run with this Python.
-  ```yaml: a policy or a section of one: laid over examples/policy.yaml, it must pass
-  `lineage-guard check-policy` (a block whose first line is `# openlineage.yml` is an OpenLineage
+  ```yaml: a policy (it has `version:`) or a section of one (laid over examples/policy.yaml): it
+  must pass `lineage-guard check-policy` (a block whose first line is `# openlineage.yml` is an OpenLineage
   client config instead: the openlineage client must load it). ```text: not code (output, a file
   layout); never run. A fence with no language fails: say ```text if it is not code.
 - The folder holds the repository's top level (symlinked: `examples/...`, `lineage_guard/...` work)
@@ -194,7 +194,7 @@ def _run_yaml(code: str, folder: Path, env: dict) -> subprocess.CompletedProcess
     block = yaml.safe_load(code)
     if not isinstance(block, dict):
         return subprocess.CompletedProcess([], 1, "", "a yaml block must be a policy or a policy section (a mapping)")
-    policy = {**yaml.safe_load((folder / "policy.yaml").read_text()), **block}
+    policy = block if "version" in block else {**yaml.safe_load((folder / "policy.yaml").read_text()), **block}
     target = folder / f"readme_policy_{abs(hash(code))}.yaml"
     target.write_text(yaml.safe_dump(policy, sort_keys=False))
     return _run_bash(f"lineage-guard check-policy {target.name}", folder, env)

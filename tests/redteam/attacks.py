@@ -736,7 +736,7 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("equijoin_under_generalize_example", "mask semantics", "customers.same_zip_as_1",
            equijoin_under_generalize, policy=REPO / "examples" / "policy.yaml"),
     Attack("equijoin_under_generalize_demo", "mask semantics", "customers.same_zip_as_1",
-           equijoin_under_generalize, policy=REPO / "lineage_guard" / "demo" / "policy.yaml"),
+           equijoin_under_generalize, policy=DEMO_POLICY_ON_CORPUS),
     Attack("shift_date_constant_subject", "mask semantics", "patients.birth_date", shift_date_constant_subject,
            tuple(range(2, 51)), POLICIES / "shift_date.yaml"),
     Attack("keyless_hash_dictionary", "mask semantics", "customers.zip", keyless_hash_dictionary,
