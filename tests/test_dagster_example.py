@@ -40,9 +40,14 @@ def test_example_definitions_materialize(new_database, tmp_path, monkeypatch, ma
 
     with Ledger.open() as ledger:
         bodies = [e["body"] for e in ledger.entries()]
-    assert sorted(b["job"]["name"] for b in bodies) == [  # diagnosis_mix: the load of patients, then the write
+    # Every Parquet write records its `open` intent first (the file's provenance names it), then its success.
+    done = [b for b in bodies if b["outcome"] != "open"]
+    assert sorted(b["job"]["name"] for b in done) == [  # diagnosis_mix: the load of patients, then the write
         "clinic.patients", "training.customer_spend", "training.diagnosis_mix", "training.diagnosis_mix",
         "training.patients"]
+    assert {b["outcome"] for b in done} == {"success"}
+    assert sorted((b["job"]["name"], b["sink"]["kind"]) for b in bodies if b["outcome"] == "open") == sorted(
+        (b["job"]["name"], b["sink"]["kind"]) for b in done if b["sink"]["kind"] == "parquet")
     assert {b["who"]["principal"] for b in bodies} == {"svc-training", "dr-grey"}
     outbox = Outbox()
     try:

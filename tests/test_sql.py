@@ -226,6 +226,17 @@ def test_violations(cat, sql, reason):
     assert any(reason in v for v in a.violations), a.violations
 
 
+def test_a_function_named_like_a_column_is_not_a_dropped_column():
+    # A database with a column named `age` (or `lower`, `date`) must still allow the function `age(...)`:
+    # the dropped-names check counted the call's name as a lost column and refused a harmless read.
+    cat = Catalog.from_ddl_text("CREATE TABLE orders (id int PRIMARY KEY, created_at timestamptz);"
+                                "CREATE TABLE people (id int PRIMARY KEY, age int)")
+    assert analyze("SELECT id, age(now(), created_at) FROM orders", cat).violations == ()
+    # ... while a column the parser really drops is still caught, even beside such a call.
+    dropped = analyze("SELECT age(now(), created_at), sha256('1', age) FROM orders JOIN people USING (id)", cat)
+    assert any("dropped part of the statement (around age)" in v for v in dropped.violations), dropped.violations
+
+
 @pytest.mark.parametrize("sql, kind, written, has_where, flags", [
     ("DELETE FROM orders", "delete", ["public.orders"], False, {"delete_all"}),
     ("DELETE FROM orders WHERE 1 = 1", "delete", ["public.orders"], False, {"delete_all"}),

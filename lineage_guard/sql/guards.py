@@ -114,8 +114,11 @@ def dropped_names(sql: str | list[Token], tree: exp.Expression | Counter, names:
             sql = tokenize(sql)
         except Exception:  # noqa: BLE001 - tokenizing already succeeded once; nothing to compare
             return []
-    written = Counter(_fold(t.text, t.token_type == TokenType.IDENTIFIER) for t in sql
-                      if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER))
+    # A name right before `(` is a function being called (`age(now(), created_at)`), never a column,
+    # even where the database also has a column of that name: counting it refused a harmless read.
+    written = Counter(_fold(t.text, t.token_type == TokenType.IDENTIFIER) for t, after in zip(sql, [*sql[1:], None])
+                      if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)
+                      and not (after is not None and after.token_type == TokenType.L_PAREN))
     seen = tree if isinstance(tree, Counter) else names_seen(tree.walk())
     return sorted(name for name, count in written.items() if name in names and seen[name] < count)
 
