@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..service.config import subject_and_claims_match
+
 Role = Literal["viewer", "approver", "auditor"]
 
 
@@ -47,17 +49,8 @@ class UserMap(_Strict):
         return self
 
     def matches(self, subject: str, claims: dict[str, Any]) -> bool:
-        if self.subject is not None and subject != self.subject:
-            return False
-        if self.subject_pattern is not None and not fnmatchcase(subject, self.subject_pattern):
-            return False
-        return all(_claim_text(claims.get(k)) == v for k, v in self.claims.items())
-
-
-def _claim_text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return None if value is None else str(value)
+        return subject_and_claims_match(subject, claims, subject_exact=self.subject,
+                                        subject_pattern=self.subject_pattern, required=self.claims)
 
 
 class RoleGrant(_Strict):

@@ -78,13 +78,25 @@ class PrincipalMap(_Strict):
         return self
 
     def matches(self, issuer: str, subject: str, claims: dict[str, Any]) -> bool:
-        if issuer != self.issuer:
-            return False
-        if self.subject is not None and subject != self.subject:
-            return False
-        if self.subject_pattern is not None and not fnmatchcase(subject, self.subject_pattern):
-            return False
-        return all(_claim_text(claims.get(k)) == v for k, v in self.claims.items())
+        return issuer == self.issuer and subject_and_claims_match(
+            subject, claims, subject_exact=self.subject, subject_pattern=self.subject_pattern, required=self.claims)
+
+
+def subject_and_claims_match(subject: str, claims: dict[str, Any], *, subject_exact: str | None,
+                             subject_pattern: str | None, required: dict[str, str]) -> bool:
+    """Whether a verified subject and its claims satisfy one mapping rule (service principals, console users).
+
+    Example:
+        >>> subject_and_claims_match("repo:acme/etl:ref:main", {"actor": "ci", "admin": True},
+        ...                          subject_exact=None, subject_pattern="repo:acme/*",
+        ...                          required={"admin": "true"})
+        True
+    """
+    if subject_exact is not None and subject != subject_exact:
+        return False
+    if subject_pattern is not None and not fnmatchcase(subject, subject_pattern):
+        return False
+    return all(_claim_text(claims.get(k)) == v for k, v in required.items())
 
 
 def _claim_text(value: Any) -> str | None:
