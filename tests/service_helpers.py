@@ -59,6 +59,65 @@ def make_tls(folder: Path, name: str = "server") -> TlsPair:
     return TlsPair(folder / f"{name}.pem", folder / f"{name}.key", pem)
 
 
+@dataclass(frozen=True)
+class CertAuthority:
+    """A client-certificate CA made by the test: its key, certificate and PEM file."""
+
+    key: object
+    cert: x509.Certificate
+    path: Path
+    pem: bytes
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    cert_pem: bytes
+    key_pem: bytes
+    der: bytes
+
+
+def make_ca(folder: Path, name: str) -> CertAuthority:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lineage-guard-test-{name}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                     encipher_only=False, decipher_only=False), True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / f"{name}.pem").write_bytes(pem)
+    return CertAuthority(key, cert, folder / f"{name}.pem", pem)
+
+
+def client_cert(ca: CertAuthority, *, uri: str | None = None, common_name: str = "client",
+                valid_from: dt.timedelta = dt.timedelta(minutes=-5), valid_for: dt.timedelta = dt.timedelta(days=1),
+                ) -> ClientCert:
+    """A client certificate signed by `ca`: a SPIFFE-style URI SAN if given, else the common name only.
+    `valid_from`/`valid_for` are offsets from now (an expired one: valid_from=-2 days, valid_for=1 day)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = dt.datetime.now(dt.UTC) + valid_from
+    builder = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + valid_for)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+    )
+    if uri:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    return ClientCert(cert.public_bytes(serialization.Encoding.PEM),
+                      key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()),
+                      cert.public_bytes(serialization.Encoding.DER))
+
+
 class Issuer:
     """An OIDC-style token issuer: its JWKS served over HTTP on 127.0.0.1, tokens signed by its RSA key."""
 

@@ -113,7 +113,7 @@ class StreamReceipt:
 class _Credential:
     """Where the bearer token comes from; a token file is re-read each call (rotated tokens)."""
 
-    def __init__(self, token: str | None, token_file: str | os.PathLike | None):
+    def __init__(self, token: str | None, token_file: str | os.PathLike | None, *, certificate: bool = False):
         if token and token_file:
             raise ConfigError("give token= or token_file=, not both")
         self._token = token
@@ -123,17 +123,41 @@ class _Credential:
                 self._token = os.environ[TOKEN_ENV]
             elif os.environ.get(TOKEN_FILE_ENV):
                 self._file = Path(os.environ[TOKEN_FILE_ENV])
-            else:
-                raise ConfigError(f"no credential: pass token= or token_file=, or set {TOKEN_ENV} / {TOKEN_FILE_ENV}")
+            elif not certificate:   # with a client certificate, the certificate is the credential
+                raise ConfigError(f"no credential: pass token= or token_file=, or set {TOKEN_ENV} / {TOKEN_FILE_ENV} "
+                                  "(or client_cert=/client_key= for a server that maps client certificates)")
 
-    def header(self) -> tuple[bytes, bytes]:
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self._token is None and self._file is None:
+            return []
         token = self._token
         if self._file is not None:
             try:
                 token = self._file.read_text().strip()
             except OSError as exc:
                 raise ConfigError(f"cannot read the token file {self._file}: {exc.strerror}") from None
-        return (b"authorization", f"Bearer {token}".encode())
+        return [(b"authorization", f"Bearer {token}".encode())]
+
+
+class _CertificateProof:
+    """The client certificate in-band with a proof of possession (see `lineage_guard.service.mtls`), so the
+    server's ledger can name the certificate; refreshed well inside the server's acceptance window."""
+
+    REFRESH_S = 60
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes):
+        self._cert, self._key = cert_pem, key_pem
+        self._made = -1e9
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        import time
+
+        if time.monotonic() - self._made > self.REFRESH_S:
+            from ..service.mtls import proof_headers
+
+            self._headers, self._made = proof_headers(self._cert, self._key), time.monotonic()
+        return self._headers
 
 
 def _error(exc: flight.FlightError) -> LineageGuardError:
@@ -155,29 +179,42 @@ def _error(exc: flight.FlightError) -> LineageGuardError:
     return ServiceError(message)
 
 
+def _pem(value: bytes | str | os.PathLike | None) -> bytes | None:
+    return value if value is None or isinstance(value, bytes) else Path(value).read_bytes()
+
+
 class RemoteSession:
     """A governed session whose path runs on `lineage-guard serve`.
 
     `tls_root_certs` (PEM bytes or a path) trusts a private CA; the system store otherwise.
-    `client_cert`/`client_key` (PEM) present a client certificate when the server requires mTLS.
+    `client_cert`/`client_key` (PEM bytes or paths) present a client certificate when the server requires
+    mTLS; if the server maps client certificates to identities, they are the credential and `token` may be
+    left out. The certificate also travels in-band with a proof of possession, so the server's ledger
+    records its digest.
     """
 
     def __init__(self, url: str, *, purpose: str, token: str | None = None,
                  token_file: str | os.PathLike | None = None, tls_root_certs: bytes | str | os.PathLike | None = None,
-                 client_cert: bytes | None = None, client_key: bytes | None = None, timeout_s: float | None = None):
+                 client_cert: bytes | str | os.PathLike | None = None, client_key: bytes | str | os.PathLike | None = None,
+                 timeout_s: float | None = None):
         if not purpose:
             raise ConfigError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
         self.url = url
         self.purpose = purpose
-        self._credential = _Credential(token, token_file)
+        client_cert, client_key = _pem(client_cert), _pem(client_key)
+        self._credential = _Credential(token, token_file, certificate=bool(client_cert))
         roots = tls_root_certs
         if roots is not None and not isinstance(roots, bytes):
             roots = Path(roots).read_bytes()
         kwargs: dict[str, Any] = {}
         if roots:
             kwargs["tls_root_certs"] = roots
+        self._proof = None
         if client_cert:
+            if not client_key:
+                raise ConfigError("client_cert= needs client_key= (PEM)")
             kwargs.update(cert_chain=client_cert, private_key=client_key)
+            self._proof = _CertificateProof(client_cert, client_key)
         self._client = flight.FlightClient(url, **kwargs)
         self._timeout = timeout_s
         self.last_receipts: list[StreamReceipt] = []
@@ -192,8 +229,9 @@ class RemoteSession:
         self._client.close()
 
     def _options(self, extra: Sequence[tuple[bytes, bytes]] = ()) -> flight.FlightCallOptions:
+        proof = self._proof.headers() if self._proof is not None else []
         return flight.FlightCallOptions(timeout=self._timeout, headers=[
-            self._credential.header(), (PURPOSE_HEADER.encode(), self.purpose.encode()), *extra])
+            *self._credential.headers(), *proof, (PURPOSE_HEADER.encode(), self.purpose.encode()), *extra])
 
     def _call(self, fn):
         try:

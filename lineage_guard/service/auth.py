@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 from ..errors import LineageGuardError
 from ..identity import Authentication, Identity
-from .config import ServiceConfig
+from .config import CLIENT_CERT_ISSUER, ServiceConfig
 from .tokens import TokenStore, token_id
 
 PURPOSE_HEADER = "x-lineage-guard-purpose"
@@ -182,22 +182,37 @@ def _with(auth: Authentication, **changes) -> Authentication:
 
 
 class Authenticator:
-    """Credential -> verified `Identity` (groups from the policy), and the call's purpose."""
+    """Credential -> verified `Identity` (groups from the policy), and the call's purpose.
 
-    def __init__(self, policy, store: TokenStore | None = None, *, tls_peer: str | None = None):
+    A bearer token, when sent, establishes the identity; a verified client certificate (mTLS,
+    `client_ca`) then only has to agree with it. Without a bearer token, the client certificate
+    establishes it through the `issuer: client-certificate` principal entries.
+    """
+
+    def __init__(self, policy, store: TokenStore | None = None, *, client_ca: bytes | None = None):
         self.policy = policy
         self.config: ServiceConfig = policy.service
-        self.tls_peer = tls_peer
+        self.certificates = None
+        if client_ca:
+            from .mtls import ClientCertificates
+
+            self.certificates = ClientCertificates(client_ca)
         self.verifiers: list[Verifier] = []
         if self.config.api_tokens:
             self.verifiers.append(ApiTokenVerifier(store or TokenStore()))
         if self.config.issuers:
             self.verifiers.append(JwtVerifier(self.config))
 
-    def authenticate(self, headers: dict[str, list[Any]], peer: str) -> Identity:
-        client = Authentication("asserted", client_address=peer, tls_peer=self.tls_peer)
+    def authenticate(self, headers: dict[str, list[Any]], peer: str, peer_identity: bytes | str | None = None) -> Identity:
+        """`peer_identity` is what the TLS handshake verified (gRPC's name of the client certificate)."""
+        client = Authentication("asserted", client_address=peer)
+        cert = self._certificate(headers, peer_identity, client)
+        if cert is not None:
+            client = _with(client, tls_peer=cert.tls_peer)
         value = header(headers, "authorization") or ""
         scheme, _, token = value.partition(" ")
+        if cert is not None and not value:
+            return self._checked(headers, self._by_certificate(cert, client))
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("unauthenticated", "no credential: send 'authorization: Bearer <token>' "
                             "(a JWT from a trusted issuer or a lineage-guard API token)", client)
@@ -206,6 +221,34 @@ class Authenticator:
         if verifier is None:
             raise AuthError("unauthenticated", "the bearer token is neither a JWT nor a lineage-guard API token", client)
         verified = verifier.verify(token, client)
+        if cert is not None:
+            by_cert = self.config.principal_for(CLIENT_CERT_ISSUER, cert.name, {})
+            if by_cert is not None and by_cert != verified.principal:
+                raise AuthError("permission_denied", f"the client certificate is mapped to {by_cert!r} but the bearer "
+                                f"token to {verified.principal!r}; one caller, one identity", verified.auth)
+        return self._checked(headers, verified)
+
+    def _certificate(self, headers, peer_identity, client: Authentication):
+        if self.certificates is None:
+            return None
+        from .mtls import CertificateRefused
+
+        try:
+            return self.certificates.check(headers, peer_identity)
+        except CertificateRefused as exc:
+            raise AuthError("unauthenticated", exc.reason, _with(client, method="mtls")) from None
+
+    def _by_certificate(self, cert, client: Authentication) -> Verified:
+        auth = _with(client, method="mtls", issuer=f"client CA {cert.ca}", subject=cert.name,
+                     token_id_digest=cert.sha256, expires_at=cert.not_after)
+        principal = self.config.principal_for(CLIENT_CERT_ISSUER, cert.name, {})
+        if principal is None:
+            raise AuthError("permission_denied", f"no identity is mapped to client certificate {cert.name!r} (add one "
+                            f"under service.principals with issuer: {CLIENT_CERT_ISSUER}) and no bearer token was sent",
+                            auth)
+        return Verified(principal, auth)
+
+    def _checked(self, headers, verified: Verified) -> Identity:
         if verified.principal not in self.policy.identities:
             raise AuthError("permission_denied", f"identity {verified.principal!r} is not declared in the policy",
                             verified.auth)

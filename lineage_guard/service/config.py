@@ -17,6 +17,9 @@ Verified claims map to a declared identity; groups then come from the policy's `
       purposes: {svc-training: [ai_training], dr-grey: [treatment]}
       limits: {concurrent_streams: 4, max_rows: 50000000, statement_timeout_s: 600}
       identity_limits: {svc-training: {concurrent_streams: 8}}
+      client_ca_file: /etc/lineage-guard/client-ca.pem   # mTLS: or `serve --client-ca`
+      # a principal matched by the client certificate's first SAN (else its CN), e.g. a SPIFFE ID:
+      #   - {identity: svc-training, issuer: client-certificate, subject: "spiffe://example.org/ns/ml/sa/trainer"}
 
 API tokens (`lineage-guard tokens create --identity NAME`) name their identity in the token
 store; they are on unless `api_tokens: false`.
@@ -62,8 +65,15 @@ class IssuerConfig(_Strict):
         return self
 
 
+CLIENT_CERT_ISSUER = "client-certificate"
+
+
 class PrincipalMap(_Strict):
-    """Verified claims -> a declared identity. `subject` is exact; `subject_pattern` a glob."""
+    """Verified claims -> a declared identity. `subject` is exact; `subject_pattern` a glob.
+
+    `issuer: client-certificate` matches a verified mTLS client certificate by its first
+    SubjectAlternativeName (else its common name); such an entry takes no `claims`.
+    """
 
     identity: str
     issuer: str
@@ -75,6 +85,9 @@ class PrincipalMap(_Strict):
     def _one_subject_rule(self) -> PrincipalMap:
         if bool(self.subject) == bool(self.subject_pattern):
             raise ValueError(f"principal mapping to {self.identity!r}: give exactly one of subject or subject_pattern")
+        if self.issuer == CLIENT_CERT_ISSUER and self.claims:
+            raise ValueError(f"principal mapping to {self.identity!r}: a client certificate has no claims to match; "
+                             "remove claims: (match the SAN with subject or subject_pattern)")
         return self
 
     def matches(self, issuer: str, subject: str, claims: dict[str, Any]) -> bool:
@@ -122,18 +135,25 @@ class ServiceConfig(_Strict):
     api_tokens: bool = True
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     identity_limits: dict[str, LimitsConfig] = Field(default_factory=dict)
+    client_ca_file: str | None = None
 
     @model_validator(mode="after")
     def _issuers_known(self) -> ServiceConfig:
         known = {i.issuer for i in self.issuers}
+        if CLIENT_CERT_ISSUER in known:
+            raise ValueError(f"issuer name {CLIENT_CERT_ISSUER!r} is reserved for mTLS client certificates")
         for p in self.principals:
-            if p.issuer not in known:
+            if p.issuer not in known and p.issuer != CLIENT_CERT_ISSUER:
                 raise ValueError(f"principal mapping to {p.identity!r} names issuer {p.issuer!r}, "
                                  f"which is not under service.issuers (declared: {sorted(known)})")
         return self
 
     def issuer(self, name: str) -> IssuerConfig | None:
         return next((i for i in self.issuers if i.issuer == name), None)
+
+    @property
+    def maps_certificates(self) -> bool:
+        return any(p.issuer == CLIENT_CERT_ISSUER for p in self.principals)
 
     def principal_for(self, issuer: str, subject: str, claims: dict[str, Any]) -> str | None:
         return next((p.identity for p in self.principals if p.matches(issuer, subject, claims)), None)

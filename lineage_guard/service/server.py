@@ -187,8 +187,13 @@ class GovernedFlightServer(flight.FlightServerBase):
         self.ledger = ledger or Ledger.open()
         self.lineage = lineage or LineageEmitter()
         self.approvals = approvals or ApprovalStore.open(config=policy.approvals)
-        tls_peer = "client certificate verified against the configured CA" if client_ca else None
-        self.auth = Authenticator(policy, token_store, tls_peer=tls_peer)
+        client_ca = client_ca or _client_ca_from_policy(policy)
+        if client_ca and not tls_certificates:
+            raise ConfigError("mTLS client certificates need TLS: give the server a certificate and key")
+        if policy.service.maps_certificates and not client_ca:
+            raise ConfigError("service.principals match client certificates (issuer: client-certificate) but no "
+                              "client CA is configured: give serve --client-ca or service.client_ca_file")
+        self.auth = Authenticator(policy, token_store, client_ca=client_ca)
         self.limiter = StreamLimiter(self.config)
         self._pending: dict[bytes, _Pending] = {}
         self._prepared: dict[bytes, _Prepared] = {}
@@ -208,7 +213,8 @@ class GovernedFlightServer(flight.FlightServerBase):
         if self.draining:
             raise flight.FlightUnavailableError("the server is shutting down; retry against another instance")
         try:
-            return self.auth.authenticate(self._headers(context), context.peer())
+            return self.auth.authenticate(self._headers(context), context.peer(),
+                                          context.peer_identity() if self.auth.certificates else None)
         except AuthError as exc:
             self._record_refusal(exc, context, method)
             raise to_flight_error(exc) from None
@@ -637,6 +643,17 @@ def _parameter_rows(reader) -> list[tuple]:
     return [tuple(row.values()) for row in table.to_pylist()]
 
 
+def _client_ca_from_policy(policy) -> bytes | None:
+    path = policy.service.client_ca_file
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read service.client_ca_file {path}: {exc.strerror}") from None
+
+
 def _check_config(policy) -> None:
     """The service section names declared identities and purposes; say which is not."""
     config = policy.service
@@ -652,5 +669,6 @@ def _check_config(policy) -> None:
             if bad:
                 raise ConfigError(f"service.purposes.{who}: purpose(s) {bad} are not declared under purposes: "
                                   f"(declared: {policy.purposes})")
-    if not config.api_tokens and not config.issuers:
-        raise ConfigError("service: no way to authenticate: keep api_tokens on or declare service.issuers")
+    if not config.api_tokens and not config.issuers and not config.maps_certificates:
+        raise ConfigError("service: no way to authenticate: keep api_tokens on, declare service.issuers or map "
+                          "client certificates (issuer: client-certificate)")
