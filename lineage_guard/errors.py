@@ -58,3 +58,11 @@ class SinkError(LineageGuardError):
 
 class MaskingError(LineageGuardError):
     """A mask could not be applied; the batch is not released."""
+
+
+class ReidentificationRisk(AccessDenied):
+    """The masked output is below its purpose's re-identification floor (k-anonymity / l-diversity).
+
+    Raised after the read, before the sink is committed: nothing was written. The message names the
+    columns and the class sizes, never a value.
+    """

@@ -108,6 +108,12 @@ def decide(
     approvals = verdict.approvals + approvals
     sensitive = tuple(sorted(hidden))
     columns, unbound = bind_shift_date_subjects(columns, analysis)
+    if policy.purpose_requirements:  # what the purpose itself requires (an approval cannot lift it)
+        from .attest.floor import plan_problems
+
+        required = plan_problems(columns, policy, purpose)
+        if required:
+            return _deny(analysis, required, labels, policy, identity, purpose)
     if approvals:
         return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis, sensitive)
     masked = [c for c in columns if c.masked]

@@ -37,6 +37,7 @@ from .run import ParentRun, RunRecord, SinkInfo, new_run_id, utcnow
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
+    from .attest.floor import FloorCheck
     from .sinks import Sink
 
 # Masks that use a key: their output columns carry a key id in the ledger and lineage.
@@ -258,21 +259,32 @@ class GovernedSession:
         delivered: list[pa.RecordBatch] = []
         sink = _Handover(delivered.append)
         run, decision = self._begin(sql, sink, parameters, intent=True)
-        gen = self._pump(run, decision, sql, parameters, sink)
+        # A purpose with a re-identification floor is measured on the whole output before any of it
+        # leaves: the batches are held (in memory) until the end of the read, then handed over.
+        floor = self._floor(decision)
+        gen = self._pump(run, decision, sql, parameters, sink, floor=floor)
 
         failed = False
         handed = 0
 
+        def handover(held: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            nonlocal handed
+            while held:
+                batch = held.pop(0)
+                handed += batch.num_rows
+                self._settle(run, done=True)  # an approval is used once data has left
+                yield batch
+
         def batches() -> Iterator[pa.RecordBatch]:
-            nonlocal failed, handed
+            nonlocal failed
             failure = None
             try:
                 for _ in gen:
-                    while delivered:
-                        batch = delivered.pop(0)
-                        handed += batch.num_rows
-                        self._settle(run, done=True)  # an approval is used once data has left
-                        yield batch
+                    if floor is None:
+                        yield from handover(delivered)
+                if floor is not None:
+                    self._check_floor(run, floor)
+                    yield from handover(delivered)
             except GeneratorExit:
                 raise
             except BaseException as exc:  # noqa: BLE001 - the path failed (not the caller): record, sanitize
@@ -563,10 +575,11 @@ class GovernedSession:
                                              policy_digest=run.extra["policy_digest"])
 
     def _pump(self, run: RunRecord, decision: Decision, sql: str, parameters, sink: Sink, progress=None,
-              sample: list[pa.RecordBatch] | None = None):
+              sample: list[pa.RecordBatch] | None = None, floor: FloorCheck | None = None):
         """Steps 6-8 for each batch: read, mask, write. Yields after each batch.
 
-        `sample`, if given, collects the first `policy.validation.sample_rows` masked rows.
+        `sample`, if given, collects the first `policy.validation.sample_rows` masked rows;
+        `floor`, if given, sees every masked batch (the purpose's re-identification floor).
         """
         from .mask import mask_batch
 
@@ -584,6 +597,8 @@ class GovernedSession:
             run.output_schema = [(f.name, str(f.type)) for f in masked_schema]
             for batch in stream:
                 masked = mask_batch(batch, specs, self.keyring)
+                if floor is not None:
+                    floor.observe(masked)
                 sink.write(masked)
                 if sample is not None and run.rows < self.policy.validation.sample_rows:
                     sample.append(masked.slice(0, self.policy.validation.sample_rows - run.rows))
@@ -598,9 +613,12 @@ class GovernedSession:
         t1 = time.perf_counter()
         failure = None
         sample: list[pa.RecordBatch] | None = [] if self.policy.validation.enabled else None
+        floor = self._floor(decision)
         try:
-            for _ in self._pump(run, decision, sql, parameters, sink, progress, sample):
+            for _ in self._pump(run, decision, sql, parameters, sink, progress, sample, floor):
                 pass
+            if floor is not None:
+                self._check_floor(run, floor)
             if sample is not None:
                 self._validate(run, decision, pa.Table.from_batches(sample, schema=sink.schema))
         except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised sanitized
@@ -611,6 +629,21 @@ class GovernedSession:
         self._finish(run, sink)
         t3 = time.perf_counter()
         return run, {"plan": t1 - t0, "read_mask_write": t2 - t1, "record_commit": t3 - t2}
+
+    def _floor(self, decision: Decision) -> FloorCheck | None:
+        """The purpose's re-identification floor for this read (policy `purpose_requirements`), or None."""
+        if not self.policy.purpose_requirements:
+            return None
+        from .attest.floor import FloorCheck
+
+        return FloorCheck.for_read(decision, self.policy, self.purpose)
+
+    def _check_floor(self, run: RunRecord, floor: FloorCheck) -> None:
+        """Measure the whole masked output before the sink is sealed; below the floor the read fails."""
+        summary, error = floor.measure()
+        run.extra["reidentification"] = summary   # -> the ledger entry: class sizes and column names, no value
+        if error is not None:
+            raise error
 
     def _validate(self, run: RunRecord, decision: Decision, sample: pa.Table) -> None:
         """Prove the masking on a sample before anything is committed; a failed check fails the run."""

@@ -11,7 +11,7 @@ Example:
     >>> frame = pl.DataFrame({"zip": ["021", "021", "022"], "sex": ["f", "f", "m"], "dx": ["a", "b", "a"]})
     >>> r = measure(frame, ["zip", "sex"], sensitive="dx")
     >>> (r.k, r.l, r.classes, r.smallest)
-    (1, 1, 2, [(1, 1)])
+    (1, 1, 2, [(1, 1), (2, 1)])
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ class Risk:
     smallest: list[tuple[int, int]]        # (class size, how many classes have it), smallest first
     sensitive: str | None = None
     l: int | None = None
+    subject: str | None = None             # classes counted in distinct values of this column (people), not rows
 
     def to_dict(self) -> dict:
         return {"quasi_identifiers": list(self.quasi), "rows": self.rows, "k": self.k, "classes": self.classes,
                 "smallest_classes": [{"size": s, "classes": n} for s, n in self.smallest],
-                "sensitive": self.sensitive, "l": self.l}
+                "sensitive": self.sensitive, "l": self.l, "counted": "people" if self.subject else "rows"}
 
     def describe(self) -> str:
         """A value-free sentence: which combination, how rare."""
@@ -52,24 +53,29 @@ class Risk:
         return text
 
 
-def measure(frame: pl.DataFrame, quasi: Sequence[str], *, sensitive: str | None = None, show: int = 3) -> Risk:
-    """k (and l for `sensitive`) of `frame` over the columns `quasi`."""
+def measure(frame: pl.DataFrame, quasi: Sequence[str], *, sensitive: str | None = None, subject: str | None = None,
+            show: int = 3) -> Risk:
+    """k (and l for `sensitive`) of `frame` over the columns `quasi`.
+
+    A class's size is its number of rows, or, with `subject` (a column identifying a person, e.g. a
+    tokenized patient id), its number of distinct subjects: one person's ten rows are still one person.
+    """
     quasi = tuple(quasi)
     if not quasi:
         raise ConfigError("name at least one quasi-identifier column (e.g. --quasi zip,birth_date,sex)")
-    missing = [c for c in (*quasi, *([sensitive] if sensitive else [])) if c not in frame.columns]
+    missing = [c for c in (*quasi, *(c for c in (sensitive, subject) if c)) if c not in frame.columns]
     if missing:
         raise ConfigError(f"no column {', '.join(missing)} in the table; its columns: {', '.join(frame.columns)}")
     if frame.height == 0:
-        return Risk(quasi, 0, 0, 0, [], sensitive, 0 if sensitive else None)
-    aggs = [pl.len().alias("_size")]
+        return Risk(quasi, 0, 0, 0, [], sensitive, 0 if sensitive else None, subject)
+    aggs = [pl.col(subject).n_unique().alias("_size") if subject else pl.len().alias("_size")]
     if sensitive:
         aggs.append(pl.col(sensitive).n_unique().alias("_distinct"))
     classes = frame.group_by(list(quasi)).agg(aggs)
     sizes = classes.group_by("_size").agg(pl.len().alias("_n")).sort("_size")
     smallest = [(int(s), int(n)) for s, n in sizes.head(show).iter_rows()]
     return Risk(quasi, frame.height, int(classes["_size"].min()), classes.height, smallest, sensitive,
-                int(classes["_distinct"].min()) if sensitive else None)
+                int(classes["_distinct"].min()) if sensitive else None, subject)
 
 
 def measure_file(path: str | os.PathLike, quasi: Sequence[str], *, sensitive: str | None = None) -> Risk:

@@ -183,6 +183,8 @@ def _provenance_fields(run: RunRecord) -> dict[str, Any]:
     fields = {}
     if run.extra.get("policy_digest"):
         fields["policy_digest"] = run.extra["policy_digest"]
+    if run.extra.get("reidentification"):  # the purpose's floor as measured: class sizes, column names, no value
+        fields["reidentification"] = run.extra["reidentification"]
     if run.extra.get("output_sha256") and run.outcome == "success":
         fields["output_sha256"] = run.extra["output_sha256"]
     return fields

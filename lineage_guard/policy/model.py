@@ -23,6 +23,7 @@ from ..mask.spec import METHODS, MaskSpec
 from ..service.config import ServiceConfig
 from ..sql.model import ColumnRef
 from .guardrails import WritesPolicy
+from .purposes import PurposeRequirement
 from .row_filters import RowFilterDecl
 
 
@@ -164,6 +165,15 @@ class Policy(_Strict):
     groups: list[str] = Field(default_factory=list)
     purposes: list[str] = Field(default_factory=list)
     classifications: dict[str, str] = Field(default_factory=dict)
+    quasi_identifiers: list[str] = Field(
+        default_factory=list,
+        description="classification labels that identify a person only in combination (e.g. postal_code, "
+                    "date_of_birth, sex); a purpose's `k_anonymity` is measured over the output columns carrying "
+                    "them (clear, generalized or deterministically masked: a token partitions rows as its value does)")
+    purpose_requirements: dict[str, PurposeRequirement] = Field(
+        default_factory=dict,
+        description="per purpose: `no_sensitive_clear`, a re-identification floor (`k_anonymity`, `l_diversity`) "
+                    "measured on the masked output before it is committed")
     rules: list[Rule] = Field(default_factory=list)
     default_mask: MaskDecl = Field(default_factory=lambda: MaskDecl(method="redact"))
     keys: KeysConfig = Field(default_factory=KeysConfig)
@@ -194,6 +204,18 @@ class Policy(_Strict):
             if len(key.split(".")) != 3 or not all(key.split(".")):
                 raise ValueError(f"classification key {key!r} must be schema.table.column (e.g. public.customers.email)")
         return v
+
+    @model_validator(mode="after")
+    def _floors_have_quasi_identifiers(self) -> "Policy":
+        for name, req in self.purpose_requirements.items():
+            if req.has_floor and not self.quasi_identifiers:
+                raise ValueError(f"purpose_requirements.{name} sets a re-identification floor but no classification "
+                                 "is a quasi-identifier: list labels under `quasi_identifiers:` (e.g. [postal_code, "
+                                 "date_of_birth])")
+            if req.l_diversity is not None and req.l_diversity.attribute in self.quasi_identifiers:
+                raise ValueError(f"purpose_requirements.{name}.l_diversity.attribute {req.l_diversity.attribute!r} is "
+                                 "also a quasi-identifier; the sensitive attribute must be another classification")
+        return self
 
     @model_validator(mode="after")
     def _groups_declared(self) -> "Policy":
@@ -283,6 +305,10 @@ class Policy(_Strict):
     def row_filters_for(self, identity: Identity, purpose: str) -> list:
         """The row filters (`sql.rowfilter.FilterRule`) that hold for this resolved identity and purpose."""
         return [d.rule() for d in self.row_filters if d.matches(identity, purpose)]
+
+    def requirement(self, purpose: str) -> PurposeRequirement | None:
+        """What `purpose_requirements` asks of reads for `purpose`, or None."""
+        return self.purpose_requirements.get(purpose)
 
     def first_rule(self, label: str, column: ColumnRef, identity: Identity, purpose: str) -> Rule | None:
         return next((r for r in self.rules if r.matches(label, column, identity, purpose)), None)

@@ -131,11 +131,34 @@ def reference_problems(policy: Policy, lines: Lines, source: str) -> list[str]:
     from .row_filters import reference_problems as row_filter_problems
 
     problems += row_filter_problems(policy, lines, source)
+    problems += _requirement_problems(policy, labels, lines, source)
     if check_groups:
         for j, wrong in enumerate(policy.writes.allowed_groups):
             if wrong in _unknown([wrong], declared_groups):
                 problems.append(f"{source}:{_line(lines, 'writes', 'allowed_groups', j)}: writes.allowed_groups: "
                                 f"unknown group {wrong!r}{_valid(declared_groups, wrong)}")
+    return problems
+
+
+def _requirement_problems(policy: Policy, labels: set[str], lines: Lines, source: str) -> list[str]:
+    """quasi_identifiers and purpose_requirements naming labels or purposes the policy does not declare."""
+    problems: list[str] = []
+    for j, label in enumerate(policy.quasi_identifiers):
+        if label not in labels:
+            problems.append(f"{source}:{_line(lines, 'quasi_identifiers', j)}: quasi_identifiers: unknown "
+                            f"classification label {label!r}{_valid(labels, label)}")
+    purposes = set(policy.purposes)
+    for name, req in policy.purpose_requirements.items():
+        if purposes and name not in purposes:
+            problems.append(f"{source}:{_line(lines, 'purpose_requirements', name)}: purpose_requirements.{name}: "
+                            f"unknown purpose {name!r}{_valid(purposes, name)}")
+        named = [(("l_diversity", "attribute"), req.l_diversity.attribute if req.l_diversity else None),
+                 (("subject",), req.subject)]
+        for path, label in named:
+            if label is not None and label not in labels:
+                problems.append(f"{source}:{_line(lines, 'purpose_requirements', name, *path)}: "
+                                f"purpose_requirements.{name}.{'.'.join(path)}: unknown classification label "
+                                f"{label!r}{_valid(labels, label)}")
     return problems
 
 
