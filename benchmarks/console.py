@@ -94,17 +94,63 @@ def fill(ledger, n: int, signer, start: datetime) -> float:
 def queries(n: int, start: datetime) -> dict[str, str]:
     mid = (start + timedelta(days=60)).date().isoformat()
     end = (start + timedelta(days=67)).date().isoformat()
+    day = (start + timedelta(days=90)).date().isoformat()
+    day_end = (start + timedelta(days=91)).date().isoformat()
     return {
         "newest page, no filter": "",
         "identity": "identity=svc-job-07",
         "identity (rare: 1 in 9973)": "identity=rare-auditor",
+        "table": "table=public.t03",
+        "column (any treatment)": "column=public.t05.email",
+        "purpose": "purpose=reporting",
+        "decision": "outcome=denied",
+        "time range (1 day)": f"since={day}&until={day_end}",
         "table + decision": "table=public.t03&outcome=denied",
         "column masked + purpose": "column=public.t05.email&treatment=masked&purpose=reporting",
         "column used to filter": "column=public.t11.region&treatment=used",
         "purpose + 1-week range": f"purpose=billing&since={mid}&until={end}",
         "free text word": "q=job_t07",
+        "free text, two words": "q=job_t07 region",
         f"deep page (before seq {n // 2})": f"before={n // 2}",
+        "deep page, oldest (before seq 60)": "before=60",
+        f"identity, deep page (before {n // 10})": f"identity=svc-job-07&before={n // 10}",
+        "table + decision, deep page": f"table=public.t03&outcome=denied&before={n // 10}",
     }
+
+
+def explain(ledger, qs: str) -> list[str]:
+    """The database's plan for the statements the index runs for one query string (to show index use)."""
+    from urllib.parse import parse_qsl
+
+    from lineage_guard.audit.index import LedgerIndex, TimelineQuery
+    from lineage_guard.audit.query import parse_time
+
+    p = dict(parse_qsl(qs))
+    q = TimelineQuery(identity=p.get("identity"), table=p.get("table"), column=p.get("column"),
+                      treatment=p.get("treatment"), purpose=p.get("purpose"), outcome=p.get("outcome"),
+                      text=p.get("q"), since=parse_time(p["since"]) if p.get("since") else None,
+                      until=parse_time(p["until"]) if p.get("until") else None,
+                      before=int(p["before"]) if p.get("before") else None)
+    index = LedgerIndex(ledger)
+    statements: list[tuple[str, tuple]] = []
+    real_all = index._all
+
+    def spy(sql: str, params: tuple = ()) -> list[tuple]:
+        statements.append((sql, params))
+        return real_all(sql, params)
+
+    index._all = spy  # type: ignore[method-assign]
+    index.page(q)
+    index._all = real_all  # type: ignore[method-assign]
+    out = []
+    for sql, params in statements:
+        if "ledger_term_counts" in sql:
+            continue  # a primary-key lookup of one term's count
+        prefix = "EXPLAIN " if index.pg else "EXPLAIN QUERY PLAN "
+        rows = real_all(prefix + sql, params)
+        plan = [str(r[0]) for r in rows] if index.pg else [str(r[-1]) for r in rows]
+        out.append(" | ".join(plan))
+    return out
 
 
 def measure(client, path: str, repeat: int) -> tuple[float, float, int]:
@@ -125,6 +171,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--postgres", help="a PostgreSQL server URL: each size gets its own schema there")
+    ap.add_argument("--work", help="keep the SQLite ledgers (and their key) in this folder and reuse them on the "
+                                   "next run (a 1M-entry ledger takes minutes to build)")
+    ap.add_argument("--verify", action="store_true", help="verify each ledger's whole chain (timed) before measuring")
+    ap.add_argument("--explain", action="store_true", help="print the database's plan for each query's statements")
     args = ap.parse_args()
 
     os.environ.setdefault("LINEAGE_GUARD_HOME", tempfile.mkdtemp(prefix="lg_bench_console_"))
@@ -137,9 +187,13 @@ def main() -> None:
     from lineage_guard.console.app import COOKIE, build_app
 
     policy = load(console_policy("http://127.0.0.1:9/unused"))
-    signer = Signer.generate()
+    from lineage_guard.audit.signing import write_key_file
+
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    work = Path(tempfile.mkdtemp(prefix="lg_bench_console_"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="lg_bench_console_"))
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "bench-signing.key"
+    signer = Signer.from_file(key) if key.exists() else write_key_file(key)
     print(f"backend: {'postgresql' if args.postgres else 'sqlite'}; {args.repeat} fetches per query after a warm-up")
     for n in (int(s) for s in args.sizes.split(",")):
         if args.postgres:
@@ -149,22 +203,32 @@ def main() -> None:
             ledger = Ledger.open(args.postgres, schema=f"lg_bench_console_{n}", signer=signer)
         else:
             ledger = Ledger.open(str(work / f"ledger-{n}.sqlite"), signer=signer)
-        filled = fill(ledger, n, signer, start)
+        reused = not args.postgres and (ledger.store.head() or (0,))[0] == n
+        filled = 0.0 if reused else fill(ledger, n, signer, start)
         t0 = time.perf_counter()
         LedgerIndex(ledger).sync()
         indexed = time.perf_counter() - t0
+        if args.verify:
+            t0, c0 = time.perf_counter(), time.process_time()
+            report = ledger.verify((signer.public_key,))
+            print(f"\n{n:,} entries: chain verify {'ok' if report.ok else 'FAILED'} ({report.entries:,} entries) in "
+                  f"{time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU")
         store = ApprovalStore.open(f"sqlite:///{work}/approvals-{n}.sqlite")
         app = build_app(policy, approvals=store, ledger=ledger, secure_cookies=False, session_secret="bench" * 8,
                         public_keys=(signer.public_key,))
         me = app.state.sessions.create(identity="sam", subject="sam", issuer="bench", grants=policy.console.grants("sam"))
         client = TestClient(app, base_url="http://127.0.0.1")
         client.cookies.set(COOKIE, session_cookie("bench" * 8, me.sid))
-        print(f"\n{n:,} entries: bulk fill {filled:.1f} s ({n / filled:,.0f}/s), index build {indexed:.1f} s "
-              f"({n / indexed:,.0f}/s)")
-        print(f"  {'query':<36} {'median ms':>10} {'p95 ms':>8} {'rows':>5}")
+        built = "reused from --work" if reused else f"bulk fill {filled:.1f} s ({n / filled:,.0f}/s)"
+        print(f"\n{n:,} entries: {built}, index sync {indexed:.1f} s; load average {os.getloadavg()[0]:.2f}")
+        print(f"  {'query':<40} {'median ms':>10} {'p95 ms':>8} {'rows':>5}")
         for name, qs in queries(n, start).items():
             med, p95, rows = measure(client, f"/timeline?{qs}", args.repeat)
-            print(f"  {name:<36} {med:>10.1f} {p95:>8.1f} {rows:>5}")
+            print(f"  {name:<40} {med:>10.1f} {p95:>8.1f} {rows:>5}", flush=True)
+            if args.explain:
+                for plan in explain(ledger, qs):
+                    print(f"      plan: {plan}")
+        print(f"  load average after: {os.getloadavg()[0]:.2f}")
         ledger.close()
 
 

@@ -103,7 +103,7 @@ def world(provider, airflow_env, patients, tmp_path_factory):
         server, thread = start_in_thread(app, host="127.0.0.1", port=provider["console_port"])
         base = f"http://127.0.0.1:{bound_port(server)}"
         yield {"base": base, "store": store, "ledger": ledger, "deny_me": deny_me, "airflow": airflow_env,
-               "app": app, "issuer": provider["issuer"], "pg": airflow_env.pg_url}
+               "app": app, "issuer": provider["issuer"], "pg": airflow_env.pg_url, "home": root / "home"}
         server.should_exit = True
         thread.join(timeout=10)
         ledger.close()
@@ -329,3 +329,116 @@ def test_sign_in_uses_pkce_and_a_secure_http_only_cookie(world):
     assert "code_challenge_method=S256" in location and "code_challenge=" in location and "nonce=" in location
     cookie = got.headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+
+MODEL_POLICY = """
+version: 1
+identities:
+  svc-training: {kind: service, groups: [training-jobs]}
+groups: [training-jobs]
+purposes: [ai_training]
+classifications:
+  public.console_models_people.email: email
+rules:
+  - {classifications: [email], groups: [training-jobs], action: mask, mask: {method: tokenize}}
+"""
+MODEL_SECRETS = [f"person-{i}@models-secret.example" for i in range(1, 13)]
+
+
+def attested_model(world, root: Path) -> tuple[dict, Path]:
+    """Two real governed extracts (email masked by the policy), a real numpy least-squares step on them, and
+    `lineage_guard.attest`, which keeps the envelope in the state folder's attestations/ the console reads."""
+    import json
+
+    import numpy as np
+    import polars as pl
+    import psycopg
+
+    import lineage_guard
+    from lineage_guard.identity import Identity
+    from lineage_guard.policy import parse_policy
+    from lineage_guard.session import GovernedSession
+
+    with psycopg.connect(world["pg"], autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS console_models_people; DROP TABLE IF EXISTS console_models_visits")
+        conn.execute("CREATE TABLE console_models_people (id int primary key, email text, age int)")
+        conn.execute("CREATE TABLE console_models_visits (person_id int, visits int, cost int)")
+        conn.cursor().executemany("INSERT INTO console_models_people VALUES (%s, %s, %s)",
+                                  [(i, e, 20 + 3 * i) for i, e in enumerate(MODEL_SECRETS, 1)])
+        conn.cursor().executemany("INSERT INTO console_models_visits VALUES (%s, %s, %s)",
+                                  [(i, 1 + i % 4, 100 + 7 * i + 5 * (1 + i % 4)) for i in range(1, 13)])
+    data = root / "data"
+    with GovernedSession(world["pg"], parse_policy(MODEL_POLICY), Identity("svc-training"), "ai_training",
+                         ledger=world["ledger"]) as s:
+        s.extract("SELECT id, email, age FROM console_models_people", to=data / "people.parquet")
+        s.extract("SELECT person_id, visits, cost FROM console_models_visits", to=data / "visits.parquet")
+    datasets = [data / "people.parquet", data / "visits.parquet"]
+    frame = pl.read_parquet(datasets[0]).join(pl.read_parquet(datasets[1]), left_on="id", right_on="person_id")
+    assert not set(frame["email"].to_list()) & set(MODEL_SECRETS)   # the extract itself is masked
+    x = np.column_stack([frame["age"].to_numpy(), frame["visits"].to_numpy(), np.ones(frame.height)])
+    weights, *_ = np.linalg.lstsq(x, frame["cost"].to_numpy().astype(float), rcond=None)
+    model = root / "model"
+    model.mkdir()
+    np.save(model / "weights.npy", weights)
+    (model / "config.json").write_text(json.dumps({"features": ["age", "visits"], "target": "cost"}))
+    envelope = lineage_guard.attest(model, datasets, ledger=world["ledger"])
+    return envelope, model
+
+
+def test_an_auditor_sees_each_model_attestation_verified_with_its_path_back_to_columns(world, browser,
+                                                                                      tmp_path, monkeypatch):
+    import base64
+    import json
+
+    from lineage_guard import paths
+
+    monkeypatch.setenv("LINEAGE_GUARD_HOME", str(world["home"]))   # the state folder the console was opened on
+    envelope, _ = attested_model(world, tmp_path)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    digest = statement["predicate"]["model"]["digest"]
+    receipts = [d["receiptId"] for d in statement["predicate"]["datasets"]]
+    kept = paths.home_path() / "attestations"
+    assert (kept / f"{digest.split(':', 1)[1]}.dsse.json").is_file()
+    # A forged copy beside it: the same envelope claiming another model digest, signature untouched.
+    forged = json.loads(json.dumps(statement))
+    forged["predicate"]["model"]["digest"] = "sha256:" + "f" * 64
+    (kept / "forged.dsse.json").write_text(json.dumps(
+        {**envelope, "payload": base64.b64encode(json.dumps(forged).encode()).decode()}))
+
+    def look(chromium):
+        sam = Pages(chromium, world, "sam")
+        try:
+            sam.sign_in()
+            sam.go("/models")
+            real = sam.page.query_selector(f"section.model[data-digest='{digest}']")
+            assert real is not None, sam.page.inner_text("main")
+            text = real.inner_text()
+            assert "verified" in real.query_selector(".verdict").inner_text()
+            assert "does not verify" not in text
+            assert "public.console_models_people" in text and "public.console_models_visits" in text
+            assert "public.console_models_people.email → email: masked (tokenize)" in text
+            assert "public.console_models_people.age → age: clear" in text
+            assert "svc-training" in text and "ai_training" in text
+            bad = sam.page.query_selector("section.model[data-digest='sha256:" + "f" * 64 + "']")
+            assert bad is not None and "does not verify: signature" in bad.query_selector(".verdict").inner_text()
+            html = sam.page.content()
+            for value in MODEL_SECRETS:
+                assert value not in html
+            sam.shot("models")
+            real.query_selector(f"a.receipt[href='/receipts/{receipts[0]}']").click()
+            sam.page.wait_for_selector("#verdict")
+            assert "verified" in sam.page.inner_text("#verdict")
+            assert "console_models_people" in sam.page.inner_text("main")
+            sam.shot("model-receipt")
+            sam.go("/models")
+            sam.page.click(f"section.model[data-digest='{digest}'] a[href='/columns/public.console_models_people.email']")
+            sam.page.wait_for_url("**/columns/public.console_models_people.email**")
+            html = sam.page.content()
+            assert "svc-training" in html
+            for value in MODEL_SECRETS:
+                assert value not in html
+            sam.shot("model-column")
+        finally:
+            sam.close()
+
+    browser.run(look).result(timeout=180)

@@ -202,3 +202,30 @@ def test_every_response_forbids_framing_scripts_and_caching(world):
     assert "script-src" not in got.headers["content-security-policy"]
     assert "default-src 'none'" in got.headers["content-security-policy"]
     assert got.headers["x-frame-options"] == "DENY" and got.headers["cache-control"] == "no-store"
+
+
+def test_models_page_lists_what_is_in_the_attestations_folder_and_refuses_to_trust_bad_files(world):
+    """The registry is the state folder's attestations/: a file that is not an envelope, or a signature by a key
+    the console does not pin, is listed as not verifying (fail closed), and the page still renders."""
+    from lineage_guard import paths
+    from lineage_guard.attest import dsse
+
+    folder = paths.home_path() / "attestations"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "garbage.dsse.json").write_text("{not json")
+    statement = {"_type": "https://in-toto.io/Statement/v1", "predicateType": "x", "subject": [],
+                 "predicate": {"model": {"digest": "sha256:" + "e" * 64}}}
+    foreign = dsse.sign(json.dumps(statement).encode(), Signer.generate())   # a key nobody pinned
+    (folder / "foreign.dsse.json").write_text(json.dumps(foreign))
+    app = build_app(world["policy"], approvals=world["store"], ledger=world["ledger"], secure_cookies=False,
+                    session_secret=SECRET, public_keys=(world["ledger"].signer.public_key,), clock=world["clock"])
+    client = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
+    assert client.get("/models").status_code == 303          # signed out: to sign-in
+    me = app.state.sessions.create(identity="vic", subject="vic", issuer="http://idp",
+                                   grants=world["policy"].console.grants("vic"))
+    client.cookies.set(COOKIE, session_cookie(SECRET, me.sid))
+    got = client.get("/models")
+    assert got.status_code == 200
+    assert "not a JSON DSSE envelope" in got.text
+    assert "sha256:" + "e" * 64 in got.text and "does not verify: signature" in got.text
+    assert got.text.count('class="verdict bad"') == 2 and 'class="verdict ok"' not in got.text

@@ -25,6 +25,7 @@ def console(
     public_url: Annotated[str | None, typer.Option("--public-url", help="The URL people use (behind a proxy); the OpenID redirect goes to it.")] = None,
     insecure_http: Annotated[bool, typer.Option("--insecure-http", help="Plain HTTP, cookies without Secure (loopback only, development).")] = False,
     public_key: Annotated[list[str] | None, typer.Option("--public-key", help="Ledger public key to verify receipts against (repeat).")] = None,
+    attestations: Annotated[Path | None, typer.Option("--attestations", help="Folder of attestation envelopes for the Models page (default: the state folder's attestations/, where `lineage-guard attest` keeps them).")] = None,
 ) -> None:
     """Serve the web console: approvals inbox, who-saw-what timeline, receipts (OpenID Connect sign-in)."""
     from ..console.run import open_console, serve_console
@@ -34,7 +35,8 @@ def console(
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("give both --tls-cert and --tls-key (PEM files)")
         app = open_console(policy_path=policy, ledger_url=ledger, approvals_url=store, insecure_http=insecure_http,
-                           host=host, tls=bool(tls_cert), public_url=public_url, public_keys=tuple(public_key or ()))
+                           host=host, tls=bool(tls_cert), public_url=public_url, public_keys=tuple(public_key or ()),
+                           attestations=attestations)
         scheme = "https" if tls_cert else "http"
         out.print(f"lineage-guard console: listening on {scheme}://{host}:{port}", highlight=False, markup=False)
         serve_console(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)

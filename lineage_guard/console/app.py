@@ -30,7 +30,7 @@ from ..audit.index import LedgerIndex
 from ..audit.ledger import Ledger
 from ..policy.model import Policy
 from .auth import OidcSignIn
-from .models import AttestationSource
+from .models import AttestationSource, FolderAttestations
 from .pages import Console, Refused
 from .sessions import SessionRegistry
 
@@ -67,10 +67,17 @@ class SecurityHeaders:
 
 def build_app(policy: Policy, *, approvals: ApprovalStore, ledger: Ledger, secure_cookies: bool = True,
               public_url: str | None = None, public_keys: tuple[str, ...] = (),
-              models: AttestationSource | None = None, session_secret: str | None = None,
-              clock: Callable[[], float] = time.time) -> Starlette:
+              models: AttestationSource | None = None, attestations: Path | None = None,
+              session_secret: str | None = None, clock: Callable[[], float] = time.time) -> Starlette:
     """The console as an ASGI app. `session_secret` signs the session cookie (random per process by
-    default: sessions live in this process's memory anyway); `clock` is what session expiry is measured by."""
+    default: sessions live in this process's memory anyway); `clock` is what session expiry is measured by.
+    The Models page reads `models`, else the attestations folder `attestations` (default: the state
+    folder's `attestations/`, where `lineage-guard attest` keeps every envelope it signs)."""
+    if models is None:
+        from .. import paths
+        from ..attest.attestation import FOLDER
+
+        models = FolderAttestations(attestations or paths.home_path() / FOLDER, ledger, public_keys)
     registry = SessionRegistry(policy.console.session_minutes, clock)
     signin = OidcSignIn(policy.console, registry, public_url)
     templates = Jinja2Templates(directory=str(HERE / "templates"))

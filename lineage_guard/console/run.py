@@ -18,7 +18,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def open_console(*, policy_path: Path, ledger_url: str | None, approvals_url: str | None,
                  insecure_http: bool, host: str, tls: bool, public_url: str | None = None,
-                 public_keys: tuple[str, ...] = (), create_ledger: bool = False):
+                 public_keys: tuple[str, ...] = (), create_ledger: bool = False, attestations: Path | None = None):
     """The console app over the ledger and approval store the CLI would use (same URLs, same defaults)."""
     from ..approvals.store import ApprovalStore
     from ..audit.ledger import Ledger
@@ -35,7 +35,7 @@ def open_console(*, policy_path: Path, ledger_url: str | None, approvals_url: st
     behind_tls_proxy = bool(public_url and public_url.startswith("https://"))
     return build_app(policy, approvals=ApprovalStore.open(approvals_url, config=policy.approvals),
                      ledger=Ledger.open(ledger_url, create=create_ledger), secure_cookies=tls or behind_tls_proxy,
-                     public_url=public_url, public_keys=public_keys)
+                     public_url=public_url, public_keys=public_keys, attestations=attestations)
 
 
 def _server(app, host: str, port: int, tls_cert: Path | None = None, tls_key: Path | None = None):
