@@ -61,45 +61,114 @@ def faker_per_value(values: list[str], key: bytes) -> list[str]:
     return out
 
 
+def openssl_hmac_rate(length: int) -> float:
+    """HMAC-SHA256 per second on one core from `openssl speed -hmac sha256` at `length`-byte inputs (NaN without openssl)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        return float("nan")
+    out = subprocess.run(["openssl", "speed", "-seconds", "3", "-bytes", str(length), "-hmac", "sha256"],
+                         capture_output=True, text=True, check=False).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("hmac(sha256)")), "")
+    if not line:
+        return float("nan")
+    kbytes = float(line.split()[-1].rstrip("k"))
+    return kbytes * 1000 / length
+
+
+def cryptography_loop(column: pa.Array, key: bytes) -> None:
+    """OpenSSL's HMAC through `cryptography`, one call per value of the same inputs (a Python loop around C)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hmac as chmac
+
+    sha = hashes.SHA256()
+    for v in column.to_pylist():
+        h = chmac.HMAC(key, sha)
+        h.update(v.encode())
+        h.finalize()
+
+
 def tokenize_paired(column: pa.Array, keyring: Keyring, key: bytes, pairs: int) -> None:
-    """tokenize vs the hmac loop run back to back, so load from other processes hits both alike.
+    """tokenize vs the hmac loop (and OpenSSL's HMAC) run back to back, so load from other processes hits all alike.
 
     Wall time and CPU time (all threads of this process) per pair; the CPU ratio says how much
-    less work tokenize does, whatever the other cores are doing at the time.
+    less work tokenize does, whatever the other cores are doing at the time. Tokenize runs once
+    on one thread (the CPU comparison) and once on two (what a pipeline gets by default).
     """
+    from lineage_guard.mask import keyed
+
     spec = MaskSpec("tokenize", scope="purpose:bench", classification="email")
-    wall, cpu = [], []
+    key_text = keyring.mask_key_text(spec, "tokenize").encode()  # token version 3: the loop keys with the same bytes
+    wall, cpu, cpu2, wall2, crypto = [], [], [], [], []
+    threads = keyed.THREADS
     for _ in range(pairs):
         w0, c0 = time.perf_counter(), time.process_time()
-        hmac_loop(column, key)
+        hmac_loop(column, key_text)
         w1, c1 = time.perf_counter(), time.process_time()
+        keyed.THREADS = 1
         mask_array(column, spec, keyring)
         w2, c2 = time.perf_counter(), time.process_time()
+        keyed.THREADS = threads
+        mask_array(column, spec, keyring)
+        w3, c3 = time.perf_counter(), time.process_time()
+        cryptography_loop(column, key_text)
+        c4 = time.process_time()
         wall.append((w1 - w0) / (w2 - w1))
         cpu.append((c1 - c0) / (c2 - c1))
-    print(f"\n# tokenize high ({len(column):,} distinct) vs hmac loop, {pairs} back-to-back pairs, "
-          f"load average {os.getloadavg()[0]:.2f}: wall ratio median {statistics.median(wall):.1f}x "
-          f"(min {min(wall):.1f}x, max {max(wall):.1f}x); CPU-time ratio median {statistics.median(cpu):.1f}x")
+        cpu2.append(c3 - c2)
+        wall2.append((w3 - w2) / (w2 - w1))
+        crypto.append((c4 - c3) / (c2 - c1))
+    n = len(column)
+    mean_len = int(np.mean([len(v) for v in column.slice(0, 10_000).to_pylist()]) + 0.5)
+    ssl_rate = openssl_hmac_rate(mean_len)
+    tok_rate = n / statistics.median(_tokenize_cpu(column, spec, keyring, pairs))
+    print(f"\n# tokenize high ({n:,} distinct) vs hmac loop, {pairs} back-to-back rounds, "
+          f"load average {os.getloadavg()[0]:.2f}:")
+    print(f"- one thread: CPU-time ratio median {statistics.median(cpu):.1f}x (min {min(cpu):.1f}x, max {max(cpu):.1f}x); "
+          f"wall ratio median {statistics.median(wall):.1f}x")
+    print(f"- {threads} threads: CPU {statistics.median(cpu2):.3f} s (all threads); wall vs one thread "
+          f"{statistics.median(wall2):.2f}x the time")
+    print(f"- cryptography HMAC per value (OpenSSL via a Python loop): tokenize {statistics.median(crypto):.1f}x less CPU")
+    print(f"- OpenSSL `openssl speed -hmac sha256 -bytes {mean_len}` one core: {ssl_rate:,.0f} HMAC/s; "
+          f"tokenize (one thread, whole kernel incl. Arrow<->Polars and token text) {tok_rate:,.0f} values/CPU-s "
+          f"= {100 * tok_rate / ssl_rate:.0f}% of OpenSSL's rate")
 
 
-def tokenize_crossing(key: bytes, repeats: int) -> None:
-    """Where the compiled HMAC path starts to beat the Python loop (sets `digest.COMPILED_MIN`)."""
-    from lineage_guard.mask import digest
+def _tokenize_cpu(column: pa.Array, spec: MaskSpec, keyring: Keyring, repeats: int) -> list[float]:
+    from lineage_guard.mask import keyed
 
-    print("\n# tokenize digests by distinct-set size: Python loop vs compiled (polars-hash, "
-          f"{digest._THREADS} threads, {digest.CHUNK_ROWS:,}-row chunks); threshold COMPILED_MIN = {digest.COMPILED_MIN:,}")
+    threads, keyed.THREADS = keyed.THREADS, 1
+    try:
+        out = []
+        for _ in range(repeats):
+            c0 = time.process_time()
+            mask_array(column, spec, keyring)
+            out.append(time.process_time() - c0)
+        return out
+    finally:
+        keyed.THREADS = threads
+
+
+def tokenize_crossing(key_text: str, repeats: int) -> None:
+    """Where the compiled HMAC path starts to beat the Python loop (sets `keyed.COMPILED_MIN`)."""
+    from lineage_guard.mask import digest, keyed
+
+    print("\n# tokenize digests by distinct-set size: Python loop vs compiled (polars-hash hmac_sha256, "
+          f"{keyed.THREADS} threads from {keyed.THREADED_MIN:,}); threshold COMPILED_MIN = {keyed.COMPILED_MIN:,}")
     print("| distinct values | loop s | compiled s | compiled speed-up |")
     print("|---:|---:|---:|---:|")
-    threshold = digest.COMPILED_MIN
+    threshold = keyed.COMPILED_MIN
     try:
-        digest.COMPILED_MIN = 0
+        keyed.COMPILED_MIN = 0
         for size in (2_000, 10_000, 30_000, 100_000, 1_000_000):
             raw = pa.array([f"user{i}@example.org".encode() for i in range(size)], pa.large_binary())
-            loop_s, _ = timed(lambda raw=raw: digest.hmac_sha256_many(key, raw.to_pylist()), max(repeats, 5))
-            fast_s, _ = timed(lambda raw=raw: digest.hmac_sha256_arrow(key, raw), max(repeats, 5))
+            loop_s, _ = timed(lambda raw=raw: digest.hmac_sha256_many(key_text.encode(), raw.to_pylist()),
+                              max(repeats, 5))
+            fast_s, _ = timed(lambda raw=raw: keyed.hmac_digests(key_text, raw), max(repeats, 5))
             print(f"| {size:,} | {loop_s:.4f} | {fast_s:.4f} | {loop_s / fast_s:.2f}x |")
     finally:
-        digest.COMPILED_MIN = threshold
+        keyed.COMPILED_MIN = threshold
 
 
 def main() -> None:
@@ -110,8 +179,10 @@ def main() -> None:
     args = parser.parse_args()
     n, repeats = args.rows, args.repeats
     keyring = Keyring(os.urandom(32))
-    # Keys are per (scope, classification); the baseline loop uses the very key tokenize uses.
-    key = keyring.mask_key(MaskSpec("tokenize", scope="purpose:bench", classification="email"), "tokenize")
+    # Keys are per (scope, classification); the baseline loop uses the very key bytes tokenize uses
+    # (token version 3: the derived key's hex text).
+    key_text = keyring.mask_key_text(MaskSpec("tokenize", scope="purpose:bench", classification="email"), "tokenize")
+    key = key_text.encode()
     rng = np.random.default_rng(0)
 
     columns = {"high": emails(rng.permutation(n)), "low": emails(rng.integers(0, LOW_DISTINCT, n))}
@@ -174,7 +245,7 @@ def main() -> None:
 
     if args.only in "tokenize":
         tokenize_paired(columns["high"], keyring, key, max(repeats, 5))
-        tokenize_crossing(key, repeats)
+        tokenize_crossing(key_text, repeats)
     if not with_faker:
         return
     print("\n# pseudonymize collisions over the high-cardinality column (distinct inputs: "

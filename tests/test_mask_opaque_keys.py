@@ -68,7 +68,7 @@ def test_tokens_join_within_a_classification_and_the_ledger_names_each_key(corpu
     with Ledger.open() as ledger:
         entry = next(e for e in ledger.entries() if [c["name"] for c in e["body"]["columns"]] == ["id", "email", "ssn"])
     key_ids = {c["name"]: c["key_id"] for c in entry["body"]["columns"]}
-    assert key_ids["email"] != key_ids["ssn"] and all(key_ids[n].startswith("k1-t2-") for n in ("email", "ssn"))
+    assert key_ids["email"] != key_ids["ssn"] and all(key_ids[n].startswith("k1-t3-") for n in ("email", "ssn"))
     first_ssn = raw(corpus_url, "SELECT ssn FROM customers ORDER BY id LIMIT 1")[0]
     assert Keyring.from_env().verify_token(first_ssn, direct[0]["ssn"], "purpose:ai_training",
                                            classification="national_id") == key_ids["ssn"]

@@ -32,17 +32,33 @@ def distinct(array: pa.Array) -> tuple[pa.Array, pa.Array]:
     (null rows then stay in `values` but no index points at them). Only speed differs:
     each value's output depends on the value alone.
     """
+    values, indices = distinct_or_rows(array)
+    if indices is None:
+        mask = np.asarray(array.is_null()) if array.null_count else None
+        indices = pa.array(np.arange(len(array), dtype=np.int64), pa.int64(), mask=mask)
+    return values, indices
+
+
+def distinct_or_rows(array: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+    """`distinct`, but None for the indices when every row is its own value (`per_row` then skips the `take`)."""
     check_hashable(array.type)
     n = len(array)
     if n > 4 * _SAMPLE:
         sample = array.slice(0, _SAMPLE)
         valid = len(sample) - sample.null_count
         if valid and pc.count_distinct(sample).as_py() >= 0.9 * valid:
-            positions = np.arange(n, dtype=np.int64)
-            mask = np.asarray(array.is_null()) if array.null_count else None
-            return array, pa.array(positions, pa.int64(), mask=mask)
+            return array, None
     encoded = pc.dictionary_encode(array)
     return encoded.dictionary, encoded.indices
+
+
+def per_row(out: pa.Array, indices: pa.Array | None, array: pa.Array) -> pa.Array:
+    """Outputs per row of `array`: taken through `distinct_or_rows`' indices, or (every row its own value) nulls kept."""
+    if indices is not None:
+        return out.take(indices)
+    if not array.null_count:
+        return out
+    return pc.if_else(array.is_valid(), out, pa.scalar(None, out.type))
 
 
 def check_hashable(t: pa.DataType) -> None:
@@ -66,6 +82,15 @@ def canonical_bytes(values: pa.Array) -> list[bytes]:
     if raw.null_count:  # rows no index points at (see `distinct`); hash them as empty
         raw = pc.fill_null(raw, pa.scalar(b"", pa.large_binary()))
     return raw.to_pylist()
+
+
+def canonical_binary(values: pa.Array) -> pa.Array:
+    """`canonical_bytes` kept as one Arrow binary array (no Python object per value); nulls stay null."""
+    t = values.type
+    check_hashable(t)
+    if not (is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+        values = pc.cast(values, pa.large_string())
+    return pc.cast(values, pa.large_binary())
 
 
 def fixed_width_text(chars: np.ndarray, type_: pa.DataType | None = None) -> pa.Array:

@@ -112,11 +112,17 @@ def _fixed_binary(rows: np.ndarray) -> pa.Array:
 
 def _sha256_compiled(raw: pa.Array) -> np.ndarray:
     """SHA-256 of every row through polars-hash (Rust `sha2`), which answers in lowercase hex."""
-    hexed = pl.DataFrame({"v": raw}).select(pl.col("v").chash.sha2_256()).to_series().to_arrow()
+    return hex_to_digests(pl.DataFrame({"v": raw}).select(pl.col("v").chash.sha2_256()).to_series().to_arrow())
+
+
+def hex_to_digests(hexed: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An `(n, 32)` uint8 matrix from text rows of exactly 64 lowercase hex characters (one table lookup per byte)."""
     if isinstance(hexed, pa.ChunkedArray):
         hexed = hexed.combine_chunks()
     if not pa.types.is_large_string(hexed.type):
         hexed = pc.cast(hexed, pa.large_string())
+    if not len(hexed):
+        return np.zeros((0, DIGEST_SIZE), dtype=np.uint8)
     offsets = np.frombuffer(hexed.buffers()[1], dtype=np.int64)[hexed.offset:hexed.offset + len(hexed) + 1]
     if hexed.null_count or not np.all(np.diff(offsets) == 2 * DIGEST_SIZE):
         raise RuntimeError("compiled SHA-256 returned an unexpected shape; refusing to emit tokens")

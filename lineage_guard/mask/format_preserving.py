@@ -23,8 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, MaskingError
-from ._arrow import canonical_bytes, distinct, is_integer, is_text
-from .digest import DIGEST_SIZE, hmac_sha256_many
+from ._arrow import canonical_binary, distinct_or_rows, is_integer, is_text, per_row
+from .digest import DIGEST_SIZE
+from .keyed import hmac_digests
 from .keys import Keyring
 from .params import checked
 from .spec import MaskSpec
@@ -57,8 +58,8 @@ def format_preserving(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.A
     t = array.type
     if not (is_text(t) or is_integer(t)):
         raise ConfigError(f"format_preserving applies to text and integers, not {t}; use generalize or tokenize")
-    values, indices = distinct(array)
-    digests = hmac_sha256_many(keyring.mask_key(spec, "format_preserving"), canonical_bytes(values))
+    values, indices = distinct_or_rows(array)
+    digests = hmac_digests(keyring.mask_key_text(spec, "format_preserving"), canonical_binary(values))
     text = values if is_text(t) else values.cast(pa.large_string())
     raw = pc.fill_null(text.cast(pa.large_binary()), pa.scalar(b"", pa.large_binary()))
     offsets = np.frombuffer(raw.buffers()[1], dtype=np.int64)[raw.offset:raw.offset + len(raw) + 1]
@@ -96,4 +97,4 @@ def format_preserving(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.A
         masked = masked.cast(t)
     except (pa.ArrowInvalid, OverflowError):
         raise MaskingError(f"format_preserving: a masked value does not fit {t}") from None
-    return masked.take(indices)
+    return per_row(masked, indices, array)

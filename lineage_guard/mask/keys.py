@@ -5,19 +5,25 @@ by `LINEAGE_GUARD_MASTER_KEY_FILE`, or is passed in. To rotate, give several ver
 masters, newest first: `"2:<hex>,1:<hex>"`. Masks are made with the current version; the
 previous ones stay so old key ids and old tokens remain verifiable.
 
-Token versions (how a mask key is derived from a master):
+Token versions (how a mask key is derived from a master and applied):
 
-- **2** (current): one key per (scope, classification): `mask_key(spec, use)`. A value pushed
-  through the mask of an `email` column is keyed apart from a `national_id` column's, so no
-  caller-chosen value can reproduce a sensitive column's token through another column's mask.
-  Key ids read `k<master version>-t2-<8 hex>`.
+- **3** (current): the version-2 key per (scope, classification), applied as an HMAC key in its
+  64-character lowercase hex text form: `mask_key_text(spec, use)`. An HMAC key is any byte
+  string, so this is as strong as the raw 32 bytes; the text form is what polars-hash's compiled
+  `hmac_sha256` takes (see `keyed`), which makes every keyed mask a single compiled pass.
+  Key ids read `k<master version>-t3-<8 hex>`.
+- **2** (before): the same key per (scope, classification) as raw bytes: `mask_key(spec, use)`.
+  A value pushed through the mask of an `email` column is keyed apart from a `national_id`
+  column's, so no caller-chosen value can reproduce a sensitive column's token through another
+  column's mask. No mask is made with it any more; `verify_token` still recognises its tokens,
+  with their old key ids `k<master version>-t2-<8 hex>`.
 - **1** (before): one key per scope, shared by every column: `key(scope, use)`. No mask is made
   with it any more; `verify_token` still recognises its tokens, with their old key ids
   `k<master version>-<8 hex>`.
 
     >>> from lineage_guard.mask.spec import MaskSpec
     >>> kr = Keyring(bytes(32))
-    >>> kr.mask_key_id(MaskSpec("tokenize", scope="purpose:ai", classification="email")).startswith("k1-t2-")
+    >>> kr.mask_key_id(MaskSpec("tokenize", scope="purpose:ai", classification="email")).startswith("k1-t3-")
     True
     >>> kr.mask_key(MaskSpec("tokenize", classification="email"), "tokenize") != \
     ...     kr.mask_key(MaskSpec("tokenize", classification="national_id"), "tokenize")
@@ -50,7 +56,8 @@ ENV_KEY_FILE = "LINEAGE_GUARD_MASTER_KEY_FILE"
 MIN_MASTER_BYTES = 32
 _SALT = b"lineage_guard/mask/v1"      # token version 1: a key per scope (verification of old tokens only)
 _SALT_V2 = b"lineage_guard/mask/v2"   # token version 2: a key per (scope, classification)
-TOKEN_VERSION = 2
+TOKEN_VERSION = 3
+_DERIVATION_V2 = 2  # versions 2 and 3 share the key derivation (and so its cache entries)
 _SCOPE = re.compile(r"^[A-Za-z0-9_.:@/+\-*]{1,200}$")
 
 
@@ -192,10 +199,17 @@ class Keyring:
         v = self._held(version)
         # The classification comes last with a marker byte: None and every string derive apart.
         tail = b"\x00" if classification is None else b"\x01" + classification.encode()
-        return self._derived((v, scope, use, TOKEN_VERSION, classification), lambda: HKDF(
+        return self._derived((v, scope, use, _DERIVATION_V2, classification), lambda: HKDF(
             algorithm=hashes.SHA256(), length=32, salt=_SALT_V2,
             info=b"scope\x00" + scope.encode() + b"\x00classification" + tail,
         ).derive(self._masters[v]), use)
+
+    def mask_key_text(self, spec: MaskSpec, use: str, *, version: int | None = None) -> str:
+        """The token-version-3 HMAC key of `spec`'s column for `use`: `mask_key(...)` as 64 lowercase hex characters.
+
+        It is key material: it goes to the compiled HMAC and nowhere else (never a log or a message).
+        """
+        return self.mask_key(spec, use, version=version).hex()
 
     def _held(self, version: int | None) -> int:
         v = self._version if version is None else version
@@ -220,23 +234,27 @@ class Keyring:
         digest = hashlib.sha256(b"lineage_guard key id\x00" + self.key(scope, version=v)).hexdigest()
         return f"k{v}-{digest[:8]}"
 
-    def mask_key_id(self, spec: MaskSpec, *, version: int | None = None) -> str:
-        """`k<version>-t2-<8 hex>`: names the (scope, classification) key of `spec` without revealing it.
+    def mask_key_id(self, spec: MaskSpec, *, version: int | None = None, token_version: int = TOKEN_VERSION) -> str:
+        """`k<version>-t3-<8 hex>`: names the (scope, classification) key of `spec` without revealing it.
 
         What the ledger and lineage record for a keyed mask; every use of one key shares the id.
+        `token_version=2` gives the id version-2 tokens were recorded under (same key, raw-bytes form).
         """
+        if token_version not in (2, 3):
+            raise ConfigError(f"mask key ids exist for token versions 2 and 3, not {token_version!r}")
         v = self._held(version)
         digest = hashlib.sha256(b"lineage_guard key id\x00" + self.mask_key(spec, "scope", version=v)).hexdigest()
-        return f"k{v}-t{TOKEN_VERSION}-{digest[:8]}"
+        return f"k{v}-t{token_version}-{digest[:8]}"
 
     def verify_token(self, value: object, token: object, scope: str, *, classification: str | None = None,
                      **params) -> str | None:
         """The key id that tokenizes `value` to `token` in `scope` for `classification`, or None.
 
-        Tries token version 2 (the (scope, classification) key) under the current master, then
-        the previous ones, then token version 1 (the scope key) under each master, so tokens made
-        before a rotation or before per-classification keys stay verifiable by their recorded key
-        id. `params` are the tokenize parameters the token was made with.
+        Tries token version 3 (the (scope, classification) key's hex text) under the current master,
+        then the previous ones, then version 2 (the same key as raw bytes), then version 1 (the
+        scope key) under each master, so tokens made before a rotation, before the compiled HMAC
+        or before per-classification keys stay verifiable by their recorded key id. `params` are
+        the tokenize parameters the token was made with.
         """
         import pyarrow as pa
 
@@ -245,10 +263,11 @@ class Keyring:
 
         spec = MaskSpec("tokenize", dict(params), scope, classification=classification)
         array = pa.array([value])
-        for v in self.versions:
-            made = tokenize(array, spec, self, version=v)[0].as_py()
-            if made is not None and hmac.compare_digest(str(made), str(token)):
-                return self.mask_key_id(spec, version=v)
+        for token_version in (3, 2):
+            for v in self.versions:
+                made = tokenize(array, spec, self, version=v, token_version=token_version)[0].as_py()
+                if made is not None and hmac.compare_digest(str(made), str(token)):
+                    return self.mask_key_id(spec, version=v, token_version=token_version)
         for v in self.versions:
             made = tokenize(array, spec, self, version=v, token_version=1)[0].as_py()
             if made is not None and hmac.compare_digest(str(made), str(token)):

@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError
-from ._arrow import canonical_bytes, distinct, fixed_width_text, hex_chars, is_text
-from .digest import digest_uint64, hmac_sha256_many
+from ._arrow import canonical_binary, distinct_or_rows, fixed_width_text, hex_chars, is_text, per_row
+from .digest import digest_uint64
+from .keyed import hmac_digests
 from .keys import Keyring
 from .params import checked
 from .spec import MaskSpec
@@ -95,8 +96,8 @@ def pseudonymize(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.Array:
     """Realistic stand-ins (params `kind`, `locale` default en_US, `unique` default true); output is text."""
     params = checked(spec)
     kind, locale, unique = params["kind"], params["locale"], params["unique"]
-    values, indices = distinct(array)
-    digests = hmac_sha256_many(keyring.mask_key(spec, f"pseudonymize:{kind}"), canonical_bytes(values))
+    values, indices = distinct_or_rows(array)
+    digests = hmac_digests(keyring.mask_key_text(spec, f"pseudonymize:{kind}"), canonical_binary(values))
     picks = [_pick(p, locale, digests, 8 * (i + 1)) for i, p in enumerate(_POOLS[kind])]
     if kind == "email":
         user = pc.utf8_lower(picks[0])
@@ -114,4 +115,4 @@ def pseudonymize(array: pa.Array, spec: MaskSpec, keyring: Keyring) -> pa.Array:
             parts += [sep, _tag(digests, kind != "generic")]
         out = _join(*parts)
     out_type = array.type if is_text(array.type) else pa.string()
-    return out.cast(out_type).take(indices)
+    return per_row(out.cast(out_type), indices, array)

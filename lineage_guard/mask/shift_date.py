@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, MaskingError
-from ._arrow import canonical_bytes, distinct, is_temporal_date
-from .digest import digest_uint64, hmac_sha256_many
+from ._arrow import canonical_binary, distinct, is_temporal_date
+from .digest import digest_uint64
+from .keyed import hmac_digests
 from .keys import Keyring
 from .params import checked
 from .spec import MaskSpec
@@ -49,14 +50,16 @@ def shift_date(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, subject: pa
     if params["subject"] is not None and subject is None:
         raise ConfigError(f"shift_date needs the values of its subject column {params['subject']!r}; "
                           f"pass them as subject= (mask_batch takes them from the spec's bound position)")
-    key = keyring.mask_key(spec, "shift_date")
+    key = keyring.mask_key_text(spec, "shift_date")
     if subject is None:
-        days = pa.scalar(int(_offsets(hmac_sha256_many(key, [b"c"]), params["max_days"])[0]), pa.int64())
+        days = pa.scalar(int(_offsets(hmac_digests(key, pa.array([b"c"])), params["max_days"])[0]), pa.int64())
     else:
         if len(subject) != len(array):
             raise ConfigError("shift_date: the subject column must have one value per row of the date column")
         values, indices = distinct(subject)
-        digests = hmac_sha256_many(key, [b"s" + v for v in canonical_bytes(values)])
+        marked = pc.binary_join_element_wise(pa.scalar(b"s", pa.large_binary()), canonical_binary(values),
+                                             pa.scalar(b"", pa.large_binary()))
+        digests = hmac_digests(key, marked)
         days = pa.array(_offsets(digests, params["max_days"]), pa.int64()).take(indices)
     if pa.types.is_date32(t):
         storage, per_day = array.cast(pa.int32()).cast(pa.int64()), 1

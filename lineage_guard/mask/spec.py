@@ -14,7 +14,7 @@ METHODS: tuple[str, ...] = (
     "generalize", "shift_date", "hash", "format_preserving",
 )
 # The strongest mask: used for a sensitive column no rule covers, and for opaque columns.
-STRONGEST: "MaskSpec"
+STRONGEST: MaskSpec
 
 
 @dataclass(frozen=True)

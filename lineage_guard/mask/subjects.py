@@ -30,7 +30,7 @@ from .spec import MaskSpec
 
 if TYPE_CHECKING:
     from ..decision import ColumnDecision
-    from ..sql.model import Analysis, ColumnRef, OutputColumn, TableRef
+    from ..sql.model import Analysis, OutputColumn, TableRef
 
 
 def bind_shift_date_subjects(columns: tuple[ColumnDecision, ...], analysis: Analysis,

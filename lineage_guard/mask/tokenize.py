@@ -21,52 +21,63 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ._arrow import (
+    canonical_binary,
     canonical_bytes,
-    check_hashable,
     distinct,
+    distinct_or_rows,
     fixed_width_text,
     hex_chars,
     is_integer,
     is_text,
+    per_row,
     prefixed,
 )
 from .digest import digest_uint64, hmac_sha256_arrow, sha256_many
-from .keys import Keyring
+from .keyed import hmac_digests, hmac_hex
+from .keys import TOKEN_VERSION, Keyring
 from .params import checked
 from .spec import MaskSpec
 
 
 def tokenize(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, version: int | None = None,
-             token_version: int = 2) -> pa.Array:
+             token_version: int = TOKEN_VERSION) -> pa.Array:
     """Keyed tokens of `array` under `spec`'s (scope, classification) key (params: `length` hex characters, `prefix`).
 
-    `token_version=1` uses the old per-scope key; only `Keyring.verify_token` asks for it.
+    Token version 3 (current) runs polars-hash's compiled HMAC keyed with the derived key's hex
+    text (`keys`); `token_version=2` (raw key bytes) and `1` (the old per-scope key) exist only
+    so `Keyring.verify_token` can recognise old tokens.
     """
     params = checked(spec)
-    values, indices = distinct(array)
+    if token_version not in (1, 2, 3):
+        raise ValueError(f"token versions are 1, 2 and 3, not {token_version!r}")
+    values, indices = distinct_or_rows(array)
+    binary = canonical_binary(values)
+    if token_version == 3:
+        key_text = keyring.mask_key_text(spec, "tokenize", version=version)
+        if is_integer(array.type):
+            tokens = _int_tokens(hmac_digests(key_text, binary))
+        else:
+            length = params["length"]
+            tokens = hmac_hex(key_text, binary, prefix=params["prefix"], length=length)
+            tokens = tokens.cast(array.type) if is_text(array.type) else tokens.cast(pa.string())
+        return per_row(tokens, indices, array)
     key = (keyring.key(spec.scope, "tokenize", version=version) if token_version == 1
            else keyring.mask_key(spec, "tokenize", version=version))
-    digests = hmac_sha256_arrow(key, canonical_binary(values))
+    digests = hmac_sha256_arrow(key, binary)
     if is_integer(array.type):
-        tokens = pa.array(digest_uint64(digests) >> np.uint64(1), pa.uint64()).cast(pa.int64())
+        tokens = _int_tokens(digests)
     else:
         length = params["length"]
         chars = hex_chars(digests, (length + 1) // 2)[:, :length]
         out_type = array.type if is_text(array.type) else pa.string()
         tokens = fixed_width_text(prefixed(params["prefix"].encode(), chars), out_type)
-    return tokens.take(indices)
+    return per_row(tokens, indices, array)
 
 
-def canonical_binary(values: pa.Array) -> pa.Array:
-    """`canonical_bytes` kept as one Arrow binary array (no Python object per value); nulls stay null."""
-    t = values.type
-    check_hashable(t)
-    if not (is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
-        values = pc.cast(values, pa.large_string())
-    return pc.cast(values, pa.large_binary())
+def _int_tokens(digests: np.ndarray) -> pa.Array:
+    return pa.array(digest_uint64(digests) >> np.uint64(1), pa.uint64()).cast(pa.int64())
 
 
 def sha256_hex(array: pa.Array, spec: MaskSpec) -> pa.Array:

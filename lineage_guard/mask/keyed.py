@@ -1,0 +1,120 @@
+"""Token version 3: every keyed method's HMAC-SHA256, through polars-hash's compiled `hmac_sha256`.
+
+The HMAC key is the lowercase hex text (64 ASCII characters) of the 32-byte derived mask key
+(`Keyring.mask_key_text`). An HMAC key is any byte string, so this is a full-strength key; the
+text form is what lets the compiled plugin (Rust `hmac` + `sha2`, one call, no Python per value)
+take it, since its `key` argument is a `str`. Small inputs run a Python loop over cached pad
+states with the very same key bytes, so both paths give `hmac.new(key_text.encode(), v, sha256)`
+byte for byte (property-tested in tests/test_mask_tokenize_fast.py).
+
+The key text is handed to the plugin as an expression keyword; polars neither prints keywords in
+an expression's repr/str/explain nor in its error messages (tests/test_mask_tokenize_fast.py checks).
+The expression is built, run and dropped inside one function call here and is never serialized.
+
+    >>> import hmac, hashlib, pyarrow as pa
+    >>> key = "ab" * 32
+    >>> hmac_hex(key, pa.array([b"a"]))[0].as_py() == hmac.new(key.encode(), b"a", hashlib.sha256).hexdigest()
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
+import polars_hash  # noqa: F401  # registers the `chash` expression namespace
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import MaskingError
+from .digest import DIGEST_SIZE, hex_to_digests, hmac_sha256_many
+
+# Below this many values the plugin's fixed cost (Arrow -> Polars, the call, back) loses to the
+# Python loop (benchmarks/masking.py prints the crossing).
+COMPILED_MIN = 16_384
+# From this many values on, two halves run on two threads (the plugin releases the GIL);
+# below it the second thread's start-up costs more than it saves.
+THREADED_MIN = 200_000
+THREADS = 2
+_KEY_TEXT = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hmac_hex(key_text: str, values: pa.Array, *, prefix: str = "", length: int = 2 * DIGEST_SIZE) -> pa.Array:
+    """`prefix + hex(HMAC-SHA256(key_text, v))[:length]` for every row of a text/binary array (nulls hashed as empty).
+
+    Returns a `large_string` array. `key_text` is a token-version-3 key (64 lowercase hex characters).
+    """
+    _check_key(key_text)
+    raw = _large_binary(values)
+    if len(raw) < max(COMPILED_MIN, 1):
+        digests = hmac_sha256_many(key_text.encode(), raw.to_pylist())
+        text = np.frombuffer(digests.tobytes().hex().encode(), np.uint8).reshape(len(raw), 2 * DIGEST_SIZE)
+    else:
+        text = _hex_matrix(_compiled(key_text, raw))
+    return _text_rows(prefix.encode(), text[:, :length])
+
+
+def hmac_digests(key_text: str, values: pa.Array) -> np.ndarray:
+    """HMAC-SHA256(key_text, v) for every row, as an `(n, 32)` uint8 matrix (what the non-text kernels read)."""
+    _check_key(key_text)
+    raw = _large_binary(values)
+    if len(raw) < max(COMPILED_MIN, 1):
+        return hmac_sha256_many(key_text.encode(), raw.to_pylist())
+    return hex_to_digests(_compiled(key_text, raw))
+
+
+def _check_key(key_text: str) -> None:
+    # Fail closed on anything but a derived key's text: a short or mistyped key must never mask.
+    if not isinstance(key_text, str) or not _KEY_TEXT.match(key_text):
+        raise MaskingError("a token-version-3 key is the 64-character hex text of a derived mask key")
+
+
+def _large_binary(values: pa.Array) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    raw = values if pa.types.is_large_binary(values.type) else pc.cast(values, pa.large_binary())
+    return pc.fill_null(raw, pa.scalar(b"", pa.large_binary())) if raw.null_count else raw
+
+
+def _compiled(key_text: str, raw: pa.Array) -> pa.Array:
+    """Lowercase hex HMAC of every row as `large_string`, in one plugin call or two on two threads."""
+    n = len(raw)
+    if n >= THREADED_MIN and THREADS > 1:
+        step = -(-n // THREADS)
+        with ThreadPoolExecutor(THREADS) as pool:
+            parts = list(pool.map(lambda i: _plugin(key_text, raw.slice(i, step)), range(0, n, step)))
+        out = pa.concat_arrays(parts)
+    else:
+        out = _plugin(key_text, raw)
+    if out.null_count or len(out) != n:
+        raise MaskingError("compiled HMAC returned an unexpected shape; refusing to emit tokens")
+    return out
+
+
+def _plugin(key_text: str, raw: pa.Array) -> pa.Array:
+    out = pl.DataFrame({"v": raw}).select(pl.col("v").chash.hmac_sha256(key=key_text)).to_series().to_arrow()
+    if isinstance(out, pa.ChunkedArray):
+        out = out.combine_chunks()
+    return out if pa.types.is_large_string(out.type) else pc.cast(out, pa.large_string())
+
+
+def _hex_matrix(hexed: pa.Array) -> np.ndarray:
+    """The `(n, 64)` ASCII matrix of 64-character hex rows, read in place from the Arrow buffers."""
+    n = len(hexed)
+    offsets = np.frombuffer(hexed.buffers()[1], dtype=np.int64)[hexed.offset:hexed.offset + n + 1]
+    if not np.all(np.diff(offsets) == 2 * DIGEST_SIZE):
+        raise MaskingError("compiled HMAC returned an unexpected shape; refusing to emit tokens")
+    data = np.frombuffer(hexed.buffers()[2], dtype=np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
+    return data.reshape(n, 2 * DIGEST_SIZE)
+
+
+def _text_rows(prefix: bytes, chars: np.ndarray) -> pa.Array:
+    """A `large_string` array whose row i is `prefix + chars[i]` (one numpy copy; no Python per row)."""
+    n = chars.shape[0]
+    rows = np.empty((n, len(prefix) + chars.shape[1]), dtype=np.uint8)
+    rows[:, :len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+    rows[:, len(prefix):] = chars
+    offsets = np.arange(n + 1, dtype=np.int64) * rows.shape[1]
+    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(rows)])
