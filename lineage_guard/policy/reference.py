@@ -96,7 +96,9 @@ DESCRIPTIONS = {
     "LimitsConfig.concurrent_streams": "open streams at once",
     "LimitsConfig.max_rows": "rows one stream may return",
     "LimitsConfig.max_bytes": "bytes one stream may return",
-    "LimitsConfig.statement_timeout_s": "statement timeout of each read",
+    "LimitsConfig.statement_timeout_s": "statement timeout of each read (and of a prepared write's whole batch)",
+    "LimitsConfig.open_handles": "prepared statements and unfetched tickets held at once",
+    "LimitsConfig.max_parameter_rows": "parameter rows one prepared write may bind (and at most `max_rows`)",
 }
 HEADER = f"""# Policy reference
 

@@ -119,12 +119,19 @@ def _claim_text(value: Any) -> str | None:
 
 
 class LimitsConfig(_Strict):
-    """Per-identity limits. `max_rows`/`max_bytes` bound one stream; a stream past them fails."""
+    """Per-identity limits. `max_rows`/`max_bytes` bound one stream; a stream past them fails.
+
+    They hold for prepared statements as for plain ones. `open_handles` bounds the prepared
+    statements and unfetched tickets an identity holds at once (each is server memory);
+    `max_parameter_rows` the parameter rows one prepared write may bind (also capped by `max_rows`).
+    """
 
     concurrent_streams: int = Field(4, ge=1, le=1024)
     max_rows: int | None = Field(None, ge=1)
     max_bytes: int | None = Field(None, ge=1)
     statement_timeout_s: float = Field(600, gt=0, le=86_400)
+    open_handles: int = Field(64, ge=1, le=100_000)
+    max_parameter_rows: int = Field(10_000, ge=1)
 
 
 class ServiceConfig(_Strict):

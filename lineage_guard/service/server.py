@@ -41,9 +41,11 @@ from . import flightsql as fs
 from . import metadata
 from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
 from .limits import LimitExceeded, StreamBudget, StreamLimiter
+from .visibility import Visibility
 
 log = logging.getLogger("lineage_guard.service")
 TICKET_TTL_S = 600
+PREPARED_IDLE_S = 3600   # a prepared statement unused this long is forgotten (clients close theirs)
 PARTITIONS_HEADER = "x-lineage-guard-partitions"
 SPLIT_KEY_HEADER = "x-lineage-guard-split-key"
 MAX_PARTITIONS = 64
@@ -112,6 +114,7 @@ class _Prepared:
     owner: tuple
     sql: str
     parameters: tuple | None = None
+    used: float = field(default_factory=time.monotonic)
 
 
 class NotFound(LineageGuardError):
@@ -195,6 +198,7 @@ class GovernedFlightServer(flight.FlightServerBase):
                               "client CA is configured: give serve --client-ca or service.client_ca_file")
         self.auth = Authenticator(policy, token_store, client_ca=client_ca)
         self.limiter = StreamLimiter(self.config)
+        self.visibility = Visibility(policy.search_path[0])
         self._pending: dict[bytes, _Pending] = {}
         self._prepared: dict[bytes, _Prepared] = {}
         self._lock = threading.Lock()
@@ -279,16 +283,21 @@ class GovernedFlightServer(flight.FlightServerBase):
                 prepared = self._prepared_for(identity, msg.prepared_statement_handle)
                 sql, params = prepared.sql, prepared.parameters
             parts = _int_header(self._headers(context), PARTITIONS_HEADER, default=1, low=1, high=MAX_PARTITIONS)
-            split = self._split(context, identity, purpose, descriptor, sql, params, parts) if parts > 1 else None
-            if split is not None:
-                return split
-            # Flight SQL clients need the result schema now, so the governed read starts here: a denial
-            # or an approval wait is recorded and answered now; the open stream waits for its DoGet.
-            opened = self._open(identity, purpose, sql, params)
+            self._check_room(identity, parts)
+            try:
+                split = self._split(context, identity, purpose, descriptor, sql, params, parts) if parts > 1 else None
+                if split is not None:
+                    return split
+                # Flight SQL clients need the result schema now, so the governed read starts here: a denial
+                # or an approval wait is recorded and answered now; the open stream waits for its DoGet.
+                opened = self._open(identity, purpose, sql, params)
+            except AccessDenied as denied:
+                raise self.visibility.conceal_denial(self._session(identity, purpose), sql, denied) from None
             handle = self._put(_Pending(_owner(identity), purpose, stream=opened))
             run = opened.batches.run
             about = {"lineage_guard": {"plan": _decision_json(run.decision), "run_id": run.run_id}}
             return self._info(descriptor, handle, opened.schema, json.dumps(about).encode())
+        self._check_room(identity, 1)
         table = self._metadata(identity, purpose, kind, msg)
         handle = self._put(_Pending(_owner(identity), purpose, table=table))
         return self._info(descriptor, handle, table.schema, b"", rows=table.num_rows)
@@ -347,14 +356,46 @@ class GovernedFlightServer(flight.FlightServerBase):
 
     def _put(self, pending: _Pending) -> bytes:
         handle = secrets.token_bytes(16)
-        now = time.monotonic()
+        principal = pending.owner[0]
         with self._lock:
-            expired = [k for k, p in self._pending.items() if now - p.created > TICKET_TTL_S]
-            stale = [self._pending.pop(k) for k in expired]
-            self._pending[handle] = pending
+            stale = self._expire_locked()
+            room = self._room_locked(principal)
+            if room > 0:
+                self._pending[handle] = pending
         for old in stale:
             old.discard(f"the ticket was not fetched within {TICKET_TTL_S} s")
+        if room <= 0:
+            pending.discard("the identity's open_handles limit was reached")
+            raise self._no_room(principal)
         return handle
+
+    # -- what one identity may hold in server memory: prepared statements + unfetched tickets ------------
+
+    def _expire_locked(self) -> list[_Pending]:
+        now = time.monotonic()
+        for key in [k for k, p in self._prepared.items() if now - p.used > PREPARED_IDLE_S]:
+            del self._prepared[key]
+        return [self._pending.pop(k) for k in [k for k, p in self._pending.items() if now - p.created > TICKET_TTL_S]]
+
+    def _room_locked(self, principal: str) -> int:
+        held = sum(1 for p in self._pending.values() if p.owner[0] == principal)
+        held += sum(1 for p in self._prepared.values() if p.owner[0] == principal)
+        return self.config.limits_for(principal).open_handles - held
+
+    def _no_room(self, principal: str) -> LimitExceeded:
+        limit = self.config.limits_for(principal).open_handles
+        return LimitExceeded(f"identity {principal!r} holds {limit} prepared statement(s) and unfetched ticket(s), its "
+                             "limit (service.limits.open_handles / identity_limits); close prepared statements or "
+                             "fetch the tickets, then retry", retryable=True)
+
+    def _check_room(self, identity: Identity, needed: int) -> None:
+        with self._lock:
+            stale = self._expire_locked()
+            room = self._room_locked(identity.principal)
+        for old in stale:
+            old.discard(f"the ticket was not fetched within {TICKET_TTL_S} s")
+        if room < needed:
+            raise self._no_room(identity.principal)
 
     def _take(self, identity: Identity, handle: bytes) -> _Pending:
         with self._lock:
@@ -368,6 +409,8 @@ class GovernedFlightServer(flight.FlightServerBase):
     def _prepared_for(self, identity: Identity, handle: bytes) -> _Prepared:
         with self._lock:
             prepared = self._prepared.get(handle)
+            if prepared is not None and prepared.owner == _owner(identity):
+                prepared.used = time.monotonic()
         if prepared is None or prepared.owner != _owner(identity):
             raise NotFound("unknown prepared statement handle; create it again")
         return prepared
@@ -403,12 +446,12 @@ class GovernedFlightServer(flight.FlightServerBase):
             kind = metadata.TABLE_TYPES.get(relation.kind, "TABLE")
             if schema != self.policy.search_path[0] or not match(name) or (wanted and kind not in wanted):
                 continue
-            quoted = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
-            decision = session.plan(f"SELECT * FROM {quoted}")
-            if decision.action == "deny":
-                continue   # what the caller may not read is not listed
+            if not self.visibility.visible(session, schema, name):
+                continue   # what the caller may not read is not listed (nor described anywhere else)
             blob = None
             if msg.include_schema:
+                quoted = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+                decision = session.plan(f"SELECT * FROM {quoted}")
                 blob = metadata.table_schema(relation, decision, self.keyring).serialize().to_pybytes()
             rows.append((database, schema, name, kind, blob))
         if not msg.include_schema:
@@ -492,24 +535,38 @@ class GovernedFlightServer(flight.FlightServerBase):
         kind, msg = fs.unpack(descriptor.command)
         if kind == "CommandPreparedStatementQuery":
             prepared = self._prepared_for(identity, msg.prepared_statement_handle)
-            rows = _parameter_rows(reader)
-            if len(rows) > 1:
-                raise ConfigError("bind one parameter row per query execution (got several)")
+            rows = _parameter_rows(reader, 1, lambda: ConfigError(
+                "bind one parameter row per query execution (got several)"))
             prepared.parameters = rows[0] if rows else None
             # DoPut results travel as the bare message (not wrapped in Any), as Flight SQL clients expect.
             writer.write(pa.py_buffer(fs.MESSAGES.DoPutPreparedStatementResult(
                 prepared_statement_handle=msg.prepared_statement_handle).SerializeToString()))
             return
         purpose = self._purpose(context, identity, "DoPut")
+        limits = self.config.limits_for(identity.principal)
         if kind == "CommandStatementUpdate":
             sql, param_rows = msg.query, [None]
         elif kind == "CommandPreparedStatementUpdate":
             prepared = self._prepared_for(identity, msg.prepared_statement_handle)
-            sql, param_rows = prepared.sql, (_parameter_rows(reader) or [prepared.parameters])
+            cap = min(limits.max_parameter_rows, limits.max_rows or limits.max_parameter_rows)
+            rows = _parameter_rows(reader, cap, lambda: LimitExceeded(
+                f"a prepared write may bind at most {cap} parameter row(s) for {identity.principal!r} "
+                "(service.limits.max_parameter_rows / max_rows); nothing was written: split the batch"))
+            sql, param_rows = prepared.sql, (rows or [prepared.parameters])
         else:
             raise fs.ProtocolError(f"DoPut does not take {kind}")
         session = self._session(identity, purpose)
-        affected = sum(session.execute(sql, params).rows_affected for params in param_rows)
+        deadline = time.monotonic() + limits.statement_timeout_s
+        affected = 0
+        try:
+            for params in param_rows:
+                if time.monotonic() > deadline:
+                    raise LimitExceeded(f"the prepared write ran past {limits.statement_timeout_s:g} s, the statement "
+                                        f"timeout of {identity.principal!r} (service.limits.statement_timeout_s); "
+                                        f"{affected} row(s) were written before it stopped")
+                affected += session.execute(sql, params).rows_affected
+        except AccessDenied as denied:
+            raise self.visibility.conceal_denial(session, sql, denied) from None
         writer.write(pa.py_buffer(fs.MESSAGES.DoPutUpdateResult(record_count=affected).SerializeToString()))
 
     # -- actions ------------------------------------------------------------------------------
@@ -535,7 +592,14 @@ class GovernedFlightServer(flight.FlightServerBase):
                 raise fs.ProtocolError("CreatePreparedStatement takes an ActionCreatePreparedStatementRequest")
             handle = secrets.token_bytes(16)
             with self._lock:
-                self._prepared[handle] = _Prepared(_owner(identity), msg.query)
+                stale = self._expire_locked()
+                room = self._room_locked(identity.principal)
+                if room > 0:
+                    self._prepared[handle] = _Prepared(_owner(identity), msg.query)
+            for old in stale:
+                old.discard(f"the ticket was not fetched within {TICKET_TTL_S} s")
+            if room <= 0:
+                raise self._no_room(identity.principal)
             result = fs.MESSAGES.ActionCreatePreparedStatementResult(prepared_statement_handle=handle)
             return [fs.pack(result)]
         if action.type == fs.ACTION_CLOSE_PREPARED_STATEMENT:
@@ -551,8 +615,9 @@ class GovernedFlightServer(flight.FlightServerBase):
                 sql = json.loads(body)["sql"]
             except (ValueError, KeyError, TypeError):
                 raise ConfigError('the plan action takes {"sql": "..."}') from None
-            decision = self._session(identity, purpose).plan(sql)
-            return [json.dumps(_decision_json(decision)).encode()]
+            session = self._session(identity, purpose)
+            doc = self.visibility.conceal_plan(session, sql, _decision_json(session.plan(sql)))
+            return [json.dumps(doc).encode()]
         raise fs.ProtocolError(f"unknown action {action.type!r}")
 
     def warm(self) -> None:
@@ -638,9 +703,21 @@ def _decision_json(decision) -> dict:
     return doc
 
 
-def _parameter_rows(reader) -> list[tuple]:
-    table = reader.read_all()
-    return [tuple(row.values()) for row in table.to_pylist()]
+def _parameter_rows(reader, limit: int, too_many) -> list[tuple]:
+    """The bound parameter rows, read batch by batch: past `limit` the upload is refused (`too_many()`)
+    before more of it is read, so a caller cannot make the server hold an unbounded parameter set."""
+    rows: list[tuple] = []
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            return rows
+        batch = chunk.data
+        if batch is None:
+            continue
+        if len(rows) + batch.num_rows > limit:
+            raise too_many()
+        rows.extend(tuple(row.values()) for row in batch.to_pylist())
 
 
 def _client_ca_from_policy(policy) -> bytes | None:
