@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,6 +52,8 @@ class Decision:
     analysis: Analysis | None = field(default=None, compare=False, repr=False)
     # Sensitive columns this reader may not see in the clear: what the live binding check compares.
     sensitive: tuple[ColumnRef, ...] = field(default=(), compare=False, repr=False)
+    # The classification of every classified column the plan knew of (declared or detected): lineage tags them.
+    labels: Mapping[ColumnRef, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def allowed(self) -> bool:

@@ -115,7 +115,7 @@ def decide(
         if required:
             return _deny(analysis, required, labels, policy, identity, purpose)
     if approvals:
-        return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis, sensitive)
+        return Decision("needs_approval", tuple(approvals), analysis.statement, columns, analysis, sensitive, labels)
     masked = [c for c in columns if c.masked]
     reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})", *unbound]
     reasons += [f"{note} (sensitive_uses): groups under {policy.min_group_size} rows are not returned"
@@ -124,7 +124,7 @@ def decide(
     found = sorted({f"{s} ({labels[s]})" for c in columns for s in c.sources if s in labels and s not in declared})
     if found:
         reasons.append("detected as sensitive (not declared in the policy): " + ", ".join(found))
-    return Decision("allow", tuple(reasons), analysis.statement, columns, analysis, sensitive)
+    return Decision("allow", tuple(reasons), analysis.statement, columns, analysis, sensitive, labels)
 
 
 def _hidden(labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity,
@@ -215,7 +215,7 @@ def _deny(analysis: Analysis, reasons, labels, policy, identity, purpose) -> Dec
                        c.direct, _labels_of(c, labels))
         for c in analysis.columns
     )
-    return Decision("deny", tuple(reasons), analysis.statement, columns, analysis)
+    return Decision("deny", tuple(reasons), analysis.statement, columns, analysis, labels=labels)
 
 
 def _labels_of(col: OutputColumn, labels: Mapping[ColumnRef, str]) -> tuple[str, ...]:

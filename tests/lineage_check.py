@@ -58,14 +58,15 @@ def assert_valid_events(events_or_paths: Iterable[dict | str | Path], forbid: It
 
 
 def sample_run(*, sink: SinkInfo | None = None, parent: ParentRun | None = None, **changes) -> RunRecord:
-    """A governed read of clinic.public.patients: id and name clear, ssn tokenized, dob generalized."""
+    """A governed read of clinic.public.patients: id and name (person_name) clear, ssn tokenized, dob generalized."""
     ssn, name, dob, pid = (ColumnRef("public", "patients", c) for c in ("ssn", "full_name", "dob", "id"))
     columns = (
         ColumnDecision(0, "id", (pid,), direct=True),
-        ColumnDecision(1, "full_name", (name,), direct=True),
+        ColumnDecision(1, "full_name", (name,), direct=True, labels=("person_name",)),
         ColumnDecision(2, "ssn_token", (ssn,), mask=MaskSpec("tokenize", scope="purpose:ai_training"),
-                       direct=True, labels=("ssn",)),
-        ColumnDecision(3, "birth_month", (dob,), mask=MaskSpec("generalize", {"to": "month"}, scope="global")),
+                       direct=True, labels=("national_id",)),
+        ColumnDecision(3, "birth_month", (dob,), mask=MaskSpec("generalize", {"to": "month"}, scope="global"),
+                       labels=("date_of_birth",)),
         ColumnDecision(4, "visits", (ColumnRef("public", "visits", "id"),)),
     )
     sql = ("SELECT p.id, p.full_name, p.ssn AS ssn_token, p.dob AS birth_month, count(v.id) AS visits "
@@ -78,7 +79,8 @@ def sample_run(*, sink: SinkInfo | None = None, parent: ParentRun | None = None,
         identity=Identity("svc-training", "service", frozenset({"ml", "readers"})),
         purpose="ai_training",
         source=SourceInfo("postgres", "db.internal", 5432, "clinic"),
-        decision=Decision("allow", ("ssn is tokenized for purpose ai_training",), sql, columns, analysis),
+        decision=Decision("allow", ("ssn is tokenized for purpose ai_training",), sql, columns, analysis,
+                          labels={name: "person_name", ssn: "national_id", dob: "date_of_birth"}),
         sql=sql,
         sink=sink if sink is not None else SinkInfo("parquet", "/data/out/patients.parquet", "file",
                                                     "/data/out/patients.parquet"),

@@ -256,3 +256,41 @@ def test_operator_lineage_parts_survive_airflow_redaction():
     after = [Serde.to_dict(redactor.redact(f, max_depth=20))
              for f in (lineage.run_facets[ACCESS_KEY], lineage.outputs[0].outputFacets[MASKING_KEY])]
     assert after == before and after[1]["fields"]["password"]["method"] == "redact"
+
+
+def _tags(dataset) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for tag in (dataset["facets"].get("tags") or {}).get("tags", []):
+        out.setdefault(tag["field"], []).append((tag["key"], tag["value"]))
+    return out
+
+
+def test_pii_tags_on_inputs_and_only_on_outputs_that_leave_clear():
+    start, end = run_events(sample_run())
+    assert assert_valid_events([start, end], forbid=FORBID) == "2 events, 1 runs, 0 problems"   # incl. TagsDatasetFacet
+    patients = end["inputs"][0]
+    tags = patients["facets"]["tags"]
+    assert tags["_schemaURL"] == "https://openlineage.io/spec/facets/1-0-0/TagsDatasetFacet.json#/$defs/TagsDatasetFacet"
+    assert {t["source"] for t in tags["tags"]} == {"LINEAGE_GUARD"}
+    assert _tags(patients) == {"full_name": [("pii", "true"), ("classification", "person_name")],
+                               "ssn": [("pii", "true"), ("classification", "national_id")],
+                               "dob": [("pii", "true"), ("classification", "date_of_birth")]}
+    assert "tags" not in end["inputs"][1]["facets"]                     # visits: nothing classified
+    # full_name leaves clear: still PII downstream; ssn_token and birth_month are masked: the tags stop there
+    assert _tags(end["outputs"][0]) == {"full_name": [("pii", "true"), ("classification", "person_name")]}
+    everything_masked = sample_run()
+    cols = tuple(replace(c, mask=MaskSpec("redact")) if c.name == "full_name" else c
+                 for c in everything_masked.decision.columns)
+    everything_masked.decision = replace(everything_masked.decision, columns=cols)
+    out = build_event(everything_masked, "COMPLETE")["outputs"][0]
+    assert "tags" not in out["facets"]
+    assert _tags(build_event(everything_masked, "COMPLETE")["inputs"][0])["full_name"] == [
+        ("pii", "true"), ("classification", "person_name")]
+
+
+def test_checker_refuses_a_tag_on_a_field_the_schema_does_not_have():
+    start, end = run_events(sample_run())
+    bad = copy.deepcopy(end)
+    bad["outputs"][0]["facets"]["tags"]["tags"][0]["field"] = "no_such_column"
+    code, out = check_events([start, bad])
+    assert code == 1 and "tags facet: field 'no_such_column' is not in the schema facet" in out

@@ -58,6 +58,11 @@ def test_extract_emits_a_valid_masked_lineage_graph(patients_url, fast_http, tmp
     cl = end["outputs"][0]["facets"]["columnLineage"]["fields"]
     assert {k: v["transformationType"] for k, v in cl.items()} == {
         "id": "IDENTITY", "email": "MASKED", "ssn": "MASKED", "plan": "IDENTITY"}
+    # PII tags: on the input's classified fields; none on the output, whose classified columns are all masked
+    in_tags = {(t["field"], t["key"], t["value"]) for t in end["inputs"][0]["facets"]["tags"]["tags"]}
+    assert in_tags == {("email", "pii", "true"), ("email", "classification", "email"),
+                       ("ssn", "pii", "true"), ("ssn", "classification", "national_id")}
+    assert "tags" not in end["outputs"][0]["facets"]
     assert end["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 1
     assert set(end["outputs"][0]["outputFacets"][MASKING_KEY]["fields"]) == {"email", "ssn"}
     access = end["run"]["facets"][ACCESS_KEY]

@@ -35,12 +35,14 @@ from openlineage.client.facet_v2 import (
     processing_engine_run,
     schema_dataset,
     sql_job,
+    tags_dataset,
 )
 from openlineage.client.serde import Serde
 
 from ..decision import ColumnDecision
 from ..errors import ConfigError
 from ..run import RunRecord
+from ..sql.model import ColumnRef
 from .facets import (
     ACCESS_KEY,
     MASKING_KEY,
@@ -101,6 +103,25 @@ def _row_filter_facets(run: RunRecord) -> dict[tuple[str, str], RowFilterInputDa
         for f in (analysis.row_filters if analysis else ())}
 
 
+TAG_SOURCE = "LINEAGE_GUARD"
+
+
+def _field_tags(field_labels: dict[str, list[str]]) -> tags_dataset.TagsDatasetFacet | None:
+    """The `tags` facet: per field, `pii: true` and `classification: <label>`; None when no field is classified.
+
+    Catalogs that propagate tags along column lineage (opendbt#101, tee-for-transform#4) copy them
+    downstream; outputs carry them only for columns that leave clear, so propagation stops at a mask.
+    """
+    tags = []
+    for name, labels in field_labels.items():
+        if not labels:
+            continue
+        tags.append(tags_dataset.TagsDatasetFacetFields(key="pii", value="true", source=TAG_SOURCE, field=name))
+        tags += [tags_dataset.TagsDatasetFacetFields(key="classification", value=label, source=TAG_SOURCE,
+                                                     field=name) for label in labels]
+    return tags_dataset.TagsDatasetFacet(tags=tags, producer=PRODUCER) if tags else None
+
+
 def _inputs(run: RunRecord) -> list[event_v2.InputDataset]:
     check_namespace(run.source.namespace, "source")
     datasets = []
@@ -108,13 +129,20 @@ def _inputs(run: RunRecord) -> list[event_v2.InputDataset]:
     for (schema, table), cols in _input_tables(run).items():
         namespace, name = source_dataset(run.source, schema, table)
         input_facets = {ROW_FILTER_KEY: filtered[(schema, table)]} if (schema, table) in filtered else None
-        datasets.append(event_v2.InputDataset(namespace=namespace, name=name, inputFacets=input_facets, facets={
+        facets: dict[str, Any] = {
             "schema": schema_dataset.SchemaDatasetFacet(
                 fields=[schema_dataset.SchemaDatasetFacetFields(name=c, type=t) for c, t in cols.items()],
                 producer=PRODUCER),
             "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=namespace,
                                                                    producer=PRODUCER),
-        }))
+        }
+        labels = run.decision.labels
+        tags = _field_tags({c: [labels[ref]] if (ref := ColumnRef(schema, table, c)) in labels else []
+                            for c in cols})
+        if tags is not None:
+            facets["tags"] = tags
+        datasets.append(event_v2.InputDataset(namespace=namespace, name=name, inputFacets=input_facets,
+                                              facets=facets))
     return datasets
 
 
@@ -213,6 +241,12 @@ def _outputs(run: RunRecord, event_type: str) -> list[event_v2.OutputDataset]:
         "dataSource": datasource_dataset.DatasourceDatasetFacet(
             name=sink.namespace, uri=_sink_uri(sink), producer=PRODUCER),
     }
+    # Only a column that leaves clear keeps its sources' tags: a masked one is no longer that data.
+    clear = {name: sorted({label for c in by_name[name] if not c.masked for label in c.labels})
+             for name, _ in out_schema if name in by_name}
+    tags = _field_tags(clear)
+    if tags is not None:
+        facets["tags"] = tags
     indirect = _indirect_lineage(run)
     if lineage or indirect:
         facets["columnLineage"] = column_lineage_dataset.ColumnLineageDatasetFacet(

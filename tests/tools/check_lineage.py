@@ -103,6 +103,12 @@ class Checker:
         for slot in ("facets", "inputFacets", "outputFacets"):
             for key, facet in (ds.get(slot) or {}).items():
                 self.facet(f"{where} {role} {ns}/{name}", key, facet)
+        facets = ds.get("facets") or {}
+        tagged = {t.get("field") for t in (facets.get("tags") or {}).get("tags") or [] if t.get("field")}
+        if tagged:  # a field tag is attached by schema field name; one naming no field tags nothing
+            fields = {f.get("name") for f in (facets.get("schema") or {}).get("fields") or []}
+            for field in sorted(tagged - fields):
+                self.bad(f"{where} {role} {ns}/{name}", f"tags facet: field {field!r} is not in the schema facet")
 
     def event(self, where: str, e: dict) -> None:
         self.validate(where, {"$ref": self.core["$id"] + "#/$defs/RunEvent"}, e)
