@@ -132,6 +132,45 @@ def test_the_statement_is_in_toto_v1_with_our_predicate_valid_against_its_schema
     assert not any(email in text for _, email, _ in PATIENTS) and TEST_MASTER_KEY not in text
 
 
+def test_the_training_step_is_an_openlineage_run_from_the_files_to_the_model(trained):
+    from lineage_check import assert_valid_events
+
+    from lineage_guard.lineage import Outbox
+    from lineage_guard.lineage.facets import ATTESTATION_KEY
+
+    outbox = Outbox(trained.root / "home" / "outbox.sqlite")
+    run_id = _statement(trained.envelope)["predicate"]["training"]["runId"]
+    start, end = outbox.events(run_id=run_id)
+    everything = outbox.events()
+    # every event (the two extracts' and the training run's) passes the spec, Marquez's rules and our facet schemas
+    assert assert_valid_events(everything, forbid=[e for _, e, _ in PATIENTS] + [TEST_MASTER_KEY]).endswith(
+        "0 problems")
+    assert (start["eventType"], end["eventType"]) == ("START", "COMPLETE")
+    assert end["job"]["facets"]["jobType"]["jobType"] == "TRAINING"
+    # the training inputs are the very datasets the extracts wrote: Marquez joins the two runs at the file
+    extract_outputs = {(o["namespace"], o["name"]) for e in everything if e["run"]["runId"] != run_id
+                       and e["eventType"] == "COMPLETE" for o in e.get("outputs", [])}
+    inputs = {(i["namespace"], i["name"]) for i in end["inputs"]}
+    assert inputs == extract_outputs == {("file", str(p.resolve())) for p in trained.datasets}
+    assert [(o["namespace"], o["name"]) for o in end["outputs"]] == [("file", str(trained.model.resolve()))]
+    assert end["outputs"][0]["facets"]["datasetType"]["datasetType"] == "MODEL"
+    facet = end["run"]["facets"][ATTESTATION_KEY]
+    assert ATTESTATION_KEY not in start["run"]["facets"]
+    predicate = _statement(trained.envelope)["predicate"]
+    assert facet["model"] == predicate["model"] and facet["ledgerHead"] == predicate["ledger"]["head"]
+    assert {d["receiptId"] for d in facet["datasets"]} == {d["receiptId"] for d in predicate["datasets"]}
+    import hashlib
+
+    assert facet["statementSha256"] == hashlib.sha256(base64.b64decode(trained.envelope["payload"])).hexdigest()
+    # the facet's schema is not a rubber stamp
+    from lineage_check import check_events
+
+    bad = json.loads(json.dumps(end))
+    bad["run"]["facets"][ATTESTATION_KEY]["datasets"][0]["rawValue"] = "x"
+    code, out = check_events([start, bad])
+    assert code == 1 and ATTESTATION_KEY in out
+
+
 def test_dsse_pae_is_the_spec_encoding():
     # The spec's own example (protocol.md): "DSSEv1 29 http://example.com/HelloWorld 11 hello world"
     assert dsse.pae("http://example.com/HelloWorld", b"hello world") == (

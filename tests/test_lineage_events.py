@@ -211,7 +211,8 @@ def test_checker_and_facet_schemas_catch_bad_events():
     code, out = check_events([start, end, build_event(sample_run(run_id=start["run"]["runId"]), "COMPLETE")])
     assert code == 1 and "2 terminal events" in out
     assert {p.name for p in schema_dir().glob("*.json")} == {"AccessRunFacet.json", "MaskingOutputDatasetFacet.json",
-                                                           "RowFilterInputDatasetFacet.json"}
+                                                           "RowFilterInputDatasetFacet.json",
+                                                           "AttestationRunFacet.json"}
     for p in schema_dir().glob("*.json"):
         doc = json.loads(p.read_text())
         assert doc["$id"].startswith("https://lineage-guard.dev/spec/facets/1-0-0/") and doc["$id"].endswith(p.name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,17 +120,21 @@ def _ledger(ledger: Any) -> Any:
 
 def attest(model: str | os.PathLike, datasets: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None,
            ledger: Any = None, public_keys: Sequence[str] = (), training: dict[str, str] | None = None,
-           keep: bool = True) -> dict[str, Any]:
+           keep: bool = True, lineage: Any = None) -> dict[str, Any]:
     """Sign which governed dataset files `model` was trained on; returns the DSSE envelope.
 
     `ledger` is a `Ledger`, a ledger URL, or None for the configured one; its signing key signs.
-    `training` may name the training run (`runId`, `jobNamespace`, `jobName`). Raises
-    `AttestationError` naming every problem, and writes nothing, when a dataset does not check out.
+    `training` may name the training run (`runId`, `jobNamespace`, `jobName`, `parentRunId`,
+    `parentJobNamespace`, `parentJobName`). The training step is emitted as an OpenLineage run
+    (inputs: the dataset files; output: the model; `lineageGuard_attestation` on COMPLETE, see
+    `training_run.py`) through `lineage` (a `LineageEmitter`; None: the default one; False: none).
+    Raises `AttestationError` naming every problem, and writes nothing, when a dataset does not check out.
 
     Example:
         >>> import lineage_guard
         >>> lineage_guard.attest("model.npz", ["train.parquet"], out="model.att.json")   # doctest: +SKIP
     """
+    started = datetime.now(UTC)
     ledger = _ledger(ledger)
     files = expand(datasets)
     if not files:
@@ -155,8 +160,12 @@ def attest(model: str | os.PathLike, datasets: Sequence[str | os.PathLike], *, o
         "datasets": records,
         "ledger": {"head": {"entries": report.entries, "hash": report.head_hash}, "keyId": signer.key_id},
     }
-    if training:
-        predicate["training"] = {k: str(v) for k, v in training.items() if v is not None}
+    training = {k: str(v) for k, v in (training or {}).items() if v is not None}
+    if lineage is not False and "runId" not in training:
+        training["runId"] = str(uuid.uuid4())   # the OpenLineage run the training step is emitted as
+    named = {k: training[k] for k in ("runId", "jobNamespace", "jobName") if k in training}
+    if named:
+        predicate["training"] = named
     statement = {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": PREDICATE_TYPE,
                  "predicate": predicate}
     problems = statement_problems(statement)
@@ -164,13 +173,33 @@ def attest(model: str | os.PathLike, datasets: Sequence[str | os.PathLike], *, o
         raise AttestationError([f"statement: {p}" for p in problems])
     payload = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     envelope = dsse.sign(payload, signer)
+    events, emitter = _training_lineage(envelope, model, started, training, out, lineage)
     text = json.dumps(envelope, indent=2) + "\n"
     targets = [Path(out)] if out is not None else []
     if keep:
         targets.append(paths.state_file(FOLDER) / f"{predicate['model']['digest'].split(':', 1)[1]}.dsse.json")
     for target in targets:
         _write_atomic(target, text)
+    if emitter is not None:
+        emitter.send(events)
     return envelope
+
+
+def _training_lineage(envelope: dict[str, Any], model, started: datetime, training: dict[str, str] | None,
+                      out, lineage: Any) -> tuple[list[dict], Any]:
+    """The training run's events and the emitter to send them with (checked before anything is written)."""
+    if lineage is False:
+        return [], None
+    from ..lineage import LineageEmitter
+    from .training_run import training_events
+
+    emitter = lineage if lineage is not None else LineageEmitter()
+    events = training_events(envelope, model=model, started_at=started, training=training, attestation=out)
+    run_id = events[0]["run"]["runId"]
+    if emitter.outbox.has(run_id, "START"):
+        raise ConfigError(f"training run {run_id} already has lineage events (a run is attested once); "
+                          "give this attestation a new training runId, or none")
+    return events, emitter
 
 
 def _write_atomic(target: Path, text: str) -> None:

@@ -35,9 +35,18 @@ def attest(
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the DSSE envelope (JSON).")] = None,
     ledger: LedgerOpt = None,
     public_key: KeyOpt = None,
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", help="The training run's id (the OpenLineage run it is emitted as; default: a new UUID).")] = None,
+    job_name: Annotated[str | None, typer.Option(
+        "--job-name", help="The training job's OpenLineage name (default: lineage_guard.train.<model name>).")] = None,
+    job_namespace: Annotated[str | None, typer.Option(
+        "--job-namespace", help="Its OpenLineage namespace (default: $OPENLINEAGE_NAMESPACE, else lineage_guard).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check each dataset against the ledger, then sign an in-toto statement naming the model and its data."""
+    """Check each dataset against the ledger, then sign an in-toto statement naming the model and its data.
+
+    The training step is emitted as an OpenLineage run: inputs the dataset files, output the model.
+    """
     if ctx.invoked_subcommand is not None:
         return
     if model is None or not dataset:
@@ -48,7 +57,9 @@ def attest(
     def run() -> None:
         from ..attest.attestation import attest as sign
 
-        envelope = sign(model, dataset, out=out_file, ledger=ledger, public_keys=public_key or ())
+        training = {"runId": run_id, "jobName": job_name, "jobNamespace": job_namespace}
+        envelope = sign(model, dataset, out=out_file, ledger=ledger, public_keys=public_key or (),
+                        training={k: v for k, v in training.items() if v})
         statement = json.loads(__import__("base64").b64decode(envelope["payload"]))
         predicate = statement["predicate"]
         if as_json:

@@ -96,6 +96,17 @@ class LineageEmitter:
         self.outbox.enqueue(self._build(run, event_type))
         self._shipped_later()
 
+    def send(self, events: list[dict]) -> None:
+        """Queue ready-made events of one run (START first, then its terminal event) and ship them.
+
+        For runs that are not governed reads, e.g. an attested training step (`lineage_guard.attest`).
+        """
+        if lineage_disabled():
+            return
+        for event in events:
+            self.outbox.enqueue(event)
+        self._shipped_later()
+
     def _build(self, run: RunRecord, event_type: str) -> dict:
         return build_event(run, event_type, integration=self.integration, job_type=self.job_type)
 

@@ -27,6 +27,7 @@ SPEC_BASE = "https://lineage-guard.dev/spec/facets"
 ACCESS_KEY = "lineageGuard_access"
 MASKING_KEY = "lineageGuard_masking"
 ROW_FILTER_KEY = "lineageGuard_rowFilter"
+ATTESTATION_KEY = "lineageGuard_attestation"
 
 
 def schema_dir() -> Path:
@@ -104,3 +105,31 @@ class RowFilterInputDatasetFacet(InputDatasetFacet):
     @staticmethod
     def _get_schema() -> str:
         return _url("1-0-0", "RowFilterInputDatasetFacet")
+
+
+@attr.define
+class AttestationRunFacet(RunFacet):
+    """`lineageGuard_attestation`: the signed training-data statement of a training run (digests and ids only)."""
+
+    predicateType: str
+    statementSha256: str
+    keyId: str
+    attestedAt: str
+    model: dict[str, Any]
+    datasets: list[dict[str, str]]
+    ledgerHead: dict[str, Any]
+    attestation: str | None = attr.field(default=None)
+    trainingRunId: str | None = attr.field(default=None)
+
+    _additional_skip_redact: ClassVar[list[str]] = [
+        "predicateType", "statementSha256", "keyId", "attestedAt", "model", "datasets", "ledgerHead",
+        "attestation", "trainingRunId",
+    ]
+
+    def __attrs_post_init__(self) -> None:
+        self._producer = self._producer or PRODUCER
+        self._schemaURL = self._get_schema()
+
+    @staticmethod
+    def _get_schema() -> str:
+        return _url("1-0-0", "AttestationRunFacet")
