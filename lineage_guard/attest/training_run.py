@@ -23,6 +23,7 @@ import base64
 import hashlib
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,27 @@ def _run_id(training: dict[str, str]) -> tuple[str, str | None]:
         return str(uuid.uuid5(_DERIVED, given)), given
 
 
-def training_events(envelope: dict[str, Any], *, model: str | os.PathLike, started_at: datetime,
-                    training: dict[str, str] | None = None, attestation: str | os.PathLike | None = None,
-                    ended_at: datetime | None = None) -> list[dict]:
-    """START and COMPLETE of the training run `envelope` attests (JSON-ready dicts, valid OpenLineage)."""
+@dataclass
+class TrainingParts:
+    """The training run's OpenLineage parts (openlineage-python objects), e.g. for Airflow's `OperatorLineage`."""
+
+    run_id: str
+    job_namespace: str
+    job_name: str
+    inputs: list[event_v2.InputDataset]
+    outputs: list[event_v2.OutputDataset]
+    run_facets: dict[str, Any]            # processing_engine and parent (not for an orchestrator)
+    job_facets: dict[str, Any]            # jobType (not for an orchestrator)
+    attestation: AttestationRunFacet      # the COMPLETE event's lineageGuard_attestation
+
+
+def training_parts(envelope: dict[str, Any], *, model: str | os.PathLike, training: dict[str, str] | None = None,
+                   attestation: str | os.PathLike | None = None, for_orchestrator: bool = False) -> TrainingParts:
+    """The parts of the training run `envelope` attests. `for_orchestrator` leaves out what Airflow or
+    Dagster write for their own step (jobType, parent, processing_engine)."""
     import json
 
-    from ..lineage.events import _client_version, _prune
+    from ..lineage.events import _client_version
 
     payload = base64.b64decode(envelope["payload"])
     statement = json.loads(payload)
@@ -115,29 +130,43 @@ def training_events(envelope: dict[str, Any], *, model: str | os.PathLike, start
                                                                producer=PRODUCER),
         "datasetType": dataset_type_dataset.DatasetTypeDatasetFacet(datasetType="MODEL", producer=PRODUCER),
     })]
-    run_facets: dict[str, Any] = {"processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-        version=VERSION, name="lineage_guard", openlineageAdapterVersion=_client_version(), producer=PRODUCER)}
-    if training.get("parentRunId"):
-        if not (training.get("parentJobNamespace") and training.get("parentJobName")):
-            raise ConfigError("training: a parentRunId needs parentJobNamespace and parentJobName")
-        run_facets["parent"] = parent_run.ParentRunFacet(
-            run=parent_run.Run(runId=training["parentRunId"]),
-            job=parent_run.Job(namespace=training["parentJobNamespace"], name=training["parentJobName"]),
-            producer=PRODUCER)
+    run_facets: dict[str, Any] = {}
+    job_facets: dict[str, Any] = {}
+    if not for_orchestrator:
+        run_facets["processing_engine"] = processing_engine_run.ProcessingEngineRunFacet(
+            version=VERSION, name="lineage_guard", openlineageAdapterVersion=_client_version(), producer=PRODUCER)
+        if training.get("parentRunId"):
+            if not (training.get("parentJobNamespace") and training.get("parentJobName")):
+                raise ConfigError("training: a parentRunId needs parentJobNamespace and parentJobName")
+            run_facets["parent"] = parent_run.ParentRunFacet(
+                run=parent_run.Run(runId=training["parentRunId"]),
+                job=parent_run.Job(namespace=training["parentJobNamespace"], name=training["parentJobName"]),
+                producer=PRODUCER)
+        job_facets["jobType"] = job_type_job.JobTypeJobFacet(
+            processingType="BATCH", integration=training.get("integration") or "LINEAGE_GUARD",
+            jobType=training.get("jobType") or "TRAINING", producer=PRODUCER)
     attested = AttestationRunFacet(
         predicateType=statement["predicateType"], statementSha256=hashlib.sha256(payload).hexdigest(),
         keyId=predicate["ledger"]["keyId"], attestedAt=predicate["attestedAt"], model=dict(predicate["model"]),
         datasets=listed, ledgerHead=dict(predicate["ledger"]["head"]),
         attestation=str(Path(attestation).resolve()) if attestation is not None else None, trainingRunId=original)
-    job = event_v2.Job(namespace=namespace, name=job_name, facets={"jobType": job_type_job.JobTypeJobFacet(
-        processingType="BATCH", integration=training.get("integration") or "LINEAGE_GUARD",
-        jobType=training.get("jobType") or "TRAINING", producer=PRODUCER)})
+    return TrainingParts(run_id, namespace, job_name, inputs, outputs, run_facets, job_facets, attested)
+
+
+def training_events(envelope: dict[str, Any], *, model: str | os.PathLike, started_at: datetime,
+                    training: dict[str, str] | None = None, attestation: str | os.PathLike | None = None,
+                    ended_at: datetime | None = None) -> list[dict]:
+    """START and COMPLETE of the training run `envelope` attests (JSON-ready dicts, valid OpenLineage)."""
+    from ..lineage.events import _prune
+
+    parts = training_parts(envelope, model=model, training=training, attestation=attestation)
+    job = event_v2.Job(namespace=parts.job_namespace, name=parts.job_name, facets=parts.job_facets)
 
     def event(kind: str, when: datetime, facets: dict[str, Any]) -> dict:
         return _prune(Serde.to_dict(event_v2.RunEvent(
             eventType=event_v2.RunState[kind], eventTime=when.astimezone(UTC).isoformat(),
-            run=event_v2.Run(runId=run_id, facets=facets), job=job, inputs=inputs, outputs=outputs,
-            producer=PRODUCER)))
+            run=event_v2.Run(runId=parts.run_id, facets=facets), job=job, inputs=parts.inputs,
+            outputs=parts.outputs, producer=PRODUCER)))
 
-    return [event("START", started_at, run_facets),
-            event("COMPLETE", ended_at or datetime.now(UTC), {**run_facets, ATTESTATION_KEY: attested})]
+    return [event("START", started_at, parts.run_facets),
+            event("COMPLETE", ended_at or datetime.now(UTC), {**parts.run_facets, ATTESTATION_KEY: parts.attestation})]
