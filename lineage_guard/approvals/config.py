@@ -4,6 +4,10 @@ Secrets never sit in the policy: a notifier's headers and (for Slack, whose webh
 itself a secret) its URL are given as the *names* of environment variables, read only when
 a notification is sent.
 
+`console_url` is the web console's base URL as approvers reach it (env
+`LINEAGE_GUARD_CONSOLE_URL` overrides it): every notification then links to the request's page
+in the console's inbox, `{console_url}/approvals/{request id}`.
+
 Example:
     >>> cfg = ApprovalsConfig.model_validate({
     ...     "ttl_seconds": 3600,
@@ -12,6 +16,7 @@ Example:
     ...         {"kind": "jira", "url": "https://jira.example.com", "project": "DATA",
     ...          "headers": {"Authorization": "JIRA_AUTH_HEADER"}},
     ...     ],
+    ...     "console_url": "https://lineage-guard.example.com",
     ... })
     >>> [n.label for n in cfg.notifiers]
     ['slack', 'jira']
@@ -23,13 +28,29 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import ConfigError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_CONSOLE_URL = "LINEAGE_GUARD_CONSOLE_URL"
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_console_url(url: str, where: str = "approvals.console_url") -> str:
+    """The console's base URL without a trailing slash; ConfigError unless https://host[/path] (http only
+    on a loopback address), with no credentials, query or fragment (it is pasted into messages)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where} must be https://host[/path] (the console as approvers reach it), got {url!r}")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise ConfigError(f"{where} must use https:// (the console sets Secure cookies); http:// is only for a "
+                          "loopback address")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError(f"{where} must not carry credentials, a query or a fragment")
+    return url.rstrip("/")
 
 
 class _Strict(BaseModel):
@@ -119,6 +140,26 @@ class ApprovalsConfig(_Strict):
     single_use: bool = True
     store: str | None = None
     notifiers: list[NotifierConfig] = Field(default_factory=list)
+    console_url: str | None = None         # the web console, as approvers reach it: messages link to the request
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return check_console_url(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    def console_link(self, request_id: str, environ: Mapping[str, str] | None = None) -> str | None:
+        """The request's page in the console (`LINEAGE_GUARD_CONSOLE_URL`, else `console_url`), or None."""
+        env = os.environ if environ is None else environ
+        base = env.get(ENV_CONSOLE_URL) or self.console_url
+        if not base:
+            return None
+        return f"{check_console_url(base, ENV_CONSOLE_URL if env.get(ENV_CONSOLE_URL) else 'approvals.console_url')}" \
+               f"/approvals/{quote(request_id, safe='')}"
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ApprovalsConfig:
