@@ -58,6 +58,19 @@ def _connect(url: PgUrl):
     return guarded(lambda: dbapi.connect(uri, autocommit=True), lambda exc: connect_error(str(exc), url.describe()))
 
 
+def _connect_read(url: PgUrl):
+    """A low-level ADBC connection for reads (`adbc_conn`: no DB-API layer, so no pandas at start-up)."""
+    try:
+        from .adbc_conn import Connection
+    except ImportError:
+        raise ConfigError("reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'") \
+            from None
+    uri = url.url
+    if "connect_timeout" not in uri:
+        uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
+    return guarded(lambda: Connection(uri), lambda exc: connect_error(str(exc), url.describe()))
+
+
 class BatchStream:
     """The batches of one read: an iterator and a context manager that always cleans up.
 
@@ -82,8 +95,7 @@ class BatchStream:
 
     def _open(self, sql: str, parameters: Parameters, verify: Callable[[Any], None] | None) -> None:
         source = self._source
-        self._conn = _connect(source._url)
-        cursor = self._conn.cursor()
+        conn = self._conn = _connect_read(source._url)
         setup = [
             "BEGIN TRANSACTION READ ONLY",
             f"SET LOCAL statement_timeout = {int(source.statement_timeout_ms)}",
@@ -94,29 +106,22 @@ class BatchStream:
             # Takes the snapshot: from here on the read-only mode can no longer be changed.
             "SELECT 1",
         ]
-        guarded(lambda: [cursor.execute(statement) for statement in setup],
+        guarded(lambda: [conn.execute(statement) for statement in setup],
                 lambda exc: from_driver_error(exc, doing="opening the read-only transaction"))
         if parameters is not None:
             # Bound parameters would make ADBC load the whole result before the first batch.
             sql = inline_parameters(sql, parameters)
         if verify is not None:
-            verify(self._explain(cursor, sql))
-        guarded(lambda: cursor.execute(sql), lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
-        self._reader = guarded(cursor.fetch_record_batch,
+            verify(self._explain(conn, sql))
+        self._reader = guarded(lambda: conn.query(sql),
                                lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
-        self._cursor = cursor
         self._plan = TypePlan.for_schema(self._reader.schema)
 
-    def _explain(self, cursor, sql: str) -> Any:
+    def _explain(self, conn, sql: str) -> Any:
         """The server's plan of `sql` (EXPLAIN VERBOSE, JSON), in the read's own transaction; nothing runs."""
         def explain():
-            # The driver reads results through COPY (...) TO STDOUT, which cannot wrap EXPLAIN: off for this one.
-            cursor.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "false"})
-            try:
-                cursor.execute(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}")
-                value = cursor.fetchone()[0]
-            finally:
-                cursor.adbc_statement.set_options(**{"adbc.postgresql.use_copy": "true"})
+            table = conn.query(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}", use_copy=False).read_all()
+            value = table.column(0)[0].as_py()
             return json.loads(value) if isinstance(value, str) else value
 
         return guarded(explain, lambda exc: from_driver_error(exc, timeout_ms=self._source.statement_timeout_ms,
@@ -166,7 +171,7 @@ class BatchStream:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
-            self._cursor.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
         self.close()
 
     def close(self) -> None:
@@ -179,7 +184,7 @@ class BatchStream:
             return
         with contextlib.suppress(Exception):  # the server rolls back when the connection closes
             if reader is not None:
-                conn.adbc_cancel()
+                conn.cancel()
                 reader.close()
         with contextlib.suppress(Exception):
             conn.close()

@@ -1,0 +1,80 @@
+"""One ADBC PostgreSQL connection through the driver manager's low-level API, without its DB-API layer.
+
+`adbc_driver_manager.dbapi` imports `pyarrow.dataset` and, through it, pandas: about a third of
+a fresh task process's time before its first row (benchmarks/cold_start.py). The read path needs
+four things (run a statement, stream a query's Arrow batches, cancel, close), which the
+low-level `AdbcDatabase` / `AdbcConnection` / `AdbcStatement` give directly; errors are the same
+`adbc_driver_manager` exceptions with their SQLSTATE, so `pg_errors` classifies them as before.
+
+    >>> conn = Connection("postgresql://postgres@127.0.0.1:5432/postgres")   # doctest: +SKIP
+    >>> conn.execute("BEGIN TRANSACTION READ ONLY")                           # doctest: +SKIP
+    >>> conn.query("SELECT 1 AS one").read_all().column("one").to_pylist()    # doctest: +SKIP
+    [1]
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyarrow as pa
+
+_USE_COPY = "adbc.postgresql.use_copy"
+
+
+class Connection:
+    """An autocommit ADBC connection (transactions are opened explicitly with SQL). Not thread-safe."""
+
+    def __init__(self, uri: str) -> None:
+        import adbc_driver_manager
+        import adbc_driver_postgresql
+
+        self._manager = adbc_driver_manager
+        self._db = adbc_driver_postgresql.connect(uri)
+        try:
+            self._conn = adbc_driver_manager.AdbcConnection(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+        self._statements: list = []
+
+    def _statement(self, sql: str, *, use_copy: bool = True):
+        stmt = self._manager.AdbcStatement(self._conn)
+        self._statements.append(stmt)
+        if not use_copy:  # the driver reads results through COPY (...) TO STDOUT, which cannot wrap EXPLAIN
+            stmt.set_options(**{_USE_COPY: "false"})
+        stmt.set_sql_query(sql)
+        return stmt
+
+    def execute(self, sql: str) -> int:
+        """Run one statement whose result is not read; returns the rows it affected (-1 when unknown)."""
+        stmt = self._statement(sql)
+        try:
+            return int(stmt.execute_update())
+        finally:
+            self._close_statement(stmt)
+
+    def query(self, sql: str, *, use_copy: bool = True) -> pa.RecordBatchReader:
+        """Run a query and stream its result as Arrow batches (the statement stays open until `close`)."""
+        from adbc_driver_manager._reader import AdbcRecordBatchReader
+
+        stmt = self._statement(sql, use_copy=use_copy)
+        handle, _ = stmt.execute_query()
+        return AdbcRecordBatchReader._import_from_c(handle.address)
+
+    def cancel(self) -> None:
+        """Ask the server to cancel what this connection is running."""
+        self._conn.cancel()
+
+    def _close_statement(self, stmt) -> None:
+        with contextlib.suppress(Exception):
+            stmt.close()
+        with contextlib.suppress(ValueError):
+            self._statements.remove(stmt)
+
+    def close(self) -> None:
+        """Close the statements, the connection and the database handle (the server rolls back what is open)."""
+        for stmt in list(self._statements):
+            self._close_statement(stmt)
+        for part in (self._conn, self._db):
+            with contextlib.suppress(Exception):
+                part.close()
