@@ -197,3 +197,21 @@ def test_source_failure_mid_stream_leaves_no_parquet(pg_url, tmp_path):
             sink.write(batch)
         sink.commit()
     assert sink.rows > 0 and list(tmp_path.iterdir()) == []
+
+
+def test_parquet_dictionary_only_for_repeated_columns_and_sha256_of_the_written_bytes(tmp_path):
+    import hashlib
+
+    batch = pa.record_batch({"token": [f"tok_{i:024x}" for i in range(20_000)],
+                             "code": [f"B{i % 7}" for i in range(20_000)]})
+    target = tmp_path / "out.parquet"
+    sink = ParquetSink(str(target))
+    sink.open(batch.schema)
+    sink.write(batch)
+    sink.seal()
+    sink.commit()
+    column = {pq.ParquetFile(target).metadata.row_group(0).column(i).path_in_schema:
+              pq.ParquetFile(target).metadata.row_group(0).column(i).encodings for i in range(2)}
+    assert "RLE_DICTIONARY" in column["code"] and "RLE_DICTIONARY" not in column["token"]
+    assert sink.sha256 == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert sink.bytes_written == target.stat().st_size

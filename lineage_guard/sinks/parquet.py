@@ -46,6 +46,7 @@ from .base import Sink
 from .naming import file_dataset, is_local, local_path
 
 _DICTIONARY_SHARE = 0.5  # a column whose first batch is at least this share distinct values is written plain
+_DICTIONARY_SAMPLE = 8_192  # rows of the first batch the choice is made on (counting a whole batch cost 5% of an extract)
 
 
 class _HashingFile:
@@ -90,6 +91,8 @@ def dictionary_columns(batch: pa.RecordBatch) -> list[str] | bool:
     if batch.num_rows == 0:
         return True
     import pyarrow.compute as pc
+
+    batch = batch.slice(0, _DICTIONARY_SAMPLE)
 
     keep = []
     for field, column in zip(batch.schema, batch.columns, strict=True):
