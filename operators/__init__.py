@@ -1,4 +1,5 @@
-"""Airflow integration: `GovernedPostgresOperator`, `GovernedPostgresHook`, `GovernedServiceHook`, `ApprovalTrigger`.
+"""Airflow integration: `GovernedPostgresOperator`, `GovernedPostgresHook`, `GovernedServiceHook`, `ApprovalTrigger`,
+`ServiceApprovalTrigger`.
 
 Installed as `lineage_guard.operators`; needs the `[airflow]` extra. Names load on first use,
 so Airflow reading `lineage_guard.operators.provider` at start-up imports nothing heavy.
@@ -12,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ApprovalTrigger", "GovernedPostgresHook", "GovernedPostgresOperator", "GovernedServiceHook"]
+__all__ = ["ApprovalTrigger", "GovernedPostgresHook", "GovernedPostgresOperator", "GovernedServiceHook",
+           "ServiceApprovalTrigger"]
 _WHERE = {"ApprovalTrigger": ".triggers", "GovernedPostgresHook": ".hooks", "GovernedPostgresOperator": ".operator",
-          "GovernedServiceHook": ".service"}
+          "GovernedServiceHook": ".service", "ServiceApprovalTrigger": ".triggers"}
 
 
 def __getattr__(name: str) -> Any:

@@ -62,3 +62,68 @@ def operator_lineage(runs: Sequence[RunRecord], output: str | None = None, event
         outputs = {(d.namespace, d.name): d for d in _declared_output(output)}
     return OperatorLineage(inputs=list(inputs.values()), outputs=list(outputs.values()),
                            run_facets=run_facets, job_facets=job_facets)
+
+
+def _local_dataset(path: str) -> tuple[str, str]:
+    """OpenLineage naming of a local file (service mode writes local paths only), without loading
+    lineage_guard.lineage (the SQL text helpers and the outbox stay out of a thin task process)."""
+    import os
+
+    from openlineage.client.naming.dataset import LocalFileSystem
+
+    n = LocalFileSystem(path=os.path.abspath(path.removeprefix("file://")))
+    return n.get_namespace(), n.get_name()
+
+
+def remote_operator_lineage(docs: Sequence[dict], output: str | None = None, event_type: str = "COMPLETE"):
+    """One `OperatorLineage` from the lineage parts `lineage-guard serve` returned for a task's runs.
+
+    Service mode: the server ran the governed path and sent back, with each receipt or refusal, the
+    same inputs and facets embedded mode builds (`lineage_guard.service.calls.lineage_doc`), as JSON.
+    They go into the task's own events as plain dicts (the OpenLineage client serializes dict facets
+    as they are). The file the thin client wrote is the output: named here, its facets (schema,
+    column lineage, masking, statistics) from the server's `client_output`.
+
+    Example:
+        >>> remote_operator_lineage([], "/tmp/out.parquet", "START").outputs[0].name   # doctest: +SKIP
+        '/tmp/out.parquet'
+    """
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from openlineage.client.event_v2 import InputDataset, OutputDataset
+
+    inputs: dict[tuple[str, str], Any] = {}
+    outputs: dict[tuple[str, str], Any] = {}
+    run_facets: dict[str, Any] = {}
+    job_facets: dict[str, Any] = {}
+    for doc in docs:
+        for d in doc.get("inputs") or ():
+            inputs.setdefault((d["namespace"], d["name"]), InputDataset(
+                namespace=d["namespace"], name=d["name"], facets=d.get("facets"), inputFacets=d.get("inputFacets")))
+        for d in doc.get("outputs") or ():
+            outputs[(d["namespace"], d["name"])] = OutputDataset(
+                namespace=d["namespace"], name=d["name"], facets=d.get("facets"), outputFacets=d.get("outputFacets"))
+        written = doc.get("client_output")
+        if written is not None and output and event_type != "START":
+            namespace, name = _local_dataset(output)
+            facets = dict(written.get("facets") or {})
+            facets["dataSource"] = {"_producer": _producer(doc), "_schemaURL": DATASOURCE_SCHEMA,
+                                    "name": namespace, "uri": f"file://{name}"}
+            outputs[(namespace, name)] = OutputDataset(namespace=namespace, name=name, facets=facets,
+                                                       outputFacets=written.get("outputFacets"))
+        run_facets.update(doc.get("run_facets") or {})   # the last statement's facets describe the task's end
+        job_facets.update(doc.get("job_facets") or {})
+    if not outputs and event_type == "START" and output:
+        namespace, name = _local_dataset(output)
+        outputs = {(namespace, name): OutputDataset(namespace=namespace, name=name)}
+    return OperatorLineage(inputs=list(inputs.values()), outputs=list(outputs.values()),
+                           run_facets=run_facets, job_facets=job_facets)
+
+
+DATASOURCE_SCHEMA = "https://openlineage.io/spec/facets/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet"
+
+
+def _producer(doc: dict) -> str:
+    for facet in (doc.get("run_facets") or {}).values():
+        if isinstance(facet, dict) and facet.get("_producer"):
+            return facet["_producer"]
+    return "https://github.com/lineage-guard/lineage-guard"

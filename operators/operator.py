@@ -37,7 +37,7 @@ from lineage_guard.identity import Identity
 
 from .hooks import GovernedPostgresHook
 from .recording import AirflowHandOff, RecordingLedger
-from .triggers import ApprovalTrigger
+from .triggers import ApprovalTrigger, ServiceApprovalTrigger
 
 if TYPE_CHECKING:  # pragma: no cover
     from lineage_guard.client import RemoteSession
@@ -127,6 +127,7 @@ class GovernedPostgresOperator(BaseOperator):
         self.approval_timeout = approval_timeout
         self.service_conn_id = service_conn_id
         self._handoff = AirflowHandOff()
+        self._remote_lineage: list[dict] = []   # service mode: the lineage parts the service sent back
         self._check_at_parse()
 
     def _check_at_parse(self) -> None:
@@ -253,7 +254,10 @@ class GovernedPostgresOperator(BaseOperator):
         if self.service_conn_id:
             from .service import GovernedServiceHook
 
-            return GovernedServiceHook(self.service_conn_id).get_session(self.purpose)
+            session = GovernedServiceHook(self.service_conn_id).get_session(
+                self.purpose, run_context=self._run_context(context))
+            self._remote_lineage = session.lineage   # filled by each receipt and refusal; read by the provider
+            return session
         from lineage_guard.audit import Ledger
         from lineage_guard.run import ParentRun
         from lineage_guard.session import GovernedSession
@@ -288,6 +292,20 @@ class GovernedPostgresOperator(BaseOperator):
             },
         )
 
+    def _run_context(self, context) -> dict:
+        """What the service is told of this task's run: its OpenLineage run (the governed run's parent),
+        the run an approval binds to, and what an approver sees. Value-free; the identity is the token's."""
+        _, parent = _airflow_run(context, self.dag_id, self.task_id)
+        ti = context.get("ti") if context else None
+        return {
+            "parent": parent,
+            "approval_run": f"airflow:{self.dag_id}/{getattr(ti, 'run_id', '') or ''}/{self.task_id}",
+            "approval_context": {
+                "dag_id": str(self.dag_id), "task_id": str(self.task_id),
+                "run_id": str(getattr(ti, "run_id", "") or ""), "try_number": str(getattr(ti, "try_number", "") or ""),
+            },
+        }
+
     # -- running ---------------------------------------------------------------------------------
 
     def _statements(self) -> list[str]:
@@ -306,6 +324,7 @@ class GovernedPostgresOperator(BaseOperator):
 
     def execute(self, context) -> Any:
         self._handoff.runs.clear()  # a retry in the same process starts a fresh account of the task's runs
+        self._remote_lineage = []
         return self._run(context, start_at=0)
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> Any:
@@ -376,8 +395,8 @@ class GovernedPostgresOperator(BaseOperator):
 
         sql, params = numbered(statement, self.parameters)
         decision = session.plan(sql)
-        if self.service_conn_id:   # the service's plan states the statement with its literals hidden
-            shown = decision.statement
+        if self.service_conn_id:   # the service's plan gives the statement's shape (literals replaced)
+            shown = getattr(decision, "shape", None) or "(statement shape not given by the service)"
         else:
             from lineage_guard.lineage.sql_text import shareable_sql
 
@@ -425,10 +444,17 @@ class GovernedPostgresOperator(BaseOperator):
 
     def _defer_for(self, session: GovernedSession | RemoteSession, exc: ApprovalRequired, index: int) -> None:
         if self.service_conn_id:
-            # The approval store lives with the service; this process cannot watch it. Fail with what to do.
-            raise AirflowFailException(
-                f"lineage_guard: statement {index + 1} needs an approval (request {exc.request_id}): "
-                f"{'; '.join(exc.reasons)}. An approver runs: {exc.approve_command}; then clear the task to rerun it")
+            # The approval store lives with the service: the triggerer asks the service, with this task's credential.
+            self.log.info("statement %d needs an approval (request %s): %s. Deferring until it is decided; "
+                          "an approver runs (where the service's approval store is): %s", index + 1, exc.request_id,
+                          "; ".join(exc.reasons), exc.approve_command)
+            self.defer(
+                trigger=ServiceApprovalTrigger(request_id=exc.request_id, service_conn_id=self.service_conn_id,
+                                               purpose=str(self.purpose), poll_interval=self.approval_poll_interval,
+                                               statement_index=index),
+                method_name="execute_complete",
+                timeout=self.approval_timeout,
+            )
         try:
             store_url = session.approvals.get(exc.request_id).store_arg
         except LineageGuardError:
@@ -446,17 +472,29 @@ class GovernedPostgresOperator(BaseOperator):
 
     def get_openlineage_facets_on_start(self):
         """At start only the output is known (inputs come from the plan, at completion)."""
+        if self.service_conn_id:
+            from .lineage import remote_operator_lineage
+
+            return remote_operator_lineage(self._remote_lineage, self.output_uri, "START")
         from .lineage import operator_lineage
 
         return operator_lineage([], self.output_uri, "START")
 
     def get_openlineage_facets_on_complete(self, task_instance):
         """Inputs, output, column lineage with masking, and the `lineageGuard_*` facets of this task's runs."""
+        if self.service_conn_id:
+            from .lineage import remote_operator_lineage
+
+            return remote_operator_lineage(self._remote_lineage, self.output_uri, "COMPLETE")
         from .lineage import operator_lineage
 
         return operator_lineage(self._handoff.runs, self.output_uri, "COMPLETE")
 
     def get_openlineage_facets_on_failure(self, task_instance):
+        if self.service_conn_id:
+            from .lineage import remote_operator_lineage
+
+            return remote_operator_lineage(self._remote_lineage, self.output_uri, "FAIL")
         from .lineage import operator_lineage
 
         return operator_lineage(self._handoff.runs, self.output_uri, "FAIL")

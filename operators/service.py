@@ -41,9 +41,11 @@ class GovernedServiceHook(BaseHook):
     conn_type = SERVICE_CONNECTION_TYPE
     hook_name = "lineage_guard service"
 
-    def __init__(self, conn_id: str = default_conn_name) -> None:
+    def __init__(self, conn_id: str = default_conn_name, connection: Any = None) -> None:
+        """`connection`: the Connection already fetched (a trigger fetches it with `aget_connection`)."""
         super().__init__()
         self.conn_id = conn_id
+        self._fetched = connection
         self._conn = None
 
     @classmethod
@@ -58,7 +60,7 @@ class GovernedServiceHook(BaseHook):
     @property
     def connection(self):
         if self._conn is None:
-            conn = self.get_connection(self.conn_id)
+            conn = self._fetched if self._fetched is not None else self.get_connection(self.conn_id)
             if (conn.conn_type or "").lower() != SERVICE_CONNECTION_TYPE:
                 raise ConfigError(f"connection {self.conn_id!r} has type {conn.conn_type!r}; service mode reads a "
                                   f"connection of type {SERVICE_CONNECTION_TYPE} (host, port, token)")

@@ -65,6 +65,74 @@ class ApprovalTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval)
 
 
+class ServiceApprovalTrigger(BaseTrigger):
+    """`ApprovalTrigger` for service mode: polls `lineage-guard serve` for the task's own approval request.
+
+    The approval store lives with the service, so the triggerer asks the service (DoAction
+    `lineage_guard.approval`) with the task's own credential, from the same `lineage_guard_service`
+    connection; the service answers only the requester's own request. Fires the same event as
+    `ApprovalTrigger`; after `max_errors` failed polls in a row it fires `status: error`.
+
+    Example:
+        >>> ServiceApprovalTrigger("ap-1", "lg_service", "ai_training").serialize()[0]
+        'lineage_guard.operators.triggers.ServiceApprovalTrigger'
+    """
+
+    def __init__(self, request_id: str, service_conn_id: str, purpose: str, poll_interval: float = 30.0,
+                 statement_index: int = 0, max_errors: int = 5) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.service_conn_id = service_conn_id
+        self.purpose = purpose
+        self.poll_interval = float(poll_interval)
+        self.statement_index = int(statement_index)
+        self.max_errors = int(max_errors)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"request_id": self.request_id, "service_conn_id": self.service_conn_id, "purpose": self.purpose,
+                 "poll_interval": self.poll_interval, "statement_index": self.statement_index,
+                 "max_errors": self.max_errors})
+
+    def _event(self, **fields: Any) -> TriggerEvent:
+        return TriggerEvent({"request_id": self.request_id, "statement_index": self.statement_index, **fields})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from .service import GovernedServiceHook
+
+        try:
+            conn = await GovernedServiceHook.aget_connection(self.service_conn_id)
+            hook = GovernedServiceHook(self.service_conn_id, connection=conn)
+            # Building the client loads pyarrow.flight and opens a TLS channel: off the event loop.
+            session = await asyncio.to_thread(hook.get_session, self.purpose)
+        except Exception as exc:  # noqa: BLE001 - the task says what failed; the message is ours, value-free
+            yield self._event(status="error", error=type(exc).__name__)
+            return
+        errors = 0
+        try:
+            while True:
+                try:
+                    answer = await asyncio.to_thread(session.approval_status, self.request_id)
+                    errors = 0
+                except Exception as exc:  # noqa: BLE001 - a restarting service: retry, then give up clearly
+                    errors += 1
+                    if errors >= self.max_errors:
+                        yield self._event(status="error", error=type(exc).__name__)
+                        return
+                    self.log.warning("approval request %s: the service did not answer (%s); retrying",
+                                     self.request_id, type(exc).__name__)
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                if answer.get("status") in DECIDED:
+                    yield self._event(status=answer["status"], approver=answer.get("approver"))
+                    return
+                self.log.info("approval request %s is still pending; next check in %.0fs",
+                              self.request_id, self.poll_interval)
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            session.close()
+
+
 def _open_store(store_url: str | None):
     from lineage_guard.approvals import ApprovalStore
 

@@ -22,6 +22,7 @@ import yaml
 from airflow_conftest import *
 from conftest import TEST_MASTER_KEY, require
 from cryptography.hazmat.primitives.asymmetric import rsa
+from lineage_check import assert_valid_events
 from service_helpers import AUDIENCE, Issuer, make_tls, server_key, start_server
 
 from lineage_guard.audit import Ledger
@@ -29,20 +30,29 @@ from lineage_guard.audit import Ledger
 pytestmark = pytest.mark.airflow
 
 EXTRACT_SUBJECT = "system:serviceaccount:airflow:extract"
+WRITER_SUBJECT = "system:serviceaccount:airflow:writer"
 SENSITIVE = ("mrn", "full_name", "email", "diagnosis")
+
+
+def raw_values(patients) -> list[str]:
+    return [str(p[c]) for p in patients for c in SENSITIVE]
 
 
 def _server_policy(issuer: Issuer) -> str:
     """The Airflow tests' policy plus a service section: who each credential is, and for what."""
     doc = yaml.safe_load((DAGS / "policy.yaml").read_text())
     doc["identities"].update({"airflow:lg_service.extract": {"kind": "service", "groups": ["training-jobs"]},
-                              "airflow:lg_service.rows": {"kind": "service", "groups": ["training-jobs"]}})
+                              "airflow:lg_service.rows": {"kind": "service", "groups": ["training-jobs"]},
+                              "airflow:lg_service_writes.fix_city": {"kind": "service", "groups": ["data-eng"]}})
     doc["detection"] = {"enabled": False}
     doc["service"] = {
         "audience": AUDIENCE,
         "issuers": [{"issuer": issuer.url, "jwks_url": issuer.jwks_url, "algorithms": ["RS256"]}],
-        "principals": [{"identity": "airflow:lg_service.extract", "issuer": issuer.url, "subject": EXTRACT_SUBJECT}],
-        "purposes": {"airflow:lg_service.extract": ["ai_training"], "airflow:lg_service.rows": ["ai_training"]},
+        "principals": [{"identity": "airflow:lg_service.extract", "issuer": issuer.url, "subject": EXTRACT_SUBJECT},
+                       {"identity": "airflow:lg_service_writes.fix_city", "issuer": issuer.url,
+                        "subject": WRITER_SUBJECT}],
+        "purposes": {"airflow:lg_service.extract": ["ai_training"], "airflow:lg_service.rows": ["ai_training"],
+                     "airflow:lg_service_writes.fix_city": ["maintenance"]},
     }
     return yaml.safe_dump(doc)
 
@@ -57,7 +67,9 @@ def service(airflow_env, patients, tmp_path_factory):
     tls = make_tls(root / "tls")
     home = root / "server-home"
     home.mkdir()
-    server = start_server(policy, airflow_env.pg_url, tls, home, TEST_MASTER_KEY)
+    # production, as the embedded tests' connection says: its writes to patients need an approval
+    server = start_server(policy, airflow_env.pg_url, tls, home, TEST_MASTER_KEY,
+                          extra_args=("--environment", "production"))
     from lineage_guard.service.tokens import TokenStore
 
     api_token = TokenStore(home / "api_tokens.json").create("airflow:lg_service.rows")
@@ -68,19 +80,33 @@ def service(airflow_env, patients, tmp_path_factory):
 
 RUN = """
 import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("lg_dag_lg_service", sys.argv[1])
+spec = importlib.util.spec_from_file_location("lg_dag_" + sys.argv[3], sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-dagrun = module.dag.test(run_conf={"out_dir": sys.argv[2]})
+dagrun = module.dag.test(run_conf=json.loads(sys.argv[2]))
 from airflow.models.xcom import XComModel
 from airflow.sdk.serde import deserialize
 from airflow.utils.session import create_session
 with create_session() as session:
     tasks = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
-    rows = session.query(XComModel).filter_by(dag_id="lg_service", run_id=dagrun.run_id, key="return_value").all()
+    rows = session.query(XComModel).filter_by(dag_id=sys.argv[3], run_id=dagrun.run_id, key="return_value").all()
     xcoms = {r.task_id: deserialize(XComModel.deserialize_value(r)) for r in rows}
 print("LG-RESULT " + json.dumps({"tasks": tasks, "xcoms": xcoms}, default=str))
 """
+
+
+def _run_dag(airflow_env, dag_id: str, env: dict, conf: dict) -> tuple[dict, str, list[dict]]:
+    """`dag.test()` of tests/airflow_dags/{dag_id}.py in a fresh process with `env` only; its result, its
+    output, and the OpenLineage events Airflow's provider wrote for it (file transport)."""
+    seen = airflow_env.ol_file.read_text().count("\n") if airflow_env.ol_file.exists() else 0
+    done = subprocess.run([sys.executable, "-c", RUN, str(DAGS / f"{dag_id}.py"), json.dumps(conf), dag_id], env=env,
+                          capture_output=True, text=True, timeout=300, check=False, cwd=tempfile.gettempdir())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LG-RESULT ")]
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    new = airflow_env.ol_file.read_text().splitlines()[seen:] if airflow_env.ol_file.exists() else []
+    events = [e for e in (json.loads(line) for line in new if line.strip())
+              if e["job"]["name"].startswith(f"{dag_id}.")]
+    return json.loads(lines[-1].removeprefix("LG-RESULT ")), done.stdout + done.stderr, events
 
 
 def _task_environment(airflow_env, **connections) -> dict:
@@ -111,11 +137,7 @@ def test_a_dag_in_service_mode_reads_masked_data_with_only_a_token(airflow_env, 
     assert TEST_MASTER_KEY not in json.dumps(env) and airflow_env.pg_url not in json.dumps(env)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    done = subprocess.run([sys.executable, "-c", RUN, str(DAGS / "lg_service.py"), str(out_dir)], env=env,
-                          capture_output=True, text=True, timeout=300, check=False, cwd=tempfile.gettempdir())
-    lines = [line for line in done.stdout.splitlines() if line.startswith("LG-RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(lines[-1].removeprefix("LG-RESULT "))
+    result, logs, events = _run_dag(airflow_env, "lg_service", env, {"out_dir": str(out_dir)})
     assert result["tasks"] == {"extract": "success", "rows": "success", "forged": "failed",
                                "environment": "success"}, result
 
@@ -159,12 +181,133 @@ def test_a_dag_in_service_mode_reads_masked_data_with_only_a_token(airflow_env, 
                 b["run_id"] != check.entry["body"]["run_id"] and b["outcome"] == "success"]
     # nothing raw and no token in the task logs
     for needle in [*(str(p[c]) for p in patients for c in SENSITIVE), TEST_MASTER_KEY, api_token]:
-        assert needle not in done.stdout + done.stderr
+        assert needle not in logs
+
+    # The task's own OpenLineage events (Airflow's provider) carry what the service decided, as in embedded
+    # mode: inputs, the Parquet file the thin client wrote with column lineage and masking, who saw what.
+    extract_events = [e for e in events if e["job"]["name"] == "lg_service.extract"]
+    assert [e["eventType"] for e in extract_events] == ["START", "COMPLETE"], [e["eventType"] for e in events]
+    complete = extract_events[-1]
+    assert "parent" in complete["run"]["facets"]              # Airflow's DAG-run parent facet
+    access = complete["run"]["facets"]["lineageGuard_access"]
+    assert access["identity"]["principal"] == "airflow:lg_service.extract" and access["purpose"] == "ai_training"
+    assert access["outcome"] == "success" and access["receipt"]["id"] == summary["receipt_id"]
+    assert {c["name"] for c in access["columns"] if c["access"] == "masked"} == set(SENSITIVE)
+    assert [i["name"].rsplit(".", 2)[1:] for i in complete["inputs"]] == [["public", "patients"]]
+    [output] = complete["outputs"]
+    assert (output["namespace"], output["name"]) == ("file", str(written))
+    lineage = output["facets"]["columnLineage"]["fields"]
+    assert lineage["email"]["inputFields"][0]["field"] == "email"
+    assert lineage["email"]["inputFields"][0]["transformations"][0]["masking"] is True
+    assert lineage["city"]["inputFields"][0]["transformations"][0]["subtype"] == "IDENTITY"
+    assert output["outputFacets"]["lineageGuard_masking"]["maskedColumns"] == len(SENSITIVE)
+    assert output["outputFacets"]["outputStatistics"]["rowCount"] == len(patients)
+    assert_valid_events(extract_events, forbid=[*raw_values(patients), TEST_MASTER_KEY, api_token])
+    # the server's ledger entry names the Airflow task's run as its parent
+    assert check.entry["body"]["parent"]["run_id"] == complete["run"]["runId"]
+    rows_events = [e for e in events if e["job"]["name"] == "lg_service.rows"]
+    assert rows_events[-1]["eventType"] == "COMPLETE"
+    assert rows_events[-1]["run"]["facets"]["lineageGuard_access"]["identity"]["principal"] == "airflow:lg_service.rows"
+    assert rows_events[-1]["outputs"] == [] or "outputs" not in rows_events[-1]   # rows went to XCom, no file
+
+
+def _decide_when_asked(server_home: Path, verb: str, found: dict):
+    """An approver on the service's side: waits for the pending request, then runs the real CLI there."""
+    import threading
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINEAGE_GUARD_", "AIRFLOW_CONN_"))}
+    env["LINEAGE_GUARD_HOME"] = str(server_home)
+    cli = str(Path(sys.executable).parent / "lineage-guard")
+
+    def approver() -> None:
+        from lineage_guard.approvals import ApprovalStore
+
+        store = ApprovalStore.open(f"sqlite:///{server_home / 'approvals.sqlite'}")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            pending = store.list(status="pending")
+            if pending:
+                found["request"] = pending[0]
+                found["cli"] = subprocess.run([cli, "approvals", verb, pending[0].id, "--as", "dana", "--note",
+                                               "ticket DATA-9"], capture_output=True, text=True, env=env,
+                                              check=False, timeout=60)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=approver, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("verb", ["deny", "approve"])
+def test_a_write_needing_approval_defers_on_the_service_until_decided(airflow_env, service, patients, tmp_path,
+                                                                       verb):
+    import psycopg
+
+    server, issuer, tls, api_token = service
+    host, port = server.url.removeprefix("grpc+tls://").rsplit(":", 1)
+    token_file = tmp_path / "projected-token"
+    token_file.write_text(issuer.token(WRITER_SUBJECT, expires_in=600))
+    env = _task_environment(airflow_env, lg_service_writer={
+        "conn_type": "lineage_guard_service", "host": host, "port": int(port),
+        "extra": {"token_file": str(token_file), "ca_file": str(tls.cert)}})
+    found: dict = {}
+    patient = {"approve": 1, "deny": 2}[verb]
+    approver = _decide_when_asked(server.home, verb, found)
+    try:
+        # each case writes its own row: a denied request refuses that exact statement from then on
+        result, logs, events = _run_dag(airflow_env, "lg_service_writes", env, {"patient": patient})
+    finally:
+        with psycopg.connect(airflow_env.pg_url, autocommit=True) as conn:
+            city = conn.execute("SELECT city FROM patients WHERE id = %s", (patient,)).fetchone()[0]
+            conn.execute("UPDATE patients SET city = %s WHERE id = %s", (patients[patient - 1]["city"], patient))
+    approver.join(timeout=5)
+    assert found["cli"].returncode == 0, found["cli"].stdout + found["cli"].stderr
+
+    # the request names the DAG run and task that asked, and binds to that run
+    request = found["request"]
+    assert request.requester == "airflow:lg_service_writes.fix_city"
+    context = dict(request.context)
+    assert (context["dag_id"], context["task_id"]) == ("lg_service_writes", "fix_city")
+    assert request.run == f"airflow:lg_service_writes/{context['run_id']}/fix_city"
+
+    assert result["tasks"] == {"fix_city": "success" if verb == "approve" else "failed"}, logs[-3000:]
+    assert (city == "Bergen") is (verb == "approve")
+    assert "Deferring until it is decided" in logs
+    if verb == "deny":
+        assert f"approval request {request.id} was denied by dana" in logs
+    assert "Bergen" not in logs                                       # literals stay out of the task logs
+    with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
+        assert led.verify(server_key(led)).ok
+        mine = [e["body"] for e in led.entries() if e["body"]["who"]["principal"] == "airflow:lg_service_writes.fix_city"
+                and e["body"].get("approval_id") == request.id]
+    assert [b["outcome"] for b in mine] == (["needs_approval", "success"] if verb == "approve" else ["needs_approval"])
+
+    # The service tells a request's status to its requester only: another identity learns nothing of it.
+    from lineage_guard.client import RemoteSession, ServiceError
+
+    with (RemoteSession(server.url, purpose="ai_training", token=api_token, tls_root_certs=tls.cert) as other,
+          pytest.raises(ServiceError, match="no approval request")):
+        other.approval_status(request.id)
+    with RemoteSession(server.url, purpose="maintenance", token_file=token_file, tls_root_certs=tls.cert) as mine_:
+        assert mine_.approval_status(request.id)["status"] == ("used" if verb == "approve" else "denied")
+
+    # The deferred task's events: START, START again on resume (the provider's way), then the end, with our facets.
+    terminal = "COMPLETE" if verb == "approve" else "FAIL"
+    assert [e["eventType"] for e in events] == ["START", "START", terminal]
+    assert len({e["run"]["runId"] for e in events}) == 1
+    if verb == "approve":
+        access = events[-1]["run"]["facets"]["lineageGuard_access"]
+        assert access["outcome"] == "success" and access["approvalId"] == request.id
+        assert mine[-1]["parent"]["run_id"] == events[-1]["run"]["runId"]
+    assert_valid_events([events[0], events[-1]], forbid=[TEST_MASTER_KEY, "Bergen"])
 
 
 def test_service_mode_refuses_an_identity_named_in_dag_code(airflow_env):
-    from lineage_guard.errors import ConfigError
     from lineage_guard.operators import GovernedPostgresOperator
+
+    from lineage_guard.errors import ConfigError
 
     with pytest.raises(ConfigError, match="establishes the identity from the connection's token"):
         GovernedPostgresOperator(task_id="spoof", service_conn_id="lg_service_api", identity="dr-grey",
@@ -175,8 +318,9 @@ def test_service_mode_refuses_an_identity_named_in_dag_code(airflow_env):
 
 
 def test_the_service_connection_names_one_credential(airflow_env, monkeypatch, tmp_path):
-    from lineage_guard.errors import ConfigError
     from lineage_guard.operators import GovernedServiceHook
+
+    from lineage_guard.errors import ConfigError
 
     monkeypatch.setenv("AIRFLOW_CONN_LG_SVC_BAD", json.dumps({"conn_type": "lineage_guard_service", "host": "127.0.0.1",
                                                               "port": 1, "password": "lgt_x",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 TOKEN_ENV = "LINEAGE_GUARD_TOKEN"
 TOKEN_FILE_ENV = "LINEAGE_GUARD_TOKEN_FILE"
 PURPOSE_HEADER = "x-lineage-guard-purpose"
+RUN_HEADER = "x-lineage-guard-run"
 
 
 class ServiceError(LineageGuardError):
@@ -57,6 +58,7 @@ class RemotePlan:
     statement: str
     columns: tuple[RemoteColumn, ...] = ()
     is_read: bool = True
+    shape: str | None = None      # the statement with its literals replaced: what a client may log
 
     @property
     def allowed(self) -> bool:
@@ -70,7 +72,8 @@ class RemotePlan:
     def from_json(cls, doc: dict) -> RemotePlan:
         cols = tuple(RemoteColumn(c["position"], c["name"], c["masked"], c["method"], tuple(c["sources"]),
                                   tuple(c.get("labels", ())), c.get("scope")) for c in doc["columns"])
-        return cls(doc["action"], tuple(doc["reasons"]), doc["statement"], cols, bool(doc.get("is_read", True)))
+        return cls(doc["action"], tuple(doc["reasons"]), doc["statement"], cols, bool(doc.get("is_read", True)),
+                   doc.get("shape"))
 
     def to_json(self) -> dict:
         return {"action": self.action, "reasons": list(self.reasons), "statement": self.statement,
@@ -108,6 +111,7 @@ class StreamReceipt:
     rows: int = 0
     bytes: int = 0
     masked_columns: tuple[str, ...] = field(default_factory=tuple)
+    lineage: dict | None = None     # the run's OpenLineage parts, when the session sent its run_context
 
 
 class _Credential:
@@ -170,13 +174,16 @@ def _error(exc: flight.FlightError) -> LineageGuardError:
     kind = info.get("kind")
     message = info.get("message") or str(exc)
     if kind == "denied":
-        return AccessDenied(info.get("reasons") or [message], receipt_id=info.get("receipt_id"))
-    if kind == "needs_approval":
-        return ApprovalRequired(info["request_id"], info.get("reasons", []), info["approve_command"],
-                                receipt_id=info.get("receipt_id"))
-    if isinstance(exc, flight.FlightUnauthenticatedError):
-        return NotAuthenticated(f"not authenticated: {message}")
-    return ServiceError(message)
+        error: LineageGuardError = AccessDenied(info.get("reasons") or [message], receipt_id=info.get("receipt_id"))
+    elif kind == "needs_approval":
+        error = ApprovalRequired(info["request_id"], info.get("reasons", []), info["approve_command"],
+                                 receipt_id=info.get("receipt_id"))
+    elif isinstance(exc, flight.FlightUnauthenticatedError):
+        error = NotAuthenticated(f"not authenticated: {message}")
+    else:
+        error = ServiceError(message)
+    error.lineage = info.get("lineage")   # the refused run's lineage parts (when the run context was sent)
+    return error
 
 
 def _pem(value: bytes | str | os.PathLike | None) -> bytes | None:
@@ -191,12 +198,16 @@ class RemoteSession:
     mTLS; if the server maps client certificates to identities, they are the credential and `token` may be
     left out. The certificate also travels in-band with a proof of possession, so the server's ledger
     records its digest.
+    `run_context` (an orchestrator's own run: `parent` {run_id, job_namespace, job_name},
+    `approval_run`, `approval_context`) is sent with every call: the server's runs name that run as
+    their parent, approvals bind to it, and each receipt or refusal brings back the run's OpenLineage
+    parts, collected in `lineage` (for the orchestrator's own events).
     """
 
     def __init__(self, url: str, *, purpose: str, token: str | None = None,
                  token_file: str | os.PathLike | None = None, tls_root_certs: bytes | str | os.PathLike | None = None,
                  client_cert: bytes | str | os.PathLike | None = None, client_key: bytes | str | os.PathLike | None = None,
-                 timeout_s: float | None = None):
+                 timeout_s: float | None = None, run_context: dict | None = None):
         if not purpose:
             raise ConfigError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
         self.url = url
@@ -218,6 +229,9 @@ class RemoteSession:
         self._client = flight.FlightClient(url, **kwargs)
         self._timeout = timeout_s
         self.last_receipts: list[StreamReceipt] = []
+        self.lineage: list[dict] = []
+        self._run_header = ((RUN_HEADER.encode(), json.dumps(run_context, separators=(",", ":")).encode()),) \
+            if run_context is not None else ()
 
     def __enter__(self) -> Self:
         return self
@@ -231,18 +245,27 @@ class RemoteSession:
     def _options(self, extra: Sequence[tuple[bytes, bytes]] = ()) -> flight.FlightCallOptions:
         proof = self._proof.headers() if self._proof is not None else []
         return flight.FlightCallOptions(timeout=self._timeout, headers=[
-            *self._credential.headers(), *proof, (PURPOSE_HEADER.encode(), self.purpose.encode()), *extra])
+            *self._credential.headers(), *proof, (PURPOSE_HEADER.encode(), self.purpose.encode()), *self._run_header,
+            *extra])
 
     def _call(self, fn):
         try:
             return fn()
         except flight.FlightError as exc:
-            raise _error(exc) from None
+            error = _error(exc)
+            if getattr(error, "lineage", None):
+                self.lineage.append(error.lineage)
+            raise error from None
 
     # -- the session API ---------------------------------------------------------------------
 
     def health(self) -> dict:
         return self._action("health", b"")
+
+    def approval_status(self, request_id: str) -> dict:
+        """`{"request_id", "status", "approver"}` of one of this identity's approval requests (a deferred
+        task polls it); another identity's request is answered as unknown."""
+        return self._action("lineage_guard.approval", json.dumps({"request_id": request_id}).encode())
 
     def plan(self, sql: str) -> RemotePlan:
         """Steps 1-4 on the server: the decision for `sql`, no data touched."""
@@ -411,6 +434,12 @@ class RemoteSession:
                 writer.write_batch(batch)
             writer.done_writing()
             answer = reader.read()
+            if self._run_header:   # the server follows with the write's lineage for a caller that sent its run
+                more = reader.read()
+                if more is not None:
+                    lineage = json.loads(more.to_pybytes()).get("lineage_guard", {}).get("lineage")
+                    if lineage:
+                        self.lineage.append(lineage)
             writer.close()
             result = fs.MESSAGES.DoPutUpdateResult()
             result.ParseFromString(answer.to_pybytes())   # a bare message, not wrapped in Any
@@ -467,6 +496,9 @@ class _Batches(Iterator[pa.RecordBatch]):
                 self.receipt.rows += int(doc.get("rows", 0))
                 self.receipt.bytes += int(doc.get("bytes", 0))
                 self.receipt.masked_columns = tuple(doc.get("masked_columns", ()))
+                if doc.get("lineage"):
+                    self.receipt.lineage = doc["lineage"]
+                    session.lineage.append(doc["lineage"])
                 continue
             return chunk.data
 

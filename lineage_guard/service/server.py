@@ -40,6 +40,7 @@ from ..identity import Authentication, Identity
 from . import flightsql as fs
 from . import metadata
 from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
+from .calls import RUN_HEADER, CallLedger, RunContext, lineage_doc, refusal_lineage
 from .limits import LimitExceeded, StreamBudget, StreamLimiter
 from .visibility import Visibility
 
@@ -73,6 +74,7 @@ class _Pending:
     stream: _OpenStream | None = None
     table: pa.Table | None = None
     partition: _Partition | None = None
+    run: RunContext | None = None
     created: float = field(default_factory=time.monotonic)
 
     def discard(self, reason: str) -> None:
@@ -99,6 +101,7 @@ class _OpenStream:
     first: pa.RecordBatch | None
     schema: pa.Schema
     budget: StreamBudget
+    lineage: bool = False    # the caller asked for the run's lineage with its receipt
 
     def abandon(self, reason: str) -> None:
         """End it as failed (ledger + lineage FAIL): its ticket was never fetched."""
@@ -133,6 +136,9 @@ def _refusal(kind: str, message: str, **info) -> dict:
 def to_flight_error(exc: BaseException) -> Exception:
     """The Flight status for a lineage_guard error; messages are value-free by construction."""
     def extra(kind: str, **info) -> bytes:
+        lineage = getattr(exc, "lineage", None)   # set by the server for a caller that sent its run
+        if lineage:
+            info["lineage"] = lineage
         return json.dumps(_refusal(kind, str(exc), **info)).encode()
 
     if isinstance(exc, flight.FlightError):
@@ -247,15 +253,23 @@ class GovernedFlightServer(flight.FlightServerBase):
         except Exception as err:  # noqa: BLE001 - the refusal stands; the failure to record is logged
             log.error("could not record a refused call in the ledger: %s", type(err).__name__)
 
-    def _session(self, identity: Identity, purpose: str, parent=None):
+    def _run_context(self, context) -> RunContext | None:
+        """The caller's own run (`x-lineage-guard-run`), if it sent one; malformed ones are refused."""
+        return RunContext.parse(header(self._headers(context), RUN_HEADER))
+
+    def _session(self, identity: Identity, purpose: str, parent=None, run: RunContext | None = None):
         from ..session import GovernedSession
 
         limits = self.config.limits_for(identity.principal)
+        ledger = CallLedger(self.ledger) if run is not None and run.lineage else self.ledger
         return GovernedSession(self.source_url, self.policy, identity, purpose, keyring=self.keyring,
-                               ledger=self.ledger, lineage=self.lineage, approvals=self.approvals,
+                               ledger=ledger, lineage=self.lineage, approvals=self.approvals,
                                environment=self.environment,
                                job_name=f"lineage_guard.service.{identity.principal}.{purpose}",
-                               statement_timeout_ms=int(limits.statement_timeout_s * 1000), parent=parent)
+                               statement_timeout_ms=int(limits.statement_timeout_s * 1000),
+                               parent=parent or (run.parent if run else None),
+                               approval_run=run.approval_run if run else None,
+                               approval_context=run.approval_context if run else None)
 
     def _guarded(self, fn):
         try:
@@ -290,8 +304,10 @@ class GovernedFlightServer(flight.FlightServerBase):
                     return split
                 # Flight SQL clients need the result schema now, so the governed read starts here: a denial
                 # or an approval wait is recorded and answered now; the open stream waits for its DoGet.
-                opened = self._open(identity, purpose, sql, params)
+                opened = self._open(identity, purpose, sql, params, run=self._run_context(context),
+                                    provenance=header(self._headers(context), PROVENANCE_HEADER) == "1")
             except AccessDenied as denied:
+                # A concealed denial carries no lineage: its inputs and reasons would name what is hidden.
                 raise self.visibility.conceal_denial(self._session(identity, purpose), sql, denied) from None
             handle = self._put(_Pending(_owner(identity), purpose, stream=opened))
             run = opened.batches.run
@@ -482,24 +498,30 @@ class GovernedFlightServer(flight.FlightServerBase):
         return flight.GeneratorStream(pending.stream.schema, self._generate(context, pending.stream))
 
     def _open(self, identity: Identity, purpose: str, sql: str, parameters,
-              partition: _Partition | None = None) -> _OpenStream:
+              partition: _Partition | None = None, run: RunContext | None = None) -> _OpenStream:
         """Steps 1-7 up to the first masked batch, holding one of the identity's stream slots."""
         stack = ExitStack()
         stack.enter_context(self.limiter.slot(identity.principal))
+        session = None
         try:
-            session = self._session(identity, purpose, parent=partition.parent if partition else None)
+            session = self._session(identity, purpose, parent=partition.parent if partition else None, run=run)
             batches = stack.enter_context(session.stream(sql, parameters))
             if partition is not None and [(c.name, c.mask) for c in batches.run.decision.columns] != partition.expected:
                 raise LineageGuardError("a key range's plan differs from the statement's; refusing to split it")
             first = next(batches, None)
-        except BaseException:
+        except BaseException as exc:
             # The governed stream must see the failure (a failed entry, a FAIL event), not a normal end.
-            if not stack.__exit__(*sys.exc_info()):
+            try:
+                stack.__exit__(*sys.exc_info())
+            except BaseException as raised:
+                _attach_lineage(session, raised)
                 raise
+            _attach_lineage(session, exc)
             raise
         schema = first.schema if first is not None else batches.schema
         return _OpenStream(stack, batches, first, schema,
-                           StreamBudget(identity.principal, self.config.limits_for(identity.principal)))
+                           StreamBudget(identity.principal, self.config.limits_for(identity.principal)),
+                           lineage=isinstance(session.ledger, CallLedger))
 
     def _generate(self, context, opened: _OpenStream) -> Iterator[Any]:
         """The batches, then a zero-row batch whose app_metadata is the ledger receipt; errors as statuses."""
@@ -517,11 +539,15 @@ class GovernedFlightServer(flight.FlightServerBase):
         except GeneratorExit:
             raise
         except BaseException as exc:  # noqa: BLE001 - mapped to a status, details withheld
+            if opened.lineage and isinstance(exc, Exception):
+                exc.lineage = refusal_lineage(opened.batches.run)
             raise to_flight_error(exc) from None
         run = opened.batches.run
         receipt = {"receipt_id": run.receipt.id if run.receipt else None, "run_id": run.run_id,
                    "rows": run.rows, "bytes": run.bytes,
                    "masked_columns": [c.name for c in run.decision.masked_columns]}
+        if opened.lineage:
+            receipt["lineage"] = lineage_doc(run, "COMPLETE")
         empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in opened.schema], schema=opened.schema)
         yield empty, json.dumps({"lineage_guard": receipt}).encode()
 
@@ -555,7 +581,7 @@ class GovernedFlightServer(flight.FlightServerBase):
             sql, param_rows = prepared.sql, (rows or [prepared.parameters])
         else:
             raise fs.ProtocolError(f"DoPut does not take {kind}")
-        session = self._session(identity, purpose)
+        session = self._session(identity, purpose, run=self._run_context(context))
         deadline = time.monotonic() + limits.statement_timeout_s
         affected = 0
         try:
@@ -566,8 +592,16 @@ class GovernedFlightServer(flight.FlightServerBase):
                                         f"{affected} row(s) were written before it stopped")
                 affected += session.execute(sql, params).rows_affected
         except AccessDenied as denied:
-            raise self.visibility.conceal_denial(session, sql, denied) from None
+            _attach_lineage(session, denied)
+            raise self.visibility.conceal_denial(session, sql, denied) from None   # concealed: no lineage
+        except Exception as exc:
+            _attach_lineage(session, exc)
+            raise
         writer.write(pa.py_buffer(fs.MESSAGES.DoPutUpdateResult(record_count=affected).SerializeToString()))
+        last = getattr(session.ledger, "last", None)
+        if last is not None:   # only for a caller that sent its run: a second result, after Flight SQL's own
+            writer.write(pa.py_buffer(json.dumps({"lineage_guard": {"lineage": lineage_doc(last, "COMPLETE")}})
+                                      .encode()))
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -575,7 +609,8 @@ class GovernedFlightServer(flight.FlightServerBase):
         return [(fs.ACTION_CREATE_PREPARED_STATEMENT, "Prepare a statement"),
                 (fs.ACTION_CLOSE_PREPARED_STATEMENT, "Close a prepared statement"),
                 ("health", "serving | draining, and open streams"),
-                ("lineage_guard.plan", "the plan (steps 1-4) of {'sql': ...} as JSON, no data touched")]
+                ("lineage_guard.plan", "the plan (steps 1-4) of {'sql': ...} as JSON, no data touched"),
+                ("lineage_guard.approval", "the status of the caller's own approval request {'request_id': ...}")]
 
     def do_action(self, context, action):
         identity = self._caller(context, f"DoAction {action.type}")
@@ -618,7 +653,25 @@ class GovernedFlightServer(flight.FlightServerBase):
             session = self._session(identity, purpose)
             doc = self.visibility.conceal_plan(session, sql, _decision_json(session.plan(sql)))
             return [json.dumps(doc).encode()]
+        if action.type == "lineage_guard.approval":
+            return [json.dumps(self._approval_status(identity, body)).encode()]
         raise fs.ProtocolError(f"unknown action {action.type!r}")
+
+    def _approval_status(self, identity: Identity, body: bytes) -> dict:
+        """A deferred task polls its request: status and approver only, and only the requester's own."""
+        from ..approvals import ApprovalError
+
+        try:
+            request_id = json.loads(body)["request_id"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError('the approval action takes {"request_id": "..."}') from None
+        try:
+            request = self.approvals.get(str(request_id))
+        except ApprovalError:
+            request = None
+        if request is None or request.requester != identity.principal:   # another's request looks unknown
+            raise NotFound(f"no approval request {str(request_id)[:64]!r} of yours")
+        return {"request_id": request.id, "status": request.status, "approver": request.approver}
 
     def warm(self) -> None:
         """Pay the first call's set-up (planner, masking engine, database driver, catalog) before serving."""
@@ -646,6 +699,13 @@ class GovernedFlightServer(flight.FlightServerBase):
             closer = getattr(part, "close", None)
             if closer:
                 closer()
+
+
+def _attach_lineage(session, exc: BaseException) -> None:
+    """Give a refusal the run the session recorded for it, for a caller that sent its own run."""
+    ledger = getattr(session, "ledger", None)
+    if isinstance(exc, Exception) and isinstance(ledger, CallLedger) and ledger.last is not None:
+        exc.lineage = refusal_lineage(ledger.last)
 
 
 def _int_header(headers: dict, name: str, *, default: int, low: int, high: int) -> int:
@@ -697,6 +757,8 @@ def _decision_json(decision) -> dict:
     doc = decision.to_json()
     # Thin clients (the Airflow operator) tell a read from a write without the SQL analyser.
     doc["is_read"] = decision.analysis is None or decision.analysis.is_read
+    # What a thin client may log: the statement with its literals replaced (it has no SQL parser to do it).
+    doc["shape"] = _shape(decision.statement)
     for column, out in zip(decision.columns, doc["columns"], strict=True):
         out["labels"] = list(column.labels)
         out["scope"] = column.mask.scope if column.mask else None
@@ -718,6 +780,15 @@ def _parameter_rows(reader, limit: int, too_many) -> list[tuple]:
         if len(rows) + batch.num_rows > limit:
             raise too_many()
         rows.extend(tuple(row.values()) for row in batch.to_pylist())
+
+
+def _shape(statement: str) -> str:
+    from ..lineage.sql_text import shareable_sql
+
+    try:
+        return shareable_sql(statement)
+    except Exception:  # noqa: BLE001 - an unparseable statement is refused by the plan; show nothing of it
+        return "(unparseable statement)"
 
 
 def _client_ca_from_policy(policy) -> bytes | None:
