@@ -12,6 +12,10 @@ masked for the consuming asset's identity (a governed read with its own receipt)
 
 Files: `<base_path>/<asset/key/path>.parquet`, or `<base_path>/<asset/key/path>/<partition>.parquet`.
 
+With a service-mode resource (`service_url=`) nothing is masked here (the process has no key):
+the output's columns must be passed through from what the server served in the step, and the
+file's footer is the server's provenance document (see `served`); anything else is refused.
+
 Example:
     >>> clinic = GovernedPostgresResource(url="postgresql://127.0.0.1/clinic", policy="policy.yaml",
     ...                                   purpose="ai_training", identity="svc-training")
@@ -69,7 +73,9 @@ class GovernedIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_key:
             raise dg.Failure("GovernedIOManager stores asset outputs; this op output has no asset key")
         uri = self.uri_for(context.asset_key, _one_partition(context))
-        _embedded_only(self.governed)
+        if self.governed.service_mode:
+            self._store_served(context, obj, uri)
+            return
         with governed_failures():
             table = to_arrow(obj)
             declared = declared_sources(context.definition_metadata)
@@ -92,6 +98,17 @@ class GovernedIOManager(dg.ConfigurableIOManager):
             result, schema, source_prefix=self.governed.source_asset_prefix, inherited=inherited,
             identity=identity, purpose=purpose) | {"lineage_guard/opaque_columns": opaque})
 
+    def _store_served(self, context: dg.OutputContext, obj: Any, uri: str) -> None:
+        from .served import footer_for, write_parquet
+
+        with governed_failures():
+            table = to_arrow(obj)
+            footer, receipts = footer_for(table, STEP_INPUTS.get(context.run_id, context.step_key))
+            size = write_parquet(table, uri, footer)
+        masked = [c["name"] for c in footer["columns"] if c.get("treatment") == "masked"]
+        context.add_output_metadata(_served_metadata(table, footer, uri, size, masked,
+                                                     self.governed.source_asset_prefix, receipts))
+
     # -- reads -----------------------------------------------------------------------------------
 
     def load_input(self, context: dg.InputContext) -> Any:
@@ -103,7 +120,8 @@ class GovernedIOManager(dg.ConfigurableIOManager):
         """
         if not context.has_asset_key:
             raise dg.Failure("GovernedIOManager loads asset inputs; this input has no upstream asset key")
-        _embedded_only(self.governed)
+        if self.governed.service_mode:
+            return self._load_served(context)
         key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         step = context.step_context
@@ -130,12 +148,64 @@ class GovernedIOManager(dg.ConfigurableIOManager):
             return from_arrow(masked, _wanted(context))
 
 
-def _embedded_only(governed: GovernedPostgresResource) -> None:
-    """This IO manager masks tables in this process, which needs the keys: refuse rather than store them unmasked."""
-    if governed.service_mode:
-        raise dg.Failure("GovernedIOManager masks asset outputs in the Dagster process, which service mode keeps free "
-                         "of keys; with a service_url resource, return what resource.read_arrow/read_polars gave "
-                         "(masked by the server) to any IO manager, or write Parquet with resource.extract(...)")
+    def _load_served(self, context: dg.InputContext) -> Any:
+        """Service mode: the upstream file as stored, if it was written for this credential's identity."""
+        from .served import file_input, read_footer
+
+        key = context.asset_key
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        step = context.step_context
+        with governed_failures():
+            with self.governed.session(context) as session:
+                me = session.whoami()["principal"]
+            uris = [self.uri_for(key, k) for k in keys]
+            tables = [_read_table(u) for u in uris]
+            for uri, table in zip(uris, tables, strict=True):
+                doc = read_footer(uri, table.schema.metadata)
+                owner = ((doc or {}).get("identity") or {}).get("principal")
+                if owner != me:
+                    raise ConfigError(
+                        f"GovernedIOManager (service mode): {uri} was written for {owner or 'no governed identity'}, "
+                        f"not for {me} (this credential's identity); masking it again for {me} needs the keys, "
+                        "which only the server holds: read the data through the resource instead")
+                STEP_INPUTS.add(step.run_id, step.step.key, file_input(key, uri, table, doc))
+            table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+            context.log.info(f"lineage_guard: loaded {key.to_user_string()} ({table.num_rows} rows) as written for "
+                             f"{me} (service mode)")
+            return from_arrow(table, _wanted(context))
+
+
+def _served_metadata(table: pa.Table, footer: dict, uri: str, size: int, masked: list[str],
+                     prefix: list[str], receipts: list[str]) -> dict[str, Any]:
+    """The materialization's metadata in service mode: the same keys as embedded mode, from the footer."""
+    from lineage_guard.sql.model import ColumnRef
+
+    from .metadata import file_uri, source_asset_key
+
+    columns, deps = [], {}
+    for f, col in zip(table.schema, footer["columns"], strict=True):
+        is_masked = col.get("treatment") == "masked"
+        columns.append(dg.TableColumn(
+            name=f.name, type=str(f.type), description=f"masked: {col.get('method')}" if is_masked else "clear",
+            tags={"lineage_guard/access": "masked" if is_masked else "clear"}))
+        refs = [ColumnRef.parse(s) for s in col.get("sources", [])]
+        if refs:
+            deps[f.name] = [dg.TableColumnDep(asset_key=source_asset_key(prefix, r), column_name=r.column)
+                            for r in refs]
+    return {
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+        "dagster/column_lineage": dg.TableColumnLineage(deps_by_column=deps),
+        "dagster/row_count": dg.MetadataValue.int(table.num_rows),
+        "dagster/uri": dg.MetadataValue.text(file_uri(uri)),
+        "lineage_guard/receipt_id": dg.MetadataValue.text(receipts[0]),
+        "lineage_guard/receipt_ids": dg.MetadataValue.json(receipts),
+        "lineage_guard/openlineage_run_id": dg.MetadataValue.text(footer.get("run_id") or ""),
+        "lineage_guard/masked_columns": dg.MetadataValue.json(masked),
+        "lineage_guard/identity": dg.MetadataValue.text(footer["identity"]["principal"]),
+        "lineage_guard/purpose": dg.MetadataValue.text(footer["purpose"]),
+        "lineage_guard/bytes": dg.MetadataValue.int(size),
+        "lineage_guard/written_by": dg.MetadataValue.text("client (service mode)"),
+    }
 
 
 def _consumer(step: Any) -> str | None:

@@ -202,9 +202,15 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         column came from and what was already masked.
         """
         with governed_failures(), self.session(context) as s:
+            if self.service_mode:
+                # The server's provenance document comes back with the receipt: the IO manager stores what
+                # was served (and only that) with it in the file's footer.
+                table = s.read_arrow(sql, parameters, provenance=context is not None)
+                if context is not None and s.last_receipts:
+                    _remember_served(context, s.last_receipts[-1], table)
+                return table
             table = s.read_arrow(sql, parameters)
-            if not self.service_mode:   # the server keeps the provenance of a service read in its ledger
-                _remember(context, s.lineage, table)
+            _remember(context, s.lineage, table)
             return table
 
     def read_polars(self, sql: str, parameters: Sequence[Any] | None = None, context: Any = None):
@@ -229,6 +235,16 @@ def _remember(context: Any, lineage: DagsterLineage, table: pa.Table) -> None:
     run = lineage.completed[-1]
     STEP_INPUTS.add(step[0], step[1], Loaded(None, f"memory://{run.run_id}", (),
                                              tuple(provenance_of(run.decision)), table))
+
+
+def _remember_served(context: Any, receipt: Any, table: pa.Table) -> None:
+    """Tell this step's IO manager (service mode) what the service served, with the server's provenance."""
+    from .provenance import STEP_INPUTS
+    from .served import served_input
+
+    step = _step_key(context)
+    if step is not None and receipt.provenance:
+        STEP_INPUTS.add(step[0], step[1], served_input(receipt, table))
 
 
 def _step_key(context: Any) -> tuple[str, str] | None:

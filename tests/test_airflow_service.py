@@ -158,6 +158,12 @@ def test_a_dag_in_service_mode_reads_masked_data_with_only_a_token(airflow_env, 
     summary = result["xcoms"]["extract"]
     assert summary["rows"] == len(patients) and sorted(summary["masked_columns"]) == sorted(SENSITIVE)
     assert pq.read_metadata(written).metadata[b"lineage_guard.receipt_id"] == summary["receipt_id"].encode()
+    from lineage_guard.attest.provenance import read_provenance
+
+    footer = read_provenance(written)       # the server's provenance document, as embedded writes carry
+    assert footer["receipt_id"] == summary["receipt_id"] and footer["written_by"] == "client"
+    assert footer["identity"]["principal"] == "airflow:lg_service.extract"
+    assert {c["name"] for c in footer["columns"] if c["treatment"] == "masked"} == set(SENSITIVE)
 
     rows = result["xcoms"]["rows"]
     assert [(r[0], r[2]) for r in rows] == [(p["id"], p["city"]) for p in patients[:3]]

@@ -112,6 +112,7 @@ class StreamReceipt:
     bytes: int = 0
     masked_columns: tuple[str, ...] = field(default_factory=tuple)
     lineage: dict | None = None     # the run's OpenLineage parts, when the session sent its run_context
+    provenance: dict | None = None  # the footer document for a file written from the stream, when asked for
 
 
 class _Credential:
@@ -262,6 +263,10 @@ class RemoteSession:
     def health(self) -> dict:
         return self._action("health", b"")
 
+    def whoami(self) -> dict:
+        """`{"principal", "kind"}`: the identity the server established from this session's credential."""
+        return self._action("lineage_guard.whoami", b"")
+
     def approval_status(self, request_id: str) -> dict:
         """`{"request_id", "status", "approver"}` of one of this identity's approval requests (a deferred
         task polls it); another identity's request is answered as unknown."""
@@ -273,26 +278,28 @@ class RemoteSession:
 
     @contextmanager
     def stream(self, sql: str, parameters: Sequence[Any] | None = None, *, partitions: int = 1,
-               split_key: str | None = None) -> Iterator[Iterator[pa.RecordBatch]]:
+               split_key: str | None = None, provenance: bool = False) -> Iterator[Iterator[pa.RecordBatch]]:
         """Masked RecordBatches as the server streams them; `.receipt` is set when they end.
 
         `partitions` > 1 asks the server to split the read into key ranges (of `split_key`, else a
         clear integer primary/unique key it detects): one endpoint per range, read here in order.
+        `provenance` asks for the provenance document of a file written from the stream (`receipt.provenance`).
         """
         receipt = StreamReceipt()
         with self._prepared(sql, parameters) as descriptor:
-            info = self.flight_info(descriptor, partitions=partitions, split_key=split_key)
+            info = self.flight_info(descriptor, partitions=partitions, split_key=split_key, provenance=provenance)
             batches = _Batches(self, info, receipt)
             try:
                 yield batches
             finally:
                 batches.close()
+        self.last_receipts = [receipt]
 
     def flight_info(self, descriptor: flight.FlightDescriptor, *, partitions: int = 1,
-                    split_key: str | None = None) -> flight.FlightInfo:
+                    split_key: str | None = None, provenance: bool = False) -> flight.FlightInfo:
         """The server's FlightInfo for a statement: its endpoints can be fetched by other workers that hold
         a credential for the same identity (`fetch`)."""
-        extra = []
+        extra = [(b"x-lineage-guard-provenance", b"1")] if provenance else []
         if partitions > 1:
             extra.append((b"x-lineage-guard-partitions", str(int(partitions)).encode()))
         if split_key:
@@ -311,10 +318,11 @@ class RemoteSession:
         return pa.Table.from_batches(collected, schema=batches.schema), receipt
 
     def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None, *, partitions: int = 1,
-                   split_key: str | None = None) -> pa.Table:
-        """The masked result as one table; with `partitions` > 1 the endpoints are fetched concurrently."""
+                   split_key: str | None = None, provenance: bool = False) -> pa.Table:
+        """The masked result as one table; with `partitions` > 1 the endpoints are fetched concurrently.
+        The receipt is in `last_receipts` (with the provenance document when `provenance`)."""
         if partitions <= 1:
-            with self.stream(sql, parameters) as batches:
+            with self.stream(sql, parameters, provenance=provenance) as batches:
                 collected = list(batches)
                 return pa.Table.from_batches(collected, schema=batches.schema)
         from concurrent.futures import ThreadPoolExecutor
@@ -334,7 +342,8 @@ class RemoteSession:
     def extract(self, sql: str, to: str | os.PathLike, parameters: Sequence[Any] | None = None,
                 progress: Callable[[int], None] | None = None) -> RemoteExtractResult:
         """Stream into a local Parquet file, atomically: the target appears whole, with the server's receipt
-        in its metadata, or not at all. `progress` is called with the running row count after every batch."""
+        and provenance document (`lineage_guard.provenance`, as embedded mode writes) in its footer, or not at
+        all. `progress` is called with the running row count after every batch."""
         import pyarrow.parquet as pq
 
         target = Path(to).expanduser().resolve()
@@ -342,7 +351,7 @@ class RemoteSession:
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.lg-tmp")
         writer = None
         try:
-            with self.stream(sql, parameters) as batches:
+            with self.stream(sql, parameters, provenance=True) as batches:
                 rows = 0
                 for batch in batches:
                     if writer is None:
@@ -356,8 +365,12 @@ class RemoteSession:
             receipt = batches.receipt
             if not receipt.receipt_id:
                 raise ServiceError("the stream ended without a ledger receipt; nothing was written")
-            writer.add_key_value_metadata({"lineage_guard.receipt_id": receipt.receipt_id,
-                                           "lineage_guard.run_id": receipt.run_id or ""})
+            footer = {"lineage_guard.receipt_id": receipt.receipt_id, "lineage_guard.run_id": receipt.run_id or ""}
+            if receipt.provenance:
+                from ..attest.provenance import encode
+
+                footer |= encode(receipt.provenance)
+            writer.add_key_value_metadata(footer)
             writer.close()
             writer = None
             os.replace(tmp, target)
@@ -496,6 +509,7 @@ class _Batches(Iterator[pa.RecordBatch]):
                 self.receipt.rows += int(doc.get("rows", 0))
                 self.receipt.bytes += int(doc.get("bytes", 0))
                 self.receipt.masked_columns = tuple(doc.get("masked_columns", ()))
+                self.receipt.provenance = doc.get("provenance")
                 if doc.get("lineage"):
                     self.receipt.lineage = doc["lineage"]
                     session.lineage.append(doc["lineage"])

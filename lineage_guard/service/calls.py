@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..run import ParentRun, RunRecord, SinkInfo
 
 RUN_HEADER = "x-lineage-guard-run"
+PROVENANCE_HEADER = "x-lineage-guard-provenance"   # "1": the receipt carries the file footer's provenance
 MAX_HEADER = 8192
 MAX_TEXT = 512
 # The output dataset the client will write is named by the client; the server builds its facets
@@ -113,6 +114,23 @@ def lineage_doc(run: RunRecord, event_type: str) -> dict:
     return doc
 
 
+def provenance_doc(run: RunRecord, ledger: CallLedger) -> dict | None:
+    """The provenance document a client stamps into the Parquet file it writes from this stream.
+
+    The same document a governed Parquet write carries in embedded mode (`attest.provenance`): the
+    run's `open` entry, its final receipt, the policy digest, who, why, how each column left. The
+    server does not see the file, so no entry records its sha256 (the client's file is its claim).
+    """
+    if ledger.intent is None or run.receipt is None:
+        return None
+    from ..attest.provenance import provenance_for
+
+    doc = provenance_for(run, intent=ledger.intent, receipt_id=run.receipt.id,
+                         policy_digest=run.extra.get("policy_digest", ""))
+    doc["written_by"] = "client"     # a thin client wrote the file; the server streamed it
+    return doc
+
+
 def refusal_lineage(run: RunRecord) -> dict:
     """`lineage_doc(run, "FAIL")`, small enough for a gRPC status trailer (a client drops trailers over 8 KiB).
 
@@ -155,10 +173,13 @@ class CallLedger:
     def __init__(self, ledger: Any) -> None:
         self._ledger = ledger
         self.last: RunRecord | None = None
+        self.intent = None     # the receipt of the run's `open` entry (recorded before any batch left)
 
     def record(self, run: RunRecord):
         receipt = self._ledger.record(run)
         self.last = run
+        if run.outcome == "open":
+            self.intent = receipt
         return receipt
 
     def __getattr__(self, name: str) -> Any:

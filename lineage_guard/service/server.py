@@ -40,7 +40,15 @@ from ..identity import Authentication, Identity
 from . import flightsql as fs
 from . import metadata
 from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
-from .calls import RUN_HEADER, CallLedger, RunContext, lineage_doc, refusal_lineage
+from .calls import (
+    PROVENANCE_HEADER,
+    RUN_HEADER,
+    CallLedger,
+    RunContext,
+    lineage_doc,
+    provenance_doc,
+    refusal_lineage,
+)
 from .limits import LimitExceeded, StreamBudget, StreamLimiter
 from .visibility import Visibility
 
@@ -102,6 +110,8 @@ class _OpenStream:
     schema: pa.Schema
     budget: StreamBudget
     lineage: bool = False    # the caller asked for the run's lineage with its receipt
+    ledger: CallLedger | None = None   # set when the caller asked for lineage or provenance
+    provenance: bool = False           # the caller asked for the file footer's provenance with its receipt
 
     def abandon(self, reason: str) -> None:
         """End it as failed (ledger + lineage FAIL): its ticket was never fetched."""
@@ -257,11 +267,12 @@ class GovernedFlightServer(flight.FlightServerBase):
         """The caller's own run (`x-lineage-guard-run`), if it sent one; malformed ones are refused."""
         return RunContext.parse(header(self._headers(context), RUN_HEADER))
 
-    def _session(self, identity: Identity, purpose: str, parent=None, run: RunContext | None = None):
+    def _session(self, identity: Identity, purpose: str, parent=None, run: RunContext | None = None,
+                 provenance: bool = False):
         from ..session import GovernedSession
 
         limits = self.config.limits_for(identity.principal)
-        ledger = CallLedger(self.ledger) if run is not None and run.lineage else self.ledger
+        ledger = CallLedger(self.ledger) if (run is not None and run.lineage) or provenance else self.ledger
         return GovernedSession(self.source_url, self.policy, identity, purpose, keyring=self.keyring,
                                ledger=ledger, lineage=self.lineage, approvals=self.approvals,
                                environment=self.environment,
@@ -498,13 +509,15 @@ class GovernedFlightServer(flight.FlightServerBase):
         return flight.GeneratorStream(pending.stream.schema, self._generate(context, pending.stream))
 
     def _open(self, identity: Identity, purpose: str, sql: str, parameters,
-              partition: _Partition | None = None, run: RunContext | None = None) -> _OpenStream:
+              partition: _Partition | None = None, run: RunContext | None = None,
+              provenance: bool = False) -> _OpenStream:
         """Steps 1-7 up to the first masked batch, holding one of the identity's stream slots."""
         stack = ExitStack()
         stack.enter_context(self.limiter.slot(identity.principal))
         session = None
         try:
-            session = self._session(identity, purpose, parent=partition.parent if partition else None, run=run)
+            session = self._session(identity, purpose, parent=partition.parent if partition else None, run=run,
+                                    provenance=provenance)
             batches = stack.enter_context(session.stream(sql, parameters))
             if partition is not None and [(c.name, c.mask) for c in batches.run.decision.columns] != partition.expected:
                 raise LineageGuardError("a key range's plan differs from the statement's; refusing to split it")
@@ -521,7 +534,9 @@ class GovernedFlightServer(flight.FlightServerBase):
         schema = first.schema if first is not None else batches.schema
         return _OpenStream(stack, batches, first, schema,
                            StreamBudget(identity.principal, self.config.limits_for(identity.principal)),
-                           lineage=isinstance(session.ledger, CallLedger))
+                           lineage=run is not None and run.lineage,
+                           ledger=session.ledger if isinstance(session.ledger, CallLedger) else None,
+                           provenance=provenance)
 
     def _generate(self, context, opened: _OpenStream) -> Iterator[Any]:
         """The batches, then a zero-row batch whose app_metadata is the ledger receipt; errors as statuses."""
@@ -548,6 +563,8 @@ class GovernedFlightServer(flight.FlightServerBase):
                    "masked_columns": [c.name for c in run.decision.masked_columns]}
         if opened.lineage:
             receipt["lineage"] = lineage_doc(run, "COMPLETE")
+        if opened.provenance and opened.ledger is not None:
+            receipt["provenance"] = provenance_doc(run, opened.ledger)
         empty = pa.RecordBatch.from_arrays([pa.array([], f.type) for f in opened.schema], schema=opened.schema)
         yield empty, json.dumps({"lineage_guard": receipt}).encode()
 
@@ -610,7 +627,8 @@ class GovernedFlightServer(flight.FlightServerBase):
                 (fs.ACTION_CLOSE_PREPARED_STATEMENT, "Close a prepared statement"),
                 ("health", "serving | draining, and open streams"),
                 ("lineage_guard.plan", "the plan (steps 1-4) of {'sql': ...} as JSON, no data touched"),
-                ("lineage_guard.approval", "the status of the caller's own approval request {'request_id': ...}")]
+                ("lineage_guard.approval", "the status of the caller's own approval request {'request_id': ...}"),
+                ("lineage_guard.whoami", "the identity the server established for the caller's credential")]
 
     def do_action(self, context, action):
         identity = self._caller(context, f"DoAction {action.type}")
@@ -655,6 +673,8 @@ class GovernedFlightServer(flight.FlightServerBase):
             return [json.dumps(doc).encode()]
         if action.type == "lineage_guard.approval":
             return [json.dumps(self._approval_status(identity, body)).encode()]
+        if action.type == "lineage_guard.whoami":   # e.g. a client checking a file was written for it
+            return [json.dumps({"principal": identity.principal, "kind": identity.kind}).encode()]
         raise fs.ProtocolError(f"unknown action {action.type!r}")
 
     def _approval_status(self, identity: Identity, body: bytes) -> dict:
