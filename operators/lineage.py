@@ -13,9 +13,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lineage_guard.run import RunRecord
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the run model loads the SQL analyser
+    from lineage_guard.run import RunRecord
 
 
 def _parts(run: RunRecord, event_type: str) -> dict[str, Any]:

@@ -394,6 +394,10 @@ class GovernedPostgresOperator(BaseOperator):
         from .params import numbered
 
         sql, params = numbered(statement, self.parameters)
+        if self.service_conn_id and not self.output_uri and _looks_like_read(sql):
+            served = self._read_served(session, sql, params)
+            if served is not None:
+                return served
         decision = session.plan(sql)
         if self.service_conn_id:   # the service's plan gives the statement's shape (literals replaced)
             shown = getattr(decision, "shape", None) or "(statement shape not given by the service)"
@@ -422,6 +426,44 @@ class GovernedPostgresOperator(BaseOperator):
             return result.summary(), None
         table = self._read_capped(session, sql, params)
         cursor = ArrowCursor(table, masked={c.position for c in decision.columns if c.masked})
+        return (self.handler(cursor) if self.handler else None), cursor.description
+
+    def _read_served(self, session: RemoteSession, sql: str, params) -> tuple[Any, Any] | None:
+        """Service mode, a statement that looks like a read: one round trip fewer than plan-then-read.
+
+        The server plans the statement when the read is opened (GetFlightInfo) and sends the plan
+        with it, so no separate plan call is needed. The look is only a routing hint: the server
+        decides; if it says the statement writes, None sends it down the plan-then-write path.
+        """
+        import pyarrow as pa
+
+        from lineage_guard.client import ServiceError
+
+        from .cursor import ArrowCursor
+
+        cap = self._max_rows()
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        try:
+            with session.stream(sql, params) as stream:
+                plan = stream.plan
+                self.log.info("Executing (literals hidden): %s -> plan %s",
+                              (plan.shape if plan else None) or "(statement shape not given by the service)",
+                              plan.action if plan else "allow")
+                for batch in stream:
+                    rows += batch.num_rows
+                    if rows > cap:
+                        raise ConfigError(
+                            f"the result has more than max_rows={cap} rows; rows are returned through XCom only "
+                            f"below that cap: set output='s3://.../file.parquet' to write them, or raise max_rows")
+                    batches.append(batch)
+                schema = stream.schema
+        except ServiceError as exc:
+            if "this statement writes" in str(exc):   # the session's own words for a write sent as a read
+                return None
+            raise
+        table = pa.Table.from_batches(batches, schema=schema)
+        cursor = ArrowCursor(table, masked={c.position for c in (plan.columns if plan else ()) if c.masked})
         return (self.handler(cursor) if self.handler else None), cursor.description
 
     def _read_capped(self, session: GovernedSession, sql: str, params):
@@ -498,6 +540,14 @@ class GovernedPostgresOperator(BaseOperator):
         from .lineage import operator_lineage
 
         return operator_lineage(self._handoff.runs, self.output_uri, "FAIL")
+
+
+def _looks_like_read(sql: str) -> bool:
+    """A routing hint only (the server decides): the first word, past comments and parentheses."""
+    import re
+
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).lstrip(" \t\r\n(")
+    return re.match(r"(?i)(select|with|values|table)\b", text) is not None
 
 
 def _is_read(decision) -> bool:

@@ -19,9 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-
 from lineage_guard.errors import ConfigError
 
 
@@ -29,6 +26,11 @@ def numbered(sql: str, parameters: Mapping[str, Any] | list | tuple | None) -> t
     """`(sql, values)` with `%s` / `%(name)s` replaced by `$n`; unchanged when there is nothing to bind."""
     if parameters is None:
         return sql, None
+    # sqlglot loads only when there is something to bind: a service-mode task without parameters never
+    # needs the SQL parser (the server parses), and it is a good part of a fresh task process's imports.
+    import sqlglot
+    from sqlglot import exp
+
     try:
         tree = sqlglot.parse_one(sql, read="postgres")
     except sqlglot.errors.ParseError:

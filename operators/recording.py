@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lineage_guard.run import Receipt, RunRecord
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the run model loads the SQL analyser
+    from lineage_guard.run import Receipt, RunRecord
 
 
 class AirflowHandOff:
