@@ -44,17 +44,24 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_NEEDS_POSTGRES_EXTRA = "reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'"
+
+
+def _uri_with_timeout(url: PgUrl) -> str:
+    uri = url.url
+    if "connect_timeout" not in uri:
+        # libpq waits forever by default; a pipeline should fail with a clear error instead.
+        uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
+    return uri
+
+
 def _connect(url: PgUrl):
     """An ADBC connection in autocommit mode (transactions are opened explicitly)."""
     try:
         from adbc_driver_postgresql import dbapi
     except ImportError:
-        raise ConfigError("reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'") \
-            from None
-    uri = url.url
-    if "connect_timeout" not in uri:
-        # libpq waits forever by default; a pipeline should fail with a clear error instead.
-        uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
+        raise ConfigError(_NEEDS_POSTGRES_EXTRA) from None
+    uri = _uri_with_timeout(url)
     return guarded(lambda: dbapi.connect(uri, autocommit=True), lambda exc: connect_error(str(exc), url.describe()))
 
 
@@ -63,11 +70,8 @@ def _connect_read(url: PgUrl):
     try:
         from .adbc_conn import Connection
     except ImportError:
-        raise ConfigError("reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'") \
-            from None
-    uri = url.url
-    if "connect_timeout" not in uri:
-        uri += ("&" if "?" in uri else "?") + "connect_timeout=10"
+        raise ConfigError(_NEEDS_POSTGRES_EXTRA) from None
+    uri = _uri_with_timeout(url)
     return guarded(lambda: Connection(uri), lambda exc: connect_error(str(exc), url.describe()))
 
 
