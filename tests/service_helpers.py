@@ -36,23 +36,32 @@ class TlsPair:
     pem: bytes
 
 
-def make_tls(folder: Path, name: str = "server") -> TlsPair:
-    """A self-signed certificate for 127.0.0.1 / localhost (its own root), with its key."""
+def _self_signed(folder: Path, name: str, extensions: list[tuple[x509.ExtensionType, bool]]):
+    """A self-signed EC certificate valid for a day (from 5 minutes ago), written as folder/name.pem."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lineage-guard-test-{name}")])
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
     )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    cert = builder.sign(key, hashes.SHA256())
     folder.mkdir(parents=True, exist_ok=True)
     pem = cert.public_bytes(serialization.Encoding.PEM)
     (folder / f"{name}.pem").write_bytes(pem)
+    return key, cert, pem
+
+
+def make_tls(folder: Path, name: str = "server") -> TlsPair:
+    """A self-signed certificate for 127.0.0.1 / localhost (its own root), with its key."""
+    key, _cert, pem = _self_signed(folder, name, [
+        (x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+         False),
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+    ])
     (folder / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                           serialization.PrivateFormat.PKCS8,
                                                           serialization.NoEncryption()))
@@ -77,22 +86,12 @@ class ClientCert:
 
 
 def make_ca(folder: Path, name: str) -> CertAuthority:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lineage-guard-test-{name}")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), True)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    (folder / f"{name}.pem").write_bytes(pem)
+    key, cert, pem = _self_signed(folder, name, [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                       encipher_only=False, decipher_only=False), True),
+    ])
     return CertAuthority(key, cert, folder / f"{name}.pem", pem)
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from conftest import TEST_MASTER_KEY, require
 from pyarrow import flight
-from service_helpers import Issuer, make_tls, seed_people, service_policy, start_server
+from service_helpers import make_tls, seed_people, service_policy, start_server
 
 from lineage_guard.audit import Ledger
 from lineage_guard.client import ServiceError, connect
@@ -158,6 +158,18 @@ def _notes(red) -> int:
         return conn.execute("SELECT count(*) FROM audit_notes WHERE note LIKE 'bulk-%'").fetchone()[0]
 
 
+def _open_put(raw, options, command: bytes, batch: pa.RecordBatch):
+    return raw.do_put(flight.FlightDescriptor.for_command(command), batch.schema, options)
+
+
+def _bind_parameters(writer, reader, batch: pa.RecordBatch) -> None:
+    """Send one batch of parameters to a prepared statement the raw Flight way (the server answers at once)."""
+    writer.write_batch(batch)
+    writer.done_writing()
+    reader.read()
+    writer.close()
+
+
 def test_a_prepared_write_binds_at_most_max_parameter_rows_and_writes_nothing_past_it(red):
     """Attack: one prepared write with any number of parameter rows (each row one more write)."""
     raw, options = _raw(red, "writer", purpose="maintenance")
@@ -166,12 +178,9 @@ def test_a_prepared_write_binds_at_most_max_parameter_rows_and_writes_nothing_pa
         command = fs.pack(fs.MESSAGES.CommandPreparedStatementUpdate(prepared_statement_handle=handle))
         batch = pa.record_batch({"p1": pa.array(range(100, 150), pa.int32()),
                                  "p2": pa.array([f"bulk-{i}" for i in range(50)])})
-        writer, reader = raw.do_put(flight.FlightDescriptor.for_command(command), batch.schema, options)
+        writer, reader = _open_put(raw, options, command, batch)
         with pytest.raises(flight.FlightServerError, match="max_parameter_rows"):
-            writer.write_batch(batch)
-            writer.done_writing()
-            reader.read()
-            writer.close()
+            _bind_parameters(writer, reader, batch)
     finally:
         _close(raw, options, handle)
         raw.close()
@@ -186,12 +195,9 @@ def test_a_prepared_query_binds_one_parameter_row(red):
     try:
         command = fs.pack(fs.MESSAGES.CommandPreparedStatementQuery(prepared_statement_handle=handle))
         batch = pa.record_batch({"p1": pa.array(range(100_000), pa.int32())})
-        writer, reader = raw.do_put(flight.FlightDescriptor.for_command(command), batch.schema, options)
+        writer, reader = _open_put(raw, options, command, batch)
         with pytest.raises(flight.FlightError, match="one parameter row"):
-            writer.write_batch(batch)
-            writer.done_writing()
-            reader.read()
-            writer.close()
+            _bind_parameters(writer, reader, batch)
     finally:
         _close(raw, options, handle)
         raw.close()
