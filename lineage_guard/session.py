@@ -348,11 +348,32 @@ class GovernedSession:
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> WriteResult:
         """Run a write that the policy's guardrails allow (or that was approved); recorded in the ledger."""
+        return self._write(sql, [parameters], batch=False)
+
+    def execute_many(self, sql: str, parameter_rows: Sequence[Sequence[Any] | None]) -> WriteResult:
+        """One write statement run for each parameter row, all in one transaction: every row or none.
+
+        One plan, one admission (an approval covers the whole batch), one ledger entry stating the
+        rows affected and the parameter rows, or the failure (nothing written). The statement
+        timeout bounds the whole batch.
+
+        Example:
+            >>> s.execute_many("INSERT INTO notes VALUES ($1, $2)", [[1, "a"], [2, "b"]]).rows_affected  # doctest: +SKIP
+            2
+        """
+        rows = list(parameter_rows)
+        if not rows:
+            raise LineageGuardError("execute_many() needs at least one parameter row; nothing was run")
+        return self._write(sql, rows, batch=True)
+
+    def _write(self, sql: str, rows: list[Sequence[Any] | None], *, batch: bool) -> WriteResult:
         decision = self.plan(sql)
         if decision.analysis is not None and decision.analysis.is_read:
             raise LineageGuardError("execute() is for writes; use read_arrow/extract/stream for reads")
         run = self._new_run(sql, decision)
-        self._admit(run, decision, parameters)
+        if batch:
+            run.extra["parameter_rows"] = len(rows)
+        self._admit(run, decision, rows[0], parameter_rows=rows if len(rows) > 1 else None)
         written = decision.analysis.tables_written if decision.analysis else ()
         if len(written) == 1:  # the table written is the run's output dataset in lineage
             info = self.source.info
@@ -360,7 +381,11 @@ class GovernedSession:
             run.sink = SinkInfo("postgres", f"{info.namespace}/{name}", info.namespace, name)
         self.lineage.start(run)
         try:
-            affected = self.source.execute_write(executed_sql(decision), executed_parameters(decision, parameters))
+            text = executed_sql(decision)
+            if batch:   # one transaction for all rows: a failure partway leaves nothing written
+                affected = self.source.execute_write_batch(text, [executed_parameters(decision, p) for p in rows])
+            else:
+                affected = self.source.execute_write(text, executed_parameters(decision, rows[0]))
         except BaseException as exc:
             self._settle(run, done=False)  # rolled back: the approval is handed back for the next attempt
             self._record_failure(run, exc)
@@ -486,7 +511,8 @@ class GovernedSession:
             out.setdefault(str(table), [])
         return out
 
-    def _admit(self, run: RunRecord, decision: Decision, parameters: Sequence[Any] | None = None) -> None:
+    def _admit(self, run: RunRecord, decision: Decision, parameters: Sequence[Any] | None = None,
+               parameter_rows: Sequence[Sequence[Any] | None] | None = None) -> None:
         """Step 5: deny, or pass an approval gate, or go on. Denials and waits are recorded.
 
         An approval binds to the plan, the parameter values and the requesting run
@@ -499,9 +525,11 @@ class GovernedSession:
         if decision.action == "deny":
             self._deny(run, list(decision.reasons))
         if decision.action == "needs_approval":
-            from .approvals import bind_parameters, fingerprint, plan_digest
+            from .approvals import fingerprint, plan_digest
+            from .approvals.binding import bind_parameter_rows
 
-            plan, bound = plan_digest(decision), bind_parameters(parameters, self.keyring)
+            # A batch (`parameter_rows`) is approved as a whole; a single row binds as it always did.
+            plan, bound = plan_digest(decision), bind_parameter_rows(parameter_rows or [parameters], self.keyring)
             fp = fingerprint(self.identity, decision.statement, self.purpose, self.source.info,
                              plan=plan, parameters=bound.digest)
             requester_run = self.approval_run

@@ -43,6 +43,7 @@ def red(new_database, tmp_path_factory):
         # A materialized view stores rows of people; `outsider` reads people through a row filter, so the
         # stored rows cannot be filtered for it: the view is denied to it, and GetTables hides it.
         conn.execute("CREATE MATERIALIZED VIEW people_mv AS SELECT id, email, ssn FROM people")
+        conn.execute("CREATE TABLE batch_notes (id int PRIMARY KEY, note text NOT NULL)")
     text = service_policy("https://issuer.invalid", "https://issuer.invalid/jwks.json")
     text = text.replace("  hasty: {kind: service, groups: [training-jobs]}\n",
                         "  hasty: {kind: service, groups: [training-jobs]}\n"
@@ -187,6 +188,49 @@ def test_a_prepared_write_binds_at_most_max_parameter_rows_and_writes_nothing_pa
     assert _notes(red) == 0                      # refused before any row was written
     with _client(red, "writer", purpose="maintenance") as s:   # within the limit it works
         assert s.execute("INSERT INTO audit_notes VALUES ($1, $2)", [200, "bulk-ok"]).rows_affected == 1
+
+
+def _batch_notes(red) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(red.db) as conn:
+        return conn.execute("SELECT id, note FROM batch_notes ORDER BY id").fetchall()
+
+
+def _batch_entries(red) -> list[dict]:
+    return [e for e in _entries(red) if "batch_notes" in e["statement"]["text"]]
+
+
+def test_a_prepared_write_with_several_parameter_rows_is_all_or_nothing(red):
+    """Defect: each parameter row of a prepared write ran as its own transaction, so a batch whose row 2
+    violates the primary key left row 1 written (and a success entry for it). Now the batch is one
+    transaction with one ledger entry: nothing written and a failed entry, or every row and their count."""
+    raw, options = _raw(red, "writer", purpose="maintenance")
+    handle = _create(raw, options, "INSERT INTO batch_notes VALUES ($1, $2)")
+    command = fs.pack(fs.MESSAGES.CommandPreparedStatementUpdate(prepared_statement_handle=handle))
+    before = len(_batch_entries(red))
+    try:
+        clash = pa.record_batch({"p1": pa.array([1, 1, 2], pa.int32()), "p2": pa.array(["one", "again", "two"])})
+        writer, reader = _open_put(raw, options, command, clash)
+        with pytest.raises(flight.FlightError, match="23505"):
+            _bind_parameters(writer, reader, clash)
+        assert _batch_notes(red) == []                           # the old code left (1, 'one') behind
+        failed = _batch_entries(red)[before:]
+        assert [(e["outcome"], e["rows"]) for e in failed] == [("failed", 0)]
+        assert failed[0]["parameter_rows"] == 3
+        good = pa.record_batch({"p1": pa.array([1, 2, 3], pa.int32()), "p2": pa.array(["one", "two", "three"])})
+        writer, reader = _open_put(raw, options, command, good)
+        writer.write_batch(good)
+        writer.done_writing()
+        result = fs.MESSAGES.DoPutUpdateResult.FromString(reader.read().to_pybytes())
+        writer.close()
+        assert result.record_count == 3
+    finally:
+        _close(raw, options, handle)
+        raw.close()
+    assert _batch_notes(red) == [(1, "one"), (2, "two"), (3, "three")]
+    done = _batch_entries(red)[before + 1:]
+    assert [(e["outcome"], e["rows"], e["parameter_rows"]) for e in done] == [("success", 3, 3)]
 
 
 def test_a_prepared_query_binds_one_parameter_row(red):

@@ -177,6 +177,20 @@ def test_execute_write(db):
     assert count(db) == 0
 
 
+def test_a_write_batch_is_one_transaction_under_one_timeout(db):
+    src = PostgresSource(db, statement_timeout_ms=800)
+    with pytest.raises(SourceError, match="22P02"):   # row 3 fails: rows 1 and 2 are rolled back with it
+        src.execute_write_batch("INSERT INTO src_guard VALUES ($1::int)", [["1"], ["2"], [RAW]])
+    assert count(db) == 0
+    # Each row alone is well inside the timeout; together they are not: the batch stops, nothing written.
+    with pytest.raises(SourceError, match="57014.*800 ms"):
+        src.execute_write_batch("INSERT INTO src_guard SELECT $1::int FROM pg_sleep(0.3)", [[1], [2], [3], [4]])
+    assert count(db) == 0
+    assert src.execute_write_batch("INSERT INTO src_guard VALUES ($1::int)", [[1], [2], [3]]) == 3
+    src.execute_write("DELETE FROM src_guard")
+    assert count(db) == 0
+
+
 def test_errors_never_carry_values(db, caplog):
     caplog.set_level(logging.DEBUG)
     src = PostgresSource(db)

@@ -15,6 +15,8 @@ Example:
     (True, ['str'])
     >>> bind_parameters(None, ring).digest
     ''
+    >>> bind_parameter_rows([[1], [2]], ring).describe()["rows"]
+    2
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ class ParameterBinding:
     count: int
     types: tuple[str, ...]
     digest: str  # "" when the statement has no parameters
+    rows: int = 1  # parameter rows of one prepared write (a batch is approved as a whole)
 
     def describe(self) -> dict[str, Any]:
-        return {"count": self.count, "types": list(self.types), "digest": self.digest}
+        shown = {"count": self.count, "types": list(self.types), "digest": self.digest}
+        return shown if self.rows == 1 else {**shown, "rows": self.rows}
 
 
 def bind_parameters(parameters: Sequence[Any] | None, keyring: Keyring) -> ParameterBinding:
@@ -70,3 +74,20 @@ def bind_parameters(parameters: Sequence[Any] | None, keyring: Keyring) -> Param
     key = keyring.key(_SCOPE, _USE)
     digest = hmac.new(key, json.dumps(rendered).encode(), hashlib.sha256).hexdigest()
     return ParameterBinding(len(rendered), tuple(type(v).__name__ for v in parameters), digest)
+
+
+def bind_parameter_rows(rows: Sequence[Sequence[Any] | None], keyring: Keyring) -> ParameterBinding:
+    """The binding of a batch of parameter rows written in one transaction: every row's values, in order.
+
+    One row binds exactly as `bind_parameters` does, so an approval given for a single-row write
+    still matches it; several rows are one request covering all of them (never a row alone).
+    """
+    if len(rows) == 1:
+        return bind_parameters(rows[0], keyring)
+    from ..sources.pg_params import literals
+
+    rendered = [literals(row) if row is not None else [] for row in rows]
+    key = keyring.key(_SCOPE, _USE)
+    digest = hmac.new(key, json.dumps({"rows": rendered}).encode(), hashlib.sha256).hexdigest()
+    first = rows[0] or ()
+    return ParameterBinding(len(rendered[0]), tuple(type(v).__name__ for v in first), digest, rows=len(rows))

@@ -138,6 +138,7 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             "used": _uses(run),
             **_row_filters(run),
             "rows": int(run.rows),
+            **({"parameter_rows": int(run.extra["parameter_rows"])} if "parameter_rows" in run.extra else {}),
             "delivered_rows": _delivered(run),
             "bytes": int(run.bytes),
             "sink": None

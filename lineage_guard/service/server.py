@@ -588,7 +588,7 @@ class GovernedFlightServer(flight.FlightServerBase):
         purpose = self._purpose(context, identity, "DoPut")
         limits = self.config.limits_for(identity.principal)
         if kind == "CommandStatementUpdate":
-            sql, param_rows = msg.query, [None]
+            sql, param_rows = msg.query, None
         elif kind == "CommandPreparedStatementUpdate":
             prepared = self._prepared_for(identity, msg.prepared_statement_handle)
             cap = min(limits.max_parameter_rows, limits.max_rows or limits.max_parameter_rows)
@@ -599,15 +599,9 @@ class GovernedFlightServer(flight.FlightServerBase):
         else:
             raise fs.ProtocolError(f"DoPut does not take {kind}")
         session = self._session(identity, purpose, run=self._run_context(context))
-        deadline = time.monotonic() + limits.statement_timeout_s
-        affected = 0
-        try:
-            for params in param_rows:
-                if time.monotonic() > deadline:
-                    raise LimitExceeded(f"the prepared write ran past {limits.statement_timeout_s:g} s, the statement "
-                                        f"timeout of {identity.principal!r} (service.limits.statement_timeout_s); "
-                                        f"{affected} row(s) were written before it stopped")
-                affected += session.execute(sql, params).rows_affected
+        try:   # the parameter rows of a prepared write are one transaction (all or none) under the timeout
+            result = session.execute(sql) if param_rows is None else session.execute_many(sql, param_rows)
+            affected = result.rows_affected
         except AccessDenied as denied:
             _attach_lineage(session, denied)
             raise self.visibility.conceal_denial(session, sql, denied) from None   # concealed: no lineage
