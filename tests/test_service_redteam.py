@@ -44,6 +44,14 @@ def red(new_database, tmp_path_factory):
         # stored rows cannot be filtered for it: the view is denied to it, and GetTables hides it.
         conn.execute("CREATE MATERIALIZED VIEW people_mv AS SELECT id, email, ssn FROM people")
         conn.execute("CREATE TABLE batch_notes (id int PRIMARY KEY, note text NOT NULL)")
+        # Outside the policy's schema: a table anyone may read and views of people outsider may not;
+        # `vault` holds only such a view, so outsider is not told it exists.
+        conn.execute("CREATE SCHEMA sales")
+        conn.execute("CREATE TABLE sales.orders (id int, amount int)")
+        conn.execute("INSERT INTO sales.orders VALUES (1, 10), (2, 20)")
+        conn.execute("CREATE MATERIALIZED VIEW sales.people_copy AS SELECT id, email FROM people")
+        conn.execute("CREATE SCHEMA vault")
+        conn.execute("CREATE MATERIALIZED VIEW vault.people_archive AS SELECT id, ssn FROM people")
     text = service_policy("https://issuer.invalid", "https://issuer.invalid/jwks.json")
     text = text.replace("  hasty: {kind: service, groups: [training-jobs]}\n",
                         "  hasty: {kind: service, groups: [training-jobs]}\n"
@@ -291,6 +299,48 @@ def test_plans_and_denials_say_nothing_about_a_table_get_tables_hides(red):
     with _client(red, "svc-training") as s:
         plan = s.plan("SELECT * FROM people_mv")
         assert plan.action == "allow" and [c.name for c in plan.columns] == ["id", "email", "ssn"]
+
+
+OUTSIDER_READS = [("public", "audit_notes"), ("public", "batch_notes"), ("public", "people"), ("sales", "orders")]
+HIDDEN_FROM_OUTSIDER = [("public", "people_mv"), ("sales", "people_copy"), ("vault", "people_archive")]
+
+
+def test_get_tables_lists_exactly_what_the_caller_may_read_in_every_schema(red):
+    """Tables outside the policy's schema were never listed, though the caller may read them by name."""
+    with _client(red, "outsider") as s:
+        assert s.read_arrow("SELECT id, amount FROM sales.orders ORDER BY id").num_rows == 2
+        assert s.tables() == OUTSIDER_READS
+        assert s.schemas() == ["public", "sales"]               # vault holds nothing outsider may read
+        assert s.tables("sal%") == [("sales", "orders")]
+        assert s.tables("vault") == []
+        for schema, name in HIDDEN_FROM_OUTSIDER:               # what is not listed is not readable
+            assert s.plan(f"SELECT * FROM {schema}.{name}").action == "deny"
+    with _client(red, "svc-training") as s:
+        assert s.tables() == sorted(OUTSIDER_READS + HIDDEN_FROM_OUTSIDER)
+        assert s.schemas() == ["public", "sales", "vault"]
+        assert s.plan("SELECT * FROM vault.people_archive").action == "allow"
+
+
+@pytest.mark.filterwarnings("ignore:Cannot disable autocommit")   # Flight SQL has no transactions here
+def test_adbc_get_objects_shows_the_same_tables_with_their_columns(red):
+    require("adbc_driver_flightsql", "dev")
+    from adbc_driver_flightsql import DatabaseOptions
+    from adbc_driver_flightsql.dbapi import connect as adbc_connect
+
+    options = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {red.tokens['outsider']}",
+               DatabaseOptions.TLS_ROOT_CERTS.value: red.tls_pem.decode(),
+               f"{DatabaseOptions.RPC_CALL_HEADER_PREFIX.value}x-lineage-guard-purpose": "ai_training"}
+    with adbc_connect(red.url, db_kwargs=options) as conn:
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        orders = conn.adbc_get_table_schema("orders", db_schema_filter="sales")
+    listed = sorted((s["db_schema_name"], t["table_name"]) for c in objects for s in c["catalog_db_schemas"]
+                    for t in s["db_schema_tables"])
+    assert listed == OUTSIDER_READS
+    assert sorted(s["db_schema_name"] for c in objects for s in c["catalog_db_schemas"]) == ["public", "sales"]
+    columns = {(s["db_schema_name"], t["table_name"]): [col["column_name"] for col in t["table_columns"]]
+               for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+    assert columns[("sales", "orders")] == ["id", "amount"]
+    assert orders.names == ["id", "amount"]
 
 
 def test_concurrent_prepared_reads_keep_their_own_parameters(red):

@@ -272,6 +272,39 @@ class RemoteSession:
         task polls it); another identity's request is answered as unknown."""
         return self._action("lineage_guard.approval", json.dumps({"request_id": request_id}).encode())
 
+    def schemas(self) -> list[str]:
+        """The schemas holding a table this caller may read (Flight SQL GetDbSchemas), sorted.
+
+        Example:
+            >>> s.schemas()   # doctest: +SKIP
+            ['public', 'sales']
+        """
+        table = self._metadata(fs.MESSAGES.CommandGetDbSchemas())
+        return sorted(table.column("db_schema_name").to_pylist())
+
+    def tables(self, schema: str | None = None) -> list[tuple[str, str]]:
+        """`(schema, table)` of every table and view this caller may read (Flight SQL GetTables), sorted;
+        `schema` narrows to one schema (a SQL LIKE pattern). Nothing it may not read is listed.
+
+        Example:
+            >>> s.tables("sales")   # doctest: +SKIP
+            [('sales', 'orders')]
+        """
+        command = fs.MESSAGES.CommandGetTables()
+        if schema is not None:
+            command.db_schema_filter_pattern = schema
+        table = self._metadata(command)
+        return sorted(zip(table.column("db_schema_name").to_pylist(), table.column("table_name").to_pylist()))
+
+    def _metadata(self, command) -> pa.Table:
+        descriptor = flight.FlightDescriptor.for_command(fs.pack(command))
+
+        def get() -> pa.Table:
+            info = self._client.get_flight_info(descriptor, self._options())
+            return self._client.do_get(info.endpoints[0].ticket, self._options()).read_all()
+
+        return self._call(get)
+
     def plan(self, sql: str) -> RemotePlan:
         """Steps 1-4 on the server: the decision for `sql`, no data touched."""
         return RemotePlan.from_json(self._action("lineage_guard.plan", json.dumps({"sql": sql}).encode()))

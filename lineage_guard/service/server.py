@@ -38,7 +38,7 @@ from pyarrow import flight
 from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from ..identity import Authentication, Identity
 from . import flightsql as fs
-from . import metadata
+from . import listing, metadata
 from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
 from .calls import (
     PROVENANCE_HEADER,
@@ -450,40 +450,13 @@ class GovernedFlightServer(flight.FlightServerBase):
         if kind == "CommandGetTableTypes":
             return pa.table({"table_type": ["TABLE", "VIEW"]}, schema=metadata.TABLE_TYPES_SCHEMA)
         database = self.source_info.database
-        schema_name = self.policy.search_path[0]
         if kind == "CommandGetCatalogs":
             return pa.table({"catalog_name": [database]}, schema=metadata.CATALOGS_SCHEMA)
-        catalog_ok = not msg.HasField("catalog") or msg.catalog in ("", database)
-        schema_ok = catalog_ok and metadata.like(
-            msg.db_schema_filter_pattern if msg.HasField("db_schema_filter_pattern") else None)(schema_name)
-        if kind == "CommandGetDbSchemas":
-            rows = [schema_name] if schema_ok else []
-            return pa.table({"catalog_name": [database] * len(rows), "db_schema_name": rows},
-                            schema=metadata.DB_SCHEMAS_SCHEMA)
+        if kind == "CommandGetDbSchemas":   # every schema holding a table the caller may read
+            return listing.db_schemas(self._session(identity, purpose), self.visibility, msg, database)
         if kind == "CommandGetTables":
-            return self._tables(identity, purpose, msg, schema_ok, database)
+            return listing.tables(self._session(identity, purpose), self.visibility, msg, database, self.keyring)
         raise fs.ProtocolError(f"{kind} is not served by lineage_guard")
-
-    def _tables(self, identity, purpose, msg, schema_ok: bool, database: str) -> pa.Table:
-        session = self._session(identity, purpose)
-        match = metadata.like(msg.table_name_filter_pattern if msg.HasField("table_name_filter_pattern") else None)
-        wanted = set(msg.table_types)
-        rows = []
-        for (schema, name), relation in sorted(session.catalog.relations.items()) if schema_ok else []:
-            kind = metadata.TABLE_TYPES.get(relation.kind, "TABLE")
-            if schema != self.policy.search_path[0] or not match(name) or (wanted and kind not in wanted):
-                continue
-            if not self.visibility.visible(session, schema, name):
-                continue   # what the caller may not read is not listed (nor described anywhere else)
-            blob = None
-            if msg.include_schema:
-                quoted = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
-                decision = session.plan(f"SELECT * FROM {quoted}")
-                blob = metadata.table_schema(relation, decision, self.keyring).serialize().to_pybytes()
-            rows.append((database, schema, name, kind, blob))
-        if not msg.include_schema:
-            rows = [r[:4] for r in rows]
-        return metadata.tables_table(rows, msg.include_schema)
 
     # -- DoGet --------------------------------------------------------------------------------
 

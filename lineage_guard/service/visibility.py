@@ -1,7 +1,7 @@
 """What a caller may know exists: the tables GetTables lists for it, and nothing about the others.
 
-GetTables lists a table of the policy's schema when the plan of `SELECT * FROM it`, made for the
-caller's identity and purpose, is not denied. A statement that names any other table (hidden from
+GetTables lists a table of any schema when the plan of `SELECT * FROM schema.table`, made for the
+caller's identity and purpose, is not denied (service/listing.py). A statement that names any other table (hidden from
 this caller, or absent) and is denied gets one answer, the same for both, with no columns: the plan
 action and the refusal would otherwise say which columns a hidden table has, how they are
 classified, and why the caller may not read them (an existing and a made-up column name would get
@@ -56,7 +56,7 @@ class Visibility:
                 self._seen[key] = (id(catalog), known)
             if (schema, name) in known:
                 return known[(schema, name)]
-        if schema != self.schema or catalog.relation(name, schema) is None:
+        if catalog.relation(name, schema) is None:
             answer = False
         else:
             quoted = '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
