@@ -89,10 +89,14 @@ def decide(
     if analysis.violations:
         return _deny(analysis, list(analysis.violations), labels, policy, identity, purpose)
     if not analysis.is_read:
+        # Judged before the row filters are added: the policy's own predicate is not the writer's use.
+        flow = _write_flow(analysis, policy, identity, purpose, labels, catalog)
+        if flow.denials:
+            return _deny(analysis, flow.denials, labels, policy, identity, purpose)
         analysis, denied = _row_filtered(analysis, policy, identity, purpose, catalog)
         if denied:
             return _deny(analysis, denied, labels, policy, identity, purpose)
-        return _write_decision(analysis, policy, identity, environment, labels)
+        return _write_decision(analysis, policy, identity, environment, labels, flow.approvals)
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
     verdict = _judge_uses(analysis, hidden, approval, policy, identity, purpose)
@@ -266,10 +270,29 @@ def _column_decisions(analysis, labels, policy, identity, purpose, mask_opaque=F
     return tuple(out), approvals
 
 
-def _write_decision(analysis, policy, identity, environment, labels) -> Decision:
+def _write_flow(analysis: Analysis, policy: Policy, identity: Identity, purpose: str,
+                labels: Mapping[ColumnRef, str], catalog: Catalog | None):
+    """The opaque-values rule for writes (write_rule.py): what the write reads and where it stores it."""
+    from .write_rule import judge_write
+
+    hidden, approval = _hidden(labels, policy, identity, purpose)
+
+    def mask_of(ref: ColumnRef):
+        rule = policy.first_rule(hidden[ref], ref, identity, purpose)
+        return rule.mask if rule is not None and rule.action == "mask" else policy.default_mask
+
+    return judge_write(analysis, catalog or Catalog(), hidden, approval,
+                       lambda twin: _judge_uses(twin, hidden, approval, policy, identity, purpose),
+                       lambda a, b: mask_of(a) == mask_of(b))
+
+
+def _write_decision(analysis, policy, identity, environment, labels, approvals=()) -> Decision:
     from .policy.guardrails import check_write
 
     sensitive_tables: set[TableRef] = {ref.table_ref for ref in labels}
     result = check_write(analysis, policy.writes, identity=identity, environment=environment,
                          sensitive_tables=sensitive_tables)
-    return Decision(result.action, tuple(result.reasons), analysis.statement, (), analysis)
+    if approvals and result.action == "allow":  # a use of a column an approval would clear: ask for it
+        return Decision("needs_approval", tuple(approvals), analysis.statement, (), analysis)
+    reasons = [*result.reasons, *approvals] if result.action == "needs_approval" else result.reasons
+    return Decision(result.action, tuple(reasons), analysis.statement, (), analysis)

@@ -1,0 +1,118 @@
+"""The opaque-values rule for writes: a write may do with a hidden value only what a read may, and store it nowhere new.
+
+A writer whose reads of a column are masked could otherwise recover its values by making the
+database move them (`UPDATE customers SET plan = ssn`, then read `plan` in the clear), by testing
+them where the affected-row count or an error answers (`DELETE ... WHERE ssn LIKE '9%'`), or by
+writing chosen plaintexts into the column and matching the tokens its reads return
+(`INSERT INTO customers (zip) VALUES ('99901')`). So every write is judged through its read twin
+(`sql/write_flow.py`), by the same rule as a read, and then each stored value by where it goes:
+
+- a value derived from a column hidden from this writer may be stored only unchanged, into a
+  column of the same classification that this writer reads under the same mask (copying a
+  masked value to where it is masked alike shows nothing);
+- a column hidden from this writer may receive only NULL / DEFAULT: any other value is one the
+  writer chose or can see, and its token (or a unique index's verdict) would name stored values;
+- a statement that defines code (function, trigger, rule, ...) or whose reads cannot be modelled is
+  refused while anything is hidden from the writer.
+
+A writer that sees every column in the clear is not affected.
+
+Example:
+    >>> from lineage_guard.sql.model import ColumnRef
+    >>> stored_where_hidden(ColumnRef("public", "customers", "ssn"), "national_id")
+    'public.customers.ssn (national_id) is masked for you: a write may store only NULL or DEFAULT there (any other value is one you chose, and its token would match the stored ones); have an identity that reads it in the clear write it'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .sql import analyze
+from .sql.catalog import Catalog
+from .sql.inference import UseVerdict
+from .sql.model import Analysis, ColumnRef
+from .sql.write_flow import read_twin
+
+
+@dataclass
+class WriteVerdict:
+    """Deny and approval reasons for one write (both empty: the rule has nothing against it)."""
+
+    denials: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)
+
+
+def stored_where_hidden(target: ColumnRef, label: str) -> str:
+    """The reason a write may not store a chosen value into a column masked for the writer."""
+    return (f"{target} ({label}) is masked for you: a write may store only NULL or DEFAULT there (any other value "
+            "is one you chose, and its token would match the stored ones); have an identity that reads it in the "
+            "clear write it")
+
+
+def judge_write(analysis: Analysis, catalog: Catalog, hidden: Mapping[ColumnRef, str],
+                approval: frozenset[ColumnRef], judge: Callable[[Analysis], UseVerdict],
+                same_mask: Callable[[ColumnRef, ColumnRef], bool]) -> WriteVerdict:
+    """Judge write `analysis` for a writer from whom `hidden` (column -> classification) is masked.
+
+    `judge` is the read rule for this writer (planner._judge_uses bound to it); `same_mask(a, b)`
+    says whether this writer reads columns a and b under one mask.
+    """
+    verdict = WriteVerdict()
+    if not hidden or analysis.tree is None:
+        return verdict
+    flow = read_twin(analysis.tree, catalog)
+    if flow.refusal:
+        verdict.denials.append(f"{flow.refusal} (some sensitive columns are masked for you, and this write's reads "
+                               "could not be judged)")
+        return verdict
+    for sql, targets, nulls in flow.twins:
+        twin = analyze(sql, catalog)
+        if twin.violations:
+            verdict.denials += [f"this write's reads: {v}" for v in twin.violations]
+            continue
+        uses = judge(twin)
+        verdict.denials += [f"in this write, {d}" for d in uses.denials]
+        verdict.approvals += uses.approvals
+        if uses.declared or uses.group_floor:  # a declared cohort is honoured only in an aggregate read
+            verdict.denials.append("a declared sensitive predicate is honoured only in a top-level aggregate read, "
+                                   "never in a write (its affected-row count has no group-size floor)")
+        for col in twin.columns:
+            target = targets[col.position] if col.position < len(targets) else None
+            always_null = nulls[col.position] if col.position < len(nulls) else False
+            _judge_stored(col, target, always_null, hidden, approval, same_mask, verdict)
+    verdict.denials = list(dict.fromkeys(verdict.denials))
+    verdict.approvals = list(dict.fromkeys(verdict.approvals))
+    return verdict
+
+
+def _judge_stored(col, target: ColumnRef | None, always_null: bool, hidden: Mapping[ColumnRef, str],
+                  approval: frozenset[ColumnRef], same_mask: Callable[[ColumnRef, ColumnRef], bool],
+                  verdict: WriteVerdict) -> None:
+    where = str(target) if target is not None else "a relation nobody classified"
+    secret = sorted(s for s in col.sources if s in hidden)
+    if col.opaque and hidden:
+        verdict.denials.append(f"the value written to {where} has a lineage that cannot be resolved while "
+                               "sensitive columns are masked for you; write values whose sources are plain columns")
+        return
+    if secret:
+        src = secret[0]
+        copy = (target is not None and target in hidden and col.direct and col.stored and len(set(col.sources)) == 1
+                and hidden[target] == hidden[src] and same_mask(src, target))
+        if copy:
+            return
+        if all(s in approval for s in secret) and (target is None or target not in hidden or target in approval):
+            verdict.approvals.append(f"writing {', '.join(map(str, secret))} into {where} requires the approval "
+                                     "that would let you read it in the clear")
+            return
+        verdict.denials.append(
+            f"{', '.join(f'{s} ({hidden[s]})' for s in secret)} is masked for you, and this write would store a value "
+            f"derived from it into {where}, where it would not be masked alike; a write may copy a masked value only "
+            "unchanged into a column of the same classification that you read under the same mask")
+        return
+    if target is not None and target in hidden and not always_null:
+        if target in approval:
+            verdict.approvals.append(f"writing into {target} ({hidden[target]}) requires the approval that would let "
+                                     "you read it in the clear")
+        else:
+            verdict.denials.append(stored_where_hidden(target, hidden[target]))
