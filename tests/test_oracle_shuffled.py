@@ -249,3 +249,87 @@ def test_generator_covers_every_class():
                if (n := sum(token in sql for sql in statements)) < 20}
     assert not missing, missing
     assert sum(" JOIN customers c2 ON " in s or " JOIN patients p ON p." in s for s in statements) >= 200  # equi-joins
+
+
+# --- writes: the same oracle for guarded writes (lineage_guard/write_rule.py) --------------------------------
+
+# Expressions over customers' columns (sensitive and clear) a write may store or test, and conditions.
+_WRITE_TEXT = ["ssn", "upper(email)", "reverse(zip)", "left(phone, 3)", "encode(convert_to(full_name, 'UTF8'), 'hex')",
+               "birth_date::text", "CASE WHEN ssn > '5' THEN 'a' ELSE 'b' END", "coalesce(phone, plan)", "plan || 'x'",
+               "'x'", "NULL", "plan"]
+_WRITE_NUMBER = ["length(ssn)", "ascii(zip)", "extract(year FROM birth_date)", "length(email) * 2", "id", "7"]
+_WRITE_WHERE = ["{t}ssn LIKE '9%'", "{t}zip < '99950'", "{t}birth_date < '1970-01-01'", "length({t}email) > 25",
+                "position('a' IN {t}full_name) > 3", "{t}phone IS NULL", "substr({t}ssn, 5, 1) = '4'", "{t}id < 20",
+                "{t}plan = 'pro'", "{t}created_at < now()"]
+
+
+def write_statements() -> list[str]:
+    """Every write template over every expression and condition: copies, oracles, errors, CREATE ... AS."""
+    out = []
+    for where in _WRITE_WHERE:
+        p, cp = where.format(t=""), where.format(t="c.")
+        out += [f"DELETE FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE {p})",
+                f"DELETE FROM orders o USING customers c WHERE c.id = o.customer_id AND {cp}",
+                f"CREATE UNIQUE INDEX rt_oracle_u ON customers ((true)) WHERE {p}",
+                f"UPDATE customers SET plan = 'seen' WHERE {p}"]
+        for e in _WRITE_TEXT:
+            out += [f"UPDATE customers SET plan = {e} WHERE {p}",
+                    f"INSERT INTO customers (id, plan) SELECT id + 1000, {e} FROM customers WHERE {p}",
+                    (f"INSERT INTO customers (id, plan) SELECT id, 'x' FROM customers WHERE {p} "
+                    f"ON CONFLICT (id) DO UPDATE SET plan = {e}")]
+        for n in _WRITE_NUMBER:
+            out += [f"INSERT INTO orders (customer_id, amount) SELECT id, {n} FROM customers WHERE {p}",
+                    (f"MERGE INTO orders o USING (SELECT id AS cid, {n} AS n FROM customers WHERE {p}) c "
+                    "ON o.customer_id = c.cid WHEN MATCHED THEN UPDATE SET amount = c.n"),
+                    f"UPDATE customers SET plan = plan WHERE id = 1 AND 1 / ({n} - 57) > 0 AND {p}"]
+    for e in _WRITE_TEXT:
+        out += [f"UPDATE customers SET plan = {e} WHERE id = 3",
+                f"CREATE TABLE public.rt_oracle_t AS SELECT id, {e} AS v FROM customers"]
+    return out
+
+
+_OBSERVE = ["SELECT id, plan, created_at FROM customers ORDER BY id", "SELECT id, customer_id, amount FROM orders ORDER BY id"]
+
+
+def _write_observed(conn, sql: str):
+    """What the writer sees of one write: its row count or SQLSTATE, then every clear column it could read after."""
+    psycopg = require("psycopg", "postgres")
+    conn.execute("BEGIN READ WRITE")
+    try:
+        try:
+            count = conn.execute(sql).rowcount
+        except psycopg.Error as err:
+            return ("error", err.sqlstate)
+        seen = [conn.execute(q).fetchall() for q in _OBSERVE]
+        if "rt_oracle_t" in sql:
+            seen.append(conn.execute("SELECT * FROM public.rt_oracle_t ORDER BY 1").fetchall())
+        return ("ok", count, seen)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def test_no_allowed_write_depends_on_who_owns_a_value(twins, tmp_path):
+    """The corpus identity, allowed to write: an allowed write's count, error and clear aftermath are the same
+    on the corpus and on its shuffled twin (any difference is a sensitive value read through a write)."""
+    policy_path = tmp_path / "writer.yaml"
+    policy_path.write_text(POLICY.read_text() + "writes:\n  allowed_groups: [training-jobs]\n")
+    policy = load_policy(policy_path)
+    catalog = Catalog.from_ddl(CORPUS / "schema.sql", CORPUS / "schema_extras.sql", search_path=("public",))
+    me = policy.resolve_identity(Identity("svc-training", "service"))
+    statements = write_statements()
+    tally, failures = collections.Counter(), []
+    for sql in statements:
+        decision = plan(sql, catalog=catalog, policy=policy, identity=me, purpose="ai_training")
+        tally[decision.action] += 1
+        if decision.action != "allow":
+            continue
+        if _write_observed(twins["a"], sql) != _write_observed(twins["shuffled"], sql):
+            failures.append(sql)
+    summary = (f"write oracle: {len(statements)} writes, {tally['allow']} allowed, {tally['deny']} denied; "
+               f"{len(failures)} failures")
+    print(summary)
+    if os.environ.get("LG_REDTEAM_RESULTS"):
+        with open(os.environ["LG_REDTEAM_RESULTS"], "a") as out:
+            out.write(json.dumps({"write_oracle": {**tally, "failures": len(failures)}}) + "\n")
+    assert tally["allow"] >= 60  # the writer still writes: the oracle compares something
+    assert not failures, summary + "\n" + "\n".join(failures[:10])
