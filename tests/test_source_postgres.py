@@ -191,6 +191,29 @@ def test_a_write_batch_is_one_transaction_under_one_timeout(db):
     assert count(db) == 0
 
 
+def test_reads_share_one_database_handle_and_renew_it_for_a_type_created_since(db):
+    from lineage_guard.sources import adbc_databases
+
+    src = PostgresSource(db)
+    src.read_all("SELECT 1 AS one")
+    [(uri, first)] = [(k, e) for k, e in adbc_databases._HANDLES.items() if k.startswith(db)]
+    src.read_all("SELECT 2 AS two")
+    assert adbc_databases._HANDLES[uri] is first and first.users == 0   # reused, each lease released
+    mood = f"src_mood_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(f"CREATE TYPE {mood} AS ENUM ('ok', 'sad')")
+    try:
+        # The handle's type table predates the enum: without renewal the column would be opaque bytes
+        # (and TypePlan would refuse it); the read is redone on a new handle and gets text.
+        table = src.read_all(f"SELECT 'sad'::{mood} AS m, ARRAY['ok'::{mood}] AS ms")
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(f"DROP TYPE {mood}")
+    assert table.to_pylist() == [{"m": "sad", "ms": ["ok"]}]
+    renewed = adbc_databases._HANDLES[uri]
+    assert renewed is not first and first.retired and renewed.users == 0
+
+
 def test_errors_never_carry_values(db, caplog):
     caplog.set_level(logging.DEBUG)
     src = PostgresSource(db)

@@ -26,16 +26,24 @@ class Connection:
 
     def __init__(self, uri: str) -> None:
         import adbc_driver_manager
-        import adbc_driver_postgresql
+
+        from .adbc_databases import lease_database
 
         self._manager = adbc_driver_manager
-        self._db = adbc_driver_postgresql.connect(uri)
+        self.uri = uri
+        # The database handle (URI + the server's type table) is shared; the connection is this read's own.
+        self._lease = lease_database(uri)
         try:
-            self._conn = adbc_driver_manager.AdbcConnection(self._db)
+            self._conn = adbc_driver_manager.AdbcConnection(self._lease.database)
         except BaseException:
-            self._db.close()
+            self._lease.release()
             raise
         self._statements: list = []
+
+    @property
+    def database(self):
+        """The shared database handle this connection was opened on."""
+        return self._lease.database
 
     def _statement(self, sql: str, *, use_copy: bool = True):
         stmt = self._manager.AdbcStatement(self._conn)
@@ -72,9 +80,10 @@ class Connection:
             self._statements.remove(stmt)
 
     def close(self) -> None:
-        """Close the statements, the connection and the database handle (the server rolls back what is open)."""
+        """Close the statements and the connection (the server rolls back what is open); the shared
+        database handle stays open for the next read."""
         for stmt in list(self._statements):
             self._close_statement(stmt)
-        for part in (self._conn, self._db):
-            with contextlib.suppress(Exception):
-                part.close()
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        self._lease.release()

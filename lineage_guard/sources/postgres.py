@@ -75,6 +75,16 @@ def _connect_read(url: PgUrl):
     return guarded(lambda: Connection(uri), lambda exc: connect_error(str(exc), url.describe()))
 
 
+class _StaleTypes(Exception):  # noqa: N818 - internal signal, never raised to a caller
+    """The result has a type the shared database handle does not know (see adbc_databases)."""
+
+
+def _unknown_types(schema: pa.Schema) -> bool:
+    """Whether the driver named a column's type by its OID only: a type its type table does not hold."""
+    return any((f.metadata or {}).get(b"ADBC:postgresql:typname", b"").startswith(b"unnamed<oid:")
+               or "unnamed<oid:" in str(f.type) for f in schema)
+
+
 class BatchStream:
     """The batches of one read: an iterator and a context manager that always cleans up.
 
@@ -92,12 +102,24 @@ class BatchStream:
         self._done = False
         self.rows = 0
         try:
-            self._open(sql, parameters, verify)
+            try:
+                self._open(sql, parameters, verify, renewable=True)
+            except _StaleTypes:
+                # The shared database handle predates a type this result has (adbc_databases): read
+                # again on a new handle, whose type table has it (the read-only transaction is redone).
+                from .adbc_databases import renew
+
+                stale = self._conn
+                self.close()
+                renew(stale.uri, stale.database)
+                self._done = False
+                self._open(sql, parameters, verify)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, sql: str, parameters: Parameters, verify: Callable[[Any], None] | None) -> None:
+    def _open(self, sql: str, parameters: Parameters, verify: Callable[[Any], None] | None,
+              renewable: bool = False) -> None:
         source = self._source
         conn = self._conn = _connect_read(source._url)
         setup = [
@@ -119,6 +141,8 @@ class BatchStream:
             verify(self._explain(conn, sql))
         self._reader = guarded(lambda: conn.query(sql),
                                lambda exc: from_driver_error(exc, timeout_ms=source.statement_timeout_ms))
+        if renewable and _unknown_types(self._reader.schema):
+            raise _StaleTypes
         self._plan = TypePlan.for_schema(self._reader.schema)
 
     def _explain(self, conn, sql: str) -> Any:
