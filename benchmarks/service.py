@@ -11,10 +11,9 @@ For each: the median wall time, rows/s, and CPU seconds (this process; for the s
 server process, measured with psutil). Then the per-call overhead: the median latency of a
 one-row query, in-process vs through the service (server warm), over `--calls` calls.
 Then 2 parallel endpoints (key ranges fetched concurrently) vs 1 on the same query, and the warm
-step overhead: a governed Airflow task (`GovernedPostgresOperator(service_conn_id=...).execute`) vs a
-plain `SQLExecuteQueryOperator.execute`, and a Dagster `materialize()` of an asset reading through the
-service-mode resource vs one reading with plain ADBC, each on a `--step-rows` query, medians of
-`--steps` runs in this warm process (`--no-steps` skips them: they need the [airflow] and [dagster] extras).
+step overhead as benchmarks/service_steps.py measures it (governed vs plain Airflow task and Dagster
+`materialize()`, interleaved, on a `--step-rows` query, `--steps` rounds; `--no-steps` skips it: it
+needs the [airflow] and [dagster] extras; service_steps.py alone also times fresh task processes).
 Needs a PostgreSQL at $LINEAGE_GUARD_TEST_POSTGRES_URL (a scratch database is made and dropped).
 """
 
@@ -173,70 +172,14 @@ def parallel(client, args) -> None:
 
 
 def steps(url: str, server, tls, token: str, args) -> None:
-    """Warm per-step overhead of a governed Airflow task / Dagster asset in service mode over a plain one."""
-    import json
-    import subprocess
-    from urllib.parse import urlsplit
+    """Warm per-step overhead of a governed Airflow task / Dagster asset over a plain one: service_steps.py's
+    interleaved measurement (wall, client and server CPU, load average) on this run's server."""
+    from types import SimpleNamespace
 
-    import adbc_driver_postgresql.dbapi as pg
+    import service_steps   # benchmarks/ is this script's folder, first on sys.path
 
-    migrate = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], capture_output=True,
-                             text=True, env=os.environ.copy(), timeout=600, check=False)
-    if migrate.returncode != 0:
-        raise SystemExit("airflow db migrate failed: " + migrate.stderr[-1000:])
-    sql = f"SELECT id, full_name, email FROM people WHERE id <= {int(args.step_rows)} ORDER BY id"
-    parts = urlsplit(url)
-    host, port = server.url.removeprefix("grpc+tls://").rsplit(":", 1)
-    os.environ["AIRFLOW_CONN_BENCH_PG"] = json.dumps({"conn_type": "postgres", "host": parts.hostname,
-                                                      "port": parts.port or 5432, "login": parts.username or "",
-                                                      "schema": parts.path.lstrip("/")})
-    os.environ["AIRFLOW_CONN_BENCH_LG"] = json.dumps({"conn_type": "lineage_guard_service", "host": host,
-                                                      "port": int(port), "password": token,
-                                                      "extra": {"ca_file": str(tls.cert)}})
-    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-
-    from lineage_guard.operators import GovernedPostgresOperator
-
-    plain_op = SQLExecuteQueryOperator(task_id="plain", conn_id="bench_pg", sql=sql)
-    governed_op = GovernedPostgresOperator(task_id="governed", service_conn_id="bench_lg", sql=sql,
-                                           purpose="ai_training", max_rows=args.step_rows)
-
-    import dagster as dg
-
-    from lineage_guard.assets import GovernedPostgresResource
-
-    @dg.asset
-    def plain_asset():
-        with pg.connect(url) as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetch_arrow_table().num_rows
-
-    @dg.asset(required_resource_keys={"lg"})   # (string annotations: this module uses postponed evaluation)
-    def governed_asset(context):
-        return context.resources.lg.read_arrow(sql).num_rows
-
-    resource = GovernedPostgresResource(service_url=server.url, purpose="ai_training", token=token,
-                                        ca_file=str(tls.cert))
-
-    def run(fn) -> float:
-        fn()   # warm
-        walls = []
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            fn()
-            walls.append(time.perf_counter() - t0)
-        return statistics.median(walls)
-
-    rows = {
-        "Airflow task": (run(lambda: plain_op.execute({})), run(lambda: governed_op.execute({}))),
-        "Dagster materialize()": (run(lambda: dg.materialize([plain_asset])),
-                                  run(lambda: dg.materialize([governed_asset], resources={"lg": resource}))),
-    }
-    print(f"\n# warm step overhead, service mode: `{sql}`, median of {args.steps} runs in one warm process")
-    print("| step | plain s | governed (service) s | overhead s | ratio |")
-    print("|---|---:|---:|---:|---:|")
-    for label, (plain, governed) in rows.items():
-        print(f"| {label} | {plain:.3f} | {governed:.3f} | {governed - plain:+.3f} | {governed / plain:.2f}x |")
+    service_steps.run(url, server, tls, token,
+                      SimpleNamespace(rows=args.step_rows, rounds=args.steps, profile=None, fresh=0))
 
 
 if __name__ == "__main__":

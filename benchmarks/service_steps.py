@@ -50,7 +50,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1000, help="rows the step's query returns")
     ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--profile", choices=("airflow", "dagster"))
+    ap.add_argument("--profile", choices=("airflow", "dagster", "fresh"),
+                    help="cProfile the warm governed step, or (fresh) one governed task process")
     ap.add_argument("--fresh", type=int, default=5, help="rounds of the fresh-process Airflow task (0: skip)")
     args = ap.parse_args()
     airflow_home = Path(tempfile.mkdtemp(prefix="lg-bench-airflow-"))
@@ -100,6 +101,9 @@ def run(url: str, server, tls, token: str, args) -> None:
     os.environ["AIRFLOW_CONN_BENCH_LG"] = json.dumps({"conn_type": "lineage_guard_service", "host": host,
                                                       "port": int(port), "password": token,
                                                       "extra": {"ca_file": str(tls.cert)}})
+    if args.profile == "fresh":
+        profile_fresh(sql, args)
+        return
     import adbc_driver_postgresql.dbapi as pg
     import dagster as dg
     from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
@@ -204,6 +208,21 @@ def fresh(sql: str, args) -> None:
     p, g = med["plain"], med["governed"]
     print(f"| **governed - plain** | {g[0] - p[0]:+.3f} | {g[1] - p[1]:+.3f} | {g[2] - p[2]:+.3f} | "
           f"{g[3] - p[3]:+.3f} |")
+
+
+def profile_fresh(sql: str, args) -> None:
+    """One governed task as a fresh process under cProfile (imports and the first call), top by cumulative time."""
+    script = Path(tempfile.mkdtemp(prefix="lg-bench-fresh-")) / "task.py"
+    script.write_text(FRESH)
+    top = os.environ.get("LG_PROFILE_TOP", "60")
+    code = ("import cProfile, pstats, sys; sys.argv = sys.argv[1:]; p = cProfile.Profile(); p.enable(); "
+            "exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'), {'__name__': '__main__'}); p.disable(); "
+            f"pstats.Stats(p).sort_stats('cumulative').print_stats({int(top)})")
+    done = subprocess.run([sys.executable, "-c", code, str(script), "governed", sql, str(args.rows)],
+                          capture_output=True, text=True, env=os.environ.copy(), check=False, timeout=300)
+    print(done.stdout[-60000:])
+    if done.returncode != 0:
+        raise SystemExit(f"the fresh governed task failed: {done.stderr[-2000:]}")
 
 
 def profile(fn) -> None:
