@@ -100,6 +100,8 @@ def decide(
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
     verdict = _judge_uses(analysis, hidden, approval, policy, identity, purpose)
+    if verdict.group_floor and _writer(policy, identity):
+        verdict.denials.append(_WRITER_COHORT)
     if verdict.denials:
         return _deny(analysis, verdict.denials, labels, policy, identity, purpose)
     analysis = _with_floor(analysis, verdict, policy)
@@ -129,6 +131,20 @@ def decide(
     if found:
         reasons.append("detected as sensitive (not declared in the policy): " + ", ".join(found))
     return Decision("allow", tuple(reasons), analysis.statement, columns, analysis, sensitive, labels)
+
+
+# The group-size floor assumes the reader cannot shape the rows it counts. A writer can: nine copies of
+# one person's record, or every other row re-keyed to one GROUP BY value and then that person's too,
+# and two counts above the floor differ by exactly that person (tests/test_redteam_writes.py).
+_WRITER_COHORT = ("a declared sensitive predicate is not honoured for an identity that may write: it can add or "
+                  "re-key rows until one person's group passes the group-size floor; read the cohort as an "
+                  "identity without write access")
+
+
+def _writer(policy: Policy, identity: Identity) -> bool:
+    from .policy.guardrails import may_write
+
+    return may_write(policy.writes, identity)
 
 
 def _hidden(labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity,
@@ -276,14 +292,8 @@ def _write_flow(analysis: Analysis, policy: Policy, identity: Identity, purpose:
     from .write_rule import judge_write
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
-
-    def mask_of(ref: ColumnRef):
-        rule = policy.first_rule(hidden[ref], ref, identity, purpose)
-        return rule.mask if rule is not None and rule.action == "mask" else policy.default_mask
-
     return judge_write(analysis, catalog or Catalog(), hidden, approval,
-                       lambda twin: _judge_uses(twin, hidden, approval, policy, identity, purpose),
-                       lambda a, b: mask_of(a) == mask_of(b))
+                       lambda twin: _judge_uses(twin, hidden, approval, policy, identity, purpose))
 
 
 def _write_decision(analysis, policy, identity, environment, labels, approvals=()) -> Decision:

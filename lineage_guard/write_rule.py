@@ -7,9 +7,9 @@ writing chosen plaintexts into the column and matching the tokens its reads retu
 (`INSERT INTO customers (zip) VALUES ('99901')`). So every write is judged through its read twin
 (`sql/write_flow.py`), by the same rule as a read, and then each stored value by where it goes:
 
-- a value derived from a column hidden from this writer may be stored only unchanged, into a
-  column of the same classification that this writer reads under the same mask (copying a
-  masked value to where it is masked alike shows nothing);
+- a value derived from a column hidden from this writer is never stored: not even unchanged into
+  a column of its classification, since a copy multiplies a person's record (nine copies and the
+  person's group passes a group-size floor or a k-anonymity measure);
 - a column hidden from this writer may receive only NULL / DEFAULT: any other value is one the
   writer chose or can see, and its token (or a unique index's verdict) would name stored values;
 - a statement that defines code (function, trigger, rule, ...) or whose reads cannot be modelled is
@@ -51,12 +51,10 @@ def stored_where_hidden(target: ColumnRef, label: str) -> str:
 
 
 def judge_write(analysis: Analysis, catalog: Catalog, hidden: Mapping[ColumnRef, str],
-                approval: frozenset[ColumnRef], judge: Callable[[Analysis], UseVerdict],
-                same_mask: Callable[[ColumnRef, ColumnRef], bool]) -> WriteVerdict:
+                approval: frozenset[ColumnRef], judge: Callable[[Analysis], UseVerdict]) -> WriteVerdict:
     """Judge write `analysis` for a writer from whom `hidden` (column -> classification) is masked.
 
-    `judge` is the read rule for this writer (planner._judge_uses bound to it); `same_mask(a, b)`
-    says whether this writer reads columns a and b under one mask.
+    `judge` is the read rule for this writer (planner._judge_uses bound to it).
     """
     verdict = WriteVerdict()
     if not hidden or analysis.tree is None:
@@ -80,15 +78,14 @@ def judge_write(analysis: Analysis, catalog: Catalog, hidden: Mapping[ColumnRef,
         for col in twin.columns:
             target = targets[col.position] if col.position < len(targets) else None
             always_null = nulls[col.position] if col.position < len(nulls) else False
-            _judge_stored(col, target, always_null, hidden, approval, same_mask, verdict)
+            _judge_stored(col, target, always_null, hidden, approval, verdict)
     verdict.denials = list(dict.fromkeys(verdict.denials))
     verdict.approvals = list(dict.fromkeys(verdict.approvals))
     return verdict
 
 
 def _judge_stored(col, target: ColumnRef | None, always_null: bool, hidden: Mapping[ColumnRef, str],
-                  approval: frozenset[ColumnRef], same_mask: Callable[[ColumnRef, ColumnRef], bool],
-                  verdict: WriteVerdict) -> None:
+                  approval: frozenset[ColumnRef], verdict: WriteVerdict) -> None:
     where = str(target) if target is not None else "a relation nobody classified"
     secret = sorted(s for s in col.sources if s in hidden)
     if col.opaque and hidden:
@@ -96,19 +93,15 @@ def _judge_stored(col, target: ColumnRef | None, always_null: bool, hidden: Mapp
                                "sensitive columns are masked for you; write values whose sources are plain columns")
         return
     if secret:
-        src = secret[0]
-        copy = (target is not None and target in hidden and col.direct and col.stored and len(set(col.sources)) == 1
-                and hidden[target] == hidden[src] and same_mask(src, target))
-        if copy:
-            return
         if all(s in approval for s in secret) and (target is None or target not in hidden or target in approval):
             verdict.approvals.append(f"writing {', '.join(map(str, secret))} into {where} requires the approval "
                                      "that would let you read it in the clear")
             return
         verdict.denials.append(
             f"{', '.join(f'{s} ({hidden[s]})' for s in secret)} is masked for you, and this write would store a value "
-            f"derived from it into {where}, where it would not be masked alike; a write may copy a masked value only "
-            "unchanged into a column of the same classification that you read under the same mask")
+            f"derived from it into {where}; a write never stores a value masked for you (a copy would read back "
+            "clear, or multiply a person's record past a group-size floor): have an identity that reads it in the "
+            "clear write it")
         return
     if target is not None and target in hidden and not always_null:
         if target in approval:

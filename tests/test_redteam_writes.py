@@ -261,6 +261,47 @@ def codebook_insert_birth_date(w: Writer, db: str) -> dict[int, Any]:
     return _codebook(w, db, "birth_date", "date '1920-01-01' + (g % 36000)")
 
 
+# --- a writer shapes the groups a declared cohort's floor counts ------------------------------------------
+
+COHORT = "SELECT created_at, count(*) AS n FROM customers WHERE birth_date < '1970-01-01' GROUP BY created_at"
+COHORT_KEYS = tuple(range(1, 13))
+
+
+def _created(w: Writer) -> dict[int, Any]:
+    return {r["id"]: r["created_at"] for r in w.rows("SELECT id, created_at FROM customers")}
+
+
+def cohort_padding_by_copy(w: Writer, db: str) -> dict[int, Any]:
+    """Nine copies of k's (masked) birth date beside k's own created_at: k's group passes the floor iff k is in the cohort."""
+    try:
+        created = _created(w)
+        for k in COHORT_KEYS:
+            w.write(f"INSERT INTO customers (id, birth_date, created_at) SELECT {k} * 100 + g, c.birth_date, "
+                    f"c.created_at FROM customers c, generate_series(1, 9) g WHERE c.id = {k}")
+        shown = {r["created_at"] for r in w.rows(COHORT)}
+        return {k: created[k] in shown for k in COHORT_KEYS}
+    finally:
+        _scratch(db, "DELETE FROM customers WHERE id >= 100")
+
+
+def cohort_rekey_differencing(w: Writer, db: str) -> dict[int, Any]:
+    """Only clear columns written: every row but k re-keyed to one marker, then k too; the two counts differ by k."""
+    marker = "2001-01-01 00:00:00+00"
+    created = _created(w)
+    out = {}
+    try:
+        w.write(f"UPDATE customers SET created_at = '{marker}' WHERE id > 0")
+        for k in COHORT_KEYS:
+            w.write(f"UPDATE customers SET created_at = '{created[k].isoformat()}' WHERE id = {k}")
+            without = {r["created_at"].year: r["n"] for r in w.rows(COHORT)}.get(2001, 0)
+            w.write(f"UPDATE customers SET created_at = '{marker}' WHERE id = {k}")
+            with_k = {r["created_at"].year: r["n"] for r in w.rows(COHORT)}.get(2001, 0)
+            out[k] = with_k - without == 1
+    finally:
+        _scratch(db, *[f"UPDATE customers SET created_at = '{t.isoformat()}' WHERE id = {i}" for i, t in created.items()])
+    return out
+
+
 @dataclass(frozen=True)
 class Attack:
     name: str
@@ -286,6 +327,10 @@ ATTACKS = (
            HIV_KEYS),
     Attack("codebook_insert_zip", "chosen plaintext", "customers.zip", codebook_insert_zip),
     Attack("codebook_insert_birth_date", "chosen plaintext", "customers.birth_date", codebook_insert_birth_date),
+    Attack("cohort_padding_by_copy", "cohort floor shaped by writes", "customers.born_before_1970",
+           cohort_padding_by_copy, COHORT_KEYS),
+    Attack("cohort_rekey_differencing", "cohort floor shaped by writes", "customers.born_before_1970",
+           cohort_rekey_differencing, COHORT_KEYS),
 )
 
 
@@ -320,11 +365,11 @@ def test_write_attack_recovers_nothing(attack: Attack, db, truth, policy):
     "UPDATE orders o SET amount = 0 FROM customers c WHERE c.id = o.customer_id AND c.plan = 'free' AND o.id = 1",
     "INSERT INTO customers (id, plan, ssn, zip) VALUES (9001, 'free', NULL, DEFAULT)",
     "UPDATE customers SET ssn = NULL WHERE id = 9001",
-    "INSERT INTO orders (customer_id, amount, card_number) SELECT customer_id, amount, card_number FROM orders WHERE id = 2",
+    "INSERT INTO orders (customer_id, amount) SELECT customer_id, amount FROM orders WHERE id = 2",
     "MERGE INTO rt_loot l USING customers c ON l.id = c.id WHEN MATCHED AND c.plan = 'pro' THEN UPDATE SET v = c.plan",
 ])
 def test_the_writer_still_writes(sql, db, policy):
-    """The rule refuses what moves or tests hidden values, not writes: these run (masked copies stay masked)."""
+    """The rule refuses what moves or tests hidden values, not writes: these run."""
     _seeded(db)
     with Writer(db, policy).session as s:
         decision = s.plan(sql)
@@ -332,18 +377,21 @@ def test_the_writer_still_writes(sql, db, policy):
         s.execute(sql)
 
 
-def test_a_copy_stays_masked_where_it_lands(db, truth, policy):
-    """The one copy the rule allows: a stored value, unchanged, into a column of its classification read alike."""
+def test_a_masked_value_is_never_copied(db, policy):
+    """Not even unchanged into its own column: a copy multiplies a person's record (cohort_padding_by_copy)."""
     with Writer(db, policy).session as s:
-        s.execute("INSERT INTO orders (customer_id, amount, card_number) SELECT customer_id, amount, card_number "
-                  "FROM orders WHERE id = 3")
-        rows = s.read_arrow("SELECT id, card_number FROM orders WHERE id = 3 OR id > 100").to_pylist()
-        import psycopg
+        decision = s.plan("INSERT INTO orders (customer_id, amount, card_number) SELECT customer_id, amount, "
+                          "card_number FROM orders WHERE id = 3")
+        assert decision.action == "deny" and "never stores a value masked for you" in " ".join(decision.reasons)
 
-        with psycopg.connect(db) as conn:
-            real = {v for (v,) in conn.execute("SELECT card_number FROM orders")}
-        assert rows and not any(r["card_number"] in real for r in rows)
-        assert len({r["card_number"] for r in rows}) == 1  # the copy's token equals the original's
+
+def test_a_writer_gets_no_declared_cohort(db, policy, tmp_path):
+    """The same cohort read is honoured for the identity when it may not write, refused when it may."""
+    with Writer(db, policy).session as s:
+        decision = s.plan(COHORT)
+        assert decision.action == "deny" and "may write" in " ".join(decision.reasons)
+    with GovernedSession(db, CORPUS / "policy.yaml", Identity("svc-training", "service"), "ai_training") as reader:
+        assert reader.plan(COHORT).action == "allow"
 
 
 # --- the same through the service -------------------------------------------------------------------------

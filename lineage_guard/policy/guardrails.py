@@ -153,6 +153,12 @@ def _tables(refs: Iterable[TableRef]) -> str:
     return ", ".join(names) if names else "an unnamed table"
 
 
+def may_write(writes: WritesPolicy, identity: Identity) -> bool:
+    """Whether the policy lets `identity` write at all (writes.allowed_identities / allowed_groups)."""
+    return (_matches(writes.allowed_identities, identity.principal)
+            or any(_matches(writes.allowed_groups, g) for g in identity.groups))
+
+
 def check_write(
     analysis: Analysis,
     writes: WritesPolicy,
@@ -174,8 +180,7 @@ def check_write(
     if analysis.kind == "other":
         denied.append("this statement's kind could not be determined, so its effects cannot be checked; "
                       "rewrite it as a plain INSERT/UPDATE/DELETE/MERGE")
-    if not (_matches(writes.allowed_identities, identity.principal)
-            or any(_matches(writes.allowed_groups, g) for g in identity.groups)):
+    if not may_write(writes, identity):
         denied.append(f"identity {identity.principal!r} may not write: add it to writes.allowed_identities "
                       f"or one of its groups to writes.allowed_groups in the policy")
 
