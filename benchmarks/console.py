@@ -178,7 +178,7 @@ def main() -> None:
     args = ap.parse_args()
 
     os.environ.setdefault("LINEAGE_GUARD_HOME", tempfile.mkdtemp(prefix="lg_bench_console_"))
-    from console_helpers import console_policy, load, session_cookie
+    from console_helpers import console_policy, load, sign_in_directly
     from starlette.testclient import TestClient
 
     from lineage_guard.approvals import ApprovalStore
@@ -216,9 +216,9 @@ def main() -> None:
         store = ApprovalStore.open(f"sqlite:///{work}/approvals-{n}.sqlite")
         app = build_app(policy, approvals=store, ledger=ledger, secure_cookies=False, session_secret="bench" * 8,
                         public_keys=(signer.public_key,))
-        me = app.state.sessions.create(identity="sam", subject="sam", issuer="bench", grants=policy.console.grants("sam"))
+        me = sign_in_directly(app, "sam", issuer="bench")
         client = TestClient(app, base_url="http://127.0.0.1")
-        client.cookies.set(COOKIE, session_cookie("bench" * 8, me.sid))
+        client.cookies.set(COOKIE, me.sid)
         built = "reused from --work" if reused else f"bulk fill {filled:.1f} s ({n / filled:,.0f}/s)"
         print(f"\n{n:,} entries: {built}, index sync {indexed:.1f} s; load average {os.getloadavg()[0]:.2f}")
         print(f"  {'query':<40} {'median ms':>10} {'p95 ms':>8} {'rows':>5}")

@@ -1,13 +1,9 @@
 """Shared by the console tests: a policy with a console section, pending requests made through the one path
-(GovernedSession on the real PostgreSQL), and a session cookie for a person signed in (HTTP-level tests)."""
+(GovernedSession on the real PostgreSQL), and a session for a person signed in (HTTP-level tests)."""
 
 from __future__ import annotations
 
-import base64
-import json
-
 import psycopg
-from itsdangerous import TimestampSigner
 
 from lineage_guard.errors import ApprovalRequired
 from lineage_guard.identity import Identity
@@ -73,10 +69,9 @@ def run_write(pg_url: str, policy, ledger, store, sql: str, parameters=None):
         return s.execute(sql, parameters)
 
 
-def session_cookie(secret: str, sid: str) -> str:
-    """The cookie Starlette's SessionMiddleware would set for a session holding `sid`."""
-    data = base64.b64encode(json.dumps({"sid": sid}).encode())
-    return TimestampSigner(secret).sign(data).decode()
+def sign_in_directly(app, identity: str, subject: str | None = None, issuer: str = "http://idp"):
+    """A session as the OpenID callback would make it (HTTP-level tests: no provider in the loop)."""
+    return app.state.sessions.create(identity=identity, subject=subject or identity, issuer=issuer)
 
 
 def load(text: str):

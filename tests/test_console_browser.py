@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,15 +64,16 @@ def node_modules() -> Path:
 def provider():
     assert shutil.which("node"), "node is needed for the OpenID provider: .ci/run installs nodejs and npm"
     modules = node_modules()
-    port, console_port = free_port(), free_port()
+    port, console_port, restart_port = free_port(), free_port(), free_port()
     env = {**os.environ, "NODE_PATH": str(modules)}
     script = modules.parent / "provider.mjs"   # ESM resolves packages beside the script, not from NODE_PATH
     shutil.copy(OIDC_DIR / "provider.mjs", script)
-    proc = subprocess.Popen(["node", str(script), str(port), CLIENT_ID, f"http://127.0.0.1:{console_port}/auth/callback"],
+    callbacks = ",".join(f"http://127.0.0.1:{p}/auth/callback" for p in (console_port, restart_port))
+    proc = subprocess.Popen(["node", str(script), str(port), CLIENT_ID, callbacks],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     assert line.startswith("ready"), proc.stderr.read()[-2000:]
-    yield {"issuer": f"http://127.0.0.1:{port}", "console_port": console_port}
+    yield {"issuer": f"http://127.0.0.1:{port}", "console_port": console_port, "restart_port": restart_port}
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -103,7 +105,8 @@ def world(provider, airflow_env, patients, tmp_path_factory):
         server, thread = start_in_thread(app, host="127.0.0.1", port=provider["console_port"])
         base = f"http://127.0.0.1:{bound_port(server)}"
         yield {"base": base, "store": store, "ledger": ledger, "deny_me": deny_me, "airflow": airflow_env,
-               "app": app, "issuer": provider["issuer"], "pg": airflow_env.pg_url, "home": root / "home"}
+               "app": app, "issuer": provider["issuer"], "pg": airflow_env.pg_url, "home": root / "home",
+               "root": root, "restart_port": provider["restart_port"]}
         server.should_exit = True
         thread.join(timeout=10)
         ledger.close()
@@ -152,16 +155,28 @@ class Pages:
         self.login = login
         self.seen: list[str] = []
 
-    def sign_in(self) -> None:
+    def sign_in(self, base: str | None = None) -> None:
         page = self.page
-        page.goto(self.world["base"] + "/approvals")           # not signed in: sent to the provider
+        base = base or self.world["base"]
+        page.goto(base + "/approvals")           # not signed in: sent to the provider
         assert page.url.startswith(self.world["issuer"]), page.url
+        page.wait_for_selector("input[name=login]")   # the provider asks for credentials
         self.shot("provider-login")
         page.fill("input[name=login]", self.login)
         page.fill("input[name=password]", "any")
         page.click("button[type=submit]")
-        page.wait_for_url(self.world["base"] + "/approvals")
+        page.wait_for_url(base + "/approvals")
         assert self.login in page.inner_text("form.who")
+
+    def sign_out(self, base: str | None = None) -> None:
+        """The console's Sign out, then the provider's own sign-out question (RP-initiated logout), answered yes."""
+        base = base or self.world["base"]
+        self.page.click("form.who button")
+        self.page.wait_for_url(self.world["issuer"] + "/**")
+        assert "sign-out" in self.page.inner_text("#op-logout")
+        self.page.click("button[name=logout][value=yes]")
+        self.page.wait_for_url(base + "/signed-out")
+        assert "asked to end your session there too" in self.page.inner_text("#signed-out")
 
     def go(self, path: str) -> None:
         self.page.goto(self.world["base"] + path)
@@ -255,8 +270,7 @@ def test_a_viewer_cannot_decide_and_an_approver_denies(world, browser):
             dana.shot("denied-list")
             # sign-out ends the session: a kept copy of the old cookie no longer signs anyone in
             kept = [c for c in dana.context.cookies() if c["name"] == "lg_console"]
-            dana.page.click("form.who button")
-            dana.page.wait_for_url(world["base"] + "/signed-out")
+            dana.sign_out()
             dana.shot("signed-out")
             thief = chromium.new_context()
             try:
@@ -265,6 +279,12 @@ def test_a_viewer_cannot_decide_and_an_approver_denies(world, browser):
                 assert got.status == 303 and got.headers["location"].startswith("/signin")
             finally:
                 thief.close()
+            # The provider's session ended too: the same browser is asked for credentials again, not waved through.
+            dana.go("/approvals")
+            dana.page.wait_for_url(world["issuer"] + "/**")
+            dana.page.wait_for_selector("input[name=login]")
+            assert dana.page.url.startswith(world["issuer"])
+            dana.shot("signed-out-provider-asks-again")
         finally:
             dana.close()
 
@@ -442,3 +462,97 @@ def test_an_auditor_sees_each_model_attestation_verified_with_its_path_back_to_c
             sam.close()
 
     browser.run(look).result(timeout=180)
+
+
+def start_console_process(world, policy_file: Path) -> subprocess.Popen:
+    """`lineage-guard console` as its own process over the module's ledger and approval store (their env vars)."""
+    import httpx
+
+    port = world["restart_port"]
+    exe = Path(sys.executable).with_name("lineage-guard")
+    proc = subprocess.Popen([str(exe), "console", "--policy", str(policy_file), "--insecure-http",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the console process did not start listening")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_a_session_survives_a_console_restart_and_ends_when_revoked(world, browser):
+    """The real `lineage-guard console` process, stopped and started again: the signed-in browser stays signed in
+    (same identity, its CSRF token still accepted); `--end-sessions` while it is down signs that person out."""
+    policy_file = world["root"] / "console-policy.yaml"
+    policy_file.write_text(console_policy(world["issuer"], CLIENT_ID))
+    base = f"http://127.0.0.1:{world['restart_port']}"
+    proc = start_console_process(world, policy_file)
+
+    vic_box = {}
+    try:
+        def first(chromium):
+            vic = Pages(chromium, world, "vic")
+            vic_box["vic"] = vic
+            vic.sign_in(base)
+            vic.page.goto(base + "/timeline")
+            vic.shot("restart-before")
+            return vic.page.get_attribute("form.who input[name=csrf]", "value")
+
+        csrf = browser.run(first).result(timeout=180)
+        stop(proc)
+        proc = start_console_process(world, policy_file)
+
+        def after_restart(chromium):
+            vic = vic_box["vic"]
+            vic.page.goto(base + "/timeline")
+            assert vic.page.url == base + "/timeline", vic.page.url     # not sent to sign-in
+            assert "vic" in vic.page.inner_text("form.who")
+            assert vic.page.get_attribute("form.who input[name=csrf]", "value") == csrf
+            vic.shot("restart-after")
+            vic.sign_out(base)                                          # the old CSRF token still signs out
+
+        browser.run(after_restart).result(timeout=180)
+
+        def again(chromium):
+            vic = vic_box["vic"]
+            vic.sign_in(base)
+            return [c for c in vic.context.cookies() if c["name"] == "lg_console"]
+
+        kept = browser.run(again).result(timeout=180)
+        stop(proc)
+        ended = subprocess.run([str(Path(sys.executable).with_name("lineage-guard")), "console", "--policy",
+                                str(policy_file), "--end-sessions", "vic"], capture_output=True, text=True, timeout=120,
+                               check=False)
+        import re
+
+        count = re.fullmatch(r"ended (\d+) console session\(s\) of vic\n", ended.stdout)
+        assert ended.returncode == 0 and count and int(count[1]) >= 1, (ended.stdout, ended.stderr)
+        proc = start_console_process(world, policy_file)
+
+        def revoked(chromium):
+            thief = chromium.new_context()
+            try:
+                thief.add_cookies(kept)
+                got = thief.request.get(base + "/timeline", max_redirects=0)
+                assert got.status == 303 and got.headers["location"].startswith("/signin")
+            finally:
+                thief.close()
+            vic_box["vic"].close()
+
+        browser.run(revoked).result(timeout=180)
+    finally:
+        stop(proc)

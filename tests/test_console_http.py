@@ -19,7 +19,7 @@ from console_helpers import (
     load,
     make_table,
     run_write,
-    session_cookie,
+    sign_in_directly,
 )
 from starlette.testclient import TestClient
 
@@ -71,10 +71,8 @@ def client_as(world, identity: str | None, subject: str | None = None) -> tuple[
     client = TestClient(world["app"], base_url="http://127.0.0.1", follow_redirects=False)
     me = None
     if identity is not None:
-        registry = world["app"].state.sessions
-        me = registry.create(identity=identity, subject=subject or identity, issuer="http://idp",
-                             grants=world["policy"].console.grants(identity))
-        client.cookies.set(COOKIE, session_cookie(SECRET, me.sid))
+        me = sign_in_directly(world["app"], identity, subject)
+        client.cookies.set(COOKIE, me.sid)
     return client, me
 
 
@@ -95,8 +93,8 @@ def test_no_session_sends_pages_to_sign_in_and_refuses_every_decision(world):
         got = client.get(path)
         assert got.status_code == 303 and got.headers["location"].startswith("/signin"), path
     assert decide(client, world["ids"]["a"], "anything").status_code == 401
-    # a cookie signed with another secret is no session either
-    client.cookies.set(COOKIE, session_cookie("another-secret", "whatever"))
+    # a made-up session id is no session either
+    client.cookies.set(COOKIE, "made-up-session-id-0123456789abcdef0123456789")
     assert client.get("/approvals").status_code == 303
     assert status(world, "a") == "pending"
 
@@ -221,11 +219,48 @@ def test_models_page_lists_what_is_in_the_attestations_folder_and_refuses_to_tru
                     session_secret=SECRET, public_keys=(world["ledger"].signer.public_key,), clock=world["clock"])
     client = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
     assert client.get("/models").status_code == 303          # signed out: to sign-in
-    me = app.state.sessions.create(identity="vic", subject="vic", issuer="http://idp",
-                                   grants=world["policy"].console.grants("vic"))
-    client.cookies.set(COOKIE, session_cookie(SECRET, me.sid))
+    me = sign_in_directly(app, "vic")
+    client.cookies.set(COOKIE, me.sid)
     got = client.get("/models")
     assert got.status_code == 200
     assert "not a JSON DSSE envelope" in got.text
     assert "sha256:" + "e" * 64 in got.text and "does not verify: signature" in got.text
     assert got.text.count('class="verdict bad"') == 2 and 'class="verdict ok"' not in got.text
+
+
+def test_sessions_live_in_the_store_survive_a_new_app_and_can_be_ended_by_identity(world, tmp_path):
+    """A second app over the same approvals store (what a restarted console is) knows the session; the store keeps
+    neither the session id nor the CSRF token; ending an identity's sessions signs it out everywhere."""
+    dana, me = client_as(world, "dana")
+    again = build_app(world["policy"], approvals=world["store"], ledger=world["ledger"], secure_cookies=False,
+                      clock=world["clock"])
+    fresh = TestClient(again, base_url="http://127.0.0.1", follow_redirects=False)
+    fresh.cookies.set(COOKIE, me.sid)
+    page = fresh.get(f"/approvals/{world['ids']['c']}")
+    assert page.status_code == 200 and me.csrf in page.text   # same session, same CSRF token
+    raw = (world["store"].url.removeprefix("sqlite:///"))
+    from pathlib import Path
+
+    stored = b"".join(p.read_bytes() for p in Path(raw).parent.glob(Path(raw).name + "*"))
+    assert me.sid.encode() not in stored and me.csrf.encode() not in stored
+    assert again.state.sessions.end_all("dana") >= 1
+    assert fresh.get("/approvals").status_code == 303 and dana.get("/approvals").status_code == 303
+
+
+def test_a_role_taken_out_of_the_policy_is_gone_at_the_next_request(world):
+    from lineage_guard.console.sessions import SessionRegistry
+
+    _, me = client_as(world, "vic")
+    grants = {"vic": world["policy"].console.grants("vic")}
+    registry = SessionRegistry(world["store"], 30, lambda who: grants.get(who, []), world["clock"])
+    assert registry.get(me.sid).has("viewer")
+    grants.clear()
+    assert not registry.get(me.sid).has("viewer")
+
+
+def test_sign_out_without_a_provider_end_session_endpoint_says_the_provider_session_may_remain(world):
+    client, me = client_as(world, "sam")
+    got = client.post("/signout", data={"csrf": me.csrf})
+    assert got.status_code == 303 and got.headers["location"] == "/signed-out?provider=kept"
+    assert 'lg_console=""' in got.headers["set-cookie"] or "Max-Age=0" in got.headers["set-cookie"]
+    assert "may still be open" in client.get("/signed-out?provider=kept").text

@@ -11,7 +11,7 @@ import socket
 import httpx
 import pytest
 from conftest import TEST_MASTER_KEY
-from console_helpers import SECRET_CITY, SECRET_PARAM, ask, console_policy, load, make_table, session_cookie
+from console_helpers import SECRET_CITY, SECRET_PARAM, ask, console_policy, load, make_table, sign_in_directly
 from pydantic import ValidationError
 from test_approvals_notify import Receiver
 
@@ -98,9 +98,8 @@ def test_each_notification_links_to_the_request_on_the_console(pg_url, receiver,
         got = httpx.get(found["slack"], follow_redirects=False)
         assert got.status_code == 303 and got.headers["location"] == f"/signin?next=/approvals/{request_id}"
         # A signed-in approver: the link opens the request with its decide form.
-        me = app.state.sessions.create(identity="dana", subject="dana", issuer="http://idp",
-                                       grants=policy.console.grants("dana"))
-        got = httpx.get(found["jira"], cookies={COOKIE: session_cookie(SECRET, me.sid)})
+        me = sign_in_directly(app, "dana")
+        got = httpx.get(found["jira"], cookies={COOKIE: me.sid})
         assert got.status_code == 200
         assert request_id in got.text and 'id="decide"' in got.text
         assert SECRET_PARAM not in got.text

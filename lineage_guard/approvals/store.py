@@ -367,6 +367,11 @@ class ApprovalStore:
     def close(self) -> None:
         """Nothing to release: each operation uses its own connection."""
 
+    def transaction(self):
+        """One transaction on the store's database (`?` placeholders on either backend), for side tables that
+        live beside the requests, e.g. the console's sessions. Commits on success, rolls back on error."""
+        return self._db.tx()
+
     # -- reads ----------------------------------------------------------------------------
 
     def _expire(self, cur) -> None:

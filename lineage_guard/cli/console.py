@@ -2,6 +2,7 @@
 
     lineage-guard console --policy policy.yaml --tls-cert console.pem --tls-key console.key --port 8710
     lineage-guard console --policy policy.yaml --insecure-http --port 8710     # loopback development only
+    lineage-guard console --policy policy.yaml --end-sessions dana             # sign dana out everywhere, then exit
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ def console(
     insecure_http: Annotated[bool, typer.Option("--insecure-http", help="Plain HTTP, cookies without Secure (loopback only, development).")] = False,
     public_key: Annotated[list[str] | None, typer.Option("--public-key", help="Ledger public key to verify receipts against (repeat).")] = None,
     attestations: Annotated[Path | None, typer.Option("--attestations", help="Folder of attestation envelopes for the Models page (default: the state folder's attestations/, where `lineage-guard attest` keeps them).")] = None,
+    end_sessions: Annotated[str | None, typer.Option("--end-sessions", help="End every console session of this identity (kept in the approval store) and exit; serves nothing.")] = None,
 ) -> None:
     """Serve the web console: approvals inbox, who-saw-what timeline, receipts (OpenID Connect sign-in)."""
     from ..console.run import open_console, serve_console
     from ..errors import ConfigError
 
     def go():
+        if end_sessions is not None:
+            from ..console.run import end_sessions_of
+
+            ended = end_sessions_of(policy_path=policy, approvals_url=store, identity=end_sessions)
+            out.print(f"ended {ended} console session(s) of {end_sessions}", highlight=False, markup=False)
+            return
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("give both --tls-cert and --tls-key (PEM files)")
         app = open_console(policy_path=policy, ledger_url=ledger, approvals_url=store, insecure_http=insecure_http,

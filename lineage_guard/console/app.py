@@ -29,16 +29,16 @@ from ..approvals.store import ApprovalStore
 from ..audit.index import LedgerIndex
 from ..audit.ledger import Ledger
 from ..policy.model import Policy
-from .auth import OidcSignIn
+from .auth import COOKIE, SIGNIN_COOKIE, OidcSignIn
 from .models import AttestationSource, FolderAttestations
 from .pages import Console, Refused
 from .sessions import SessionRegistry
 
 HERE = Path(__file__).parent
-COOKIE = "lg_console"
+__all__ = ["COOKIE", "build_app"]
 HEADERS = [
     (b"content-security-policy", (b"default-src 'none'; style-src 'self'; img-src 'self' data:; "
-                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")),
+                                  b"form-action 'self'{provider}; frame-ancestors 'none'; base-uri 'none'")),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -46,11 +46,24 @@ HEADERS = [
 ]
 
 
-class SecurityHeaders:
-    """Pure ASGI middleware: the headers above on every HTTP response."""
+def _origin(url: str | None) -> bytes:
+    """The provider's origin, for form-action: the Sign out form's redirect goes on to its end_session_endpoint
+    (browsers apply form-action to a form's redirects too). Only scheme://host[:port], nothing else."""
+    from urllib.parse import urlsplit
 
-    def __init__(self, app):
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in parts.netloc for c in " ;,'\"@"):
+        return b""
+    return f" {parts.scheme}://{parts.netloc}".encode()
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: the headers above on every HTTP response (form-action also allows `provider`)."""
+
+    def __init__(self, app, provider: str | None = None):
         self.app = app
+        origin = _origin(provider)
+        self.headers = [(k, v.replace(b"{provider}", origin)) for k, v in HEADERS]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -59,7 +72,7 @@ class SecurityHeaders:
         async def sending(message):
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in HEADERS if h[0] not in names)]
+                message["headers"] = [*message.get("headers", []), *(h for h in self.headers if h[0] not in names)]
             await send(message)
 
         return await self.app(scope, receive, sending)
@@ -69,8 +82,9 @@ def build_app(policy: Policy, *, approvals: ApprovalStore, ledger: Ledger, secur
               public_url: str | None = None, public_keys: tuple[str, ...] = (),
               models: AttestationSource | None = None, attestations: Path | None = None,
               session_secret: str | None = None, clock: Callable[[], float] = time.time) -> Starlette:
-    """The console as an ASGI app. `session_secret` signs the session cookie (random per process by
-    default: sessions live in this process's memory anyway); `clock` is what session expiry is measured by.
+    """The console as an ASGI app. Sessions live in the approval store's database (they survive a restart);
+    `session_secret` signs only the short sign-in transaction cookie (random per process by default: a restart
+    in the middle of a sign-in makes that one sign-in start again); `clock` is what session expiry is measured by.
     The Models page reads `models`, else the attestations folder `attestations` (default: the state
     folder's `attestations/`, where `lineage-guard attest` keeps every envelope it signs)."""
     if models is None:
@@ -78,8 +92,8 @@ def build_app(policy: Policy, *, approvals: ApprovalStore, ledger: Ledger, secur
         from ..attest.attestation import FOLDER
 
         models = FolderAttestations(attestations or paths.home_path() / FOLDER, ledger, public_keys)
-    registry = SessionRegistry(policy.console.session_minutes, clock)
-    signin = OidcSignIn(policy.console, registry, public_url)
+    registry = SessionRegistry(approvals, policy.console.session_minutes, policy.console.grants, clock)
+    signin = OidcSignIn(policy.console, registry, public_url, secure_cookies)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     console = Console(policy=policy, approvals=approvals, ledger=ledger, index=LedgerIndex(ledger),
                       templates=templates, signin=signin, public_keys=tuple(public_keys), models=models)
@@ -100,7 +114,7 @@ def build_app(policy: Policy, *, approvals: ApprovalStore, ledger: Ledger, secur
         Route("/signin", signin.signin),
         Route("/auth/callback", signin.callback, name="callback"),
         Route("/signout", console.signout, methods=["POST"]),
-        Route("/signed-out", console.signed_out),
+        Route("/signed-out", console.signed_out, name="signed_out"),
         Route("/approvals", console.inbox),
         Route("/approvals/{request_id}", console.request_page),
         Route("/approvals/{request_id}/decide", console.decide, methods=["POST"]),
@@ -112,9 +126,9 @@ def build_app(policy: Policy, *, approvals: ApprovalStore, ledger: Ledger, secur
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [
-        Middleware(SecurityHeaders),
-        Middleware(SessionMiddleware, secret_key=session_secret or secrets.token_urlsafe(48), session_cookie=COOKIE,
-                   max_age=policy.console.session_minutes * 60, same_site="lax", https_only=secure_cookies),
+        Middleware(SecurityHeaders, provider=policy.console.issuer),
+        Middleware(SessionMiddleware, secret_key=session_secret or secrets.token_urlsafe(48),
+                   session_cookie=SIGNIN_COOKIE, max_age=600, same_site="lax", https_only=secure_cookies),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={Refused: refused})
     app.state.sessions = registry

@@ -2,8 +2,14 @@
 
 The callback accepts a person only when Authlib has verified the ID token (signature against the
 issuer's keys, `iss`, `aud`, expiry, nonce) and the policy's `console.users` maps its subject to an
-identity. The cookie holds a random session id (signed by Starlette's SessionMiddleware); the
-session itself, with its expiry and CSRF token, lives in `SessionRegistry`.
+identity. The session cookie `lg_console` holds only a random session id; the session itself, with its
+expiry, lives in `SessionRegistry` (the approvals store's database). Starlette's signed SessionMiddleware
+cookie carries only the sign-in transaction (state, PKCE verifier, nonce, where to go next).
+
+Sign-out ends the console session and then the provider's (OpenID RP-initiated logout): the browser
+is sent to the provider's `end_session_endpoint` (from discovery) with `id_token_hint`, `client_id`
+and `post_logout_redirect_uri` = `{console}/signed-out`, so the next sign-in asks for credentials
+again. A provider without an `end_session_endpoint` keeps its session; the signed-out page says so.
 
 Guards: `signed_in(request)` for pages (None: send to sign-in), `allowed(me, *roles)`.
 """
@@ -13,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
+from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -21,13 +29,17 @@ from .config import ConsoleConfig
 from .sessions import SessionRegistry, SignedIn
 
 log = logging.getLogger("lineage_guard.console")
+COOKIE = "lg_console"           # the session id, nothing else
+SIGNIN_COOKIE = "lg_console_signin"   # the sign-in transaction (SessionMiddleware), minutes long
 
 
 class OidcSignIn:
     """The console's OpenID client; `None` issuer means sign-in is not configured (every page refuses)."""
 
-    def __init__(self, config: ConsoleConfig, registry: SessionRegistry, public_url: str | None = None):
+    def __init__(self, config: ConsoleConfig, registry: SessionRegistry, public_url: str | None = None,
+                 secure_cookies: bool = True):
         self.config = config
+        self.secure_cookies = secure_cookies
         self.registry = registry
         self.public_url = public_url.rstrip("/") if public_url else None
         self.client = None
@@ -52,6 +64,11 @@ class OidcSignIn:
         if self.public_url:
             return f"{self.public_url}/auth/callback"
         return str(request.url_for("callback"))
+
+    def _signed_out_uri(self, request: Request) -> str:
+        if self.public_url:
+            return f"{self.public_url}/signed-out"
+        return str(request.url_for("signed_out"))
 
     async def signin(self, request: Request) -> Response:
         if self.client is None:
@@ -83,20 +100,39 @@ class OidcSignIn:
             log.info("console sign-in: subject not mapped by console.users")
             return _plain(403, "you signed in, but the policy's console.users does not map your account to an "
                                "identity; ask an administrator to add you")
-        me = self.registry.create(identity=identity, subject=subject, issuer=str(claims.get("iss")),
-                                  grants=self.config.grants(identity))
-        request.session["sid"] = me.sid
-        return RedirectResponse(target, status_code=303)
+        me = await run_in_threadpool(lambda: self.registry.create(
+            identity=identity, subject=subject, issuer=str(claims.get("iss")), id_token=token.get("id_token")))
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, me.sid, max_age=self.registry.seconds, path="/", httponly=True,
+                            secure=self.secure_cookies, samesite="lax")
+        return response
 
-    def signout(self, request: Request, me: SignedIn) -> Response:
-        self.registry.end(me.sid)
+    async def signout(self, request: Request, me: SignedIn) -> Response:
+        """End the console session, then send the browser to the provider to end its session too."""
+        id_token = await run_in_threadpool(self.registry.id_token, me.sid)
+        await run_in_threadpool(self.registry.end, me.sid)
         request.session.clear()
-        return RedirectResponse("/signed-out", status_code=303)
+        target = "/signed-out?provider=kept"
+        if self.client is not None:
+            try:
+                metadata = await self.client.load_server_metadata()
+            except Exception as exc:  # noqa: BLE001 - the console session is ended either way; say the provider's is not
+                log.info("console sign-out: provider discovery failed: %s", type(exc).__name__)
+                metadata = {}
+            endpoint = metadata.get("end_session_endpoint")
+            if isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")):
+                query = {"client_id": self.config.client_id, "post_logout_redirect_uri": self._signed_out_uri(request)}
+                if id_token:
+                    query["id_token_hint"] = id_token
+                target = f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"
+        response = RedirectResponse(target, status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, secure=self.secure_cookies, samesite="lax")
+        return response
 
 
 def signed_in(request: Request) -> SignedIn | None:
     registry: SessionRegistry = request.app.state.sessions
-    return registry.get(request.session.get("sid"))
+    return registry.get(request.cookies.get(COOKIE))
 
 
 def _plain(status: int, message: str) -> Response:

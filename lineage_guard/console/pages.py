@@ -242,15 +242,16 @@ class Console:
         return self.page(request, "models.html", me, items=items)
 
     def signed_out(self, request: Request) -> Response:
-        return self.page(request, "signed_out.html", None)
+        return self.page(request, "signed_out.html", None,
+                         provider_kept=request.query_params.get("provider") == "kept")
 
     async def signout(self, request: Request) -> Response:
         form = await request.form()
         try:
-            me = self.form_guard(request, form)
+            me = await _in_thread(self.form_guard, request, form)
         except Refused as exc:
-            return self.refused(request, exc)
-        return self.signin.signout(request, me)
+            return await _in_thread(self.refused, request, exc)
+        return await self.signin.signout(request, me)
 
 
 def _row(entry: dict[str, Any]) -> dict[str, Any]:

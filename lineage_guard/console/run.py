@@ -38,6 +38,19 @@ def open_console(*, policy_path: Path, ledger_url: str | None, approvals_url: st
                      public_url=public_url, public_keys=public_keys, attestations=attestations)
 
 
+def end_sessions_of(*, policy_path: Path, approvals_url: str | None, identity: str) -> int:
+    """End every console session of `identity` in the approval store the console would open; returns how many."""
+    from ..approvals.store import ApprovalStore
+    from ..policy import load_policy
+    from .sessions import SessionRegistry
+
+    policy = load_policy(policy_path)
+    if not identity.strip():
+        raise ConfigError("--end-sessions needs an identity, as the policy's console.users names it")
+    store = ApprovalStore.open(approvals_url, config=policy.approvals)
+    return SessionRegistry(store, policy.console.session_minutes, policy.console.grants).end_all(identity)
+
+
 def _server(app, host: str, port: int, tls_cert: Path | None = None, tls_key: Path | None = None):
     import uvicorn
 
