@@ -186,6 +186,8 @@ def _provenance_fields(run: RunRecord) -> dict[str, Any]:
         fields["policy_digest"] = run.extra["policy_digest"]
     if run.extra.get("reidentification"):  # the purpose's floor as measured: class sizes, column names, no value
         fields["reidentification"] = run.extra["reidentification"]
+    if run.extra.get("exchange"):   # file data masked as a table's columns: the file's URI, the table, unmapped columns
+        fields["exchange"] = run.extra["exchange"]
     if run.extra.get("output_sha256") and run.outcome == "success":
         fields["output_sha256"] = run.extra["output_sha256"]
     return fields

@@ -51,7 +51,7 @@ from .facets import (
     MaskingOutputDatasetFacet,
     RowFilterInputDatasetFacet,
 )
-from .naming import check_namespace, source_dataset, strip_credentials
+from .naming import check_namespace, dataset_for_uri, source_dataset, strip_credentials
 from .producer import PRODUCER, VERSION
 from .sql_text import shareable_sql
 
@@ -122,7 +122,27 @@ def _field_tags(field_labels: dict[str, list[str]]) -> tags_dataset.TagsDatasetF
     return tags_dataset.TagsDatasetFacet(tags=tags, producer=PRODUCER) if tags else None
 
 
+def _file_input(run: RunRecord) -> tuple[str, str] | None:
+    """(namespace, name) of the file a run masked (Flight DoExchange), which is then its only input."""
+    uri = run.extra.get("input_uri")
+    return dataset_for_uri(uri) if uri else None
+
+
 def _inputs(run: RunRecord) -> list[event_v2.InputDataset]:
+    if (file := _file_input(run)) is not None:
+        namespace, name = file
+        types = dict(run.extra.get("input_schema") or [])
+        labels = {c.name: list(c.labels) for c in run.decision.columns}
+        facets: dict[str, Any] = {
+            "schema": schema_dataset.SchemaDatasetFacet(
+                fields=[schema_dataset.SchemaDatasetFacetFields(name=c.name, type=types.get(c.name))
+                        for c in run.decision.columns], producer=PRODUCER),
+            "dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=namespace,
+                                                                   producer=PRODUCER),
+        }
+        if (tags := _field_tags(labels)) is not None:
+            facets["tags"] = tags
+        return [event_v2.InputDataset(namespace=namespace, name=name, facets=facets)]
     check_namespace(run.source.namespace, "source")
     datasets = []
     filtered = _row_filter_facets(run)
@@ -163,6 +183,10 @@ def _field_lineage(run: RunRecord, cols: list[ColumnDecision]) -> column_lineage
         else:
             tr = column_lineage_dataset.Transformation(type="DIRECT", subtype="TRANSFORMATION",
                                                        description="computed", masking=False)
+        if (file := _file_input(run)) is not None:   # masked file data: the field is the file's own column
+            inputs.append(column_lineage_dataset.InputField(namespace=file[0], name=file[1], field=col.name,
+                                                            transformations=[tr]))
+            continue
         for src in col.sources:
             namespace, name = source_dataset(run.source, src.schema, src.table)
             inputs.append(column_lineage_dataset.InputField(namespace=namespace, name=name, field=src.column,
@@ -233,7 +257,7 @@ def _outputs(run: RunRecord, event_type: str) -> list[event_v2.OutputDataset]:
     for col in written:
         by_name.setdefault(col.name, []).append(col)
     lineage = {name: _field_lineage(run, by_name[name]) for name, _ in out_schema
-               if name in by_name and any(c.sources for c in by_name[name])}
+               if name in by_name and (any(c.sources for c in by_name[name]) or _file_input(run))}
     facets: dict[str, Any] = {
         "schema": schema_dataset.SchemaDatasetFacet(
             fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in out_schema],

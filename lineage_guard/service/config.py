@@ -18,6 +18,8 @@ Verified claims map to a declared identity; groups then come from the policy's `
       limits: {concurrent_streams: 4, max_rows: 50000000, statement_timeout_s: 600}
       identity_limits: {svc-training: {concurrent_streams: 8}}
       client_ca_file: /etc/lineage-guard/client-ca.pem   # mTLS: or `serve --client-ca`
+      exchange:                                    # who may send file data to be masked (Flight DoExchange)
+        - {identity: svc-training, tables: [public.people], purposes: [ai_training]}
       # a principal matched by the client certificate's first SAN (else its CN), e.g. a SPIFFE ID:
       #   - {identity: svc-training, issuer: client-certificate, subject: "spiffe://example.org/ns/ml/sa/trainer"}
 
@@ -134,6 +136,24 @@ class LimitsConfig(_Strict):
     max_parameter_rows: int = Field(10_000, ge=1)
 
 
+class ExchangeGrant(_Strict):
+    """Who may send data that is not in PostgreSQL (e.g. lake Parquet files) to be masked as a governed
+    table's columns (Flight DoExchange), for which purposes. Off unless granted: masking chosen values
+    under a table's keys is a token oracle for that table (send a guess, compare its token).
+
+        exchange:
+          - {identity: svc-lake, tables: [public.people, public.orders], purposes: [ai_training]}
+    """
+
+    identity: str = Field(description="a declared identity")
+    tables: list[str] = Field(min_length=1, description="schema.table names or globs (public.*)")
+    purposes: list[str] = Field(default_factory=lambda: ["*"], description="purposes it may mask file data for")
+
+    def allows(self, identity: str, table: str, purpose: str) -> bool:
+        return (identity == self.identity and any(fnmatchcase(table, t) for t in self.tables)
+                and any(fnmatchcase(purpose, p) for p in self.purposes))
+
+
 class ServiceConfig(_Strict):
     audience: str = "lineage-guard"
     issuers: list[IssuerConfig] = Field(default_factory=list)
@@ -143,6 +163,8 @@ class ServiceConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     identity_limits: dict[str, LimitsConfig] = Field(default_factory=dict)
     client_ca_file: str | None = None
+    exchange: list[ExchangeGrant] = Field(default_factory=list, description=(
+        "who may mask file data as a table's columns (Flight DoExchange, `RemoteSession.mask_file`); nobody unless granted"))
 
     @model_validator(mode="after")
     def _issuers_known(self) -> ServiceConfig:
@@ -164,6 +186,10 @@ class ServiceConfig(_Strict):
 
     def principal_for(self, issuer: str, subject: str, claims: dict[str, Any]) -> str | None:
         return next((p.identity for p in self.principals if p.matches(issuer, subject, claims)), None)
+
+    def exchange_allowed(self, identity: str, table: str, purpose: str) -> bool:
+        """Whether `identity` may mask file data as `table`'s columns for `purpose` (service.exchange)."""
+        return any(g.allows(identity, table, purpose) for g in self.exchange)
 
     def limits_for(self, identity: str) -> LimitsConfig:
         return self.identity_limits.get(identity, self.limits)

@@ -11,6 +11,7 @@ and the ledger signing key living only in this process.
 | DoGet(TicketStatementQuery) | `GovernedSession.stream`: masked batches, then a zero-row batch whose app_metadata is the receipt |
 | DoAction CreatePreparedStatement / ClosePreparedStatement, DoPut(CommandPreparedStatementQuery) | prepared statements with bound parameters (one parameter row) |
 | DoPut(CommandStatementUpdate / CommandPreparedStatementUpdate) | `GovernedSession.execute`: write guardrails and approvals |
+| DoExchange(`{"lineage_guard.exchange": ...}`) | `service/exchange.py`: file data masked as a governed table's columns |
 | GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes | only what the caller may read; sensitive columns marked |
 | DoAction `health`, `lineage_guard.plan` | serving/draining; the plan (steps 1-4) as JSON |
 
@@ -587,6 +588,14 @@ class GovernedFlightServer(flight.FlightServerBase):
             writer.write(pa.py_buffer(json.dumps({"lineage_guard": {"lineage": lineage_doc(last, "COMPLETE")}})
                                       .encode()))
 
+    # -- DoExchange: file data masked under a governed table's policy and keys (service/exchange.py) --
+
+    def do_exchange(self, context, descriptor, reader, writer):
+        from . import exchange
+
+        identity = self._caller(context, "DoExchange")
+        return self._guarded(lambda: exchange.serve(self, context, identity, descriptor, reader, writer))
+
     # -- actions ------------------------------------------------------------------------------
 
     def list_actions(self, context):
@@ -793,7 +802,8 @@ def _check_config(policy) -> None:
     """The service section names declared identities and purposes; say which is not."""
     config = policy.service
     declared = set(policy.identities)
-    named = {p.identity for p in config.principals} | set(config.purposes) | set(config.identity_limits)
+    named = ({p.identity for p in config.principals} | set(config.purposes) | set(config.identity_limits)
+             | {g.identity for g in config.exchange})
     unknown = sorted(named - declared)
     if unknown:
         raise ConfigError(f"service: identity/identities {unknown} are not declared under identities: "
