@@ -75,6 +75,8 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("operators/", ("airflow",)),
     ("assets/", ("dagster",)),
     ("integrations/great_expectations.py", ("gx",)),
+    ("integrations/spark.py", ("spark",)),
+    ("integrations/ray.py", ("ray",)),
     ("integrations/", ()),
 )
 # CPython's private hash modules, imported with a hashlib fallback (their names changed in 3.12).
