@@ -113,9 +113,8 @@ def test_a_masked_dataframe_with_one_partition_per_endpoint(spark, svc):
 
 
 def test_lake_parquet_files_masked_by_spark_tasks(spark, svc, tmp_path):
-    from lineage_guard.integrations.spark import mask_lake_files
-
     import psycopg
+    from lineage_guard.integrations.spark import mask_lake_files
 
     with psycopg.connect(svc.db) as conn:
         rows = conn.execute("SELECT id, email, ssn, plan FROM people ORDER BY id LIMIT 300").fetchall()
