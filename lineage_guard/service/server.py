@@ -51,11 +51,13 @@ from .calls import (
     refusal_lineage,
 )
 from .limits import LimitExceeded, StreamBudget, StreamLimiter
+from .prefetch import ReadAhead
 from .visibility import Visibility
 
 log = logging.getLogger("lineage_guard.service")
 TICKET_TTL_S = 600
 PREPARED_IDLE_S = 3600   # a prepared statement unused this long is forgotten (clients close theirs)
+READ_AHEAD = 2   # masked batches read and masked ahead of the DoGet writer (service/prefetch.py); 0: none
 PARTITIONS_HEADER = "x-lineage-guard-partitions"
 SPLIT_KEY_HEADER = "x-lineage-guard-split-key"
 MAX_PARTITIONS = 64
@@ -516,7 +518,11 @@ class GovernedFlightServer(flight.FlightServerBase):
         """The batches, then a zero-row batch whose app_metadata is the ledger receipt; errors as statuses."""
         try:
             with opened.stack:   # ends the governed stream: receipt on success, a failed entry otherwise
-                batch, batches = opened.first, opened.batches
+                # The next batches are read and masked while this one is sent (stopped before the stack ends).
+                batches = ReadAhead(opened.batches, depth=READ_AHEAD) if READ_AHEAD > 0 else opened.batches
+                if READ_AHEAD > 0:
+                    opened.stack.callback(batches.close)
+                batch = opened.first
                 while batch is not None:
                     if self.aborting:
                         raise LineageGuardError("the server shut down before the stream ended; retry")
