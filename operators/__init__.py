@@ -1,5 +1,5 @@
-"""Airflow integration: `GovernedPostgresOperator`, `GovernedPostgresHook`, `GovernedServiceHook`, `ApprovalTrigger`,
-`ServiceApprovalTrigger`.
+"""Airflow integration: `GovernedPostgresOperator`, `GovernedAttestOperator`, `GovernedPostgresHook`,
+`GovernedServiceHook`, `ApprovalTrigger`, `ServiceApprovalTrigger`.
 
 Installed as `lineage_guard.operators`; needs the `[airflow]` extra. Names load on first use,
 so Airflow reading `lineage_guard.operators.provider` at start-up imports nothing heavy.
@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ApprovalTrigger", "GovernedPostgresHook", "GovernedPostgresOperator", "GovernedServiceHook",
-           "ServiceApprovalTrigger"]
-_WHERE = {"ApprovalTrigger": ".triggers", "GovernedPostgresHook": ".hooks", "GovernedPostgresOperator": ".operator",
-          "GovernedServiceHook": ".service", "ServiceApprovalTrigger": ".triggers"}
+__all__ = ["ApprovalTrigger", "GovernedAttestOperator", "GovernedPostgresHook", "GovernedPostgresOperator",
+           "GovernedServiceHook", "ServiceApprovalTrigger"]
+_WHERE = {"ApprovalTrigger": ".triggers", "GovernedAttestOperator": ".attest", "GovernedPostgresHook": ".hooks",
+          "GovernedPostgresOperator": ".operator", "GovernedServiceHook": ".service", "ServiceApprovalTrigger": ".triggers"}
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,8 @@ def get_provider_info() -> dict:
              "external-doc-url": "https://github.com/lineage-guard/lineage-guard"},
         ],
         "operators": [
-            {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.operator"]},
+            {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.operator",
+                                                              "lineage_guard.operators.attest"]},
         ],
         "hooks": [
             {"integration-name": "lineage_guard", "python-modules": ["lineage_guard.operators.hooks",
