@@ -32,7 +32,13 @@ def marquez_base() -> str | None:
         url = os.environ.get(name, "").strip().rstrip("/")
         if url and urlsplit(url).scheme in ("http", "https"):
             parts = urlsplit(url)
-            return f"{parts.scheme}://{parts.netloc}{parts.path}"  # no credentials or query in a link
+            if not parts.hostname:
+                continue
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            port = f":{parts.port}" if parts.port else ""
+            # scheme, host, port and path only: credentials in OPENLINEAGE_URL (user:password@) or its query
+            # (e.g. an API key) must never end up in a page's link
+            return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
     return None
 
 
