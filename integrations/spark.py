@@ -32,51 +32,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..errors import ConfigError
+from . import endpoints
+from .endpoints import PlannedRead, ServiceCredential
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
-    from ..client import RemoteSession
+__all__ = ["GovernedRead", "ServiceCredential", "mask_lake_files", "plan_read", "read_governed"]
 
 
 @dataclass(frozen=True)
-class ServiceCredential:
-    """What a Spark task needs to reach the service as the caller: its URL, purpose and credential.
-
-    It is pickled into every task, so it carries a bearer token (or a token file path the executors
-    can read, re-read per task: rotated tokens) and the service's CA certificate: nothing else.
-    """
-
-    url: str
-    purpose: str
-    token: str | None = None
-    token_file: str | None = None
-    tls_root_certs: bytes | None = None
-
-    def __post_init__(self) -> None:
-        if bool(self.token) == bool(self.token_file):
-            raise ConfigError("ServiceCredential: give token= or token_file= (one of them): Spark tasks connect "
-                              "with the caller's credential")
-
-    def __repr__(self) -> str:   # Spark logs task closures and errors: the token never shows
-        return f"ServiceCredential(url={self.url!r}, purpose={self.purpose!r}, token=***)"
-
-    def session(self) -> RemoteSession:
-        from ..client import RemoteSession
-
-        return RemoteSession(self.url, purpose=self.purpose, token=self.token, token_file=self.token_file,
-                             tls_root_certs=self.tls_root_certs)
-
-
-@dataclass(frozen=True)
-class GovernedRead:
-    """A statement planned once on the service: its endpoints (serialized), result schema and plan document
-    (`about`: the plan, and for a split read its `parent_run_id`, `split_key`, `partitions`)."""
-
-    credential: ServiceCredential
-    endpoints: tuple[bytes, ...]
-    schema: pa.Schema
-    about: dict[str, Any]
+class GovernedRead(PlannedRead):
+    """A `PlannedRead` (planned once, on the driver) that becomes a Spark DataFrame."""
 
     def to_dataframe(self, spark: SparkSession) -> DataFrame:
         """One Spark partition per endpoint; each task fetches its endpoint with the caller's credential."""
@@ -94,19 +61,9 @@ class GovernedRead:
 
 def plan_read(credential: ServiceCredential, sql: str, *, partitions: int = 1,
               split_key: str | None = None) -> GovernedRead:
-    """Plan `sql` once (on the driver): the service's endpoints for it, `partitions` key ranges of one plan."""
-    import json
-
-    from pyarrow import flight
-
-    from ..service import flightsql as fs
-
-    command = fs.pack(fs.MESSAGES.CommandStatementQuery(query=sql))
-    with credential.session() as session:
-        info = session.flight_info(flight.FlightDescriptor.for_command(command), partitions=partitions,
-                                   split_key=split_key)
-    about = json.loads(info.app_metadata or b"{}").get("lineage_guard", {})
-    return GovernedRead(credential, tuple(e.serialize() for e in info.endpoints), info.schema, about)
+    """Plan `sql` once on the driver: the service's endpoints for it (`partitions` key ranges of one plan)."""
+    planned = endpoints.plan_read(credential, sql, partitions=partitions, split_key=split_key)
+    return GovernedRead(planned.credential, planned.endpoints, planned.schema, planned.about)
 
 
 def read_governed(spark: SparkSession, credential: ServiceCredential, sql: str, *, partitions: int = 1,
@@ -121,17 +78,11 @@ def read_governed(spark: SparkSession, credential: ServiceCredential, sql: str, 
 
 def _read_endpoints(credential: ServiceCredential, schema: pa.Schema,
                     seeds: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """In a Spark task: fetch the endpoints of this partition's rows as the caller (`RemoteSession.fetch`)."""
-    from pyarrow import flight
-
-    blobs = [blob for batch in seeds for blob in batch.column("endpoint").to_pylist()]
-    if not blobs:
-        return
-    with credential.session() as session:
-        for blob in blobs:
-            table, _receipt = session.fetch(flight.FlightEndpoint.deserialize(blob))
-            for batch in table.to_batches():
-                yield _conform(batch, schema)
+    """In a Spark task: fetch the endpoints of this partition's rows as the caller."""
+    for batch in seeds:
+        for blob in batch.column("endpoint").to_pylist():
+            for masked in endpoints.fetch_endpoint(credential, blob).to_batches():
+                yield _conform(masked, schema)
 
 
 def mask_lake_files(spark: SparkSession, credential: ServiceCredential, files: Sequence[str | os.PathLike],

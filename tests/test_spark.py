@@ -142,3 +142,4 @@ def test_lake_parquet_files_masked_by_spark_tasks(spark, svc, tmp_path):
         assert recorded[path.as_uri()]["sink"]["uri"] == (tmp_path / "masked" / path.name).as_uri()
         footer = pq.read_metadata(tmp_path / "masked" / path.name).metadata
         assert footer[b"lineage_guard.receipt_id"].decode() == result["receipt_id"]
+
