@@ -1,4 +1,4 @@
-"""Dagster integration: governed reads as a resource, masked Parquet assets, an asset factory.
+"""Dagster integration: governed reads as a resource, masked Parquet assets, an asset factory, an attestation check.
 
 Installed as `lineage_guard.assets` (needs the `[dagster]` extra).
 
@@ -6,6 +6,7 @@ Example:
     >>> from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
 """
 
+from .attest import governed_attestation_check
 from .factory import governed_postgres_asset
 from .failures import as_failure
 from .io_manager import GovernedIOManager
@@ -14,4 +15,4 @@ from .metadata import source_asset_key
 from .resource import GovernedPostgresResource
 
 __all__ = ["DagsterLineage", "GovernedIOManager", "GovernedPostgresResource", "as_failure",
-           "governed_postgres_asset", "source_asset_key"]
+           "governed_attestation_check", "governed_postgres_asset", "source_asset_key"]
