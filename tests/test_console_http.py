@@ -264,3 +264,38 @@ def test_sign_out_without_a_provider_end_session_endpoint_says_the_provider_sess
     assert got.status_code == 303 and got.headers["location"] == "/signed-out?provider=kept"
     assert 'lg_console=""' in got.headers["set-cookie"] or "Max-Age=0" in got.headers["set-cookie"]
     assert "may still be open" in client.get("/signed-out?provider=kept").text
+
+
+READ_RULES = """
+classifications:
+  public.console_shipments.code: national_id
+  public.console_shipments.city: address
+rules:
+  - {classifications: [national_id], groups: [data-eng], action: clear, approval: true}
+  - {classifications: [address], groups: [data-eng], action: mask, mask: {method: tokenize}}
+"""
+
+
+def test_a_read_waiting_for_approval_shows_its_plan_clear_and_masked_per_column(world):
+    """The inbox shows what the read would return: which columns clear, which masked and how (from the ledger
+    entry the waiting run recorded), with the statement's literals replaced."""
+    from lineage_guard.errors import ApprovalRequired
+    from lineage_guard.identity import Identity
+    from lineage_guard.session import GovernedSession
+
+    policy = load(console_policy("http://127.0.0.1:9/not-contacted") + READ_RULES)
+    with (GovernedSession(world["pg"], policy, Identity("svc-etl"), "fulfilment", environment="production",
+                          ledger=world["ledger"], approvals=world["store"]) as s,
+          pytest.raises(ApprovalRequired) as asked):
+        s.read_arrow(f"SELECT id, city, code FROM console_shipments WHERE code <> '{SECRET_PARAM}'")
+    app = build_app(policy, approvals=world["store"], ledger=world["ledger"], secure_cookies=False,
+                    clock=world["clock"])
+    client = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
+    client.cookies.set(COOKIE, sign_in_directly(app, "dana").sid)
+    page = client.get(f"/approvals/{asked.value.request_id}").text
+    import re
+
+    plan = {m[0]: m[2] for m in re.findall(r"<tr><td>(\w+)</td><td>([^<]*)</td><td class=\"\w+\">([^<]+)</td></tr>",
+                                           page)}
+    assert plan == {"id": "clear", "city": "masked (tokenize)", "code": "clear"}, page
+    assert SECRET_PARAM not in page and "console_shipments" in page
