@@ -351,6 +351,46 @@ def test_sign_in_uses_pkce_and_a_secure_http_only_cookie(world):
     assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
 
 
+def test_the_session_cookie_set_after_a_real_sign_in_is_secure_http_only_and_expires(world):
+    """The whole code flow against the real provider, without a browser (its login form posted by httpx), into a
+    console with Secure cookies: the session cookie holds only the session id and is Secure, HttpOnly,
+    SameSite=Lax, with the policy's lifetime; the state cookie is gone."""
+    import re
+    from urllib.parse import urljoin
+
+    import httpx
+    from starlette.testclient import TestClient
+
+    from lineage_guard.console.app import build_app
+
+    policy = load(console_policy(world["issuer"], CLIENT_ID))
+    port = world["base"].rsplit(":", 1)[1]
+    app = build_app(policy, approvals=world["store"], ledger=world["ledger"], secure_cookies=True,
+                    public_url=f"http://127.0.0.1:{port}")   # the redirect URI the provider knows
+    console = TestClient(app, base_url=f"https://127.0.0.1:{port}", follow_redirects=False)
+    location = console.get("/signin").headers["location"]
+    with httpx.Client(follow_redirects=False, timeout=30) as idp:
+        for _ in range(10):
+            if location.startswith(f"http://127.0.0.1:{port}/auth/callback"):
+                break
+            got = idp.get(location)
+            if got.status_code == 200 and 'name="login"' in got.text:
+                action = re.search(r'<form[^>]*action="([^"]+)"', got.text)[1]
+                got = idp.post(urljoin(location, action), data={"prompt": "login", "login": "sam", "password": "any"})
+            assert got.status_code in (302, 303), got.text[:500]
+            location = urljoin(location, got.headers["location"])
+    assert location.startswith(f"http://127.0.0.1:{port}/auth/callback"), location
+    done = console.get(location.split(str(port), 1)[1])
+    assert done.status_code == 303, done.text
+    cookies = {c.split("=", 1)[0]: c.lower() for c in done.headers.get_list("set-cookie")}
+    session = cookies["lg_console"]
+    for part in ("secure", "httponly", "samesite=lax", f"max-age={policy.console.session_minutes * 60}", "path=/"):
+        assert part in session, session
+    sid = done.cookies.get("lg_console") or session.split("=", 1)[1].split(";", 1)[0]
+    me = app.state.sessions.get(sid)
+    assert me is not None and me.identity == "sam"
+
+
 MODEL_POLICY = """
 version: 1
 identities:
