@@ -150,6 +150,9 @@ class GovernedSession:
         self.approval_wait = approval_wait
         self.approval_context = dict(approval_context or {})
         self.approval_run = approval_run
+        # Key-free tags every run of this session carries into its ledger entry (e.g. a split read's
+        # endpoint: `{"split": {...}}`, set by the service).
+        self.run_extra: dict[str, Any] = {}
 
     @staticmethod
     def connect(url: str, *, purpose: str, token: str | None = None, token_file: str | Path | None = None,
@@ -535,7 +538,7 @@ class GovernedSession:
                 for c in decision.columns
                 if c.mask is not None and c.mask.method in KEYED_METHODS
             },
-            extra={"policy_digest": self._policy_digest()},
+            extra={**self.run_extra, "policy_digest": self._policy_digest()},
         )
 
     def _policy_digest(self) -> str:

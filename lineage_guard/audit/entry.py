@@ -188,6 +188,8 @@ def _provenance_fields(run: RunRecord) -> dict[str, Any]:
         fields["reidentification"] = run.extra["reidentification"]
     if run.extra.get("exchange"):   # file data masked as a table's columns: the file's URI, the table, unmapped columns
         fields["exchange"] = run.extra["exchange"]
+    if run.extra.get("split"):   # a split read: the summary, or one endpoint of it (index, attempt, retry_of)
+        fields["split"] = run.extra["split"]
     if run.extra.get("output_sha256") and run.outcome == "success":
         fields["output_sha256"] = run.extra["output_sha256"]
     return fields

@@ -129,9 +129,12 @@ def who_saw(entries: Iterable[dict[str, Any]], column: str) -> dict[str, list[Si
     counts rows delivered (an open stream's are unknown: 0).
     """
     found: dict[tuple[str, str, str], Sighting] = {}
+    # A split read's endpoint fetched again (a retry) is the same rows: counted once, at its largest.
+    partition_rows: dict[tuple, int] = {}
     for entry in effective(entries):
         body = entry["body"]
-        if not returned_data(body):
+        split = body.get("split") or {}
+        if not returned_data(body) or split.get("role") == "summary":   # a summary hands over no rows
             continue
         hows = {
             col["method"] if col["masked"] else "clear" for col in body["columns"] if column in col["sources"]
@@ -145,8 +148,16 @@ def who_saw(entries: Iterable[dict[str, Any]], column: str) -> dict[str, list[Si
             seen = found.setdefault(
                 (who["principal"], who["kind"], how), Sighting(who["principal"], who["kind"], how)
             )
-            seen.runs += 1
-            seen.rows += body.get("delivered_rows", body["rows"])
+            rows = body.get("delivered_rows", body["rows"])
+            if split.get("role") == "endpoint":
+                part = (who["principal"], who["kind"], how, split.get("summary_receipt_id"), split.get("index"))
+                before = partition_rows.get(part)
+                partition_rows[part] = max(before or 0, rows)
+                seen.runs += before is None
+                seen.rows += max(0, rows - (before or 0))
+            else:
+                seen.runs += 1
+                seen.rows += rows
             seen.last = max(seen.last, body["ended_at"] or entry["recorded_at"])
             seen.purposes.add(body["purpose"])
             seen.auth.add(auth_method(body))

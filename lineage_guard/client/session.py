@@ -614,13 +614,15 @@ class _Batches(Iterator[pa.RecordBatch]):
         about = json.loads(info.app_metadata or b"{}").get("lineage_guard", {})
         self.plan = RemotePlan.from_json(about["plan"]) if "plan" in about else None
         receipt.run_id = about.get("run_id")
+        # A split read's endpoints open nothing on the server until fetched: unread ones need no ending.
+        self._split = "parent_run_id" in about
 
     def close(self) -> None:
-        """End what was not read: the server holds an open read per ticket until it is fetched."""
+        """End what was not read: the server holds an open read per one-endpoint ticket until it is fetched."""
         session = self._session
         pending = [self._reader] if self._reader is not None else []
         self._reader = None
-        for endpoint in self._endpoints:
+        for endpoint in [] if self._split else self._endpoints:
             try:
                 pending.append(session._client.do_get(endpoint.ticket, session._options()))
             except flight.FlightError:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
@@ -39,7 +38,7 @@ from pyarrow import flight
 from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from ..identity import Authentication, Identity
 from . import flightsql as fs
-from . import listing, metadata
+from . import listing, metadata, partitions
 from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
 from .calls import (
     PROVENANCE_HEADER,
@@ -58,9 +57,6 @@ log = logging.getLogger("lineage_guard.service")
 TICKET_TTL_S = 600
 PREPARED_IDLE_S = 3600   # a prepared statement unused this long is forgotten (clients close theirs)
 READ_AHEAD = 2   # masked batches read and masked ahead of the DoGet writer (service/prefetch.py); 0: none
-PARTITIONS_HEADER = "x-lineage-guard-partitions"
-SPLIT_KEY_HEADER = "x-lineage-guard-split-key"
-MAX_PARTITIONS = 64
 HEADERS_MIDDLEWARE = "lineage_guard.headers"
 
 
@@ -84,23 +80,12 @@ class _Pending:
     purpose: str | None
     stream: _OpenStream | None = None
     table: pa.Table | None = None
-    partition: _Partition | None = None
     run: RunContext | None = None
     created: float = field(default_factory=time.monotonic)
 
     def discard(self, reason: str) -> None:
         if self.stream is not None:
             self.stream.abandon(reason)
-
-
-@dataclass(frozen=True)
-class _Partition:
-    """One key range of a split read: its statement, and the plan every range must have."""
-
-    sql: str
-    parameters: tuple | None
-    parent: Any
-    expected: list
 
 
 @dataclass
@@ -310,10 +295,11 @@ class GovernedFlightServer(flight.FlightServerBase):
             else:
                 prepared = self._prepared_for(identity, msg.prepared_statement_handle)
                 sql, params = prepared.sql, prepared.parameters
-            parts = _int_header(self._headers(context), PARTITIONS_HEADER, default=1, low=1, high=MAX_PARTITIONS)
-            self._check_room(identity, parts)
-            try:
-                split = self._split(context, identity, purpose, descriptor, sql, params, parts) if parts > 1 else None
+            parts = partitions.requested(self._headers(context))
+            self._check_room(identity, 1)
+            try:   # several endpoints: planned in service/partitions.py, no endpoint read before its DoGet
+                split = (partitions.plan(self, context, identity, purpose, descriptor, sql, params, parts)
+                         if parts > 1 else None)
                 if split is not None:
                     return split
                 # Flight SQL clients need the result schema now, so the governed read starts here: a denial
@@ -338,43 +324,6 @@ class GovernedFlightServer(flight.FlightServerBase):
         endpoints = [flight.FlightEndpoint(flight.Ticket(fs.pack(fs.MESSAGES.TicketStatementQuery(statement_handle=h))),
                                            []) for h in handles]
         return flight.FlightInfo(schema, descriptor, endpoints, rows, -1, app_metadata=app_metadata)
-
-    def _split(self, context, identity: Identity, purpose: str, descriptor, sql: str, params, parts: int):
-        """One plan, several endpoints: key ranges of a clear integer key, one governed read each.
-
-        Each range runs the statement as `SELECT * FROM (<statement>) WHERE <key range>`, planned
-        again by the same path; an endpoint whose plan masks differently from the statement's is
-        refused. All ranges share the key scope (the same tokens) and one parent lineage run; each
-        fetched endpoint gets its own ledger entry.
-        """
-        from ..run import ParentRun, new_run_id
-
-        session = self._session(identity, purpose)
-        decision = session.plan(sql)
-        if decision.action != "allow" or decision.analysis is None or not decision.analysis.is_read:
-            return None   # the one-endpoint path records and answers the refusal or the approval wait
-        key = _split_key(session, decision, header(self._headers(context), SPLIT_KEY_HEADER))
-        quoted = '"' + key.replace('"', '""') + '"'
-        bounds = session.read_arrow(f"SELECT min({quoted}) AS lo, max({quoted}) AS hi FROM ({sql}) AS lg_bounds",
-                                    params)   # a governed read of its own, in the ledger
-        lo, hi = bounds.column("lo")[0].as_py(), bounds.column("hi")[0].as_py()
-        parent = ParentRun(new_run_id(), "lineage_guard", f"lineage_guard.service.{identity.principal}.{purpose}")
-        expected = [(c.name, c.mask) for c in decision.columns]
-        ranges = _ranges(lo, hi, parts)
-        handles, schema = [], None
-        for i, (start, stop) in enumerate(ranges):
-            cond = f"{quoted} >= {start} AND {quoted} < {stop}" if start is not None else "false"
-            if i == 0:
-                cond = f"({cond} OR {quoted} IS NULL)"
-            part = _Partition(f"SELECT * FROM ({sql}) AS lg_part WHERE {cond}", params, parent, expected)
-            pending = _Pending(_owner(identity), purpose, partition=part)
-            if schema is None:   # the first range opens now: its schema is the result's
-                pending.stream = self._open(identity, purpose, part.sql, params, part)
-                schema = pending.stream.schema
-            handles.append(self._put(pending))
-        about = {"lineage_guard": {"plan": _decision_json(decision), "parent_run_id": parent.run_id,
-                                   "split_key": key, "partitions": len(ranges)}}
-        return self._info(descriptor, handles, schema, json.dumps(about).encode())
 
     def get_schema(self, context, descriptor):
         info = self.get_flight_info(context, descriptor)
@@ -471,6 +420,9 @@ class GovernedFlightServer(flight.FlightServerBase):
         kind, msg = fs.unpack(ticket.ticket)
         if kind != "TicketStatementQuery":
             raise fs.ProtocolError("DoGet takes the ticket GetFlightInfo returned")
+        split = partitions.serve(self, context, identity, msg.statement_handle)
+        if split is not None:
+            return split
         pending = self._take(identity, msg.statement_handle)
         if pending.table is not None:
             return flight.RecordBatchStream(pending.table)
@@ -479,13 +431,10 @@ class GovernedFlightServer(flight.FlightServerBase):
             pending.discard("the ticket was presented for another purpose")
             raise AuthError("permission_denied", "the ticket was issued for another purpose",
                             identity.auth or Authentication(), identity)
-        if pending.stream is None:   # a later key range: its governed read starts now
-            part = pending.partition
-            pending.stream = self._open(identity, purpose, part.sql, part.parameters, part)
         return flight.GeneratorStream(pending.stream.schema, self._generate(context, pending.stream))
 
     def _open(self, identity: Identity, purpose: str, sql: str, parameters,
-              partition: _Partition | None = None, run: RunContext | None = None,
+              partition: partitions.Partition | None = None, run: RunContext | None = None,
               provenance: bool = False) -> _OpenStream:
         """Steps 1-7 up to the first masked batch, holding one of the identity's stream slots."""
         stack = ExitStack()
@@ -494,9 +443,11 @@ class GovernedFlightServer(flight.FlightServerBase):
         try:
             session = self._session(identity, purpose, parent=partition.parent if partition else None, run=run,
                                     provenance=provenance)
+            if partition is not None:   # e.g. the endpoint's `split` tags (service/partitions.py)
+                session.run_extra = partition.extra
             batches = stack.enter_context(session.stream(sql, parameters))
-            if partition is not None and [(c.name, c.mask) for c in batches.run.decision.columns] != partition.expected:
-                raise LineageGuardError("a key range's plan differs from the statement's; refusing to split it")
+            if partition is not None:
+                partitions.check_plan(partition, batches.run.decision)
             first = next(batches, None)
         except BaseException as exc:
             # The governed stream must see the failure (a failed entry, a FAIL event), not a normal end.
@@ -708,50 +659,6 @@ def _attach_lineage(session, exc: BaseException) -> None:
     ledger = getattr(session, "ledger", None)
     if isinstance(exc, Exception) and isinstance(ledger, CallLedger) and ledger.last is not None:
         exc.lineage = refusal_lineage(ledger.last)
-
-
-def _int_header(headers: dict, name: str, *, default: int, low: int, high: int) -> int:
-    text = header(headers, name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {text[:20]!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
-    return value
-
-
-_INTEGER_TYPES = ("smallint", "integer", "bigint", "int2", "int4", "int8")
-
-
-def _split_key(session, decision, named: str | None) -> str:
-    """The clear integer column to split on: the one named, else the first clear primary/unique key."""
-    for column in decision.columns:
-        if column.mask is not None or not column.direct or len(column.sources) != 1:
-            continue
-        ref = column.sources[0]
-        relation = session.catalog.relation(ref.table, ref.schema)
-        integer = relation is not None and (relation.column_type(ref.column) or "") in _INTEGER_TYPES
-        if named is not None and column.name == named and integer:
-            return column.name
-        if named is None and integer and ref.column in relation.identifying:
-            return column.name
-    if named is not None:
-        raise ConfigError(f"cannot split on {named!r}: it must be an output column passed through unmasked from an "
-                          "integer column")
-    raise ConfigError(f"no clear integer key column to split on; name one with the {SPLIT_KEY_HEADER} header")
-
-
-def _ranges(lo, hi, parts: int) -> list[tuple[int | None, int | None]]:
-    """`parts` half-open integer ranges covering [lo, hi] (one empty range for an empty result)."""
-    if lo is None or hi is None:
-        return [(None, None)]
-    span = hi - lo + 1
-    parts = max(1, min(parts, span))
-    edges = [lo + (span * i) // parts for i in range(parts)] + [hi + 1]
-    return list(pairwise(edges))
 
 
 def _decision_json(decision) -> dict:
