@@ -277,3 +277,34 @@ def test_attest_refuses_a_file_no_governed_read_wrote(trained, tmp_path):
         lineage_guard.attest(trained.model, [plain, trained.datasets[0]], out=tmp_path / "x.json", ledger=ledger,
                              public_keys=[trained.public_key], keep=False)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_datasets_by_fsspec_uri_attest_and_verify_and_an_edit_fails(trained, tmp_path, pg_url):
+    """memory:// (any fsspec protocol) and file:// URIs: attest reads, digests and checks them like paths."""
+    import fsspec
+
+    signer = Signer.from_file(trained.root / "ledger-signing.key")
+    uri = f"memory://{tmp_path.name}/patients.parquet"
+    with Ledger.open(trained.ledger_url, create=False, signer=signer) as ledger:
+        with GovernedSession(pg_url, parse_policy(POLICY), Identity("svc-training"), "ai_training",
+                             ledger=ledger) as s:
+            s.extract("SELECT id, email, age FROM att_patients", to=uri)
+        local = "file://" + str(trained.datasets[1].resolve())
+        envelope = lineage_guard.attest(trained.model, [uri, local], ledger=ledger, public_keys=[trained.public_key],
+                                        keep=False, lineage=False)
+    names = [d["name"] for d in _statement(envelope)["predicate"]["datasets"]]
+    assert names == [uri, str(trained.datasets[1].resolve())]   # a local URI is named by its path, as its sink did
+    result = verify(envelope, model=trained.model, ledger=trained.ledger_url, public_keys=[trained.public_key])
+    assert result.ok, result.failures
+    with fsspec.open(uri, "rb") as fh:
+        original = fh.read()
+    try:
+        with fsspec.open(uri, "wb") as fh:
+            fh.write(original[:-9] + b"X" + original[-8:])   # one byte of the footer changed
+        result = verify(envelope, model=trained.model, ledger=trained.ledger_url, public_keys=[trained.public_key])
+        assert _checks(result) == {"dataset"} and uri in str(result.failures[0]) and "changed" in str(
+            result.failures[0])
+    finally:
+        fsspec.filesystem("memory").rm(f"/{tmp_path.name}", recursive=True)
+    result = verify(envelope, ledger=trained.ledger_url, public_keys=[trained.public_key])
+    assert any(f.check == "dataset" and "no such file" in f.message for f in result.failures)

@@ -31,9 +31,9 @@ from typing import Any
 
 from .. import paths
 from ..errors import ConfigError, LineageGuardError
-from . import dsse
+from . import dsse, files
 from .datasets import check_dataset, expand
-from .manifest import digest_tree, file_sha256, manifest_digest
+from .manifest import digest_tree, manifest_digest
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://lineage-guard.dev/attestation/training-data/v1"
@@ -123,7 +123,8 @@ def attest(model: str | os.PathLike, datasets: Sequence[str | os.PathLike], *, o
            keep: bool = True, lineage: Any = None) -> dict[str, Any]:
     """Sign which governed dataset files `model` was trained on; returns the DSSE envelope.
 
-    `ledger` is a `Ledger`, a ledger URL, or None for the configured one; its signing key signs.
+    `datasets` are paths or fsspec URIs (`file://`, `memory://`, `s3://`...; a folder stands for its
+    Parquet files). `ledger` is a `Ledger`, a ledger URL, or None for the configured one; its signing key signs.
     `training` may name the training run (`runId`, `jobNamespace`, `jobName`, `parentRunId`,
     `parentJobNamespace`, `parentJobName`). The training step is emitted as an OpenLineage run
     (inputs: the dataset files; output: the model; `lineageGuard_attestation` on COMPLETE, see
@@ -251,10 +252,9 @@ def verify(attestation: str | os.PathLike | dict[str, Any], *, model: str | os.P
         _check_model(result, statement["subject"], digest_tree(model))
     if check_datasets:
         for record in predicate["datasets"]:
-            path = Path(record["name"])
-            if not path.is_file():
+            if not files.is_file(record["name"]):
                 result.fail("dataset", f"{record['name']}: no such file")
-            elif file_sha256(path) != record["digest"]["sha256"]:
+            elif files.sha256(record["name"]) != record["digest"]["sha256"]:
                 result.fail("dataset", f"{record['name']}: its sha256 differs from the attested digest "
                                        "(the file was changed)")
     _check_ledger(result, predicate, _ledger(ledger), public_keys)

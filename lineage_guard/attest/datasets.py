@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from .manifest import file_sha256
+from . import files
 from .provenance import ProvenanceError, read_provenance
 
 
-def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Dataset arguments as files: a folder stands for the Parquet files under it (sorted)."""
-    out: list[Path] = []
+def expand(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Dataset arguments (paths or fsspec URIs) as file names: a folder stands for the Parquet files under it."""
+    out: list[str] = []
     for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*.parquet") if p.is_file()))
+        name = files.name_of(given)
+        if files.is_dir(name):
+            out.extend(files.parquet_under(name))
         else:
-            out.append(path)
+            out.append(name)
     return out
 
 
@@ -44,19 +43,20 @@ def treatment(column: dict[str, Any]) -> dict[str, Any]:
 
 def check_dataset(path: str | os.PathLike, ledger: Any, public_keys: Sequence[str] = ()
                   ) -> tuple[dict[str, Any] | None, list[str]]:
-    """(the predicate's record for this file or None, the problems found; empty when it passes)."""
-    path = Path(path)
-    name = str(path.resolve())
-    if not path.is_file():
+    """(the predicate's record for this file or None, the problems found; empty when it passes).
+
+    `path` is a local path or an fsspec URI (`file://`, `memory://`, `s3://`...)."""
+    name = files.name_of(path)
+    if not files.is_file(name):
         return None, [f"dataset {name}: no such file"]
     try:
-        prov = read_provenance(path)
+        prov = read_provenance(name)
     except ProvenanceError as exc:
         return None, [f"dataset {exc}"]
     if prov is None:
         return None, [(f"dataset {name}: no lineage_guard provenance in its Parquet metadata "
                        "(it was not written by a governed read)")]
-    digest = file_sha256(path)
+    digest = files.sha256(name)
     receipt_id = str(prov.get("receipt_id"))
     check = ledger.verify_receipt(receipt_id, public_keys)
     if not check.ok:

@@ -96,11 +96,14 @@ def encode(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The provenance document in a Parquet file's footer, None when it has none."""
+    """The provenance document in a Parquet file's footer (a path or fsspec URI), None when it has none."""
     import pyarrow.parquet as pq
 
+    from .files import open_binary
+
     try:
-        meta = pq.read_metadata(os.fspath(path)).metadata or {}
+        with open_binary(os.fspath(path)) as fh:
+            meta = pq.read_metadata(fh).metadata or {}
     except FileNotFoundError:
         raise ProvenanceError(f"{os.fspath(path)}: no such file") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt footer: say so, quote nothing of it

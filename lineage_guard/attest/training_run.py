@@ -54,7 +54,9 @@ def _dataset(path: str) -> tuple[str, str]:
     return namespace, name
 
 
-def _uri(namespace: str, name: str) -> str:
+def _uri(namespace: str, name: str, given: str) -> str:
+    if "://" in given:
+        return given          # an fsspec URI names its file already
     return Path(name).as_uri() if namespace == "file" and name.startswith("/") else f"{namespace}{name}"
 
 
@@ -62,8 +64,11 @@ def _schema(path: str) -> schema_dataset.SchemaDatasetFacet | None:
     """The Parquet file's columns (names and Arrow types), as the extract's output schema facet had them."""
     import pyarrow.parquet as pq
 
+    from .files import open_binary
+
     try:
-        schema = pq.read_schema(path)
+        with open_binary(path) as fh:
+            schema = pq.read_schema(fh)
     except (OSError, ValueError):
         return None
     return schema_dataset.SchemaDatasetFacet(
@@ -117,7 +122,7 @@ def training_parts(envelope: dict[str, Any], *, model: str | os.PathLike, traini
     for record in predicate["datasets"]:
         ns, name = _dataset(record["name"])
         facets: dict[str, Any] = {"dataSource": datasource_dataset.DatasourceDatasetFacet(
-            name=ns, uri=_uri(ns, name), producer=PRODUCER)}
+            name=ns, uri=_uri(ns, name, record["name"]), producer=PRODUCER)}
         schema = _schema(record["name"])
         if schema is not None:
             facets["schema"] = schema
@@ -126,8 +131,8 @@ def training_parts(envelope: dict[str, Any], *, model: str | os.PathLike, traini
                        "receiptId": record["receiptId"], "runId": record["runId"], "purpose": record["purpose"]})
     model_ns, model_name = _dataset(str(model_path))
     outputs = [event_v2.OutputDataset(namespace=model_ns, name=model_name, facets={
-        "dataSource": datasource_dataset.DatasourceDatasetFacet(name=model_ns, uri=_uri(model_ns, model_name),
-                                                               producer=PRODUCER),
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(
+            name=model_ns, uri=_uri(model_ns, model_name, str(model_path)), producer=PRODUCER),
         "datasetType": dataset_type_dataset.DatasetTypeDatasetFacet(datasetType="MODEL", producer=PRODUCER),
     })]
     run_facets: dict[str, Any] = {}

@@ -30,8 +30,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def attest(
     ctx: typer.Context,
     model: Annotated[Path | None, typer.Option("--model", help="The model artifact: a file or a folder.")] = None,
-    dataset: Annotated[list[Path] | None, typer.Option(
-        "--dataset", help="A governed dataset file (or a folder of them) the model was trained on; repeat.")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(
+        "--dataset", help="A governed dataset file or fsspec URI (file://, memory://, s3://...; or a folder of "
+                          "them) the model was trained on; repeat.")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the DSSE envelope (JSON).")] = None,
     ledger: LedgerOpt = None,
     public_key: KeyOpt = None,
