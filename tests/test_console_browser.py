@@ -354,7 +354,7 @@ def test_sign_in_uses_pkce_and_a_secure_http_only_cookie(world):
 def test_the_session_cookie_set_after_a_real_sign_in_is_secure_http_only_and_expires(world):
     """The whole code flow against the real provider, without a browser (its login form posted by httpx), into a
     console with Secure cookies: the session cookie holds only the session id and is Secure, HttpOnly,
-    SameSite=Lax, with the policy's lifetime; the state cookie is gone."""
+    SameSite=Lax, with the policy's lifetime. A subject the policy does not map gets no session."""
     import re
     from urllib.parse import urljoin
 
@@ -367,20 +367,28 @@ def test_the_session_cookie_set_after_a_real_sign_in_is_secure_http_only_and_exp
     port = world["base"].rsplit(":", 1)[1]
     app = build_app(policy, approvals=world["store"], ledger=world["ledger"], secure_cookies=True,
                     public_url=f"http://127.0.0.1:{port}")   # the redirect URI the provider knows
-    console = TestClient(app, base_url=f"https://127.0.0.1:{port}", follow_redirects=False)
-    location = console.get("/signin").headers["location"]
-    with httpx.Client(follow_redirects=False, timeout=30) as idp:
-        for _ in range(10):
-            if location.startswith(f"http://127.0.0.1:{port}/auth/callback"):
-                break
-            got = idp.get(location)
-            if got.status_code == 200 and 'name="login"' in got.text:
-                action = re.search(r'<form[^>]*action="([^"]+)"', got.text)[1]
-                got = idp.post(urljoin(location, action), data={"prompt": "login", "login": "sam", "password": "any"})
-            assert got.status_code in (302, 303), got.text[:500]
-            location = urljoin(location, got.headers["location"])
-    assert location.startswith(f"http://127.0.0.1:{port}/auth/callback"), location
-    done = console.get(location.split(str(port), 1)[1])
+    def sign_in_as(login: str):
+        console = TestClient(app, base_url=f"https://127.0.0.1:{port}", follow_redirects=False)
+        location = console.get("/signin").headers["location"]
+        with httpx.Client(follow_redirects=False, timeout=30) as idp:
+            for _ in range(10):
+                if location.startswith(f"http://127.0.0.1:{port}/auth/callback"):
+                    break
+                got = idp.get(location)
+                if got.status_code == 200 and 'name="login"' in got.text:
+                    action = re.search(r'<form[^>]*action="([^"]+)"', got.text)[1]
+                    got = idp.post(urljoin(location, action), data={"prompt": "login", "login": login,
+                                                                    "password": "any"})
+                assert got.status_code in (302, 303), got.text[:500]
+                location = urljoin(location, got.headers["location"])
+        assert location.startswith(f"http://127.0.0.1:{port}/auth/callback"), location
+        return console.get(location.split(str(port), 1)[1])
+
+    # a subject the policy's console.users does not map: verified by the provider, still refused, no session
+    stranger = sign_in_as("mallory")
+    assert stranger.status_code == 403 and "does not map your account" in stranger.text
+    assert not any(c.startswith("lg_console=") for c in stranger.headers.get_list("set-cookie"))
+    done = sign_in_as("sam")
     assert done.status_code == 303, done.text
     cookies = {c.split("=", 1)[0]: c.lower() for c in done.headers.get_list("set-cookie")}
     session = cookies["lg_console"]

@@ -299,3 +299,31 @@ def test_a_read_waiting_for_approval_shows_its_plan_clear_and_masked_per_column(
                                            page)}
     assert plan == {"id": "clear", "city": "masked (tokenize)", "code": "clear"}, page
     assert SECRET_PARAM not in page and "console_shipments" in page
+
+
+def test_the_console_over_postgresql_stores_keeps_its_sessions_there(new_database, tmp_path):
+    """Ledger and approval store on PostgreSQL: the timeline reads the index there, sessions are rows there
+    (a second app over the same database knows them), expiry and ending by identity hold."""
+    url = new_database()
+    policy = load(console_policy("http://127.0.0.1:9/not-contacted"))
+    store = ApprovalStore.open(url, config=policy.approvals)
+    ledger = Ledger.open(url, schema="console_pg", signer=Signer.generate())
+    clock = Clock()
+    try:
+        apps = [build_app(policy, approvals=store, ledger=ledger, secure_cookies=False, clock=clock,
+                          models=None, attestations=tmp_path) for _ in range(2)]
+        me = sign_in_directly(apps[0], "sam")
+        clients = [TestClient(a, base_url="http://127.0.0.1", follow_redirects=False) for a in apps]
+        for c in clients:
+            c.cookies.set(COOKIE, me.sid)
+            assert c.get("/timeline").status_code == 200
+        clock.now += 31 * 60
+        assert clients[1].get("/timeline").status_code == 303          # expired, for every process
+        clock.now -= 31 * 60
+        again = sign_in_directly(apps[1], "sam")
+        clients[0].cookies.set(COOKIE, again.sid)
+        assert clients[0].get("/timeline").status_code == 200
+        assert apps[0].state.sessions.end_all("sam") == 1
+        assert clients[0].get("/timeline").status_code == 303
+    finally:
+        ledger.close()
