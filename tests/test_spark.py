@@ -143,3 +143,32 @@ def test_lake_parquet_files_masked_by_spark_tasks(spark, svc, tmp_path):
         footer = pq.read_metadata(tmp_path / "masked" / path.name).metadata
         assert footer[b"lineage_guard.receipt_id"].decode() == result["receipt_id"]
 
+
+
+def test_a_task_killed_mid_partition_is_retried_without_duplicates(spark, svc, tmp_path):
+    """The first attempt of one task dies (its Python worker exits) after handing Spark part of its
+    partition; Spark retries that task alone (spark.task.maxFailures / local[2,2]) against the same
+    endpoint, without planning again, and the result has every row once."""
+    from lineage_guard.integrations.spark import plan_read
+
+    marker = tmp_path / "killed-once"
+    read = plan_read(credential(svc), SQL, partitions=2)
+    frame = read.to_dataframe(spark)
+
+    def die_once(batches):
+        for batch in batches:
+            half = batch.num_rows // 2
+            yield batch.slice(0, half)
+            if half and not marker.exists():
+                marker.write_text("attempt 1 died here")
+                os._exit(1)   # no cleanup, as a killed executor
+            yield batch.slice(half)
+
+    got = sorted(tuple(r) for r in frame.mapInArrow(die_once, frame.schema).collect())
+    assert marker.exists()                 # the first attempt really died mid-partition
+    assert got == single_extract(svc)      # every row exactly once
+    # The retry fetched the same endpoint again (no new plan): recorded as attempt 2 of that endpoint.
+    parent = read.about["parent_run_id"]
+    mine = [e for e in entries(svc) if (e.get("parent") or {}).get("run_id") == parent and e.get("split")]
+    retried = [e for e in mine if e["split"].get("attempt", 1) > 1 and e["outcome"] == "success"]
+    assert len(retried) == 1 and retried[0]["split"].get("retry_of")
