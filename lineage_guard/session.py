@@ -139,6 +139,7 @@ class GovernedSession:
         self.environment = environment or self.source.info.environment
         self._schema_files = tuple(schema_files)
         self._catalog = None
+        self._schema_version = ""  # the live schema version `_catalog` was taken at (sql/catalog_cache)
         self._detection = None
         self._keyring = keyring
         self._ledger = ledger
@@ -175,15 +176,23 @@ class GovernedSession:
 
     @property
     def catalog(self):
+        """The catalog plans resolve names in: the DDL files, or the live one at the last checked schema version."""
         if self._catalog is None:
-            from .sql.catalog import Catalog
+            if self._schema_files:
+                from .sql.catalog import Catalog
 
-            path = (self.source.schema,)
-            self._catalog = (
-                Catalog.from_ddl(*self._schema_files, search_path=path) if self._schema_files
-                else Catalog.from_postgres(self.source.catalog_url, search_path=path)
-            )
+                self._catalog = Catalog.from_ddl(*self._schema_files, search_path=(self.source.schema,))
+            else:
+                self._refresh_catalog()
         return self._catalog
+
+    def _refresh_catalog(self) -> None:
+        """One schema-version query; the process-wide cache reloads the catalog only if the version moved."""
+        from .sql.catalog_cache import CACHE
+
+        url = self.source.catalog_url
+        self._schema_version = CACHE.version(url)
+        self._catalog = CACHE.catalog(url, (self.source.schema,), self._schema_version)
 
     @property
     def keyring(self):
@@ -232,7 +241,13 @@ class GovernedSession:
     # -- steps 1-4 -------------------------------------------------------------------------------
 
     def plan(self, sql: str) -> Decision:
-        """Steps 1-4 only: the decision for `sql`, no data touched, nothing recorded."""
+        """Steps 1-4 only: the decision for `sql`, no data touched, nothing recorded.
+
+        Every plan checks the live schema version first (one short query): a DDL since the last
+        plan is seen by this one (a column added by ALTER TABLE is classified and masked).
+        """
+        if not self._schema_files:
+            self._refresh_catalog()
         return plan_statement(sql, catalog=self.catalog, policy=self.policy, identity=self.identity,
                               purpose=self.purpose, environment=self.environment, detect=self._detector())
 
@@ -245,8 +260,18 @@ class GovernedSession:
             from .classify.catalog import DetectionCatalog
 
             self._detection = DetectionCatalog()
-        url = self.source.catalog_url
-        return lambda tables: self._detection.sensitive_labels(url, list(tables), config)
+        from .sql.catalog_cache import CACHE
+
+        url, detection = self.source.catalog_url, self._detection
+        if not self._schema_version:
+            self._refresh_catalog()
+        version, settings = self._schema_version, config.model_dump_json()
+
+        def detect(tables):
+            tables = list(tables)
+            key = (str(detection.path), settings, tuple(str(t) for t in tables))
+            return dict(CACHE.labels(url, key, version, lambda: detection.sensitive_labels(url, tables, config)))
+        return detect
 
     # -- reads -----------------------------------------------------------------------------------
 
