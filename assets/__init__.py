@@ -6,13 +6,16 @@ Example:
     >>> from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource, governed_postgres_asset
 """
 
-from .attest import governed_attestation_check
-from .factory import governed_postgres_asset
-from .failures import as_failure
-from .io_manager import GovernedIOManager
-from .lineage import DagsterLineage
-from .metadata import source_asset_key
-from .resource import GovernedPostgresResource
+from lineage_guard.extras import needs_extra
+
+with needs_extra("lineage_guard.assets", "dagster"):
+    from .attest import governed_attestation_check
+    from .factory import governed_postgres_asset
+    from .failures import as_failure
+    from .io_manager import GovernedIOManager
+    from .lineage import DagsterLineage
+    from .metadata import source_asset_key
+    from .resource import GovernedPostgresResource
 
 __all__ = ["DagsterLineage", "GovernedIOManager", "GovernedPostgresResource", "as_failure",
            "governed_attestation_check", "governed_postgres_asset", "source_asset_key"]

@@ -35,6 +35,7 @@ import pyarrow as pa
 from lineage_guard.classify.detectors import gx_patterns
 from lineage_guard.classify.names import canonical_label
 from lineage_guard.errors import ConfigError
+from lineage_guard.extras import needs_extra
 
 SCHEMA_URL = (
     "https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json"
@@ -184,8 +185,9 @@ def _gx():
     gx_logger = logging.getLogger("great_expectations")
     if gx_logger.level == logging.NOTSET:
         gx_logger.setLevel(logging.WARNING)
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
+    with needs_extra("lineage_guard.integrations.great_expectations", "gx"):
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
 
     return gx, gxe
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ray.data import Datasource, ReadTask
-from ray.data.block import BlockMetadata
+from lineage_guard.extras import needs_extra
+
+with needs_extra("lineage_guard.integrations.ray", "ray"):
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
 
 from .endpoints import PlannedRead, ServiceCredential, fetch_endpoint, plan_read
 

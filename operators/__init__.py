@@ -22,11 +22,8 @@ _WHERE = {"ApprovalTrigger": ".triggers", "GovernedAttestOperator": ".attest", "
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
+    from lineage_guard.extras import needs_extra
+
+    with needs_extra("lineage_guard.operators", "airflow"):
         module = importlib.import_module(_WHERE[name], __name__)
-    except ImportError as exc:
-        if (exc.name or "").startswith("airflow"):
-            raise ImportError("lineage_guard.operators needs Apache Airflow 3: "
-                              "pip install 'lineage-guard[airflow]'") from exc
-        raise
     return getattr(module, name)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import ConfigError, SourceError
+from ..extras import install_command
 
 _servers: dict[Path, object] = {}
 _lock = threading.Lock()
@@ -48,8 +49,7 @@ def embedded_url(data_dir: Path | None = None, database: str = "postgres") -> st
         with _no_runtime_dir_warning():  # pgserver asks platformdirs for the runtime dir at import
             import pgserver
     except ImportError:
-        raise ConfigError("the embedded PostgreSQL needs the [embedded] extra: "
-                          "pip install 'lineage-guard[embedded]'") from None
+        raise ConfigError(f"the embedded PostgreSQL needs the [embedded] extra: {install_command('embedded')}") from None
     root = Path(data_dir) if data_dir is not None else paths.home() / "pg"
     root = root.expanduser().resolve()
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from typing import Any, Self
 import pyarrow as pa
 
 from ..errors import ConfigError
+from ..extras import install_command
 from ..run import SourceInfo
 from .pg_errors import connect_error, from_driver_error, guarded, sqlstate_error
 from .pg_params import inline_parameters
@@ -44,7 +45,7 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_NEEDS_POSTGRES_EXTRA = "reading PostgreSQL needs the [postgres] extra: pip install 'lineage-guard[postgres]'"
+_NEEDS_POSTGRES_EXTRA = f"reading PostgreSQL needs the [postgres] extra: {install_command('postgres')}"
 
 
 def _uri_with_timeout(url: PgUrl) -> str:
