@@ -35,8 +35,10 @@ groups: [training-jobs]
 purposes: [ai_training]
 classifications:
   public.att_patients.email: email
+  public.att_patients.age: age
 rules:
   - {classifications: [email], groups: [training-jobs], action: mask, mask: {method: tokenize}}
+  - {classifications: [age], groups: [training-jobs], action: clear}
 """
 PATIENTS = [(i, f"p{i}@example.org", 20 + 3 * i) for i in range(1, 21)]
 VISITS = [(i, 1 + i % 4, 100 + 7 * i + 5 * (1 + i % 4)) for i in range(1, 21)]
@@ -123,6 +125,9 @@ def test_the_statement_is_in_toto_v1_with_our_predicate_valid_against_its_schema
     patients = datasets["patients.parquet"]
     assert patients["identity"]["principal"] == "svc-training" and patients["purpose"] == "ai_training"
     assert {c["name"]: c["treatment"] for c in patients["columns"]} == {"id": "clear", "email": "masked", "age": "clear"}
+    assert {c["name"]: c["classifications"] for c in patients["columns"]} == {"id": [], "email": ["email"],
+                                                                               "age": ["age"]}
+    assert "reidentification" not in patients   # the purpose sets no floor here (tests/test_reid_floor.py does)
     assert patients["source"]["tables"] == ["public.att_patients"] and patients["policyDigest"].startswith("sha256:")
     # the schema is not a rubber stamp: a predicate missing its datasets is refused
     with pytest.raises(jsonschema.ValidationError):
@@ -154,6 +159,15 @@ def test_the_training_step_is_an_openlineage_run_from_the_files_to_the_model(tra
     assert inputs == extract_outputs == {("file", str(p.resolve())) for p in trained.datasets}
     assert [(o["namespace"], o["name"]) for o in end["outputs"]] == [("file", str(trained.model.resolve()))]
     assert end["outputs"][0]["facets"]["datasetType"]["datasetType"] == "MODEL"
+    # PII tags on the training inputs mirror the extracts' outputs: only classified columns that left clear
+    extract_tags = {(o["name"], t["field"], t["key"], t["value"]) for e in everything if e["run"]["runId"] != run_id
+                    and e["eventType"] == "COMPLETE" for o in e.get("outputs", [])
+                    for t in o.get("facets", {}).get("tags", {}).get("tags", [])}
+    input_tags = {(i["name"], t["field"], t["key"], t["value"]) for i in end["inputs"]
+                  for t in i.get("facets", {}).get("tags", {}).get("tags", [])}
+    patients_file = str(trained.datasets[0].resolve())
+    assert input_tags == extract_tags == {(patients_file, "age", "pii", "true"),
+                                          (patients_file, "age", "classification", "age")}
     facet = end["run"]["facets"][ATTESTATION_KEY]
     assert ATTESTATION_KEY not in start["run"]["facets"]
     predicate = _statement(trained.envelope)["predicate"]
@@ -196,6 +210,9 @@ def test_verify_passes_then_the_cli_and_audit_model_agree(trained):
     screen = runner.invoke(root_app, ["audit", "model", str(trained.model), "--attestation", str(trained.attestation),
                                       "--ledger", trained.ledger_url, "--public-key", trained.public_key])
     assert screen.exit_code == 0 and "email" in screen.stdout and "tokenize" in screen.stdout, screen.output
+    patients = next(d for d in doc["datasets"] if d["name"].endswith("patients.parquet"))
+    assert {c["name"]: c["classifications"] for c in patients["columns"]}["age"] == ["age"]
+    assert patients["reidentification"] is None and "re-identification" not in screen.stdout
 
 
 def test_an_edited_dataset_file_fails_naming_the_dataset(trained):

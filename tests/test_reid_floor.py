@@ -286,3 +286,41 @@ def test_a_subject_column_is_required_and_counts_people(floor_db, env):
         s.extract(COLUMNS, to=root / "people.parquet")
     measured = _runs(ledger)[-1]["reidentification"]
     assert measured["counted"] == "people" and measured["k"] == _by_hand(3, "year")  # one row per person here
+
+
+def test_the_measure_is_signed_in_the_attestation_and_shown_by_audit_model(floor_db, env):
+    import base64
+
+    import jsonschema
+
+    from lineage_guard.attest.attestation import attest, predicate_schema
+
+    root, ledger = env
+    target = root / "patients.parquet"
+    with _session(floor_db, ledger) as s:
+        s.extract(COLUMNS, to=target)
+    model = root / "model.bin"
+    model.write_bytes(b"a model trained on the generalized extract")
+    envelope = attest(model, [target], out=root / "model.att.json", ledger=ledger, lineage=False)
+    predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    jsonschema.validate(predicate, predicate_schema())
+    measured = predicate["datasets"][0]["reidentification"]
+    assert measured["k"] == _by_hand(3, "year") >= measured["requiredK"] == 5
+    assert measured["l"] >= measured["requiredL"] == 2 and measured["sensitive"] == ["diagnosis"]
+    assert measured["quasiIdentifiers"] == ["zip", "birth_date", "sex"] and measured["counted"] == "rows"
+    assert measured["smallestClasses"][0]["size"] == measured["k"]
+    # the schema holds the measure to its shape: a value smuggled in is refused
+    bad = json.loads(json.dumps(predicate))
+    bad["datasets"][0]["reidentification"]["smallestClasses"][0]["zip"] = "02139"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, predicate_schema())
+    args = ["audit", "model", str(model), "--attestation", str(root / "model.att.json"), "--ledger",
+            str(root / "ledger.sqlite")]
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert (f"re-identification: k-anonymity {measured['k']} (required 5) over (zip, birth_date, sex), counted in "
+            f"rows; l-diversity of diagnosis {measured['l']} (required 2)") in " ".join(shown.stdout.split())
+    as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert as_json["datasets"][0]["reidentification"] == measured
+    classes = {c["name"]: (c["treatment"], c["classifications"]) for c in as_json["datasets"][0]["columns"]}
+    assert classes["sex"] == ("clear", ["sex"]) and classes["zip"][0] == "masked"

@@ -38,7 +38,19 @@ def treatment(column: dict[str, Any]) -> dict[str, Any]:
     """A ledger entry's column as the predicate names it."""
     return {"name": column["name"], "sources": list(column.get("sources") or ()),
             "treatment": "masked" if column.get("masked") else "clear",
-            "method": column.get("method"), "keyId": column.get("key_id")}
+            "method": column.get("method"), "keyId": column.get("key_id"),
+            "classifications": list(column.get("labels") or ())}
+
+
+def reidentification(measured: dict[str, Any]) -> dict[str, Any]:
+    """The purpose's re-identification floor as the extract measured it (column names and class sizes only)."""
+    return {"quasiIdentifiers": list(measured.get("quasi_identifiers") or ()),
+            "sensitive": list(measured.get("sensitive") or ()), "counted": measured.get("counted", "rows"),
+            "rows": measured.get("rows", 0), "classes": measured.get("classes", 0),
+            "k": measured.get("k"), "l": measured.get("l"),
+            "requiredK": measured.get("required_k"), "requiredL": measured.get("required_l"),
+            "smallestClasses": [{"size": c["size"], "classes": c["classes"]}
+                                for c in measured.get("smallest_classes") or ()]}
 
 
 def check_dataset(path: str | os.PathLike, ledger: Any, public_keys: Sequence[str] = ()
@@ -105,4 +117,6 @@ def check_dataset(path: str | os.PathLike, ledger: Any, public_keys: Sequence[st
         "endedAt": body.get("ended_at"),
         "recordedAt": entry["recorded_at"],
     }
+    if body.get("reidentification"):   # the purpose required a floor: what the masked output achieved
+        record["reidentification"] = reidentification(body["reidentification"])
     return record, []

@@ -76,6 +76,15 @@ def _schema(path: str) -> schema_dataset.SchemaDatasetFacet | None:
         producer=PRODUCER)
 
 
+def _input_tags(record: dict[str, Any]):
+    """The `tags` facet the extract put on this file as its output: `pii`/`classification` per field, only for
+    classified columns that left clear (a masked column carries no pii tag past its mask)."""
+    from ..lineage.events import _field_tags
+
+    return _field_tags({c["name"]: list(c.get("classifications") or ()) if c["treatment"] == "clear" else []
+                        for c in record["columns"]})
+
+
 def _run_id(training: dict[str, str]) -> tuple[str, str | None]:
     given = training.get("runId")
     if not given:
@@ -126,6 +135,8 @@ def training_parts(envelope: dict[str, Any], *, model: str | os.PathLike, traini
         schema = _schema(record["name"])
         if schema is not None:
             facets["schema"] = schema
+        if (tags := _input_tags(record)) is not None:
+            facets["tags"] = tags
         inputs.append(event_v2.InputDataset(namespace=ns, name=name, facets=facets))
         listed.append({"namespace": ns, "name": name, "sha256": record["digest"]["sha256"],
                        "receiptId": record["receiptId"], "runId": record["runId"], "purpose": record["purpose"]})

@@ -105,6 +105,8 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
                 "method": col.mask.describe() if col.mask else None,
                 "scope": col.mask.scope if col.mask else None,
                 "key_id": run.key_ids.get(col.position) if col.mask else None,
+                # the policy's classifications of the column (names, no value): what an attestation tags as pii
+                **({"labels": sorted(col.labels)} if col.labels else {}),
             }
         )
     sink = run.sink

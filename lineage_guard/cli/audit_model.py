@@ -72,7 +72,9 @@ def summary(statement: dict[str, Any]) -> dict[str, Any]:
             "tables": d["source"]["tables"], "source": d["source"]["namespace"], "approvalId": d["approvalId"],
             "rows": d["rows"], "startedAt": d["startedAt"], "endedAt": d["endedAt"],
             "columns": [{"name": c["name"], "sources": c["sources"], "treatment": c["treatment"],
-                         "method": c["method"]} for c in d["columns"]],
+                         "method": c["method"], "classifications": c.get("classifications", [])}
+                        for c in d["columns"]],
+            "reidentification": d.get("reidentification"),
         } for d in predicate["datasets"]],
     }
 
@@ -124,10 +126,21 @@ def _show(doc: dict[str, Any]) -> None:
                        f"{d['rows']} rows from {', '.join(d['tables'])} at {d['source']}, "
                        f"{d['startedAt']} .. {d['endedAt']}"))
         out.print(Text(f"  policy {d['policyDigest']}; approval {d['approvalId'] or '-'}"))
+        if d["reidentification"]:
+            out.print(Text("  " + reidentification_line(d["reidentification"])))
         table = Table(box=box.SIMPLE, show_header=True)
-        for name in ("column", "from", "treatment", "how"):
+        for name in ("column", "from", "classification", "treatment", "how"):
             table.add_column(name)
         for c in d["columns"]:
-            table.add_row(Text(c["name"]), Text(", ".join(c["sources"])), Text(c["treatment"]),
-                          Text(c["method"] or "-"))
+            table.add_row(Text(c["name"]), Text(", ".join(c["sources"])), Text(", ".join(c["classifications"]) or "-"),
+                          Text(c["treatment"]), Text(c["method"] or "-"))
         out.print(table)
+
+
+def reidentification_line(r: dict[str, Any]) -> str:
+    """One line: the floor the purpose required and what the masked output achieved (sizes, no value)."""
+    text = (f"re-identification: k-anonymity {r['k']} (required {r['requiredK'] if r['requiredK'] is not None else '-'})"
+            f" over ({', '.join(r['quasiIdentifiers']) or 'no quasi-identifier left'}), counted in {r['counted']}")
+    if r["sensitive"]:
+        text += f"; l-diversity of {', '.join(r['sensitive'])} {r['l']} (required {r['requiredL']})"
+    return text
