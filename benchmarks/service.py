@@ -6,7 +6,9 @@
 Same query on the same table, three ways, each consuming every batch:
   raw ADBC        adbc_driver_postgresql, no masking, no ledger (the floor)
   in-process      GovernedSession.stream (plan, read, mask, ledger, lineage) in this process
-  service         lineage.client over TLS to a `lineage-guard serve` subprocess (API token)
+  service         lineage.client over TLS to a `lineage-guard serve` subprocess (API token), and the
+                  official ADBC Flight SQL driver against the same server
+Rounds are interleaved (each round runs every path once), so load on a shared box hits all alike.
 For each: the median wall time, rows/s, and CPU seconds (this process; for the service also the
 server process, measured with psutil). Then the per-call overhead: the median latency of a
 one-row query, in-process vs through the service (server warm), over `--calls` calls.
@@ -115,13 +117,32 @@ def main() -> None:
                 for _ in batches:
                     pass
 
-        for fn in (raw, inproc, service):   # warm: imports, catalogs, first connections
+        def adbc_flight():   # the official Flight SQL driver against the same server
+            from adbc_driver_flightsql import DatabaseOptions
+            from adbc_driver_flightsql.dbapi import connect as flightsql_connect
+
+            options = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token}",
+                       DatabaseOptions.TLS_ROOT_CERTS.value: tls.pem.decode(),
+                       f"{DatabaseOptions.RPC_CALL_HEADER_PREFIX.value}x-lineage-guard-purpose": "ai_training"}
+            with flightsql_connect(server.url, db_kwargs=options) as conn, conn.cursor() as cur:
+                cur.execute(QUERY)
+                for _ in cur.fetch_record_batch():
+                    pass
+
+        paths = [("raw ADBC", raw, None), ("in-process", inproc, None), ("service (our client)", service, server_proc),
+                 ("service (ADBC Flight SQL)", adbc_flight, server_proc)]
+        for _label, fn, _srv in paths:   # warm: imports, catalogs, first connections
             fn()
-        results = {}
-        for label, fn, srv in (("raw ADBC", raw, None), ("in-process", inproc, None), ("service", service, server_proc)):
-            runs = [timed(fn, srv) for _ in range(args.repeats)]
-            results[label] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
-        print(f"# {args.rows:,} rows, `{QUERY}`, median of {args.repeats}; load average {os.getloadavg()[0]:.1f}")
+        load0 = os.getloadavg()
+        samples: dict[str, list] = {label: [] for label, _fn, _srv in paths}
+        for _ in range(args.repeats):   # interleaved rounds: load on the shared box hits every path alike
+            for label, fn, srv in paths:
+                samples[label].append(timed(fn, srv))
+        results = {label: tuple(statistics.median(r[i] for r in runs) for i in range(3))
+                   for label, runs in samples.items()}
+        load1 = os.getloadavg()
+        print(f"# {args.rows:,} rows, `{QUERY}`, medians of {args.repeats} interleaved rounds; load average "
+              f"{load0[0]:.2f} -> {load1[0]:.2f}")
         print("| path | wall s | rows/s | client CPU s | server CPU s | rows/s vs in-process |")
         print("|---|---:|---:|---:|---:|---:|")
         base_rate = args.rows / results["in-process"][0]
@@ -176,7 +197,7 @@ def steps(url: str, server, tls, token: str, args) -> None:
     interleaved measurement (wall, client and server CPU, load average) on this run's server."""
     from types import SimpleNamespace
 
-    import service_steps   # benchmarks/ is this script's folder, first on sys.path
+    import service_steps  # benchmarks/ is this script's folder, first on sys.path
 
     service_steps.run(url, server, tls, token,
                       SimpleNamespace(rows=args.step_rows, rounds=args.steps, profile=None, fresh=0))
