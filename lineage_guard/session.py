@@ -684,6 +684,7 @@ class GovernedSession:
         `floor`, if given, sees every masked batch (the purpose's re-identification floor).
         """
         from .mask import mask_batch
+        from .prefetch import Prefetched
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
         with self.source.stream(executed_sql(decision), executed_parameters(decision, parameters),
@@ -697,17 +698,26 @@ class GovernedSession:
             masked_schema = mask_batch(empty, specs, self.keyring).schema
             sink.open(masked_schema)
             run.output_schema = [(f.name, str(f.type)) for f in masked_schema]
-            for batch in stream:
-                masked = mask_batch(batch, specs, self.keyring)
-                if floor is not None:
-                    floor.observe(masked)
-                sink.write(masked)
-                if sample is not None and run.rows < self.policy.validation.sample_rows:
-                    sample.append(masked.slice(0, self.policy.validation.sample_rows - run.rows))
-                run.rows += masked.num_rows
-                if progress is not None:
-                    progress(run.rows)
-                yield
+            # The next batch is read on a second thread while this one is masked and written.
+            with Prefetched(iter(stream)) as batches:
+                yield from self._mask_write(run, batches, specs, sink, sample, floor, progress)
+
+    def _mask_write(self, run: RunRecord, batches: Iterator[pa.RecordBatch], specs, sink: Sink,
+                    sample: list[pa.RecordBatch] | None, floor: FloorCheck | None, progress) -> Iterator[None]:
+        """Steps 7-8 for each batch read: mask, observe, write, count. Yields after each batch."""
+        from .mask import mask_batch
+
+        for batch in batches:
+            masked = mask_batch(batch, specs, self.keyring)
+            if floor is not None:
+                floor.observe(masked)
+            sink.write(masked)
+            if sample is not None and run.rows < self.policy.validation.sample_rows:
+                sample.append(masked.slice(0, self.policy.validation.sample_rows - run.rows))
+            run.rows += masked.num_rows
+            if progress is not None:
+                progress(run.rows)
+            yield
 
     def _run(self, sql: str, parameters, sink: Sink, progress=None) -> tuple[RunRecord, dict[str, float]]:
         t0 = time.perf_counter()
