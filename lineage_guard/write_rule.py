@@ -78,22 +78,49 @@ def judge_write(analysis: Analysis, catalog: Catalog, hidden: Mapping[ColumnRef,
         for col in twin.columns:
             target = targets[col.position] if col.position < len(targets) else None
             always_null = nulls[col.position] if col.position < len(nulls) else False
-            _judge_stored(col, target, always_null, hidden, approval, verdict)
+            lands = _lands_in(target, catalog)
+            if lands is None:
+                verdict.denials.append(f"this write stores into {target}, a view column whose base column could not "
+                                       "be resolved; write to the table itself")
+                continue
+            _judge_stored(col, target, lands, always_null, hidden, approval, verdict)
     verdict.denials = list(dict.fromkeys(verdict.denials))
     verdict.approvals = list(dict.fromkeys(verdict.approvals))
     return verdict
 
 
-def _judge_stored(col, target: ColumnRef | None, always_null: bool, hidden: Mapping[ColumnRef, str],
-                  approval: frozenset[ColumnRef], verdict: WriteVerdict) -> None:
+def _lands_in(target: ColumnRef | None, catalog: Catalog) -> frozenset[ColumnRef] | None:
+    """The stored columns a write to `target` ends up in: itself, or through an updatable view its base column.
+
+    `UPDATE v_customer_contact SET contact = 'guess'` writes customers.email: judged as written there.
+    None when a view column cannot be resolved.
+    """
+    if target is None:
+        return frozenset()
+    rel = catalog.relation(target.table, target.schema)
+    if rel is None or rel.kind == "table":
+        return frozenset({target})
+    from sqlglot import exp
+
+    sql = exp.select(exp.column(target.column, quoted=True)).from_(
+        exp.table_(target.table, db=target.schema, quoted=True)).sql(dialect="postgres")
+    read = analyze(sql, catalog)
+    if read.violations or len(read.columns) != 1:
+        return None
+    return frozenset(read.columns[0].sources) | {target}
+
+
+def _judge_stored(col, target: ColumnRef | None, lands: frozenset[ColumnRef], always_null: bool,
+                  hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnRef], verdict: WriteVerdict) -> None:
     where = str(target) if target is not None else "a relation nobody classified"
+    masked_at = sorted(c for c in lands if c in hidden)
     secret = sorted(s for s in col.sources if s in hidden)
     if col.opaque and hidden:
         verdict.denials.append(f"the value written to {where} has a lineage that cannot be resolved while "
                                "sensitive columns are masked for you; write values whose sources are plain columns")
         return
     if secret:
-        if all(s in approval for s in secret) and (target is None or target not in hidden or target in approval):
+        if all(s in approval for s in secret) and all(c in approval for c in masked_at):
             verdict.approvals.append(f"writing {', '.join(map(str, secret))} into {where} requires the approval "
                                      "that would let you read it in the clear")
             return
@@ -103,9 +130,10 @@ def _judge_stored(col, target: ColumnRef | None, always_null: bool, hidden: Mapp
             "clear, or multiply a person's record past a group-size floor): have an identity that reads it in the "
             "clear write it")
         return
-    if target is not None and target in hidden and not always_null:
-        if target in approval:
-            verdict.approvals.append(f"writing into {target} ({hidden[target]}) requires the approval that would let "
-                                     "you read it in the clear")
+    if masked_at and not always_null:
+        if all(c in approval for c in masked_at):
+            verdict.approvals.append(f"writing into {target} ({hidden[masked_at[0]]}) requires the approval that "
+                                     "would let you read it in the clear")
         else:
-            verdict.denials.append(stored_where_hidden(target, hidden[target]))
+            verdict.denials.append(stored_where_hidden(masked_at[0], hidden[masked_at[0]])
+                                   + (f" (written through {target})" if target not in hidden else ""))

@@ -282,6 +282,10 @@ def write_statements() -> list[str]:
                     (f"MERGE INTO orders o USING (SELECT id AS cid, {n} AS n FROM customers WHERE {p}) c "
                     "ON o.customer_id = c.cid WHEN MATCHED THEN UPDATE SET amount = c.n"),
                     f"UPDATE customers SET plan = plan WHERE id = 1 AND 1 / ({n} - 57) > 0 AND {p}"]
+    for e in ("contact", "upper(callback)", "'x'", "plan"):   # through an updatable view that renames columns
+        for p in ("contact LIKE 'a%'", "callback IS NULL", "id < 20", "length(contact) > 25"):
+            out += [f"UPDATE v_customer_contact SET plan = {e} WHERE {p}",
+                    f"DELETE FROM orders WHERE customer_id IN (SELECT id FROM v_customer_contact WHERE {p})"]
     for e in _WRITE_TEXT:
         out += [f"UPDATE customers SET plan = {e} WHERE id = 3",
                 f"CREATE TABLE public.rt_oracle_t AS SELECT id, {e} AS v FROM customers"]

@@ -17,6 +17,7 @@ service, with our client and with the ADBC Flight SQL driver.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ TRUTH_SQL = {
     "customers.birth_date": "SELECT id, birth_date FROM customers",
     "customers.born_before_1970": "SELECT id, birth_date < date '1970-01-01' FROM customers",
     "patients.hiv": "SELECT id, diagnosis LIKE 'B20%' FROM patients",
+    "patients.birth_date": "SELECT id, birth_date FROM patients",
 }
 
 
@@ -302,6 +304,19 @@ def cohort_rekey_differencing(w: Writer, db: str) -> dict[int, Any]:
     return out
 
 
+def codebook_through_view(w: Writer, db: str) -> dict[int, Any]:
+    """The codebook through an updatable view: v_patient_summary.dob is patients.birth_date under another name."""
+    try:
+        w.write("INSERT INTO v_patient_summary (id, dob) SELECT 100000 + g, date '1920-01-01' + g "
+                "FROM generate_series(0, 35999) g")
+        rows = w.rows("SELECT id, birth_date AS t FROM patients")
+        book = {r["t"]: datetime.date(1920, 1, 1) + datetime.timedelta(days=r["id"] - 100000)
+                for r in rows if r["id"] >= 100000}
+        return {r["id"]: book[r["t"]] for r in rows if r["id"] < 100000 and r["t"] in book}
+    finally:
+        _scratch(db, "DELETE FROM patients WHERE id >= 100000")
+
+
 @dataclass(frozen=True)
 class Attack:
     name: str
@@ -327,6 +342,7 @@ ATTACKS = (
            HIV_KEYS),
     Attack("codebook_insert_zip", "chosen plaintext", "customers.zip", codebook_insert_zip),
     Attack("codebook_insert_birth_date", "chosen plaintext", "customers.birth_date", codebook_insert_birth_date),
+    Attack("codebook_through_view", "chosen plaintext", "patients.birth_date", codebook_through_view),
     Attack("cohort_padding_by_copy", "cohort floor shaped by writes", "customers.born_before_1970",
            cohort_padding_by_copy, COHORT_KEYS),
     Attack("cohort_rekey_differencing", "cohort floor shaped by writes", "customers.born_before_1970",
