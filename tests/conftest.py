@@ -35,14 +35,8 @@ def require(module: str, extra: str):
         pytest.skip(f"needs the [{extra}] extra", allow_module_level=True)
 
 
-def _server_url() -> str:
-    url = os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL")
-    if url:
-        return url
-    pgserver = require("pgserver", "embedded")
-    data = Path(os.environ.get("LINEAGE_GUARD_TEST_PGDATA", Path.home() / ".cache" / "lineage_guard" / "test-pg"))
-    data.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(str(data)).get_uri()
+def _embedded_data() -> Path:
+    return Path(os.environ.get("LINEAGE_GUARD_TEST_PGDATA", Path.home() / ".cache" / "lineage_guard" / "test-pg"))
 
 
 def _with_database(url: str, database: str) -> str:
@@ -62,9 +56,21 @@ def namespace_of(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
+def pg_server_url():
     """The URL of the server (its maintenance database)."""
-    return _server_url()
+    url = os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    require("pgserver", "embedded")
+    from lineage_guard.sources.embedded import embedded_url, stop_embedded
+
+    data = _embedded_data()
+    data.mkdir(parents=True, exist_ok=True)
+    yield embedded_url(data)  # the project's own start: no platformdirs RuntimeDirWarning
+    # Stopped here, while pytest's streams are open: left to pgserver's atexit hook, its log lines
+    # go to streams pytest has closed ("--- Logging error ---" tracebacks at exit).
+    stop_embedded(data)
 
 
 @pytest.fixture(scope="session")

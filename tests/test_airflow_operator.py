@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from airflow_conftest import *
-from conftest import TEST_MASTER_KEY
+from conftest import TEST_MASTER_KEY, namespace_of
+
+from lineage_guard.sources.pg_url import url_parts
 from lineage_check import assert_valid_events
 
 pytestmark = pytest.mark.airflow
@@ -71,9 +73,10 @@ def test_extract_writes_masked_parquet_and_returns_a_summary(airflow_env, patien
     assert {"lineageGuard_access"} <= set(complete["run"]["facets"])
     assert "parent" in complete["run"]["facets"]  # Airflow's own DAG-run parent facet
     assert complete["job"]["namespace"] == OL_NAMESPACE
-    pg = airflow_env.pg_url.split("@")[1].split("/")[0]
+    # namespace_of/url_parts, not string splits: an embedded server's URL is a socket one (…@/db?host=/dir)
+    database = url_parts(airflow_env.pg_url)["database"]
     assert [(i["namespace"], i["name"]) for i in complete["inputs"]] == [
-        (f"postgres://{pg}", f"{airflow_env.pg_url.rsplit('/', 1)[1]}.public.patients")]
+        (namespace_of(airflow_env.pg_url), f"{database}.public.patients")]
     [output] = complete["outputs"]
     assert (output["namespace"], output["name"]) == ("file", str(files[0]))
     lineage = output["facets"]["columnLineage"]["fields"]

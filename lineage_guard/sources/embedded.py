@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import threading
 import warnings
 from collections.abc import Iterator
@@ -73,3 +74,6 @@ def stop_embedded(data_dir: Path | None = None) -> None:
         server = _servers.pop(root, None)
     if server is not None:
         server.cleanup()  # cleanup_mode="stop": stops the server, keeps the data directory
+        # pgserver unregisters its atexit hook only in "delete" mode; left registered, it runs again at exit
+        # and logs to streams the host (pytest, Airflow) may have closed: "--- Logging error ---" tracebacks.
+        atexit.unregister(server._cleanup)
