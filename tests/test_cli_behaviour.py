@@ -203,3 +203,21 @@ def test_unwritable_home_is_one_line_and_exit_1(tmp_path):
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert f"LINEAGE_GUARD_HOME {blocker / 'home'} is not a writable folder" in lines[0]
     assert "set LINEAGE_GUARD_HOME to a folder you can write" in lines[0]
+
+
+# -- piped output ---------------------------------------------------------------------------------
+
+def test_piped_output_prints_whole_lines_at_any_width(tmp_path):
+    """Off a terminal (CI, Airflow task logs, `| grep`) a path or command is never wrapped or cut."""
+    deep = tmp_path / ("a-folder-name-far-wider-than-the-terminal-" * 2) / "and-one-more-level-of-it"
+    deep.mkdir(parents=True)
+    policy = deep / "policy.yaml"
+    policy.write_text(CORPUS_POLICY.read_text())
+    done = run_cli("check-policy", str(policy), env={"COLUMNS": "40"})
+    assert done.returncode == 0, done.stderr
+    [line] = [x for x in done.stdout.splitlines() if x.strip()]
+    assert line.startswith(f"ok: {policy}: ") and "rules" in line, done.stdout
+    # and an error naming the file stays one line too
+    policy.write_text("version: 1\nidentities: [\n")
+    done = run_cli("check-policy", str(policy), env={"COLUMNS": "40"})
+    assert done.returncode == 1 and str(policy) in done.stderr.splitlines()[0], done.stderr
