@@ -295,3 +295,16 @@ def test_checker_refuses_a_tag_on_a_field_the_schema_does_not_have():
     bad["outputs"][0]["facets"]["tags"]["tags"][0]["field"] = "no_such_column"
     code, out = check_events([start, bad])
     assert code == 1 and "tags facet: field 'no_such_column' is not in the schema facet" in out
+
+
+def test_an_approved_run_names_its_output_and_a_waiting_or_denied_one_does_not():
+    # On main 199ac5e the approved run's events had no output (the decision stays needs_approval).
+    needs = replace(sample_run().decision, action="needs_approval")
+    approved = sample_run(decision=needs, approval_id="req-1", outcome="success")
+    for kind in ("START", "COMPLETE"):
+        assert [(d["namespace"], d["name"]) for d in build_event(approved, kind)["outputs"]] == [
+            ("file", "/data/out/patients.parquet")]
+    assert_valid_events([build_event(approved, "START"), build_event(approved, "COMPLETE")])
+    for outcome in ("needs_approval", "denied"):
+        assert build_event(sample_run(decision=needs, approval_id="req-1", outcome=outcome), "FAIL")["outputs"] == []
+    assert build_event(sample_run(decision=needs, approval_id=None, outcome="success"), "COMPLETE")["outputs"] == []  # never approved

@@ -245,10 +245,22 @@ def _masking_facet(run: RunRecord) -> MaskingOutputDatasetFacet:
                                      fields=fields, producer=PRODUCER)
 
 
+def _let_through(run: RunRecord) -> bool:
+    """The policy let this run write its output: allowed, or needing approval and approved for this run.
+
+    An approved run keeps its `needs_approval` decision (the ledger shows why it waited); it writes its
+    file like an allowed one, so its lineage names that output. One still waiting, or denied, wrote nothing.
+    """
+    if run.decision.action == "allow":
+        return True
+    return (run.decision.action == "needs_approval" and run.approval_id is not None
+            and run.outcome not in ("needs_approval", "denied"))
+
+
 def _outputs(run: RunRecord, event_type: str) -> list[event_v2.OutputDataset]:
     sink = run.sink
     # Nothing is persisted for an in-memory result or a run the policy stopped: no output edge to draw.
-    if sink is None or sink.kind == "memory" or run.decision.action != "allow":
+    if sink is None or sink.kind == "memory" or not _let_through(run):
         return []
     check_namespace(sink.namespace, "sink")
     written = [c for c in run.decision.columns if _written(c)]
