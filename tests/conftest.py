@@ -62,7 +62,11 @@ def pg_server_url():
     if url:
         yield url
         return
-    require("pgserver", "embedded")
+    import warnings
+
+    with warnings.catch_warnings():  # pgserver asks platformdirs for XDG_RUNTIME_DIR at import (unset on CI/root)
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        require("pgserver", "embedded")
     from lineage_guard.sources.embedded import embedded_url, stop_embedded
 
     data = _embedded_data()
