@@ -7,7 +7,12 @@ stays bounded. Batches come out in the source's order, and an error on the readi
 raised on the consuming thread, unchanged, at the point that batch would have come out.
 
 Closing early (the consumer stops, or fails) stops the reader after the batch it is reading:
-the source is never touched by two threads at once, and is closed by its owner afterwards.
+the source is never touched by two threads at once, and is closed by its owner afterwards. A
+`cancel` callback lets `close()` interrupt a read that blocks (a slow query), so closing does
+not wait for it. The end (exhaustion or the error) repeats on every later `next()`.
+
+One class serves both homes of the path: `GovernedSession.extract` (read while masking and
+writing Parquet) and the service's DoGet (read and mask while the Flight writer sends).
 
     >>> with Prefetched(iter([1, 2, 3])) as batches:
     ...     list(batches)
@@ -16,9 +21,10 @@ the source is never touched by two threads at once, and is closed by its owner a
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,10 +34,12 @@ _END = object()
 class Prefetched(Generic[T]):
     """Iterate `source` on a daemon thread, `depth` items ahead; use as a context manager."""
 
-    def __init__(self, source: Iterator[T], depth: int = 1):
+    def __init__(self, source: Iterator[T], depth: int = 1, cancel: Callable[[], None] | None = None):
         self._source = source
         self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
+        self._cancel = cancel
+        self._end: tuple | None = None
         self._thread = threading.Thread(target=self._fill, name="lineage-guard-prefetch", daemon=True)
         self._thread.start()
 
@@ -58,25 +66,31 @@ class Prefetched(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        if self._stop.is_set():
-            raise StopIteration
-        item, exc = self._queue.get()
-        if item is _END:
+        if self._end is None:
+            if self._stop.is_set():
+                raise StopIteration
+            item, exc = self._queue.get()
+            if item is not _END:
+                return item
             self._stop.set()
-            if exc is not None:
-                raise exc
-            raise StopIteration
-        return item
+            self._end = (exc,)
+        if self._end[0] is not None:
+            raise self._end[0]
+        raise StopIteration
 
     def close(self) -> None:
         """Stop reading ahead and wait for the reading thread to leave the source. Idempotent."""
         self._stop.set()
-        while True:  # unblock a reader waiting to put, then wait for it to finish its current item
+        if self._thread.is_alive() and self._cancel is not None:
+            with contextlib.suppress(Exception):  # best effort: the thread still ends when the read returns
+                self._cancel()
+        while self._thread.is_alive():  # unblock a reader waiting to put, then wait for its current item
             try:
-                self._queue.get_nowait()
+                while True:
+                    self._queue.get_nowait()
             except queue.Empty:
-                break
-        self._thread.join()
+                pass
+            self._thread.join(timeout=0.1)
 
     def __enter__(self) -> Prefetched[T]:
         return self

@@ -37,6 +37,7 @@ from pyarrow import flight
 
 from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from ..identity import Authentication, Identity
+from ..prefetch import Prefetched
 from . import flightsql as fs
 from . import listing, metadata, partitions
 from .auth import PURPOSE_HEADER, Authenticator, AuthError, header
@@ -50,13 +51,12 @@ from .calls import (
     refusal_lineage,
 )
 from .limits import LimitExceeded, StreamBudget, StreamLimiter
-from .prefetch import ReadAhead
 from .visibility import Visibility
 
 log = logging.getLogger("lineage_guard.service")
 TICKET_TTL_S = 600
 PREPARED_IDLE_S = 3600   # a prepared statement unused this long is forgotten (clients close theirs)
-READ_AHEAD = 2   # masked batches read and masked ahead of the DoGet writer (service/prefetch.py); 0: none
+READ_AHEAD = 2   # masked batches read and masked ahead of the DoGet writer (lineage_guard/prefetch.py); 0: none
 HEADERS_MIDDLEWARE = "lineage_guard.headers"
 
 
@@ -470,7 +470,7 @@ class GovernedFlightServer(flight.FlightServerBase):
         try:
             with opened.stack:   # ends the governed stream: receipt on success, a failed entry otherwise
                 # The next batches are read and masked while this one is sent (stopped before the stack ends).
-                batches = ReadAhead(opened.batches, depth=READ_AHEAD) if READ_AHEAD > 0 else opened.batches
+                batches = Prefetched(opened.batches, depth=READ_AHEAD) if READ_AHEAD > 0 else opened.batches
                 if READ_AHEAD > 0:
                     opened.stack.callback(batches.close)
                 batch = opened.first
