@@ -21,6 +21,13 @@ CASES = [
     ("ray", "ray", "import lineage_guard.integrations.ray"),
     ("gx", "great_expectations", "from lineage_guard.integrations.great_expectations import _gx; _gx()"),
     ("embedded", "pgserver", "from lineage_guard.sources.embedded import embedded_url; embedded_url()"),
+    ("service", "google", "from lineage_guard.client import connect"),
+]
+
+# The CLI's servers say the same in one line, no traceback, exit 1.
+CLI_CASES = [
+    ("service", "google", ["serve", "--policy", "p.yaml", "--source", "postgresql://u@127.0.0.1:1/db"]),
+    ("console", "starlette", ["console", "--policy", "p.yaml"]),
 ]
 
 
@@ -31,6 +38,15 @@ def test_missing_extra_names_the_pip_command(extra, blocked, statement, tmp_path
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert f"pip install 'lineage-guard[{extra}]'" in last, done.stderr[-1500:]
+
+
+@pytest.mark.parametrize(("extra", "blocked", "args"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_a_server_command_without_its_extra_says_the_pip_command_in_one_line(extra, blocked, args, tmp_path):
+    (tmp_path / "p.yaml").write_text("version: 1\n")
+    code = f"import sys; sys.modules[{blocked!r}] = None\nfrom lineage_guard.cli import main\nsys.argv = ['lineage-guard', *{args!r}]\nmain()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-1500:]
+    assert "Traceback" not in done.stderr and install_command(extra) in done.stderr, done.stderr[-1500:]
 
 
 def test_postgres_source_without_the_extra(tmp_path):

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import AccessDenied, ApprovalRequired, LineageGuardError
+from ..extras import MissingExtra
 
 try:  # typer 0.2x vendors its own Click as typer._click: its exceptions and contexts are those, not click's
     from typer._click.exceptions import UsageError
@@ -100,6 +101,9 @@ def run_guarded(fn: Callable[[], T]) -> T:
     except LineageGuardError as exc:
         _error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except MissingExtra as exc:   # the message is the pip command to run: no traceback
+        _error(str(exc))
+        raise typer.Exit(EXIT_ERROR) from None
     except OSError as exc:
         # A file the user named (or the state folder) cannot be read or written: say which and why, no traceback.
         if exc.strerror is None:

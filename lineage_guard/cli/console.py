@@ -30,23 +30,26 @@ def console(
     end_sessions: Annotated[str | None, typer.Option("--end-sessions", help="End every console session of this identity (kept in the approval store) and exit; serves nothing.")] = None,
 ) -> None:
     """Serve the web console: approvals inbox, who-saw-what timeline, receipts (OpenID Connect sign-in)."""
-    from ..console.run import open_console, serve_console
     from ..errors import ConfigError
+    from ..extras import needs_extra
 
     def go():
-        if end_sessions is not None:
-            from ..console.run import end_sessions_of
+        with needs_extra("lineage-guard console", "console"):
+            from ..console.run import open_console, serve_console
 
-            ended = end_sessions_of(policy_path=policy, approvals_url=store, identity=end_sessions)
-            out.print(f"ended {ended} console session(s) of {end_sessions}", highlight=False, markup=False)
-            return
-        if bool(tls_cert) != bool(tls_key):
-            raise ConfigError("give both --tls-cert and --tls-key (PEM files)")
-        app = open_console(policy_path=policy, ledger_url=ledger, approvals_url=store, insecure_http=insecure_http,
-                           host=host, tls=bool(tls_cert), public_url=public_url, public_keys=tuple(public_key or ()),
-                           attestations=attestations)
-        scheme = "https" if tls_cert else "http"
-        out.print(f"lineage-guard console: listening on {scheme}://{host}:{port}", highlight=False, markup=False)
-        serve_console(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+            if end_sessions is not None:
+                from ..console.run import end_sessions_of
+
+                ended = end_sessions_of(policy_path=policy, approvals_url=store, identity=end_sessions)
+                out.print(f"ended {ended} console session(s) of {end_sessions}", highlight=False, markup=False)
+                return
+            if bool(tls_cert) != bool(tls_key):
+                raise ConfigError("give both --tls-cert and --tls-key (PEM files)")
+            app = open_console(policy_path=policy, ledger_url=ledger, approvals_url=store, insecure_http=insecure_http,
+                               host=host, tls=bool(tls_cert), public_url=public_url, public_keys=tuple(public_key or ()),
+                               attestations=attestations)
+            scheme = "https" if tls_cert else "http"
+            out.print(f"lineage-guard console: listening on {scheme}://{host}:{port}", highlight=False, markup=False)
+            serve_console(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
 
     run_guarded(go)

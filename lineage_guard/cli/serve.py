@@ -30,17 +30,20 @@ def serve(
     console_port: Annotated[int | None, typer.Option("--console-port", help="Also serve the web console (HTTPS with the same certificate) on this port.")] = None,
 ) -> None:
     """Serve governed reads over Arrow Flight SQL: every call authenticated, masked per the policy."""
-    from ..service.run import build_server, serve_until_signalled
+    from ..extras import needs_extra
 
     def go():
-        server = build_server(policy_path=policy, source=source, host=host, port=port, tls_cert=tls_cert,
-                              tls_key=tls_key, client_ca=client_ca, insecure_plaintext=insecure_plaintext,
-                              environment=environment, token_store=tokens)
+        with needs_extra("lineage-guard serve", "service"):
+            from ..service.run import build_server, serve_until_signalled
+
+            server = build_server(policy_path=policy, source=source, host=host, port=port, tls_cert=tls_cert,
+                                  tls_key=tls_key, client_ca=client_ca, insecure_plaintext=insecure_plaintext,
+                                  environment=environment, token_store=tokens)
         scheme = "grpc+tls" if tls_cert else "grpc+tcp"
         out.print(f"lineage-guard serve: listening on {scheme}://{host}:{server.port}", highlight=False, markup=False)
         if console_port is not None:
-            from ..console.run import console_beside
-
+            with needs_extra("lineage-guard serve --console-port", "console"):
+                from ..console.run import console_beside
             out.print(f"lineage-guard serve: console on {console_beside(policy, host, console_port, tls_cert, tls_key)}",
                       highlight=False, markup=False)
 

@@ -16,16 +16,19 @@ Example:
 
 from __future__ import annotations
 
-from .session import (
-    NotAuthenticated,
-    RemoteColumn,
-    RemoteExtractResult,
-    RemotePlan,
-    RemoteSession,
-    RemoteWriteResult,
-    ServiceError,
-    connect,
-)
+from ..extras import needs_extra
+
+with needs_extra("lineage_guard.client (the thin client of lineage-guard serve)", "service"):
+    from .session import (
+        NotAuthenticated,
+        RemoteColumn,
+        RemoteExtractResult,
+        RemotePlan,
+        RemoteSession,
+        RemoteWriteResult,
+        ServiceError,
+        connect,
+    )
 
 __all__ = ["NotAuthenticated", "RemoteColumn", "RemoteExtractResult", "RemotePlan", "RemoteSession",
            "RemoteWriteResult", "ServiceError", "connect"]
