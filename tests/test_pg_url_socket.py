@@ -44,6 +44,15 @@ def test_socket_urls_are_built_and_extended_without_mangling():
     assert compose_url(host="::1", database="c", port=5432) == "postgresql://[::1]:5432/c"
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://u@/db?host=/run/Pg%20Sock&port=5433",
+    "postgresql://u@%2Frun%2FPg%20Sock:5433/db",     # the socket directory percent-encoded in the host part
+])
+def test_a_socket_url_names_localhost_in_lineage_however_it_is_written(url):
+    u = PgUrl.parse(url)
+    assert (u.host, u.port, u.database, u.socket_dir) == ("localhost", 5433, "db", "/run/Pg Sock")
+
+
 def test_a_governed_read_over_the_socket(socket_db):
     from lineage_guard.sources import PostgresSource
 

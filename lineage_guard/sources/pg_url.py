@@ -56,7 +56,12 @@ class PgUrl:
         except ValueError:
             raise ConfigError("the port in the PostgreSQL URL is not a number between 1 and 65535") from None
         user = unquote(parts.username or "") or query.get("user", [""])[0]
-        host = parts.hostname or query.get("host", ["localhost"])[0]
+        raw_host = parts.netloc.rpartition("@")[2]
+        if raw_host.lower().startswith("%2f"):
+            # A socket directory percent-encoded in the host part (libpq accepts it; urlsplit lowercases it).
+            host = unquote(raw_host.rsplit(":", 1)[0] if parts.port else raw_host)
+        else:
+            host = parts.hostname or query.get("host", ["localhost"])[0]
         socket_dir = None
         if host.startswith("/"):
             # A Unix socket directory is not a network name; lineage names the local machine.
