@@ -71,6 +71,36 @@ class Function:
     volatility: str | None = None          # i / s / v
 
 
+def read_catalog(url: str, *queries: str, search_path: str | None = None) -> list[list[tuple]]:
+    """Run catalog `queries` in one read-only transaction (30 s timeout); each query's rows, in order.
+
+    Errors are sanitized (`catalog_error`): never the server's text or the URL's password.
+    """
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=False) as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute("SET LOCAL statement_timeout = '30s'")
+                if search_path is not None:
+                    cur.execute(f"SET LOCAL search_path = {search_path}")
+                results = []
+                for query in queries:
+                    cur.execute(query)
+                    results.append(cur.fetchall())
+            conn.rollback()
+    except psycopg.Error as err:
+        from ..sources.pg_errors import catalog_error
+
+        failure = catalog_error(err, url)
+    else:
+        failure = None
+    if failure is not None:
+        raise failure
+    return results
+
+
 @dataclass
 class Catalog:
     """Relations and user-defined functions, looked up through a pinned search_path."""
@@ -114,31 +144,13 @@ class Catalog:
     def from_postgres(cls, url: str, search_path: Iterable[str] = ("public",)) -> Catalog:
         """Read tables, views, materialized views and user functions from a live database, read-only."""
         try:
-            import psycopg
+            import psycopg  # noqa: F401 - the [postgres] extra, checked before any work
         except ImportError as err:  # pragma: no cover - the [postgres] extra
             raise ConfigError("Catalog.from_postgres needs the [postgres] extra (psycopg)") from err
         cat = cls(search_path=tuple(search_path), source="postgres")
-        try:
-            with psycopg.connect(url, autocommit=False) as conn:
-                conn.read_only = True
-                with conn.cursor() as cur:
-                    cur.execute("SET LOCAL statement_timeout = '30s'")
-                    # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
-                    # view definitions name their schemas and resolve the same under any pinned path.
-                    cur.execute("SET LOCAL search_path = pg_catalog")
-                    cur.execute(_RELATIONS_SQL)
-                    rows = cur.fetchall()
-                    cur.execute(_FUNCTIONS_SQL)
-                    funcs = cur.fetchall()
-                conn.rollback()
-        except psycopg.Error as err:
-            from ..sources.pg_errors import catalog_error
-
-            failure = catalog_error(err, url)  # sanitized: never the server's text or the URL's password
-        else:
-            failure = None
-        if failure is not None:
-            raise failure
+        # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
+        # view definitions name their schemas and resolve the same under any pinned path.
+        rows, funcs = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, search_path="pg_catalog")
         for schema, name, relkind, columns, definition, identifying, parents in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),

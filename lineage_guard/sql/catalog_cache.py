@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .catalog import Catalog
+from .catalog import Catalog, read_catalog
 
 SCHEMA_VERSION_SQL = """
 WITH user_ns AS (
@@ -55,24 +55,8 @@ SELECT md5(string_agg(part, ',' ORDER BY part)) FROM (
 
 def schema_version(url: str) -> str:
     """The current schema version of the database at `url` (read-only, one short transaction)."""
-    import psycopg
-
-    try:
-        with psycopg.connect(url, autocommit=False) as conn:
-            conn.read_only = True
-            with conn.cursor() as cur:
-                cur.execute("SET LOCAL statement_timeout = '30s'")
-                cur.execute(SCHEMA_VERSION_SQL)
-                row = cur.fetchone()
-            conn.rollback()
-    except psycopg.Error as err:
-        from ..sources.pg_errors import catalog_error
-
-        failure = catalog_error(err, url)  # sanitized: never the server's text or the URL's password
-    else:
-        failure = None
-    if failure is not None:
-        raise failure
+    [rows] = read_catalog(url, SCHEMA_VERSION_SQL)
+    row = rows[0] if rows else None
     return str(row[0] if row else "")
 
 
