@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 import pytest
 
@@ -83,3 +85,22 @@ def test_sessions_share_the_catalog_until_the_schema_version_moves(accounts_url)
         assert s.catalog.relation("plans") is not None
         assert s.plan("SELECT id, plan FROM plans").action
     assert CACHE.loads - before == 2
+
+
+def test_the_service_warms_the_catalog_its_first_call_reads(accounts_url, tmp_path):
+    """`serve` warms the cache before listening: the first call's plan must not load the catalog again."""
+    from lineage_guard.audit import Ledger
+    from lineage_guard.mask import Keyring
+    from lineage_guard.service.server import GovernedFlightServer
+
+    policy = parse_policy(POLICY)
+    server = GovernedFlightServer("grpc://127.0.0.1:0", policy, accounts_url, keyring=Keyring(os.urandom(32)),
+                                  ledger=Ledger.open(f"sqlite:///{tmp_path}/ledger.sqlite"))
+    try:
+        before = CACHE.loads
+        server.warm()
+        assert CACHE.loads - before == 1
+        GovernedSession(accounts_url, policy, Identity("svc-training"), "ai_training").plan("SELECT * FROM accounts")
+        assert CACHE.loads - before == 1
+    finally:
+        server.shutdown()

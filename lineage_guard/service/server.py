@@ -633,9 +633,12 @@ class GovernedFlightServer(flight.FlightServerBase):
         import lineage_guard.mask
         import lineage_guard.planner  # noqa: F401
 
-        from ..sql.catalog import Catalog
+        from ..sources.postgres import PostgresSource
+        from ..sql.catalog_cache import CACHE
 
-        Catalog.from_postgres(self.source_url, search_path=tuple(self.policy.search_path))
+        # The same cache key a call's session uses (its source's URL and schema), so the first call reuses it.
+        source = PostgresSource(self.source_url, schema=self.policy.search_path[0])
+        CACHE.catalog(source.catalog_url, (source.schema,), CACHE.version(source.catalog_url))
 
     # -- shutdown -----------------------------------------------------------------------------
 
