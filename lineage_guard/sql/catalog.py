@@ -47,6 +47,9 @@ class Relation:
     identifying: frozenset[str] = frozenset()
     # Inheritance parents / the partitioned table (schema, name): a parent's row filter holds for these rows.
     parents: tuple[tuple[str, str], ...] = ()
+    # Generated (GENERATED ALWAYS AS (...) STORED) columns and their expressions (None: not readable).
+    # Stored, but computed from other columns: a value derived from them, like a view's column.
+    generated: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -54,6 +57,20 @@ class Relation:
 
     def column_type(self, name: str) -> str | None:
         return dict(self.columns).get(name)
+
+    def generated_from(self, name: str) -> frozenset[str] | None:
+        """The columns generated column `name` is computed from; None when its expression cannot be read.
+
+        Not a generated column: the empty set.
+
+        >>> Relation("public", "t", columns=(("d", "date"), ("a", "int")),
+        ...          generated=(("a", "date '2025-01-01' - d"),)).generated_from("a")
+        frozenset({'d'})
+        """
+        expressions = dict(self.generated)
+        if name not in expressions:
+            return frozenset()
+        return expression_columns(expressions[name], self.column_names)
 
 
 @dataclass(frozen=True)
@@ -151,11 +168,12 @@ class Catalog:
         # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
         # view definitions name their schemas and resolve the same under any pinned path.
         rows, funcs = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, search_path="pg_catalog")
-        for schema, name, relkind, columns, definition, identifying, parents in rows:
+        for schema, name, relkind, columns, definition, identifying, parents, generated in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
                              _strip_semicolon(definition), frozenset(identifying or ()),
-                             tuple((p[0], p[1]) for p in parents or [])))
+                             tuple((p[0], p[1]) for p in parents or []),
+                             tuple((g[0], g[1]) for g in generated or [])))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -228,10 +246,12 @@ class Catalog:
             return
         schema, name = table.db or self.search_path[0], table.name
         if kind == "TABLE" and isinstance(target, exp.Schema) and node.expression is None:
-            cols, identifying = [], set()
+            cols, identifying, generated = [], set(), []
             for col in target.expressions:
                 if isinstance(col, exp.ColumnDef):
                     cols.append((col.name, col.args["kind"].sql("postgres").lower() if col.args.get("kind") else None))
+                    if (expression := _generated(col)) is not False:
+                        generated.append((col.name, expression))
                     if any(isinstance(c.args.get("kind"), _IDENTIFYING) for c in col.constraints):
                         identifying.add(col.name)
                 elif isinstance(col, (exp.PrimaryKey, exp.UniqueColumnConstraint, exp.ForeignKey)):
@@ -244,7 +264,8 @@ class Catalog:
             inherited = [c for p in parents if (up := self.relations.get(p)) for c in up.columns]
             own = {c for c, _ in cols}
             cols = [c for c in dict.fromkeys(inherited) if c[0] not in own] + cols  # INHERITS: parents' first
-            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying), parents))
+            self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying), parents,
+                              tuple(generated)))
         elif kind == "TABLE" and node.expression is None and (parents := _parents(node, self.search_path[0])):
             # `CREATE TABLE c PARTITION OF p ...`: the partition has its parent's columns.
             parent = self.relations.get(parents[0])
@@ -264,10 +285,13 @@ class Catalog:
         if rel is None:
             return
         cols, identifying, name = list(rel.columns), set(rel.identifying), rel.name
+        generated = dict(rel.generated)
         for action in node.args.get("actions") or []:
             if isinstance(action, exp.ColumnDef):
                 kind = action.args.get("kind")
                 cols.append((action.name, kind.sql("postgres").lower() if kind else None))
+                if (expression := _generated(action)) is not False:
+                    generated[action.name] = expression
             elif isinstance(action, exp.RenameColumn):
                 old, new = action.this.name, action.args["to"].name
                 cols = [(new if c == old else c, t) for c, t in cols]
@@ -276,11 +300,12 @@ class Catalog:
                 gone = {c.name for c in action.args.get("tables") or []}
                 cols = [(c, t) for c, t in cols if c not in gone]
                 identifying -= gone
+                generated = {c: e for c, e in generated.items() if c not in gone}
             elif isinstance(action, exp.AlterRename):
                 name = action.this.name
         del self.relations[key]
         self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying),
-                          rel.parents))
+                          rel.parents, tuple(generated.items())))
 
     def _load_fallback(self, chunk: str) -> None:
         # sqlglot does not know every option (e.g. WITH (security_barrier)): keep what lineage needs.
@@ -296,6 +321,39 @@ class Catalog:
         if m:
             schema, name = _split_name(m.group("name"), self.search_path[0])
             self.add(Function(schema, name, None, None))  # known to exist, body unknown: refused when called
+
+
+def expression_columns(sql: str | None, columns: Iterable[str]) -> frozenset[str] | None:
+    """The columns of `columns` a stored expression (generated column, CHECK, index) names; None if unreadable.
+
+    Unreadable (no text, no parse, a name that is not one of `columns`, a subquery) is None: the caller
+    fails closed.
+    """
+    if not sql:
+        return None
+    _silence_sqlglot()
+    try:
+        node = normalize_identifiers(sqlglot.parse_one(f"SELECT {sql}", dialect="postgres"), dialect="postgres")
+    except sqlglot.errors.SqlglotError:
+        return None
+    known = set(columns)
+    named = set()
+    for col in node.find_all(exp.Column):
+        if col.name not in known:
+            return None
+        named.add(col.name)
+    if any(True for _ in node.find_all(exp.Subquery, exp.Exists)):
+        return None
+    return frozenset(named)
+
+
+def _generated(col: exp.ColumnDef) -> str | None | bool:
+    """A ColumnDef's GENERATED ALWAYS AS (expr) STORED expression; False when it is not generated."""
+    for constraint in col.constraints:
+        kind = constraint.args.get("kind")
+        if isinstance(kind, exp.ComputedColumnConstraint):
+            return kind.this.sql("postgres") if kind.this is not None else None
+    return False
 
 
 def _parents(node: exp.Create, default_schema: str) -> tuple[tuple[str, str], ...]:
@@ -388,7 +446,10 @@ SELECT n.nspname, c.relname, c.relkind,
               WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1),
        ARRAY(SELECT ARRAY[pn.nspname::text, pc.relname::text] FROM pg_inherits h
                JOIN pg_class pc ON pc.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-              WHERE h.inhrelid = c.oid)
+              WHERE h.inhrelid = c.oid),
+       ARRAY(SELECT ARRAY[a.attname::text, pg_get_expr(d.adbin, d.adrelid)] FROM pg_attribute a
+               JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attrelid = c.oid AND a.attgenerated <> '' AND NOT a.attisdropped)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'

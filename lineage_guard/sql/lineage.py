@@ -1325,10 +1325,28 @@ def _stored(rel: Relation) -> list[tuple[str, Lin]]:
     """(name, lineage) of each stored column of a table, made once per catalog relation (both are immutable)."""
     cached = rel.__dict__.get("_stored_lins")
     if cached is None:
-        cached = [(c, Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t, True))
+        cached = [(c, _generated_lin(rel, c, t) if rel.generated else
+                   Lin(frozenset({ColumnRef(rel.schema, rel.name, c)}), True, False, t, True))
                   for c, t in rel.columns]
         object.__setattr__(rel, "_stored_lins", cached)  # frozen dataclass: a cache, not a field
     return cached
+
+
+def _generated_lin(rel: Relation, name: str, type_: str | None) -> Lin:
+    """A column's lineage; a generated column's is a value derived from the columns its expression reads.
+
+    `GENERATED ALWAYS AS (diagnosis LIKE 'B20%') STORED` is stored, but it is the owner's function of
+    `diagnosis`: read as its own unclassified column it would give that value in the clear. So it has the
+    lineage a view column computing the same expression has (not stored: a non-linkable mask, no equi-join);
+    an expression that cannot be read is opaque (fail closed).
+    """
+    here = ColumnRef(rel.schema, rel.name, name)
+    reads = rel.generated_from(name)
+    if reads is None:
+        return Lin(frozenset({here}), False, True, type_)
+    if not reads:
+        return Lin(frozenset({here}), True, False, type_, True)
+    return Lin(frozenset({here} | {ColumnRef(rel.schema, rel.name, c) for c in reads}), False, False, type_)
 
 
 def _rename(cols: list[Col], names: list[str]) -> list[Col]:
