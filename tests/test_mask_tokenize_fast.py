@@ -178,3 +178,19 @@ def test_key_never_in_an_error(compiled_always):
         hmac_sha256_arrow(key, pa.array([[1]]))  # not castable to binary
     text = str(caught.value) + repr(caught.value)
     assert key.hex() not in text and "secret-key-bytes" not in text
+
+
+def test_hex_answer_is_read_in_place_in_row_order_or_refused():
+    from lineage_guard.errors import MaskingError
+
+    hexed = [hmac.new(b"k", str(i).encode(), hashlib.sha256).hexdigest() for i in range(5000)]
+    views = pa.array(hexed, pa.string_view())
+    assert [row.tobytes().decode() for block in keyed._hex_blocks(views) for row in block] == hexed
+    # The same rows pointing into the buffers out of order, or a row that is not 64 characters: refused.
+    buffers = views.buffers()
+    reversed_views = np.frombuffer(buffers[1], np.int32).reshape(-1, 4)[::-1].copy()
+    shuffled = pa.Array.from_buffers(pa.string_view(), len(views), [None, pa.py_buffer(reversed_views), *buffers[2:]])
+    assert shuffled.to_pylist() == hexed[::-1]
+    for bad in (shuffled, pa.array(hexed[:-1] + ["ab"], pa.string_view())):
+        with pytest.raises(MaskingError, match="unexpected"):
+            keyed._hex_blocks(bad)

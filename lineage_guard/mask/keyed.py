@@ -19,6 +19,7 @@ The expression is built, run and dropped inside one function call here and is ne
 
 from __future__ import annotations
 
+import binascii
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import MaskingError
-from .digest import DIGEST_SIZE, hex_to_digests, hmac_sha256_many
+from .digest import DIGEST_SIZE, hmac_sha256_many
 
 # Below this many values the plugin's fixed cost (Arrow -> Polars, the call, back) loses to the
 # Python loop (benchmarks/masking.py prints the crossing: the compiled path was already 1.8x the
@@ -51,10 +52,10 @@ def hmac_hex(key_text: str, values: pa.Array, *, prefix: str = "", length: int =
     raw = _large_binary(values)
     if len(raw) < max(COMPILED_MIN, 1):
         digests = hmac_sha256_many(key_text.encode(), raw.to_pylist())
-        text = np.frombuffer(digests.tobytes().hex().encode(), np.uint8).reshape(len(raw), 2 * DIGEST_SIZE)
+        blocks = [np.frombuffer(digests.tobytes().hex().encode(), np.uint8).reshape(len(raw), 2 * DIGEST_SIZE)]
     else:
-        text = _hex_matrix(_compiled(key_text, raw))
-    return _text_rows(prefix.encode(), text[:, :length])
+        blocks = _hex_blocks(_compiled(key_text, raw))
+    return _text_rows(prefix.encode(), [block[:, :length] for block in blocks])
 
 
 def hmac_digests(key_text: str, values: pa.Array) -> np.ndarray:
@@ -63,7 +64,9 @@ def hmac_digests(key_text: str, values: pa.Array) -> np.ndarray:
     raw = _large_binary(values)
     if len(raw) < max(COMPILED_MIN, 1):
         return hmac_sha256_many(key_text.encode(), raw.to_pylist())
-    return hex_to_digests(_compiled(key_text, raw))
+    blocks = _hex_blocks(_compiled(key_text, raw))
+    # binascii decodes in C straight from the Arrow buffers (~20x a numpy table lookup per byte pair).
+    return np.frombuffer(b"".join(binascii.unhexlify(block) for block in blocks), np.uint8).reshape(-1, DIGEST_SIZE)
 
 
 def _check_key(key_text: str) -> None:
@@ -80,13 +83,13 @@ def _large_binary(values: pa.Array) -> pa.Array:
 
 
 def _compiled(key_text: str, raw: pa.Array) -> pa.Array:
-    """Lowercase hex HMAC of every row as `large_string`, in one plugin call or two on two threads."""
+    """Lowercase hex HMAC of every row as `string_view`, in one plugin call or two on two threads."""
     n = len(raw)
     if n >= THREADED_MIN and THREADS > 1:
         step = -(-n // THREADS)
         with ThreadPoolExecutor(THREADS) as pool:
             parts = list(pool.map(lambda i: _plugin(key_text, raw.slice(i, step)), range(0, n, step)))
-        out = pa.concat_arrays(parts)
+        out = pa.concat_arrays(parts)  # string_view: concatenates views and buffer lists, not the text
     else:
         out = _plugin(key_text, raw)
     if out.null_count or len(out) != n:
@@ -95,27 +98,55 @@ def _compiled(key_text: str, raw: pa.Array) -> pa.Array:
 
 
 def _plugin(key_text: str, raw: pa.Array) -> pa.Array:
-    out = pl.DataFrame({"v": raw}).select(pl.col("v").chash.hmac_sha256(key=key_text)).to_series().to_arrow()
+    # Polars' newest Arrow level hands its string view array over as it is; the default level
+    # converts it to large_string, a copy of every 64-byte answer (~4% of a 1M extract's CPU).
+    out = pl.DataFrame({"v": raw}).select(pl.col("v").chash.hmac_sha256(key=key_text)).to_series()
+    out = out.to_arrow(compat_level=pl.CompatLevel.newest())
     if isinstance(out, pa.ChunkedArray):
         out = out.combine_chunks()
-    return out if pa.types.is_large_string(out.type) else pc.cast(out, pa.large_string())
+    return out if pa.types.is_string_view(out.type) else pc.cast(out, pa.string_view())
 
 
-def _hex_matrix(hexed: pa.Array) -> np.ndarray:
-    """The `(n, 64)` ASCII matrix of 64-character hex rows, read in place from the Arrow buffers."""
+def _hex_blocks(hexed: pa.Array) -> list[np.ndarray]:
+    """The 64-character hex rows of a `string_view` array, in row order, as `(k, 64)` uint8 blocks read in place.
+
+    Polars writes a column's long strings one after another into a few growing data buffers, so
+    each buffer's rows are one contiguous run: a block per buffer, no copy. Any other layout (or a
+    row that is not 64 bytes) is refused rather than guessed at.
+    """
     n = len(hexed)
-    offsets = np.frombuffer(hexed.buffers()[1], dtype=np.int64)[hexed.offset:hexed.offset + n + 1]
-    if not np.all(np.diff(offsets) == 2 * DIGEST_SIZE):
+    if not n:
+        return [np.zeros((0, 2 * DIGEST_SIZE), dtype=np.uint8)]
+    buffers = hexed.buffers()
+    # A view is 16 bytes: int32 length, 4 prefix bytes, int32 buffer index, int32 offset (long strings).
+    views = np.frombuffer(buffers[1], dtype=np.int32).reshape(-1, 4)[hexed.offset:hexed.offset + n]
+    if not np.all(views[:, 0] == 2 * DIGEST_SIZE):
         raise MaskingError("compiled HMAC returned an unexpected shape; refusing to emit tokens")
-    data = np.frombuffer(hexed.buffers()[2], dtype=np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
-    return data.reshape(n, 2 * DIGEST_SIZE)
+    index, offset = views[:, 2], views[:, 3]
+    starts = np.flatnonzero(np.diff(index, prepend=-1))  # first row of each buffer's run
+    ends = np.append(starts[1:], n)
+    blocks = []
+    for lo, hi in zip(starts, ends, strict=True):
+        first, count = int(offset[lo]), int(hi - lo)
+        data = buffers[2 + int(index[lo])]
+        expected = first + 2 * DIGEST_SIZE * np.arange(count, dtype=np.int64)
+        if (lo and index[lo] <= index[lo - 1]) or not np.array_equal(offset[lo:hi], expected) \
+                or data is None or first + 2 * DIGEST_SIZE * count > data.size:
+            raise MaskingError("compiled HMAC returned an unexpected layout; refusing to emit tokens")
+        blocks.append(np.frombuffer(data, dtype=np.uint8, count=2 * DIGEST_SIZE * count,
+                                    offset=first).reshape(count, 2 * DIGEST_SIZE))
+    return blocks
 
 
-def _text_rows(prefix: bytes, chars: np.ndarray) -> pa.Array:
-    """A `large_string` array whose row i is `prefix + chars[i]` (one numpy copy; no Python per row)."""
-    n = chars.shape[0]
-    rows = np.empty((n, len(prefix) + chars.shape[1]), dtype=np.uint8)
+def _text_rows(prefix: bytes, blocks: list[np.ndarray]) -> pa.Array:
+    """A `large_string` array whose row i is `prefix + ` row i of the stacked blocks (one numpy copy; no Python per row)."""
+    n = sum(block.shape[0] for block in blocks)
+    width = len(prefix) + (blocks[0].shape[1] if blocks else 0)
+    rows = np.empty((n, width), dtype=np.uint8)
     rows[:, :len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
-    rows[:, len(prefix):] = chars
-    offsets = np.arange(n + 1, dtype=np.int64) * rows.shape[1]
+    at = 0
+    for block in blocks:
+        rows[at:at + block.shape[0], len(prefix):] = block
+        at += block.shape[0]
+    offsets = np.arange(n + 1, dtype=np.int64) * width
     return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(rows)])
