@@ -66,3 +66,27 @@ class ReidentificationRisk(AccessDenied):
     Raised after the read, before the sink is committed: nothing was written. The message names the
     columns and the class sizes, never a value.
     """
+
+
+class WriteNotRecorded(LineageGuardError):
+    """A governed write's intent could not be recorded in the ledger, so the write was not run.
+
+    The ledger records a write's `open` intent before the database is touched (fail closed):
+    nothing was written. The message names the ledger's failure (backend step, never a value).
+    """
+
+
+class WriteUnrecorded(LineageGuardError):
+    """A governed write ran, but its final ledger entry could not be recorded.
+
+    The write's `open` intent entry (`receipt_id`) stays the run's latest entry and says the write
+    may have happened; `committed` says whether the database reported success (`rows_affected`).
+    `lineage-guard audit verify` and `audit log` list the open entry.
+    """
+
+    def __init__(self, message: str, *, run_id: str, receipt_id: str, committed: bool, rows_affected: int | None):
+        self.run_id = run_id
+        self.receipt_id = receipt_id
+        self.committed = committed
+        self.rows_affected = rows_affected
+        super().__init__(message)

@@ -16,7 +16,8 @@ from typing import Literal
 from .decision import Decision
 from .identity import Identity
 
-# "open": a stream's intent, recorded before its first batch leaves (the final outcome supersedes it)
+# "open": a run's intent, recorded before its first batch leaves or before a write touches the database
+# (the final outcome supersedes it)
 Outcome = Literal["running", "open", "success", "denied", "needs_approval", "failed"]
 
 

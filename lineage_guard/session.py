@@ -28,11 +28,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pyarrow as pa
 
 from .decision import Decision
-from .errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
+from .errors import (
+    AccessDenied,
+    ApprovalRequired,
+    ConfigError,
+    LineageGuardError,
+    WriteNotRecorded,
+    WriteUnrecorded,
+)
 from .identity import Identity
 from .planner import plan as plan_statement
 from .policy import Policy, load_policy
-from .run import ParentRun, RunRecord, SinkInfo, new_run_id, utcnow
+from .run import ParentRun, Receipt, RunRecord, SinkInfo, new_run_id, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -395,10 +402,18 @@ class GovernedSession:
         return self._write(sql, rows, batch=True)
 
     def _write(self, sql: str, rows: list[Sequence[Any] | None], *, batch: bool) -> WriteResult:
+        """Plan, admit, record the intent, write, record the outcome (superseding the intent).
+
+        The intent is on record before the database is touched: a ledger that cannot record stops
+        the write (`WriteNotRecorded`, nothing written). A final entry that cannot be recorded after
+        the write leaves the intent as the run's latest entry, which says the write may have happened
+        (`WriteUnrecorded`).
+        """
         decision = self.plan(sql)
         if decision.analysis is not None and decision.analysis.is_read:
             raise LineageGuardError("execute() is for writes; use read_arrow/extract/stream for reads")
         run = self._new_run(sql, decision)
+        run.extra["write"] = True
         if batch:
             run.extra["parameter_rows"] = len(rows)
         self._admit(run, decision, rows[0], parameter_rows=rows if len(rows) > 1 else None)
@@ -407,6 +422,7 @@ class GovernedSession:
             info = self.source.info
             name = info.dataset_name(written[0].schema, written[0].table)
             run.sink = SinkInfo("postgres", f"{info.namespace}/{name}", info.namespace, name)
+        intent = self._record_write_intent(run)
         self.lineage.start(run)
         try:
             text = executed_sql(decision)
@@ -416,16 +432,53 @@ class GovernedSession:
                 affected = self.source.execute_write(text, executed_parameters(decision, rows[0]))
         except BaseException as exc:
             self._settle(run, done=False)  # rolled back: the approval is handed back for the next attempt
-            self._record_failure(run, exc)
+            try:
+                self._record_failure(run, exc)
+            except Exception as err:  # noqa: BLE001 - the open intent stays; the caller is told both
+                self.lineage.fail(run)
+                raise WriteUnrecorded(
+                    f"the governed write failed ({_describe(exc)}) and its failure could not be recorded in the "
+                    f"ledger ({_describe(err)}); the ledger's open entry {intent.id} (run {run.run_id}) stays "
+                    "and says the write may have happened: check the target table",
+                    run_id=run.run_id, receipt_id=intent.id, committed=False, rows_affected=None) from None
             self.lineage.fail(run)
             raise
         run.rows = affected
         run.outcome = "success"
         run.ended_at = utcnow()
-        run.receipt = self.ledger.record(run)
+        try:
+            run.receipt = self.ledger.record(run)
+        except Exception as err:  # noqa: BLE001 - committed: say so, never as a plain failure to retry
+            run.receipt = intent
+            self._settle(run, done=True)   # the write happened: its approval is used
+            self.lineage.complete(run)
+            raise WriteUnrecorded(
+                f"the governed write committed ({affected} row(s) affected) but its final ledger entry could not "
+                f"be recorded ({_describe(err)}); the ledger's open entry {intent.id} (run {run.run_id}) stays "
+                "and says the write may have happened (`lineage-guard audit verify` lists it). Do not retry "
+                "blindly: the write is in the database",
+                run_id=run.run_id, receipt_id=intent.id, committed=True, rows_affected=affected) from None
         self._settle(run, done=True)
         self.lineage.complete(run)
         return WriteResult(run.run_id, run.receipt.id, affected, decision)
+
+    def _record_write_intent(self, run: RunRecord) -> Receipt:
+        """The write's `open` entry, before the database is touched; if it cannot be recorded, nothing runs."""
+        run.outcome = "open"
+        try:
+            receipt = self.ledger.record(run)
+        except Exception as err:  # noqa: BLE001 - fail closed: no write without its intent on record
+            self._settle(run, done=False)   # nothing was written: the approval is handed back
+            raise WriteNotRecorded(
+                f"the governed write was not run: its intent could not be recorded in the ledger "
+                f"({_describe(err)}); nothing was written. Make the ledger writable "
+                "(LINEAGE_GUARD_LEDGER_URL, or the state folder's ledger.sqlite) and retry") from None
+        except BaseException:
+            self._settle(run, done=False)
+            raise
+        run.receipt = receipt
+        run.outcome = "running"
+        return receipt
 
     # -- data already in memory (e.g. a Dagster asset's return value) ------------------------------
 
@@ -831,6 +884,11 @@ class _MaskedBatches(Iterator[pa.RecordBatch]):
     @property
     def schema(self) -> pa.Schema | None:
         return self._sink.schema
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as a caller may read it: our own errors are value-free, any other only by its class."""
+    return str(exc) if isinstance(exc, LineageGuardError) else f"{type(exc).__name__}, details withheld"
 
 
 def executed_sql(decision: Decision) -> str:

@@ -61,7 +61,7 @@ def restore_cities(airflow_env, patients):
 def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(airflow_env, patients, verb, capfd,
                                                                               restore_cities):
     from lineage_guard.approvals import ApprovalStore
-    from lineage_guard.audit import Ledger
+    from lineage_guard.audit import Ledger, effective
 
     found: dict = {}
     approver = decide_when_asked(verb, found)
@@ -87,15 +87,22 @@ def test_write_needing_approval_defers_until_decided_and_a_denied_write_fails(ai
         assert f"approval request {request.id} was denied by dana" in logs.out + logs.err
     assert "'Bergen'" not in logs.out + logs.err and "Tromsø" not in logs.out + logs.err  # literals stay out of logs
 
-    # ledger: the wait and (if approved) the write are recorded for fix_city, the denial for wipe
+    # ledger: the wait and (if approved) the write are recorded for fix_city, the denial for wipe; the
+    # write's intent (`open`) is on record before it runs and its success supersedes it
     ledger = Ledger.open()
     assert ledger.verify().ok
-    entries = [str(e) for e in ledger.entries()]
-    fix = [e for e in entries if "airflow:lg_writes.fix_city" in e]
-    wipe = [e for e in entries if "airflow:lg_writes.wipe" in e]
-    assert len(fix) == (2 if verb == "approve" else 1) and "needs_approval" in fix[0]
+    every = list(ledger.entries())
+
+    def of(task: str, chain=None) -> list[dict]:
+        return [e for e in (effective(every) if chain is None else chain) if f"airflow:lg_writes.{task}" in str(e)]
+
+    fix = [e["body"]["outcome"] for e in of("fix_city")]
+    assert fix == (["needs_approval", "success"] if verb == "approve" else ["needs_approval"])
+    assert [e["body"]["outcome"] for e in of("fix_city", every)] == (
+        ["needs_approval", "open", "success"] if verb == "approve" else ["needs_approval"])
+    wipe = [str(e) for e in of("wipe")]
     assert len(wipe) == 1 and "denied" in wipe[0]
-    two = [e for e in entries if "airflow:lg_writes.two_steps" in e]
+    two = [str(e) for e in of("two_steps")]
     assert len(two) == 1 and "denied" in two[0] and "DELETE" in two[0]
     assert int(city_of(airflow_env.pg_url, 2) is not None)  # DELETE never ran
 

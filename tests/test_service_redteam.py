@@ -223,9 +223,9 @@ def test_a_prepared_write_with_several_parameter_rows_is_all_or_nothing(red):
         with pytest.raises(flight.FlightError, match="23505"):
             _bind_parameters(writer, reader, clash)
         assert _batch_notes(red) == []                           # the old code left (1, 'one') behind
-        failed = _batch_entries(red)[before:]
-        assert [(e["outcome"], e["rows"]) for e in failed] == [("failed", 0)]
-        assert failed[0]["parameter_rows"] == 3
+        failed = _batch_entries(red)[before:]   # the intent, recorded before the batch ran, then the failure
+        assert [(e["outcome"], e["rows"]) for e in failed] == [("open", 0), ("failed", 0)]
+        assert failed[1]["run_id"] == failed[0]["run_id"] and failed[1]["parameter_rows"] == 3
         good = pa.record_batch({"p1": pa.array([1, 2, 3], pa.int32()), "p2": pa.array(["one", "two", "three"])})
         writer, reader = _open_put(raw, options, command, good)
         writer.write_batch(good)
@@ -237,8 +237,8 @@ def test_a_prepared_write_with_several_parameter_rows_is_all_or_nothing(red):
         _close(raw, options, handle)
         raw.close()
     assert _batch_notes(red) == [(1, "one"), (2, "two"), (3, "three")]
-    done = _batch_entries(red)[before + 1:]
-    assert [(e["outcome"], e["rows"], e["parameter_rows"]) for e in done] == [("success", 3, 3)]
+    done = _batch_entries(red)[before + 2:]
+    assert [(e["outcome"], e["rows"], e["parameter_rows"]) for e in done] == [("open", 0, 3), ("success", 3, 3)]
 
 
 def test_a_prepared_query_binds_one_parameter_row(red):

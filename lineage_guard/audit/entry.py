@@ -40,8 +40,9 @@ if TYPE_CHECKING:  # the run record's module pulls in the masking engine; readin
 VERSION = 1
 GENESIS = "0" * 64
 FINAL_OUTCOMES = ("success", "denied", "needs_approval", "failed")
-# `open`: a stream's intent, recorded before its first batch leaves; its final entry supersedes it.
-# One left open is a stream that never finished (the process was killed): it may have delivered data.
+# `open`: a run's intent, recorded before its first batch leaves (a stream, a file) or before a write
+# touches the database; its final entry supersedes it. One left open is a stream that never finished
+# (it may have delivered data) or a write whose outcome was never recorded (it may have committed).
 OUTCOMES = (*FINAL_OUTCOMES, "open")
 _MAX_TEXT = 500
 _SIGNATURE = re.compile("[0-9a-f]{128}")
@@ -141,6 +142,8 @@ def body_from_run(run: RunRecord) -> dict[str, Any]:
             **_row_filters(run),
             "rows": int(run.rows),
             **({"parameter_rows": int(run.extra["parameter_rows"])} if "parameter_rows" in run.extra else {}),
+            # A write (DML or DDL): its `open` intent is recorded before the database is touched.
+            **({"write": True} if run.extra.get("write") else {}),
             "delivered_rows": _delivered(run),
             "bytes": int(run.bytes),
             "sink": None

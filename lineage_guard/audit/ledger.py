@@ -10,6 +10,9 @@ Protocol offered to the session:
    and the views (`effective`, who-saw) use only the latest entry per run. A crash
    between the two leaves a success entry for data that was never released: the
    ledger may over-report who saw what, never under-report.
+3. For a write, record the run with `outcome="open"` BEFORE touching the database
+   (a failure to record stops the write), then its success or failure, which
+   supersedes the intent. An intent left open is a write that may have committed.
 
 Example:
     >>> ledger = Ledger.open(str(tmp / "ledger.sqlite"))          # doctest: +SKIP

@@ -75,8 +75,9 @@ def effective(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def open_runs(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Streams whose intent was recorded and that never completed (the process died mid-stream,
-    or is still streaming): they may have delivered data the ledger has no final count for."""
+    """Runs whose intent was recorded and that never completed: streams (the process died mid-stream,
+    or is still streaming) that may have delivered data the ledger has no final count for, and
+    writes (`body.write`) whose outcome was never recorded: they may have committed."""
     return [e for e in effective(entries) if e["body"].get("outcome") == "open"]
 
 

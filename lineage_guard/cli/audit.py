@@ -117,7 +117,8 @@ def _report(report: VerifyReport, as_json: bool, what: str, opened: list[dict[st
                     "keys": [{"key_id": k.key_id, "public_key": k.public_key, "since": k.since} for k in report.keys],
                     "trusted_by": report.trusted_by,
                     "open": [{"receipt": e["id"], "run_id": e["body"]["run_id"],
-                              "principal": e["body"]["who"]["principal"], "recorded_at": e["recorded_at"]}
+                              "principal": e["body"]["who"]["principal"], "recorded_at": e["recorded_at"],
+                              "write": bool(e["body"].get("write"))}
                              for e in opened],
                     "first_bad": None
                     if report.ok
@@ -141,9 +142,12 @@ def _report(report: VerifyReport, as_json: bool, what: str, opened: list[dict[st
                 f"; verified through the rotation from your pinned key {report.trusted_by}: pin the current key")
             out.print(Text(f"signed by {report.current_key.key_id}{rotated}{note}"))
         for e in opened:
+            who = f"open: receipt {e['id'][:SHORT]} ({e['body']['who']['principal']}, {e['recorded_at'][:19]})"
             err.print(Text(
-                f"open: receipt {e['id'][:SHORT]} ({e['body']['who']['principal']}, {e['recorded_at'][:19]}) "
-                "started a stream that never completed (killed, or still running): it may have delivered "
+                f"{who} is a write whose outcome was never recorded (its final entry failed, or the process "
+                "died or is still writing): it may have committed; check its target table, `lineage-guard "
+                "audit receipt` shows the statement" if e["body"].get("write") else
+                f"{who} started a stream that never completed (killed, or still running): it may have delivered "
                 "data; `lineage-guard audit receipt` shows what it was allowed to read"))
     else:
         err.print(
@@ -209,6 +213,7 @@ def _row(entry: dict[str, Any]) -> dict[str, Any]:
         "used": [f"{u['column']}:{u['clause']}" for u in body.get("used", ())],
         "run_id": body["run_id"],
         "supersedes": body.get("supersedes"),
+        "write": bool(body.get("write")),
     }
 
 
@@ -295,10 +300,14 @@ def log(
             ),
             highlight=False,
         )
-        still_open = {e["id"] for e in open_runs(_entries(ledger, public_key, True))}
-        if any(r["receipt"] in still_open for r in rows):
+        still_open = {e["id"]: bool(e["body"].get("write")) for e in open_runs(_entries(ledger, public_key, True))}
+        shown = {still_open[r["receipt"]] for r in rows if r["receipt"] in still_open}
+        if False in shown:
             err.print(Text("outcome 'open' on a run's latest entry: a stream that never completed (killed, or "
                            "still running); it may have delivered data"))
+        if True in shown:
+            err.print(Text("outcome 'open' on a write's latest entry: its outcome was never recorded (its final "
+                           "entry failed, or the process died); it may have committed: check its target table"))
 
     _guarded(run)
 
