@@ -19,6 +19,25 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only: the run model loads th
     from lineage_guard.run import RunRecord
 
 
+def own_lineage_only(task: Any) -> None:
+    """Turn off, for this task, the OpenLineage provider's fallback to Airflow's hook lineage collector.
+
+    The provider asks the collector when an operator's lineage has no dataset (a governed task's
+    START, before the plan names its inputs). A governed task reads through lineage_guard only,
+    never through a `DbApiHook`, so nothing in that process-wide collector is its own: under
+    `dag.test()` (every task in one process, the collector never cleared) it held other tasks'
+    SQL, re-sent as `<task>.query.N` jobs of the governed task and named by the Postgres provider
+    (`postgres://%2Frun%2Fpg:5432` for a Unix-socket host, which Marquez refuses).
+    Older providers (no `api.emission_policy` module) have no such switch and keep the fallback.
+    An admin's locked `emission_policy` rule still wins over this.
+    """
+    try:
+        from airflow.providers.openlineage.api.emission_policy import extend_global_openlineage_emission_policy
+    except ImportError:  # the OpenLineage provider is optional, and older ones have no per-task switch
+        return
+    extend_global_openlineage_emission_policy(task, hook_lineage=False)
+
+
 def _parts(run: RunRecord, event_type: str) -> dict[str, Any]:
     from lineage_guard.lineage import operator_lineage_parts
 

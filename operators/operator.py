@@ -128,6 +128,9 @@ class GovernedPostgresOperator(BaseOperator):
         self.service_conn_id = service_conn_id
         self._handoff = AirflowHandOff()
         self._remote_lineage: list[dict] = []   # service mode: the lineage parts the service sent back
+        from .lineage import own_lineage_only
+
+        own_lineage_only(self)  # its events carry only its own runs' datasets, never another hook's SQL
         self._check_at_parse()
 
     def _check_at_parse(self) -> None:

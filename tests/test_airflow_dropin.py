@@ -47,3 +47,22 @@ def test_same_results_on_a_non_sensitive_query(airflow_env, patients):
     # the final entry), as the default service identity
     entries = [str(e) for e in effective(Ledger.open().entries())]
     assert len(entries) == 4 and all("airflow:lg_dropin_governed." in e for e in entries)
+
+
+def test_a_governed_task_emits_only_its_own_lineage_after_plain_sql_ran_in_the_process(airflow_env, patients):
+    """The plain DAG's PostgresHook fills Airflow's process-wide hook lineage collector (dag.test() runs every
+    task in one process and never clears it). A governed task's START has no datasets yet, and the provider
+    then falls back to that collector: it re-sent the plain queries as `<task>.query.N` jobs of the governed
+    task, named by the Postgres provider (`postgres://%2Froot%2F...:5432` for the embedded server's socket,
+    refused by Marquez). A governed task's events are its own: its job, its datasets, our namespace."""
+    from conftest import namespace_of
+    from lineage_check import assert_valid_events
+
+    airflow_env.run("lg_dropin_plain")
+    governed = airflow_env.run("lg_dropin_governed")
+    assert governed.tasks == {"cities": "success", "split": "success", "types": "success"}
+    jobs = {e["job"]["name"] for e in governed.events}
+    assert jobs == {"lg_dropin_governed.cities", "lg_dropin_governed.split", "lg_dropin_governed.types"}
+    namespaces = {d["namespace"] for e in governed.events for d in e.get("inputs") or []}
+    assert namespaces == {namespace_of(airflow_env.pg_url)}
+    assert_valid_events(governed.events)
