@@ -56,6 +56,7 @@ PRELOAD = {
                  "lineage_guard.sinks.parquet", "lineage_guard.lineage", "lineage_guard.audit",
                  "lineage_guard.sql.catalog", "lineage_guard.attest.provenance", "adbc_driver_postgresql.dbapi",
                  "psycopg", "lineage_guard.planner", "lineage_guard.sources.adbc_conn", "lineage_guard.sql.explain",
+                 "polars", "polars_hash",  # the compiled keyed path imports them on its first call
                  # what the analyzer imports on its first statement (~4% of a 1M extract's CPU went to these)
                  "lineage_guard.sql.allowlist", "lineage_guard.sql.cohort", "lineage_guard.sql.guards",
                  "lineage_guard.sql.lineage", "lineage_guard.sql.nodes", "lineage_guard.sql.statements"),

@@ -31,6 +31,11 @@ CASES = {
     "mask declarations": (BARE, "from lineage_guard.mask import MaskSpec; MaskSpec('tokenize')"),
     # The session module holds the path; the parts a read needs load when it runs.
     "import lineage_guard.session": (HEAVY, "from lineage_guard import GovernedSession, Identity"),
+    # A few values (a cold task's first read) take the Python HMAC loop: Polars loads only for the compiled path.
+    "keyed masks of a small column": (("polars", "polars_hash"), (
+        "import pyarrow as pa; from lineage_guard.mask import Keyring, MaskSpec, mask_array; "
+        "[mask_array(pa.array(['a@x.org', None]), MaskSpec(m, p), Keyring(bytes(32))) for m, p in "
+        "[('tokenize', {}), ('format_preserving', {}), ('pseudonymize', {'kind': 'email'}), ('partial', {})]]")),
 }
 
 

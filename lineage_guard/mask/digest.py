@@ -16,8 +16,6 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import polars as pl
-import polars_hash  # noqa: F401  # registers the `chash` expression namespace (compiled SHA-256)
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -113,6 +111,9 @@ def _fixed_binary(rows: np.ndarray) -> pa.Array:
 
 def _sha256_compiled(raw: pa.Array) -> np.ndarray:
     """SHA-256 of every row through polars-hash (Rust `sha2`), which answers in lowercase hex."""
+    import polars as pl  # on first use: small inputs take the Python loop and never load Polars
+    import polars_hash  # noqa: F401  # registers the `chash` expression namespace (compiled SHA-256)
+
     return hex_to_digests(pl.DataFrame({"v": raw}).select(pl.col("v").chash.sha2_256()).to_series().to_arrow())
 
 

@@ -24,8 +24,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import polars as pl
-import polars_hash  # noqa: F401  # registers the `chash` expression namespace
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -98,6 +96,10 @@ def _compiled(key_text: str, raw: pa.Array) -> pa.Array:
 
 
 def _plugin(key_text: str, raw: pa.Array) -> pa.Array:
+    # Polars loads on the first compiled call: a small read (the Python loop) never pays its import.
+    import polars as pl
+    import polars_hash  # noqa: F401  # registers the `chash` expression namespace
+
     # Polars' newest Arrow level hands its string view array over as it is; the default level
     # converts it to large_string, a copy of every 64-byte answer (~4% of a 1M extract's CPU).
     out = pl.DataFrame({"v": raw}).select(pl.col("v").chash.hmac_sha256(key=key_text)).to_series()
