@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .sql import analyze
-from .sql.catalog import Catalog
+from .sql.catalog import Catalog, OnWrite
 from .sql.inference import UseVerdict
 from .sql.model import Analysis, ColumnRef
 from .sql.write_flow import read_twin
@@ -84,9 +84,66 @@ def judge_write(analysis: Analysis, catalog: Catalog, hidden: Mapping[ColumnRef,
                                        "be resolved; write to the table itself")
                 continue
             _judge_stored(col, target, lands, always_null, hidden, approval, verdict)
+    verdict.denials += attached_code(analysis, flow.twins, catalog, hidden)
     verdict.denials = list(dict.fromkeys(verdict.denials))
     verdict.approvals = list(dict.fromkeys(verdict.approvals))
     return verdict
+
+
+def attached_code(analysis: Analysis, twins, catalog: Catalog, hidden: Mapping[ColumnRef, str]) -> list[str]:
+    """Deny reasons for what the server runs on a written row besides the statement, over values hidden from the writer.
+
+    The twin judges the statement; the table has code of its own. A trigger or rule runs a body nobody
+    judged (an audit trigger copying `row_to_json(OLD)` into a log table is a copy of every masked
+    column), so a table with one is not written while anything is hidden. A CHECK constraint, an index
+    expression or predicate, or a generated column that reads a hidden column and a column the write
+    sets is an oracle on the hidden one (`CHECK (created_at > birth_date)`: `UPDATE ... SET created_at
+    = d WHERE id = k` fails exactly when k was born on or after d, a binary search), so is a unique or
+    exclusion index (its conflict compares with other rows, for INSERT too), and a NOT VALID check whatever
+    is set (old rows may fail it). A row-local check on INSERT sees only the new row, whose hidden
+    columns hold NULL or DEFAULT: nothing hidden, so it is not refused.
+    """
+    out: list[str] = []
+    updates = _updates(analysis.tree)
+    for table in analysis.tables_written:
+        rel = catalog.relation(table.table, table.schema)
+        if rel is None:
+            continue
+        secret = {c.column for c in hidden if c.schema == rel.schema and c.table == rel.name}
+        for name in rel.triggers:
+            out.append(f"{rel.schema}.{rel.name} has {name}, which runs code lineage_guard cannot judge on every row "
+                       "written; with sensitive columns masked for you it could copy or test them: have an identity "
+                       "that reads them in the clear write this table")
+        if not secret:
+            continue
+        sets = {t.column for _, targets, _ in twins for t in targets
+                if t is not None and (t.schema, t.table) == (rel.schema, rel.name)}
+        attached = list(rel.on_write) + [OnWrite("check", f"generated column {g}", rel.generated_from(g))
+                                         for g, _ in rel.generated]
+        for code in attached:
+            if code.kind in ("check", "index", "unvalidated") and not updates:
+                continue  # row-local on INSERT: the new row's hidden columns are NULL or DEFAULT
+            reads = code.columns
+            if reads is not None and not reads & secret:
+                continue
+            if reads is not None and code.kind != "unvalidated" and not reads & sets:
+                continue
+            hid = ", ".join(sorted(reads & secret)) if reads is not None else "columns it cannot name"
+            out.append(f"{rel.schema}.{rel.name}'s {code.name} reads {hid} (masked for you) and is evaluated on the "
+                       "rows this write changes: whether it fails (or conflicts) answers a question about the masked "
+                       "value; write only columns it does not read, or have an identity that reads them in the "
+                       "clear write it")
+    return out
+
+
+def _updates(node) -> bool:
+    """Whether a write changes existing rows (so row-local checks run on their stored, hidden values)."""
+    from sqlglot import exp
+
+    if isinstance(node, (exp.Update, exp.Merge)):
+        return True
+    conflict = node.args.get("conflict") if isinstance(node, exp.Insert) else None
+    return conflict is not None and "UPDATE" in str(conflict.args.get("action") or "").upper()
 
 
 def _lands_in(target: ColumnRef | None, catalog: Catalog) -> frozenset[ColumnRef] | None:

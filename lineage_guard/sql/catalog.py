@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class Relation:
     # Generated (GENERATED ALWAYS AS (...) STORED) columns and their expressions (None: not readable).
     # Stored, but computed from other columns: a value derived from them, like a view's column.
     generated: tuple[tuple[str, str | None], ...] = ()
+    # What the server evaluates when a row is written, beyond the statement: CHECK constraints, indexes
+    # (expressions, predicates, unique keys). Each `OnWrite`; and the user triggers and rules that fire.
+    on_write: tuple[OnWrite, ...] = ()
+    triggers: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -71,6 +76,20 @@ class Relation:
         if name not in expressions:
             return frozenset()
         return expression_columns(expressions[name], self.column_names)
+
+
+@dataclass(frozen=True)
+class OnWrite:
+    """One expression the server evaluates on a written row: it can fail (or conflict) on values the writer cannot see.
+
+    `kind`: "check" (a validated CHECK: row-local), "unvalidated" (a NOT VALID CHECK: old rows may fail it
+    on any UPDATE), "index" (an index expression or predicate: row-local), "unique" (a unique or exclusion
+    index: compares the row with every other row). `columns`: the columns it reads; None when unknown.
+    """
+
+    kind: Literal["check", "unvalidated", "index", "unique"]
+    name: str
+    columns: frozenset[str] | None
 
 
 @dataclass(frozen=True)
@@ -168,12 +187,15 @@ class Catalog:
         # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
         # view definitions name their schemas and resolve the same under any pinned path.
         rows, funcs = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, search_path="pg_catalog")
-        for schema, name, relkind, columns, definition, identifying, parents, generated in rows:
+        for schema, name, relkind, columns, definition, identifying, parents, generated, on_write, triggers in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
                              _strip_semicolon(definition), frozenset(identifying or ()),
                              tuple((p[0], p[1]) for p in parents or []),
-                             tuple((g[0], g[1]) for g in generated or [])))
+                             tuple((g[0], g[1]) for g in generated or []),
+                             tuple(OnWrite(w[0], w[1], frozenset(w[2].split(",")) if w[2] else frozenset())
+                                   for w in on_write or []),
+                             tuple(triggers or ())))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -241,12 +263,16 @@ class Catalog:
         if kind in ("FUNCTION", "PROCEDURE"):
             self.add(_function_from_create(node, self.search_path[0]))
             return
+        if kind in ("INDEX", "TRIGGER"):
+            self._load_attached(node, kind)
+            return
         table = target.this if isinstance(target, exp.Schema) else target
         if not isinstance(table, exp.Table):
             return
         schema, name = table.db or self.search_path[0], table.name
         if kind == "TABLE" and isinstance(target, exp.Schema) and node.expression is None:
             cols, identifying, generated = [], set(), []
+            checks = [_check(c, target) for c in target.find_all(exp.CheckColumnConstraint)]
             for col in target.expressions:
                 if isinstance(col, exp.ColumnDef):
                     cols.append((col.name, col.args["kind"].sql("postgres").lower() if col.args.get("kind") else None))
@@ -265,7 +291,7 @@ class Catalog:
             own = {c for c, _ in cols}
             cols = [c for c in dict.fromkeys(inherited) if c[0] not in own] + cols  # INHERITS: parents' first
             self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying), parents,
-                              tuple(generated)))
+                              tuple(generated), tuple(checks)))
         elif kind == "TABLE" and node.expression is None and (parents := _parents(node, self.search_path[0])):
             # `CREATE TABLE c PARTITION OF p ...`: the partition has its parent's columns.
             parent = self.relations.get(parents[0])
@@ -303,13 +329,57 @@ class Catalog:
                 generated = {c: e for c, e in generated.items() if c not in gone}
             elif isinstance(action, exp.AlterRename):
                 name = action.this.name
+        checks = [] if not isinstance(node, exp.Alter) else [
+            dataclasses.replace(_check(c, None), kind="unvalidated" if node.args.get("not_valid") else "check")
+            for action in node.args.get("actions") or [] if isinstance(action, exp.AddConstraint)
+            for c in action.find_all(exp.CheckColumnConstraint)]
         del self.relations[key]
         self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying),
-                          rel.parents, tuple(generated.items())))
+                          rel.parents, tuple(generated.items()), rel.on_write + tuple(checks), rel.triggers))
+
+    def _load_attached(self, node: exp.Create, kind: str) -> None:
+        """CREATE INDEX / CREATE TRIGGER: what a write to the table also runs (a trigger body is opaque)."""
+        if kind == "TRIGGER":
+            props = next(node.find_all(exp.TriggerProperties), None)
+            table = props.args.get("table") if props is not None else None
+            self._attach(table, triggers=(f"trigger {node.this.name}",))
+            return
+        index = node.this
+        table = index.args.get("table") if isinstance(index, exp.Index) else None
+        rel = self._attached_to(table)
+        params = index.args.get("params") if isinstance(index, exp.Index) else None
+        if rel is None or params is None:
+            return
+        keys = [e for e in params.args.get("columns") or []]
+        where = params.args.get("where")
+        plain = all(isinstance(k.this if isinstance(k, exp.Ordered) else k, exp.Column) for k in keys) and where is None
+        if plain and not node.args.get("unique"):
+            return  # a plain index stores the values it is given: nothing evaluated, nothing compared
+        text = ", ".join(k.sql("postgres") for k in keys) + (f", {where.this.sql('postgres')}" if where else "")
+        self._attach(table, on_write=(OnWrite("unique" if node.args.get("unique") else "index",
+                                              f"index {index.name}", expression_columns(text, rel.column_names)),))
+
+    def _attached_to(self, table: exp.Expression | None) -> Relation | None:
+        if not isinstance(table, exp.Table):
+            return None
+        return self.relations.get((table.db or self.search_path[0], table.name))
+
+    def _attach(self, table: exp.Expression | str | None, *, on_write: tuple[OnWrite, ...] = (),
+                triggers: tuple[str, ...] = ()) -> None:
+        if isinstance(table, str):
+            table = exp.to_table(table)
+        rel = self._attached_to(table)
+        if rel is not None:
+            self.add(dataclasses.replace(rel, on_write=rel.on_write + on_write, triggers=rel.triggers + triggers))
 
     def _load_fallback(self, chunk: str) -> None:
         # sqlglot does not know every option (e.g. WITH (security_barrier)): keep what lineage needs.
         text = _strip_comments(chunk)
+        m = _RULE_RE.match(text)
+        if m:
+            schema, name = _split_name(m.group("table"), self.search_path[0])
+            self._attach(exp.table_(name, db=schema), triggers=(f"rule {m.group('name')}",))
+            return
         m = _VIEW_RE.match(text)
         if m:
             schema, name = _split_name(m.group("name"), self.search_path[0])
@@ -345,6 +415,15 @@ def expression_columns(sql: str | None, columns: Iterable[str]) -> frozenset[str
     if any(True for _ in node.find_all(exp.Subquery, exp.Exists)):
         return None
     return frozenset(named)
+
+
+def _check(node: exp.CheckColumnConstraint, table: exp.Schema | None) -> OnWrite:
+    """A CHECK constraint of CREATE / ALTER TABLE and the columns it reads (of the table being defined)."""
+    names = None if table is None else [c.name for c in table.expressions if isinstance(c, exp.ColumnDef)]
+    named = {c.name for c in node.find_all(exp.Column)}
+    if names is not None and not named <= set(names):
+        return OnWrite("check", "check", None)
+    return OnWrite("check", "check", frozenset(named))
 
 
 def _generated(col: exp.ColumnDef) -> str | None | bool:
@@ -388,6 +467,8 @@ _VIEW_RE = re.compile(
     r"(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.\"]+)\s*(?:\((?P<cols>[^)]*)\))?\s*(?:WITH\s*\([^)]*\)\s*)?AS\s+(?P<body>.*)",
     re.IGNORECASE | re.DOTALL,
 )
+_RULE_RE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?RULE\s+(?P<name>[\w\"]+)\s+AS\s+ON\s+\w+\s+TO\s+"
+                      r"(?P<table>[\w.\"]+)", re.IGNORECASE)
 _FUNC_RE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\s+(?P<name>[\w.\"]+)", re.IGNORECASE)
 
 
@@ -449,7 +530,26 @@ SELECT n.nspname, c.relname, c.relkind,
               WHERE h.inhrelid = c.oid),
        ARRAY(SELECT ARRAY[a.attname::text, pg_get_expr(d.adbin, d.adrelid)] FROM pg_attribute a
                JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-              WHERE a.attrelid = c.oid AND a.attgenerated <> '' AND NOT a.attisdropped)
+              WHERE a.attrelid = c.oid AND a.attgenerated <> '' AND NOT a.attisdropped),
+       ARRAY(SELECT ARRAY[CASE WHEN k.convalidated THEN 'check' ELSE 'unvalidated' END, 'constraint ' || k.conname,
+                          (SELECT string_agg(a.attname::text, ',') FROM pg_attribute a
+                            WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey))]
+               FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c'
+             UNION ALL
+             SELECT ARRAY[CASE WHEN i.indisunique OR i.indisexclusion THEN 'unique' ELSE 'index' END,
+                          'index ' || ic.relname,
+                          (SELECT string_agg(DISTINCT a.attname::text, ',') FROM pg_attribute a
+                            WHERE a.attrelid = i.indrelid AND a.attnum > 0
+                              AND (a.attnum = ANY (i.indkey::int2[]) OR EXISTS (
+                                   SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                      AND d.objid = i.indexrelid AND d.refobjid = i.indrelid
+                                      AND d.refobjsubid = a.attnum)))]
+               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+              WHERE i.indrelid = c.oid
+                AND (i.indisunique OR i.indisexclusion OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)),
+       ARRAY(SELECT 'trigger ' || t.tgname FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
+             UNION ALL
+             SELECT 'rule ' || w.rulename FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.rulename <> '_RETURN')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'

@@ -7,7 +7,7 @@ session per request. So the loaded `Catalog` is kept per (URL, search path) toge
 
 The schema version is one cheap query (`SCHEMA_VERSION_SQL`): an md5 over the oid and `xmin`
 of every user-schema row in pg_namespace, pg_class, pg_attribute, pg_rewrite (view bodies),
-pg_index, pg_constraint, pg_inherits and pg_proc. Any DDL that changes what the catalog holds
+pg_index, pg_constraint, pg_trigger, pg_inherits and pg_proc. Any DDL that changes what the catalog holds
 writes a new version of one of those rows (ALTER TABLE ADD/DROP/ALTER COLUMN, RENAME, CREATE OR
 REPLACE VIEW, CREATE FUNCTION, new index or key), and a new row version has a new `xmin`, so
 the hash changes. Why this and not an event trigger: a trigger needs superuser to install and
@@ -46,6 +46,7 @@ SELECT md5(string_agg(part, ',' ORDER BY part)) FROM (
     UNION ALL SELECT 'r' || w.oid || ':' || w.xmin FROM pg_rewrite w JOIN rels r ON r.oid = w.ev_class
     UNION ALL SELECT 'i' || i.indexrelid || ':' || i.xmin FROM pg_index i JOIN rels r ON r.oid = i.indrelid
     UNION ALL SELECT 'k' || k.oid || ':' || k.xmin FROM pg_constraint k JOIN rels r ON r.oid = k.conrelid
+    UNION ALL SELECT 't' || t.oid || ':' || t.xmin FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
     UNION ALL SELECT 'h' || h.inhrelid || '.' || h.inhparent || ':' || h.xmin
                 FROM pg_inherits h JOIN rels r ON r.oid = h.inhrelid
     UNION ALL SELECT 'p' || p.oid || ':' || p.xmin FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
