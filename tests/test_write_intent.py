@@ -183,3 +183,66 @@ def test_a_failed_write_whose_failure_cannot_be_recorded_keeps_its_intent_and_sa
     assert "failed" in message and "could not be recorded" in message and "open" in message, message
     assert rows_in(pg_url, table) == [(1, "one")]
     assert len(open_runs(ledger.entries())) == 1
+
+
+# -- the service: DoPut runs the same session core (a real server subprocess over TLS) -----------------
+
+
+@pytest.fixture(scope="module")
+def write_service(new_database, tmp_path_factory):
+    from conftest import TEST_MASTER_KEY, require
+
+    require("jwt", "service")
+    from service_helpers import Issuer, make_tls, seed_people, service_policy, start_server
+
+    from lineage_guard.service.tokens import TokenStore
+
+    root = tmp_path_factory.mktemp("write-intent-service")
+    url = new_database()
+    seed_people(url)
+    tls = make_tls(root / "tls")
+    issuer = Issuer()
+    policy = root / "policy.yaml"
+    policy.write_text(service_policy(issuer.url, issuer.jwks_url))
+    home = root / "home"
+    home.mkdir()
+    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
+    token = TokenStore(home / "api_tokens.json").create("writer")
+    yield {"url": server.url, "tls": tls, "home": home, "db": url, "token": token}
+    server.stop()
+    issuer.close()
+
+
+def test_the_service_refuses_a_write_it_cannot_record_and_reports_one_it_committed_unrecorded(write_service):
+    from service_helpers import server_key
+
+    from lineage_guard.client import ServiceError, connect
+
+    svc = write_service
+    path = svc["home"] / "ledger.sqlite"
+
+    def notes() -> list[tuple]:
+        return rows_in(svc["db"], "audit_notes")
+
+    with connect(svc["url"], purpose="maintenance", token=svc["token"], tls_root_certs=svc["tls"].pem) as s:
+        assert s.execute("INSERT INTO audit_notes VALUES (1, 'first')").rows_affected == 1   # the ledger works
+        break_store(path)
+        with pytest.raises(ServiceError) as refused:
+            s.execute("INSERT INTO audit_notes VALUES (2, 'second')")
+        assert notes() == [(1, "first")]   # before this change: (2, 'second') committed with no entry
+        assert "nothing was written" in str(refused.value), refused.value
+        break_store(path, only_final=True)
+        with pytest.raises(ServiceError) as unrecorded:
+            s.execute("INSERT INTO audit_notes VALUES (3, 'third')")
+        assert "committed" in str(unrecorded.value) and "final ledger entry could not be recorded" in str(
+            unrecorded.value), unrecorded.value
+    mend_store(path)
+    assert notes() == [(1, "first"), (3, "third")]
+    ledger = Ledger.open(f"sqlite:///{path}", create=False)
+    (still_open,) = open_runs(ledger.entries())
+    assert still_open["body"]["write"] is True and still_open["id"] in str(unrecorded.value)
+    assert [e["body"]["outcome"] for e in effective(ledger.entries())] == ["success", "open"]
+    verify = subprocess.run([*CLI, "verify", "--ledger", str(path), "--public-key", server_key(ledger)[0]],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert verify.returncode == 0, verify.stderr
+    assert still_open["id"][:8] in verify.stderr and "may have committed" in verify.stderr
