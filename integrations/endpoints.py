@@ -11,20 +11,37 @@ Example:
     ...                          token_file="/var/run/secrets/lineage-guard/token")        # doctest: +SKIP
     >>> planned = plan_read(cred, "SELECT id, email FROM people", partitions=4)            # doctest: +SKIP
     >>> fetch_endpoint(cred, planned.endpoints[0]).num_rows                                # doctest: +SKIP
+
+Orchestrators that pass work between tasks as JSON (Airflow XComs, Dagster partitions) carry each
+endpoint as an `EndpointDoc` (`endpoint_docs(planned.endpoints, planned.about)`): its key, position, the plan it belongs to,
+and the ticket: an opaque handle the service holds, honoured only for the identity and purpose it
+was issued to (another identity presenting it is refused, and recorded). No credential, key or value.
+
+    >>> doc = {"key": "0f3a9c1e-0", "index": 0, "of": 2, "ticket": "CgUKAwAAAA==", "parent_run_id": "p",
+    ...        "summary_receipt_id": "r", "plan_digest": "d"}
+    >>> endpoint_from_doc(doc).ticket.ticket
+    b'\\x00\\x00\\x00'
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow as pa
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pyarrow import flight
+
     from ..client import RemoteSession
+
+DOC_FIELDS = ("key", "index", "of", "ticket", "parent_run_id", "summary_receipt_id", "plan_digest")
 
 
 @dataclass(frozen=True)
@@ -89,3 +106,62 @@ def fetch_endpoint(credential: ServiceCredential, endpoint: bytes) -> pa.Table:
     with credential.session() as session:
         table, _receipt = session.fetch(flight.FlightEndpoint.deserialize(endpoint))
     return table
+
+
+class EndpointDoc(TypedDict):
+    """One endpoint of a split read as JSON (an XCom, a Dagster output): what a worker needs besides its credential.
+
+    `key` names it (`<first 8 of the plan's parent run id>-<index>`: endpoint ids of one plan, e.g. Dagster
+    partition keys); `ticket` is the serialized FlightEndpoint, base64.
+    """
+
+    key: str
+    index: int
+    of: int
+    ticket: str
+    parent_run_id: str
+    summary_receipt_id: str
+    plan_digest: str
+
+
+def endpoint_docs(endpoints: Sequence[bytes], about: dict[str, Any]) -> list[EndpointDoc]:
+    """The endpoints of a planned split read (serialized, and the plan document: `PlannedRead.endpoints`,
+    `.about`) as JSON documents, in key order (one per key range)."""
+    if "parent_run_id" not in about:
+        raise ConfigError("the service did not split this read (ask for partitions >= 2); a one-endpoint read is "
+                          "fetched where it was planned")
+    parent = str(about["parent_run_id"])
+    return [EndpointDoc(key=f"{parent[:8]}-{i}", index=i, of=len(endpoints),
+                        ticket=base64.b64encode(blob).decode("ascii"), parent_run_id=parent,
+                        summary_receipt_id=str(about.get("summary_receipt_id", "")),
+                        plan_digest=str(about.get("plan_digest", "")))
+            for i, blob in enumerate(endpoints)]
+
+
+def check_doc(doc: Any, where: str = "endpoint") -> EndpointDoc:
+    """`doc` if it is an `EndpointDoc` (e.g. read back from an XCom), else a clear error naming what is wrong."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where} must be one endpoint document of a split read (a dict from endpoint_docs or "
+                          f"GovernedSplitReadOperator), got {type(doc).__name__}")
+    missing = [k for k in DOC_FIELDS if k not in doc]
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(missing)}: pass the documents the plan returned, unchanged")
+    index, of = doc["index"], doc["of"]
+    if isinstance(index, bool) or not isinstance(index, int) or not isinstance(of, int) or not 0 <= index < of:
+        raise ConfigError(f"{where}: index must be an integer from 0 to of-1")
+    return doc  # type: ignore[return-value]
+
+
+def endpoint_from_doc(doc: Any, where: str = "endpoint") -> flight.FlightEndpoint:
+    """The FlightEndpoint an `EndpointDoc` carries (`RemoteSession.fetch` / `extract_endpoint` take it)."""
+    from pyarrow import flight
+
+    checked = check_doc(doc, where)
+    try:
+        blob = base64.b64decode(str(checked["ticket"]), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where}: ticket is not base64; pass the documents the plan returned, unchanged") from None
+    try:
+        return flight.FlightEndpoint.deserialize(blob)
+    except Exception:  # noqa: BLE001 - pyarrow raises ArrowInvalid and others for a malformed message
+        raise ConfigError(f"{where}: ticket is not a serialized Flight endpoint") from None

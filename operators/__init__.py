@@ -1,5 +1,5 @@
 """Airflow integration: `GovernedPostgresOperator`, `GovernedAttestOperator`, `GovernedPostgresHook`,
-`GovernedServiceHook`, `ApprovalTrigger`, `ServiceApprovalTrigger`.
+`GovernedServiceHook`, `GovernedSplitReadOperator`, `ApprovalTrigger`, `ServiceApprovalTrigger`.
 
 Installed as `lineage_guard.operators`; needs the `[airflow]` extra. Names load on first use,
 so Airflow reading `lineage_guard.operators.provider` at start-up imports nothing heavy.
@@ -14,9 +14,10 @@ import importlib
 from typing import Any
 
 __all__ = ["ApprovalTrigger", "GovernedAttestOperator", "GovernedPostgresHook", "GovernedPostgresOperator",
-           "GovernedServiceHook", "ServiceApprovalTrigger"]
+           "GovernedServiceHook", "GovernedSplitReadOperator", "ServiceApprovalTrigger"]
 _WHERE = {"ApprovalTrigger": ".triggers", "GovernedAttestOperator": ".attest", "GovernedPostgresHook": ".hooks",
-          "GovernedPostgresOperator": ".operator", "GovernedServiceHook": ".service", "ServiceApprovalTrigger": ".triggers"}
+          "GovernedPostgresOperator": ".operator", "GovernedServiceHook": ".service", "GovernedSplitReadOperator": ".split",
+          "ServiceApprovalTrigger": ".triggers"}
 
 
 def __getattr__(name: str) -> Any:

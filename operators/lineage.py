@@ -95,14 +95,16 @@ def _local_dataset(path: str) -> tuple[str, str]:
     return n.get_namespace(), n.get_name()
 
 
-def remote_operator_lineage(docs: Sequence[dict], output: str | None = None, event_type: str = "COMPLETE"):
+def remote_operator_lineage(docs: Sequence[dict], output: str | None = None, event_type: str = "COMPLETE",
+                            *, repeat_declared: bool = False):
     """One `OperatorLineage` from the lineage parts `lineage-guard serve` returned for a task's runs.
 
     Service mode: the server ran the governed path and sent back, with each receipt or refusal, the
     same inputs and facets embedded mode builds (`lineage_guard.service.calls.lineage_doc`), as JSON.
     They go into the task's own events as plain dicts (the OpenLineage client serializes dict facets
     as they are). The file the thin client wrote is the output: named here, its facets (schema,
-    column lineage, masking, statistics) from the server's `client_output`.
+    column lineage, masking, statistics) from the server's `client_output`. `repeat_declared`: a FAIL
+    that names no output names the declared one, as START did.
 
     Example:
         >>> remote_operator_lineage([], "/tmp/out.parquet", "START").outputs[0].name   # doctest: +SKIP
@@ -132,7 +134,7 @@ def remote_operator_lineage(docs: Sequence[dict], output: str | None = None, eve
                                                        outputFacets=written.get("outputFacets"))
         run_facets.update(doc.get("run_facets") or {})   # the last statement's facets describe the task's end
         job_facets.update(doc.get("job_facets") or {})
-    if not outputs and event_type == "START" and output:
+    if not outputs and output and (event_type == "START" or (repeat_declared and event_type == "FAIL")):
         namespace, name = _local_dataset(output)
         outputs = {(namespace, name): OutputDataset(namespace=namespace, name=name)}
     return OperatorLineage(inputs=list(inputs.values()), outputs=list(outputs.values()),

@@ -40,6 +40,8 @@ from .recording import AirflowHandOff, RecordingLedger
 from .triggers import ApprovalTrigger, ServiceApprovalTrigger
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lineage_guard.integrations.endpoints import EndpointDoc
+
     from lineage_guard.client import RemoteSession
     from lineage_guard.policy import Policy
     from lineage_guard.session import GovernedSession
@@ -68,6 +70,11 @@ class GovernedPostgresOperator(BaseOperator):
     the database credentials and the keys, and establishes the identity from the connection's token.
     The task process needs neither a policy nor a key, and may not name an identity. Embedded mode
     (`conn_id`, the path in the task process) stays for development.
+
+    Split reads (service mode): `endpoint` is one endpoint document of a `GovernedSplitReadOperator`'s plan,
+    mapped as `GovernedPostgresOperator.partial(...).expand(endpoint=plan.output)`; each mapped task
+    instance fetches its key range (no `sql`: the statement is the plan's) and returns its rows or, with
+    `output`, the file's summary and `endpoint` {key, index, of, parent_run_id}.
     """
 
     # Who reads, why, and under which policy are fixed in DAG code, not templated: a run's conf or
@@ -81,7 +88,7 @@ class GovernedPostgresOperator(BaseOperator):
     def __init__(
         self,
         *,
-        sql: str | list[str],
+        sql: str | list[str] | None = None,
         autocommit: bool = False,
         parameters: Mapping | Iterable | None = None,
         handler: Callable[[Any], Any] | None = fetch_all_handler,
@@ -102,6 +109,7 @@ class GovernedPostgresOperator(BaseOperator):
         approval_poll_interval: float = 30.0,
         approval_timeout: timedelta | None = None,
         service_conn_id: str | None = None,
+        endpoint: EndpointDoc | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -126,6 +134,7 @@ class GovernedPostgresOperator(BaseOperator):
         self.approval_poll_interval = approval_poll_interval
         self.approval_timeout = approval_timeout
         self.service_conn_id = service_conn_id
+        self.endpoint = endpoint
         self._handoff = AirflowHandOff()
         self._remote_lineage: list[dict] = []   # service mode: the lineage parts the service sent back
         from .lineage import own_lineage_only
@@ -145,6 +154,11 @@ class GovernedPostgresOperator(BaseOperator):
         where = f"GovernedPostgresOperator {self.task_id!r}"
         if not self.purpose:
             raise ConfigError(f"{where}: purpose= is required (why the data is read, one of the policy's purposes)")
+        if self.endpoint is not None:
+            self._check_endpoint(where)
+        elif self.sql is None:
+            raise ConfigError(f"{where}: sql= is required (or endpoint=, one endpoint of a GovernedSplitReadOperator's "
+                              "plan, mapped with .expand(endpoint=plan.output))")
         if self.service_conn_id:
             self._check_service_mode(where)
             return
@@ -183,6 +197,18 @@ class GovernedPostgresOperator(BaseOperator):
                                       "requires declared identities: add it under identities: with its groups")
                 self.log.warning("%s: identity %r is not declared in the policy: no group's rules apply to it, so "
                                  "its sensitive columns get the default mask", where, principal)
+
+    def _check_endpoint(self, where: str) -> None:
+        """A mapped read of one endpoint: the statement, its parameters and the split are the plan's."""
+        from lineage_guard.integrations.endpoints import check_doc
+
+        if not self.service_conn_id:
+            raise ConfigError(f"{where}: endpoint= is an endpoint held by lineage-guard serve: give service_conn_id= "
+                              "(the connection the plan was made with: only its identity may fetch it)")
+        if self.sql is not None or self.parameters is not None:
+            raise ConfigError(f"{where}: give endpoint= or sql=/parameters=, not both: an endpoint's statement is "
+                              "the one its plan split")
+        check_doc(self.endpoint, f"{where}: endpoint")
 
     def _check_service_mode(self, where: str) -> None:
         """In service mode the server decides who reads and under which policy: DAG code names neither."""
@@ -296,18 +322,7 @@ class GovernedPostgresOperator(BaseOperator):
         )
 
     def _run_context(self, context) -> dict:
-        """What the service is told of this task's run: its OpenLineage run (the governed run's parent),
-        the run an approval binds to, and what an approver sees. Value-free; the identity is the token's."""
-        _, parent = _airflow_run(context, self.dag_id, self.task_id)
-        ti = context.get("ti") if context else None
-        return {
-            "parent": parent,
-            "approval_run": f"airflow:{self.dag_id}/{getattr(ti, 'run_id', '') or ''}/{self.task_id}",
-            "approval_context": {
-                "dag_id": str(self.dag_id), "task_id": str(self.task_id),
-                "run_id": str(getattr(ti, "run_id", "") or ""), "try_number": str(getattr(ti, "try_number", "") or ""),
-            },
-        }
+        return run_context(context, self.dag_id, self.task_id)
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -328,7 +343,76 @@ class GovernedPostgresOperator(BaseOperator):
     def execute(self, context) -> Any:
         self._handoff.runs.clear()  # a retry in the same process starts a fresh account of the task's runs
         self._remote_lineage = []
+        if self.endpoint is not None:
+            return self._run_endpoint(context)
         return self._run(context, start_at=0)
+
+    def _run_endpoint(self, context) -> Any:
+        """Fetch one endpoint of a split read (a mapped task instance): no plan here, the plan was made once.
+
+        A retry of this task instance fetches the same endpoint again: the service records it as the next
+        attempt of that endpoint (`split.attempt`, `split.retry_of`) and counts its rows once.
+        """
+        from lineage_guard.integrations.endpoints import endpoint_from_doc
+
+        from lineage_guard.client import ServiceError
+
+        doc = self.endpoint
+        where = {"key": doc["key"], "index": doc["index"], "of": doc["of"], "parent_run_id": doc["parent_run_id"]}
+        try:
+            endpoint = endpoint_from_doc(doc)
+            with self._session(context) as session:
+                self.log.info("Fetching endpoint %s (%d of %d) of the split read planned as run %s", doc["key"],
+                              doc["index"] + 1, doc["of"], doc["parent_run_id"])
+                if self.output_uri:
+                    result = session.extract_endpoint(endpoint, self._local_output())
+                    self.log.info("%s row(s) written to %s; masked: %s; receipt %s", result.rows, result.output_uri,
+                                  ", ".join(result.masked_columns) or "(none)", result.receipt_id)
+                    return {**result.summary(), "endpoint": where}
+                table, receipt = self._fetch_capped(session, endpoint)
+        except AccessDenied as exc:
+            raise AirflowFailException(
+                f"lineage_guard denied the endpoint: {'; '.join(exc.reasons)} (receipt {exc.receipt_id})") from None
+        except ConfigError as exc:
+            raise AirflowFailException(f"lineage_guard: {exc}") from None
+        except ServiceError as exc:
+            if "unknown or expired ticket" in str(exc):   # retrying cannot bring it back: say how to plan again
+                raise AirflowFailException(
+                    f"lineage_guard: the service no longer holds endpoint {doc['key']} (an endpoint expires "
+                    "10 minutes after its last use, and with a restart of the service): clear the planning task "
+                    "to plan the read again") from None
+            raise
+        from .cursor import ArrowCursor
+
+        masked = set(receipt.masked_columns)
+        cursor = ArrowCursor(table, masked={i for i, name in enumerate(table.column_names) if name in masked})
+        if not (self.do_xcom_push or self.requires_result_fetch) or self.handler is None:
+            return None
+        return self._process_output([self.handler(cursor)], [cursor.description])[-1]
+
+    def _local_output(self) -> str:
+        """Service mode writes a local path (the thin client writes the file itself)."""
+        if "://" in self.output_uri and not self.output_uri.startswith("file://"):
+            raise ConfigError("in service mode output= is a local path (the thin client writes the file "
+                              f"itself); got {self.output_uri!r}")
+        return self.output_uri.removeprefix("file://")
+
+    def _fetch_capped(self, session: RemoteSession, endpoint):
+        import pyarrow as pa
+
+        cap = self._max_rows()
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        with session.stream_endpoint(endpoint) as stream:
+            for batch in stream:
+                rows += batch.num_rows
+                if rows > cap:
+                    raise ConfigError(
+                        f"the endpoint has more than max_rows={cap} rows; rows are returned through XCom only "
+                        f"below that cap: set output='/data/part-{{{{ ti.map_index }}}}.parquet' to write them, "
+                        f"or raise max_rows")
+                batches.append(batch)
+        return pa.Table.from_batches(batches, schema=stream.schema), stream.receipt
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> Any:
         """Resume after `ApprovalTrigger` fired: run again if approved (the session consumes the approval)."""
@@ -419,10 +503,7 @@ class GovernedPostgresOperator(BaseOperator):
             cursor = ArrowCursor(None, rowcount=written.rows_affected)
             return (self.handler(cursor) if self.handler else None), cursor.description
         if self.output_uri:
-            if self.service_conn_id and "://" in self.output_uri and not self.output_uri.startswith("file://"):
-                raise ConfigError("in service mode output= is a local path (the thin client writes the file "
-                                  f"itself); got {self.output_uri!r}")
-            target = self.output_uri.removeprefix("file://") if self.service_conn_id else self.output_uri
+            target = self._local_output() if self.service_conn_id else self.output_uri
             result = session.extract(sql, to=target, parameters=params)
             self.log.info("%s row(s) written to %s; masked: %s; receipt %s", result.rows, result.output_uri,
                           ", ".join(result.masked_columns) or "(none)", result.receipt_id)
@@ -539,7 +620,11 @@ class GovernedPostgresOperator(BaseOperator):
         if self.service_conn_id:
             from .lineage import remote_operator_lineage
 
-            return remote_operator_lineage(self._remote_lineage, self.output_uri, "FAIL")
+            # A mapped endpoint read was allowed when it was planned: its failure is a fault (a cut connection, a
+            # restarted worker) that a retry repairs. Its FAIL repeats the output its START named, as a terminal
+            # event must (Marquez would otherwise drop the job's edge to the file); nothing was written (atomic).
+            return remote_operator_lineage(self._remote_lineage, self.output_uri, "FAIL",
+                                           repeat_declared=self.endpoint is not None)
         from .lineage import operator_lineage
 
         return operator_lineage(self._handoff.runs, self.output_uri, "FAIL")
@@ -587,6 +672,20 @@ def _airflow_run(context, dag_id: str, task_id: str) -> tuple[str, dict | None]:
     except Exception:  # noqa: BLE001 - lineage must never fail the task
         return namespace, None
     return namespace, {"run_id": run_id, "job_namespace": namespace, "job_name": f"{dag_id}.{task_id}"}
+
+
+def run_context(context, dag_id: str, task_id: str) -> dict:
+    """What the service is told of a task's run: its OpenLineage run (the governed run's parent), the run
+    an approval binds to, and what an approver sees. Value-free; the identity is the token's."""
+    _, parent = _airflow_run(context, dag_id, task_id)
+    ti = context.get("ti") if context else None
+    approval_context = {"dag_id": str(dag_id), "task_id": str(task_id), "run_id": str(getattr(ti, "run_id", "") or ""),
+                        "try_number": str(getattr(ti, "try_number", "") or "")}
+    map_index = getattr(ti, "map_index", -1)
+    if isinstance(map_index, int) and map_index >= 0:
+        approval_context["map_index"] = str(map_index)
+    return {"parent": parent, "approval_run": f"airflow:{dag_id}/{approval_context['run_id']}/{task_id}",
+            "approval_context": approval_context}
 
 
 @functools.lru_cache(maxsize=32)

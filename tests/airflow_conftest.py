@@ -40,6 +40,8 @@ __all__ = [
     "airflow_pg_url",
     "key_from_connection",
     "patients",
+    "run_dag_process",
+    "task_environment",
 ]
 
 HOME = Path(tempfile.mkdtemp(prefix="lg_airflow_home_"))
@@ -163,3 +165,48 @@ def key_from_connection(monkeypatch):
                        json.dumps({"conn_type": "generic", "password": TEST_MASTER_KEY}))
     monkeypatch.delenv("LINEAGE_GUARD_MASTER_KEY", raising=False)
     return TEST_MASTER_KEY
+
+
+RUN = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("lg_dag_" + sys.argv[3], sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+dagrun = module.dag.test(run_conf=json.loads(sys.argv[2]))
+from airflow.models.xcom import XComModel
+from airflow.sdk.serde import deserialize
+from airflow.utils.session import create_session
+with create_session() as session:
+    tis = dagrun.get_task_instances(session=session)
+    tasks = {ti.task_id: str(ti.state) for ti in tis if ti.map_index < 0}
+    instances = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
+                  "try_number": ti.try_number} for ti in tis]
+    rows = session.query(XComModel).filter_by(dag_id=sys.argv[3], run_id=dagrun.run_id, key="return_value").all()
+    xcoms = {r.task_id: deserialize(XComModel.deserialize_value(r)) for r in rows if r.map_index < 0}
+    mapped = {}
+    for r in rows:
+        if r.map_index >= 0:
+            mapped.setdefault(r.task_id, {})[str(r.map_index)] = deserialize(XComModel.deserialize_value(r))
+print("LG-RESULT " + json.dumps({"tasks": tasks, "instances": instances, "xcoms": xcoms, "mapped_xcoms": mapped},
+                                default=str))
+"""
+
+
+def run_dag_process(dag_id: str, env: dict, conf: dict) -> tuple[dict, str]:
+    """`dag.test()` of tests/airflow_dags/{dag_id}.py in a fresh process with `env` only; returns its result
+    (`tasks` {task_id: state} of unmapped tasks, `instances` [{task_id, map_index, state, try_number}],
+    `xcoms`, `mapped_xcoms` {task_id: {map_index: value}}) and its output."""
+    done = subprocess.run([sys.executable, "-c", RUN, str(DAGS / f"{dag_id}.py"), json.dumps(conf), dag_id], env=env,
+                          capture_output=True, text=True, timeout=600, check=False, cwd=tempfile.gettempdir())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LG-RESULT ")]
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("LG-RESULT ")), done.stdout + done.stderr
+
+
+def task_environment(airflow_env: AirflowEnv, **connections) -> dict:
+    """Airflow's own settings and the given connections; nothing of lineage_guard, no database credential."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("AIRFLOW__")}
+    env["AIRFLOW_HOME"] = str(airflow_env.home)
+    env.update({f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in connections.items()})
+    return env

@@ -17,8 +17,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -248,10 +251,13 @@ class ServerProcess:
 
 
 def start_server(policy_path: Path, source_url: str, tls: TlsPair, home: Path, master_key: str,
-                 extra_args: tuple[str, ...] = (), grace: float = 5) -> ServerProcess:
-    """`lineage-guard serve` as a subprocess; returns once it printed its URL and 'ready'."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINEAGE_GUARD_", "OPENLINEAGE_"))}
-    env.update(LINEAGE_GUARD_HOME=str(home), LINEAGE_GUARD_MASTER_KEY=master_key)
+                 extra_args: tuple[str, ...] = (), grace: float = 5, env: dict[str, str] | None = None,
+                 ) -> ServerProcess:
+    """`lineage-guard serve` as a subprocess; returns once it printed its URL and 'ready'.
+    `env` adds to its environment (e.g. OPENLINEAGE_URL of a receiver on 127.0.0.1)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LINEAGE_GUARD_", "OPENLINEAGE_"))}
+    base.update(LINEAGE_GUARD_HOME=str(home), LINEAGE_GUARD_MASTER_KEY=master_key, **(env or {}))
+    env = base
     cmd = [sys.executable, "-m", "lineage_guard.cli", "serve", "--policy", str(policy_path), "--source", source_url,
            "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--port", "0", "--grace", str(grace), *extra_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -289,3 +295,46 @@ def server_key(ledger) -> list[str]:
     """The public key the server signed its first entry with, pinned for verifying the rest: the test
     process holds none of the server's keys (a separate state folder, and in service mode, no secret)."""
     return [next(ledger.entries())["public_key"]]
+
+
+@contextmanager
+def people_service(source_url: str, root: Path, *, rows: int, extra_policy: str = "",
+                   env: dict[str, str] | None = None, principals: tuple[str, ...] = ("svc-training", "limited"),
+                   ) -> Iterator[SimpleNamespace]:
+    """`people` seeded with `rows` rows, served by `lineage-guard serve` (TLS, `service_policy`) from `root`.
+
+    Yields url, tls, home, db, root, server, issuer, `tokens` (an API token per principal) and `token`
+    (the first principal's). The split-read tests (service, Spark, Ray, Airflow, Dagster) share it.
+    """
+    from conftest import TEST_MASTER_KEY
+
+    from lineage_guard.service.tokens import TokenStore
+
+    seed_people(source_url, extra_rows=rows - 3)
+    tls = make_tls(root / "tls")
+    issuer = Issuer()
+    policy = root / "policy.yaml"
+    policy.write_text(service_policy(issuer.url, issuer.jwks_url, extra_policy))
+    home = root / "home"
+    home.mkdir()
+    try:
+        server = start_server(policy, source_url, tls, home, TEST_MASTER_KEY, env=env)
+    except BaseException:
+        issuer.close()
+        raise
+    try:
+        store = TokenStore(home / "api_tokens.json")
+        tokens = {who: store.create(who) for who in principals}
+        yield SimpleNamespace(url=server.url, tls=tls, home=home, db=source_url, root=root, server=server,
+                              issuer=issuer, tokens=tokens, token=tokens[principals[0]])
+    finally:
+        server.stop()
+        issuer.close()
+
+
+def ledger_entries(home: Path) -> list[dict]:
+    """Every entry of the server's ledger in `home` (id, body, ...), in order."""
+    from lineage_guard.audit import Ledger
+
+    with Ledger.open(f"sqlite:///{home / 'ledger.sqlite'}", create=False) as led:
+        return list(led.entries())

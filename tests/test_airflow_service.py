@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,44 +77,17 @@ def service(airflow_env, patients, tmp_path_factory):
     issuer.close()
 
 
-RUN = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("lg_dag_" + sys.argv[3], sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-dagrun = module.dag.test(run_conf=json.loads(sys.argv[2]))
-from airflow.models.xcom import XComModel
-from airflow.sdk.serde import deserialize
-from airflow.utils.session import create_session
-with create_session() as session:
-    tasks = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
-    rows = session.query(XComModel).filter_by(dag_id=sys.argv[3], run_id=dagrun.run_id, key="return_value").all()
-    xcoms = {r.task_id: deserialize(XComModel.deserialize_value(r)) for r in rows}
-print("LG-RESULT " + json.dumps({"tasks": tasks, "xcoms": xcoms}, default=str))
-"""
-
-
 def _run_dag(airflow_env, dag_id: str, env: dict, conf: dict) -> tuple[dict, str, list[dict]]:
-    """`dag.test()` of tests/airflow_dags/{dag_id}.py in a fresh process with `env` only; its result, its
-    output, and the OpenLineage events Airflow's provider wrote for it (file transport)."""
+    """`run_dag_process`, and the OpenLineage events Airflow's provider wrote for it (file transport)."""
     seen = airflow_env.ol_file.read_text().count("\n") if airflow_env.ol_file.exists() else 0
-    done = subprocess.run([sys.executable, "-c", RUN, str(DAGS / f"{dag_id}.py"), json.dumps(conf), dag_id], env=env,
-                          capture_output=True, text=True, timeout=300, check=False, cwd=tempfile.gettempdir())
-    lines = [line for line in done.stdout.splitlines() if line.startswith("LG-RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    result, logs = run_dag_process(dag_id, env, conf)
     new = airflow_env.ol_file.read_text().splitlines()[seen:] if airflow_env.ol_file.exists() else []
     events = [e for e in (json.loads(line) for line in new if line.strip())
               if e["job"]["name"].startswith(f"{dag_id}.")]
-    return json.loads(lines[-1].removeprefix("LG-RESULT ")), done.stdout + done.stderr, events
+    return result, logs, events
 
 
-def _task_environment(airflow_env, **connections) -> dict:
-    """Airflow's own settings and the service connections; nothing of lineage_guard, no database credential."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
-    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("AIRFLOW__")}
-    env["AIRFLOW_HOME"] = str(airflow_env.home)
-    env.update({f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in connections.items()})
-    return env
+_task_environment = task_environment
 
 
 def test_a_dag_in_service_mode_reads_masked_data_with_only_a_token(airflow_env, service, patients, tmp_path):

@@ -5,62 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from lineage_check import assert_valid_events, sample_run
+from ol_receiver import FakeMarquez
 
 from lineage_guard.lineage import LineageEmitter, Outbox, OutboxError, build_event, ship_pending
 from lineage_guard.paths import state_file
 
 ALIASES = [f"OPENLINEAGE__TRANSPORT__TRANSPORTS__DEFAULT_HTTP__{k}" for k in ("TYPE", "URL", "AUTH", "ENDPOINT")]
-
-
-class FakeMarquez(ThreadingHTTPServer):
-    """Accepts POST /api/v1/lineage with 201, or answers `fail_status` while it is set."""
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[dict] = []
-        self.requests = 0
-        self.fail_status: int | None = None
-        self.reject_event_type: str | None = None     # answer 400 for events of this type
-        self.accept_before_failing: int | None = None  # accept this many, then fail with fail_status
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def seen(self) -> list[tuple[str, str]]:
-        return [(e["run"]["runId"], e["eventType"]) for e in self.received]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeMarquez
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        srv = self.server
-        with srv.lock:
-            srv.requests += 1
-            if self.path != "/api/v1/lineage":
-                status = 404
-            elif srv.accept_before_failing is not None and len(srv.received) >= srv.accept_before_failing:
-                status = srv.fail_status or 503
-            elif srv.fail_status and srv.accept_before_failing is None:
-                status = srv.fail_status
-            else:
-                event = json.loads(body)
-                status = 400 if event.get("eventType") == srv.reject_event_type else 201
-                if status == 201:
-                    srv.received.append(event)
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):  # keep test output clean
-        pass
 
 
 @pytest.fixture

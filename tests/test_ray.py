@@ -7,11 +7,10 @@ workers read the service's endpoints with the caller's token only.
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
-from conftest import TEST_MASTER_KEY, require
-from service_helpers import Issuer, make_tls, seed_people, service_policy, start_server
+from conftest import require
+from service_helpers import people_service
 
 from lineage_guard.audit import Ledger
 
@@ -22,22 +21,8 @@ ROWS = 2000
 @pytest.fixture(scope="module")
 def svc(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("ray-svc")
-    url = new_database()
-    seed_people(url, extra_rows=ROWS - 3)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    from lineage_guard.service.tokens import TokenStore
-
-    token = TokenStore(home / "api_tokens.json").create("svc-training")
-    yield SimpleNamespace(url=server.url, tls=tls, home=home, token=token)
-    server.stop()
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("ray-svc"), rows=ROWS) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
-from conftest import TEST_MASTER_KEY, require
+from conftest import require
 from pyarrow import flight
-from service_helpers import Issuer, make_tls, seed_people, service_policy, start_server
+from service_helpers import people_service
 
 from lineage_guard.audit import Ledger
 from lineage_guard.audit.query import effective, open_runs, who_saw
@@ -27,23 +26,8 @@ ROWS = 3000
 @pytest.fixture(scope="module")
 def svc(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("split-svc")
-    url = new_database()
-    seed_people(url, extra_rows=ROWS - 3)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    from lineage_guard.service.tokens import TokenStore
-
-    store = TokenStore(home / "api_tokens.json")
-    tokens = {who: store.create(who) for who in ("svc-training", "limited")}
-    yield SimpleNamespace(url=server.url, tls=tls, home=home, tokens=tokens)
-    server.stop()
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("split-svc"), rows=ROWS) as service:
+        yield service
 
 
 def entries(svc) -> list[dict]:
@@ -159,3 +143,41 @@ def test_another_identity_cannot_use_a_split_ticket(svc):
     with client(svc) as s:                       # the owner still can
         table, receipt = s.fetch(info.endpoints[0])
     assert table.num_rows > 0 and receipt.rows == table.num_rows
+
+
+def test_the_plan_is_a_lineage_run_under_the_callers_run_and_every_endpoint_run_under_it(svc):
+    """The plan's run (the summary) is emitted (START, COMPLETE) with the caller's run as parent, and its
+    lineage parts come back to the caller; each endpoint's run names it, and the worker that fetched it
+    is recorded. (Before: no event had the plan's run id, so the endpoints' parent was a run never sent.)"""
+    import uuid
+
+    from lineage_check import assert_valid_events
+
+    from lineage_guard.lineage import Outbox
+
+    planner = {"run_id": str(uuid.uuid4()), "job_namespace": "airflow", "job_name": "dag.plan"}
+    worker = {"run_id": str(uuid.uuid4()), "job_namespace": "airflow", "job_name": "dag.read"}
+    with connect(svc.url, purpose="ai_training", token=svc.tokens["svc-training"], tls_root_certs=svc.tls.pem,
+                 run_context={"parent": planner}) as s:
+        info = s.flight_info(descriptor(), partitions=2)
+    about = json.loads(info.app_metadata)["lineage_guard"]
+    parent = about["parent_run_id"]
+    assert about["lineage"]["run_id"] == parent and about["lineage"]["inputs"]   # the planning task's facets
+    with connect(svc.url, purpose="ai_training", token=svc.tokens["svc-training"], tls_root_certs=svc.tls.pem,
+                 run_context={"parent": worker}) as s:
+        _, receipt = s.fetch(info.endpoints[1])
+    assert receipt.lineage and receipt.lineage["run_id"] == receipt.run_id        # the worker's own facets
+    box = Outbox(svc.home / "outbox.sqlite")     # the server's own durable outbox (what it ships)
+    try:
+        plan_events, endpoint_events = box.events(run_id=parent), box.events(run_id=receipt.run_id)
+    finally:
+        box.close()
+    assert [e["eventType"] for e in plan_events] == ["START", "COMPLETE"]
+    assert plan_events[-1]["run"]["facets"]["parent"]["run"]["runId"] == planner["run_id"]
+    assert [e["eventType"] for e in endpoint_events] == ["START", "COMPLETE"]
+    assert endpoint_events[-1]["run"]["facets"]["parent"]["run"]["runId"] == parent   # one parent: the plan's
+    assert_valid_events([*plan_events, *endpoint_events])
+    (entry,) = [b for b in split_entries(svc, parent, "endpoint")]
+    assert entry["split"]["worker_run"] == worker and entry["parent"]["run_id"] == parent
+    (summary,) = split_entries(svc, parent, "summary")
+    assert summary["parent"]["run_id"] == planner["run_id"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEST_MASTER_KEY, require
-from service_helpers import Issuer, make_tls, seed_people, service_policy, start_server
+from conftest import require
+from service_helpers import people_service
 
 from lineage_guard.audit import Ledger
 
@@ -29,22 +28,8 @@ ROWS = 4000
 @pytest.fixture(scope="module")
 def svc(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("spark-svc")
-    url = new_database()
-    seed_people(url, extra_rows=ROWS - 3)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url, GRANTS))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    from lineage_guard.service.tokens import TokenStore
-
-    token = TokenStore(home / "api_tokens.json").create("svc-training")
-    yield SimpleNamespace(url=server.url, tls=tls, home=home, token=token, db=url, root=root)
-    server.stop()
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("spark-svc"), rows=ROWS, extra_policy=GRANTS) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

@@ -339,16 +339,25 @@ class RemoteSession:
             extra.append((b"x-lineage-guard-split-key", split_key.encode()))
         return self._call(lambda: self._client.get_flight_info(descriptor, self._options(extra)))
 
-    def fetch(self, endpoint: flight.FlightEndpoint) -> tuple[pa.Table, StreamReceipt]:
-        """One endpoint's masked rows and its receipt (each fetched endpoint is a ledger entry)."""
+    @contextmanager
+    def stream_endpoint(self, endpoint: flight.FlightEndpoint, *, provenance: bool = False
+                        ) -> Iterator[Iterator[pa.RecordBatch]]:
+        """One endpoint's masked RecordBatches as the server streams them (another worker may have planned
+        it); `.receipt` is set when they end. `provenance`: the receipt carries the file footer's document."""
         receipt = StreamReceipt()
         info = flight.FlightInfo(pa.schema([]), flight.FlightDescriptor.for_command(b""), [endpoint], -1, -1)
-        batches = _Batches(self, info, receipt)
+        batches = _Batches(self, info, receipt, provenance=provenance)
         try:
-            collected = list(batches)
+            yield batches
         finally:
             batches.close()
-        return pa.Table.from_batches(collected, schema=batches.schema), receipt
+        self.last_receipts = [receipt]
+
+    def fetch(self, endpoint: flight.FlightEndpoint, *, provenance: bool = False) -> tuple[pa.Table, StreamReceipt]:
+        """One endpoint's masked rows and its receipt (each fetched endpoint is a ledger entry)."""
+        with self.stream_endpoint(endpoint, provenance=provenance) as batches:
+            collected = list(batches)
+        return pa.Table.from_batches(collected, schema=batches.schema), batches.receipt
 
     def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None, *, partitions: int = 1,
                    split_key: str | None = None, provenance: bool = False) -> pa.Table:
@@ -377,43 +386,15 @@ class RemoteSession:
         """Stream into a local Parquet file, atomically: the target appears whole, with the server's receipt
         and provenance document (`lineage_guard.provenance`, as embedded mode writes) in its footer, or not at
         all. `progress` is called with the running row count after every batch."""
-        import pyarrow.parquet as pq
+        with self.stream(sql, parameters, provenance=True) as batches:
+            return _write_parquet(batches, to, progress)
 
-        target = Path(to).expanduser().resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.lg-tmp")
-        writer = None
-        try:
-            with self.stream(sql, parameters, provenance=True) as batches:
-                rows = 0
-                for batch in batches:
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-                    if progress is not None:
-                        progress(rows)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, batches.schema, compression="zstd")
-            receipt = batches.receipt
-            if not receipt.receipt_id:
-                raise ServiceError("the stream ended without a ledger receipt; nothing was written")
-            footer = {"lineage_guard.receipt_id": receipt.receipt_id, "lineage_guard.run_id": receipt.run_id or ""}
-            if receipt.provenance:
-                from ..attest.provenance import encode
-
-                footer |= encode(receipt.provenance)
-            writer.add_key_value_metadata(footer)
-            writer.close()
-            writer = None
-            os.replace(tmp, target)
-        except BaseException:
-            if writer is not None:
-                writer.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        return RemoteExtractResult(receipt.run_id or "", receipt.receipt_id, str(target), receipt.rows,
-                                   receipt.bytes, receipt.masked_columns)
+    def extract_endpoint(self, endpoint: flight.FlightEndpoint, to: str | os.PathLike,
+                         progress: Callable[[int], None] | None = None) -> RemoteExtractResult:
+        """`extract` for one endpoint of a split read (planned once, by another worker): its rows into a local
+        Parquet file, atomically, with the endpoint's receipt and provenance in the footer."""
+        with self.stream_endpoint(endpoint, provenance=True) as batches:
+            return _write_parquet(batches, to, progress)
 
     def mask_batches(self, batches: Iterable[pa.RecordBatch], *, table: str, input_uri: str,
                      output_uri: str | None = None, columns: Mapping[str, str | None] | None = None,
@@ -602,11 +583,55 @@ class RemoteSession:
         return self._call(put)
 
 
+def _write_parquet(batches: _Batches, to: str | os.PathLike,
+                   progress: Callable[[int], None] | None) -> RemoteExtractResult:
+    """Write an open stream to `to` atomically (a temporary file renamed once the receipt has arrived)."""
+    import pyarrow.parquet as pq
+
+    target = Path(to).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.lg-tmp")
+    writer = None
+    try:
+        rows = 0
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+            writer.write_batch(batch)
+            rows += batch.num_rows
+            if progress is not None:
+                progress(rows)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, batches.schema, compression="zstd")
+        receipt = batches.receipt
+        if not receipt.receipt_id:
+            raise ServiceError("the stream ended without a ledger receipt; nothing was written")
+        footer = {"lineage_guard.receipt_id": receipt.receipt_id, "lineage_guard.run_id": receipt.run_id or ""}
+        if receipt.provenance:
+            from ..attest.provenance import encode
+
+            footer |= encode(receipt.provenance)
+        writer.add_key_value_metadata(footer)
+        writer.close()
+        writer = None
+        os.replace(tmp, target)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return RemoteExtractResult(receipt.run_id or "", receipt.receipt_id, str(target), receipt.rows,
+                               receipt.bytes, receipt.masked_columns)
+
+
 class _Batches(Iterator[pa.RecordBatch]):
     """The batches of every endpoint of one FlightInfo, in order; the receipt batch is taken out."""
 
-    def __init__(self, session: RemoteSession, info: flight.FlightInfo, receipt: StreamReceipt):
+    def __init__(self, session: RemoteSession, info: flight.FlightInfo, receipt: StreamReceipt, *,
+                 provenance: bool = False):
         self._session = session
+        # A split read's DoGet is where its endpoint's governed read starts: it says there what it wants back.
+        self._get_headers = [(b"x-lineage-guard-provenance", b"1")] if provenance else []
         self._endpoints = list(info.endpoints)
         self._reader = None
         self.schema: pa.Schema | None = None
@@ -638,7 +663,8 @@ class _Batches(Iterator[pa.RecordBatch]):
                 if not self._endpoints:
                     raise StopIteration
                 ticket = self._endpoints.pop(0).ticket
-                self._reader = session._call(lambda t=ticket: session._client.do_get(t, session._options()))
+                self._reader = session._call(lambda t=ticket: session._client.do_get(
+                    t, session._options(self._get_headers)))
                 self.schema = self._reader.schema
             try:
                 chunk = session._call(self._reader.read_chunk)

@@ -7,8 +7,12 @@ each endpoint's governed read starts at its own DoGet.
 
 One decision for the whole read: a *summary* ledger entry (outcome `success`, no rows) ties the
 endpoints to one plan (`split.plan_digest`, `split.parent_run_id`, `split.endpoints`); its run id is
-the parent lineage run of every endpoint. Each endpoint fetched is its own ledger entry naming the
-summary (`split.summary_receipt_id`, `split.index`, `split.attempt`).
+the parent lineage run of every endpoint, and it is emitted as a run of its own (START and COMPLETE
+when planned), its parent the caller's run when the caller sent one (`x-lineage-guard-run`: e.g. the
+Airflow task that planned), whose lineage parts then come back in the FlightInfo (`lineage`). Each
+endpoint fetched is its own ledger entry naming the summary (`split.summary_receipt_id`,
+`split.index`, `split.attempt`, and `split.worker_run`: the run of the worker that fetched it, as it
+claims); its DoGet honours the caller's run context (lineage parts with the receipt) and provenance.
 
 A ticket is held for `TICKET_TTL_S` after its last use and may be fetched again by its owner (a
 worker died mid-partition; Spark reads an endpoint again per action): the retry is served without a
@@ -36,6 +40,7 @@ from pyarrow import flight
 from ..errors import AccessDenied, ConfigError, LineageGuardError
 from ..identity import Authentication, Identity
 from .auth import AuthError, header
+from .calls import PROVENANCE_HEADER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import GovernedFlightServer
@@ -151,11 +156,13 @@ def plan(server: GovernedFlightServer, context, identity: Identity, purpose: str
     one-endpoint path then records and answers the refusal or the approval wait)."""
     from ..approvals import plan_digest
     from ..run import ParentRun, new_run_id, utcnow
+    from .calls import lineage_doc
     from .server import _decision_json, _owner
 
     splits = _registry(server)
     server._check_room(identity, parts + splits.held(identity.principal))
-    session = server._session(identity, purpose)
+    run = server._run_context(context)   # the orchestrator's planning task: the summary run's own parent
+    session = server._session(identity, purpose, run=run)
     decision = session.plan(sql)
     if decision.action != "allow" or decision.analysis is None or not decision.analysis.is_read:
         return None
@@ -177,15 +184,21 @@ def plan(server: GovernedFlightServer, context, identity: Identity, purpose: str
     digest = plan_digest(decision)
     summary.extra["split"] = {"role": "summary", "parent_run_id": summary.run_id, "plan_digest": digest,
                               "endpoints": len(statements), "split_key": key}
+    # The plan's run is a lineage run of its own (START/COMPLETE now, when it is decided): the endpoints'
+    # runs name it as their parent, so it must exist for a lineage backend to draw them under it.
+    session.lineage.start(summary)
     summary.outcome = "success"
     summary.ended_at = utcnow()
-    receipt = session.ledger.record(summary)
-    parent = ParentRun(summary.run_id, "lineage_guard", job)
+    receipt = summary.receipt = session.ledger.record(summary)
+    session.lineage.complete(summary)
+    parent = ParentRun(summary.run_id, summary.job_namespace, job)
     read = SplitRead(_owner(identity), purpose, parent, expected, statements, params, receipt.id, digest)
     handles = splits.add(read)
     about = {"lineage_guard": {"plan": _decision_json(decision), "parent_run_id": parent.run_id,
                                "split_key": key, "partitions": len(statements), "plan_digest": digest,
                                "summary_receipt_id": receipt.id}}
+    if run is not None and run.lineage:   # the planning task's own events carry the plan's inputs and facets
+        about["lineage_guard"]["lineage"] = lineage_doc(summary, "COMPLETE")
     return server._info(descriptor, handles, schema, json.dumps(about).encode())
 
 
@@ -208,13 +221,20 @@ def serve(server: GovernedFlightServer, context, identity: Identity, handle: byt
     if purpose != read.purpose:
         raise AuthError("permission_denied", "the ticket was issued for another purpose",
                         identity.auth or Authentication(), identity)
+    run = server._run_context(context)
     attempt, retry_of = splits.begin(read, index)
     tags = {"role": "endpoint", "parent_run_id": read.parent.run_id, "summary_receipt_id": read.summary_receipt_id,
             "plan_digest": read.plan_digest, "index": index, "of": len(read.sql), "attempt": attempt}
     if retry_of:
         tags["retry_of"] = retry_of
+    if run is not None and run.parent is not None:
+        # The worker's own run (an Airflow mapped task instance, a Dagster partition run), as it claims: the
+        # endpoint's lineage parent stays the plan's run (one parent for the whole read); this ties the two.
+        tags["worker_run"] = {"run_id": run.parent.run_id, "job_namespace": run.parent.job_namespace,
+                              "job_name": run.parent.job_name}
     part = Partition(read.sql[index], read.parameters, read.parent, read.expected, {"split": tags})
-    opened = server._open(identity, purpose, part.sql, part.parameters, part)
+    opened = server._open(identity, purpose, part.sql, part.parameters, part, run=run,
+                          provenance=header(server._headers(context), PROVENANCE_HEADER) == "1")
     splits.started(read, index, attempt, opened.batches.run.run_id)
     return flight.GeneratorStream(opened.schema, server._generate(context, opened))
 
