@@ -25,6 +25,7 @@ from lineage_check import assert_valid_events
 from service_helpers import AUDIENCE, Issuer, make_tls, server_key, start_server
 
 from lineage_guard.audit import Ledger
+from lineage_guard.audit.query import effective
 
 pytestmark = pytest.mark.airflow
 
@@ -258,7 +259,9 @@ def test_a_write_needing_approval_defers_on_the_service_until_decided(airflow_en
     assert "Bergen" not in logs                                       # literals stay out of the task logs
     with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
         assert led.verify(server_key(led)).ok
-        mine = [e["body"] for e in led.entries() if e["body"]["who"]["principal"] == "airflow:lg_service_writes.fix_city"
+        # effective: a write's final entry supersedes the intent it recorded before touching the database
+        mine = [e["body"] for e in effective(led.entries())
+                if e["body"]["who"]["principal"] == "airflow:lg_service_writes.fix_city"
                 and e["body"].get("approval_id") == request.id]
     assert [b["outcome"] for b in mine] == (["needs_approval", "success"] if verb == "approve" else ["needs_approval"])
 
