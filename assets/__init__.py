@@ -1,4 +1,4 @@
-"""Dagster integration: governed reads as a resource, masked Parquet assets, an asset factory, an attestation check.
+"""Dagster integration: governed reads as a resource, masked Parquet assets, an asset factory, split reads as partitions, an attestation check.
 
 Installed as `lineage_guard.assets` (needs the `[dagster]` extra).
 
@@ -16,6 +16,7 @@ with needs_extra("lineage_guard.assets", "dagster"):
     from .lineage import DagsterLineage
     from .metadata import source_asset_key
     from .resource import GovernedPostgresResource
+    from .split import governed_split_assets
 
 __all__ = ["DagsterLineage", "GovernedIOManager", "GovernedPostgresResource", "as_failure",
-           "governed_attestation_check", "governed_postgres_asset", "source_asset_key"]
+           "governed_attestation_check", "governed_postgres_asset", "governed_split_assets", "source_asset_key"]

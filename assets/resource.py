@@ -127,15 +127,16 @@ class GovernedPostgresResource(dg.ConfigurableResource):
     # -- sessions --------------------------------------------------------------------------------
 
     def session(self, context: Any = None, *, purpose: str | None = None, identity: str | None = None,
-                upstream: Sequence[Upstream] = (), asset: str | None = None):
+                upstream: Sequence[Upstream] = (), asset: str | None = None, run_context: dict | None = None):
         """A `GovernedSession` for one governed step, tied to the Dagster run in `context`.
 
         Its runs get their own OpenLineage run ids with the Dagster run as parent; the job is
         named after the asset (`asset`, "a/b" form, overrides the one `context` names). Close it
-        when done (it is a context manager). In service mode, a `lineage_guard.client.RemoteSession`.
+        when done (it is a context manager). In service mode, a `lineage_guard.client.RemoteSession`
+        (`run_context`: the Dagster run the service records as the caller's, see `RemoteSession`).
         """
         if self.service_mode:
-            return self._remote(purpose, identity)
+            return self._remote(purpose, identity, run_context)
         from lineage_guard.session import GovernedSession
 
         keyring = None
@@ -171,7 +172,7 @@ class GovernedPostgresResource(dg.ConfigurableResource):
             session.parent = ParentRun(run_id=run_id, job_namespace=session.job_namespace, job_name=job)
         return session
 
-    def _remote(self, purpose: str | None, identity: str | None):
+    def _remote(self, purpose: str | None, identity: str | None, run_context: dict | None = None):
         """The thin client: the server establishes the identity from the token, so none may be named here."""
         embedded = [name for name in ("url", "host", "database", "user", "password", "master_key", "policy", "identity")
                     if getattr(self, name)]
@@ -184,6 +185,8 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         from lineage_guard.client import connect
 
         options: dict[str, Any] = {"tls_root_certs": self.ca_file} if self.ca_file else {}
+        if run_context is not None:
+            options["run_context"] = run_context
         if self.token and self.token_file:
             raise ConfigError("GovernedPostgresResource: give token or token_file, not both")
         return connect(self.service_url, purpose=purpose or self.purpose, token=self.token or None,
