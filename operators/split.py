@@ -72,6 +72,9 @@ class GovernedSplitReadOperator(BaseOperator):
         self.split_key = split_key
         self.parameters = parameters
         self._lineage: list[dict] = []
+        from .lineage import own_lineage_only
+
+        own_lineage_only(self)  # its events carry only the plan's datasets, never another hook's SQL
 
     def _partitions(self) -> int:
         try:
