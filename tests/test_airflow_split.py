@@ -167,8 +167,9 @@ def _doc(**changes) -> dict:
     ({"service_conn_id": "lg"}, "sql= is required"),
 ])
 def test_a_mapped_read_is_refused_at_parse_when_its_endpoint_cannot_be_one(airflow_env, kwargs, message):
-    from lineage_guard.errors import ConfigError
     from lineage_guard.operators import GovernedPostgresOperator
+
+    from lineage_guard.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         GovernedPostgresOperator(task_id="read", purpose="ai_training", **kwargs)
@@ -180,18 +181,46 @@ def test_a_mapped_read_is_refused_at_parse_when_its_endpoint_cannot_be_one(airfl
     ({"service_conn_id": "lg", "sql": "SELECT 1", "purpose": ""}, "purpose= is required"),
 ])
 def test_a_split_plan_is_refused_at_parse_without_a_service_or_a_statement(airflow_env, kwargs, message):
-    from lineage_guard.errors import ConfigError
     from lineage_guard.operators import GovernedSplitReadOperator
+
+    from lineage_guard.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         GovernedSplitReadOperator(task_id="plan", **{"purpose": "ai_training", **kwargs})
 
 
 def test_a_bad_ticket_is_a_clear_error():
-    from lineage_guard.errors import ConfigError
     from lineage_guard.integrations.endpoints import endpoint_from_doc
+
+    from lineage_guard.errors import ConfigError
 
     with pytest.raises(ConfigError, match="not base64"):
         endpoint_from_doc(_doc(ticket="not base64!"))
     with pytest.raises(ConfigError, match="not a serialized Flight endpoint"):
         endpoint_from_doc(_doc(ticket="AAAA"))
+
+
+def test_an_endpoint_the_service_no_longer_holds_fails_without_retries_saying_to_plan_again(
+        airflow_env, svc, monkeypatch, tmp_path):
+    """A ticket the service does not hold (expired, or issued before a restart) cannot come back by retrying:
+    the task fails at once (AirflowFailException), naming the endpoint and what to do."""
+    import base64
+
+    from airflow.sdk.exceptions import AirflowFailException
+    from lineage_guard.operators import GovernedPostgresOperator
+    from pyarrow import flight
+
+    from lineage_guard.service import flightsql as fs
+
+    host, port = svc.url.removeprefix("grpc+tls://").rsplit(":", 1)
+    monkeypatch.setenv("AIRFLOW_CONN_LG_SPLIT_UNIT", json.dumps({
+        "conn_type": "lineage_guard_service", "host": host, "port": int(port), "password": svc.token,
+        "extra": {"ca_file": str(svc.tls.cert)}}))
+    forged = flight.FlightEndpoint(flight.Ticket(fs.pack(fs.MESSAGES.TicketStatementQuery(
+        statement_handle=b"\x07" * 16))), [])
+    doc = _doc(ticket=base64.b64encode(forged.serialize()).decode())
+    op = GovernedPostgresOperator(task_id="read", service_conn_id="lg_split_unit", purpose="ai_training",
+                                  endpoint=doc, output=str(tmp_path / "part.parquet"))
+    with pytest.raises(AirflowFailException, match="no longer holds endpoint 0f3a9c1e-0.*clear the planning task"):
+        op.execute({})
+    assert not list(tmp_path.iterdir())          # nothing half-written
