@@ -93,9 +93,10 @@ def decide(
         flow = _write_flow(analysis, policy, identity, purpose, labels, catalog)
         if flow.denials:
             return _deny(analysis, flow.denials, labels, policy, identity, purpose)
+        probes = _key_probes(analysis, policy, identity, purpose, catalog)
         analysis, denied = _row_filtered(analysis, policy, identity, purpose, catalog)
-        if denied:
-            return _deny(analysis, denied, labels, policy, identity, purpose)
+        if denied or probes:
+            return _deny(analysis, denied + probes, labels, policy, identity, purpose)
         return _write_decision(analysis, policy, identity, environment, labels, flow.approvals)
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
@@ -196,6 +197,17 @@ def _hides_equality(hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnR
         if decl is None or decl.method not in _SHOWS_EQUALITY:
             out.add(ref)
     return frozenset(out)
+
+
+def _key_probes(analysis: Analysis, policy: Policy, identity: Identity, purpose: str,
+                catalog: Catalog | None) -> list[str]:
+    """A write's unique and foreign-key checks over rows this identity's row filters hide (write_rule.key_probes)."""
+    if not policy.row_filters:
+        return []
+    from .write_rule import key_probes
+
+    filtered = frozenset(f.table for f in policy.row_filters_for(identity, purpose))
+    return key_probes(analysis, catalog or Catalog(), filtered)
 
 
 def _row_filtered(analysis: Analysis, policy: Policy, identity: Identity, purpose: str,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from .sql import analyze
 from .sql.catalog import Catalog, OnWrite
 from .sql.inference import UseVerdict
-from .sql.model import Analysis, ColumnRef
+from .sql.model import Analysis, ColumnRef, TableRef
 from .sql.write_flow import read_twin
 
 
@@ -134,6 +134,54 @@ def attached_code(analysis: Analysis, twins, catalog: Catalog, hidden: Mapping[C
                        "value; write only columns it does not read, or have an identity that reads them in the "
                        "clear write it")
     return out
+
+
+def key_probes(analysis: Analysis, catalog: Catalog, filtered: frozenset[TableRef]) -> list[str]:
+    """Deny reasons for a write whose key checks read rows this writer's row filter hides.
+
+    A unique index and a foreign key are checked against every row of the table, not the filtered
+    ones: `INSERT INTO customers (id, ...) VALUES (k, ...)` fails (or, under ON CONFLICT DO NOTHING,
+    inserts nothing) exactly when a customer k exists outside the filter; `INSERT INTO orders
+    (customer_id, ...) VALUES (k, ...)` fails exactly when none does. So into a unique column of a
+    filtered table, and into a column referencing a filtered table, a write may store only NULL / DEFAULT
+    or that very column as the write read it (a filtered read: it names only visible keys).
+
+    >>> import dataclasses
+    >>> from lineage_guard.sql import analyze
+    >>> cat = Catalog.from_ddl_text("CREATE TABLE t (id int PRIMARY KEY, plan text)")
+    >>> cat.add(dataclasses.replace(cat.relation("t"), on_write=(OnWrite("unique", "index t_pkey", frozenset({"id"})),)))
+    >>> key_probes(analyze("INSERT INTO t (id, plan) VALUES (7, 'x')", cat), cat, frozenset({TableRef("public", "t")}))[0][:40]
+    'public.t.id is compared by index t_pkey '
+    """
+    if not filtered or analysis.tree is None:
+        return []
+    flow = read_twin(analysis.tree, catalog)
+    if flow.refusal:
+        return [f"{flow.refusal} (a row filter holds for you, and this write's key checks could not be judged)"]
+    out: list[str] = []
+    for sql, targets, nulls in flow.twins:
+        twin = analyze(sql, catalog)
+        for col in twin.columns:
+            target = targets[col.position] if col.position < len(targets) else None
+            if target is None or (col.position < len(nulls) and nulls[col.position]):
+                continue
+            rel = catalog.relation(target.table, target.schema)
+            if rel is None:
+                continue
+            checks = []
+            if TableRef(rel.schema, rel.name) in filtered:
+                checks += [(code.name, target) for code in rel.on_write
+                           if code.kind == "unique" and (code.columns is None or target.column in code.columns)]
+            checks += [(f"foreign key to {schema}.{table}", ColumnRef(schema, table, column))
+                       for own, schema, table, column in rel.references
+                       if own == target.column and TableRef(schema, table) in filtered]
+            for name, allowed in checks:
+                if col.stored and set(col.sources) == {allowed} and not col.opaque:
+                    continue  # the key as a filtered read gave it: it can only name visible rows
+                out.append(f"{target} is compared by {name} against rows your row filter hides: a conflict or a "
+                           "missing key would say whether such a row exists; store NULL or DEFAULT there, or a key "
+                           "read from the filtered table itself")
+    return list(dict.fromkeys(out))
 
 
 def _updates(node) -> bool:

@@ -55,6 +55,8 @@ class Relation:
     # (expressions, predicates, unique keys). Each `OnWrite`; and the user triggers and rules that fire.
     on_write: tuple[OnWrite, ...] = ()
     triggers: tuple[str, ...] = ()
+    # Single-column foreign keys: (column, referenced schema, referenced table, referenced column).
+    references: tuple[tuple[str, str, str, str], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -187,7 +189,8 @@ class Catalog:
         # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
         # view definitions name their schemas and resolve the same under any pinned path.
         rows, funcs = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, search_path="pg_catalog")
-        for schema, name, relkind, columns, definition, identifying, parents, generated, on_write, triggers in rows:
+        for (schema, name, relkind, columns, definition, identifying, parents, generated, on_write, triggers,
+             references) in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
                              _strip_semicolon(definition), frozenset(identifying or ()),
@@ -195,7 +198,7 @@ class Catalog:
                              tuple((g[0], g[1]) for g in generated or []),
                              tuple(OnWrite(w[0], w[1], frozenset(w[2].split(",")) if w[2] else frozenset())
                                    for w in on_write or []),
-                             tuple(triggers or ())))
+                             tuple(triggers or ()), tuple((r[0], r[1], r[2], r[3]) for r in references or [])))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -549,7 +552,13 @@ SELECT n.nspname, c.relname, c.relkind,
                 AND (i.indisunique OR i.indisexclusion OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)),
        ARRAY(SELECT 'trigger ' || t.tgname FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
              UNION ALL
-             SELECT 'rule ' || w.rulename FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.rulename <> '_RETURN')
+             SELECT 'rule ' || w.rulename FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.rulename <> '_RETURN'),
+       ARRAY(SELECT ARRAY[a.attname::text, rn.nspname::text, rc.relname::text, ra.attname::text]
+               FROM pg_constraint k
+               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+               JOIN pg_class rc ON rc.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+               JOIN pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = k.confkey[1]
+              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
