@@ -127,7 +127,7 @@ def test_governed_session_connect_takes_the_token_from_the_environment(world, tm
         server.stop()
 
 
-def _extract_until(world, server, target, on_first_batch):
+def _extract_until(world, server, target, on_first_batch, sql="SELECT * FROM people"):
     """Run a big extract; when its first batch arrives, call `on_first_batch` (which stops the server)."""
     outcome: dict = {}
     fired = threading.Event()
@@ -140,7 +140,7 @@ def _extract_until(world, server, target, on_first_batch):
 
     with connect(server.url, purpose="ai_training", token=world[2].token(TRAINER), tls_root_certs=world[1].pem) as s:
         try:
-            outcome["result"] = s.extract("SELECT * FROM people", to=target, progress=progress)
+            outcome["result"] = s.extract(sql, to=target, progress=progress)
         except ServiceError as exc:
             outcome["error"] = exc
     return outcome
@@ -186,8 +186,11 @@ def test_sigkill_mid_stream_leaves_no_partial_sink_and_an_open_run(world, tmp_pa
         server.proc.kill()
         server.proc.wait(30)
 
-    outcome = _extract_until(world, server, target, kill)
-    assert "error" in outcome
+    # 20 times the table (~600 MB of batches): far more than the transport and the read-ahead buffer, so the
+    # kill at the first batch lands mid-stream however loaded the machine is (the table alone, a few ADBC
+    # batches, was sometimes all in flight before the first batch reached the client).
+    outcome = _extract_until(world, server, target, kill, sql="SELECT p.* FROM people p CROSS JOIN generate_series(1, 20)")
+    assert "error" in outcome, outcome
     assert not target.exists() and not list(tmp_path.glob("*.lg-tmp"))
     with Ledger.open(f"sqlite:///{server.home / 'ledger.sqlite'}", create=False) as led:
         recorded = list(led.entries())   # nothing, or the stream's `open` intent where the ledger records one
