@@ -114,8 +114,15 @@ def test_short_help_version_and_completion():
     assert cli("audit", "-h").exit_code == 0 and "who-saw" in cli("audit", "-h").stdout
     assert cli("--version").stdout.strip() == f"lineage-guard {__version__}"
     assert cli("-V").exit_code == 0
-    shown = cli("--show-completion", "bash")
-    assert shown.exit_code == 0 and "_LINEAGE_GUARD_COMPLETE" in shown.stdout
+    # Typer's --show-completion guesses the shell from the parent processes: run it under a real bash.
+    shown = subprocess.run(["bash", "-c", f"{sys.executable} -m lineage_guard.cli --show-completion; exit $?"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0 and "_LINEAGE_GUARD_COMPLETE" in shown.stdout, shown.stderr
+    # With no shell to find (cron, CI, make), naming it works; an unknown one is a usage error.
+    for shell in ("bash", "zsh", "fish"):
+        named = cli("completion", shell)
+        assert named.exit_code == 0 and "_LINEAGE_GUARD_COMPLETE" in named.stdout, named.output
+    assert cli("completion", "tcsh").exit_code == 64
     # What the installed bash script asks at <TAB>: command names, then a lazy group's sub-commands.
     env = {"_LINEAGE_GUARD_COMPLETE": "complete_bash", "COMP_WORDS": "lineage-guard au", "COMP_CWORD": "1"}
     assert run_cli(env=env).stdout.split() == ["audit"]

@@ -40,6 +40,7 @@ LAZY: dict[str, LazyCommand] = {
     "serve": LazyCommand("serve", "Serve governed reads over Arrow Flight SQL (TLS, authenticated callers)."),
     "tokens": LazyCommand("tokens", "API tokens for lineage-guard serve: create, list, revoke."),
     "console": LazyCommand("console", "Serve the web console: approvals inbox, who-saw-what timeline, receipts."),
+    "completion": LazyCommand("completion", "Print the shell completion script for bash, zsh, fish or PowerShell."),
 }
 
 
