@@ -355,7 +355,7 @@ class GovernedPostgresOperator(BaseOperator):
         """
         from lineage_guard.integrations.endpoints import endpoint_from_doc
 
-        from lineage_guard.client import ServiceError
+        from lineage_guard.client import UnknownTicket
 
         doc = self.endpoint
         where = {"key": doc["key"], "index": doc["index"], "of": doc["of"], "parent_run_id": doc["parent_run_id"]}
@@ -375,13 +375,11 @@ class GovernedPostgresOperator(BaseOperator):
                 f"lineage_guard denied the endpoint: {'; '.join(exc.reasons)} (receipt {exc.receipt_id})") from None
         except ConfigError as exc:
             raise AirflowFailException(f"lineage_guard: {exc}") from None
-        except ServiceError as exc:
-            if "unknown or expired ticket" in str(exc):   # retrying cannot bring it back: say how to plan again
-                raise AirflowFailException(
-                    f"lineage_guard: the service no longer holds endpoint {doc['key']} (an endpoint expires "
-                    "10 minutes after its last use, and with a restart of the service): clear the planning task "
-                    "to plan the read again") from None
-            raise
+        except UnknownTicket:   # retrying cannot bring it back: say how to plan again
+            raise AirflowFailException(
+                f"lineage_guard: the service no longer holds endpoint {doc['key']} (an endpoint expires "
+                "10 minutes after its last use, and with a restart of the service): clear the planning task "
+                "to plan the read again") from None
         from .cursor import ArrowCursor
 
         masked = set(receipt.masked_columns)

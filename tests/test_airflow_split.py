@@ -224,3 +224,19 @@ def test_an_endpoint_the_service_no_longer_holds_fails_without_retries_saying_to
     with pytest.raises(AirflowFailException, match="no longer holds endpoint 0f3a9c1e-0.*clear the planning task"):
         op.execute({})
     assert not list(tmp_path.iterdir())          # nothing half-written
+
+
+def test_a_statement_the_service_cannot_split_fails_the_plan_without_retries(airflow_env, svc, monkeypatch):
+    """No clear integer key to split on is the request as written: the service says so (kind `invalid`), the
+    client raises InvalidRequest (a ConfigError), and the plan task fails at once instead of retrying."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from lineage_guard.operators import GovernedSplitReadOperator
+
+    host, port = svc.url.removeprefix("grpc+tls://").rsplit(":", 1)
+    monkeypatch.setenv("AIRFLOW_CONN_LG_SPLIT_PLAN", json.dumps({
+        "conn_type": "lineage_guard_service", "host": host, "port": int(port), "password": svc.token,
+        "extra": {"ca_file": str(svc.tls.cert)}}))
+    op = GovernedSplitReadOperator(task_id="plan", service_conn_id="lg_split_plan", purpose="ai_training",
+                                   sql="SELECT email, plan FROM people", partitions=2)
+    with pytest.raises(AirflowFailException, match="no clear integer key column to split on"):
+        op.execute({})

@@ -20,6 +20,7 @@ from ..extras import needs_extra
 
 with needs_extra("lineage_guard.client (the thin client of lineage-guard serve)", "service"):
     from .session import (
+        InvalidRequest,
         NotAuthenticated,
         RemoteColumn,
         RemoteExtractResult,
@@ -27,8 +28,9 @@ with needs_extra("lineage_guard.client (the thin client of lineage-guard serve)"
         RemoteSession,
         RemoteWriteResult,
         ServiceError,
+        UnknownTicket,
         connect,
     )
 
-__all__ = ["NotAuthenticated", "RemoteColumn", "RemoteExtractResult", "RemotePlan", "RemoteSession",
-           "RemoteWriteResult", "ServiceError", "connect"]
+__all__ = ["InvalidRequest", "NotAuthenticated", "RemoteColumn", "RemoteExtractResult", "RemotePlan",
+           "RemoteSession", "RemoteWriteResult", "ServiceError", "UnknownTicket", "connect"]

@@ -38,6 +38,15 @@ class NotAuthenticated(ServiceError):
     """The server did not accept the credential (missing, expired, forged, for another audience...)."""
 
 
+class InvalidRequest(ServiceError, ConfigError):
+    """The server refused the request as it was made (a statement it cannot split, a malformed header...):
+    sending it again cannot succeed, so it is also a `ConfigError` (orchestrators do not retry those)."""
+
+
+class UnknownTicket(ServiceError):
+    """The server does not hold the ticket (expired, issued before a restart, or another identity's)."""
+
+
 @dataclass(frozen=True)
 class RemoteColumn:
     position: int
@@ -181,6 +190,10 @@ def _error(exc: flight.FlightError) -> LineageGuardError:
                                  receipt_id=info.get("receipt_id"))
     elif isinstance(exc, flight.FlightUnauthenticatedError):
         error = NotAuthenticated(f"not authenticated: {message}")
+    elif kind == "invalid":
+        error = InvalidRequest(message)
+    elif kind == "not_found":
+        error = UnknownTicket(message)
     else:
         error = ServiceError(message)
     error.lineage = info.get("lineage")   # the refused run's lineage parts (when the run context was sent)
