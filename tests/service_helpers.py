@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,13 +298,21 @@ def server_key(ledger) -> list[str]:
 
 
 @contextmanager
-def people_service(source_url: str, root: Path, *, rows: int, extra_policy: str = "",
+def people_service(source_url: str, root: Path, *, rows: int = 3, extra_policy: str = "",
+                   edit_policy: Callable[[str], str] | None = None, extra_args: tuple[str, ...] = (),
                    env: dict[str, str] | None = None, principals: tuple[str, ...] = ("svc-training", "limited"),
                    ) -> Iterator[SimpleNamespace]:
     """`people` seeded with `rows` rows, served by `lineage-guard serve` (TLS, `service_policy`) from `root`.
 
-    Yields url, tls, home, db, root, server, issuer, `tokens` (an API token per principal) and `token`
-    (the first principal's). The split-read tests (service, Spark, Ray, Airflow, Dagster) share it.
+    The service tests' common world: a real server subprocess over TLS on the real PostgreSQL, with a
+    JWKS issuer over HTTP on 127.0.0.1. `extra_policy` is appended to `service_policy`, `edit_policy`
+    rewrites the whole text (e.g. to add principals), `extra_args` go to `lineage-guard serve`.
+    Yields url, tls, home, db, root, policy (its path), server, issuer, `tokens` (an API token per
+    principal) and `token` (the first principal's, None with no principals). Stops the server and the
+    issuer on exit, also when the server does not start.
+
+        with people_service(new_database(), tmp_path, principals=("writer",)) as svc:
+            connect(svc.url, purpose="maintenance", token=svc.token, tls_root_certs=svc.tls.pem)
     """
     from conftest import TEST_MASTER_KEY
 
@@ -313,20 +321,22 @@ def people_service(source_url: str, root: Path, *, rows: int, extra_policy: str 
     seed_people(source_url, extra_rows=rows - 3)
     tls = make_tls(root / "tls")
     issuer = Issuer()
+    text = service_policy(issuer.url, issuer.jwks_url, extra_policy)
     policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url, extra_policy))
+    policy.write_text(edit_policy(text) if edit_policy else text)
     home = root / "home"
     home.mkdir()
     try:
-        server = start_server(policy, source_url, tls, home, TEST_MASTER_KEY, env=env)
+        server = start_server(policy, source_url, tls, home, TEST_MASTER_KEY, extra_args=extra_args, env=env)
     except BaseException:
         issuer.close()
         raise
     try:
         store = TokenStore(home / "api_tokens.json")
         tokens = {who: store.create(who) for who in principals}
-        yield SimpleNamespace(url=server.url, tls=tls, home=home, db=source_url, root=root, server=server,
-                              issuer=issuer, tokens=tokens, token=tokens[principals[0]])
+        yield SimpleNamespace(url=server.url, tls=tls, home=home, db=source_url, root=root, policy=policy,
+                              server=server, issuer=issuer, tokens=tokens,
+                              token=tokens[principals[0]] if principals else None)
     finally:
         server.stop()
         issuer.close()

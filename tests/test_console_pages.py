@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_MASTER_KEY, require
-from service_helpers import RAW_SENSITIVE, Issuer, make_tls, seed_people, service_policy, start_server
+from conftest import require
+from service_helpers import RAW_SENSITIVE, people_service
 from starlette.testclient import TestClient
 
 from lineage_guard.approvals import ApprovalStore
@@ -46,30 +46,20 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def world(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("console-pages")
-    url = new_database()
-    seed_people(url)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url, CONSOLE))
-    home = root / "home"
-    home.mkdir()
     port = free_port()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY, extra_args=("--console-port", str(port)))
-    try:
-        with connect(server.url, purpose="ai_training", token=issuer.token(TRAINER),
-                     tls_root_certs=str(tls.cert)) as s:
+    with people_service(new_database(), tmp_path_factory.mktemp("console-pages"), extra_policy=CONSOLE,
+                        extra_args=("--console-port", str(port)), principals=()) as svc:
+        with connect(svc.url, purpose="ai_training", token=svc.issuer.token(TRAINER),
+                     tls_root_certs=str(svc.tls.cert)) as s:
             s.read_arrow("SELECT id, email, ssn FROM people WHERE id <= 2 ORDER BY id")
-        store = ApprovalStore.open(f"sqlite:///{home / 'approvals.sqlite'}")
-        app = build_app(load_policy(policy), approvals=store,
-                        ledger=Ledger.open(f"sqlite:///{home / 'ledger.sqlite'}", create=False), secure_cookies=False)
+        store = ApprovalStore.open(f"sqlite:///{svc.home / 'approvals.sqlite'}")
+        app = build_app(load_policy(svc.policy), approvals=store,
+                        ledger=Ledger.open(f"sqlite:///{svc.home / 'ledger.sqlite'}", create=False),
+                        secure_cookies=False)
         sam = app.state.sessions.create(identity="sam", subject="sam", issuer="http://idp")
-        yield {"server": server, "base": f"https://127.0.0.1:{port}", "tls": tls, "sam": sam, "home": home,
-               "policy": policy, "store": store}
-    finally:
-        assert server.stop() == 0
-        issuer.close()
+        yield {"server": svc.server, "base": f"https://127.0.0.1:{port}", "tls": svc.tls, "sam": sam,
+               "home": svc.home, "policy": svc.policy, "store": store}
+        assert svc.server.stop() == 0
 
 
 def fetch(world, path: str) -> httpx.Response:

@@ -11,16 +11,7 @@ import json
 
 import pytest
 from conftest import TEST_MASTER_KEY, require
-from service_helpers import (
-    RAW,
-    RAW_SENSITIVE,
-    Issuer,
-    make_tls,
-    seed_people,
-    server_key,
-    service_policy,
-    start_server,
-)
+from service_helpers import RAW, RAW_SENSITIVE, people_service, server_key
 
 dg = require("dagster", "dagster")
 
@@ -36,19 +27,9 @@ TRAINER = "system:serviceaccount:ml:trainer"
 @pytest.fixture(scope="module")
 def served(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("dagster-service")
-    url = new_database()
-    seed_people(url)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    yield server, issuer, tls
-    assert server.stop() == 0
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("dagster-service"), principals=()) as svc:
+        yield svc.server, svc.issuer, svc.tls
+        assert svc.server.stop() == 0
 
 
 @pytest.fixture(autouse=True)

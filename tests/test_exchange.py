@@ -9,14 +9,13 @@ a purpose not allowed, a client lying about a column, an unmapped sensitive colu
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEST_MASTER_KEY, require
+from conftest import require
 from lineage_check import assert_valid_events
-from service_helpers import Issuer, make_tls, seed_people, server_key, service_policy, start_server
+from service_helpers import people_service, server_key
 
 from lineage_guard.audit import Ledger
 from lineage_guard.client import ServiceError, connect
@@ -32,23 +31,9 @@ EXTRA_ROWS = 60
 @pytest.fixture(scope="module")
 def svc(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("exchange")
-    url = new_database()
-    seed_people(url, extra_rows=EXTRA_ROWS)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url, GRANTS))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    from lineage_guard.service.tokens import TokenStore
-
-    store = TokenStore(home / "api_tokens.json")
-    tokens = {who: store.create(who) for who in ("svc-training", "limited")}
-    yield SimpleNamespace(url=server.url, tls=tls, issuer=issuer, home=home, tokens=tokens, db=url)
-    server.stop()
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("exchange"), rows=3 + EXTRA_ROWS,
+                        extra_policy=GRANTS) as world:
+        yield world
 
 
 def client(svc, who: str = "svc-training", purpose: str = "ai_training", token: str | None = None):

@@ -16,22 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
-from conftest import TEST_MASTER_KEY, require
+from conftest import require
 from pyarrow import flight
-from service_helpers import (
-    AUDIENCE,
-    RAW_SENSITIVE,
-    Issuer,
-    make_tls,
-    seed_people,
-    server_key,
-    service_policy,
-    start_server,
-)
+from service_helpers import AUDIENCE, RAW_SENSITIVE, Issuer, people_service, server_key
 
 from lineage_guard.audit import Ledger
 from lineage_guard.client import NotAuthenticated, ServiceError, connect
@@ -51,25 +41,10 @@ def _create_token(home, identity: str) -> str:
 @pytest.fixture(scope="module")
 def svc(new_database, tmp_path_factory):
     require("jwt", "service")
-    root = tmp_path_factory.mktemp("service")
-    url = new_database()
-    seed_people(url)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    from lineage_guard.service.tokens import TokenStore
-
-    store = TokenStore(home / "api_tokens.json")
-    tokens = {"svc-training": _create_token(home, "svc-training"),   # through the CLI, printed once
-              **{who: store.create(who) for who in ("writer", "limited", "hasty")}}
-    yield SimpleNamespace(url=server.url, tls=tls, issuer=issuer, home=home, db=url, server=server, tokens=tokens,
-                          policy=policy)
-    server.stop()
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("service"),
+                        principals=("writer", "limited", "hasty")) as world:
+        world.tokens["svc-training"] = _create_token(world.home, "svc-training")   # through the CLI, printed once
+        yield world
 
 
 def ledger(svc) -> Ledger:

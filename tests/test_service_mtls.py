@@ -15,22 +15,11 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from types import SimpleNamespace
 
 import pytest
-from conftest import TEST_MASTER_KEY, require
+from conftest import require
 from pyarrow import flight
-from service_helpers import (
-    RAW_SENSITIVE,
-    Issuer,
-    client_cert,
-    make_ca,
-    make_tls,
-    seed_people,
-    server_key,
-    service_policy,
-    start_server,
-)
+from service_helpers import RAW_SENSITIVE, client_cert, make_ca, people_service, server_key
 
 from lineage_guard.audit import Ledger
 from lineage_guard.client import NotAuthenticated, ServiceError, connect
@@ -43,23 +32,18 @@ GREY_ID = "spiffe://example.org/ns/clinic/sa/grey"
 def mtls(new_database, tmp_path_factory):
     require("jwt", "service")
     root = tmp_path_factory.mktemp("service-mtls")
-    url = new_database()
-    seed_people(url)
-    tls = make_tls(root / "tls")
     ca = make_ca(root / "ca", "client-ca")
-    issuer = Issuer()
-    text = service_policy(issuer.url, issuer.jwks_url).replace("  principals:\n", (
-        "  principals:\n"
-        f'    - {{identity: svc-training, issuer: client-certificate, subject: "{TRAINER_ID}"}}\n'
-        f'    - {{identity: dr-grey, issuer: client-certificate, subject: "{GREY_ID}"}}\n'), 1)
-    policy = root / "policy.yaml"
-    policy.write_text(text)
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY, extra_args=("--client-ca", str(ca.path)))
-    yield SimpleNamespace(url=server.url, tls=tls, ca=ca, home=home, issuer=issuer, server=server)
-    server.stop()
-    issuer.close()
+
+    def by_certificate(text: str) -> str:
+        return text.replace("  principals:\n", (
+            "  principals:\n"
+            f'    - {{identity: svc-training, issuer: client-certificate, subject: "{TRAINER_ID}"}}\n'
+            f'    - {{identity: dr-grey, issuer: client-certificate, subject: "{GREY_ID}"}}\n'), 1)
+
+    with people_service(new_database(), root, edit_policy=by_certificate, extra_args=("--client-ca", str(ca.path)),
+                        principals=()) as world:
+        world.ca = ca
+        yield world
 
 
 def _entries(m) -> list[dict]:

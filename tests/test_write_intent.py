@@ -190,27 +190,14 @@ def test_a_failed_write_whose_failure_cannot_be_recorded_keeps_its_intent_and_sa
 
 @pytest.fixture(scope="module")
 def write_service(new_database, tmp_path_factory):
-    from conftest import TEST_MASTER_KEY, require
+    from conftest import require
 
     require("jwt", "service")
-    from service_helpers import Issuer, make_tls, seed_people, service_policy, start_server
+    from service_helpers import people_service
 
-    from lineage_guard.service.tokens import TokenStore
-
-    root = tmp_path_factory.mktemp("write-intent-service")
-    url = new_database()
-    seed_people(url)
-    tls = make_tls(root / "tls")
-    issuer = Issuer()
-    policy = root / "policy.yaml"
-    policy.write_text(service_policy(issuer.url, issuer.jwks_url))
-    home = root / "home"
-    home.mkdir()
-    server = start_server(policy, url, tls, home, TEST_MASTER_KEY)
-    token = TokenStore(home / "api_tokens.json").create("writer")
-    yield {"url": server.url, "tls": tls, "home": home, "db": url, "token": token}
-    server.stop()
-    issuer.close()
+    with people_service(new_database(), tmp_path_factory.mktemp("write-intent-service"),
+                        principals=("writer",)) as svc:
+        yield {"url": svc.url, "tls": svc.tls, "home": svc.home, "db": svc.db, "token": svc.token}
 
 
 def test_the_service_refuses_a_write_it_cannot_record_and_reports_one_it_committed_unrecorded(write_service):
