@@ -490,30 +490,19 @@ class RemoteSession:
             parquet = pq.ParquetFile(source)
         except (OSError, pa.ArrowInvalid) as exc:
             raise ConfigError(f"cannot read the Parquet file {source}: {type(exc).__name__}") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.lg-tmp")
-        writer = None
-        try:
-            masked = self.mask_batches(parquet.iter_batches(batch_size=batch_rows), table=table,
-                                       input_uri=input_uri or source.as_uri(), output_uri=target.as_uri(),
-                                       columns=columns, schema=parquet.schema_arrow)
-            for batch in masked:
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
-                writer.write_batch(batch)
+        masked = self.mask_batches(parquet.iter_batches(batch_size=batch_rows), table=table,
+                                   input_uri=input_uri or source.as_uri(), output_uri=target.as_uri(),
+                                   columns=columns, schema=parquet.schema_arrow)
+
+        def no_rows() -> pa.Schema:
+            raise ServiceError(f"{source} has no rows; nothing was written")
+
+        def footer() -> dict[str, str]:
             receipt = self.last_receipts[0]
-            if writer is None:
-                raise ServiceError(f"{source} has no rows; nothing was written")
-            writer.add_key_value_metadata({"lineage_guard.receipt_id": receipt.receipt_id or "",
-                                           "lineage_guard.run_id": receipt.run_id or ""})
-            writer.close()
-            writer = None
-            os.replace(tmp, target)
-        except BaseException:
-            if writer is not None:
-                writer.close()
-            tmp.unlink(missing_ok=True)
-            raise
+            return {"lineage_guard.receipt_id": receipt.receipt_id or "", "lineage_guard.run_id": receipt.run_id or ""}
+
+        _write_parquet_atomically(target, masked, footer, empty_schema=no_rows)
+        receipt = self.last_receipts[0]
         return RemoteExtractResult(receipt.run_id or "", receipt.receipt_id or "", str(target), receipt.rows,
                                    receipt.bytes, receipt.masked_columns)
 
@@ -596,35 +585,25 @@ class RemoteSession:
         return self._call(put)
 
 
-def _write_parquet(batches: _Batches, to: str | os.PathLike,
-                   progress: Callable[[int], None] | None) -> RemoteExtractResult:
-    """Write an open stream to `to` atomically (a temporary file renamed once the receipt has arrived)."""
+def _write_parquet_atomically(target: Path, batches: Iterable[pa.RecordBatch], footer: Callable[[], dict[str, str]],
+                              *, empty_schema: Callable[[], pa.Schema]) -> None:
+    """Stream `batches` into a temporary file beside `target` and rename it over `target` once the footer
+    (`footer()`, called after the last batch: the receipt comes last) is written, so `target` is the old
+    file or the whole new one. With no batch, the file gets `empty_schema()` (which may raise instead).
+    Any failure, the footer's included, deletes the temporary file: nothing half-written is left."""
     import pyarrow.parquet as pq
 
-    target = Path(to).expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.lg-tmp")
     writer = None
     try:
-        rows = 0
         for batch in batches:
             if writer is None:
                 writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
             writer.write_batch(batch)
-            rows += batch.num_rows
-            if progress is not None:
-                progress(rows)
         if writer is None:
-            writer = pq.ParquetWriter(tmp, batches.schema, compression="zstd")
-        receipt = batches.receipt
-        if not receipt.receipt_id:
-            raise ServiceError("the stream ended without a ledger receipt; nothing was written")
-        footer = {"lineage_guard.receipt_id": receipt.receipt_id, "lineage_guard.run_id": receipt.run_id or ""}
-        if receipt.provenance:
-            from ..attest.provenance import encode
-
-            footer |= encode(receipt.provenance)
-        writer.add_key_value_metadata(footer)
+            writer = pq.ParquetWriter(tmp, empty_schema(), compression="zstd")
+        writer.add_key_value_metadata(footer())
         writer.close()
         writer = None
         os.replace(tmp, target)
@@ -633,6 +612,34 @@ def _write_parquet(batches: _Batches, to: str | os.PathLike,
             writer.close()
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_parquet(batches: _Batches, to: str | os.PathLike,
+                   progress: Callable[[int], None] | None) -> RemoteExtractResult:
+    """Write an open stream to `to` atomically (a temporary file renamed once the receipt has arrived)."""
+    target = Path(to).expanduser().resolve()
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        rows = 0
+        for batch in batches:
+            yield batch   # resumed once the batch is written
+            rows += batch.num_rows
+            if progress is not None:
+                progress(rows)
+
+    def footer() -> dict[str, str]:
+        receipt = batches.receipt
+        if not receipt.receipt_id:
+            raise ServiceError("the stream ended without a ledger receipt; nothing was written")
+        stamp = {"lineage_guard.receipt_id": receipt.receipt_id, "lineage_guard.run_id": receipt.run_id or ""}
+        if receipt.provenance:
+            from ..attest.provenance import encode
+
+            stamp |= encode(receipt.provenance)
+        return stamp
+
+    _write_parquet_atomically(target, counted(), footer, empty_schema=lambda: batches.schema)
+    receipt = batches.receipt
     return RemoteExtractResult(receipt.run_id or "", receipt.receipt_id, str(target), receipt.rows,
                                receipt.bytes, receipt.masked_columns)
 
