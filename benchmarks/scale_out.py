@@ -19,20 +19,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import secrets
 import statistics
-import sys
-import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from service_helpers import make_tls, seed_people, service_policy, start_server  # noqa: E402
+from _served import served_people
 
 QUERY = "SELECT id, full_name, email, ssn, plan FROM people"
 _client = None
@@ -110,30 +103,13 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4])
     args = ap.parse_args()
 
-    import psycopg
     from pyarrow import flight
 
     from lineage_guard.client import connect
     from lineage_guard.service import flightsql as fs
-    from lineage_guard.service.tokens import TokenStore
 
-    base = os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"lg_bench_split_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    root = Path(tempfile.mkdtemp(prefix="lg-bench-scale-"))
-    server = None
-    try:
-        seed_people(url, extra_rows=args.rows - 3)
-        tls = make_tls(root / "tls")
-        policy_path = root / "policy.yaml"
-        policy_path.write_text(service_policy("https://issuer.invalid", "https://issuer.invalid/jwks.json"))
-        home = root / "server"
-        home.mkdir()
-        token = TokenStore(home / "api_tokens.json").create("svc-training")
-        server = start_server(policy_path, url, tls, home, secrets.token_hex(32))
-        server_proc = psutil.Process(server.proc.pid)
+    with served_people(args.rows, "split") as world:
+        tls, token, server, server_proc = world.tls, world.token, world.server, world.server_proc
         driver = connect(server.url, purpose="ai_training", token=token, tls_root_certs=tls.pem)
         descriptor = flight.FlightDescriptor.for_command(fs.pack(fs.MESSAGES.CommandStatementQuery(query=QUERY)))
         most = max(args.partitions)
@@ -144,7 +120,7 @@ def main() -> None:
             results: dict[int, list[tuple[float, float, float, float, float]]] = {n: [] for n in args.partitions}
             for _ in range(args.repeats + 1):          # the first round warms the server's paths, not counted
                 for parts in args.partitions:
-                    pg = PgCpu(base, name)
+                    pg = PgCpu(world.base_url, world.database)
                     s0 = server_proc.cpu_times()
                     with pg:
                         t0 = time.perf_counter()
@@ -175,11 +151,6 @@ def main() -> None:
             print(f"| {parts} | {wall:.2f} | {planned:.3f} | {args.rows / wall:,.0f} | {first / wall:.2f}x | "
                   f"{wcpu:.2f} | {scpu:.2f} | {pcpu:.2f} | {total:.2f} |")
         driver.close()
-    finally:
-        if server is not None:
-            server.stop()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -25,16 +25,12 @@ import argparse
 import os
 import secrets
 import statistics
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from service_helpers import make_tls, seed_people, service_policy, start_server  # noqa: E402
+from _served import served_people
 
 QUERY = "SELECT id, full_name, email, ssn, plan FROM people"
 ONE_ROW = "SELECT id, email FROM people WHERE id = 1"
@@ -71,33 +67,16 @@ def main() -> None:
                       OPENLINEAGE_DISABLED="true", DAGSTER_HOME=str(Path(tempfile.mkdtemp(prefix="lg-bench-dg-"))))
 
     import adbc_driver_postgresql.dbapi as pg
-    import psycopg
 
     from lineage_guard.client import connect
     from lineage_guard.policy import load_policy
-    from lineage_guard.service.tokens import TokenStore
     from lineage_guard.session import GovernedSession
 
-    base = os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"lg_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    root = Path(tempfile.mkdtemp(prefix="lg-bench-service-"))
     master = secrets.token_hex(32)
-    os.environ.update(LINEAGE_GUARD_HOME=str(root / "inproc"), LINEAGE_GUARD_MASTER_KEY=master)
-    server = None
-    try:
-        seed_people(url, extra_rows=args.rows - 3)
-        tls = make_tls(root / "tls")
-        policy_path = root / "policy.yaml"
-        policy_path.write_text(service_policy("https://issuer.invalid", "https://issuer.invalid/jwks.json"))
-        home = root / "server"
-        home.mkdir()
-        token = TokenStore(home / "api_tokens.json").create("svc-training")
-        server = start_server(policy_path, url, tls, home, master)
-        server_proc = psutil.Process(server.proc.pid)
-        policy = load_policy(policy_path)
+    with served_people(args.rows, "service", master) as world:
+        url, tls, token, server, server_proc = world.url, world.tls, world.token, world.server, world.server_proc
+        os.environ.update(LINEAGE_GUARD_HOME=str(world.root / "inproc"), LINEAGE_GUARD_MASTER_KEY=master)
+        policy = load_policy(world.policy_path)
 
         def raw():
             with pg.connect(url) as conn, conn.cursor() as cur:
@@ -168,11 +147,6 @@ def main() -> None:
         if not args.no_steps:
             steps(url, server, tls, token, args)
         client.close()
-    finally:
-        if server is not None:
-            server.stop()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def parallel(client, args) -> None:

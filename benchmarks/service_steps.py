@@ -25,20 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from service_helpers import make_tls, seed_people, service_policy, start_server  # noqa: E402
+from _served import served_people
 
 
 def cpu(proc: psutil.Process) -> float:
@@ -58,33 +54,9 @@ def main() -> None:
     os.environ.update(AIRFLOW_HOME=str(airflow_home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
                       AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
                       OPENLINEAGE_DISABLED="true", DAGSTER_HOME=tempfile.mkdtemp(prefix="lg-bench-dg-"))
-    import psycopg
-
-    from lineage_guard.service.tokens import TokenStore
-
-    base = os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"lg_bench_steps_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    root = Path(tempfile.mkdtemp(prefix="lg-bench-steps-"))
-    server = None
-    try:
-        seed_people(url, extra_rows=max(0, args.rows - 3))
-        tls = make_tls(root / "tls")
-        policy_path = root / "policy.yaml"
-        policy_path.write_text(service_policy("https://issuer.invalid", "https://issuer.invalid/jwks.json"))
-        home = root / "server"
-        home.mkdir()
-        token = TokenStore(home / "api_tokens.json").create("svc-training")
-        server = start_server(policy_path, url, tls, home, secrets.token_hex(32))
+    with served_people(args.rows, "steps") as world:
         os.environ.pop("LINEAGE_GUARD_MASTER_KEY", None)   # the client process holds no key
-        run(url, server, tls, token, args)
-    finally:
-        if server is not None:
-            server.stop()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        run(world.url, world.server, world.tls, world.token, args)
 
 
 def run(url: str, server, tls, token: str, args) -> None:
@@ -107,7 +79,6 @@ def run(url: str, server, tls, token: str, args) -> None:
     import adbc_driver_postgresql.dbapi as pg
     import dagster as dg
     from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-
     from lineage_guard.assets import GovernedPostgresResource
     from lineage_guard.operators import GovernedPostgresOperator
 
