@@ -75,6 +75,10 @@ class GovernedPostgresResource(dg.ConfigurableResource):
                                                              "each call (e.g. a projected service-account token)")
     ca_file: str | None = Field(default=None, description="service mode: PEM of the CA of the server's "
                                                           "certificate (default: the system store)")
+    service_timeout_s: float | None = Field(default=None, description="service mode: deadline of each call, in "
+                                                                    "seconds, so a stalled stream fails (and a "
+                                                                    "RetryPolicy retries it) instead of waiting "
+                                                                    "forever; default none")
 
     _run: tuple[str | None, str | None] = PrivateAttr(default=(None, None))
 
@@ -187,6 +191,8 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         options: dict[str, Any] = {"tls_root_certs": self.ca_file} if self.ca_file else {}
         if run_context is not None:
             options["run_context"] = run_context
+        if self.service_timeout_s is not None:
+            options["timeout_s"] = self.service_timeout_s
         if self.token and self.token_file:
             raise ConfigError("GovernedPostgresResource: give token or token_file, not both")
         return connect(self.service_url, purpose=purpose or self.purpose, token=self.token or None,
