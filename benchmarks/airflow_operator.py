@@ -3,7 +3,14 @@
 Usage: .venv/bin/python benchmarks/airflow_operator.py postgresql://postgres@127.0.0.1:5432/postgres [rows]
 Prints medians of 5 runs and ratios against the plain operator measured in the same run.
 """
-import json, os, secrets, statistics, sys, tempfile, time, uuid
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,6 +19,7 @@ home = Path(tempfile.mkdtemp(prefix="lgbench_"))
 os.environ.update({"AIRFLOW_HOME": str(home / "af"), "LINEAGE_GUARD_HOME": str(home / "lg"),
                    "LINEAGE_GUARD_MASTER_KEY": secrets.token_hex(32), "OPENLINEAGE_DISABLED": "true"})
 import psycopg
+
 db = f"lg_bench_{uuid.uuid4().hex[:8]}"
 with psycopg.connect(server, autocommit=True) as c:
     c.execute(f'CREATE DATABASE "{db}"')

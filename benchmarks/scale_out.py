@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import pathlib
 import statistics
 import threading
 import time
@@ -136,7 +137,7 @@ def main() -> None:
                                            (s1.user - s0.user) + (s1.system - s0.system), pg.seconds()))
             for parts in args.partitions:
                 results[parts] = results[parts][1:]
-        load = open("/proc/loadavg").read().split()[:3]
+        load = pathlib.Path("/proc/loadavg").read_text().split()[:3]
         print(f"# {args.rows:,} rows, `{QUERY}`, workers = partitions (separate processes), median of "
               f"{args.repeats}; {os.cpu_count()} cores; load average {' '.join(load)} at the end")
         print("| partitions | wall s | plan s | rows/s | vs 1 | workers CPU s | server CPU s | PostgreSQL CPU s |"

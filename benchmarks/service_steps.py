@@ -158,7 +158,7 @@ def fresh(sql: str, args) -> None:
     out: dict[str, list[tuple[float, ...]]] = {"plain": [], "governed": []}
     load0 = os.getloadavg()
     for _ in range(args.fresh):
-        for kind in out:
+        for kind, runs in out.items():
             t0 = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", FRESH, kind, sql, str(args.rows)], capture_output=True,
                                   text=True, env=os.environ.copy(), check=False, timeout=300)
@@ -167,7 +167,7 @@ def fresh(sql: str, args) -> None:
             if done.returncode != 0 or not line:
                 raise SystemExit(f"fresh {kind} task failed: {done.stderr[-2000:]}")
             imports, first, proc_cpu = (float(x) for x in line[-1].split()[1:])
-            out[kind].append((wall, imports, first, proc_cpu))
+            runs.append((wall, imports, first, proc_cpu))
     load1 = os.getloadavg()
     med = {k: tuple(statistics.median(x[i] for x in v) for i in range(4)) for k, v in out.items()}
     print(f"\n# a task as a fresh process, medians of {args.fresh} interleaved rounds; load average "

@@ -29,7 +29,10 @@ _EXPORTS = {
     "LineageGuardError": "lineage_guard.errors",
 }
 
-__all__ = sorted([*_EXPORTS, "attest"])
+# Spelled out (not derived from _EXPORTS) so linters and IDEs see the public names; tests/test_client_imports
+# checks the two agree.
+__all__ = ["AccessDenied", "ApprovalRequired", "ColumnDecision", "Decision", "ExtractResult", "GovernedSession",
+           "Identity", "LineageGuardError", "MaskSpec", "Policy", "WriteResult", "attest", "load_policy", "plan"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .decision import ColumnDecision, Decision

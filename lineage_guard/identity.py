@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Mapping
+from typing import Literal
 
 from .errors import ConfigError
 
@@ -86,7 +87,7 @@ class Identity:
         return hash((self.principal, self.kind, self.groups))
 
     @classmethod
-    def parse(cls, text: str) -> "Identity":
+    def parse(cls, text: str) -> Identity:
         """Parse `name`, `kind:name` or a JSON object with principal/kind/groups/attributes."""
         text = text.strip()
         if text.startswith("{"):
@@ -111,7 +112,7 @@ class Identity:
         return cls(principal=text)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Identity":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Identity:
         """The identity named by `LINEAGE_GUARD_IDENTITY`; a clear error if unset."""
         value = (environ if environ is not None else os.environ).get(ENV_VAR, "").strip()
         if not value:

@@ -32,7 +32,9 @@ def own_lineage_only(task: Any) -> None:
     An admin's locked `emission_policy` rule still wins over this.
     """
     try:
-        from airflow.providers.openlineage.api.emission_policy import extend_global_openlineage_emission_policy
+        from airflow.providers.openlineage.api.emission_policy import (
+            extend_global_openlineage_emission_policy,
+        )
     except ImportError:  # the OpenLineage provider is optional, and older ones have no per-task switch
         return
     extend_global_openlineage_emission_policy(task, hook_lineage=False)

@@ -632,7 +632,7 @@ def _looks_like_read(sql: str) -> bool:
     """A routing hint only (the server decides): the first word, past comments and parentheses."""
     import re
 
-    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S).lstrip(" \t\r\n(")
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL).lstrip(" \t\r\n(")
     return re.match(r"(?i)(select|with|values|table)\b", text) is not None
 
 

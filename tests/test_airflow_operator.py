@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from airflow_conftest import *
 from conftest import TEST_MASTER_KEY, namespace_of
+from lineage_check import assert_valid_events
 
 from lineage_guard.sources.pg_url import url_parts
-from lineage_check import assert_valid_events
 
 pytestmark = pytest.mark.airflow
 

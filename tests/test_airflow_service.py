@@ -314,4 +314,4 @@ def test_the_service_connection_names_one_credential(airflow_env, monkeypatch, t
         GovernedServiceHook("lg_svc_none").credential()
     monkeypatch.setenv("AIRFLOW_CONN_LG_SVC_PG", json.dumps({"conn_type": "postgres", "host": "127.0.0.1"}))
     with pytest.raises(ConfigError, match="type lineage_guard_service"):
-        GovernedServiceHook("lg_svc_pg").url
+        _ = GovernedServiceHook("lg_svc_pg").url

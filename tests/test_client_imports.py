@@ -59,3 +59,13 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith({forbidden!r}))))
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [], name
+
+
+def test_public_names_all_resolve():
+    """`__all__` is spelled out for linters; every name in it resolves lazily, and every lazy export is listed."""
+    import lineage_guard
+    from lineage_guard import _EXPORTS
+
+    assert set(lineage_guard.__all__) == {*_EXPORTS, "attest"}
+    for name in lineage_guard.__all__:
+        assert getattr(lineage_guard, name) is not None, name

@@ -184,7 +184,7 @@ def test_load_masks_for_the_consuming_identity(clinic, tmp_path):
     assert pq.read_table(tmp_path / "lake" / "chart.parquet")["mrn"].to_pylist()[0].startswith("MRN-")
     assert all(v.startswith("tok_") for v in seen["mrn"]) and not set(seen["mrn"]) & set(raw_values)
     with Ledger.open() as ledger:
-        load = [e["body"] for e in ledger.entries() if e["body"]["sink"]["kind"] == "memory"][0]
+        load = next(e["body"] for e in ledger.entries() if e["body"]["sink"]["kind"] == "memory")
     assert (load["who"]["principal"], load["purpose"], load["sink"]["kind"]) == ("svc-training", "ai_training",
                                                                                  "memory")
     assert [c["method"] for c in load["columns"]] == [None, "tokenize"]

@@ -15,10 +15,10 @@ from service_helpers import RAW, RAW_SENSITIVE, people_service, server_key
 
 dg = require("dagster", "dagster")
 
-from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource  # noqa: E402
+from lineage_guard.assets import GovernedIOManager, GovernedPostgresResource
 
-from lineage_guard.audit import Ledger  # noqa: E402
-from lineage_guard.errors import ConfigError  # noqa: E402
+from lineage_guard.audit import Ledger
+from lineage_guard.errors import ConfigError
 
 pytestmark = pytest.mark.dagster
 TRAINER = "system:serviceaccount:ml:trainer"

@@ -249,7 +249,7 @@ def test_every_method_on_every_type_keeps_nulls_and_types():
     }
     text = {"tokenize", "pseudonymize", "partial", "hash"}  # methods whose output is text for non-text input
     params = {"generalize": {"string": {}, "large_string": {}, "date32": {}, "timestamp": {}},
-              "hash": dict.fromkeys(columns, {"allow_keyless": True})}
+              "hash": {name: {"allow_keyless": True} for name in columns}}
     for method in ("tokenize", "pseudonymize", "partial", "redact", "null", "generalize", "shift_date", "hash",
                    "format_preserving"):
         for name, array in columns.items():

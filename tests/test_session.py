@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 
 import pyarrow.parquet as pq
 import pytest
@@ -144,7 +145,7 @@ def test_no_key_or_raw_value_in_logs_errors_or_state(people_url, tmp_path, caplo
     assert master_key not in text and not any(v in text for v in RAW_SENSITIVE)
     for root, _dirs, files in os.walk(lg_home):
         for name in files:
-            blob = open(os.path.join(root, name), "rb").read()
+            blob = pathlib.Path(root, name).read_bytes()
             assert master_key.encode() not in blob, name
             assert not any(v.encode() in blob for v in RAW_SENSITIVE), name
 

@@ -24,7 +24,7 @@ def test_many_workers_create_one_store_at_once(kind, tmp_path):
         path = tmp_path / f"{kind}-{trial}.sqlite"
         start = threading.Barrier(8)
 
-        def work():
+        def work(start=start, path=path):
             start.wait()
             try:
                 OPENERS[kind](path)

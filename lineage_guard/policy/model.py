@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from ..approvals.config import ApprovalsConfig
 from ..classify.config import DetectionConfig
 from ..console.config import ConsoleConfig
-from ..identity import Identity
 from ..errors import ConfigError
+from ..identity import Identity
 from ..mask.params import checked
 from ..mask.spec import METHODS, MaskSpec
 from ..service.config import ServiceConfig
@@ -52,7 +52,7 @@ class MaskDecl(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _valid_params(self) -> "MaskDecl":
+    def _valid_params(self) -> MaskDecl:
         # The kernels' own checks, at load time: a bad parameter (or keyless hash without
         # allow_keyless) is a file:line error, not a failed run.
         try:
@@ -81,7 +81,7 @@ class Rule(_Strict):
     approval: bool = False
 
     @model_validator(mode="after")
-    def _mask_iff_masking(self) -> "Rule":
+    def _mask_iff_masking(self) -> Rule:
         if self.action == "mask" and self.mask is None:
             raise ValueError("a rule with action 'mask' needs a 'mask: {method: ...}'")
         if self.action == "clear" and self.mask is not None:
@@ -138,7 +138,7 @@ class KeysConfig(_Strict):
     tenant: str | None = None
 
     @model_validator(mode="after")
-    def _tenant_named(self) -> "KeysConfig":
+    def _tenant_named(self) -> KeysConfig:
         if self.scope == "tenant" and not self.tenant:
             raise ValueError("keys.scope 'tenant' needs keys.tenant")
         return self
@@ -206,7 +206,7 @@ class Policy(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _floors_have_quasi_identifiers(self) -> "Policy":
+    def _floors_have_quasi_identifiers(self) -> Policy:
         for name, req in self.purpose_requirements.items():
             if req.has_floor and not self.quasi_identifiers:
                 raise ValueError(f"purpose_requirements.{name} sets a re-identification floor but no classification "
@@ -218,7 +218,7 @@ class Policy(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _groups_declared(self) -> "Policy":
+    def _groups_declared(self) -> Policy:
         if self.groups:
             declared = set(self.groups)
             for name, decl in self.identities.items():

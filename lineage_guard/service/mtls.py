@@ -100,7 +100,9 @@ def proof_headers(cert_pem: bytes, key_pem: bytes, *, now: float | None = None) 
     elif isinstance(key, ed25519.Ed25519PrivateKey):
         signature = key.sign(message)
     else:
-        raise ValueError(f"client keys of type {type(key).__name__} are not supported (use EC, RSA or Ed25519)")
+        from ..errors import ConfigError
+
+        raise ConfigError(f"client keys of type {type(key).__name__} are not supported (use EC, RSA or Ed25519)")
     der = cert.public_bytes(serialization.Encoding.DER)
     return [(CERT_HEADER.encode(), base64.b64encode(der)), (PROOF_HEADER.encode(), base64.b64encode(signature)),
             (PROOF_TIME_HEADER.encode(), str(moment).encode())]

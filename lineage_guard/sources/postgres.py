@@ -76,7 +76,7 @@ def _connect_read(url: PgUrl):
     return guarded(lambda: Connection(uri), lambda exc: connect_error(str(exc), url.describe()))
 
 
-class _StaleTypes(Exception):  # noqa: N818 - internal signal, never raised to a caller
+class _StaleTypes(Exception):
     """The result has a type the shared database handle does not know (see adbc_databases)."""
 
 

@@ -39,7 +39,7 @@ class ColumnRef:
         return f"{self.schema}.{self.table}.{self.column}"
 
     @classmethod
-    def parse(cls, text: str) -> "ColumnRef":
+    def parse(cls, text: str) -> ColumnRef:
         parts = text.split(".")
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"column reference must be schema.table.column, got {text!r}")
