@@ -267,17 +267,13 @@ class GovernedSession:
             from .classify.catalog import DetectionCatalog
 
             self._detection = DetectionCatalog()
-        from .sql.catalog_cache import CACHE
-
         url, detection = self.source.catalog_url, self._detection
-        if not self._schema_version:
-            self._refresh_catalog()
-        version, settings = self._schema_version, config.model_dump_json()
 
+        # Not memoised per schema version: a verdict is about the rows sampled, and rows change without
+        # DDL (a table read while empty, then filled with emails, stayed "clean"). The detection catalog
+        # keys each table's verdict by its schema and data version and rescans what changed.
         def detect(tables):
-            tables = list(tables)
-            key = (str(detection.path), settings, tuple(str(t) for t in tables))
-            return dict(CACHE.labels(url, key, version, lambda: detection.sensitive_labels(url, tables, config)))
+            return dict(detection.sensitive_labels(url, list(tables), config))
         return detect
 
     # -- reads -----------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ not transactional and reset. A spurious change (a VACUUM FREEZE, a no-op ALTER) 
 reload, never a stale answer. The version is read *before* the catalog is loaded, so a DDL
 racing the load leaves an older version next to a newer catalog: the next check reloads.
 
-Detected labels (`DetectionCatalog.sensitive_labels`) are memoised under the same version and
-the tables asked about; a changed schema drops them.
+Detected labels are NOT kept here per schema version: a verdict is about the rows sampled, and
+rows change without DDL (a table read while empty, then filled, stayed "clean"). The detection
+catalog keys each table's verdict by its schema and data version (`classify/sampling`).
+`labels` stays for callers that memoise something truly schema-bound.
 
     >>> url = "postgresql://127.0.0.1/app"
     >>> CACHE.catalog(url, ("public",), CACHE.version(url)).relation("customers")  # doctest: +SKIP
