@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from lineage_guard.classify import DetectionConfig, checksums, classify_column, classify_table, source_key
 from lineage_guard.classify.detectors import gx_patterns, value_evidence
 from lineage_guard.classify.names import name_hints, tokens
+from lineage_guard.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,6 +206,25 @@ def test_gx_patterns_are_python_compatible():
         assert pats, lab
         for p in pats:
             re.compile(p)
+
+
+@pytest.mark.parametrize(("url", "key"), [
+    ("postgresql://u:pw@h:6543/db?sslmode=require", "postgres://h:6543/db"),
+    ("postgresql://u@DB.Example.com/app", "postgres://db.example.com:5432/app"),
+    # one local server, three spellings: the socket in ?host=, percent-encoded in the authority, over TCP
+    ("postgresql://u@/app?host=%2Fvar%2Frun%2Fpostgresql&port=5433", "postgres://localhost:5433/app"),
+    ("postgresql://u@%2Fvar%2Frun%2Fpostgresql:5433/app", "postgres://localhost:5433/app"),
+    ("postgresql://u@localhost:5433/app", "postgres://localhost:5433/app"),
+    ("postgres://h:6543/db", "postgres://h:6543/db"),  # a key is its own key
+])
+def test_source_key(url, key):
+    assert source_key(url) == key
+    assert "pw" not in source_key(url)
+
+
+def test_source_key_refuses_what_is_not_a_postgres_url():
+    with pytest.raises(ConfigError, match="postgresql://"):
+        source_key("mysql://h/db")
 
 
 def test_detection_config():

@@ -14,23 +14,26 @@ Example (policy YAML):
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
 def source_key(url: str) -> str:
     """A source's identity without credentials: `postgres://host:port/database`.
 
+    Read the way libpq reads the URL (`PgUrl.parse`): a host percent-encoded in the authority or given as
+    `?host=` counts, and a Unix-socket directory names the local machine, as lineage does. Two spellings of
+    one server give one key, so its cached detections and `disabled_sources` entries match either.
+
     Example:
         >>> source_key("postgresql://svc:secret@db.internal/app?sslmode=require")
         'postgres://db.internal:5432/app'
+        >>> source_key("postgresql://svc@/app?host=%2Fvar%2Frun%2Fpostgresql&port=5433")
+        'postgres://localhost:5433/app'
     """
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = parts.port or 5432
-    database = parts.path.lstrip("/") or (parts.username or "postgres")
-    return f"postgres://{host}:{port}/{database}"
+    from ..sources.pg_url import PgUrl
+
+    parsed = PgUrl.parse(url)
+    return f"postgres://{parsed.host}:{parsed.port}/{parsed.database or 'postgres'}"
 
 
 class DetectionConfig(BaseModel):
