@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,6 +22,9 @@ from .spec import MaskSpec
 def keep_ends(text: pa.Array, keep_first: int, keep_last: int, mask_char: str) -> pa.Array:
     """Keep `keep_first`/`keep_last` characters and mask the rest; a value no longer than what
     would be kept is masked whole, so a short value is never returned clear."""
+    fixed = _keep_ends_fixed_width(text, keep_first, keep_last, mask_char)
+    if fixed is not None:
+        return fixed
     length = pc.utf8_length(text)
     hidden = pc.subtract(length, keep_first + keep_last)
     char = pa.scalar(mask_char, text.type)
@@ -36,6 +40,39 @@ def keep_ends(text: pa.Array, keep_first: int, keep_last: int, mask_char: str) -
     if shortest is None or shortest > 0:
         return kept
     return pc.if_else(pc.greater(hidden, 0), kept, pc.binary_repeat(char, length))
+
+
+def _keep_ends_fixed_width(text: pa.Array, keep_first: int, keep_last: int, mask_char: str) -> pa.Array | None:
+    """`keep_ends` in one numpy copy when every value is ASCII of one byte length (SSNs, card and phone
+    numbers) and the mask character is one byte; None otherwise (the general path then runs).
+
+    Characters are bytes there, so row i is bytes `[0, keep_first)` and `[L - keep_last, L)` of the
+    value with the middle set to the mask byte, or all mask bytes when `L <= keep_first + keep_last`:
+    what the general path gives, in ~1/10 of its CPU (tests/test_mask_properties.py compares both).
+    """
+    n = len(text)
+    char = mask_char.encode()
+    if n == 0 or text.null_count or len(char) != 1 or not isinstance(text, pa.Array):
+        return None
+    large = pa.types.is_large_string(text.type)
+    if not (large or pa.types.is_string(text.type)):
+        return None
+    _, offsets_buf, data_buf = text.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int64 if large else np.int32)[text.offset:text.offset + n + 1]
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or np.any(np.diff(offsets) != width):
+        return None
+    data = np.frombuffer(data_buf, np.uint8, count=width * n, offset=int(offsets[0]))
+    if data.max() >= 0x80:  # not ASCII: characters are not bytes
+        return None
+    rows = data.reshape(n, width).copy()
+    hidden = width - keep_first - keep_last
+    if hidden > 0:
+        rows[:, keep_first:width - keep_last] = char[0]
+    else:
+        rows[:, :] = char[0]
+    out_offsets = np.arange(n + 1, dtype=np.int64 if large else np.int32) * width
+    return pa.Array.from_buffers(text.type, n, [None, pa.py_buffer(out_offsets), pa.py_buffer(rows)])
 
 
 def partial(array: pa.Array, spec: MaskSpec) -> pa.Array:
