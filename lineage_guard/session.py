@@ -755,9 +755,11 @@ class GovernedSession:
                     sample: list[pa.RecordBatch] | None, floor: FloorCheck | None, progress) -> Iterator[None]:
         """Steps 7-8 for each batch read: mask, observe, write, count. Yields after each batch."""
         from .mask import mask_batch
+        from .mask.memo import TokenMemo
 
+        memo = TokenMemo()  # this read's only: a value seen in an earlier batch is not HMACed again
         for batch in batches:
-            masked = mask_batch(batch, specs, self.keyring)
+            masked = mask_batch(batch, specs, self.keyring, memo=memo)
             if floor is not None:
                 floor.observe(masked)
             sink.write(masked)

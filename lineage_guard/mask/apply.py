@@ -20,6 +20,7 @@ from ..errors import ConfigError, LineageGuardError, MaskingError
 from .format_preserving import format_preserving
 from .generalize import generalize
 from .keys import Keyring
+from .memo import TokenMemo
 from .params import checked
 from .pseudonymize import pseudonymize
 from .redact import null, partial, redact
@@ -98,14 +99,15 @@ def _mask(array: pa.Array, spec: MaskSpec, keyring: Keyring | None, subject: pa.
 
 
 def mask_batch(batch: pa.RecordBatch | pa.Table, specs: Mapping[int, MaskSpec],
-               keyring: Keyring | None = None) -> pa.RecordBatch | pa.Table:
+               keyring: Keyring | None = None, *, memo: TokenMemo | None = None) -> pa.RecordBatch | pa.Table:
     """Mask the columns of `batch` named by output POSITION (names can repeat); `drop` removes a column.
 
     A `shift_date` subject is the column at the spec's bound `subject` position (the planner
     binds it through lineage, never by name), read before any mask or drop, so a dropped
     patient id can still anchor its patients' date shifts. A spec naming a subject that is not
-    bound is refused. Columns not in `specs` pass through unchanged. Stateless: the same value
-    masks the same way in every batch.
+    bound is refused. Columns not in `specs` pass through unchanged. The same value masks the
+    same way in every batch; `memo` (one per read, `mask.memo.TokenMemo`) only saves re-computing
+    the tokens of values an earlier batch of the same read already had.
     """
     if not isinstance(batch, (pa.RecordBatch, pa.Table)):
         raise ConfigError(f"mask_batch takes a pyarrow RecordBatch or Table, not {type(batch).__name__}")
@@ -136,7 +138,11 @@ def mask_batch(batch: pa.RecordBatch | pa.Table, specs: Mapping[int, MaskSpec],
             # Binding by output name would let `SELECT 1 AS id, birth_date` give everyone one offset.
             raise ConfigError(f"shift_date subject {params['subject']!r} is not bound to an output position: "
                               f"the planner binds it through lineage (or give MaskSpec(subject=POSITION))")
-        masked = mask_array(column, spec, keyring, subject=subject)
+        if memo is not None and spec.method == "tokenize":
+            masked = memo.tokenize(position, column, spec, keyring,
+                                   lambda values, spec=spec: mask_array(values, spec, keyring))
+        else:
+            masked = mask_array(column, spec, keyring, subject=subject)
         arrays.append(masked)
         # Always nullable: masks may null values, and every batch must carry the same schema.
         fields.append(pa.field(field.name, masked.type, True, field.metadata))

@@ -1,0 +1,141 @@
+"""One read's memo of tokens: a value that comes back in a later batch is not HMACed again.
+
+Kernels already HMAC each distinct value of a batch once (dictionary-encode, transform, take).
+Across batches they start afresh, so a column whose values repeat over the read but not inside
+one batch (names, cities, customer ids in an orders table: 200,000 names over 1M rows, each batch
+of ~155,000 rows all distinct) pays an HMAC per row. `TokenMemo` keeps, for one read, the values
+already tokenized and their tokens, and only the values it has not seen go to the kernel.
+
+How (no Python per value): a direct-mapped table of `SLOTS` int32 entries indexed by the low bits
+of Polars' 64-bit hash of each value points at a remembered value; a row is a hit only when that
+value's bytes equal the row's (`pyarrow.compute.equal`), so a hash collision, an evicted slot or a
+crafted input can only cost an HMAC, never give a wrong token. The token of a hit is the token the
+kernel gave that same value (tokens depend on the value, spec and key alone), so the output is
+byte-identical to masking the batch on its own (tests/test_mask_memo.py checks against the kernel).
+
+Cost and when it is off: hashing, the slot look-up, the verify and one `take` cost ~10% of an HMAC
+per row, so the second batch decides: under `MIN_HIT_SHARE` of its rows already seen (an all-distinct
+column such as an email), the column is dropped from the memo and masked per batch as before. Small
+batches (under `MIN_ROWS`) never use it, so a small read never imports Polars.
+
+The memo holds the column's clear values in memory for the duration of one read (as the batches
+themselves do, no longer: the session makes one per read and drops it after), at most `MAX_VALUES`
+values per column; it is never written, logged or shared between reads, keyrings or specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .keys import Keyring
+from .spec import MaskSpec
+
+MIN_ROWS = 16_384          # below this a batch goes straight to the kernel (and Polars stays unloaded)
+MIN_HIT_SHARE = 0.2        # the second batch must find at least this share of its rows already seen
+SAMPLE = 16_384            # rows of the second batch that decide
+MAX_VALUES = 1 << 20       # values remembered per column; past it the memo still answers, adds nothing
+SLOTS = 1 << 21            # direct-mapped table size (a power of two; 8 MiB of int32 per column)
+_HASH_SEED = 0x6C67        # any fixed seed: the hash only picks a slot, equality decides
+
+
+def _memoizable(t: pa.DataType) -> bool:
+    # Exact byte/integer equality is value equality for these; floats (-0.0 == 0.0, NaN) are not.
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+
+
+@dataclass
+class _Column:
+    spec: MaskSpec
+    keyring: Keyring
+    type: pa.DataType
+    values: pa.Array          # remembered clear values (no nulls)
+    tokens: pa.Array          # tokens[i] is the kernel's token of values[i]
+    slots: np.ndarray = field(repr=False)
+    probed: bool = False
+    enabled: bool = True
+
+
+class TokenMemo:
+    """Per-read memo for `tokenize` columns, by output position (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._columns: dict[int, _Column] = {}
+
+    def tokenize(self, position: int, array: pa.Array, spec: MaskSpec, keyring: Keyring,
+                 kernel: Callable[[pa.Array], pa.Array]) -> pa.Array:
+        """`kernel(array)`, with the tokens of values seen in earlier batches of this read taken from the memo."""
+        if not isinstance(array, pa.Array) or len(array) < MIN_ROWS or not _memoizable(array.type):
+            return kernel(array)
+        state = self._columns.get(position)
+        if state is not None and (state.spec != spec or state.keyring is not keyring or state.type != array.type):
+            state = None  # another column's key or shape: never reuse its tokens
+        if state is None:
+            return self._first(position, array, spec, keyring, kernel)
+        if not state.enabled:
+            return kernel(array)
+        return self._probe(state, array, kernel)
+
+    def _first(self, position: int, array: pa.Array, spec: MaskSpec, keyring: Keyring, kernel) -> pa.Array:
+        out = kernel(array)
+        valid = _valid(array)
+        values, tokens = (array, out) if valid is None else (array.filter(valid), out.filter(valid))
+        state = _Column(spec, keyring, array.type, values, tokens, np.full(SLOTS, -1, dtype=np.int32))
+        state.slots[_slot(values)] = np.arange(len(values), dtype=np.int32)
+        self._columns[position] = state
+        return out
+
+    def _probe(self, state: _Column, array: pa.Array, kernel) -> pa.Array:
+        if not state.probed:  # the second batch decides, from a sample of its rows, whether values come back
+            state.probed = True
+            sample = array.slice(0, SAMPLE)
+            hit, _ = _lookup(state, sample)
+            if int(hit.sum()) < MIN_HIT_SHARE * (len(sample) - sample.null_count):
+                state.enabled = False
+                state.values = state.tokens = state.slots = None  # nothing kept that is not needed
+                return kernel(array)
+        hit, found = _lookup(state, array)
+        valid = _valid(array)
+        miss = ~hit if valid is None else valid & ~hit
+        index, tokens = found, state.tokens
+        if miss.any():
+            fresh = array.filter(pa.array(miss))
+            fresh_tokens = kernel(fresh)
+            base = len(state.values)
+            at = np.arange(base, base + len(fresh), dtype=np.int64)
+            index = np.where(hit, found, 0)
+            index[miss] = at
+            tokens = pa.concat_arrays([state.tokens, fresh_tokens])
+            if base + len(fresh) <= MAX_VALUES:
+                state.values = pa.concat_arrays([state.values, fresh])
+                state.tokens = tokens
+                state.slots[_slot(fresh)] = at.astype(np.int32)
+        elif valid is not None:
+            index = np.where(valid, found, 0)
+        return tokens.take(pa.array(index, mask=None if valid is None else ~valid))
+
+
+def _lookup(state: _Column, array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(hit per row, the remembered value's index per row): a hit is a row equal, byte for byte, to that value."""
+    found = state.slots[_slot(array)].astype(np.int64)
+    seen = found >= 0
+    if not len(state.values):  # nothing remembered yet (a first batch of nulls)
+        return np.zeros(len(array), dtype=bool), found
+    same = pc.equal(array, state.values.take(pa.array(np.where(seen, found, 0))))  # null rows: null
+    hit = seen & pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    return hit, found
+
+
+def _valid(array: pa.Array) -> np.ndarray | None:
+    return None if not array.null_count else array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _slot(array: pa.Array) -> np.ndarray:
+    import polars as pl
+
+    hashed = pl.Series(array).hash(seed=_HASH_SEED).to_numpy()
+    return (hashed & np.uint64(SLOTS - 1)).astype(np.intp)
