@@ -87,3 +87,17 @@ def test_sliced_and_all_null_batches():
     stream = [base.slice(3), base.slice(0, memo.MIN_ROWS + 5),
               pa.record_batch({n: pa.nulls(ROWS, base.schema.field(n).type) for n in base.schema.names}), base]
     assert_same_as_per_batch(stream)
+
+
+def test_the_slot_table_grows_and_the_byte_budget_holds(monkeypatch):
+    # Each batch overlaps the last by about half and brings 8,000 new names: the table must grow
+    # (every value re-slotted) without a wrong token, and a byte budget must stop remembering.
+    stream = [pa.record_batch({"name": pa.array([f"Name {i}" for i in range(8_000 * k, 8_000 * k + ROWS)])})
+              for k in range(6)]
+    spec = {0: MaskSpec("tokenize")}
+    state = assert_same_as_per_batch(stream, specs=spec)._columns[0]
+    # (a value whose slot another took is missed once more and remembered again: a duplicate, not an error)
+    assert len(set(state.values.to_pylist())) == ROWS + 5 * 8_000 and len(state.slots) >= 8 * (ROWS + 5 * 8_000)
+    monkeypatch.setattr(memo, "MAX_BYTES", 4 * 2**18 + 2 * 2**20)  # the first table (8x 17,384 values) + ~2 MiB
+    budget = assert_same_as_per_batch(stream, specs=spec)
+    assert budget._bytes <= memo.MAX_BYTES and len(budget._columns[0].values) < ROWS + 5 * 8_000

@@ -6,8 +6,8 @@ one batch (names, cities, customer ids in an orders table: 200,000 names over 1M
 of ~155,000 rows all distinct) pays an HMAC per row. `TokenMemo` keeps, for one read, the values
 already tokenized and their tokens, and only the values it has not seen go to the kernel.
 
-How (no Python per value): a direct-mapped table of `SLOTS` int32 entries indexed by the low bits
-of Polars' 64-bit hash of each value points at a remembered value; a row is a hit only when that
+How (no Python per value): a direct-mapped table of int32 entries (a power of two, at least 8x
+the values remembered, at most `SLOTS`) indexed by the low bits of Polars' 64-bit hash of each value points at a remembered value; a row is a hit only when that
 value's bytes equal the row's (`pyarrow.compute.equal`), so a hash collision, an evicted slot or a
 crafted input can only cost an HMAC, never give a wrong token. The token of a hit is the token the
 kernel gave that same value (tokens depend on the value, spec and key alone), so the output is
@@ -20,7 +20,7 @@ batches (under `MIN_ROWS`) never use it, so a small read never imports Polars.
 
 The memo holds the column's clear values in memory for the duration of one read (as the batches
 themselves do, no longer: the session makes one per read and drops it after), at most `MAX_VALUES`
-values per column; it is never written, logged or shared between reads, keyrings or specs.
+values per column and `MAX_BYTES` of values, tokens and slot tables over all columns; it is never written, logged or shared between reads, keyrings or specs.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ MIN_ROWS = 16_384          # below this a batch goes straight to the kernel (and
 MIN_HIT_SHARE = 0.2        # the second batch must find at least this share of its rows already seen
 SAMPLE = 16_384            # rows of the second batch that decide
 MAX_VALUES = 1 << 20       # values remembered per column; past it the memo still answers, adds nothing
-SLOTS = 1 << 21            # direct-mapped table size (a power of two; 8 MiB of int32 per column)
+MAX_BYTES = 256 << 20      # values + tokens remembered over all columns of one read
+SLOTS = 1 << 23            # largest slot table (32 MiB of int32, for 1M values; counted in MAX_BYTES)
 _HASH_SEED = 0x6C67        # any fixed seed: the hash only picks a slot, equality decides
 
 
@@ -65,6 +66,7 @@ class TokenMemo:
 
     def __init__(self) -> None:
         self._columns: dict[int, _Column] = {}
+        self._bytes = 0
 
     def tokenize(self, position: int, array: pa.Array, spec: MaskSpec, keyring: Keyring,
                  kernel: Callable[[pa.Array], pa.Array]) -> pa.Array:
@@ -84,8 +86,10 @@ class TokenMemo:
         out = kernel(array)
         valid = _valid(array)
         values, tokens = (array, out) if valid is None else (array.filter(valid), out.filter(valid))
-        state = _Column(spec, keyring, array.type, values, tokens, np.full(SLOTS, -1, dtype=np.int32))
-        state.slots[_slot(values)] = np.arange(len(values), dtype=np.int32)
+        if self._bytes + values.nbytes + tokens.nbytes + 4 * _table_size(len(values)) > MAX_BYTES:
+            return out  # no room: this column stays per batch (it is tried again on its next batch)
+        state = _Column(spec, keyring, array.type, values, tokens, _table(values))
+        self._bytes += _footprint(state)
         self._columns[position] = state
         return out
 
@@ -96,6 +100,7 @@ class TokenMemo:
             hit, _ = _lookup(state, sample)
             if int(hit.sum()) < MIN_HIT_SHARE * (len(sample) - sample.null_count):
                 state.enabled = False
+                self._bytes -= _footprint(state)
                 state.values = state.tokens = state.slots = None  # nothing kept that is not needed
                 return kernel(array)
         hit, found = _lookup(state, array)
@@ -110,18 +115,47 @@ class TokenMemo:
             index = np.where(hit, found, 0)
             index[miss] = at
             tokens = pa.concat_arrays([state.tokens, fresh_tokens])
-            if base + len(fresh) <= MAX_VALUES:
-                state.values = pa.concat_arrays([state.values, fresh])
-                state.tokens = tokens
-                state.slots[_slot(fresh)] = at.astype(np.int32)
+            self._remember(state, fresh, tokens, at)
         elif valid is not None:
             index = np.where(valid, found, 0)
         return tokens.take(pa.array(index, mask=None if valid is None else ~valid))
 
+    def _remember(self, state: _Column, fresh: pa.Array, tokens: pa.Array, at: np.ndarray) -> None:
+        """Add a batch's new values (their tokens already at the end of `tokens`), within both budgets."""
+        count = len(state.values) + len(fresh)
+        size = max(len(state.slots), _table_size(count))
+        added = fresh.nbytes + (tokens.nbytes - state.tokens.nbytes) + 4 * (size - len(state.slots))
+        if count > MAX_VALUES or self._bytes + added > MAX_BYTES:
+            return  # full: what is remembered still answers
+        self._bytes -= _footprint(state)
+        state.values = pa.concat_arrays([state.values, fresh])
+        state.tokens = tokens
+        if size > len(state.slots):
+            state.slots = _table(state.values)  # grown: every value slotted afresh
+        else:
+            state.slots[_slot(fresh, len(state.slots))] = at.astype(np.int32)
+        self._bytes += _footprint(state)
+
+
+def _footprint(state: _Column) -> int:
+    return state.values.nbytes + state.tokens.nbytes + state.slots.nbytes
+
+
+def _table_size(count: int) -> int:
+    # A direct-mapped table at most 1/8 full: ~6% of remembered values share a slot (and miss again).
+    return min(SLOTS, 1 << max(int(8 * count - 1).bit_length(), 10))
+
+
+def _table(values: pa.Array) -> np.ndarray:
+    """A slot table for `values`, each value slotted (where two share a slot, one is kept: the other only misses)."""
+    slots = np.full(_table_size(len(values)), -1, dtype=np.int32)
+    slots[_slot(values, len(slots))] = np.arange(len(values), dtype=np.int32)
+    return slots
+
 
 def _lookup(state: _Column, array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(hit per row, the remembered value's index per row): a hit is a row equal, byte for byte, to that value."""
-    found = state.slots[_slot(array)].astype(np.int64)
+    found = state.slots[_slot(array, len(state.slots))].astype(np.int64)
     seen = found >= 0
     if not len(state.values):  # nothing remembered yet (a first batch of nulls)
         return np.zeros(len(array), dtype=bool), found
@@ -134,8 +168,8 @@ def _valid(array: pa.Array) -> np.ndarray | None:
     return None if not array.null_count else array.is_valid().to_numpy(zero_copy_only=False)
 
 
-def _slot(array: pa.Array) -> np.ndarray:
+def _slot(array: pa.Array, size: int) -> np.ndarray:
     import polars as pl
 
     hashed = pl.Series(array).hash(seed=_HASH_SEED).to_numpy()
-    return (hashed & np.uint64(SLOTS - 1)).astype(np.intp)
+    return (hashed & np.uint64(size - 1)).astype(np.intp)
