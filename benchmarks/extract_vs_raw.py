@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/extract_vs_raw.py --rows 1000000 --rounds 3
     .venv/bin/python benchmarks/extract_vs_raw.py --rows 10000000 --rounds 1 --only raw,governed,duckdb
     .venv/bin/python benchmarks/extract_vs_raw.py --bench-python /tmp/benchvenv/bin/python ...   # presidio, duckdb
+    .venv/bin/python benchmarks/extract_vs_raw.py --only raw,governed --before main   # and main's governed
 
 The table (a scratch database, dropped after the run): id bigint, email, ssn, full_name,
 created_at timestamptz, amount numeric(12,2). Three columns are masked: email tokenize, ssn
@@ -27,6 +28,10 @@ presidio and duckdb are not project dependencies: they run under `--bench-python
 "duckdb==1.4.4" duckdb-ext-postgres pandas pyarrow sqlalchemy "psycopg[binary]"`). Without it they
 are left out and the table says so.
 
+`--before REF` adds `governed@REF`: the same governed extract run by REF's `lineage_guard/`
+(`git archive` to a temp folder, first on `PYTHONPATH`, same interpreter and packages, its own
+LINEAGE_GUARD_HOME), interleaved with the others, so a change is measured under the same load.
+
 Each run is a fresh child process; it times its own work after its imports (CPU = user + system
 of all its threads, `time.process_time`) and reports wall too. Rounds rotate the order of the
 contestants; ratios are per round, then the median. PostgreSQL's own CPU is not in any figure
@@ -42,6 +47,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -235,15 +241,30 @@ def child(kind: str, url: str, out: str, rows: int, sample: int) -> None:
 # -- the driver ------------------------------------------------------------------------------------------
 
 
-def run_child(python: str, kind: str, url: str, folder: str, rows: int, sample: int) -> dict:
+def run_child(python: str, kind: str, url: str, folder: str, rows: int, sample: int, tree: str | None = None) -> dict:
     env = dict(os.environ, LINEAGE_GUARD_HOME=folder)
+    if tree is not None:  # another commit's lineage_guard, ahead of this tree's editable install
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (tree, os.environ.get("PYTHONPATH")) if p)
+        env["LINEAGE_GUARD_HOME"] = os.path.join(folder, "home_before")
+        os.makedirs(env["LINEAGE_GUARD_HOME"], exist_ok=True)
     out = os.path.join(folder, f"{kind}.parquet")
-    proc = subprocess.run([python, __file__, "--child", kind, "--url", url, "--out", out, "--rows", str(rows),
+    proc = subprocess.run([python, __file__, "--child", "governed" if tree is not None else kind, "--url", url, "--out", out, "--rows", str(rows),
                            "--presidio-sample", str(sample)], capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     os.remove(out)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def export_tree(ref: str, folder: str) -> str:
+    """`lineage_guard/` of git REF, extracted to a folder to put first on PYTHONPATH."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = os.path.join(folder, "before.tar")
+    subprocess.run(["git", "-C", root, "archive", "-o", archive, ref, "lineage_guard"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(os.path.join(folder, "before"), filter="data")
+    os.remove(archive)
+    return os.path.join(folder, "before")
 
 
 def scratch_database(server_url: str, rows: int) -> tuple[str, str]:
@@ -273,6 +294,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(CONTESTANTS))
     parser.add_argument("--bench-python", default="", help="a venv's python with presidio-anonymizer and duckdb")
     parser.add_argument("--presidio-sample", type=int, default=50_000)
+    parser.add_argument("--before", help="a git ref whose governed extract runs alongside (governed@REF)")
     parser.add_argument("--url", default=os.environ.get("LINEAGE_GUARD_BENCH_POSTGRES_URL")
                         or os.environ.get("LINEAGE_GUARD_TEST_POSTGRES_URL") or DEFAULT_URL)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -284,17 +306,22 @@ def main() -> None:
     chosen = [c for c in CONTESTANTS if c in args.only.split(",")]
     skipped = [c for c in chosen if c in EXTERNAL and not args.bench_python]
     chosen = [c for c in chosen if c not in skipped]
+    before = f"governed@{args.before}" if args.before else None
+    if before:
+        chosen.insert(chosen.index("governed") + 1 if "governed" in chosen else len(chosen), before)
     os.environ.setdefault("LINEAGE_GUARD_MASTER_KEY", secrets.token_hex(32))  # throwaway, never printed
     load_before = os.getloadavg()
     name, url = scratch_database(args.url, args.rows)
     results: dict[str, list[dict]] = {c: [] for c in chosen}
     try:
         with tempfile.TemporaryDirectory(prefix="perf_bench_") as folder:
+            tree = export_tree(args.before, folder) if before else None
             for r in range(args.rounds):
                 order = chosen[r % len(chosen):] + chosen[:r % len(chosen)]
                 for kind in order:
                     python = args.bench_python if kind in EXTERNAL else sys.executable
-                    results[kind].append(run_child(python, kind, url, folder, args.rows, args.presidio_sample))
+                    results[kind].append(run_child(python, kind, url, folder, args.rows, args.presidio_sample,
+                                                   tree if kind == before else None))
                     print(f"  round {r + 1} {kind}: {results[kind][-1]}", file=sys.stderr)
     finally:
         drop_database(args.url, name)
@@ -322,6 +349,11 @@ def main() -> None:
         print(f"| {kind} | {statistics.median(r['cpu'] for r in runs):.2f} | "
               f"{statistics.median(r['wall'] for r in runs):.2f} | {ratio('cpu', raw)} | {ratio('wall', raw)} | "
               f"{vs_gov[0]} | {vs_gov[1]} | {statistics.median(r['bytes'] for r in runs) / 2**20:.1f} | {note} |")
+    if before and gov:
+        for metric in ("cpu", "wall"):
+            paired = [a[metric] / b[metric] for a, b in zip(gov, results[before], strict=True)]
+            print(f"\ngoverned / {before} {metric}, per round: " + ", ".join(f"{x:.2f}" for x in paired)
+                  + f" (median {statistics.median(paired):.2f})")
     if skipped:
         print(f"\nnot run: {', '.join(skipped)} (give --bench-python, a venv with presidio-anonymizer and duckdb)")
 
