@@ -60,10 +60,48 @@ def plan(
     """
     identity = policy.resolve_identity(identity)
     analysis = analyze(sql, catalog)
-    if detect is not None and analysis.tables_read and not analysis.violations:
-        detected = {**(detected or {}), **detect(analysis.tables_read)}
+    # The tables written are judged with their detected labels as much as the tables read: a write into a
+    # detected column is a chosen plaintext under its classification's key (INSERT ... VALUES reads nothing).
+    # The tables their foreign keys reference too, whose labels the keys carry (_through_foreign_keys).
+    touched = _with_referenced((*analysis.tables_read, *analysis.tables_written), catalog)
+    if detect is not None and touched and not analysis.violations:
+        detected = {**(detected or {}), **detect(touched)}
     return decide(analysis, policy=policy, identity=identity, purpose=purpose, environment=environment,
-                  labels=sensitive_labels(policy, detected), catalog=catalog)
+                  labels=_through_foreign_keys(sensitive_labels(policy, detected), catalog), catalog=catalog)
+
+
+def _with_referenced(tables: Sequence[TableRef], catalog: Catalog) -> tuple[TableRef, ...]:
+    """`tables` and the tables their foreign keys reference (one level: what `_through_foreign_keys` reads)."""
+    out = dict.fromkeys(tables)
+    for t in tables:
+        rel = catalog.relation(t.table, t.schema)
+        for _own, schema, table, _col in (rel.references if rel is not None else ()):
+            out.setdefault(TableRef(schema, table))
+    return tuple(out)
+
+
+def _through_foreign_keys(labels: Mapping[ColumnRef, str], catalog: Catalog) -> dict[ColumnRef, str]:
+    """`labels` plus, for a column that references a labelled one by a foreign key and has no label of its own,
+    the referenced column's label.
+
+    A referencing column holds only values of the referenced one (the key guarantees it), so it is that
+    data: read in the clear it shows them, and written with a chosen value its check says whether that
+    value exists (`tax_forms.filer REFERENCES customers (ssn)` confirms a guessed SSN). Declared and
+    detected labels win; chains of keys are followed to a fixed point.
+    """
+    out = dict(labels)
+    if not out:
+        return out
+    edges = [(ColumnRef(rel.schema, rel.name, own), ColumnRef(schema, table, col))
+             for rel in catalog.relations.values() for own, schema, table, col in rel.references]
+    changed = bool(edges)
+    while changed:
+        changed = False
+        for own, ref in edges:
+            if own not in out and ref in out:
+                out[own] = out[ref]
+                changed = True
+    return out
 
 
 def decide(
@@ -93,7 +131,7 @@ def decide(
         flow = _write_flow(analysis, policy, identity, purpose, labels, catalog)
         if flow.denials:
             return _deny(analysis, flow.denials, labels, policy, identity, purpose)
-        probes = _key_probes(analysis, policy, identity, purpose, catalog)
+        probes = _key_probes(analysis, labels, policy, identity, purpose, catalog)
         analysis, denied = _row_filtered(analysis, policy, identity, purpose, catalog)
         if denied or probes:
             return _deny(analysis, denied + probes, labels, policy, identity, purpose)
@@ -199,15 +237,17 @@ def _hides_equality(hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnR
     return frozenset(out)
 
 
-def _key_probes(analysis: Analysis, policy: Policy, identity: Identity, purpose: str,
+def _key_probes(analysis: Analysis, labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity, purpose: str,
                 catalog: Catalog | None) -> list[str]:
-    """A write's unique and foreign-key checks over rows this identity's row filters hide (write_rule.key_probes)."""
-    if not policy.row_filters:
-        return []
-    from .write_rule import key_probes
+    """A write's unique and foreign-key checks over rows this identity's row filters hide or values it may not
+    see (write_rule.key_probes, write_rule.parent_key_checks)."""
+    from .write_rule import key_probes, parent_key_checks
 
-    filtered = frozenset(f.table for f in policy.row_filters_for(identity, purpose))
-    return key_probes(analysis, catalog or Catalog(), filtered)
+    catalog = catalog or Catalog()
+    filtered = frozenset(f.table for f in policy.row_filters_for(identity, purpose)) if policy.row_filters else frozenset()
+    hidden, _ = _hidden(labels, policy, identity, purpose)
+    return (key_probes(analysis, catalog, filtered) if filtered else []) + parent_key_checks(
+        analysis, catalog, filtered, hidden)
 
 
 def _row_filtered(analysis: Analysis, policy: Policy, identity: Identity, purpose: str,

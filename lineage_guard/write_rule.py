@@ -184,6 +184,68 @@ def key_probes(analysis: Analysis, catalog: Catalog, filtered: frozenset[TableRe
     return list(dict.fromkeys(out))
 
 
+def parent_key_checks(analysis: Analysis, catalog: Catalog, filtered: frozenset[TableRef],
+                      hidden: Mapping[ColumnRef, str]) -> list[str]:
+    """Deny reasons for a DELETE, or a change of a referenced key, under which a foreign key acts on hidden rows.
+
+    Deleting customer k, or changing its id, runs every foreign key that references customers.id over
+    all the referencing rows, not the ones the writer sees: NO ACTION / RESTRICT fails exactly when a
+    row the writer's row filter hides (or whose referencing value is masked for it) names k, and
+    CASCADE / SET NULL / SET DEFAULT change such rows. So while a referencing table is row-filtered,
+    or its referencing column masked, for this writer, the referenced table's rows are not deleted and
+    its referenced columns not changed.
+
+    >>> cat = Catalog.from_ddl_text("CREATE TABLE c (id int PRIMARY KEY, plan text); "
+    ...                             "CREATE TABLE o (id int, cid int REFERENCES c (id))")
+    >>> parent_key_checks(analyze("DELETE FROM c WHERE id = 7", cat), cat, frozenset({TableRef("public", "o")}), {})[0][:46]
+    'deleting rows of public.c runs the foreign key'
+    >>> parent_key_checks(analyze("UPDATE c SET plan = 'x' WHERE id = 7", cat), cat, frozenset({TableRef("public", "o")}), {})
+    []
+    """
+    if analysis.tree is None or not analysis.tables_written or (not filtered and not hidden):
+        return []
+    changed = _keys_changed(analysis.tree)
+    if changed is not None and not changed:
+        return []
+    out: list[str] = []
+    for written in analysis.tables_written:
+        for rel in catalog.relations.values():
+            for own, schema, table, col in rel.references:
+                if (schema, table) != (written.schema, written.table) or (changed is not None and col not in changed):
+                    continue
+                child = ColumnRef(rel.schema, rel.name, own)
+                if TableRef(rel.schema, rel.name) not in filtered and child not in hidden:
+                    continue
+                why = "your row filter hides rows of it" if child not in hidden else "its values are masked for you"
+                doing = "deleting rows of" if changed is None else f"changing {col} of"
+                out.append(f"{doing} {written} runs the foreign key {child} -> {written}.{col} over every row of "
+                           f"{rel.schema}.{rel.name}, and {why}: its error would say whether such a row names the "
+                           "key, and a cascade would change rows you cannot see")
+    return list(dict.fromkeys(out))
+
+
+def _keys_changed(node) -> set[str] | None:
+    """Columns a write sets in existing rows ({} for a plain INSERT); None when it may delete rows (or is not modelled)."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Insert):
+        conflict = node.args.get("conflict")
+        if conflict is None or "UPDATE" not in str(conflict.args.get("action") or "").upper():
+            return set()
+        sets = conflict.args.get("expressions") or []
+    elif isinstance(node, exp.Update):
+        sets = node.expressions
+    else:
+        return None   # DELETE, MERGE (may delete), anything else: every referenced key is in play
+    out: set[str] = set()
+    for eq in sets:
+        left = eq.this if isinstance(eq, exp.EQ) else None
+        if not isinstance(left, exp.Column):
+            return None
+        out.add(left.name)
+    return out
+
+
 def _updates(node) -> bool:
     """Whether a write changes existing rows (so row-local checks run on their stored, hidden values)."""
     from sqlglot import exp

@@ -294,7 +294,8 @@ class Catalog:
             own = {c for c, _ in cols}
             cols = [c for c in dict.fromkeys(inherited) if c[0] not in own] + cols  # INHERITS: parents' first
             self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying), parents,
-                              tuple(generated), tuple(checks)))
+                              tuple(generated), tuple(checks) + _unique_keys(target),
+                              references=self._references(target)))
         elif kind == "TABLE" and node.expression is None and (parents := _parents(node, self.search_path[0])):
             # `CREATE TABLE c PARTITION OF p ...`: the partition has its parent's columns.
             parent = self.relations.get(parents[0])
@@ -336,9 +337,43 @@ class Catalog:
             dataclasses.replace(_check(c, None), kind="unvalidated" if node.args.get("not_valid") else "check")
             for action in node.args.get("actions") or [] if isinstance(action, exp.AddConstraint)
             for c in action.find_all(exp.CheckColumnConstraint)]
+        added = [a for a in node.args.get("actions") or [] if isinstance(a, exp.AddConstraint)]
+        uniques = tuple(u for a in added for u in _unique_keys(a))
+        references = tuple(r for a in added for r in self._references(a))
+        identifying |= {next(iter(u.columns)) for u in uniques if u.columns and len(u.columns) == 1}
+        identifying |= {own for own, *_ in references}
         del self.relations[key]
         self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying),
-                          rel.parents, tuple(generated.items()), rel.on_write + tuple(checks), rel.triggers))
+                          rel.parents, tuple(generated.items()), rel.on_write + tuple(checks) + uniques, rel.triggers,
+                          rel.references + references))
+
+    def _references(self, node: exp.Expression) -> tuple[tuple[str, str, str, str], ...]:
+        """Single-column foreign keys declared in `node` (a CREATE TABLE's column list, an ADD CONSTRAINT):
+        (column, referenced schema, table, column), as the live catalog's `references`.
+
+        `REFERENCES t` without a column names t's primary key: taken when t is known with one identifying column.
+        """
+        out = []
+        pairs: list[tuple[list[str], exp.Reference]] = []
+        for col in node.find_all(exp.ColumnDef):
+            for c in col.constraints:
+                if isinstance(c.args.get("kind"), exp.Reference):
+                    pairs.append(([col.name], c.args["kind"]))
+        for fk in node.find_all(exp.ForeignKey):
+            if isinstance(fk.args.get("reference"), exp.Reference):
+                pairs.append(([e.name for e in fk.expressions], fk.args["reference"]))
+        for owns, ref in pairs:
+            target = ref.this
+            table = target.this if isinstance(target, exp.Schema) else target
+            if len(owns) != 1 or not isinstance(table, exp.Table):
+                continue
+            schema = table.db or self.search_path[0]
+            cols = [e.name for e in target.expressions] if isinstance(target, exp.Schema) else []
+            if not cols and (parent := self.relations.get((schema, table.name))) and len(parent.identifying) == 1:
+                cols = list(parent.identifying)
+            if len(cols) == 1:
+                out.append((owns[0], schema, table.name, cols[0]))
+        return tuple(dict.fromkeys(out))
 
     def _load_attached(self, node: exp.Create, kind: str) -> None:
         """CREATE INDEX / CREATE TRIGGER: what a write to the table also runs (a trigger body is opaque)."""
@@ -448,6 +483,24 @@ def _parents(node: exp.Create, default_schema: str) -> tuple[tuple[str, str], ..
 
 
 _IDENTIFYING = (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint, exp.Reference)
+
+
+def _unique_keys(node: exp.Expression) -> tuple[OnWrite, ...]:
+    """PRIMARY KEY / UNIQUE keys declared in `node` (a CREATE TABLE's column list, an ADD CONSTRAINT), as the
+    live catalog's unique indexes: each compares a written row with every other row."""
+    out = []
+    for col in node.find_all(exp.ColumnDef):
+        if any(isinstance(c.args.get("kind"), (exp.PrimaryKeyColumnConstraint, exp.UniqueColumnConstraint))
+               for c in col.constraints):
+            out.append(OnWrite("unique", f"key ({col.name})", frozenset({col.name})))
+    for key in [*node.find_all(exp.PrimaryKey), *node.find_all(exp.UniqueColumnConstraint)]:
+        if isinstance(key, exp.UniqueColumnConstraint) and not isinstance(key.this, exp.Schema):
+            continue   # a column's own UNIQUE: above
+        names = [e.name for e in (key.this.expressions if isinstance(key, exp.UniqueColumnConstraint)
+                                  else key.expressions)]
+        if names:
+            out.append(OnWrite("unique", f"key ({', '.join(names)})", frozenset(names)))
+    return tuple(dict.fromkeys(out))
 
 
 def split_statements(text: str) -> list[str]:
