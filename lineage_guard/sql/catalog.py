@@ -57,6 +57,10 @@ class Relation:
     triggers: tuple[str, ...] = ()
     # Single-column foreign keys: (column, referenced schema, referenced table, referenced column).
     references: tuple[tuple[str, str, str, str], ...] = ()
+    # Each column's type without its modifier, as format_type(atttypid, NULL) names it with only pg_catalog
+    # on the search_path ("integer", "text", a user type schema-qualified): what operator lookup matches
+    # (sql/pushdown.py). Empty for an offline catalog: then no caller qual is pushed into a row filter.
+    base_types: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -147,6 +151,14 @@ class Catalog:
     functions: dict[str, list[Function]] = field(default_factory=dict)
     search_path: tuple[str, ...] = ("public",)
     source: str = "ddl"
+    # (operator name, left type, right type) of every pg_catalog comparison operator whose function the
+    # server marks LEAKPROOF (pg_proc.proleakproof), types named as `Relation.base_types` names them.
+    # None: not read (an offline catalog), so nothing is known to be leakproof (sql/pushdown.py).
+    leakproof_operators: frozenset[tuple[str, str, str]] | None = None
+
+    def leakproof(self, operator: str, left: str, right: str) -> bool:
+        """Whether pg_catalog's `left operator right` exists and its function is LEAKPROOF on this server."""
+        return self.leakproof_operators is not None and (operator, left, right) in self.leakproof_operators
 
     def add(self, item: Relation | Function) -> None:
         if isinstance(item, Relation):
@@ -188,9 +200,11 @@ class Catalog:
         cat = cls(search_path=tuple(search_path), source="postgres")
         # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
         # view definitions name their schemas and resolve the same under any pinned path.
-        rows, funcs = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, search_path="pg_catalog")
+        rows, funcs, operators = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, _LEAKPROOF_OPERATORS_SQL,
+                                              search_path="pg_catalog")
+        cat.leakproof_operators = frozenset((o, left, right) for o, left, right in operators)
         for (schema, name, relkind, columns, definition, identifying, parents, generated, on_write, triggers,
-             references) in rows:
+             references, base_types) in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
                              _strip_semicolon(definition), frozenset(identifying or ()),
@@ -198,7 +212,8 @@ class Catalog:
                              tuple((g[0], g[1]) for g in generated or []),
                              tuple(OnWrite(w[0], w[1], frozenset(w[2].split(",")) if w[2] else frozenset())
                                    for w in on_write or []),
-                             tuple(triggers or ()), tuple((r[0], r[1], r[2], r[3]) for r in references or [])))
+                             tuple(triggers or ()), tuple((r[0], r[1], r[2], r[3]) for r in references or []),
+                             tuple((c, t) for c, t in base_types or [])))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -611,10 +626,24 @@ SELECT n.nspname, c.relname, c.relkind,
                JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
                JOIN pg_class rc ON rc.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
                JOIN pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = k.confkey[1]
-              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1)
+              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1),
+       (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, NULL)] ORDER BY a.attnum)
+          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+"""
+
+# Reads run with search_path = pg_catalog, <schema>, pg_temp, so for an exact argument-type match the
+# server takes pg_catalog's operator over any of the same name and types elsewhere (PostgreSQL's operator
+# resolution, step 2: an exact match is used as is). Only those are listed; the one the server would take
+# for other types is not worked out here, so a qual needing a cast or another schema's operator is not
+# pushed. Only a superuser can mark a function LEAKPROOF or put an operator in pg_catalog.
+_LEAKPROOF_OPERATORS_SQL = """
+SELECT o.oprname::text, format_type(o.oprleft, NULL), format_type(o.oprright, NULL)
+  FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+ WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprkind = 'b' AND p.proleakproof
+   AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=')
 """
 
 _FUNCTIONS_SQL = """

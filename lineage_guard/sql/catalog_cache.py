@@ -7,7 +7,9 @@ session per request. So the loaded `Catalog` is kept per (URL, search path) toge
 
 The schema version is one cheap query (`SCHEMA_VERSION_SQL`): an md5 over the oid and `xmin`
 of every user-schema row in pg_namespace, pg_class, pg_attribute, pg_rewrite (view bodies),
-pg_index, pg_constraint, pg_trigger, pg_inherits and pg_proc. Any DDL that changes what the catalog holds
+pg_index, pg_constraint, pg_trigger, pg_inherits and pg_proc, and the pg_catalog operators
+whose function is LEAKPROOF (which caller quals may be pushed into a row filter, sql/pushdown.py:
+a superuser's ALTER FUNCTION ... [NOT] LEAKPROOF changes that set). Any DDL that changes what the catalog holds
 writes a new version of one of those rows (ALTER TABLE ADD/DROP/ALTER COLUMN, RENAME, CREATE OR
 REPLACE VIEW, CREATE FUNCTION, new index or key), and a new row version has a new `xmin`, so
 the hash changes. Why this and not an event trigger: a trigger needs superuser to install and
@@ -52,6 +54,9 @@ SELECT md5(string_agg(part, ',' ORDER BY part)) FROM (
     UNION ALL SELECT 'h' || h.inhrelid || '.' || h.inhparent || ':' || h.xmin
                 FROM pg_inherits h JOIN rels r ON r.oid = h.inhrelid
     UNION ALL SELECT 'p' || p.oid || ':' || p.xmin FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+    UNION ALL SELECT 'l' || md5(string_agg(o.oid || ':' || o.oprcode::oid, ',' ORDER BY o.oid))
+                FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+               WHERE p.proleakproof AND o.oprnamespace = 'pg_catalog'::regnamespace
 ) AS parts(part)
 """
 

@@ -8,7 +8,10 @@ CTEs, set-operation branches, LATERAL, scalar subqueries, the body of a view it 
     (SELECT <its columns> FROM <table> AS _lg_rfN WHERE <predicate> OFFSET 0) AS <the reference's alias>
 
 so the reference keeps its alias and columns and every outer clause sees only the filtered rows
-(outer joins included: the filter applies before the join, not after it). UPDATE and DELETE get the
+(outer joins included: the filter applies before the join, not after it). `OFFSET 0` fences it: no
+caller qual runs on a row the filter rejects, except the caller's WHERE terms that call only
+LEAKPROOF comparisons on this table's columns (sql/pushdown.py), which are also copied inside next
+to the filter so an index can serve them. UPDATE and DELETE get the
 predicate ANDed to their WHERE, scoped to the target's alias. Identity attributes become `$n`
 parameters numbered after the caller's own; their values travel with the execution's parameters and
 never appear in the statement text.
@@ -407,12 +410,48 @@ class _Rewriter:
         rel = self._relation(t)
         listed = [exp.column(name, table=inner_alias.copy(), quoted=True) for name, _ in rel.columns] \
             if rel is not None and rel.columns else [exp.Star()]
-        select = exp.Select(expressions=listed).from_(inner, copy=False).where(predicate, copy=False).offset(0)
+        # The caller's leakproof conjuncts also run inside, next to the filter, so an index can serve them;
+        # any other stays outside the fence only (sql/pushdown.py says why that is safe).
+        pushed = self._pushdown(t, rel, outer_alias, inner_alias)
+        condition = exp.and_(predicate, *pushed, copy=False) if pushed else predicate
+        select = exp.Select(expressions=listed).from_(inner, copy=False).where(condition, copy=False).offset(0)
         wrapper = exp.Subquery(this=select, alias=outer_alias)
         if joins:
             wrapper.set("joins", joins)
         t.replace(wrapper)
         self.counts[ref] = self.counts.get(ref, 0) + 1
+
+    def _pushdown(self, t: exp.Table, rel: Relation | None, outer_alias: exp.TableAlias,
+                  inner_alias: exp.Identifier) -> list[exp.Expression]:
+        """Copies of the leakproof conjuncts of the WHERE of the SELECT that reads `t`, over the inner alias.
+
+        Only where filtering `t` first is the same as filtering after the joins: `t` is the FROM item or an
+        inner join, and no later join is RIGHT or FULL (which would add NULL rows for `t`). Its columns
+        must keep their names (no `AS x(a, b)`) and unqualified names must mean `t` (no joins at all).
+        """
+        from .pushdown import pushable, retarget
+
+        if rel is None or not rel.base_types or self.catalog.leakproof_operators is None:
+            return []  # nothing known to be leakproof: fence only (fail closed)
+        holder = t.parent
+        select = holder.parent if holder is not None else None
+        if outer_alias.columns or t.args.get("joins") or not isinstance(select, exp.Select):
+            return []
+        where = select.args.get("where")
+        joins = list(select.args.get("joins") or [])
+        if where is None:
+            return []
+        if isinstance(holder, exp.From) and (select.args.get("from_") or select.args.get("from")) is holder:
+            later = joins
+        elif isinstance(holder, exp.Join) and any(j is holder for j in joins) and not holder.side:
+            later = joins[next(i for i, j in enumerate(joins) if j is holder) + 1:]
+        else:
+            return []
+        if any(j.side in ("RIGHT", "FULL") for j in later):
+            return []
+        found = pushable(where.this, dict(rel.base_types), _ident(outer_alias.this), not joins,
+                         self.catalog.leakproof)
+        return [retarget(c, inner_alias) for c in found]
 
     def _inline(self, t: exp.Table, rel: Relation, depth: int) -> None:
         label = f"{rel.schema}.{rel.name}"
