@@ -61,10 +61,12 @@ def _declared_output(output: str | None) -> list:
 def operator_lineage(runs: Sequence[RunRecord], output: str | None = None, event_type: str = "COMPLETE"):
     """One `OperatorLineage` for all `runs` of a task.
 
-    `event_type` is START, COMPLETE or FAIL (the provider's event this lineage goes into). Only
-    START names the declared `output` before anything ran (the rendered target the task means to
-    write); COMPLETE and FAIL name only what the runs wrote, so a denied or failed task, or one whose
-    template did not render, names no file that was never written.
+    `event_type` is START, COMPLETE or FAIL (the provider's event this lineage goes into). START
+    names the declared `output` before anything ran (the rendered target the task means to write);
+    COMPLETE names what the runs wrote. A FAIL repeats the declared output only when a read was
+    allowed and then failed (a fault a retry repairs: a terminal event repeats its START's outputs, or
+    Marquez drops the job's edge to the file); a denied task, one waiting for approval, or one whose
+    template did not render names no file.
     """
     from airflow.providers.openlineage.extractors import OperatorLineage
 
@@ -80,10 +82,15 @@ def operator_lineage(runs: Sequence[RunRecord], output: str | None = None, event
             outputs[(dataset.namespace, dataset.name)] = dataset
         run_facets.update(parts.get("run_facets") or {})  # the last statement's facets describe the task's end
         job_facets.update(parts.get("job_facets") or {})
-    if not outputs and event_type == "START":
+    if not outputs and (event_type == "START" or (event_type == "FAIL" and _allowed_then_failed(runs))):
         outputs = {(d.namespace, d.name): d for d in _declared_output(output)}
     return OperatorLineage(inputs=list(inputs.values()), outputs=list(outputs.values()),
                            run_facets=run_facets, job_facets=job_facets)
+
+
+def _allowed_then_failed(runs: Sequence[RunRecord]) -> bool:
+    # An approved run keeps its needs_approval decision; its approval id says it was let through.
+    return any(run.outcome == "failed" and (run.decision.allowed or run.approval_id is not None) for run in runs)
 
 
 def _local_dataset(path: str) -> tuple[str, str]:

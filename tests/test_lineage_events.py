@@ -308,3 +308,23 @@ def test_an_approved_run_names_its_output_and_a_waiting_or_denied_one_does_not()
     for outcome in ("needs_approval", "denied"):
         assert build_event(sample_run(decision=needs, approval_id="req-1", outcome=outcome), "FAIL")["outputs"] == []
     assert build_event(sample_run(decision=needs, approval_id=None, outcome="success"), "COMPLETE")["outputs"] == []  # never approved
+
+
+@pytest.mark.parametrize(("action", "approval_id", "outcome", "names_output"), [
+    ("allow", None, "failed", True),                  # allowed, then a fault: FAIL repeats START's output
+    ("needs_approval", "req-1", "failed", True),      # approved, then a fault
+    ("deny", None, "denied", False),                  # denied: no file was ever meant to be written
+    ("needs_approval", "req-1", "needs_approval", False),
+])
+def test_plain_operator_fail_repeats_the_declared_output_only_after_an_allowed_read(action, approval_id, outcome,
+                                                                                     names_output):
+    require("airflow", "airflow")
+    from lineage_guard.operators.lineage import operator_lineage
+
+    declared = "/data/out/patients.parquet"   # the sample run's sink
+    run = sample_run(decision=replace(sample_run().decision, action=action), approval_id=approval_id,
+                     outcome=outcome)
+    run.sink = None   # it failed before its sink opened (a source error, a cut connection)
+    assert [d.name for d in operator_lineage([], declared, "START").outputs] == [declared]
+    assert [d.name for d in operator_lineage([run], declared, "FAIL").outputs] == ([declared] if names_output else [])
+    assert operator_lineage([], declared, "FAIL").outputs == []   # the template never rendered, nothing ran
