@@ -28,9 +28,10 @@ with needs_extra("lineage_guard.client (the thin client of lineage-guard serve)"
         RemoteSession,
         RemoteWriteResult,
         ServiceError,
+        ServiceUnavailable,
         UnknownTicket,
         connect,
     )
 
 __all__ = ["InvalidRequest", "NotAuthenticated", "RemoteColumn", "RemoteExtractResult", "RemotePlan",
-           "RemoteSession", "RemoteWriteResult", "ServiceError", "UnknownTicket", "connect"]
+           "RemoteSession", "RemoteWriteResult", "ServiceError", "ServiceUnavailable", "UnknownTicket", "connect"]

@@ -20,6 +20,7 @@ from pyarrow import flight
 
 from ..errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from ..service import flightsql as fs
+from .waits import DEFAULT_KEEPALIVE_S, DEFAULT_TIMEOUT_S, IdleWatch, Stalled, keepalive_options, opened
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -36,6 +37,12 @@ class ServiceError(LineageGuardError):
 
 class NotAuthenticated(ServiceError):
     """The server did not accept the credential (missing, expired, forged, for another audience...)."""
+
+
+class ServiceUnavailable(ServiceError):
+    """The connection to the service failed or stalled (reset, unreachable, no answer to keepalive pings,
+    no message within the idle timeout, the server draining): a fault, not a refusal, so retrying the call
+    (an orchestrator's retry of the task or partition) may succeed."""
 
 
 class InvalidRequest(ServiceError, ConfigError):
@@ -194,6 +201,8 @@ def _error(exc: flight.FlightError) -> LineageGuardError:
         error = InvalidRequest(message)
     elif kind == "not_found":
         error = UnknownTicket(message)
+    elif kind is None and isinstance(exc, (flight.FlightUnavailableError, flight.FlightTimedOutError)):
+        error = ServiceUnavailable(f"the service connection failed: {message}; the call may be retried")
     else:
         error = ServiceError(message)
     error.lineage = info.get("lineage")   # the refused run's lineage parts (when the run context was sent)
@@ -216,14 +225,24 @@ class RemoteSession:
     `approval_run`, `approval_context`) is sent with every call: the server's runs name that run as
     their parent, approvals bind to it, and each receipt or refusal brings back the run's OpenLineage
     parts, collected in `lineage` (for the orchestrator's own events).
+    `timeout_s` bounds every wait for the service's next message (default 900 s; `None`: unbounded): a
+    unary call must be answered within it, a stream must bring its next batch within it, so an honest
+    long stream with data flowing is never cut. `keepalive_s` is the HTTP/2 ping interval while a call
+    is open (default 60 s; `None`: off): a dead connection fails within about `keepalive_s` + 20 s. Both
+    end a stalled call in `ServiceUnavailable` (retriable), never a hang (see `lineage_guard.client.waits`).
     """
 
     def __init__(self, url: str, *, purpose: str, token: str | None = None,
                  token_file: str | os.PathLike | None = None, tls_root_certs: bytes | str | os.PathLike | None = None,
                  client_cert: bytes | str | os.PathLike | None = None, client_key: bytes | str | os.PathLike | None = None,
-                 timeout_s: float | None = None, run_context: dict | None = None):
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S, keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
+                 run_context: dict | None = None):
         if not purpose:
             raise ConfigError("a purpose is required: say why the data is read (e.g. purpose='ai_training')")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ConfigError(f"timeout_s must be positive seconds (or None for no bound), got {timeout_s!r}")
+        if keepalive_s is not None and not keepalive_s > 0:
+            raise ConfigError(f"keepalive_s must be positive seconds (or None for no keepalive), got {keepalive_s!r}")
         self.url = url
         self.purpose = purpose
         client_cert, client_key = _pem(client_cert), _pem(client_key)
@@ -240,7 +259,7 @@ class RemoteSession:
                 raise ConfigError("client_cert= needs client_key= (PEM)")
             kwargs.update(cert_chain=client_cert, private_key=client_key)
             self._proof = _CertificateProof(client_cert, client_key)
-        self._client = flight.FlightClient(url, **kwargs)
+        self._client = flight.FlightClient(url, generic_options=keepalive_options(keepalive_s), **kwargs)
         self._timeout = timeout_s
         self.last_receipts: list[StreamReceipt] = []
         self.lineage: list[dict] = []
@@ -256,15 +275,29 @@ class RemoteSession:
     def close(self) -> None:
         self._client.close()
 
-    def _options(self, extra: Sequence[tuple[bytes, bytes]] = ()) -> flight.FlightCallOptions:
+    def _options(self, extra: Sequence[tuple[bytes, bytes]] = (), *, stream: bool = False) -> flight.FlightCallOptions:
+        """A call's options. A unary call's first answer is its whole answer: `timeout_s` is its gRPC deadline.
+        A stream (`stream=True`) gets none, a deadline would cut it however well data flows: its waits
+        are bounded one message at a time (`_watch`)."""
         proof = self._proof.headers() if self._proof is not None else []
-        return flight.FlightCallOptions(timeout=self._timeout, headers=[
+        return flight.FlightCallOptions(timeout=None if stream else self._timeout, headers=[
             *self._credential.headers(), *proof, (PURPOSE_HEADER.encode(), self.purpose.encode()), *self._run_header,
             *extra])
+
+    def _watch(self, cancel) -> IdleWatch:
+        """The idle bound of one stream: each read (or write) must complete within `timeout_s`."""
+        return IdleWatch(self._timeout, cancel)
+
+    def _open_stream(self, open_call):
+        """Open a DoGet (it returns once the first message is in), bounded by `timeout_s` like every wait."""
+        return opened(self._timeout, open_call, abandon=lambda reader: reader.cancel())
 
     def _call(self, fn):
         try:
             return fn()
+        except Stalled as exc:
+            raise ServiceUnavailable(f"{exc} (timeout_s): the stream stalled and was cancelled; the call may be "
+                                     "retried") from None
         except flight.FlightError as exc:
             error = _error(exc)
             if getattr(error, "lineage", None):
@@ -434,30 +467,32 @@ class RemoteSession:
         schema = schema or (first.schema if first is not None else None)
         if schema is None:
             raise ConfigError("mask_batches: no batch and no schema= given; nothing to mask")
-        writer, reader = self._call(lambda: self._client.do_exchange(descriptor, self._options()))
+        writer, reader = self._call(lambda: self._client.do_exchange(descriptor, self._options(stream=True)))
+        watch = self._watch(reader.cancel)   # a write blocks too when the server stops reading
         try:
-            self._call(lambda: writer.begin(schema))
+            self._call(lambda: watch.wait(lambda: writer.begin(schema)))
             for batch in _chain([first] if first is not None else [], batches):
-                self._call(lambda b=batch: writer.write_batch(b))
-                yield from self._exchanged(reader, receipt, until_data=True)   # one masked batch per batch sent
-            self._call(writer.done_writing)
-            yield from self._exchanged(reader, receipt, until_data=False)
+                self._call(lambda b=batch: watch.wait(lambda: writer.write_batch(b)))
+                yield from self._exchanged(reader, receipt, watch, until_data=True)   # one masked batch per batch sent
+            self._call(lambda: watch.wait(writer.done_writing))
+            yield from self._exchanged(reader, receipt, watch, until_data=False)
         except BaseException:
             try:
                 writer.close()
             except flight.FlightError:
                 pass   # the call already failed with the server's reason, raised here
             raise
-        self._call(writer.close)
+        self._call(lambda: watch.wait(writer.close))
         if not receipt.receipt_id:
             raise ServiceError("the exchange ended without a ledger receipt; discard what was received")
         self.last_receipts = [receipt]
 
-    def _exchanged(self, reader, receipt: StreamReceipt, *, until_data: bool) -> Iterator[pa.RecordBatch]:
+    def _exchanged(self, reader, receipt: StreamReceipt, watch: IdleWatch, *,
+                   until_data: bool) -> Iterator[pa.RecordBatch]:
         """Masked batches from the exchange: the next one (`until_data`), or all that remain with the receipt."""
         while True:
             try:
-                chunk = self._call(reader.read_chunk)
+                chunk = self._call(lambda: watch.wait(reader.read_chunk))
             except StopIteration:
                 return
             if chunk.app_metadata is not None and (chunk.data is None or chunk.data.num_rows == 0):
@@ -654,6 +689,7 @@ class _Batches(Iterator[pa.RecordBatch]):
         self._get_headers = [(b"x-lineage-guard-provenance", b"1")] if provenance else []
         self._endpoints = list(info.endpoints)
         self._reader = None
+        self._watch: IdleWatch | None = None   # the open reader's idle bound
         self.schema: pa.Schema | None = None
         self.receipt = receipt
         about = json.loads(info.app_metadata or b"{}").get("lineage_guard", {})
@@ -669,9 +705,10 @@ class _Batches(Iterator[pa.RecordBatch]):
         self._reader = None
         for endpoint in [] if self._split else self._endpoints:
             try:
-                pending.append(session._client.do_get(endpoint.ticket, session._options()))
-            except flight.FlightError:
-                pass  # already ended on the server
+                pending.append(session._open_stream(lambda t=endpoint.ticket: session._client.do_get(
+                    t, session._options(stream=True))))
+            except (flight.FlightError, Stalled):
+                pass  # already ended on the server, or unreachable: it forgets the ticket on its own
         self._endpoints = []
         for reader in pending:
             reader.cancel()
@@ -683,11 +720,12 @@ class _Batches(Iterator[pa.RecordBatch]):
                 if not self._endpoints:
                     raise StopIteration
                 ticket = self._endpoints.pop(0).ticket
-                self._reader = session._call(lambda t=ticket: session._client.do_get(
-                    t, session._options(self._get_headers)))
+                self._reader = session._call(lambda t=ticket: session._open_stream(lambda: session._client.do_get(
+                    t, session._options(self._get_headers, stream=True))))
+                self._watch = session._watch(self._reader.cancel)
                 self.schema = self._reader.schema
             try:
-                chunk = session._call(self._reader.read_chunk)
+                chunk = session._call(lambda: self._watch.wait(self._reader.read_chunk))
             except StopIteration:
                 self._reader = None
                 continue
