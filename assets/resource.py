@@ -38,6 +38,7 @@ from pydantic import Field, PrivateAttr
 from lineage_guard.errors import ConfigError
 from lineage_guard.identity import Identity
 from lineage_guard.run import ParentRun
+from lineage_guard.timeouts import SERVICE_TIMEOUT_S
 
 from .failures import governed_failures
 from .lineage import DagsterLineage, RefusalsAnnounced, Upstream
@@ -75,10 +76,11 @@ class GovernedPostgresResource(dg.ConfigurableResource):
                                                              "each call (e.g. a projected service-account token)")
     ca_file: str | None = Field(default=None, description="service mode: PEM of the CA of the server's "
                                                           "certificate (default: the system store)")
-    service_timeout_s: float | None = Field(default=None, description="service mode: deadline of each call, in "
-                                                                    "seconds, so a stalled stream fails (and a "
-                                                                    "RetryPolicy retries it) instead of waiting "
-                                                                    "forever; default none")
+    service_timeout_s: float | None = Field(default=SERVICE_TIMEOUT_S, gt=0, description=(
+        "service mode: the longest wait, in seconds, for the service's next message (a call's answer, a "
+        "stream's next batch), so a stalled stream fails with a retriable ServiceUnavailable (a RetryPolicy "
+        "retries it) instead of waiting forever; it bounds the gap between batches, never a stream with data "
+        "flowing. None: no bound (the client's keepalive pings still end a dead connection)"))
 
     _run: tuple[str | None, str | None] = PrivateAttr(default=(None, None))
 
@@ -191,8 +193,7 @@ class GovernedPostgresResource(dg.ConfigurableResource):
         options: dict[str, Any] = {"tls_root_certs": self.ca_file} if self.ca_file else {}
         if run_context is not None:
             options["run_context"] = run_context
-        if self.service_timeout_s is not None:
-            options["timeout_s"] = self.service_timeout_s
+        options["timeout_s"] = self.service_timeout_s
         if self.token and self.token_file:
             raise ConfigError("GovernedPostgresResource: give token or token_file, not both")
         return connect(self.service_url, purpose=purpose or self.purpose, token=self.token or None,

@@ -34,6 +34,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from lineage_guard.errors import AccessDenied, ApprovalRequired, ConfigError, LineageGuardError
 from lineage_guard.identity import Identity
+from lineage_guard.timeouts import SERVICE_TIMEOUT_S
 
 from .hooks import GovernedPostgresHook
 from .recording import AirflowHandOff, RecordingLedger
@@ -69,7 +70,11 @@ class GovernedPostgresOperator(BaseOperator):
     `GovernedServiceHook`); every statement then runs on `lineage-guard serve`, which holds the policy,
     the database credentials and the keys, and establishes the identity from the connection's token.
     The task process needs neither a policy nor a key, and may not name an identity. Embedded mode
-    (`conn_id`, the path in the task process) stays for development.
+    (`conn_id`, the path in the task process) stays for development. `service_timeout_s` (default
+    900 s, as the Dagster resource's) is the longest wait for the service's next message: a call's
+    answer, a stream's next batch. A stalled stream then fails with a retriable `ServiceUnavailable`
+    (Airflow's `retries` retry it) instead of waiting forever; it bounds the gap between batches, never a
+    stream with data flowing. `None`: no bound (the client's keepalive pings still end a dead connection).
 
     Split reads (service mode): `endpoint` is one endpoint document of a `GovernedSplitReadOperator`'s plan,
     mapped as `GovernedPostgresOperator.partial(...).expand(endpoint=plan.output)`; each mapped task
@@ -110,6 +115,7 @@ class GovernedPostgresOperator(BaseOperator):
         approval_timeout: timedelta | None = None,
         service_conn_id: str | None = None,
         endpoint: EndpointDoc | None = None,
+        service_timeout_s: float | None = SERVICE_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,6 +141,7 @@ class GovernedPostgresOperator(BaseOperator):
         self.approval_timeout = approval_timeout
         self.service_conn_id = service_conn_id
         self.endpoint = endpoint
+        self.service_timeout_s = service_timeout_s
         self._handoff = AirflowHandOff()
         self._remote_lineage: list[dict] = []   # service mode: the lineage parts the service sent back
         from .lineage import own_lineage_only
@@ -284,7 +291,7 @@ class GovernedPostgresOperator(BaseOperator):
             from .service import GovernedServiceHook
 
             session = GovernedServiceHook(self.service_conn_id).get_session(
-                self.purpose, run_context=self._run_context(context))
+                self.purpose, run_context=self._run_context(context), timeout_s=self.service_timeout_s)
             self._remote_lineage = session.lineage   # filled by each receipt and refusal; read by the provider
             return session
         from lineage_guard.audit import Ledger

@@ -35,6 +35,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from lineage_guard.errors import AccessDenied, ApprovalRequired, ConfigError
+from lineage_guard.timeouts import SERVICE_TIMEOUT_S
 
 MAX_PARTITIONS = 64   # the service's own bound (lineage_guard.service.partitions.MAX_PARTITIONS)
 
@@ -46,7 +47,8 @@ class GovernedSplitReadOperator(BaseOperator):
     identity), `sql` and `parameters` (psycopg style, as `GovernedPostgresOperator`), `purpose`
     (required, not templated), `partitions` (2 to 64 key ranges; templated, fewer when the key has
     fewer values), `split_key` (a clear integer output column; default the statement's clear integer
-    primary or unique key).
+    primary or unique key), `service_timeout_s` (default 900 s, as `GovernedPostgresOperator`'s and the
+    Dagster resource's: the longest wait for the service's answer; `None`: no bound).
     """
 
     template_fields: Sequence[str] = ("sql", "parameters", "partitions", "split_key")
@@ -55,7 +57,8 @@ class GovernedSplitReadOperator(BaseOperator):
     ui_color = "#a1d99b"
 
     def __init__(self, *, service_conn_id: str, sql: str, purpose: str, partitions: int | str = 4,
-                 split_key: str | None = None, parameters: Mapping | Sequence | None = None, **kwargs: Any) -> None:
+                 split_key: str | None = None, parameters: Mapping | Sequence | None = None,
+                 service_timeout_s: float | None = SERVICE_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         where = f"GovernedSplitReadOperator {self.task_id!r}"
         if not service_conn_id:
@@ -71,6 +74,7 @@ class GovernedSplitReadOperator(BaseOperator):
         self.partitions = partitions
         self.split_key = split_key
         self.parameters = parameters
+        self.service_timeout_s = service_timeout_s
         self._lineage: list[dict] = []
         from .lineage import own_lineage_only
 
@@ -100,7 +104,8 @@ class GovernedSplitReadOperator(BaseOperator):
             parts = self._partitions()
             sql, params = numbered(self.sql, self.parameters)
             ctx = task_run(context, self.dag_id, self.task_id)
-            with GovernedServiceHook(self.service_conn_id).get_session(self.purpose, run_context=ctx) as s:
+            with GovernedServiceHook(self.service_conn_id).get_session(self.purpose, run_context=ctx,
+                                                                          timeout_s=self.service_timeout_s) as s:
                 self._lineage = s.lineage
                 with s._prepared(sql, params) as descriptor:
                     info = s.flight_info(descriptor, partitions=parts, split_key=self.split_key or None)

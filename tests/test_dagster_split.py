@@ -55,9 +55,7 @@ def test_partitions_are_the_endpoints_of_one_plan_and_a_cut_partition_is_retried
     port = int(svc.url.rsplit(":", 1)[1])
     with CuttingProxy(("127.0.0.1", port), cut_after=256 * 1024) as proxy, dg.instance_for_test() as instance:
         governed = GovernedPostgresResource(service_url=f"grpc+tls://127.0.0.1:{proxy.port}", purpose="ai_training",
-                                            token=svc.token, ca_file=str(svc.tls.cert),
-                                            # a cut that leaves the stream stalled fails and is retried, not waited on
-                                            service_timeout_s=120)
+                                            token=svc.token, ca_file=str(svc.tls.cert))
         resources = {"governed": governed, "io_manager": GovernedIOManager(governed=governed, base_path=str(lake))}
         planned = dg.materialize([plan], resources=resources, instance=instance)
         assert planned.success
