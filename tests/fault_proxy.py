@@ -9,8 +9,8 @@ forwarded whole. Two faults:
   dropped NAT entry or a peer host powered off gives. TCP to the proxy stays up (its kernel acknowledges
   every byte), so only the client's own checks (HTTP/2 keepalive pings, its idle timeout) can notice.
 
-`cut_now()` breaks every open connection at its next byte (e.g. after the first call, before a DoGet's
-first byte). On exit every socket is closed, so the server's side of a black-holed stream ends too.
+`cut_now()` breaks every connection open now at its next byte (e.g. after the first call, before a
+DoGet's first byte); later connections are forwarded whole. On exit every socket is closed, so the server's side of a black-holed stream ends too.
 
     with CuttingProxy(("127.0.0.1", 8815), cut_after=256 * 1024) as proxy:
         ...                       # clients dial proxy.port instead of 8815
@@ -32,7 +32,7 @@ class CuttingProxy:
         self.black_hole = black_hole
         self.cuts = 0
         self.connections = 0
-        self._cut_all = False
+        self._states: list[dict] = []
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -52,9 +52,10 @@ class CuttingProxy:
             _wake_and_close(sock)
 
     def cut_now(self) -> None:
-        """Break every open connection at its next byte, either way."""
+        """Break every connection open now at its next byte, either way."""
         with self._lock:
-            self._cut_all = True
+            for state in self._states:
+                state["cut_now"] = True
 
     def _accept(self) -> None:
         while not self._closed:
@@ -66,7 +67,9 @@ class CuttingProxy:
             with self._lock:
                 self.connections += 1
                 self._sockets += [client, server]
-            state = {"down": 0, "dead": False}
+            state = {"down": 0, "dead": False, "cut_now": False}
+            with self._lock:
+                self._states.append(state)
             threading.Thread(target=self._pipe, args=(client, server, state, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, state, True), daemon=True).start()
 
@@ -75,7 +78,7 @@ class CuttingProxy:
         with self._lock:
             if state["dead"]:
                 return 0
-            if self._cut_all:
+            if state["cut_now"]:
                 self.cuts += 1
                 state["dead"] = True
                 return 0
