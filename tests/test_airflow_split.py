@@ -3,8 +3,10 @@ fetches one endpoint per mapped task instance; real `dag.test()` in a process ho
 
 The service is a real TLS subprocess on the real PostgreSQL; the task process reaches it through a TCP
 proxy that resets the first connection carrying more than 256 KiB back (a killed connection in the
-middle of an endpoint's stream). Lineage from both producers (the service, Airflow's provider) goes to
-one HTTP receiver on 127.0.0.1 and is checked with the project's checker.
+middle of an endpoint's stream), or, in the black-hole test, stops forwarding it and closes nothing (a
+dropped link: only the client's service_timeout_s or keepalive can notice). Lineage from both producers
+(the service, Airflow's provider) goes to one HTTP receiver on 127.0.0.1 and is checked with the
+project's checker.
 """
 
 from __future__ import annotations
@@ -240,3 +242,28 @@ def test_a_statement_the_service_cannot_split_fails_the_plan_without_retries(air
                                    sql="SELECT email, plan FROM people", partitions=2)
     with pytest.raises(AirflowFailException, match="no clear integer key column to split on"):
         op.execute({})
+
+
+def test_a_black_holed_endpoint_fails_within_service_timeout_s_and_is_retried_alone(airflow_env, svc, tmp_path):
+    """The proxy stops forwarding the first connection past 256 KiB and closes nothing (a dropped link): the
+    mapped task's stream fails with ServiceUnavailable once no batch came for its service_timeout_s (5 s in
+    the DAG), instead of waiting forever, and Airflow's retry of that task instance alone brings its rows."""
+    from lineage_guard.client import connect
+
+    out = tmp_path / "out"
+    port = int(svc.url.rsplit(":", 1)[1])
+    with CuttingProxy(("127.0.0.1", port), cut_after=256 * 1024, black_hole=True) as proxy:
+        conn = {"conn_type": "lineage_guard_service", "host": "127.0.0.1", "port": proxy.port,
+                "password": svc.token, "extra": {"ca_file": str(svc.tls.cert)}}
+        result, logs = run_dag_process("lg_split_stall", task_environment(airflow_env, lg_split=conn),
+                                       {"out_dir": str(out)})
+    assert proxy.cuts == 1                                  # the fault really happened, once
+    assert result["tasks"] == {"plan": "success"}, result
+    mapped = sorted((i["map_index"], i["state"], i["try_number"]) for i in result["instances"] if i["task_id"] == "read")
+    assert [(m, s) for m, s, _ in mapped] == [(i, "success") for i in range(PARTS)], mapped
+    assert Counter(t for _, _, t in mapped) == {1: PARTS - 1, 2: 1}, mapped      # the stalled one alone, twice
+    assert "ServiceUnavailable" in logs and "no message from the service for 5 s" in logs   # its own bound
+    parts = [pq.read_table(f) for f in sorted(out.glob("part-*.parquet"))]
+    with connect(svc.url, purpose="ai_training", token=svc.token, tls_root_certs=svc.tls.pem) as s:
+        single = s.read_arrow(SQL)
+    assert rows_of(pa.concat_tables(parts)) == rows_of(single)                     # nothing missing, nothing twice
