@@ -35,6 +35,10 @@ from lineage_guard.sql.rowfilter import FilterRule, apply_row_filters
 
 QUERIES = {
     "point lookup": "SELECT id, plan, balance FROM accounts WHERE id = 424242",
+    # The timing the pushdown leaves (docs/security.md): a key whose row is hidden (another tenant's)
+    # against a key with no row; their difference is the cost of fetching the hidden row and dropping it.
+    "lookup, hidden key": "SELECT id, plan, balance FROM accounts WHERE id = 424243",
+    "lookup, absent key": "SELECT id, plan, balance FROM accounts WHERE id = 2000000001",
     "filtered count": "SELECT count(*) FROM accounts",
     "range count": "SELECT count(*) FROM accounts WHERE id BETWEEN 100000 AND 150000",
 }
