@@ -9,7 +9,9 @@ Three channels a masked writer had, each through an ordinary schema object, each
   the tables a statement writes too (`planner.plan`).
 - **a foreign key to a masked column.** `tax_forms.filer REFERENCES customers (ssn)`: inserting a
   guessed SSN succeeds exactly when some customer has it, and the column (named so nothing detects
-  it) read the guesses back in clear. Rule: a column that references a classified column holds its
+  it) read the guesses back in clear; through a two-column key `(customer_id, filer) REFERENCES
+  customers (id, ssn)` the guess is confirmed for one named person (the catalog knew only
+  single-column keys). Rule: a column that references a classified column holds its
   values by construction, so it carries that classification (`planner._through_foreign_keys`); the
   write rule then lets it store only NULL / DEFAULT, and reads mask it.
 - **a parent's key checked against hidden children.** A writer who sees every customer but, by row
@@ -50,6 +52,10 @@ OBJECTS = (
     # a form keyed by the filer's SSN: the column's name says nothing a detector would read
     "ALTER TABLE customers ADD CONSTRAINT customers_ssn_key UNIQUE (ssn)",
     "CREATE TABLE tax_forms (id serial PRIMARY KEY, filer text REFERENCES customers (ssn), year int)",
+    # the same through a two-column key: row k and a guess pass together exactly when it is k's SSN
+    "ALTER TABLE customers ADD CONSTRAINT customers_id_ssn_key UNIQUE (id, ssn)",
+    ("CREATE TABLE filings (id serial PRIMARY KEY, customer_id int, filer text, "
+     "FOREIGN KEY (customer_id, filer) REFERENCES customers (id, ssn))"),
     # support tickets the writer may not see at all, deleted with their customer
     "CREATE TABLE tickets (id serial PRIMARY KEY, customer_id int REFERENCES customers (id) ON DELETE CASCADE, body text)",
     "INSERT INTO tickets (customer_id, body) SELECT id, 'ticket' FROM customers WHERE id % 4 = 0",
@@ -134,6 +140,18 @@ def foreign_key_column_read_clear(w: Writer, truth) -> dict[int, Any]:
     return {by_ssn[r["filer"]]: r["filer"] for r in w.rows("SELECT filer FROM tax_forms") if r["filer"] in by_ssn}
 
 
+def composite_foreign_key_confirms_guess(w: Writer, truth) -> dict[int, Any]:
+    """FOREIGN KEY (customer_id, filer) REFERENCES customers (id, ssn): row k and a guess pass exactly when it is k's SSN."""
+    out = {}
+    for k, ssn in truth["customers.ssn"].items():
+        decoy = ssn[:-1] + str((int(ssn[-1]) + 1) % 10)
+        for guess in (decoy, ssn) if k % 2 else (ssn, decoy):
+            if not w.fails(f"INSERT INTO filings (customer_id, filer) VALUES ({k}, '{guess}')"):
+                out[k] = guess
+                break
+    return out
+
+
 def _rekey_fails(w: Writer, k: int) -> bool:
     if w.fails(f"UPDATE customers SET id = id + 1000 WHERE id = {k}"):
         return True
@@ -174,6 +192,7 @@ ATTACKS = (
     Attack("codebook_into_detected_column", "customers.zip", codebook_into_detected_column),
     Attack("foreign_key_confirms_guess", "customers.ssn", foreign_key_confirms_guess),
     Attack("foreign_key_column_read_clear", "customers.ssn", foreign_key_column_read_clear),
+    Attack("composite_foreign_key_confirms_guess", "customers.ssn", composite_foreign_key_confirms_guess),
     Attack("parent_rekey_hidden_children", "customers.has_hidden_order", parent_rekey_hidden_children),
     Attack("parent_delete_hidden_children", "customers.has_hidden_order", parent_delete_hidden_children),
     Attack("cascade_into_hidden_rows", "tickets.hidden_rows_deleted", cascade_into_hidden_rows),
@@ -238,6 +257,7 @@ def test_ordinary_writes_still_run(new_database, policy):
 
 @pytest.mark.parametrize("sql", [
     "INSERT INTO tax_forms (filer, year) VALUES ('900-00-0000', 2024)",
+    "INSERT INTO filings (customer_id, filer) VALUES (1, '900-00-0000')",
     "UPDATE customers SET id = id + 1000 WHERE id = 1",
     "DELETE FROM customers WHERE id = 8",
 ])

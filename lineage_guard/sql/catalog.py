@@ -55,7 +55,9 @@ class Relation:
     # (expressions, predicates, unique keys). Each `OnWrite`; and the user triggers and rules that fire.
     on_write: tuple[OnWrite, ...] = ()
     triggers: tuple[str, ...] = ()
-    # Single-column foreign keys: (column, referenced schema, referenced table, referenced column).
+    # Foreign keys, one entry per column pair: (column, referenced schema, referenced table, referenced column).
+    # A key over (customer_id, filer) REFERENCES customers (id, ssn) gives two: each column holds values of its
+    # referenced column, and each is checked against the referenced rows.
     references: tuple[tuple[str, str, str, str], ...] = ()
     # Each column's type without its modifier, as format_type(atttypid, NULL) names it with only pg_catalog
     # on the search_path ("integer", "text", a user type schema-qualified): what operator lookup matches
@@ -356,15 +358,14 @@ class Catalog:
         uniques = tuple(u for a in added for u in _unique_keys(a))
         references = tuple(r for a in added for r in self._references(a))
         identifying |= {next(iter(u.columns)) for u in uniques if u.columns and len(u.columns) == 1}
-        identifying |= {own for own, *_ in references}
         del self.relations[key]
         self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying),
                           rel.parents, tuple(generated.items()), rel.on_write + tuple(checks) + uniques, rel.triggers,
                           rel.references + references))
 
     def _references(self, node: exp.Expression) -> tuple[tuple[str, str, str, str], ...]:
-        """Single-column foreign keys declared in `node` (a CREATE TABLE's column list, an ADD CONSTRAINT):
-        (column, referenced schema, table, column), as the live catalog's `references`.
+        """Foreign keys declared in `node` (a CREATE TABLE's column list, an ADD CONSTRAINT), one entry per column
+        pair: (column, referenced schema, table, column), as the live catalog's `references`.
 
         `REFERENCES t` without a column names t's primary key: taken when t is known with one identifying column.
         """
@@ -380,14 +381,14 @@ class Catalog:
         for owns, ref in pairs:
             target = ref.this
             table = target.this if isinstance(target, exp.Schema) else target
-            if len(owns) != 1 or not isinstance(table, exp.Table):
+            if not isinstance(table, exp.Table):
                 continue
             schema = table.db or self.search_path[0]
             cols = [e.name for e in target.expressions] if isinstance(target, exp.Schema) else []
             if not cols and (parent := self.relations.get((schema, table.name))) and len(parent.identifying) == 1:
                 cols = list(parent.identifying)
-            if len(cols) == 1:
-                out.append((owns[0], schema, table.name, cols[0]))
+            if len(cols) == len(owns):
+                out.extend((own, schema, table.name, col) for own, col in zip(owns, cols))
         return tuple(dict.fromkeys(out))
 
     def _load_attached(self, node: exp.Create, kind: str) -> None:
@@ -622,11 +623,11 @@ SELECT n.nspname, c.relname, c.relkind,
              UNION ALL
              SELECT 'rule ' || w.rulename FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.rulename <> '_RETURN'),
        ARRAY(SELECT ARRAY[a.attname::text, rn.nspname::text, rc.relname::text, ra.attname::text]
-               FROM pg_constraint k
-               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+               FROM pg_constraint k CROSS JOIN LATERAL unnest(k.conkey, k.confkey) AS pair(own, ref)
+               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = pair.own
                JOIN pg_class rc ON rc.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-               JOIN pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = k.confkey[1]
-              WHERE k.conrelid = c.oid AND k.contype = 'f' AND cardinality(k.conkey) = 1),
+               JOIN pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = pair.ref
+              WHERE k.conrelid = c.oid AND k.contype = 'f'),
        (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, NULL)] ORDER BY a.attnum)
           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
