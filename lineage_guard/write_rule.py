@@ -204,11 +204,11 @@ def parent_key_checks(analysis: Analysis, catalog: Catalog, filtered: frozenset[
     """
     if analysis.tree is None or not analysis.tables_written or (not filtered and not hidden):
         return []
-    changed = _keys_changed(analysis.tree)
-    if changed is not None and not changed:
+    named = _keys_changed(analysis.tree)
+    if named is not None and not named:
         return []
     out: list[str] = []
-    for written in analysis.tables_written:
+    for written, changed in _base_writes(analysis.tables_written, named, catalog):
         for rel in catalog.relations.values():
             for own, schema, table, col in rel.references:
                 if (schema, table) != (written.schema, written.table) or (changed is not None and col not in changed):
@@ -222,6 +222,37 @@ def parent_key_checks(analysis: Analysis, catalog: Catalog, filtered: frozenset[
                            f"{rel.schema}.{rel.name}, and {why}: its error would say whether such a row names the "
                            "key, and a cascade would change rows you cannot see")
     return list(dict.fromkeys(out))
+
+
+def _base_writes(tables, named: set[str] | None, catalog: Catalog) -> list[tuple[TableRef, set[str] | None]]:
+    """The stored tables a write lands in, each with the columns it changes there (None: it may delete rows).
+
+    Through an updatable view (`DELETE FROM v_customer_plans`, `UPDATE v_customer_plans SET id = ...`) the
+    base table's rows are deleted or re-keyed, and its foreign keys run: every table the view reads counts,
+    and a view column set maps to the base columns it comes from (`_lands_in`); one that cannot be resolved
+    counts as every column.
+    """
+    out: list[tuple[TableRef, set[str] | None]] = []
+    for written in tables:
+        rel = catalog.relation(written.table, written.schema)
+        if rel is None or rel.kind == "table":
+            out.append((written, named))
+            continue
+        lands: set[ColumnRef] | None = set()
+        for col in named or ():
+            got = _lands_in(ColumnRef(written.schema, written.table, col), catalog)
+            if got is None:
+                lands = None
+                break
+            lands |= set(got)
+        below = analyze(rel.definition or "SELECT 1", catalog).tables_read if rel.definition else ()
+        if not below:
+            out.append((written, None))   # a view whose rows cannot be traced: every key is in play
+        for base in below:
+            cols = None if named is None or lands is None else {
+                c.column for c in lands if (c.schema, c.table) == (base.schema, base.table)}
+            out.extend(_base_writes((base,), cols, catalog) if cols != set() else [])
+    return out
 
 
 def _keys_changed(node) -> set[str] | None:

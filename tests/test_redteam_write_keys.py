@@ -17,8 +17,9 @@ Three channels a masked writer had, each through an ordinary schema object, each
 - **a parent's key checked against hidden children.** A writer who sees every customer but, by row
   filter, only orders under 500 deletes (or re-keys) customer k: the foreign key of `orders` fails
   exactly when k has an order, visible or hidden, and `ON DELETE CASCADE` silently deletes rows the
-  filter hides. Rule: a DELETE, or an UPDATE of a referenced column, of a table that a row-filtered
-  (or masked) foreign key references is refused (`write_rule.parent_key_checks`).
+  filter hides; through an updatable view the same. Rule: a DELETE, or an UPDATE of a referenced
+  column, of a table that a row-filtered (or masked) foreign key references, directly or through a
+  view, is refused (`write_rule.parent_key_checks`).
 
 The writer is the corpus's identity (svc-training, ai_training) with `writes` allowed; attacks talk
 only through the GovernedSession; the truth is read with psycopg; only counts are reported.
@@ -169,6 +170,21 @@ def parent_delete_hidden_children(w: Writer, truth) -> dict[int, Any]:
     return {k: w.fails(f"DELETE FROM customers WHERE id = {k}") for k in truth["customers.has_hidden_order"]}
 
 
+def view_delete_hidden_children(w: Writer, truth) -> dict[int, Any]:
+    """The same DELETE through the updatable view v_customer_plans: the base table's foreign keys run."""
+    return {k: w.fails(f"DELETE FROM v_customer_plans WHERE id = {k}") for k in truth["customers.has_hidden_order"]}
+
+
+def view_rekey_hidden_children(w: Writer, truth) -> dict[int, Any]:
+    """UPDATE v_customer_plans SET id = ...: re-keying through the view."""
+    out = {}
+    for k in truth["customers.has_hidden_order"]:
+        out[k] = w.fails(f"UPDATE v_customer_plans SET id = id + 1000 WHERE id = {k}")
+        if not out[k]:
+            w.write(f"UPDATE v_customer_plans SET id = id - 1000 WHERE id = {k + 1000}")
+    return out
+
+
 def cascade_into_hidden_rows(w: Writer, truth) -> dict[int, Any]:
     """ON DELETE CASCADE: deleting visible customers deletes tickets the writer may not see at all.
 
@@ -195,6 +211,8 @@ ATTACKS = (
     Attack("composite_foreign_key_confirms_guess", "customers.ssn", composite_foreign_key_confirms_guess),
     Attack("parent_rekey_hidden_children", "customers.has_hidden_order", parent_rekey_hidden_children),
     Attack("parent_delete_hidden_children", "customers.has_hidden_order", parent_delete_hidden_children),
+    Attack("view_delete_hidden_children", "customers.has_hidden_order", view_delete_hidden_children),
+    Attack("view_rekey_hidden_children", "customers.has_hidden_order", view_rekey_hidden_children),
     Attack("cascade_into_hidden_rows", "tickets.hidden_rows_deleted", cascade_into_hidden_rows),
 )
 
@@ -222,7 +240,7 @@ def policy(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
 def test_writes_answer_nothing_about_hidden_values(attack: Attack, new_database, policy):
     url = new_database()
-    _execute(url, (CORPUS / "schema.sql").read_text(), *OBJECTS)
+    _execute(url, (CORPUS / "schema.sql").read_text(), (CORPUS / "schema_extras.sql").read_text(), *OBJECTS)
     psycopg = require("psycopg", "postgres")
     with psycopg.connect(url) as conn:
         truth = Truth({name: dict(conn.execute(sql).fetchall()) for name, sql in TRUTH_SQL.items()})
@@ -244,7 +262,7 @@ def test_writes_answer_nothing_about_hidden_values(attack: Attack, new_database,
 def test_ordinary_writes_still_run(new_database, policy):
     """The rules cost what they must only: writes that touch no hidden key or value still run."""
     url = new_database()
-    _execute(url, (CORPUS / "schema.sql").read_text(), *OBJECTS)
+    _execute(url, (CORPUS / "schema.sql").read_text(), (CORPUS / "schema_extras.sql").read_text(), *OBJECTS)
     w = Writer(url, policy)
     assert w.write("INSERT INTO shipping_labels (id, zip) VALUES (900, NULL)") == 1        # NULL into a masked column
     assert w.write("INSERT INTO tax_forms (filer, year) VALUES (NULL, 2024)") == 1          # and into the foreign key
@@ -260,6 +278,8 @@ def test_ordinary_writes_still_run(new_database, policy):
     "INSERT INTO filings (customer_id, filer) VALUES (1, '900-00-0000')",
     "UPDATE customers SET id = id + 1000 WHERE id = 1",
     "DELETE FROM customers WHERE id = 8",
+    "DELETE FROM v_customer_plans WHERE id = 8",
+    "UPDATE v_customer_plans SET id = 1008 WHERE id = 8",
 ])
 def test_offline_plans_know_the_keys(sql, policy):
     """`plan --schema-file` judges the same writes the same way: the DDL's REFERENCES / UNIQUE are read offline."""
@@ -267,7 +287,8 @@ def test_offline_plans_know_the_keys(sql, policy):
     from lineage_guard.policy import load_policy
     from lineage_guard.sql.catalog import Catalog
 
-    catalog = Catalog.from_ddl_text((CORPUS / "schema.sql").read_text() + ";\n" + ";\n".join(OBJECTS))
+    catalog = Catalog.from_ddl_text("\n;\n".join([(CORPUS / "schema.sql").read_text(),
+                                                 (CORPUS / "schema_extras.sql").read_text(), *OBJECTS]))
     decision = plan(sql, catalog=catalog, policy=load_policy(policy), identity=Identity("svc-training", "service"),
                     purpose="ai_training")
     assert decision.action == "deny", decision.reasons
