@@ -7,6 +7,7 @@ are masked by Spark tasks through Flight DoExchange.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -35,6 +36,7 @@ def svc(new_database, tmp_path_factory):
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
     require("pyspark", "spark")
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     # The JVM and the Python workers it forks inherit this environment: start them with no key in it.
@@ -50,7 +52,14 @@ def spark(tmp_path_factory):
         os.environ.update(saved)
     session.sparkContext.setLogLevel("ERROR")
     yield session
+    gateway = SparkContext._gateway
     session.stop()
+    # stop() keeps the JVM for a next session; this suite has none, so end it now (its memory back for the rest of
+    # the run) and keep py4j's connection finalizers, which run after pytest closed its log streams, from logging.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    if gateway is not None:
+        gateway.shutdown()
+        SparkContext._gateway = SparkContext._jvm = None
 
 
 def credential(svc):
