@@ -13,9 +13,10 @@ crafted input can only cost an HMAC, never give a wrong token. The token of a hi
 kernel gave that same value (tokens depend on the value, spec and key alone), so the output is
 byte-identical to masking the batch on its own (tests/test_mask_memo.py checks against the kernel).
 
-Cost and when it is off: hashing, the slot look-up, the verify and one `take` cost ~10% of an HMAC
-per row, so the second batch decides: under `MIN_HIT_SHARE` of its rows already seen (an all-distinct
-column such as an email), the column is dropped from the memo and masked per batch as before. Small
+Cost and when it is off: hashing, the slot look-up, the verify and one `take` cost ~10-20% of an
+HMAC per row, so a column stays in the memo only while its rows come back: under `MIN_HIT_SHARE` of
+an evenly spread sample of the second batch already seen (an all-distinct column such as an email),
+or of any later batch, it is dropped from the memo and masked per batch as before. Small
 batches (under `MIN_ROWS`) never use it, so a small read never imports Polars.
 
 The memo holds the column's clear values in memory for the duration of one read (as the batches
@@ -37,7 +38,7 @@ from .spec import MaskSpec
 
 MIN_ROWS = 16_384          # below this a batch goes straight to the kernel (and Polars stays unloaded)
 MIN_HIT_SHARE = 0.2        # the second batch must find at least this share of its rows already seen
-SAMPLE = 16_384            # rows of the second batch that decide
+SAMPLE = 4_096             # rows of the second batch, evenly spread, that decide first
 MAX_VALUES = 1 << 20       # values remembered per column; past it the memo still answers, adds nothing
 MAX_BYTES = 256 << 20      # values + tokens remembered over all columns of one read
 SLOTS = 1 << 23            # largest slot table (32 MiB of int32, for 1M values; counted in MAX_BYTES)
@@ -94,14 +95,13 @@ class TokenMemo:
         return out
 
     def _probe(self, state: _Column, array: pa.Array, kernel) -> pa.Array:
-        if not state.probed:  # the second batch decides, from a sample of its rows, whether values come back
+        if not state.probed:  # the second batch's rows, evenly spread (not its head: data comes in runs), decide
             state.probed = True
-            sample = array.slice(0, SAMPLE)
+            step = max(1, len(array) // SAMPLE)
+            sample = array.take(pa.array(np.arange(0, len(array), step, dtype=np.int64)))
             hit, _ = _lookup(state, sample)
             if int(hit.sum()) < MIN_HIT_SHARE * (len(sample) - sample.null_count):
-                state.enabled = False
-                self._bytes -= _footprint(state)
-                state.values = state.tokens = state.slots = None  # nothing kept that is not needed
+                self._drop(state)
                 return kernel(array)
         hit, found = _lookup(state, array)
         valid = _valid(array)
@@ -118,7 +118,15 @@ class TokenMemo:
             self._remember(state, fresh, tokens, at)
         elif valid is not None:
             index = np.where(valid, found, 0)
+        if int(hit.sum()) < MIN_HIT_SHARE * (len(array) - array.null_count):
+            self._drop(state)  # values stopped coming back: from the next batch on, the kernel alone
         return tokens.take(pa.array(index, mask=None if valid is None else ~valid))
+
+    def _drop(self, state: _Column) -> None:
+        if state.enabled:
+            state.enabled = False
+            self._bytes -= _footprint(state)
+        state.values = state.tokens = state.slots = None  # nothing kept that is not needed
 
     def _remember(self, state: _Column, fresh: pa.Array, tokens: pa.Array, at: np.ndarray) -> None:
         """Add a batch's new values (their tokens already at the end of `tokens`), within both budgets."""
