@@ -96,8 +96,10 @@ def test_the_slot_table_grows_and_the_byte_budget_holds(monkeypatch):
               for k in range(6)]
     spec = {0: MaskSpec("tokenize")}
     state = assert_same_as_per_batch(stream, specs=spec)._columns[0]
-    # (a value whose slot another took is missed once more and remembered again: a duplicate, not an error)
-    assert len(set(state.values.to_pylist())) == ROWS + 5 * 8_000 and len(state.slots) >= 8 * (ROWS + 5 * 8_000)
+    # A value whose slot another holds is tokenized for its batch alone (not remembered): a few percent.
+    remembered = state.values.to_pylist()
+    assert len(set(remembered)) == len(remembered) > 0.9 * (ROWS + 5 * 8_000)
+    assert len(state.slots) > memo._table_size(ROWS)  # grown past the first batch's table
     monkeypatch.setattr(memo, "MAX_BYTES", 4 * 2**18 + 2 * 2**20)  # the first table (8x 17,384 values) + ~2 MiB
     budget = assert_same_as_per_batch(stream, specs=spec)
     kept = budget._columns[0].values  # None once its rows stopped coming back (nothing new is remembered)
@@ -113,4 +115,4 @@ def test_a_batch_that_starts_with_new_values_still_decides_for_the_memo():
     second = pa.record_batch({"name": pa.array([f"Name {i}" for i in range(rows, rows + new)]
                                                + [f"Name {i}" for i in range(rows - new)])})
     state = assert_same_as_per_batch([first, second, first], specs={0: MaskSpec("tokenize")})._columns[0]
-    assert state.enabled and len(state.values) >= rows + new
+    assert state.enabled and len(state.values) > 0.9 * (rows + new)

@@ -106,18 +106,27 @@ class TokenMemo:
         hit, found = _lookup(state, array)
         valid = _valid(array)
         miss = ~hit if valid is None else valid & ~hit
-        index, tokens = found, state.tokens
+        index, extra = found, None
         if miss.any():
             fresh = array.filter(pa.array(miss))
             fresh_tokens = kernel(fresh)
-            base = len(state.values)
-            at = np.arange(base, base + len(fresh), dtype=np.int64)
             index = np.where(hit, found, 0)
-            index[miss] = at
-            tokens = pa.concat_arrays([state.tokens, fresh_tokens])
-            self._remember(state, fresh, tokens, at)
+            # A miss on an empty slot is a value not seen yet: remembered. A miss on a slot another value
+            # holds is tokenized for this batch only: taking the slot would make that value miss next time.
+            new = (found < 0)[miss]
+            base = self._remember(state, fresh.filter(pa.array(new)), fresh_tokens.filter(pa.array(new))) \
+                if new.any() else None
+            if base is None:
+                new[:] = False  # nothing remembered: every miss is this batch's alone
+            rows = np.flatnonzero(miss)
+            index[rows[new]] = base + np.arange(int(new.sum())) if base is not None else index[rows[new]]
+            others = ~new
+            if others.any():
+                extra = fresh_tokens if others.all() else fresh_tokens.filter(pa.array(others))
+                index[rows[others]] = len(state.tokens) + np.arange(int(others.sum()))
         elif valid is not None:
             index = np.where(valid, found, 0)
+        tokens = state.tokens if extra is None else pa.concat_arrays([state.tokens, extra])
         if int(hit.sum()) < MIN_HIT_SHARE * (len(array) - array.null_count):
             self._drop(state)  # values stopped coming back: from the next batch on, the kernel alone
         return tokens.take(pa.array(index, mask=None if valid is None else ~valid))
@@ -128,21 +137,25 @@ class TokenMemo:
             self._bytes -= _footprint(state)
         state.values = state.tokens = state.slots = None  # nothing kept that is not needed
 
-    def _remember(self, state: _Column, fresh: pa.Array, tokens: pa.Array, at: np.ndarray) -> None:
-        """Add a batch's new values (their tokens already at the end of `tokens`), within both budgets."""
-        count = len(state.values) + len(fresh)
+    def _remember(self, state: _Column, values: pa.Array, tokens: pa.Array) -> int | None:
+        """Add new values and their tokens within both budgets; their first index, or None when full."""
+        count = len(state.values) + len(values)
         size = max(len(state.slots), _table_size(count))
-        added = fresh.nbytes + (tokens.nbytes - state.tokens.nbytes) + 4 * (size - len(state.slots))
+        added = values.nbytes + tokens.nbytes + 4 * (size - len(state.slots))
         if count > MAX_VALUES or self._bytes + added > MAX_BYTES:
-            return  # full: what is remembered still answers
+            return None  # full: what is remembered still answers
+        base = len(state.values)
         self._bytes -= _footprint(state)
-        state.values = pa.concat_arrays([state.values, fresh])
-        state.tokens = tokens
+        state.values = pa.concat_arrays([state.values, values])
+        state.tokens = pa.concat_arrays([state.tokens, tokens])
         if size > len(state.slots):
             state.slots = _table(state.values)  # grown: every value slotted afresh
         else:
-            state.slots[_slot(fresh, len(state.slots))] = at.astype(np.int32)
+            slot = _slot(values, len(state.slots))
+            free = state.slots[slot] < 0  # a held slot stays with its value
+            state.slots[slot[free]] = (base + np.arange(len(values), dtype=np.int32))[free]
         self._bytes += _footprint(state)
+        return base
 
 
 def _footprint(state: _Column) -> int:
