@@ -148,6 +148,7 @@ class GovernedSession:
         self._catalog = None
         self._schema_version = ""  # the live schema version `_catalog` was taken at (sql/catalog_cache)
         self._detection = None
+        self._meta = None  # the one connection plans read the schema version, catalog and detection on
         self._keyring = keyring
         self._ledger = ledger
         self._lineage = lineage
@@ -197,9 +198,20 @@ class GovernedSession:
         """One schema-version query; the process-wide cache reloads the catalog only if the version moved."""
         from .sql.catalog_cache import CACHE
 
-        url = self.source.catalog_url
-        self._schema_version = CACHE.version(url)
-        self._catalog = CACHE.catalog(url, (self.source.schema,), self._schema_version)
+        url, meta = self.source.catalog_url, self._meta_connection()
+        self._schema_version = CACHE.version(url, meta)
+        self._catalog = CACHE.catalog(url, (self.source.schema,), self._schema_version, meta)
+
+    def _meta_connection(self):
+        """The session's one metadata connection (opened on first use, closed with the session).
+
+        Every plan used to open one connection for the schema version and another for detection.
+        """
+        if self._meta is None:
+            from .sources.meta_conn import MetaConnection
+
+            self._meta = MetaConnection(self.source.catalog_url)
+        return self._meta
 
     @property
     def keyring(self):
@@ -240,7 +252,7 @@ class GovernedSession:
         self.close()
 
     def close(self) -> None:
-        for part in (self._ledger, self._approvals, self._lineage):
+        for part in (self._ledger, self._approvals, self._lineage, self._meta):
             closer = getattr(part, "close", None)
             if closer:
                 closer()
@@ -267,13 +279,13 @@ class GovernedSession:
             from .classify.catalog import DetectionCatalog
 
             self._detection = DetectionCatalog()
-        url, detection = self.source.catalog_url, self._detection
+        url, detection, meta = self.source.catalog_url, self._detection, self._meta_connection()
 
         # Not memoised per schema version: a verdict is about the rows sampled, and rows change without
         # DDL (a table read while empty, then filled with emails, stayed "clean"). The detection catalog
         # keys each table's verdict by its schema and data version and rescans what changed.
         def detect(tables):
-            return dict(detection.sensitive_labels(url, list(tables), config))
+            return dict(detection.sensitive_labels(url, list(tables), config, meta=meta))
         return detect
 
     # -- reads -----------------------------------------------------------------------------------

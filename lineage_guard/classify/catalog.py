@@ -26,14 +26,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..paths import state_file
 from ..sql.model import ColumnRef, TableRef
 from .classifier import Classification, classify_table
 from .config import DetectionConfig, source_key
-from .sampling import TableInfo, list_tables, read_only, sample_table, table_columns
+from .sampling import TableInfo, list_tables, reads, sample_table, table_columns
 
 # Bump when detectors or scoring change: cached results from an older classifier are rescanned.
 CLASSIFIER_VERSION = "2"
@@ -103,23 +103,25 @@ class DetectionCatalog:
         refs = None if tables is None else [parse_table(t) for t in tables]
         return self._resolve(url, refs, sample_rows, refresh=refresh, missing="error")
 
-    def labels_for(self, url: str, tables: Iterable[str | TableRef], sample_rows: int = 1000) -> dict[ColumnRef, Classification]:
+    def labels_for(self, url: str, tables: Iterable[str | TableRef], sample_rows: int = 1000, *,
+                   meta: Any = None) -> dict[ColumnRef, Classification]:
         """For the planner: labels of the tables' columns, scanning only what is missing or stale.
 
-        Tables the source does not have (CTE names, functions) are skipped.
+        Tables the source does not have (CTE names, functions) are skipped. `meta` (a session's
+        `sources.meta_conn.MetaConnection`) reads on that connection instead of opening one.
         """
         refs = [parse_table(t) for t in tables]
         if not refs:
             return {}
-        return self._resolve(url, refs, sample_rows, refresh=False, missing="skip")
+        return self._resolve(url, refs, sample_rows, refresh=False, missing="skip", meta=meta)
 
     def sensitive_labels(self, url: str, tables: Iterable[str | TableRef],
-                         config: DetectionConfig | None = None) -> dict[ColumnRef, str]:
+                         config: DetectionConfig | None = None, *, meta: Any = None) -> dict[ColumnRef, str]:
         """Only the columns detection calls sensitive at `config.threshold`; empty when detection is off here."""
         config = config or DetectionConfig()
         if not config.applies_to(url):
             return {}
-        found = self.labels_for(url, tables, config.sample_rows)
+        found = self.labels_for(url, tables, config.sample_rows, meta=meta)
         return {col: c.label for col, c in found.items() if c.is_sensitive(config.threshold)}
 
     def cached(self, url: str) -> dict[ColumnRef, Classification]:
@@ -169,28 +171,32 @@ class DetectionCatalog:
             )
 
     def _resolve(self, url: str, refs: list[TableRef] | None, sample_rows: int, *, refresh: bool,
-                 missing: Literal["error", "skip"]) -> dict[ColumnRef, Classification]:
+                 missing: Literal["error", "skip"], meta: Any = None) -> dict[ColumnRef, Classification]:
         if sample_rows < 1:
             raise ConfigError("sample_rows must be at least 1")
         source = source_key(url)
         out: dict[ColumnRef, Classification] = {}
-        with read_only(url, self.statement_timeout_ms) as conn:
-            refs = list_tables(conn) if refs is None else refs
-            infos = table_columns(conn, refs)
+        with reads(url, meta, self.statement_timeout_ms) as where:
+            with where.lookup() as conn:
+                refs = list_tables(conn) if refs is None else refs
+                infos = table_columns(conn, refs)
             absent = [str(r) for r in refs if r not in infos]
             if absent and missing == "error":
                 raise ConfigError(f"table(s) not found in the source: {', '.join(absent)} (use schema.table)")
             ordered = [infos[r] for r in dict.fromkeys(refs) if r in infos]
             cached = {} if refresh else self._fresh(source, ordered, sample_rows)
+            stale = [info for info in ordered if info.table not in cached]
             for info in ordered:
-                if info.table in cached:
-                    out.update(cached[info.table])
-                    continue
-                sample = sample_table(conn, info, sample_rows)
-                types = dict(info.columns)
-                found = classify_table(sample, types, table_name=info.table.table)
-                self._store(source, info, sample_rows, found)
-                out.update({ColumnRef(info.table.schema, info.table.table, col): c for col, c in found.items()})
+                out.update(cached.get(info.table, {}))
+            if not stale:
+                return out
+            with where.sampling() as conn:
+                for info in stale:
+                    sample = sample_table(conn, info, sample_rows)
+                    types = dict(info.columns)
+                    found = classify_table(sample, types, table_name=info.table.table)
+                    self._store(source, info, sample_rows, found)
+                    out.update({ColumnRef(info.table.schema, info.table.table, col): c for col, c in found.items()})
         return out
 
 

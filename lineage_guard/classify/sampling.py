@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -67,7 +69,9 @@ def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator[object]:
         raise ConfigError("the source URL is not a valid PostgreSQL connection URL (postgresql://user@host:port/db)") from None
     try:
         conn.execute("BEGIN READ ONLY")
-        conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(statement_timeout_ms)),))
+        # Cleared so the fingerprint below reads the statistics as they are now (they are cached per transaction).
+        conn.execute("SELECT set_config('statement_timeout', %s, true), pg_stat_clear_snapshot()",
+                     (str(int(statement_timeout_ms)),))
         yield conn
     except psycopg.Error as exc:
         raise _sanitized(exc, "reading the source for detection") from None
@@ -75,6 +79,58 @@ def read_only(url: str, statement_timeout_ms: int = 10_000) -> Iterator[object]:
         with suppress(psycopg.Error):  # the connection may already be gone; closing it is what matters
             conn.execute("ROLLBACK")
         conn.close()
+
+
+class Reads(Protocol):
+    """Where detection reads: `lookup()` for columns and fingerprints, `sampling()` for the samples.
+
+    The order is what keeps a cached verdict safe: the fingerprint is read before (or in the same
+    transaction as, on a READ COMMITTED snapshot per statement) the sample, so a verdict is never stored
+    under a fingerprint newer than the rows it was drawn from; a write in between only costs a rescan.
+    """
+
+    def lookup(self) -> AbstractContextManager[Any]: ...
+    def sampling(self) -> AbstractContextManager[Any]: ...
+
+
+class _OneShot:
+    """`read_only(url)`: one connection, one read-only transaction for both."""
+
+    def __init__(self, conn: Any):
+        self._conn = conn
+
+    def lookup(self) -> AbstractContextManager[Any]:
+        return nullcontext(self._conn)
+
+    sampling = lookup
+
+
+class _OnMeta:
+    """A session's `MetaConnection`: the lookup is one statement (its own transaction), sampling a transaction."""
+
+    def __init__(self, meta: Any, statement_timeout_ms: int):
+        self._meta, self._timeout_ms = meta, statement_timeout_ms
+
+    def lookup(self) -> AbstractContextManager[Any]:
+        return self._meta.statement()
+
+    def sampling(self) -> AbstractContextManager[Any]:
+        return self._meta.transaction(self._timeout_ms)
+
+
+@contextmanager
+def reads(url: str, meta: Any = None, statement_timeout_ms: int = 10_000) -> Iterator[Reads]:
+    """`Reads` on the session's `meta` connection (no new connection) or, without one, a connection of its own."""
+    if meta is None:
+        with read_only(url, statement_timeout_ms) as conn:
+            yield _OneShot(conn)
+        return
+    import psycopg
+
+    try:
+        yield _OnMeta(meta, statement_timeout_ms)
+    except psycopg.Error as exc:
+        raise _sanitized(exc, "reading the source for detection") from None
 
 
 def _version(oid: int, columns: Sequence[tuple[str, str]], data: str = "") -> str:
@@ -94,9 +150,11 @@ def _version(oid: int, columns: Sequence[tuple[str, str]], data: str = "") -> st
 # flushed by each backend as it goes idle, at most once a second (PostgreSQL's PGSTAT_MIN_INTERVAL),
 # so a burst of writes can show late, by up to PGSTAT_IDLE_INTERVAL (10 s); a spurious change (a
 # stats reset, a VACUUM FULL) only costs a rescan.
-DATA_VERSION_SQL = """
-WITH RECURSIVE under(root, rel) AS (
-    SELECT o, o FROM unnest(%s::oid[]) AS o
+# The relations under each root: itself, the partitions of a partitioned table, and every relation a
+# view's rewrite rule depends on, recursively.
+_UNDER_CTE = """
+under(root, rel) AS (
+    SELECT o, o FROM roots AS r(o)
     UNION
     SELECT u.root, below.rel FROM under u CROSS JOIN LATERAL (
         SELECT d.refobjid FROM pg_rewrite w
@@ -106,13 +164,31 @@ WITH RECURSIVE under(root, rel) AS (
         UNION ALL
         SELECT h.inhrelid FROM pg_inherits h WHERE h.inhparent = u.rel
     ) AS below(rel)
-)
-SELECT u.root, string_agg(concat_ws('.', u.rel, pg_relation_filenode(u.rel), pg_relation_size(u.rel),
-                                    pg_stat_get_tuples_inserted(u.rel), pg_stat_get_tuples_updated(u.rel),
-                                    pg_stat_get_tuples_deleted(u.rel)), ',' ORDER BY u.rel)
-  FROM under u JOIN pg_class c ON c.oid = u.rel AND c.relkind IN ('r', 'm', 'p', 'f')
- GROUP BY u.root
-"""
+), fingerprint(root, fp) AS (
+    SELECT u.root, string_agg(concat_ws('.', u.rel, pg_relation_filenode(u.rel), pg_relation_size(u.rel),
+                                        pg_stat_get_tuples_inserted(u.rel), pg_stat_get_tuples_updated(u.rel),
+                                        pg_stat_get_tuples_deleted(u.rel)), ',' ORDER BY u.rel)
+      FROM under u JOIN pg_class c ON c.oid = u.rel AND c.relkind IN ('r', 'm', 'p', 'f')
+     GROUP BY u.root
+)"""
+
+DATA_VERSION_SQL = ("WITH RECURSIVE roots AS (SELECT unnest(%s::oid[])), " + _UNDER_CTE
+                    + "\nSELECT root, fp FROM fingerprint")
+
+# `table_columns` in one round trip: each wanted relation's columns with its data fingerprint. The
+# statistics must be read in a transaction that has not read them before (PostgreSQL caches them for
+# the rest of a transaction): a one-statement transaction, or `read_only`'s and
+# `MetaConnection.transaction`'s, whose first statement clears the snapshot.
+_COLUMNS_SQL = """WITH RECURSIVE wanted AS (
+    SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+), roots AS (SELECT oid FROM wanted), """ + _UNDER_CTE + """
+SELECT w.nspname, w.relname, w.oid, w.relkind, w.reltuples, a.attname, format_type(a.atttypid, a.atttypmod), f.fp
+  FROM wanted w JOIN pg_attribute a ON a.attrelid = w.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN fingerprint f ON f.root = w.oid
+ ORDER BY w.nspname, w.relname, a.attnum"""
 
 
 def data_versions(conn, oids: Sequence[int]) -> dict[int, str]:
@@ -137,27 +213,27 @@ def table_columns(conn, tables: Sequence[TableRef]) -> dict[TableRef, TableInfo]
     """Columns, kind, row estimate and schema version of each table that exists (missing ones left out)."""
     if not tables:
         return {}
-    rows = conn.execute(
-        """SELECT n.nspname, c.relname, c.oid, c.relkind, c.reltuples, a.attname, format_type(a.atttypid, a.atttypmod)
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-             AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-           ORDER BY n.nspname, c.relname, a.attnum""",
-        ([t.schema for t in tables], [t.table for t in tables]),
-    ).fetchall()
+    rows = conn.execute(_COLUMNS_SQL, ([t.schema for t in tables], [t.table for t in tables])).fetchall()
     grouped: dict[TableRef, list] = {}
-    meta: dict[TableRef, tuple[int, str, float]] = {}
-    for schema, table, oid, relkind, reltuples, col, typ in rows:
+    meta: dict[TableRef, tuple[int, str, float, str | None]] = {}
+    for schema, table, oid, relkind, reltuples, col, typ, fp in rows:
         ref = TableRef(schema, table)
         grouped.setdefault(ref, []).append((col, typ))
-        meta[ref] = (oid, relkind, float(reltuples))
-    data = data_versions(conn, [m[0] for m in meta.values()])
+        meta[ref] = (oid, relkind, float(reltuples), fp)
     return {
         ref: TableInfo(ref, tuple(cols), meta[ref][1], meta[ref][2],
-                       _version(meta[ref][0], cols, data.get(meta[ref][0], "")))
+                       _version(meta[ref][0], cols, _fingerprint(meta[ref][3])))
         for ref, cols in grouped.items()
     }
+
+
+def _fingerprint(fp: str | None) -> str:
+    """The data fingerprint for a version; none read (a view over no table, only functions): one never seen again.
+
+    Fail closed: a relation whose data cannot be fingerprinted is rescanned on every use rather than
+    trusted from the cache (a view over a function reads tables the walk cannot see).
+    """
+    return str(fp) if fp is not None else "unknown:" + secrets.token_hex(16)
 
 
 def _select_list(columns: Sequence[tuple[str, str]]):

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlglot
 from sqlglot import exp
@@ -115,25 +115,34 @@ class Function:
     volatility: str | None = None          # i / s / v
 
 
-def read_catalog(url: str, *queries: str, search_path: str | None = None) -> list[list[tuple]]:
+def read_catalog(url: str, *queries: str, search_path: str | None = None, meta: Any = None) -> list[list[tuple]]:
     """Run catalog `queries` in one read-only transaction (30 s timeout); each query's rows, in order.
 
+    `meta` (a session's `sources.meta_conn.MetaConnection`) runs them on that connection instead of a
+    new one: one query with no search path as one statement (its own transaction), else a transaction.
     Errors are sanitized (`catalog_error`): never the server's text or the URL's password.
     """
     import psycopg
 
     try:
-        with psycopg.connect(url, autocommit=False) as conn:
-            conn.read_only = True
-            with conn.cursor() as cur:
-                cur.execute("SET LOCAL statement_timeout = '30s'")
+        if meta is not None:
+            one = len(queries) == 1 and search_path is None
+            with (meta.statement() if one else meta.transaction(30_000)) as conn:
                 if search_path is not None:
-                    cur.execute(f"SET LOCAL search_path = {search_path}")
-                results = []
-                for query in queries:
-                    cur.execute(query)
-                    results.append(cur.fetchall())
-            conn.rollback()
+                    conn.execute(f"SET LOCAL search_path = {search_path}")
+                results = [conn.execute(query).fetchall() for query in queries]
+        else:
+            with psycopg.connect(url, autocommit=False) as conn:
+                conn.read_only = True
+                with conn.cursor() as cur:
+                    cur.execute("SET LOCAL statement_timeout = '30s'")
+                    if search_path is not None:
+                        cur.execute(f"SET LOCAL search_path = {search_path}")
+                    results = []
+                    for query in queries:
+                        cur.execute(query)
+                        results.append(cur.fetchall())
+                conn.rollback()
     except psycopg.Error as err:
         from ..sources.pg_errors import catalog_error
 
@@ -193,8 +202,10 @@ class Catalog:
     # -- live ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_postgres(cls, url: str, search_path: Iterable[str] = ("public",)) -> Catalog:
-        """Read tables, views, materialized views and user functions from a live database, read-only."""
+    def from_postgres(cls, url: str, search_path: Iterable[str] = ("public",), *, meta: Any = None) -> Catalog:
+        """Read tables, views, materialized views and user functions from a live database, read-only.
+
+        `meta`: a session's `MetaConnection` to read on (else a connection of its own)."""
         try:
             import psycopg  # noqa: F401 - the [postgres] extra, checked before any work
         except ImportError as err:  # pragma: no cover - the [postgres] extra
@@ -203,7 +214,7 @@ class Catalog:
         # pg_get_viewdef qualifies every name not on the search_path: with only pg_catalog on it,
         # view definitions name their schemas and resolve the same under any pinned path.
         rows, funcs, operators = read_catalog(url, _RELATIONS_SQL, _FUNCTIONS_SQL, _LEAKPROOF_OPERATORS_SQL,
-                                              search_path="pg_catalog")
+                                              search_path="pg_catalog", meta=meta)
         cat.leakproof_operators = frozenset((o, left, right) for o, left, right in operators)
         for (schema, name, relkind, columns, definition, identifying, parents, generated, on_write, triggers,
              references, base_types) in rows:

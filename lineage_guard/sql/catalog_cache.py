@@ -61,9 +61,11 @@ SELECT md5(string_agg(part, ',' ORDER BY part)) FROM (
 """
 
 
-def schema_version(url: str) -> str:
-    """The current schema version of the database at `url` (read-only, one short transaction)."""
-    [rows] = read_catalog(url, SCHEMA_VERSION_SQL)
+def schema_version(url: str, meta: Any = None) -> str:
+    """The current schema version of the database at `url` (read-only, one short transaction).
+
+    `meta`: a session's `MetaConnection` to ask on (one statement, no new connection)."""
+    [rows] = read_catalog(url, SCHEMA_VERSION_SQL, meta=meta)
     row = rows[0] if rows else None
     return str(row[0] if row else "")
 
@@ -75,25 +77,25 @@ class CatalogCache:
     cached plan costs one short query. Thread-safe: the service plans on many threads.
     """
 
-    def __init__(self, version_of: Callable[[str], str] = schema_version):
+    def __init__(self, version_of: Callable[..., str] = schema_version):
         self._version_of = version_of
         self._lock = threading.Lock()
         self._catalogs: dict[tuple[str, tuple[str, ...]], tuple[str, Catalog]] = {}
         self._labels: dict[tuple[str, Hashable], tuple[str, Any]] = {}
         self.loads = 0  # how many times a catalog was (re)loaded: what the benchmark and tests read
 
-    def version(self, url: str) -> str:
-        """The schema version of `url` now (one query)."""
-        return self._version_of(url)
+    def version(self, url: str, meta: Any = None) -> str:
+        """The schema version of `url` now (one query; on `meta`, a session's connection, if given)."""
+        return self._version_of(url) if meta is None else self._version_of(url, meta)
 
-    def catalog(self, url: str, search_path: tuple[str, ...], version: str) -> Catalog:
-        """The catalog read at `version` (from `version(url)`): cached, or loaded once and kept."""
+    def catalog(self, url: str, search_path: tuple[str, ...], version: str, meta: Any = None) -> Catalog:
+        """The catalog read at `version` (from `version(url)`): cached, or loaded once (on `meta` if given) and kept."""
         key = (url, tuple(search_path))
         with self._lock:
             hit = self._catalogs.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
-        loaded = Catalog.from_postgres(url, search_path=search_path)
+        loaded = Catalog.from_postgres(url, search_path=search_path, meta=meta)
         with self._lock:
             self._catalogs[key] = (version, loaded)
             self.loads += 1
