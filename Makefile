@@ -38,6 +38,7 @@ bench: setup
 	$(VENV)/bin/python benchmarks/audit_ledger.py --postgres $(BENCH_PG)
 	$(VENV)/bin/python benchmarks/extract_memory.py --url $(BENCH_PG)
 	$(VENV)/bin/python benchmarks/row_filter_pushdown.py --url $(BENCH_PG)
+	$(VENV)/bin/python benchmarks/plan_cost.py --url $(BENCH_PG)
 	$(VENV)/bin/python benchmarks/airflow_operator.py $(BENCH_PG)
 	$(VENV)/bin/python benchmarks/dagster_assets.py $(BENCH_PG)
 
