@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from ..identity import Authentication, Identity
 from .config import CLIENT_CERT_ISSUER, ServiceConfig
 from .tokens import TokenStore, token_id
 
+log = logging.getLogger(__name__)
 PURPOSE_HEADER = "x-lineage-guard-purpose"
 IDENTITY_HEADER = "x-lineage-guard-identity"
 GROUPS_HEADER = "x-lineage-guard-groups"
@@ -118,14 +120,16 @@ class JwtVerifier:
         alg = str(head.get("alg", ""))
         iss = str(unverified.get("iss", ""))
         jti = unverified.get("jti")
-        attempt = _with(attempt, issuer=iss or None, token_id_digest=digest(str(jti) if jti else token))
+        # `iss` and `alg` are the caller's text until the issuer is trusted: bounded before they reach
+        # the ledger or a message (a refusal needs no credential, so its size is the caller's choice).
+        attempt = _with(attempt, issuer=_bounded(iss) or None, token_id_digest=digest(str(jti) if jti else token))
         if alg.lower() == "none" or not alg:
             raise AuthError("unauthenticated", "unsigned JWT (alg none) refused", attempt)
         issuer = self.config.issuer(iss)
         if issuer is None:
-            raise AuthError("unauthenticated", f"JWT issuer {iss!r} is not trusted by this service", attempt)
+            raise AuthError("unauthenticated", f"JWT issuer {_bounded(iss)!r} is not trusted by this service", attempt)
         if alg not in issuer.algorithms:
-            raise AuthError("unauthenticated", f"JWT algorithm {alg} is not allowed for issuer {iss!r} "
+            raise AuthError("unauthenticated", f"JWT algorithm {_bounded(alg)} is not allowed for issuer {iss!r} "
                             f"(allowed: {', '.join(issuer.algorithms)})", attempt)
         try:
             key = self._key(issuer, token, head)
@@ -150,8 +154,11 @@ class JwtVerifier:
             # A token minted for several audiences can be replayed by each of them: one audience only.
             raise AuthError("unauthenticated", f"the JWT must name exactly one audience, {self.config.audience!r}", attempt)
         subject = str(claims["sub"])
-        verified = _with(attempt, subject=subject,
-                         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
+        try:
+            expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        except (OverflowError, OSError, ValueError):   # past year 9999: PyJWT accepts it, datetime cannot hold it
+            raise AuthError("unauthenticated", "the JWT's exp is out of range (past year 9999)", attempt) from None
+        verified = _with(attempt, subject=subject, expires_at=expires_at)
         principal = self.config.principal_for(iss, subject, claims)
         if principal is None:
             raise AuthError("permission_denied", f"no identity is mapped to subject {subject!r} of issuer {iss!r} "
@@ -173,6 +180,11 @@ class JwtVerifier:
         if len(keys) != 1:
             raise self._jwt.PyJWKClientError("no unique key for this kid")
         return keys[0]
+
+
+def _bounded(text: str, limit: int = 200) -> str:
+    """An unverified header or claim as the ledger and messages show it: its first `limit` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _with(auth: Authentication, **changes) -> Authentication:
@@ -204,8 +216,26 @@ class Authenticator:
             self.verifiers.append(JwtVerifier(self.config))
 
     def authenticate(self, headers: dict[str, list[Any]], peer: str, peer_identity: bytes | str | None = None) -> Identity:
-        """`peer_identity` is what the TLS handshake verified (gRPC's name of the client certificate)."""
+        """`peer_identity` is what the TLS handshake verified (gRPC's name of the client certificate).
+
+        Every failure is an `AuthError`: a credential that makes a check raise anything else (a
+        signed token whose `exp` is past year 9999, a certificate the library cannot parse, an
+        unreadable token store) is refused like any other, recorded, and answered without the
+        exception's text. Before, such an exception left the handler as is, and Flight sent the
+        caller the server's Python traceback (its paths and code), with no ledger entry.
+        """
         client = Authentication("asserted", client_address=peer)
+        try:
+            return self._authenticate(headers, client, peer_identity)
+        except AuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed; the type alone says what broke
+            log.error("a credential check raised %s; the call is refused", type(exc).__name__)
+            raise AuthError("unauthenticated", f"the credential could not be checked ({type(exc).__name__}); "
+                            "details withheld", client) from None
+
+    def _authenticate(self, headers: dict[str, list[Any]], client: Authentication,
+                      peer_identity: bytes | str | None) -> Identity:
         cert = self._certificate(headers, peer_identity, client)
         if cert is not None:
             client = _with(client, tls_peer=cert.tls_peer)

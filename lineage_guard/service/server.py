@@ -51,6 +51,8 @@ from .calls import (
     refusal_lineage,
 )
 from .limits import LimitExceeded, StreamBudget, StreamLimiter
+from .refusals import RefusalGate
+from .untraced import untraced
 from .visibility import Visibility
 
 log = logging.getLogger("lineage_guard.service")
@@ -125,6 +127,11 @@ class NotFound(LineageGuardError):
 def _owner(identity: Identity) -> tuple:
     auth = identity.auth or Authentication()
     return (identity.principal, auth.method, auth.issuer, auth.subject)
+
+
+def _fresh(exc: flight.FlightError) -> flight.FlightError:
+    """The same error, never raised: no traceback of our frames rides along (service/untraced.py)."""
+    return type(exc)(str(exc), extra_info=exc.extra_info)
 
 
 def _refusal(kind: str, message: str, **info) -> dict:
@@ -202,6 +209,7 @@ class GovernedFlightServer(flight.FlightServerBase):
                               "client CA is configured: give serve --client-ca or service.client_ca_file")
         self.auth = Authenticator(policy, token_store, client_ca=client_ca)
         self.limiter = StreamLimiter(self.config)
+        self.refusals = RefusalGate()   # bounds the entries unverified callers can make
         self.visibility = Visibility(policy.search_path[0])
         self._pending: dict[bytes, _Pending] = {}
         self._prepared: dict[bytes, _Prepared] = {}
@@ -239,11 +247,19 @@ class GovernedFlightServer(flight.FlightServerBase):
         from ..decision import Decision
         from ..run import RunRecord, new_run_id, utcnow
 
+        reason = f"call refused ({exc.status}): {exc.reason}"
+        if exc.identity is None:   # no credential verified: one by one only up to a rate (service/refusals.py)
+            record, skipped = self.refusals.admit(context.peer())
+            if not record:
+                return
+            if skipped:
+                reason += (f" [{skipped} earlier refusal(s) of unverified callers from this address were "
+                           "past the rate recorded one by one and are counted here]")
         who = exc.identity or Identity("unauthenticated", "service", auth=exc.attempt)
         purpose = header(self._headers(context), PURPOSE_HEADER) or "-"
         run = RunRecord(run_id=new_run_id(), job_namespace="lineage_guard", job_name="lineage_guard.service.auth",
                         identity=who, purpose=purpose[:100], source=self.source_info,
-                        decision=Decision("deny", (f"call refused ({exc.status}): {exc.reason}",), ""),
+                        decision=Decision("deny", (reason,), ""),
                         sql=f"-- flight {method}", outcome="denied")
         run.ended_at = utcnow()
         try:
@@ -325,13 +341,31 @@ class GovernedFlightServer(flight.FlightServerBase):
                                            []) for h in handles]
         return flight.FlightInfo(schema, descriptor, endpoints, rows, -1, app_metadata=app_metadata)
 
-    def get_schema(self, context, descriptor):
-        info = self.get_flight_info(context, descriptor)
+    def get_schema_outcome(self, context, descriptor) -> flight.SchemaResult | BaseException:
+        """GetSchema's schema, or the error to answer with (raised by `get_schema`, see service/untraced.py)."""
+        try:
+            info = self.get_flight_info(context, descriptor)
+        except flight.FlightError as exc:
+            return _fresh(exc)
+        except BaseException as exc:  # noqa: BLE001 - mapped to a status, details withheld
+            return _fresh(to_flight_error(exc))
         with self._lock:
             pending = self._pending.pop(fs.unpack(info.endpoints[0].ticket.ticket)[1].statement_handle, None)
         if pending is not None:
             pending.discard("only the schema was asked for (GetSchema)")
         return flight.SchemaResult(info.schema)
+
+    get_schema = untraced("get_schema", "get_schema_outcome")
+
+    def list_flights_outcome(self, context, criteria) -> list | BaseException:
+        """Nothing is listed (results are asked for by Flight SQL command); the caller is still checked."""
+        try:
+            self._caller(context, "ListFlights")
+        except flight.FlightError as exc:
+            return _fresh(exc)
+        return []
+
+    list_flights = untraced("list_flights", "list_flights_outcome")
 
     def _put(self, pending: _Pending) -> bytes:
         handle = secrets.token_bytes(16)
