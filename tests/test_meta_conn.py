@@ -98,3 +98,13 @@ def test_closing_the_session_closes_its_connection(url):
     s.close()
     with psycopg.connect(url) as check:
         assert check.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,)
+
+
+def test_a_table_asked_twice_has_its_columns_once(url):
+    from lineage_guard.classify.sampling import read_only, table_columns
+    from lineage_guard.sql.model import TableRef
+
+    t = TableRef("public", "crm_import")
+    with read_only(url) as conn:
+        once, twice = table_columns(conn, [t]), table_columns(conn, [t, t, TableRef("public", "absent")])
+    assert once == twice and once[t].columns == (("id", "integer"), ("handle", "text"))

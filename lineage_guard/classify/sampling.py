@@ -168,22 +168,25 @@ under(root, rel) AS (
     SELECT u.root, string_agg(concat_ws('.', u.rel, pg_relation_filenode(u.rel), pg_relation_size(u.rel),
                                         pg_stat_get_tuples_inserted(u.rel), pg_stat_get_tuples_updated(u.rel),
                                         pg_stat_get_tuples_deleted(u.rel)), ',' ORDER BY u.rel)
-      FROM under u JOIN pg_class c ON c.oid = u.rel AND c.relkind IN ('r', 'm', 'p', 'f')
+      FROM under u WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = u.rel) IN ('r', 'm', 'p', 'f')
      GROUP BY u.root
 )"""
 
 DATA_VERSION_SQL = ("WITH RECURSIVE roots AS (SELECT unnest(%s::oid[])), " + _UNDER_CTE
                     + "\nSELECT root, fp FROM fingerprint")
 
-# `table_columns` in one round trip: each wanted relation's columns with its data fingerprint. The
+# `table_columns` in one round trip: each wanted relation's columns with its data fingerprint. Names
+# and oids are looked up by index (pg_class by (relname, relnamespace) and by oid), not by a scan of
+# pg_class per plan: 1.4-1.5 -> 0.9-1.1 ms server time with 370 relations (EXPLAIN ANALYZE, median
+# of 40). The
 # statistics must be read in a transaction that has not read them before (PostgreSQL caches them for
 # the rest of a transaction): a one-statement transaction, or `read_only`'s and
 # `MetaConnection.transaction`'s, whose first statement clears the snapshot.
 _COLUMNS_SQL = """WITH RECURSIVE wanted AS (
     SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      FROM unnest(%s::text[], %s::text[]) AS t(s, r)
+      JOIN pg_namespace n ON n.nspname = t.s JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.r
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-       AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
 ), roots AS (SELECT oid FROM wanted), """ + _UNDER_CTE + """
 SELECT w.nspname, w.relname, w.oid, w.relkind, w.reltuples, a.attname, format_type(a.atttypid, a.atttypmod), f.fp
   FROM wanted w JOIN pg_attribute a ON a.attrelid = w.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -213,6 +216,7 @@ def table_columns(conn, tables: Sequence[TableRef]) -> dict[TableRef, TableInfo]
     """Columns, kind, row estimate and schema version of each table that exists (missing ones left out)."""
     if not tables:
         return {}
+    tables = list(dict.fromkeys(tables))  # once each: a name asked twice would join its columns twice
     rows = conn.execute(_COLUMNS_SQL, ([t.schema for t in tables], [t.table for t in tables])).fetchall()
     grouped: dict[TableRef, list] = {}
     meta: dict[TableRef, tuple[int, str, float, str | None]] = {}
