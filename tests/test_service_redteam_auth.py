@@ -10,9 +10,9 @@ Found and fixed:
    no ledger entry. Now every such failure is a plain refusal, recorded, details withheld.
 2. Refusals need no credential, and each one was a signed ledger entry whose size the caller chose
    (a made-up `iss` went in whole): 300 junk calls from one client made 300 entries, and a 4,000-char
-   `iss` made a 5.5 KB one (7,500 chars: 9 KB). Now unverified callers' refusals are recorded one by one up to a
-   rate per
-   client host (the rest are counted into the next recorded one), and unverified text is bounded.
+   `iss` made a 5.5 KB one (7,500 chars: 9 KB). Now unverified callers' refusals are recorded one by
+   one up to a rate per client host (the rest are counted into the next recorded one), and
+   unverified text is bounded.
 3. GetSchema's errors (a wrong credential, a denied statement) reached the caller with the traceback of
    every server frame they passed (`.../lineage_guard/service/server.py`, line numbers, source lines):
    pyarrow maps FlightError to a status for the other handlers but not for get_schema. Now the error
