@@ -78,6 +78,24 @@ def union(lins) -> Lin:
     return out
 
 
+@dataclass(eq=False)
+class Pending:
+    """What computing one output column of a FROM item (view, subquery, inlined CTE) does to values.
+
+    PostgreSQL does not compute an output of a subquery the outer query never references: a flattened
+    subquery's column is substituted where it is used, and a planned one has its unused outputs replaced
+    by NULL (`remove_unused_subquery_outputs`; EXPLAIN VERBOSE shows `NULL::text` in their place). So the
+    column's value uses count only once something references it (`Resolver._touch`); `children` are the
+    columns its own expression references, counted with it.
+    """
+
+    value_uses: list = field(default_factory=list)
+    window_sorts: list = field(default_factory=list)
+    children: list = field(default_factory=list)
+    seen: list = field(default_factory=list)  # what it read, for the scalar subqueries around its reference
+    done: bool = False
+
+
 @dataclass
 class Col:
     name: str
@@ -85,6 +103,7 @@ class Col:
     # In what `*` expands to: the alias of the FROM item the column comes from, `MERGED` for a column
     # USING / NATURAL merged (PostgreSQL's join column: written unqualified), None when unknown.
     origin: str | None = None
+    pending: Pending | None = None  # uses counted only when the column is referenced (Pending)
 
 
 MERGED = "\x00merged"  # no alias can be spelled like this
@@ -100,7 +119,7 @@ class Rel:
     whole_lin: Lin | None = None
 
     @property
-    def whole(self) -> Lin:
+    def whole(self) -> Lin:  # callers that read the whole row touch every column (Resolver._whole)
         base = self.whole_lin or union(c.lin for c in self.cols)
         return Lin(base.sources, False, True, None)
 
@@ -179,6 +198,9 @@ class Resolver:
         self.depth = 0
         self._captures: list[set] = []
         self._aliases = 0
+        # While an output column of a FROM item is resolved, what it references is collected here (its
+        # Pending's children) instead of counted: it counts only if that column is referenced in turn.
+        self._collect: list[list[Pending]] = []
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -209,6 +231,56 @@ class Resolver:
         item.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
         return name
 
+    def _touch(self, col: Col | None) -> Col | None:
+        """`col` is referenced: the value uses of computing it count (now, or with the column referencing it)."""
+        if col is not None and col.pending is not None:
+            self._counts(col.pending)
+        return col
+
+    def _counts(self, pending: Pending) -> None:
+        if pending.done:
+            return
+        if self._collect:
+            self._collect[-1].append(pending)
+        else:
+            self._commit(pending)
+
+    def _commit(self, first: Pending) -> None:
+        stack = [first]
+        while stack:
+            p = stack.pop()
+            if p.done:
+                continue
+            p.done = True
+            self.value_uses.extend(p.value_uses)
+            self.window_sorts.extend(p.window_sorts)
+            for lin in p.seen:
+                self._seen(lin)
+            stack.extend(p.children)
+
+    def _whole(self, rel: Rel) -> Lin:
+        """The whole row of `rel` (`t`, `row_to_json(t)`): every column of it is referenced."""
+        for col in rel.cols:
+            self._touch(col)
+        return rel.whole
+
+    def _prunable(self, e: exp.Expression) -> bool:
+        """Whether PostgreSQL leaves this output expression of a subquery uncomputed when nothing uses it.
+
+        It keeps (computes) an unused output that returns a set (it changes the row count) or calls a
+        volatile function (`remove_unused_subquery_outputs`); a user-defined function may be either. A
+        window function is kept here too: where its WindowAgg runs, the rows leave in its ORDER BY's order
+        (`SELECT id FROM (SELECT id, rank() OVER (ORDER BY ssn) ...) s`), whatever the outer query reads.
+        """
+        if any(True for _ in e.find_all(exp.Window)):
+            return False
+        for fn in e.find_all(exp.Func):
+            name = function_name(fn)
+            if name in VOLATILE_FUNCTIONS or name in TABLE_FUNCTIONS or isinstance(fn, exp.Explode) \
+                    or self.catalog.user_functions(name) or not (is_allowed_node(fn) or name in FUNCTION_CASTS):
+                return False
+        return True
+
     def _seen(self, lin: Lin) -> Lin:
         for cap in self._captures:
             cap.add(lin)
@@ -216,24 +288,28 @@ class Resolver:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def query(self, node: exp.Expression, scope: Scope | None) -> list[Col]:
-        """Output columns of a query node (SELECT, set operation, VALUES, subquery), in order."""
+    def query(self, node: exp.Expression, scope: Scope | None, defer: bool = False) -> list[Col]:
+        """Output columns of a query node (SELECT, set operation, VALUES, subquery), in order.
+
+        `defer`: the node is a FROM item (view body, FROM subquery, inlined CTE) whose output columns
+        PostgreSQL computes only when referenced (Pending); a set operation's branches are computed whole.
+        """
         self.depth += 1
         try:
             if self.depth > _MAX_DEPTH:
                 self.refuse("the query nests views, functions or subqueries too deeply to check; simplify it")
                 return []
             if isinstance(node, exp.Subquery):
-                cols = self.query(node.this, scope)
+                cols = self.query(node.this, scope, defer)
                 return self._suffix(node, cols, scope)
             if isinstance(node, exp.SetOperation):
                 return self._set_operation(node, scope)
             if isinstance(node, exp.Values):
                 return self._values(node, scope)
             if isinstance(node, exp.Select):
-                return self._select(node, scope)
+                return self._select(node, scope, defer)
             if isinstance(node, exp.Paren):
-                return self.query(node.this, scope)
+                return self.query(node.this, scope, defer)
             self.refuse(f"unsupported query form {type(node).__name__}; rewrite it as a plain SELECT")
             return []
         finally:
@@ -254,7 +330,7 @@ class Resolver:
                 continue
             recursive = bool(with_.args.get("recursive"))
             if not recursive:  # a plain CTE does not see itself: `WITH customers AS (... FROM customers)`
-                scope.ctes[name] = _rename(self.query(body, scope), alias_cols)
+                scope.ctes[name] = _rename(self.query(body, scope, defer=self._inlined(cte, name)), alias_cols)
                 continue
             # Recursive CTEs see themselves: seed with the non-recursive branch, iterate until lineage stops growing.
             if alias_cols:
@@ -272,6 +348,19 @@ class Resolver:
                 if signature == previous:
                     break
                 previous = signature
+
+    def _inlined(self, cte: exp.CTE, name: str) -> bool:
+        """Whether PostgreSQL (12+) plans this CTE as a subquery of its one reference, pruning unused outputs.
+
+        It does for a non-recursive SELECT referenced once, not MATERIALIZED, calling nothing volatile;
+        otherwise it computes every column of it. Every table reference spelled like the CTE anywhere in
+        the statement counts as one (a shadowing name only makes this more cautious).
+        """
+        if cte.args.get("materialized") is True:
+            return False
+        refs = sum(1 for t in cte.root().find_all(exp.Table)
+                   if not t.args.get("db") and isinstance(t.this, exp.Identifier) and ident(t.this) == name)
+        return refs <= 1 and self._prunable(cte.this)
 
     def _suffix(self, node: exp.Expression, cols: list[Col], scope: Scope | None) -> list[Col]:
         # ORDER BY / LIMIT on a set operation or parenthesized query.
@@ -313,7 +402,7 @@ class Resolver:
                                   cols[i].lin.type or lin.type)
         return cols
 
-    def _select(self, node: exp.Select, parent: Scope | None) -> list[Col]:
+    def _select(self, node: exp.Select, parent: Scope | None, defer: bool = False) -> list[Col]:
         scope = Scope(parent)
         self._with(node, scope)
         if node.args.get("into"):
@@ -336,8 +425,15 @@ class Resolver:
 
         out: list[Col] = []
         items: list[exp.Expression] = []
+        distinct = node.args.get("distinct")
+        defer = defer and not (distinct and not distinct.args.get("on"))  # SELECT DISTINCT computes every column
         for e in node.expressions:
-            out.extend(self.projection(e, scope))
+            if defer and _is_star(e):
+                out.extend(self.projection(e, scope, forward=True))  # each column keeps its own Pending
+            elif defer and self._prunable(e):
+                out.extend(self._deferred(e, scope))
+            else:
+                out.extend(self.projection(e, scope))
             items.extend(self._expansion(e, scope) or [e])
         if items != list(node.expressions):  # `*` expanded: the database returns exactly the columns judged
             node.set("expressions", items)
@@ -355,7 +451,6 @@ class Resolver:
                     self._use(self._inspect(self.expr(g, scope), "GROUP BY"), "group", False)
         if node.args.get("having"):
             self._inspect(self.predicate(node.args["having"].this, scope, "having"), "HAVING")
-        distinct = node.args.get("distinct")
         if distinct and not distinct.args.get("on"):
             for col in out:  # SELECT DISTINCT groups by every output column
                 self._use(col.lin, "group", False)
@@ -366,6 +461,23 @@ class Resolver:
                 self._use(lin, "distinct_on", False)
         self._order_limit(node, scope, out)
         return out
+
+    def _deferred(self, e: exp.Expression, scope: Scope) -> list[Col]:
+        """An output column of a FROM item whose value uses count only when it is referenced (Pending)."""
+        values, sorts = len(self.value_uses), len(self.window_sorts)
+        self._collect.append([])
+        outer, seen = self._captures, set()
+        self._captures = [seen]  # what it reads shapes a surrounding subquery's value only once referenced
+        try:
+            cols = self.projection(e, scope)
+        finally:
+            children = self._collect.pop()
+            self._captures = outer
+        pending = Pending(self.value_uses[values:], self.window_sorts[sorts:], children, list(seen))
+        del self.value_uses[values:], self.window_sorts[sorts:]
+        for col in cols:
+            col.pending = pending
+        return cols
 
     def _joined(self, first: exp.Expression, joins: list[exp.Expression], scope: Scope) -> list[Col]:
         """Add a FROM item and its joins to `scope`; return what `*` over them expands to."""
@@ -378,7 +490,7 @@ class Resolver:
                 right_names = {c.name for c in right}
                 merged = list(dict.fromkeys(c.name for c in star if c.name in right_names))
             for name in merged:  # USING (ssn) / NATURAL is `l.ssn = r.ssn`: an oracle when one side is chosen
-                sides = [c.lin for c in (_find(star, name), _find(right, name)) if c is not None]
+                sides = [self._touch(c).lin for c in (_find(star, name), _find(right, name)) if c is not None]
                 constant = len(sides) == 2 and any(lin.constant for lin in sides)
                 self._use(union(sides), "join", constant or _steered(sides))
                 if len(sides) == 2:
@@ -410,12 +522,12 @@ class Resolver:
                 star = self._joined(inner, joins, local)
                 rel = Rel(ident(alias_node.this), _rename(star, [ident(c) for c in alias_node.columns]))
                 scope.rels.append(rel)
-                return [Col(c.name, c.lin, rel.alias) for c in rel.cols]
+                return [Col(c.name, c.lin, rel.alias, c.pending) for c in rel.cols]
             finally:
                 inner.set("joins", joins)
         rel = self.from_item(item, scope)
         scope.rels.append(rel)
-        return [Col(c.name, c.lin, rel.alias) for c in rel.cols]
+        return [Col(c.name, c.lin, rel.alias, c.pending) for c in rel.cols]
 
     def _by_alias(self, e: exp.Expression, scope: Scope, out: list[Col], output_first: bool = False) -> Lin:
         """ORDER BY / DISTINCT ON / GROUP BY may name an output column by position or by name.
@@ -425,11 +537,14 @@ class Resolver:
         """
         if isinstance(e, exp.Literal) and e.is_int:
             idx = int(e.this) - 1
-            return out[idx].lin if 0 <= idx < len(out) else Lin()
+            return self._touch(out[idx]).lin if 0 <= idx < len(out) else Lin()
         if isinstance(e, exp.Column) and not e.table:
             name = ident(e.this)
-            outputs = [col.lin for col in out if col.name == name]
+            named = [col for col in out if col.name == name]
+            outputs = [col.lin for col in named]
             if outputs and (output_first or self._lookup(name, scope) is None):
+                for col in named:  # sorted or grouped by: computed
+                    self._touch(col)
                 return union(outputs) if len(outputs) > 1 else outputs[0]
         return self.expr(e, scope)
 
@@ -463,7 +578,7 @@ class Resolver:
         # it binds to the enclosing query's row (PostgreSQL), never to a sibling (what sqlglot would assume).
         inner_scope = scope if lateral else Scope(scope.parent, ctes=scope.ctes)
         if isinstance(item, exp.Subquery):
-            cols = self.query(item.this, inner_scope)
+            cols = self.query(item.this, inner_scope, defer=True)
             cols = self._suffix(item, cols, inner_scope)
             # Under LATERAL the alias belongs to the LATERAL node (the caller names it there).
             return Rel(alias or ("" if lateral else self._alias(item)), _rename(cols, alias_cols))
@@ -523,7 +638,7 @@ class Resolver:
         if schema is None:
             cte = scope.cte(name)
             if cte is not None:
-                return Rel(alias or name, _rename([Col(c.name, c.lin) for c in cte], alias_cols))
+                return Rel(alias or name, _rename([Col(c.name, c.lin, pending=c.pending) for c in cte], alias_cols))
         # Reads run with search_path = pg_catalog, <schema>, pg_temp: an unqualified pg_* name is a system
         # catalog there even if a user table of that name exists.
         rel = None if schema is None and name.startswith("pg_") else self.catalog.relation(name, schema)
@@ -555,7 +670,7 @@ class Resolver:
                         "ask an admin to simplify the view or read its base tables")
             return [Col(n, Lin(opaque=True)) for n in rel.column_names]
         # A view's own filters count like the caller's: a view filtering on a sensitive column is an oracle too.
-        cols = self.query(node, None)
+        cols = self.query(node, None, defer=True)
         if rel.column_names:
             if len(rel.column_names) != len(cols):
                 self.refuse(f"view {label}: its definition and its column list disagree; refresh the catalog")
@@ -641,23 +756,30 @@ class Resolver:
 
     # -- projections and expressions ----------------------------------------------------------
 
-    def projection(self, e: exp.Expression, scope: Scope) -> list[Col]:
+    def projection(self, e: exp.Expression, scope: Scope, forward: bool = False) -> list[Col]:
+        """The output columns of one select-list item. `forward`: a `*` of a FROM item passes each column's
+        Pending on (counted if the outer query references it); otherwise the columns are referenced here."""
+        def listed(cols: list[Col]) -> list[Col]:
+            if forward:
+                return [Col(c.name, c.lin, pending=c.pending) for c in cols]
+            return [Col(c.name, self._touch(c).lin) for c in cols]
+
         if isinstance(e, exp.Star):
             for rel in scope.rels:
                 self._expand(rel)
-            return [Col(c.name, c.lin) for c in (scope.star or [])]
+            return listed(scope.star or [])
         if isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
             rel = self._rel(ident(e.args.get("table")), scope)
             if rel is None:
                 self.refuse(f"unknown table {ident(e.args.get('table'))} in {e.sql('postgres')}")
                 return []
-            return [Col(c.name, c.lin) for c in self._expand(rel)]
+            return listed(self._expand(rel))
         if isinstance(e, exp.Dot) and isinstance(e.expression, exp.Star):
             base = e.this.unnest() if isinstance(e.this, exp.Paren) else e.this
             if isinstance(base, exp.Column) and not base.table:
                 rel = self._rel(ident(base.this), scope)
                 if rel is not None and self._lookup(ident(base.this), scope) is None:
-                    return [Col(c.name, c.lin) for c in self._expand(rel)]
+                    return listed(self._expand(rel))
             self.refuse(f"cannot expand {e.sql('postgres')}: its columns are unknown; name the fields instead")
             return [Col("?column?", Lin(self.expr(e.this, scope).sources, False, True))]
         name = _output_name(e)
@@ -709,7 +831,7 @@ class Resolver:
     def _binding(self, name: str, scope: Scope | None) -> tuple[Lin, str | None] | None:
         """(lineage, alias of the FROM item it binds to, or None when it must stay unqualified) of a bare name."""
         while scope:
-            hits = [(c.lin, rel.alias) for rel in scope.rels for c in rel.cols if c.name == name]
+            hits = [(self._touch(c).lin, rel.alias) for rel in scope.rels for c in rel.cols if c.name == name]
             if hits:
                 if len(hits) == 1:
                     return hits[0]
@@ -718,7 +840,7 @@ class Resolver:
                 return union(h[0] for h in hits), None
             opens = [rel for rel in scope.rels if rel.open]
             if opens:
-                return union(rel.whole for rel in opens), (opens[0].alias if len(opens) == 1 else None)
+                return union(self._whole(rel) for rel in opens), (opens[0].alias if len(opens) == 1 else None)
             scope = scope.parent
         return None
 
@@ -732,11 +854,11 @@ class Resolver:
             if rel is None:
                 self.refuse(f"unknown table or alias {table} in {table}.{name}; check the FROM clause")
                 return Lin(opaque=True)
-            col = rel.find(name)
+            col = self._touch(rel.find(name))
             if col:
                 return self._seen(col.lin)
             if rel.open:
-                return self._seen(rel.whole)
+                return self._seen(self._whole(rel))
             self.refuse(f"unknown column {table}.{name}; check the name")
             return Lin(opaque=True)
         found = self._binding(name, scope)
@@ -747,7 +869,7 @@ class Resolver:
             return self._seen(lin)
         rel = self._rel(name, scope)
         if rel is not None:
-            return self._seen(rel.whole)  # a bare table alias is the whole row: opaque
+            return self._seen(self._whole(rel))  # a bare table alias is the whole row: opaque
         self.refuse(f"unknown column {name}; check the name (quoted names are case-sensitive)")
         return Lin(opaque=True)
 
@@ -771,12 +893,12 @@ class Resolver:
                 if rel is None:
                     self.refuse(f"unknown table {ident(e.args.get('table'))} in {e.sql('postgres')}")
                     return Lin(opaque=True)
-                return self._seen(rel.whole)
+                return self._seen(self._whole(rel))
             return self.column(e, scope)
         if isinstance(e, exp.Star):
             if isinstance(e.parent, exp.Count):
                 return Lin()
-            return self._seen(union(rel.whole for rel in scope.rels) if scope.rels else Lin())
+            return self._seen(union(self._whole(rel) for rel in scope.rels) if scope.rels else Lin())
         if isinstance(e, exp.Var):
             # sqlglot reads `date_trunc(ssn, x)` / `date_part(ssn, x)` with a keyword where PostgreSQL has a
             # column: its value becomes the unit, and an unknown unit is repeated in the error message.
@@ -864,7 +986,7 @@ class Resolver:
             if self._lookup(name, scope) is None:
                 rel = self._rel(name, scope)
                 if rel is not None:  # (c).email: a field of a whole-row reference
-                    col = rel.find(ident(e.expression))
+                    col = self._touch(rel.find(ident(e.expression)))
                     if col:
                         return self._seen(col.lin)
         return union(self.expr(c, scope) for c in _children(e)).derived()
@@ -983,8 +1105,14 @@ class Resolver:
     def _quiet(self, e: exp.Expression, scope: Scope) -> Lin:
         """Lineage of an expression already resolved once (no second use, no second refusal)."""
         uses, violations, values = len(self.uses), len(self.violations), len(self.value_uses)
-        lin = self.expr(e, scope)
+        self._collect.append([])  # nothing counted in here may be deleted below
+        try:
+            lin = self.expr(e, scope)
+        finally:
+            touched = self._collect.pop()
         del self.uses[uses:], self.violations[violations:], self.value_uses[values:]
+        for pending in touched:  # what it referenced still counts
+            self._counts(pending)
         return lin
 
     def _same_row_type(self, base: exp.Expression, value: exp.Expression, scope: Scope) -> bool:
@@ -1123,6 +1251,17 @@ class Resolver:
                 if len(lins) > 1 and any(lin.constant for lin in lins):
                     return True
         return False
+
+
+def _is_star(e: exp.Expression) -> bool:
+    return isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)) or (
+        isinstance(e, exp.Dot) and isinstance(e.expression, exp.Star))
+
+
+# Allowed built-ins PostgreSQL marks volatile (pg_proc.provolatile = 'v'; tests/test_utility_views.py checks
+# this against the server): an unused subquery output calling one is still computed.
+VOLATILE_FUNCTIONS = frozenset({"random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid",
+                                "array_sample", "array_shuffle", "setseed"})
 
 
 def _conjuncts(e: exp.Expression) -> list[exp.Expression]:
@@ -1352,7 +1491,7 @@ def _generated_lin(rel: Relation, name: str, type_: str | None) -> Lin:
 def _rename(cols: list[Col], names: list[str]) -> list[Col]:
     if not names:
         return cols
-    return [Col(names[i] if i < len(names) else c.name, c.lin) for i, c in enumerate(cols)]
+    return [Col(names[i] if i < len(names) else c.name, c.lin, pending=c.pending) for i, c in enumerate(cols)]
 
 
 def _realias(rel: Rel, alias: str, names: list[str]) -> Rel:
