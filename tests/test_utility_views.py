@@ -26,6 +26,7 @@ from conftest import require
 
 from lineage_guard import GovernedSession, Identity
 from lineage_guard.errors import AccessDenied, ApprovalRequired, SourceError
+from lineage_guard.sql.model import ColumnRef
 
 POLICY = Path(__file__).resolve().parent / "redteam" / "policies" / "cohort.yaml"
 
@@ -91,6 +92,8 @@ mask|1|SELECT o.id, c.email FROM orders o JOIN customers c ON c.id = o.customer_
 mask|1|SELECT id, coalesce(email, phone) AS reach FROM customers
 mask|1,2|SELECT v.id, v.contact, v.callback FROM v_customer_contact v JOIN v_customer_plans p USING (id)
 mask|0|SELECT tax_ref FROM v_customer_secure
+mask|1|SELECT id, tax_ref FROM v_customer_secure
+mask|2|SELECT v.id, v.plan, v.tax_ref FROM v_customer_secure v WHERE v.id > 3
 deny||SELECT id FROM v_patient_summary WHERE category = 'E11'
 deny||SELECT id FROM v_patient_summary ORDER BY dob
 deny||SELECT id FROM v_customer_contact WHERE contact LIKE '%nobody%'
@@ -227,3 +230,21 @@ def test_volatile_list_matches_the_server(corpus_url):
             "SELECT DISTINCT proname FROM pg_proc WHERE provolatile = 'v' AND proname = ANY(%s)",
             [sorted(ALLOWED_FUNCTIONS | FUNCTION_CASTS)]).fetchall()}
     assert volatile and volatile <= VOLATILE_FUNCTIONS, sorted(volatile - VOLATILE_FUNCTIONS)
+
+
+def test_binding_check_follows_a_security_barrier_view_by_position():
+    """A security_barrier view is a subquery scan in EXPLAIN: its columns are followed by position (they were
+    all-or-nothing, so `SELECT id, tax_ref FROM v_customer_secure` was refused live), and a column the plan
+    did not attribute to the output is still caught."""
+    from lineage_guard.sql.explain import binding_disagreements
+
+    ssn, cid = ColumnRef("public", "customers", "ssn"), ColumnRef("public", "customers", "id")
+    explained = [{"Plan": {"Node Type": "Subquery Scan", "Alias": "v", "Output": ["v.id", "v.tax_ref"], "Plans": [
+        {"Node Type": "Seq Scan", "Relation Name": "customers", "Schema": "public", "Alias": "customers",
+         "Parent Relationship": "Subquery", "Output": ["customers.id", "NULL::text", "customers.ssn"]}]}}]
+    names = {"v": ["id", "plan", "tax_ref"]}
+    assert binding_disagreements(explained, known={ssn, cid}, outputs=[{cid}, {ssn}], sensitive={ssn},
+                                 names=names) == []
+    assert binding_disagreements(explained, known={ssn, cid}, outputs=[{ssn}, set()], sensitive={ssn},
+                                 names=names) != []   # the ssn column planned clear: caught
+    assert binding_disagreements(explained, known={ssn, cid}, outputs=[{cid}, {ssn}], sensitive={ssn}) != []

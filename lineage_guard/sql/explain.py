@@ -286,6 +286,12 @@ def scan_names(analysis: Analysis) -> dict[str, list[str]]:
 
     for cte in tree.find_all(exp.CTE):
         add(ident(cte.alias_or_name), columns(cte.args.get("alias"), cte.this))
+    for table in tree.find_all(exp.Table):  # views, as the resolver found their columns (lineage.table)
+        listed = table.meta.get("lg_view_columns") if table.meta else None
+        if listed is not None:
+            alias = table.args.get("alias")
+            add(ident(alias.this) if isinstance(alias, exp.TableAlias) and alias.this is not None
+                else ident(table.this), list(listed))
     for sub in tree.find_all(exp.Subquery):
         alias = sub.args.get("alias")
         if isinstance(alias, exp.TableAlias) and alias.this is not None:

@@ -656,9 +656,12 @@ class Resolver:
         ref = TableRef(rel.schema, rel.name)
         self.tables_read.add(ref)
         if rel.definition is not None and rel.kind in ("view", "matview") or (rel.definition and not rel.columns):
-            cols = self.view(rel)
-        else:
-            cols = [Col(c, lin) for c, lin in _stored(rel)]
+            cols = _rename(self.view(rel), alias_cols)
+            # A view the server plans apart (security_barrier) is a subquery scan in EXPLAIN: the binding
+            # check follows its columns by position (explain.scan_names).
+            item.meta["lg_view_columns"] = [c.name for c in cols]
+            return Rel(alias or name, cols)
+        cols = [Col(c, lin) for c, lin in _stored(rel)]
         return Rel(alias or name, _rename(cols, alias_cols))
 
     def view(self, rel: Relation) -> list[Col]:
