@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 from conftest import CORPUS, require
+from redteam_writer import Refused, Writer
 from test_oracle_shuffled import _rewrite, shuffle_rows
 
-from lineage_guard import GovernedSession, Identity
-from lineage_guard.errors import AccessDenied, ApprovalRequired, SourceError
+from lineage_guard import Identity
 from lineage_guard.planner import plan
 from lineage_guard.policy import load_policy
 from lineage_guard.sql.catalog import Catalog
@@ -89,39 +89,6 @@ def writer_policy(folder: Path) -> Path:
     path = folder / "writer.yaml"
     path.write_text((CORPUS / "policy.yaml").read_text() + "writes:\n  allowed_groups: [training-jobs]\n")
     return path
-
-
-class Refused(Exception):
-    pass
-
-
-class Writer:
-    """The attacker: a fresh governed session (it sees the objects made for its attack)."""
-
-    def __init__(self, url: str, policy: Path):
-        self.session = GovernedSession(url, policy, Identity("svc-training", "service"), "ai_training")
-        self.statements = 0
-
-    def write(self, sql: str) -> int:
-        self.statements += 1
-        try:
-            return self.session.execute(sql).rows_affected
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
-
-    def fails(self, sql: str) -> bool:
-        try:
-            self.write(sql)
-        except SourceError:
-            return True
-        return False
-
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        self.statements += 1
-        try:
-            return self.session.read_arrow(sql).to_pylist()
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
 
 
 # --- attacks ----------------------------------------------------------------------------------------------

@@ -20,9 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import CORPUS, require
-
-from lineage_guard import GovernedSession, Identity
-from lineage_guard.errors import AccessDenied, ApprovalRequired, SourceError
+from redteam_writer import Refused, Writer
 
 PROBED = tuple(range(1, 71))
 ROW_FILTER = """writes:
@@ -57,32 +55,10 @@ def _database(new_database) -> str:
     return url
 
 
-class Refused(Exception):
-    pass
-
-
-class Writer:
-    def __init__(self, url: str, policy: Path):
-        self.session = GovernedSession(url, policy, Identity("svc-training", "service"), "ai_training")
-        self.statements = 0
-
-    def write(self, sql: str) -> int:
-        self.statements += 1
-        try:
-            return self.session.execute(sql).rows_affected
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
-
-    def fails(self, sql: str) -> bool:
-        try:
-            self.write(sql)
-        except SourceError:
-            return True
-        return False
-
-    def visible(self) -> set[int]:
-        self.statements += 1
-        return {r["id"] for r in self.session.read_arrow("SELECT id FROM customers").to_pylist()}
+def visible(w: Writer) -> set[int]:
+    """The customer ids the row filter shows the attacker."""
+    w.statements += 1
+    return {r["id"] for r in w.session.read_arrow("SELECT id FROM customers").to_pylist()}
 
 
 def unique_violation(w: Writer, k: int) -> bool:
@@ -99,7 +75,7 @@ def insert_select_key(w: Writer, k: int) -> bool:
 
 def update_to_key(w: Writer, k: int) -> bool:
     ordered = {r["customer_id"] for r in w.session.read_arrow("SELECT customer_id FROM orders").to_pylist()}
-    mine = min(w.visible() - ordered)   # a row of mine no order references: its key may move
+    mine = min(visible(w) - ordered)   # a row of mine no order references: its key may move
     if w.fails(f"UPDATE customers SET id = {k} WHERE id = {mine}"):
         return True
     w.write(f"UPDATE customers SET id = {mine} WHERE id = {k}")   # put my row back
@@ -139,7 +115,7 @@ def test_key_checks_do_not_show_hidden_rows(attack: Attack, new_database, policy
     w = Writer(url, policy)
     values: dict[int, Any] = {}
     refused = None
-    seen = w.visible()
+    seen = visible(w)
     hidden_keys = [k for k in PROBED if k not in seen]   # the writer asks only about what it cannot see
     try:
         for k in hidden_keys:

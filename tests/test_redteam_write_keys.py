@@ -36,9 +36,9 @@ from typing import Any
 
 import pytest
 from conftest import CORPUS, require
+from redteam_writer import Refused, Writer
 
-from lineage_guard import GovernedSession, Identity
-from lineage_guard.errors import AccessDenied, ApprovalRequired, SourceError
+from lineage_guard import Identity
 
 WRITER = """writes:
   allowed_groups: [training-jobs]
@@ -80,38 +80,6 @@ def _execute(url: str, *sql: str) -> list:
             cur = conn.execute(statement)
             out = cur.fetchall() if cur.description else out
         return out
-
-
-class Refused(Exception):
-    pass
-
-
-class Writer:
-    def __init__(self, url: str, policy: Path):
-        self.url = url
-        self.session = GovernedSession(url, policy, Identity("svc-training", "service"), "ai_training")
-        self.statements = 0
-
-    def write(self, sql: str) -> int:
-        self.statements += 1
-        try:
-            return self.session.execute(sql).rows_affected
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
-
-    def fails(self, sql: str) -> bool:
-        try:
-            self.write(sql)
-        except SourceError:
-            return True
-        return False
-
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        self.statements += 1
-        try:
-            return self.session.read_arrow(sql).to_pylist()
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
 
 
 def codebook_into_detected_column(w: Writer, truth) -> dict[int, Any]:

@@ -26,9 +26,10 @@ from typing import Any
 
 import pytest
 from conftest import TEST_MASTER_KEY, require
+from redteam_writer import Refused, Writer
 
 from lineage_guard import GovernedSession, Identity
-from lineage_guard.errors import AccessDenied, ApprovalRequired, SourceError
+from lineage_guard.errors import AccessDenied
 
 CORPUS = Path(__file__).parent / "corpus"
 ALL = tuple(range(1, 51))
@@ -87,44 +88,6 @@ def truth(db):
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     return writer_policy(tmp_path_factory.mktemp("redteam-writes"))
-
-
-class Refused(Exception):
-    """The governed path refused the attack's statement."""
-
-
-class Writer:
-    """The attacker: governed reads and writes as svc-training/ai_training; a fresh session sees new tables."""
-
-    def __init__(self, url: str, policy: Path):
-        self.url, self.policy = url, policy
-        self.session = self.fresh()
-        self.statements = 0
-
-    def fresh(self) -> GovernedSession:
-        return GovernedSession(self.url, self.policy, Identity("svc-training", "service"), "ai_training")
-
-    def write(self, sql: str) -> int:
-        self.statements += 1
-        try:
-            return self.session.execute(sql).rows_affected
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
-
-    def fails(self, sql: str) -> bool:
-        """True when the allowed write failed in the database (an error channel's bit)."""
-        try:
-            self.write(sql)
-        except SourceError:
-            return True
-        return False
-
-    def rows(self, sql: str, session: GovernedSession | None = None) -> list[dict[str, Any]]:
-        self.statements += 1
-        try:
-            return (session or self.session).read_arrow(sql).to_pylist()
-        except (AccessDenied, ApprovalRequired) as err:
-            raise Refused(type(err).__name__) from err
 
 
 def _scratch(db: str, *sql: str) -> None:
