@@ -149,6 +149,7 @@ class GovernedSession:
         self._schema_version = ""  # the live schema version `_catalog` was taken at (sql/catalog_cache)
         self._detection = None
         self._meta = None  # the one connection plans read the schema version, catalog and detection on
+        self._reads = None  # the read connection kept between this session's reads (sources.read_conn)
         self._keyring = keyring
         self._ledger = ledger
         self._lineage = lineage
@@ -213,6 +214,18 @@ class GovernedSession:
             self._meta = MetaConnection(self.source.catalog_url)
         return self._meta
 
+    def _read_connections(self):
+        """This session's kept read connection (`sources.read_conn`): reset after a clean read, else closed.
+
+        Every read used to open its own connection. It is this session's only: never shared with
+        another session (the service makes one per call), and lent to one read at a time.
+        """
+        if self._reads is None:
+            from .sources.read_conn import ReadConnections
+
+            self._reads = ReadConnections()
+        return self._reads
+
     @property
     def keyring(self):
         if self._keyring is None:
@@ -252,7 +265,7 @@ class GovernedSession:
         self.close()
 
     def close(self) -> None:
-        for part in (self._ledger, self._approvals, self._lineage, self._meta):
+        for part in (self._reads, self._ledger, self._approvals, self._lineage, self._meta):
             closer = getattr(part, "close", None)
             if closer:
                 closer()
@@ -749,7 +762,7 @@ class GovernedSession:
 
         specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
         with self.source.stream(executed_sql(decision), executed_parameters(decision, parameters),
-                                verify=binding_check(decision)) as stream:
+                                verify=binding_check(decision), keep=self._read_connections()) as stream:
             if len(stream.schema) != len(decision.columns):
                 # The server's output shape differs from the plan's: the plan cannot vouch for it.
                 raise LineageGuardError(

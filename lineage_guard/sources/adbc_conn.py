@@ -2,7 +2,8 @@
 
 `adbc_driver_manager.dbapi` imports `pyarrow.dataset` and, through it, pandas: about a third of
 a fresh task process's time before its first row (benchmarks/cold_start.py). The read path needs
-four things (run a statement, stream a query's Arrow batches, cancel, close), which the
+four things (run a statement, stream a query's Arrow batches, cancel, close; and reset, for a
+connection a session keeps), which the
 low-level `AdbcDatabase` / `AdbcConnection` / `AdbcStatement` give directly; errors are the same
 `adbc_driver_manager` exceptions with their SQLSTATE, so `pg_errors` classifies them as before.
 
@@ -68,6 +69,21 @@ class Connection:
         stmt = self._statement(sql, use_copy=use_copy)
         handle, _ = stmt.execute_query()
         return AdbcRecordBatchReader._import_from_c(handle.address)
+
+    @property
+    def current(self) -> bool:
+        """Whether the database handle is still the shared one for the URI (see `adbc_databases.renew`)."""
+        return self._lease.current
+
+    def reset(self) -> None:
+        """Undo what a finished read left on the session, to reuse the connection (`sources.read_conn`).
+
+        Closes the read's statements, then `DISCARD ALL`. Run after the read's `ROLLBACK`: PostgreSQL
+        refuses `DISCARD ALL` inside a transaction block, so a transaction still open makes this raise.
+        """
+        for stmt in list(self._statements):
+            self._close_statement(stmt)
+        self.execute("DISCARD ALL")
 
     def cancel(self) -> None:
         """Ask the server to cancel what this connection is running."""

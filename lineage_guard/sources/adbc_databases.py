@@ -2,11 +2,13 @@
 
 Opening an `AdbcDatabase` makes the driver load the server's whole type table (`pg_type`): about
 35 ms of CPU and 50 ms of wall per handle, against 0.4 ms / 4 ms for a connection on a handle
-already open. A governed read still gets its own connection (nothing a statement sets survives
-it); only the handle, which holds the URI and the type table, is kept. A type created after the
-handle was opened is unknown to it (its column would come back as opaque bytes): the reader
-that sees such a column calls `renew(uri)` and reads again on a new handle
-(`sources.postgres.BatchStream`). A renewed handle is closed once its last connection is.
+already open. The handle, which holds the URI and the type table, is shared by every reader of
+the URI; a connection is one reader's (a session keeps its own between its reads, reset:
+`sources.read_conn`). A type created after the handle was opened is unknown to it (its column
+would come back as opaque bytes): the reader that sees such a column calls `renew(uri)` and reads
+again on a new connection on a new handle (`sources.postgres.BatchStream`); a session's kept
+connection on a renewed handle is closed instead of reused (`DatabaseLease.current`). A renewed
+handle is closed once its last connection is.
 
 Example:
     >>> lease = lease_database("postgresql://postgres@127.0.0.1:5432/postgres")   # doctest: +SKIP
@@ -31,6 +33,11 @@ class DatabaseLease:
     database: Any
     _entry: _Entry = field(repr=False)
     _released: bool = False
+
+    @property
+    def current(self) -> bool:
+        """Whether the handle is still the one handed out for its URI (not renewed since)."""
+        return not self._entry.retired
 
     def release(self) -> None:
         if self._released:

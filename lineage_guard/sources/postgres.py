@@ -1,11 +1,18 @@
 """Step 6: read PostgreSQL as streamed Arrow RecordBatches, read-only, with a timeout.
 
-Every read runs on its own connection, inside a transaction opened as
-`BEGIN READ ONLY` whose mode the statement cannot undo: a query is run first so
-the server refuses `SET TRANSACTION READ WRITE` / `set_config('transaction_read_only', ...)`
+Every read runs inside a transaction opened as `BEGIN READ ONLY` whose mode the
+statement cannot undo: a query is run first so the server refuses
+`SET TRANSACTION READ WRITE` / `set_config('transaction_read_only', ...)`
 ("must be set before any query"), writes and temp tables are refused
-(`25006 read_only_sql_transaction`), and the transaction is rolled back and the
-connection closed at the end, so nothing a statement sets survives it.
+(`25006 read_only_sql_transaction`), and the transaction is rolled back at the end.
+
+A read on its own (`stream(sql)`) opens a connection and closes it at the end. A session's reads
+(`stream(sql, keep=...)`, `GovernedSession` passes its own `read_conn.ReadConnections`) share
+one connection, one read at a time: a read that ended cleanly (read to the end, ROLLBACK done)
+leaves it reset with `DISCARD ALL` (session advisory locks, prepared statements, temp tables,
+session settings, WITH HOLD cursors, LISTEN) for the session's next read; a read cancelled,
+errored, timed out or left unfinished closes it, as does a failed reset. Either way nothing a
+statement sets reaches the next read (what DISCARD ALL does not cover: `read_conn`).
 
 `search_path` is pinned to `pg_catalog, <schema>, pg_temp`: built-ins are found
 before any user object of the same name (a `public.lower()` cannot shadow
@@ -24,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import pyarrow as pa
 
@@ -35,6 +42,9 @@ from .pg_errors import connect_error, from_driver_error, guarded, sqlstate_error
 from .pg_params import inline_parameters
 from .pg_types import TypePlan
 from .pg_url import PgUrl
+
+if TYPE_CHECKING:
+    from .read_conn import ReadConnections
 
 Parameters = Sequence[Any] | None
 
@@ -92,11 +102,14 @@ class BatchStream:
     `schema` is known before the first batch (sinks open with it). Iterating to
     the end, leaving the `with` block, `close()` or an error each end the read
     transaction and close the connection; an unfinished read is cancelled on the server.
+    With `keep` (a session's `ReadConnections`), the connection comes from it and only a read
+    iterated to the end whose ROLLBACK succeeded gives it back (reset there); every other end closes it.
     """
 
     def __init__(self, source: PostgresSource, sql: str, parameters: Parameters,
-                 verify: Callable[[Any], None] | None = None):
+                 verify: Callable[[Any], None] | None = None, keep: ReadConnections | None = None):
         self._source = source
+        self._keep = keep
         self._conn = None
         self._reader = None
         self._pending: list[pa.RecordBatch] = []
@@ -122,7 +135,12 @@ class BatchStream:
     def _open(self, sql: str, parameters: Parameters, verify: Callable[[Any], None] | None,
               renewable: bool = False) -> None:
         source = self._source
-        conn = self._conn = _connect_read(source._url)
+        kept = False
+        if self._keep is None:
+            conn = self._conn = _connect_read(source._url)
+        else:
+            conn, kept = self._keep.take(_uri_with_timeout(source._url), lambda: _connect_read(source._url))
+            self._conn = conn
         setup = [
             "BEGIN TRANSACTION READ ONLY",
             f"SET LOCAL statement_timeout = {int(source.statement_timeout_ms)}",
@@ -133,8 +151,19 @@ class BatchStream:
             # Takes the snapshot: from here on the read-only mode can no longer be changed.
             "SELECT 1",
         ]
-        guarded(lambda: [conn.execute(statement) for statement in setup],
-                lambda exc: from_driver_error(exc, doing="opening the read-only transaction"))
+        try:
+            guarded(lambda: [conn.execute(statement) for statement in setup],
+                    lambda exc: from_driver_error(exc, doing="opening the read-only transaction"))
+        except Exception:
+            if not kept:
+                raise
+            # The kept connection's backend went away while idle (terminated, idle_session_timeout): a
+            # new connection, the transaction opened again. Nothing of the statement has run.
+            with contextlib.suppress(Exception):
+                conn.close()
+            conn = self._conn = self._keep.take(_uri_with_timeout(source._url), lambda: _connect_read(source._url))[0]
+            guarded(lambda: [conn.execute(statement) for statement in setup],
+                    lambda exc: from_driver_error(exc, doing="opening the read-only transaction"))
         if parameters is not None:
             # Bound parameters would make ADBC load the whole result before the first batch.
             sql = inline_parameters(sql, parameters)
@@ -194,13 +223,18 @@ class BatchStream:
         return batch
 
     def _finish(self) -> None:
-        """The result was read to the end: roll back cleanly, then close."""
+        """The result was read to the end: roll back cleanly, then give the connection back (kept) or close it."""
         self._done = True
+        clean = False
         with contextlib.suppress(Exception):  # closing the connection rolls back anyway
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
             self._conn.execute("ROLLBACK")
+            clean = True
+        if clean and self._keep is not None and not self._pending:
+            conn, self._conn = self._conn, None
+            self._keep.give_back(conn)   # reset (DISCARD ALL) and kept, or closed if the reset fails
         self.close()
 
     def close(self) -> None:
@@ -276,16 +310,18 @@ class PostgresSource:
         return self._url.redacted
 
     def stream(self, sql: str, parameters: Parameters = None,
-               verify: Callable[[Any], None] | None = None) -> BatchStream:
+               verify: Callable[[Any], None] | None = None, keep: ReadConnections | None = None) -> BatchStream:
         """Run one read-only statement and stream its rows as Arrow batches.
 
         `parameters` fill `$1, $2, ...` placeholders (inlined as quoted literals so the result
         still streams; see `pg_params`). Raises `SourceError`
         (sanitized: SQLSTATE and what to fix, never the server's text). `verify`, if given, is called
         with the server's `EXPLAIN (VERBOSE, FORMAT JSON)` of the statement before it runs, in the same
-        transaction, and may raise to refuse the read.
+        transaction, and may raise to refuse the read. `keep`, if given (a session's
+        `ReadConnections`), lends the read its kept connection and keeps it again, reset, if the read
+        ends cleanly; without it the read opens its own connection and closes it.
         """
-        return BatchStream(self, sql, parameters, verify)
+        return BatchStream(self, sql, parameters, verify, keep)
 
     def read_all(self, sql: str, parameters: Parameters = None) -> pa.Table:
         """Convenience for small results: the whole result as one table."""
