@@ -6,7 +6,7 @@ UV     := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: setup demo test bench clean constraints docs
 
-$(STAMP): pyproject.toml uv.lock
+$(STAMP): pyproject.toml uv.lock lineage_guard/mask/_hmac_sha256.c
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $(STAMP)

@@ -89,84 +89,124 @@ def cryptography_loop(column: pa.Array, key: bytes) -> None:
         h.finalize()
 
 
+class _one_thread:
+    """Both compiled HMAC paths on one thread (the CPU comparison), restored afterwards."""
+
+    def __enter__(self):
+        from lineage_guard.mask import keyed, native
+
+        self._saved = keyed.THREADS, native.THREADS
+        keyed.THREADS = native.THREADS = 1
+
+    def __exit__(self, *exc):
+        from lineage_guard.mask import keyed, native
+
+        keyed.THREADS, native.THREADS = self._saved
+
+
+class _kernel:
+    """Force the kernel on (`native`, the project's C kernel) or off (polars-hash), restored afterwards."""
+
+    def __init__(self, on: bool):
+        self.on = on
+
+    def __enter__(self):
+        from lineage_guard.mask import native
+
+        self._saved = native.AVAILABLE
+        native.AVAILABLE = self.on and native._kernel is not None
+
+    def __exit__(self, *exc):
+        from lineage_guard.mask import native
+
+        native.AVAILABLE = self._saved
+
+
 def tokenize_paired(column: pa.Array, keyring: Keyring, key: bytes, pairs: int) -> None:
     """tokenize vs the hmac loop (and OpenSSL's HMAC) run back to back, so load from other processes hits all alike.
 
-    Wall time and CPU time (all threads of this process) per pair; the CPU ratio says how much
-    less work tokenize does, whatever the other cores are doing at the time. Tokenize runs once
-    on one thread (the CPU comparison) and once on two (what a pipeline gets by default).
+    Wall time and CPU time (all threads of this process) per round; the CPU ratio says how much
+    less work tokenize does, whatever the other cores are doing at the time. Tokenize runs on one
+    thread with the compiled kernel (the CPU comparison), on one thread through polars-hash (a
+    build without the kernel), and on two threads (what a pipeline gets by default).
     """
-    from lineage_guard.mask import keyed
+    from lineage_guard.mask import native
 
     spec = MaskSpec("tokenize", scope="purpose:bench", classification="email")
     key_text = keyring.mask_key_text(spec, "tokenize").encode()  # token version 3: the loop keys with the same bytes
-    wall, cpu, cpu2, wall2, crypto = [], [], [], [], []
-    threads = keyed.THREADS
+    wall, cpu, cpu2, wall2, crypto, plugin = [], [], [], [], [], []
     for _ in range(pairs):
         w0, c0 = time.perf_counter(), time.process_time()
         hmac_loop(column, key_text)
         w1, c1 = time.perf_counter(), time.process_time()
-        keyed.THREADS = 1
-        mask_array(column, spec, keyring)
+        with _one_thread():
+            mask_array(column, spec, keyring)
         w2, c2 = time.perf_counter(), time.process_time()
-        keyed.THREADS = threads
         mask_array(column, spec, keyring)
         w3, c3 = time.perf_counter(), time.process_time()
         cryptography_loop(column, key_text)
         c4 = time.process_time()
+        with _one_thread(), _kernel(False):
+            mask_array(column, spec, keyring)
+        c5 = time.process_time()
         wall.append((w1 - w0) / (w2 - w1))
         cpu.append((c1 - c0) / (c2 - c1))
         cpu2.append(c3 - c2)
         wall2.append((w3 - w2) / (w2 - w1))
         crypto.append((c4 - c3) / (c2 - c1))
+        plugin.append((c5 - c4) / (c2 - c1))
     n = len(column)
     mean_len = int(np.mean([len(v) for v in column.slice(0, 10_000).to_pylist()]) + 0.5)
     ssl_rate = openssl_hmac_rate(mean_len)
-    tok_rate = n / statistics.median(_tokenize_cpu(column, spec, keyring, pairs))
+    with _one_thread():
+        tok_rate = n / statistics.median(_tokenize_cpu(column, spec, keyring, pairs))
+    kernel = "the compiled kernel (lineage_guard.mask.native)" if native.AVAILABLE else "polars-hash (no kernel built)"
     print(f"\n# tokenize high ({n:,} distinct) vs hmac loop, {pairs} back-to-back rounds, "
-          f"load average {os.getloadavg()[0]:.2f}:")
+          f"load average {os.getloadavg()[0]:.2f}; tokenize through {kernel}:")
     print(f"- one thread: CPU-time ratio median {statistics.median(cpu):.1f}x (min {min(cpu):.1f}x, max {max(cpu):.1f}x); "
           f"wall ratio median {statistics.median(wall):.1f}x")
-    print(f"- {threads} threads: CPU {statistics.median(cpu2):.3f} s (all threads); wall vs one thread "
+    print(f"- {native.THREADS} threads: CPU {statistics.median(cpu2):.3f} s (all threads); wall vs one thread "
           f"{statistics.median(wall2):.2f}x the time")
+    print(f"- polars-hash `hmac_sha256` path (a build without the kernel), one thread: {statistics.median(plugin):.2f}x "
+          "the CPU of tokenize")
     print(f"- cryptography HMAC per value (OpenSSL via a Python loop): tokenize {statistics.median(crypto):.1f}x less CPU")
     print(f"- OpenSSL `openssl speed -hmac sha256 -bytes {mean_len}` one core: {ssl_rate:,.0f} HMAC/s; "
-          f"tokenize (one thread, whole kernel incl. Arrow<->Polars and token text) {tok_rate:,.0f} values/CPU-s "
+          f"tokenize (one thread, whole kernel incl. distinct values and token text) {tok_rate:,.0f} values/CPU-s "
           f"= {100 * tok_rate / ssl_rate:.0f}% of OpenSSL's rate")
 
 
 def _tokenize_cpu(column: pa.Array, spec: MaskSpec, keyring: Keyring, repeats: int) -> list[float]:
-    from lineage_guard.mask import keyed
-
-    threads, keyed.THREADS = keyed.THREADS, 1
-    try:
-        out = []
-        for _ in range(repeats):
-            c0 = time.process_time()
-            mask_array(column, spec, keyring)
-            out.append(time.process_time() - c0)
-        return out
-    finally:
-        keyed.THREADS = threads
+    out = []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        mask_array(column, spec, keyring)
+        out.append(time.process_time() - c0)
+    return out
 
 
 def tokenize_crossing(key_text: str, repeats: int) -> None:
-    """Where the compiled HMAC path starts to beat the Python loop (sets `keyed.COMPILED_MIN`)."""
-    from lineage_guard.mask import digest, keyed
+    """Digests by distinct-set size: the Python loop, polars-hash (`keyed.COMPILED_MIN` picks between them
+    in a build without the kernel) and the compiled kernel, which takes every size where it is built."""
+    from lineage_guard.mask import digest, keyed, native
 
-    print("\n# tokenize digests by distinct-set size: Python loop vs compiled (polars-hash hmac_sha256, "
-          f"{keyed.THREADS} threads from {keyed.THREADED_MIN:,}); threshold COMPILED_MIN = {keyed.COMPILED_MIN:,}")
-    print("| distinct values | loop s | compiled s | compiled speed-up |")
-    print("|---:|---:|---:|---:|")
+    print("\n# tokenize digests by distinct-set size: Python loop vs polars-hash hmac_sha256 vs the compiled "
+          f"kernel ({native.THREADS} threads from {native.THREADED_MIN:,}); without the kernel polars-hash takes "
+          f"over from COMPILED_MIN = {keyed.COMPILED_MIN:,}")
+    print("| distinct values | loop s | polars-hash s | kernel s | kernel vs loop | kernel vs polars-hash |")
+    print("|---:|---:|---:|---:|---:|---:|")
     threshold = keyed.COMPILED_MIN
     try:
         keyed.COMPILED_MIN = 0
-        for size in (2_000, 10_000, 30_000, 100_000, 1_000_000):
+        for size in (100, 2_000, 10_000, 30_000, 100_000, 1_000_000):
             raw = pa.array([f"user{i}@example.org".encode() for i in range(size)], pa.large_binary())
             loop_s, _ = timed(lambda raw=raw: digest.hmac_sha256_many(key_text.encode(), raw.to_pylist()),
                               max(repeats, 5))
-            fast_s, _ = timed(lambda raw=raw: keyed.hmac_digests(key_text, raw), max(repeats, 5))
-            print(f"| {size:,} | {loop_s:.4f} | {fast_s:.4f} | {loop_s / fast_s:.2f}x |")
+            with _kernel(False):
+                plugin_s, _ = timed(lambda raw=raw: keyed.hmac_digests(key_text, raw), max(repeats, 5))
+            with _kernel(True):
+                fast_s, _ = timed(lambda raw=raw: keyed.hmac_digests(key_text, raw), max(repeats, 5))
+            print(f"| {size:,} | {loop_s:.4f} | {plugin_s:.4f} | {fast_s:.4f} | {loop_s / fast_s:.2f}x | "
+                  f"{plugin_s / fast_s:.2f}x |")
     finally:
         keyed.COMPILED_MIN = threshold
 

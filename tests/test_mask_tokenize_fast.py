@@ -3,6 +3,9 @@
 Token version 3 (current): polars-hash's `hmac_sha256` keyed with the derived key's hex text
 (`lineage_guard.mask.keyed`). Token version 2 (verification of old tokens): HMAC composed from
 two polars-hash SHA-256 passes over the raw key bytes (`lineage_guard.mask.digest`).
+
+These are the paths of a build without the compiled kernel (`lineage_guard.mask.native`), so every
+test here turns it off; tests/test_mask_native.py checks the kernel against them and `hmac.new`.
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lineage_guard.mask import Keyring, MaskSpec, digest, keyed, mask_array
+from lineage_guard.mask import Keyring, MaskSpec, digest, keyed, mask_array, native
 from lineage_guard.mask.digest import hmac_sha256_arrow, hmac_sha256_many
 from lineage_guard.mask.tokenize import tokenize
 
 SCOPE = "purpose:fast"
 keys = st.binary(min_size=0, max_size=130)  # empty, short, exactly one block, longer than a block (hashed)
 texts = st.lists(st.one_of(st.none(), st.text(max_size=40), st.just("")), max_size=60)
+
+
+@pytest.fixture(autouse=True)
+def without_native_kernel(monkeypatch):
+    monkeypatch.setattr(native, "AVAILABLE", False)
 
 
 @pytest.fixture

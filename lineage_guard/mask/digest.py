@@ -1,7 +1,7 @@
 """Many digests at once: keyed HMAC-SHA256 and plain SHA-256 over lists of byte strings or Arrow binary arrays.
 
-Large Arrow inputs take a compiled path (polars-hash SHA-256, no Python per value); small
-ones a Python loop over cached pad states. Both give exactly `hmac.new(...).digest()`.
+Arrow inputs take the compiled kernel (`native`) where it is built; otherwise large ones take
+polars-hash SHA-256 (no Python per value) and small ones a Python loop over cached pad states. Both give exactly `hmac.new(...).digest()`.
 Results come back as one `(n, 32)` uint8 matrix so the text encoders that follow run in numpy.
 
     >>> import hmac, hashlib
@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from . import native
 
 try:  # CPython's own SHA-256: copying its state is far cheaper than copying an OpenSSL 3 context.
     from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]  # Python >= 3.12
@@ -73,6 +75,8 @@ def hmac_sha256_arrow(key: bytes, values: pa.Array) -> np.ndarray:
         True
     """
     raw = _large_binary(values)
+    if native.AVAILABLE:
+        return native.digests(key, raw)
     if len(raw) < max(COMPILED_MIN, 1):
         return hmac_sha256_many(key, raw.to_pylist())
     inner_pad, outer_pad = _pads(key)
