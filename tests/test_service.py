@@ -364,6 +364,25 @@ def test_metadata_lists_only_the_policy_schema_with_masked_columns_marked(svc):
 # -- large reads in parallel -------------------------------------------------------------------
 
 
+def test_calls_leave_no_database_backend_behind(svc):
+    """Each call's session keeps its read (and metadata) connection only while it lives: the service makes a
+    session per call, never closed, so the connections must go when it is dropped (sources/read_conn.py)."""
+    psycopg = require("psycopg", "postgres")
+
+    def backends() -> int:
+        with psycopg.connect(svc.db, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()[0]
+
+    with client(svc, trainer_token(svc)) as s:
+        for _ in range(4):
+            assert s.read_arrow("SELECT id, email FROM people").num_rows == 3
+            deadline = time.monotonic() + 5
+            while (left := backends()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert left == 0, f"{left} backends left after a call"
+
+
 def test_a_read_split_into_key_ranges_is_fetched_concurrently_with_the_same_tokens(svc):
     before = len(entries(svc))
     with client(svc, trainer_token(svc)) as s:
