@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 
 import numpy as np
@@ -174,3 +175,32 @@ def test_no_key_byte_in_any_kernel_error():
             kernel.digests(*args)
         errors.append(str(caught.value))
     assert errors and not any("SECRET" in e or key.hex() in e for e in errors)
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(offsets=st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-3, 40), min_size=0, max_size=12),
+       data=st.binary(max_size=40), hex_chars=st.integers(-2, 66), prefix=st.binary(max_size=5))
+def test_arbitrary_offsets_are_hashed_exactly_or_refused(offsets, data, hex_chars, prefix):
+    """Any offsets buffer, however hostile: a correct answer for a valid one, a ValueError otherwise, never a crash."""
+    raw = np.array(offsets, np.int64).tobytes()
+    n = max(len(offsets) - 1, 0)
+    valid = bool(offsets) and all(0 <= o <= len(data) for o in offsets) \
+        and all(a <= b for a, b in itertools.pairwise(offsets))
+    rows = [data[offsets[i]:offsets[i + 1]] for i in range(n)] if valid else []
+    out = np.zeros((n, 32), np.uint8)
+    if valid:
+        kernel.digests(b"k", raw, data, out)
+        assert [r.tobytes() for r in out] == reference(b"k", rows)
+    else:
+        with pytest.raises(ValueError):
+            kernel.digests(b"k", raw, data, out)
+    width = len(prefix) + hex_chars
+    text = np.zeros(max(n * width, 0), np.uint8)
+    if valid and 0 <= hex_chars <= 64:
+        kernel.hex_rows(b"k", raw, data, text, prefix, hex_chars)
+        assert [bytes(text[i * width:(i + 1) * width]) for i in range(n)] == \
+            [prefix + d.hex()[:hex_chars].encode() for d in reference(b"k", rows)]
+    else:
+        with pytest.raises(ValueError):
+            kernel.hex_rows(b"k", raw, data, text, prefix, hex_chars)
