@@ -10,7 +10,8 @@ Token versions (how a mask key is derived from a master and applied):
 - **3** (current): the version-2 key per (scope, classification), applied as an HMAC key in its
   64-character lowercase hex text form: `mask_key_text(spec, use)`. An HMAC key is any byte
   string, so this is as strong as the raw 32 bytes; the text form is what polars-hash's compiled
-  `hmac_sha256` takes (see `keyed`), which makes every keyed mask a single compiled pass.
+  `hmac_sha256` takes, the fallback of the project's own kernel (see `keyed`, `native`): either way
+  every keyed mask is a single compiled pass.
   Key ids read `k<master version>-t3-<8 hex>`.
 - **2** (before): the same key per (scope, classification) as raw bytes: `mask_key(spec, use)`.
   A value pushed through the mask of an `email` column is keyed apart from a `national_id`

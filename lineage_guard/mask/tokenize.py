@@ -45,8 +45,8 @@ def tokenize(array: pa.Array, spec: MaskSpec, keyring: Keyring, *, version: int 
              token_version: int = TOKEN_VERSION) -> pa.Array:
     """Keyed tokens of `array` under `spec`'s (scope, classification) key (params: `length` hex characters, `prefix`).
 
-    Token version 3 (current) runs polars-hash's compiled HMAC keyed with the derived key's hex
-    text (`keys`); `token_version=2` (raw key bytes) and `1` (the old per-scope key) exist only
+    Token version 3 (current) runs the compiled HMAC (`keyed`: the `native` kernel, else polars-hash)
+    keyed with the derived key's hex text (`keys`); `token_version=2` (raw key bytes) and `1` (the old per-scope key) exist only
     so `Keyring.verify_token` can recognise old tokens.
     """
     params = checked(spec)
