@@ -254,7 +254,7 @@ def _bounds(session, sql: str, params) -> tuple[Any, Any]:
     if decision.action != "allow" or any(c.mask is not None for c in decision.columns):
         raise AccessDenied(["the split key's range cannot be read in the clear; name another key"])
     with session.source.stream(executed_sql(decision), executed_parameters(decision, params),
-                               verify=binding_check(decision)) as stream:
+                               verify=binding_check(decision), keep=session._read_connections()) as stream:
         table = pa.Table.from_batches(list(stream), schema=stream.schema)
     if table.num_rows != 1:
         raise LineageGuardError("the split key's range query returned no row")
@@ -270,7 +270,9 @@ def _probe(session, sql: str, params, expected: list) -> pa.Schema:
     if decision.action != "allow" or [(c.name, c.mask) for c in decision.columns] != expected:
         raise LineageGuardError("a key range's plan differs from the statement's; refusing to split it")
     specs = {c.position: c.mask for c in decision.columns if c.mask is not None}
-    with session.source.stream(executed_sql(decision), executed_parameters(decision, params)) as stream:
+    # The range read and this probe share the session's one read connection (reset between them).
+    with session.source.stream(executed_sql(decision), executed_parameters(decision, params),
+                               keep=session._read_connections()) as stream:
         for batch in stream:
             if batch.num_rows:
                 raise LineageGuardError("the zero-row probe returned rows")
