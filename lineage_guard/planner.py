@@ -35,11 +35,48 @@ _NON_LINKABLE = {"redact", "null", "drop"}
 _SHOWS_EQUALITY = {"tokenize", "pseudonymize", "hash", "format_preserving"}
 
 
-def sensitive_labels(policy: Policy, detected: Mapping[ColumnRef, str] | None = None) -> dict[ColumnRef, str]:
-    """Step 3: labels declared in the policy win; detection fills in the rest."""
+def sensitive_labels(policy: Policy, detected: Mapping[ColumnRef, str] | None = None,
+                     catalog: Catalog | None = None) -> dict[ColumnRef, str]:
+    """Step 3: labels declared in the policy win; detection fills in the rest.
+
+    With `catalog`, a label also holds across table inheritance (`_through_inheritance`); a label
+    declared on a relative wins over one detection gave the column itself.
+    """
     labels = dict(detected or {})
-    labels.update(policy.labels())
+    declared = policy.labels()
+    if catalog is not None:
+        labels = _through_inheritance(labels, catalog)
+        declared = _through_inheritance(declared, catalog)
+    labels.update(declared)
     return labels
+
+
+def _through_inheritance(labels: Mapping[ColumnRef, str], catalog: Catalog) -> dict[ColumnRef, str]:
+    """`labels` plus, for a column of an inheritance child or partition (or of its parent) that has no label of
+    its own, the label of the same-named column of its ancestors (or descendants).
+
+    Round 7 of the red team (tests/test_redteam_partitions.py): `classifications: public.staff.band` masked
+    `SELECT band FROM staff`, but `SELECT band FROM staff_temp` (INHERITS (staff)) or a partition of a
+    partitioned table returned the child's values in the clear, because labels are keyed by the table named.
+    A child's rows are the parent's rows (the parent reads them without ONLY), so the parent's label holds
+    for them read directly; and a label on a child holds for the parent's column, which returns the child's
+    rows (masked under ONLY too: a column carries one label, whichever way it is read, so this fails closed).
+    Only the lineage of inheritance, never siblings: a sibling partition shares no row with the child.
+    """
+    out = dict(labels)
+    if not out:
+        return out
+    parents, children = _inheritance(catalog)
+    if not parents:
+        return out
+    for ref, label in sorted(labels.items(), key=lambda kv: str(kv[0])):
+        table = TableRef(ref.schema, ref.table)
+        for relative in _walk(table, children) + _walk(table, parents):
+            rel = catalog.relation(relative.table, relative.schema)
+            if rel is not None and rel.columns and ref.column not in rel.column_names:
+                continue  # a column the relative does not have (a child's own column, read through the parent)
+            out.setdefault(ColumnRef(relative.schema, relative.table, ref.column), label)
+    return out
 
 
 def plan(
@@ -59,7 +96,7 @@ def plan(
     for just the tables the statement reads (policy-declared labels always win).
     """
     identity = policy.resolve_identity(identity)
-    analysis = analyze(sql, catalog)
+    analysis = _with_descendants(analyze(sql, catalog), catalog)
     # The tables written are judged with their detected labels as much as the tables read: a write into a
     # detected column is a chosen plaintext under its classification's key (INSERT ... VALUES reads nothing).
     # The tables their foreign keys reference too, whose labels the keys carry (_through_foreign_keys).
@@ -67,7 +104,47 @@ def plan(
     if detect is not None and touched and not analysis.violations:
         detected = {**(detected or {}), **detect(touched)}
     return decide(analysis, policy=policy, identity=identity, purpose=purpose, environment=environment,
-                  labels=_through_foreign_keys(sensitive_labels(policy, detected), catalog), catalog=catalog)
+                  labels=_through_foreign_keys(sensitive_labels(policy, detected, catalog), catalog),
+                  catalog=catalog)
+
+
+def _inheritance(catalog: Catalog) -> tuple[dict[TableRef, tuple[TableRef, ...]], dict[TableRef, list[TableRef]]]:
+    """(each inheritance child or partition -> its parents, each parent -> its children), from the catalog.
+
+    Computed once per catalog (a catalog is not changed after loading; every plan asks several times).
+    """
+    cached = catalog.__dict__.get("_lg_inheritance")
+    if cached is not None and cached[0] == len(catalog.relations):
+        return cached[1], cached[2]
+    parents: dict[TableRef, tuple[TableRef, ...]] = {}
+    children: dict[TableRef, list[TableRef]] = {}
+    for rel in catalog.relations.values():
+        if rel.parents:
+            child = TableRef(rel.schema, rel.name)
+            parents[child] = tuple(TableRef(s, n) for s, n in rel.parents)
+            for up in parents[child]:
+                children.setdefault(up, []).append(child)
+    catalog.__dict__["_lg_inheritance"] = (len(catalog.relations), parents, children)
+    return parents, children
+
+
+def _walk(start: TableRef, edges: Mapping[TableRef, Sequence[TableRef]]) -> list[TableRef]:
+    """Every table reachable from `start` along `edges` (parents, or children), `start` excluded."""
+    seen: list[TableRef] = []
+    todo = list(edges.get(start, ()))
+    while todo:
+        t = todo.pop()
+        if t not in seen and t != start:
+            seen.append(t)
+            todo.extend(edges.get(t, ()))
+    return seen
+
+
+def _with_descendants(analysis: Analysis, catalog: Catalog) -> Analysis:
+    """`analysis` knowing the partitions / inheritance children of each table it reads (`Analysis.descendants`)."""
+    _, children = _inheritance(catalog)
+    found = tuple((t, tuple(down)) for t in analysis.tables_read if (down := _walk(t, children)))
+    return dataclasses.replace(analysis, descendants=found) if found else analysis
 
 
 def _with_referenced(tables: Sequence[TableRef], catalog: Catalog) -> tuple[TableRef, ...]:
@@ -165,7 +242,7 @@ def decide(
     reasons = [f"{len(masked)} of {len(columns)} output column(s) masked for {identity.principal} ({purpose})", *unbound]
     reasons += [f"{note} (sensitive_uses): groups under {policy.min_group_size} rows are not returned"
                 for note in verdict.declared]
-    declared = policy.labels()
+    declared = sensitive_labels(policy, None, catalog) if catalog is not None else policy.labels()
     found = sorted({f"{s} ({labels[s]})" for c in columns for s in c.sources if s in labels and s not in declared})
     if found:
         reasons.append("detected as sensitive (not declared in the policy): " + ", ".join(found))

@@ -251,7 +251,16 @@ def planned(analysis: Analysis) -> tuple[set[ColumnRef], list[set[ColumnRef]]]:
     known = set(analysis.source_columns) | set(analysis.error_channel) | {u.column for u in analysis.uses}
     for use in analysis.value_uses:
         known |= set(use.sources) | set(use.other)
-    return known, [set(c.sources) for c in analysis.columns]
+    outputs = [set(c.sources) for c in analysis.columns]
+    family = dict(analysis.descendants)
+    if family:
+        # Reading a parent without ONLY, the server scans its partitions / children by their own names: their
+        # column is the parent's column as planned (it carries the parent's label: planner._through_inheritance).
+        def widen(refs: set[ColumnRef]) -> set[ColumnRef]:
+            return refs | {ColumnRef(d.schema, d.table, r.column) for r in refs for d in family.get(r.table_ref, ())}
+
+        known, outputs = widen(known), [widen(o) for o in outputs]
+    return known, outputs
 
 
 def scan_names(analysis: Analysis) -> dict[str, list[str]]:

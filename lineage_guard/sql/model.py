@@ -146,6 +146,10 @@ class Analysis:
     # `$n` parameters take, after the caller's own parameters (never part of any statement text).
     row_filters: tuple[Any, ...] = ()
     row_filter_values: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # Each table read that has inheritance children or partitions, with all of them (planner.plan): the server
+    # scans them under their own names when the parent is read, and the live binding check counts those scans
+    # as the parent's (sql/explain.planned).
+    descendants: tuple[tuple[TableRef, tuple[TableRef, ...]], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def executed_sql(self) -> str | None:
