@@ -147,6 +147,48 @@ def _with_descendants(analysis: Analysis, catalog: Catalog) -> Analysis:
     return dataclasses.replace(analysis, descendants=found) if found else analysis
 
 
+def _treatment(policy: Policy, label: str, ref: ColumnRef, identity: Identity, purpose: str) -> tuple:
+    rule = policy.first_rule(label, ref, identity, purpose)
+    return ("mask", policy.default_mask, False) if rule is None else (rule.action, rule.mask, rule.approval)
+
+
+def _family_disagreements(analysis: Analysis, labels: Mapping[ColumnRef, str], policy: Policy, identity: Identity,
+                          purpose: str, catalog: Catalog) -> list[str]:
+    """Reasons to deny: a labelled column of a table the statement reads or writes that the policy's rules treat
+    differently under the name of one of its inheritance relatives (a partition, a child, a parent).
+
+    A rule's `columns:` pattern names tables; a partition is read under its own name and its parent returns its
+    rows under the parent's. With `{columns: [public.people.*], action: mask}` before a clear rule for the
+    label, `SELECT secret FROM people_eu` took the clear rule and returned the rows `FROM people` masks (round 7,
+    tests/test_redteam_partitions.py); the reverse, a mask rule naming the partition, left its rows clear through
+    the parent. Which treatment the policy means for rows that are both is not the guard's to guess: refuse.
+    """
+    from .sql.explain import planned
+
+    parents, children = _inheritance(catalog)
+    if not parents:
+        return []
+    read, _ = planned(analysis)   # the columns the statement reads; every column of a table it writes
+    written = set(analysis.tables_written)
+    reasons: list[str] = []
+    for table in dict.fromkeys((*analysis.tables_read, *analysis.tables_written)):
+        relatives = _walk(table, parents) + _walk(table, children)
+        if not relatives:
+            continue
+        for ref, label in sorted(labels.items(), key=lambda kv: str(kv[0])):
+            if ref.table_ref != table or (ref not in read and table not in written):
+                continue
+            mine = _treatment(policy, label, ref, identity, purpose)
+            for relative in relatives:
+                other = ColumnRef(relative.schema, relative.table, ref.column)
+                if other in labels and _treatment(policy, labels[other], other, identity, purpose) != mine:
+                    reasons.append(f"the policy's rules treat {ref} and {other} differently for {identity.principal} "
+                                   f"({purpose}), but one table's rows are read under the other's name (inheritance "
+                                   "or partitioning): give every table of the family the same rule for this column")
+                    break
+    return reasons
+
+
 def _with_referenced(tables: Sequence[TableRef], catalog: Catalog) -> tuple[TableRef, ...]:
     """`tables` and the tables their foreign keys reference (one level: what `_through_foreign_keys` reads)."""
     out = dict.fromkeys(tables)
@@ -203,6 +245,9 @@ def decide(
         return _deny(analysis, gate, labels, policy, identity, purpose)
     if analysis.violations:
         return _deny(analysis, list(analysis.violations), labels, policy, identity, purpose)
+    family = _family_disagreements(analysis, labels, policy, identity, purpose, catalog) if catalog else []
+    if family:
+        return _deny(analysis, family, labels, policy, identity, purpose)
     if not analysis.is_read:
         # Judged before the row filters are added: the policy's own predicate is not the writer's use.
         flow = _write_flow(analysis, policy, identity, purpose, labels, catalog)

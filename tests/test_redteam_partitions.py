@@ -221,6 +221,42 @@ def test_a_predicate_on_a_relatives_classified_column_is_refused(attack, world, 
     assert answered == 0, f"{attack}: {answered} guesses answered through lineage_guard"
 
 
+# A rule's `columns:` pattern names one table of the family; a later rule clears the label. Which treatment the
+# policy means for rows that are both the parent's and the partition's is ambiguous: refused.
+RULES = "rules:\n  - {classifications: [case_code], action: mask, mask: {method: tokenize}}\n"
+RULE_GAPS = {
+    "mask rule names the parent, partition read": (
+        "public.people.*", "SELECT id, secret FROM people_eu", "SELECT secret FROM people_eu"),
+    "mask rule names the parent, partition in another schema read": (
+        "public.people.*", "SELECT id, secret FROM vault.people_vault", "SELECT secret FROM vault.people_vault"),
+    "mask rule names the parent, INHERITS child read": (
+        "public.staff.*", "SELECT id, band FROM staff_temp", "SELECT band FROM staff_temp"),
+    "mask rule names a partition, parent read": (
+        "public.people_eu.*", "SELECT id, secret FROM people WHERE region = 'eu'", "SELECT secret FROM people_eu"),
+    "mask rule names a partition, parent read in a CTE": (
+        "public.people_eu.*", "WITH p AS (SELECT * FROM people) SELECT id, secret FROM p WHERE region = 'eu'",
+        "SELECT secret FROM people_eu"),
+}
+
+
+@pytest.mark.parametrize("attack", RULE_GAPS)
+def test_rules_that_treat_the_family_differently_are_refused(attack, world, tmp_path):
+    url, _, _, _ = world
+    pattern, sql, masked = RULE_GAPS[attack]
+    assert RULES in POLICY
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace(RULES, f"rules:\n  - {{columns: ['{pattern}'], action: mask, mask: {{method: "
+                                            "redact}}\n  - {classifications: [case_code], action: clear}\n"))
+    secrets = {v for (v,) in _direct(url, masked)}   # what the mask rule masks where it names the table
+    live = _clear_cells(_direct(url, sql), secrets)
+    with GovernedSession(url, policy, ANA, PURPOSE) as s:
+        got = _clear_cells(_governed(s, sql), secrets)
+        assert _governed(s, sql.replace(", secret", "").replace(", band", "")) is not None  # no labelled column
+    print(f"\n{attack}: {live} masked values in the clear directly, {got} through lineage_guard")
+    assert live > 0, f"{attack}: the attack is dead without the guard"
+    assert got == 0, f"{attack}: {got} values the policy masks came back in the clear"
+
+
 # --- 2. a row filter declared on one member of the family ------------------------------------------------
 
 ROW_ATTACKS = {
