@@ -124,6 +124,16 @@ def test_version_2_digests_take_the_kernel_and_match(monkeypatch):
     assert np.array_equal(fast, digest.hmac_sha256_arrow(b"raw key bytes", raw))
 
 
+def test_chunked_input_takes_either_path_and_matches(monkeypatch):
+    chunked = pa.chunked_array([[b"a", b"bb"], [], [b"ccc"]], pa.binary())
+    want = reference(b"k", [b"a", b"bb", b"ccc"])
+    for available in (True, False):
+        monkeypatch.setattr(native, "AVAILABLE", available and kernel is not None)
+        assert [d.tobytes() for d in digest.hmac_sha256_arrow(b"k", chunked)] == want
+        assert [d.tobytes() for d in keyed.hmac_digests("ab" * 32, chunked)] == \
+            reference(("ab" * 32).encode(), [b"a", b"bb", b"ccc"])
+
+
 @needs_kernel
 @pytest.mark.parametrize("offsets,data,error", [
     (np.array([0, 4, 100], np.int64), b"abcd", "not a valid binary array"),   # past the data

@@ -1,7 +1,8 @@
 """Many digests at once: keyed HMAC-SHA256 and plain SHA-256 over lists of byte strings or Arrow binary arrays.
 
 Arrow inputs take the compiled kernel (`native`) where it is built; otherwise large ones take
-polars-hash SHA-256 (no Python per value) and small ones a Python loop over cached pad states. Both give exactly `hmac.new(...).digest()`.
+polars-hash SHA-256 (no Python per value) and small ones a Python loop over cached pad states.
+All give exactly `hmac.new(...).digest()`.
 Results come back as one `(n, 32)` uint8 matrix so the text encoders that follow run in numpy.
 
     >>> import hmac, hashlib
@@ -86,7 +87,9 @@ def hmac_sha256_arrow(key: bytes, values: pa.Array) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _large_binary(values: pa.Array) -> pa.Array:
+def _large_binary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()  # the kernel reads one array's buffers
     raw = values if pa.types.is_large_binary(values.type) else pc.cast(values, pa.large_binary())
     return pc.fill_null(raw, pa.scalar(b"", pa.large_binary())) if raw.null_count else raw
 
