@@ -33,6 +33,7 @@ from .sessions import SignedIn
 
 EXPORT_MAX = 100_000
 WHO_SAW_MAX = 2_000
+CURSOR_MAX = 2**62   # the timeline's `before` cursor: an entry number, well inside SQLite's 64-bit integers
 OUTCOMES = ("success", "denied", "needs_approval", "failed", "open")
 
 
@@ -146,6 +147,9 @@ class Console:
             before = int(p["before"]) if p.get("before") else None
         except (ValueError, LineageGuardError) as exc:
             raise Refused(400, f"bad filter: {exc}") from None
+        if before is not None and not 0 <= before <= CURSOR_MAX:
+            # an entry number past what the index's SQLite integers hold crashed the query (a 500); it is a bad filter
+            raise Refused(400, f"bad filter: before must be an entry number from 0 to {CURSOR_MAX}")
         outcome = p.get("outcome") or None
         if outcome and outcome not in OUTCOMES:
             raise Refused(400, f"decision must be one of {', '.join(OUTCOMES)}")
