@@ -52,10 +52,11 @@ def make_table(pg_url: str) -> None:
         conn.execute("INSERT INTO console_shipments SELECT g, 'Oslo', 'c' || g FROM generate_series(1, 6) g")
 
 
-def ask(pg_url: str, policy, ledger, store, sql: str, parameters=None) -> str:
-    """Run a write that needs approval through the one path; returns the pending request's id."""
+def ask(pg_url: str, policy, ledger, store, sql: str, parameters=None, **session) -> str:
+    """Run a write that needs approval through the one path; returns the pending request's id.
+    `session`: more GovernedSession arguments (e.g. job_name, approval_context)."""
     with GovernedSession(pg_url, policy, Identity("svc-etl"), "fulfilment", environment="production",
-                         ledger=ledger, approvals=store) as s:
+                         ledger=ledger, approvals=store, **session) as s:
         try:
             s.execute(sql, parameters)
         except ApprovalRequired as asked:

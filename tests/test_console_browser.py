@@ -155,7 +155,8 @@ class Pages:
         self.login = login
         self.seen: list[str] = []
 
-    def sign_in(self, base: str | None = None) -> None:
+    def sign_in(self, base: str | None = None, identity: str | None = None) -> None:
+        """Sign in through the provider as `login`; the header then names `identity` (default: the login)."""
         page = self.page
         base = base or self.world["base"]
         page.goto(base + "/approvals")           # not signed in: sent to the provider
@@ -166,7 +167,7 @@ class Pages:
         page.fill("input[name=password]", "any")
         page.click("button[type=submit]")
         page.wait_for_url(base + "/approvals")
-        assert self.login in page.inner_text("form.who")
+        assert (identity or self.login) in page.inner_text("form.who")
 
     def sign_out(self, base: str | None = None) -> None:
         """The console's Sign out, then the provider's own sign-out question (RP-initiated logout), answered yes."""
