@@ -560,6 +560,40 @@ def test_sign_in_issues_a_fresh_session_and_sign_out_revokes_it_server_side(rt, 
     assert rt["store"].get(target).status == "pending"
 
 
+def test_signing_in_again_ends_the_session_the_browser_held(rt, browser):  # noqa: F811
+    """A copy of the browser's session cookie taken before a second sign-in (in the same browser) no longer works
+    after it: the callback ends the session the browser presented instead of leaving it valid until it expires."""
+    base = rt["base"]
+
+    def attack(chromium):
+        dana = Pages(chromium, rt, "dana")
+        try:
+            dana.sign_in()
+            first = next(c["value"] for c in dana.context.cookies() if c["name"] == "lg_console")
+            dana.page.goto(base + "/signin?next=/approvals")   # the provider still knows dana: straight back
+            if dana.page.url.startswith(rt["issuer"]):
+                dana.page.fill("input[name=login]", "dana")
+                dana.page.fill("input[name=password]", "any")
+                dana.page.click("button[type=submit]")
+            dana.page.wait_for_url(base + "/approvals")
+            second = next(c["value"] for c in dana.context.cookies() if c["name"] == "lg_console")
+            thief = chromium.new_context()
+            try:
+                thief.add_cookies([{"name": "lg_console", "value": first, "url": base}])
+                replay = thief.request.get(f"{base}/approvals", max_redirects=0).status
+            finally:
+                thief.close()
+            return first, second, replay
+        finally:
+            dana.close()
+
+    first, second, replay = browser.run(attack).result(timeout=180)
+    registry = rt["app"].state.sessions
+    assert first != second and registry.get(second) is not None
+    assert registry.get(first) is None, "the session held before the second sign-in still works"
+    assert replay == 303   # sent to sign in, as a stranger is
+
+
 def test_people_outside_a_request_cannot_decide_it_by_direct_post(rt, browser):  # noqa: F811
     """With their own valid session and CSRF token, posted straight to the endpoint (no form on their page):
     an approver whose grant is another environment (stan), the requester's own identity under another spelling

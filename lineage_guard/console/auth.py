@@ -102,6 +102,11 @@ class OidcSignIn:
                                "identity; ask an administrator to add you")
         me = await run_in_threadpool(lambda: self.registry.create(
             identity=identity, subject=subject, issuer=str(claims.get("iss")), id_token=token.get("id_token")))
+        # Signing in again ends the session this browser held: a copy of its cookie must not stay valid
+        # until it expires (and a session planted in the browser ends at the victim's sign-in).
+        presented = request.cookies.get(COOKIE)
+        if presented and presented != me.sid:
+            await run_in_threadpool(self.registry.end, presented)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, me.sid, max_age=self.registry.seconds, path="/", httponly=True,
                             secure=self.secure_cookies, samesite="lax")

@@ -29,7 +29,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..approvals.store import normalize_principal
@@ -63,7 +63,7 @@ class Transactions(Protocol):
 class SignedIn:
     """A person signed in through the OpenID provider, with the roles the policy gives their identity now."""
 
-    sid: str
+    sid: str = field(repr=False)  # the bearer secret of the cookie: never in a repr, a log or a failed assert
     identity: str
     subject: str
     issuer: str
