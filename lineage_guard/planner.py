@@ -32,6 +32,8 @@ _TYPE_AGNOSTIC = {"tokenize", "hash", "redact", "null", "drop", "format_preservi
 _NON_LINKABLE = {"redact", "null", "drop"}
 # Masks under which equal stored values come back equal (one key per scope and classification): the only
 # ones an equi-join on the column may run under, since the join then shows nothing the output does not.
+# That holds for byte equality only: a column under a nondeterministic collation (`_collated`) matches `Cd5`
+# with `cd5`, whose tokens differ, so an equality on it shows what the tokens do not (refused).
 _SHOWS_EQUALITY = {"tokenize", "pseudonymize", "hash", "format_preserving"}
 
 
@@ -260,7 +262,7 @@ def decide(
         return _write_decision(analysis, policy, identity, environment, labels, flow.approvals)
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
-    verdict = _judge_uses(analysis, hidden, approval, policy, identity, purpose)
+    verdict = _judge_uses(analysis, hidden, approval, policy, identity, purpose, catalog)
     if verdict.group_floor and _writer(policy, identity):
         verdict.denials.append(_WRITER_COHORT)
     if verdict.denials:
@@ -334,7 +336,7 @@ _HIDDEN: dict[tuple, tuple[Policy, dict[ColumnRef, str], frozenset[ColumnRef]]] 
 
 
 def _judge_uses(analysis: Analysis, hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnRef], policy: Policy,
-                identity: Identity, purpose: str) -> UseVerdict:
+                identity: Identity, purpose: str, catalog: Catalog | None = None) -> UseVerdict:
     """The opaque-values rule (sql/inference.py) for this identity: columns it sees in the clear are not sensitive here."""
 
     def declared(label: str, form: str) -> str | None:
@@ -342,7 +344,26 @@ def _judge_uses(analysis: Analysis, hidden: Mapping[ColumnRef, str], approval: f
         return use.action if use else None
 
     return judge_uses(analysis, hidden, policy.inference, declared, approval,
-                      _hides_equality(hidden, approval, policy, identity, purpose))
+                      _hides_equality(hidden, approval, policy, identity, purpose), _collated(hidden, catalog))
+
+
+def _collated(hidden: Mapping[ColumnRef, str], catalog: Catalog | None) -> dict[ColumnRef, str]:
+    """Hidden columns whose equality is not byte equality (a nondeterministic collation), with that collation.
+
+    Their tokens are of the bytes; an equality under the collation (`'Cd5' = 'cd5'` under ICU `und-u-ks-level2`,
+    `deterministic = false`) pairs values whose tokens differ, so an equi-join, IN (subquery) or count(DISTINCT)
+    on one shows what its mask hides (tests/test_redteam_collations.py). Without a catalog nothing is known
+    to be collated: plan() always passes one, and a governed read's is the live server's.
+    """
+    if catalog is None:
+        return {}
+    out = {}
+    for ref in hidden:
+        rel = catalog.relation(ref.table, ref.schema)
+        found = rel.collation(ref.column) if rel is not None else None
+        if found is not None:
+            out[ref] = found[0]
+    return out
 
 
 def _hides_equality(hidden: Mapping[ColumnRef, str], approval: frozenset[ColumnRef], policy: Policy,
@@ -467,7 +488,7 @@ def _write_flow(analysis: Analysis, policy: Policy, identity: Identity, purpose:
 
     hidden, approval = _hidden(labels, policy, identity, purpose)
     return judge_write(analysis, catalog or Catalog(), hidden, approval,
-                       lambda twin: _judge_uses(twin, hidden, approval, policy, identity, purpose))
+                       lambda twin: _judge_uses(twin, hidden, approval, policy, identity, purpose, catalog))
 
 
 def _write_decision(analysis, policy, identity, environment, labels, approvals=()) -> Decision:

@@ -63,6 +63,15 @@ class Relation:
     # on the search_path ("integer", "text", a user type schema-qualified): what operator lookup matches
     # (sql/pushdown.py). Empty for an offline catalog: then no caller qual is pushed into a row filter.
     base_types: tuple[tuple[str, str], ...] = ()
+    # Columns whose equality is not byte equality: (column, collation, collatable). The column's collation is
+    # nondeterministic (pg_collation.collisdeterministic false: ICU `deterministic = false`, where `'acme' =
+    # 'ACME'` can hold), its own or its domain's (collatable: `col COLLATE "C"` compares its bytes); or a field
+    # of its composite type, an element of its array or range type is (not collatable). Two stored values
+    # that compare equal here may have different bytes, so different tokens. Every other column compares its
+    # bytes: the database default collation is always deterministic (PostgreSQL 15 has no nondeterministic
+    # database default: created with ICU_LOCALE 'und-u-ks-level2', 'acme' = 'ACME' is still false there, and
+    # pg_collation's `default` row is collisdeterministic). Offline: `Catalog._collation_of`.
+    nondeterministic: tuple[tuple[str, str, bool], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -70,6 +79,17 @@ class Relation:
 
     def column_type(self, name: str) -> str | None:
         return dict(self.columns).get(name)
+
+    def collation(self, name: str) -> tuple[str, bool] | None:
+        """(nondeterministic collation, collatable) when column `name`'s equality is not byte equality, else None.
+
+        >>> Relation("public", "t", columns=(("a", "text"),), nondeterministic=(("a", "public.ci", True),)).collation("a")
+        ('public.ci', True)
+        """
+        for column, collation, collatable in self.nondeterministic:
+            if column == name:
+                return collation, collatable
+        return None
 
     def generated_from(self, name: str) -> frozenset[str] | None:
         """The columns generated column `name` is computed from; None when its expression cannot be read.
@@ -166,6 +186,12 @@ class Catalog:
     # server marks LEAKPROOF (pg_proc.proleakproof), types named as `Relation.base_types` names them.
     # None: not read (an offline catalog), so nothing is known to be leakproof (sql/pushdown.py).
     leakproof_operators: frozenset[tuple[str, str, str]] | None = None
+    # Offline only (schema files): CREATE COLLATION name -> deterministic; CREATE DOMAIN name -> its collation's
+    # (name, deterministic) or None; CREATE TYPE ... AS (...) name -> why its equality is not byte equality.
+    # Keys are `schema.name`, lower case as PostgreSQL folds unquoted names.
+    ddl_collations: dict[str, bool] = field(default_factory=dict)
+    ddl_domains: dict[str, tuple[str, bool] | None] = field(default_factory=dict)
+    ddl_types: dict[str, str] = field(default_factory=dict)
 
     def leakproof(self, operator: str, left: str, right: str) -> bool:
         """Whether pg_catalog's `left operator right` exists and its function is LEAKPROOF on this server."""
@@ -217,7 +243,7 @@ class Catalog:
                                               search_path="pg_catalog", meta=meta)
         cat.leakproof_operators = frozenset((o, left, right) for o, left, right in operators)
         for (schema, name, relkind, columns, definition, identifying, parents, generated, on_write, triggers,
-             references, base_types) in rows:
+             references, base_types, nondeterministic) in rows:
             kind = {"r": "table", "p": "table", "v": "view", "m": "matview", "f": "foreign"}.get(relkind, "other")
             cat.add(Relation(schema, name, kind, tuple((c, t) for c, t in columns or []),
                              _strip_semicolon(definition), frozenset(identifying or ()),
@@ -226,7 +252,8 @@ class Catalog:
                              tuple(OnWrite(w[0], w[1], frozenset(w[2].split(",")) if w[2] else frozenset())
                                    for w in on_write or []),
                              tuple(triggers or ()), tuple((r[0], r[1], r[2], r[3]) for r in references or []),
-                             tuple((c, t) for c, t in base_types or [])))
+                             tuple((c, t) for c, t in base_types or []),
+                             _nondeterministic(nondeterministic)))
         for schema, name, lang, body, prokind, retset, argnames, argmodes, volatility in funcs:
             names, modes = list(argnames or []), list(argmodes or [])
             modes = modes or ["i"] * len(names)
@@ -302,11 +329,13 @@ class Catalog:
             return
         schema, name = table.db or self.search_path[0], table.name
         if kind == "TABLE" and isinstance(target, exp.Schema) and node.expression is None:
-            cols, identifying, generated = [], set(), []
+            cols, identifying, generated, nondeterministic = [], set(), [], []
             checks = [_check(c, target) for c in target.find_all(exp.CheckColumnConstraint)]
             for col in target.expressions:
                 if isinstance(col, exp.ColumnDef):
                     cols.append((col.name, col.args["kind"].sql("postgres").lower() if col.args.get("kind") else None))
+                    if (found := self._collation_of(col)) is not None:
+                        nondeterministic.append((col.name, *found))
                     if (expression := _generated(col)) is not False:
                         generated.append((col.name, expression))
                     if any(isinstance(c.args.get("kind"), _IDENTIFYING) for c in col.constraints):
@@ -321,14 +350,24 @@ class Catalog:
             inherited = [c for p in parents if (up := self.relations.get(p)) for c in up.columns]
             own = {c for c, _ in cols}
             cols = [c for c in dict.fromkeys(inherited) if c[0] not in own] + cols  # INHERITS: parents' first
+            nondeterministic = [n for p in parents if (up := self.relations.get(p)) for n in up.nondeterministic
+                                if n[0] not in own] + nondeterministic
             self.add(Relation(schema, name, "table", tuple(cols), None, frozenset(identifying), parents,
                               tuple(generated), tuple(checks) + _unique_keys(target),
-                              references=self._references(target)))
+                              references=self._references(target),
+                              nondeterministic=tuple(dict.fromkeys(nondeterministic))))
         elif kind == "TABLE" and node.expression is None and (parents := _parents(node, self.search_path[0])):
             # `CREATE TABLE c PARTITION OF p ...`: the partition has its parent's columns.
             parent = self.relations.get(parents[0])
             self.add(Relation(schema, name, "table", parent.columns if parent else (), None,
-                              parent.identifying if parent else frozenset(), parents))
+                              parent.identifying if parent else frozenset(), parents,
+                              nondeterministic=parent.nondeterministic if parent else ()))
+        elif kind == "TYPE" and isinstance(node.expression, exp.Schema):
+            # CREATE TYPE t AS (field type COLLATE c, ...): a composite's equality compares its fields.
+            for field_def in node.expression.expressions:
+                if isinstance(field_def, exp.ColumnDef) and (found := self._collation_of(field_def)) is not None:
+                    self.ddl_types[f"{schema}.{name}"] = f"{found[0].split(' (')[0]} (a field of {schema}.{name})"
+                    break
         elif kind in ("VIEW", "TABLE") and node.expression is not None:
             materialized = any(isinstance(p, exp.MaterializedProperty) for p in node.find_all(exp.MaterializedProperty))
             rel_kind: RelationKind = "view" if kind == "VIEW" and not materialized else "matview"
@@ -344,21 +383,37 @@ class Catalog:
             return
         cols, identifying, name = list(rel.columns), set(rel.identifying), rel.name
         generated = dict(rel.generated)
+        nondeterministic = {n[0]: n for n in rel.nondeterministic}
         for action in node.args.get("actions") or []:
+            if isinstance(action, exp.AlterColumn) and (action.args.get("dtype") or action.args.get("collate")):
+                # ALTER COLUMN c TYPE t [COLLATE x]: its collation is now t's or x (unknown: not provably bytes)
+                found = self._collation_of(exp.ColumnDef(this=action.this.copy(), kind=action.args.get("dtype"),
+                                                         constraints=[exp.ColumnConstraint(
+                                                             kind=exp.CollateColumnConstraint(
+                                                                 this=action.args["collate"].copy()))]
+                                                         if action.args.get("collate") else []))
+                nondeterministic.pop(action.this.name, None)
+                if found is not None or action.args.get("dtype") is None:
+                    nondeterministic[action.this.name] = (action.this.name, *(found or ("unknown", False)))
             if isinstance(action, exp.ColumnDef):
                 kind = action.args.get("kind")
                 cols.append((action.name, kind.sql("postgres").lower() if kind else None))
+                if (found := self._collation_of(action)) is not None:
+                    nondeterministic[action.name] = (action.name, *found)
                 if (expression := _generated(action)) is not False:
                     generated[action.name] = expression
             elif isinstance(action, exp.RenameColumn):
                 old, new = action.this.name, action.args["to"].name
                 cols = [(new if c == old else c, t) for c, t in cols]
                 identifying = {new if c == old else c for c in identifying}
+                if old in nondeterministic:
+                    nondeterministic[new] = (new, *nondeterministic.pop(old)[1:])
             elif isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN":
                 gone = {c.name for c in action.args.get("tables") or []}
                 cols = [(c, t) for c, t in cols if c not in gone]
                 identifying -= gone
                 generated = {c: e for c, e in generated.items() if c not in gone}
+                nondeterministic = {c: n for c, n in nondeterministic.items() if c not in gone}
             elif isinstance(action, exp.AlterRename):
                 name = action.this.name
         checks = [] if not isinstance(node, exp.Alter) else [
@@ -372,7 +427,57 @@ class Catalog:
         del self.relations[key]
         self.add(Relation(rel.schema, name, rel.kind, tuple(cols), rel.definition, frozenset(identifying),
                           rel.parents, tuple(generated.items()), rel.on_write + tuple(checks) + uniques, rel.triggers,
-                          rel.references + references))
+                          rel.references + references, rel.base_types, tuple(nondeterministic.values())))
+
+    def _collation_of(self, col: exp.ColumnDef) -> tuple[str, bool] | None:
+        """Offline: (collation, collatable) when column `col`'s equality cannot be shown to be byte equality.
+
+        From the schema files alone: its COLLATE clause, else its domain's (CREATE DOMAIN ... COLLATE), else a
+        composite type's field's. A collation the files create with `deterministic = false`, or one they do not
+        create at all outside pg_catalog (`C`, `POSIX`, `default`, `ucs_basic` and pg_catalog's own are all
+        deterministic), is not provably byte equality: fail closed. No clause and an ordinary type: the
+        database default, which is always deterministic. A type the files do not define is taken as not
+        collated (an enum, an extension's type): the live catalog, which every governed read uses, knows.
+        """
+        for constraint in col.constraints:
+            kind = constraint.args.get("kind")
+            if isinstance(kind, exp.CollateColumnConstraint):
+                name = self._collation_name(kind.this)
+                return None if self._deterministic(name) else (name, True)
+        dtype = col.args.get("kind")
+        while isinstance(dtype, exp.DataType) and dtype.this == exp.DataType.Type.ARRAY and dtype.expressions:
+            dtype = dtype.expressions[0]
+        if not isinstance(dtype, exp.DataType) or dtype.this != exp.DataType.Type.USERDEFINED:
+            return None
+        key = self._qualified(dtype.args.get("kind"))
+        if key in self.ddl_domains:
+            found = self.ddl_domains[key]
+            return None if found is None or found[1] else (found[0], True)
+        if key in self.ddl_types:
+            return self.ddl_types[key], False
+        return None
+
+    def _collation_name(self, node: exp.Expression | None) -> str:
+        """`schema.name` of a COLLATE clause's collation; a built-in's named without a schema is pg_catalog's."""
+        if isinstance(node, exp.Column) and node.args.get("table") is not None:
+            return f"{_ident(node.args['table'])}.{_ident(node.this)}"
+        name = _ident(node.this) if isinstance(node, exp.Column) else _ident(node) if isinstance(node, exp.Identifier) \
+            else None
+        if name is None:
+            return "unknown"
+        return f"pg_catalog.{name}" if name in _BUILTIN_COLLATIONS else f"{self.search_path[0]}.{name}"
+
+    def _deterministic(self, name: str) -> bool:
+        if name in self.ddl_collations:
+            return self.ddl_collations[name]
+        return name.startswith("pg_catalog.")
+
+    def _qualified(self, node: exp.Expression | None) -> str:
+        if isinstance(node, exp.Dot):
+            return f"{_ident(node.this)}.{_ident(node.expression)}"
+        if isinstance(node, exp.Identifier):
+            return f"{self.search_path[0]}.{_ident(node)}"
+        return ""
 
     def _references(self, node: exp.Expression) -> tuple[tuple[str, str, str, str], ...]:
         """Foreign keys declared in `node` (a CREATE TABLE's column list, an ADD CONSTRAINT), one entry per column
@@ -445,6 +550,33 @@ class Catalog:
             schema, name = _split_name(m.group("table"), self.search_path[0])
             self._attach(exp.table_(name, db=schema), triggers=(f"rule {m.group('name')}",))
             return
+        m = _COLLATION_RE.match(text)
+        if m:
+            schema, name = _split_name(m.group("name"), self.search_path[0])
+            options = m.group("options") or ""
+            det = re.search(r"\bdeterministic\s*=\s*'?(\w+)'?", options, re.IGNORECASE)
+            if m.group("source"):   # CREATE COLLATION x FROM y: y's
+                src = ".".join(_split_name(m.group("source"), self.search_path[0]))
+                deterministic = self._deterministic(src if src.split(".")[1] not in _BUILTIN_COLLATIONS
+                                                    else f"pg_catalog.{src.split('.')[1]}")
+            else:
+                deterministic = not (det and det.group(1).lower() in ("false", "off", "no", "0"))
+            self.ddl_collations[f"{schema}.{name}"] = deterministic
+            return
+        m = _DOMAIN_RE.match(text)
+        if m:
+            schema, name = _split_name(m.group("name"), self.search_path[0])
+            found = None
+            if m.group("collation"):
+                coll = _split_name(m.group("collation"), self.search_path[0])
+                qualified = f"pg_catalog.{coll[1]}" if coll[1] in _BUILTIN_COLLATIONS and "." not in \
+                    m.group("collation") else ".".join(coll)
+                found = (qualified, self._deterministic(qualified))
+            else:  # a domain over a domain: the base's collation
+                base = ".".join(_split_name(m.group("base"), self.search_path[0]))
+                found = self.ddl_domains.get(base)
+            self.ddl_domains[f"{schema}.{name}"] = found
+            return
         m = _VIEW_RE.match(text)
         if m:
             schema, name = _split_name(m.group("name"), self.search_path[0])
@@ -456,6 +588,16 @@ class Catalog:
         if m:
             schema, name = _split_name(m.group("name"), self.search_path[0])
             self.add(Function(schema, name, None, None))  # known to exist, body unknown: refused when called
+
+
+def _nondeterministic(rows) -> tuple[tuple[str, str, bool], ...]:
+    """The live catalog's rows (column, collation, 't'/'f') as `Relation.nondeterministic`; a column listed once
+    (its own collation wins: collatable)."""
+    out: dict[str, tuple[str, str, bool]] = {}
+    for column, collation, collatable in rows or []:
+        if column not in out or collatable == "t":
+            out[column] = (column, collation, collatable == "t")
+    return tuple(out.values())
 
 
 def expression_columns(sql: str | None, columns: Iterable[str]) -> frozenset[str] | None:
@@ -550,6 +692,12 @@ _VIEW_RE = re.compile(
     r"(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.\"]+)\s*(?:\((?P<cols>[^)]*)\))?\s*(?:WITH\s*\([^)]*\)\s*)?AS\s+(?P<body>.*)",
     re.IGNORECASE | re.DOTALL,
 )
+_COLLATION_RE = re.compile(r"\s*CREATE\s+COLLATION\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.\"]+)\s*"
+                           r"(?:\((?P<options>.*)\)|FROM\s+(?P<source>[\w.\"]+))", re.IGNORECASE | re.DOTALL)
+_DOMAIN_RE = re.compile(r"\s*CREATE\s+DOMAIN\s+(?P<name>[\w.\"]+)\s+(?:AS\s+)?(?P<base>[\w.\"]+)"
+                        r"(?:[^;]*?\bCOLLATE\s+(?P<collation>[\w.\"]+))?", re.IGNORECASE | re.DOTALL)
+# Collations every cluster has, all deterministic (pg_collation), named without a schema.
+_BUILTIN_COLLATIONS = frozenset({"C", "POSIX", "default", "ucs_basic", "c", "posix"})
 _RULE_RE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?RULE\s+(?P<name>[\w\"]+)\s+AS\s+ON\s+\w+\s+TO\s+"
                       r"(?P<table>[\w.\"]+)", re.IGNORECASE)
 _FUNC_RE = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\s+(?P<name>[\w.\"]+)", re.IGNORECASE)
@@ -562,6 +710,12 @@ def _strip_comments(text: str) -> str:
 def _split_name(name: str, default_schema: str) -> tuple[str, str]:
     parts = [p.strip('"') if p.startswith('"') else p.lower() for p in name.split(".")]
     return (parts[-2], parts[-1]) if len(parts) >= 2 else (default_schema, parts[-1])
+
+
+def _ident(node: exp.Expression) -> str:
+    from .lineage import ident
+
+    return ident(node)
 
 
 def _strip_semicolon(sql: str | None) -> str | None:
@@ -597,6 +751,25 @@ def _function_from_create(node: exp.Create, default_schema: str) -> Function:
 
 
 _RELATIONS_SQL = """
+WITH RECURSIVE nd_types(oid, coll) AS (
+  -- Types whose equality is not byte equality through a component: a composite with a field, a range over a
+  -- subtype, under a nondeterministic collation; then domains, arrays and composites over those.
+  SELECT t.oid, format('%I.%I', cn.nspname, co.collname) || ' (a field of ' || format_type(t.oid, NULL) || ')'
+    FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_collation co ON co.oid = a.attcollation JOIN pg_namespace cn ON cn.oid = co.collnamespace
+   WHERE t.typtype = 'c' AND NOT co.collisdeterministic
+  UNION ALL
+  SELECT t.oid, format('%I.%I', cn.nspname, co.collname) || ' (the subtype of ' || format_type(t.oid, NULL) || ')'
+    FROM pg_range r JOIN pg_type t ON t.oid IN (r.rngtypid, r.rngmultitypid)
+    JOIN pg_collation co ON co.oid = r.rngcollation JOIN pg_namespace cn ON cn.oid = co.collnamespace
+   WHERE NOT co.collisdeterministic
+  UNION
+  SELECT t.oid, nd.coll FROM nd_types nd JOIN pg_type t
+      ON (t.typtype = 'd' AND t.typbasetype = nd.oid)
+      OR (t.typelem = nd.oid AND t.typsubscript = 'array_subscript_handler'::regproc)
+      OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_attribute f WHERE f.attrelid = t.typrelid
+                                        AND f.atttypid = nd.oid AND f.attnum > 0 AND NOT f.attisdropped))
+)
 SELECT n.nspname, c.relname, c.relkind,
        (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod)] ORDER BY a.attnum)
           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -640,7 +813,13 @@ SELECT n.nspname, c.relname, c.relkind,
                JOIN pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = pair.ref
               WHERE k.conrelid = c.oid AND k.contype = 'f'),
        (SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, NULL)] ORDER BY a.attnum)
-          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       ARRAY(SELECT ARRAY[a.attname::text, format('%I.%I', cn.nspname, co.collname), 't'] FROM pg_attribute a
+               JOIN pg_collation co ON co.oid = a.attcollation JOIN pg_namespace cn ON cn.oid = co.collnamespace
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND NOT co.collisdeterministic
+             UNION ALL
+             SELECT ARRAY[a.attname::text, min(nd.coll), 'f'] FROM pg_attribute a JOIN nd_types nd ON nd.oid = a.atttypid
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped GROUP BY a.attname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'

@@ -61,14 +61,18 @@ class UseVerdict:
 
 def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mode = "default",
                declared: Declared = _NOTHING_DECLARED, approval: frozenset[ColumnRef] = frozenset(),
-               unlinkable: frozenset[ColumnRef] = frozenset()) -> UseVerdict:
+               unlinkable: frozenset[ColumnRef] = frozenset(),
+               collated: Mapping[ColumnRef, str] | None = None) -> UseVerdict:
     """Judge every value use of `analysis` against the sensitive columns (`column -> classification`).
 
     `approval`: sensitive columns the caller may see in the clear after a human approval; a use of
     one asks for that approval instead of being denied. `unlinkable`: sensitive columns whose mask
     for this caller does not show which rows are equal (redact, generalize, partial, ...): an
-    equi-join on one would reveal exactly what the mask hides, so it is a sensitive use.
+    equi-join on one would reveal exactly what the mask hides, so it is a sensitive use. `collated`:
+    sensitive columns under a nondeterministic collation (column -> collation), whose equality is not byte
+    equality: an equi-join or count(DISTINCT) on one matches values whose tokens differ, so it is refused.
     """
+    collated = collated or {}
     verdict = UseVerdict()
     if mode not in ("lenient", "default", "strict"):
         verdict.denials.append(f"unknown inference mode {mode!r}; use lenient, default or strict")
@@ -99,6 +103,16 @@ def judge_uses(analysis: Analysis, sensitive: Mapping[ColumnRef, str], mode: Mod
             for col in hit:
                 refuse(col, use.where, "strict inference mode: sensitive values may only be returned, masked")
             continue
+        if use.rule in ("count", "equijoin") and (use.rule == "equijoin" or use.where == "count(DISTINCT ...)"):
+            under = [c for c in (*use.sources, *use.other) if c in collated and c in sensitive]
+            for col in under:
+                refuse(col, use.where, f"it is under the nondeterministic collation {collated[col]}, whose equality "
+                                       "is not byte equality: it matches values whose masks differ, so it shows "
+                                       "what the mask hides; join, or count distinct, on a column with a "
+                                       "deterministic collation (ALTER TABLE ... ALTER COLUMN ... TYPE text "
+                                       "COLLATE \"default\"), or remove that use")
+            if under:
+                continue
         if use.rule == "count":
             continue
         if use.rule == "equijoin":

@@ -1057,11 +1057,12 @@ class Resolver:
         """count(x) / count(DISTINCT x) only asks whether x is null (and, distinct, equal to another x)."""
         arg = e.this
         parts = list(arg.expressions) if isinstance(arg, exp.Distinct) else [arg] if arg is not None else []
+        where = "count(DISTINCT ...)" if isinstance(arg, exp.Distinct) else "count(...)"
         lin = Lin()
         for part in parts:
             got = self.expr(part, scope)
             if got.sources:
-                self.value_uses.append(ValueUse(tuple(sorted(got.sources)), "count(...)", "count"))
+                self.value_uses.append(ValueUse(tuple(sorted(got.sources)), where, "count"))
             lin = lin | got
         return lin.derived("numeric")
 

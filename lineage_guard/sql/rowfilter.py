@@ -499,6 +499,8 @@ class _Rewriter:
                                 "have; fix the policy")
                     return None
                 col.set("table", alias.copy())
+            if rel is not None and rel.nondeterministic and not self._byte_exact(rule, ref, rel, node):
+                return None
             for dot in list(node.find_all(exp.Dot)):
                 attr = _attribute(dot)
                 if attr is None:
@@ -516,6 +518,44 @@ class _Rewriter:
             return None
         return exp.and_(*parts, copy=False) if self.combine == "all" or len(parts) == 1 else \
             exp.paren(exp.or_(*parts, copy=False), copy=False)
+
+    def _byte_exact(self, rule: FilterRule, ref: TableRef, rel: Relation, node: exp.Expression) -> bool:
+        """Make the filter compare bytes on its columns under a nondeterministic collation, or refuse it.
+
+        Under ICU `und-u-ks-level2` with `deterministic = false`, `tenant = 'acme'` holds for `ACME` too: tenant
+        acme would see tenant ACME's rows. A row filter is a security boundary, so its comparisons are byte
+        comparisons whatever the column's collation: a column that is an operand of `=`, `<>`, `<`, `<=`, `>`,
+        `>=`, BETWEEN or IN is compared `COLLATE "C"` (byte order; equal only when the bytes are: every other
+        operand takes that explicit collation, PostgreSQL's collation derivation). Anywhere else (a function
+        argument: lower() maps case by the collation; LIKE; a CASE) the filter is refused, as is a filter with a
+        COLLATE of its own there or a column not collatable (a composite with such a field): no rewrite is
+        provably byte-exact there (tests/test_redteam_collations.py).
+        """
+        cols = [c for c in node.find_all(exp.Column) if rel.collation(_ident(c.this)) is not None]
+        if not cols:
+            return True
+        fix = ("; compare the column directly with =, <>, IN, <, > or BETWEEN (the filter then compares bytes), "
+               "or give it a deterministic collation")
+        if any(True for _ in node.find_all(exp.Collate)):
+            self.refuse(f"row filter {rule.name!r} has a COLLATE clause and reads a column of {ref} under a "
+                        f"nondeterministic collation; remove the COLLATE{fix}")
+            return False
+        for col in cols:
+            name = _ident(col.this)
+            collation, collatable = rel.collation(name)  # type: ignore[misc]
+            parent = col.parent
+            compared = isinstance(parent, (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)) or \
+                (isinstance(parent, (exp.In, exp.Between)) and parent.this is col)
+            if isinstance(parent, exp.Is) and parent.this is col:
+                continue  # IS [NOT] NULL compares nothing
+            if not collatable or not compared:
+                where = "is not collatable" if not collatable else "is not a direct operand of a comparison"
+                self.refuse(f"row filter {rule.name!r} compares {ref}.{name}, whose collation {collation} is "
+                            f"nondeterministic (equal is not byte-equal: 'acme' may match 'ACME'), and it {where}, so "
+                            f"the filter cannot be made byte-exact{fix}")
+                return False
+            col.replace(exp.Collate(this=col.copy(), expression=exp.to_identifier("C", quoted=True)))
+        return True
 
     # -- what functions and views reach ------------------------------------------------------------
 
