@@ -313,3 +313,24 @@ def test_legit_a_collated_column_that_is_not_masked_still_groups_and_joins(sessi
     assert _governed(session, "SELECT a.id FROM members a JOIN members b ON a.plan = b.plan AND a.id = b.id") \
         is not None
     assert _governed(session, "SELECT id, code FROM members") is not None   # returning it, masked, is fine
+
+
+def test_the_catalog_knows_which_columns_compare_bytes(world):
+    """Live (pg_collation) and offline (the same DDL as schema file) agree on every column of the tables above."""
+    from lineage_guard.sql.catalog import Catalog
+
+    url, _ = world
+    live, offline = Catalog.from_postgres(url), Catalog.from_ddl_text(SCHEMA)
+    expected = {"tenants_ci": {"tenant": True}, "tenants_dom": {"tenant": True}, "tenants_arr": {"tenants": True},
+                "tenants_part_lo": {"tenant": True}, "tenants_plain": {}, "tenants_pair": {"owner": False},
+                "members": {"code": True, "plan": True}, "people": {}}
+    for cat in (live, offline):
+        for table, columns in expected.items():
+            rel = cat.relation(table)
+            got = {c: collatable for c, _, collatable in rel.nondeterministic}
+            assert got == columns, (cat.source, table, rel.nondeterministic)
+            assert all(collation.startswith("public.ci") for _, collation, _ in rel.nondeterministic)
+    # Offline, a collation the schema files do not create is not provably deterministic; "C" and pg_catalog's are.
+    other = Catalog.from_ddl_text('CREATE TABLE t (a text COLLATE elsewhere, b text COLLATE "C", c text, '
+                                  'd text COLLATE pg_catalog."en-x-icu")')
+    assert [c for c, _, _ in other.relation("t").nondeterministic] == ["a"]
