@@ -264,7 +264,7 @@ def test_reflected_payloads_in_paths_queries_and_errors_are_shown_as_text(rt, at
         (f"/approvals/{quote(IMG)}", [IMG]),
         (f"/receipts/{quote(IMG)}", [IMG]),
         (f"/columns/a.b.{quote(DOTLESS)}", [f"a.b.{DOTLESS}"]),
-        ("/approvals?" + urlencode({"done": f"{IMG}:{SCRIPT}"}), [f"{SCRIPT} {IMG}"]),
+        ("/approvals?" + urlencode({"done": f"{IMG}:{SCRIPT}"}), []),   # no such decision: no notice at all
         ("/timeline?" + urlencode({"since": IMG}), ["bad filter"]),
         ("/timeline?" + urlencode({"identity": SVG, "q": TEMPLATE, "table": SCRIPT}), []),
         ("/auth/callback?" + urlencode({"error": IMG, "error_description": SCRIPT, "state": SVG}), ["sign-in failed"]),
@@ -282,6 +282,10 @@ def test_reflected_payloads_in_paths_queries_and_errors_are_shown_as_text(rt, at
             sam.go("/timeline?" + urlencode({"identity": SVG, "q": TEMPLATE}))
             assert sam.page.input_value("input[name=identity]") == SVG     # the break-out is the field's value
             assert sam.page.input_value("input[name=q]") == TEMPLATE
+            # A crafted notice link announces nothing: not a made-up id, nor a real request that is still pending.
+            for done in (f"approved:{IMG}", "denied:ANY", f"approved:{rt['spare']['session']}"):
+                sam.go("/approvals?" + urlencode({"done": done}))
+                assert sam.page.locator("#done").count() == 0, done
             assert said == [], said
         finally:
             sam.close()

@@ -97,7 +97,19 @@ class Console:
         views = [view_of(r, index, self.policy.search_path)
                  for r in self.approvals.list(status=None if status == "all" else status)[:200]]
         return self.page(request, "inbox.html", me, views=views, status=status,
-                         done=request.query_params.get("done"))
+                         done=self._done(request.query_params.get("done")))
+
+    def _done(self, done: str | None) -> tuple[str, str] | None:
+        """The notice after a decision, `(request id, status)`, only for a request that really is in that state:
+        a crafted `?done=` link must not make the console announce a decision nobody took."""
+        status, _, request_id = (done or "").partition(":")
+        if status not in ("approved", "denied") or not request_id:
+            return None
+        try:
+            req = self.approvals.get(request_id)
+        except ApprovalError:
+            return None
+        return (req.id, status) if req.status == status else None
 
     def request_page(self, request: Request) -> Response:
         me = self.guard(request, "viewer", "approver", "auditor")
