@@ -31,6 +31,7 @@ psycopg = require("psycopg", "postgres")
 TENANTS = ["acme", "ACME", "Acme", "aCmE", "globex", "GLOBEX"]
 
 SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS citext;
 CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE DOMAIN tenant_ci AS text COLLATE ci;
 CREATE TYPE pair_ci AS (tenant text COLLATE ci, n int);
@@ -43,6 +44,7 @@ CREATE TABLE tenants_part_lo PARTITION OF tenants_part FOR VALUES FROM (0) TO (1
 CREATE TABLE tenants_plain (id int PRIMARY KEY, tenant text, note text);
 CREATE TABLE tenants_lower (id int PRIMARY KEY, tenant text COLLATE ci);
 CREATE TABLE tenants_pair (id int PRIMARY KEY, owner pair_ci);
+CREATE TABLE tenants_citext (id int PRIMARY KEY, tenant citext);
 CREATE VIEW v_tenants_ci AS SELECT id, tenant, note FROM tenants_ci;
 INSERT INTO tenants_ci SELECT g, (ARRAY{tenants})[1 + g % 6], 'n' || g FROM generate_series(1, 48) g;
 INSERT INTO tenants_dom SELECT id, tenant, note FROM tenants_ci;
@@ -52,6 +54,7 @@ INSERT INTO tenants_part SELECT id, tenant, note FROM tenants_ci;
 INSERT INTO tenants_plain SELECT id, tenant, note FROM tenants_ci;
 INSERT INTO tenants_lower SELECT id, tenant FROM tenants_ci;
 INSERT INTO tenants_pair SELECT id, ROW(tenant, 1)::pair_ci FROM tenants_ci;
+INSERT INTO tenants_citext SELECT id, tenant FROM tenants_ci;
 
 CREATE TABLE members (id int PRIMARY KEY, code text COLLATE ci, plan text COLLATE ci);
 INSERT INTO members SELECT g, 'Cd' || (g * 37 % 101), CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'free' END
@@ -59,6 +62,11 @@ INSERT INTO members SELECT g, 'Cd' || (g * 37 % 101), CASE WHEN g % 3 = 0 THEN '
 INSERT INTO members SELECT 100 + g, 'CD' || (g * 37 % 101), 'free' FROM generate_series(1, 10) g;
 CREATE TABLE contacts (id int PRIMARY KEY, code text COLLATE ci);
 INSERT INTO contacts SELECT g, lower('Cd' || (g * 37 % 101)) FROM generate_series(1, 40) g;
+-- citext: case-insensitive equality by type, whatever the collation
+CREATE TABLE badges (id int PRIMARY KEY, code citext);
+CREATE TABLE passes (id int PRIMARY KEY, code citext);
+INSERT INTO badges SELECT id, code FROM members;
+INSERT INTO passes SELECT id, code FROM contacts;
 CREATE TABLE people (id int PRIMARY KEY, email text);
 CREATE TABLE orders (id int PRIMARY KEY, email text);
 INSERT INTO people SELECT g, 'u' || g || '@x.test' FROM generate_series(1, 30) g;
@@ -75,6 +83,8 @@ detection: {enabled: false}
 classifications:
   public.members.code: case_code
   public.contacts.code: case_code
+  public.badges.code: case_code
+  public.passes.code: case_code
   public.people.email: email
   public.orders.email: email
 rules:
@@ -88,6 +98,7 @@ row_filters:
   - {name: plain-tenant, table: public.tenants_plain, groups: [analysts], predicate: "tenant = :identity.tenant"}
   - {name: lower-tenant, table: public.tenants_lower, groups: [analysts], predicate: "lower(tenant) = :identity.tenant"}
   - {name: pair-tenant, table: public.tenants_pair, groups: [analysts], predicate: "owner = ROW('acme', 1)"}
+  - {name: citext-tenant, table: public.tenants_citext, groups: [analysts], predicate: "tenant = :identity.tenant"}
 """
 
 ANA = Identity("ana")
@@ -185,16 +196,18 @@ def test_the_executed_filter_compares_collate_c(world, session):
 
 
 @pytest.mark.parametrize(("table", "why"), [("tenants_lower", "not a direct operand of a comparison"),
-                                            ("tenants_pair", "is not collatable")])
+                                            ("tenants_pair", "is not collatable"),
+                                            ("tenants_citext", "is not collatable")])
 def test_a_filter_that_cannot_be_made_byte_exact_is_refused(table, why, world, session):
     url, _ = world
     live = {"tenants_lower": "SELECT id FROM tenants_lower WHERE lower(tenant) = 'acme'",
-            "tenants_pair": "SELECT id FROM tenants_pair WHERE owner = ROW('acme', 1)::pair_ci"}[table]
+            "tenants_pair": "SELECT id FROM tenants_pair WHERE owner = ROW('acme', 1)::pair_ci",
+            "tenants_citext": "SELECT id FROM tenants_citext WHERE tenant = 'acme'"}[table]
     assert {i for (i,) in _direct(url, live)} & _hidden(url, "tenants_ci"), "the filter as written leaks"
     decision = session.plan(f"SELECT id FROM {table}")
     assert decision.action == "deny"
     reason = " ".join(decision.reasons)
-    assert why in reason and "public.ci" in reason and "nondeterministic" in reason, reason
+    assert why in reason and ("public.ci" in reason or "citext" in reason) and "nondeterministic" in reason, reason
     assert _governed(session, f"SELECT id FROM {table}") is None
 
 
@@ -250,6 +263,9 @@ EQUALITY_ATTACKS = {
                "SELECT code COLLATE \"C\" FROM contacts EXCEPT SELECT code FROM members"),
     "PARTITION BY": ("SELECT id, count(*) OVER (PARTITION BY code) AS n FROM members",
                      "SELECT id, count(*) OVER (PARTITION BY code COLLATE \"C\") AS n FROM members"),
+    "citext JOIN ON (no collation: the type's =)": (
+        "SELECT b.id, p.id AS pid FROM badges b JOIN passes p ON b.code = p.code",
+        "SELECT b.id, p.id AS pid FROM badges b JOIN passes p ON b.code::text = p.code::text"),
     "equality with a literal": ("SELECT id FROM members WHERE code = 'cd37'",
                                 "SELECT id FROM members WHERE code COLLATE \"C\" = 'cd37'"),
 }
@@ -323,13 +339,14 @@ def test_the_catalog_knows_which_columns_compare_bytes(world):
     live, offline = Catalog.from_postgres(url), Catalog.from_ddl_text(SCHEMA)
     expected = {"tenants_ci": {"tenant": True}, "tenants_dom": {"tenant": True}, "tenants_arr": {"tenants": True},
                 "tenants_part_lo": {"tenant": True}, "tenants_plain": {}, "tenants_pair": {"owner": False},
-                "members": {"code": True, "plan": True}, "people": {}}
+                "members": {"code": True, "plan": True}, "people": {}, "badges": {"code": False},
+                "tenants_citext": {"tenant": False}}
     for cat in (live, offline):
         for table, columns in expected.items():
             rel = cat.relation(table)
             got = {c: collatable for c, _, collatable in rel.nondeterministic}
             assert got == columns, (cat.source, table, rel.nondeterministic)
-            assert all(collation.startswith("public.ci") for _, collation, _ in rel.nondeterministic)
+            assert all(collation.startswith(("public.ci", "citext")) for _, collation, _ in rel.nondeterministic)
     # Offline, a collation the schema files do not create is not provably deterministic; "C" and pg_catalog's are.
     other = Catalog.from_ddl_text('CREATE TABLE t (a text COLLATE elsewhere, b text COLLATE "C", c text, '
                                   'd text COLLATE pg_catalog."en-x-icu")')

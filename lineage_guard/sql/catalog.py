@@ -66,7 +66,7 @@ class Relation:
     # Columns whose equality is not byte equality: (column, collation, collatable). The column's collation is
     # nondeterministic (pg_collation.collisdeterministic false: ICU `deterministic = false`, where `'acme' =
     # 'ACME'` can hold), its own or its domain's (collatable: `col COLLATE "C"` compares its bytes); or a field
-    # of its composite type, an element of its array or range type is (not collatable). Two stored values
+    # of its composite type, an element of its array or range type is, or it is a citext (not collatable). Two stored values
     # that compare equal here may have different bytes, so different tokens. Every other column compares its
     # bytes: the database default collation is always deterministic (PostgreSQL 15 has no nondeterministic
     # database default: created with ICU_LOCALE 'und-u-ks-level2', 'acme' = 'ACME' is still false there, and
@@ -439,6 +439,12 @@ class Catalog:
         database default, which is always deterministic. A type the files do not define is taken as not
         collated (an enum, an extension's type): the live catalog, which every governed read uses, knows.
         """
+        base = col.args.get("kind")
+        while isinstance(base, exp.DataType) and base.this == exp.DataType.Type.ARRAY and base.expressions:
+            base = base.expressions[0]
+        if isinstance(base, exp.DataType) and base.this == exp.DataType.Type.USERDEFINED and \
+                self._qualified(base.args.get("kind")).endswith(".citext"):
+            return "citext (case-insensitive equality)", False   # whatever its collation
         for constraint in col.constraints:
             kind = constraint.args.get("kind")
             if isinstance(kind, exp.CollateColumnConstraint):
@@ -758,6 +764,10 @@ WITH RECURSIVE nd_types(oid, coll) AS (
     FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
     JOIN pg_collation co ON co.oid = a.attcollation JOIN pg_namespace cn ON cn.oid = co.collnamespace
    WHERE t.typtype = 'c' AND NOT co.collisdeterministic
+  UNION ALL
+  -- citext (the extension's type) compares case-insensitively whatever its collation: not collatable to bytes.
+  SELECT t.oid, format_type(t.oid, NULL) || ' (case-insensitive equality)' FROM pg_type t
+   WHERE t.typname = 'citext' AND t.typtype = 'b'
   UNION ALL
   SELECT t.oid, format('%I.%I', cn.nspname, co.collname) || ' (the subtype of ' || format_type(t.oid, NULL) || ')'
     FROM pg_range r JOIN pg_type t ON t.oid IN (r.rngtypid, r.rngmultitypid)
