@@ -67,6 +67,19 @@ def check_hashable(t: pa.DataType) -> None:
                           f"mask it with redact, null or drop")
 
 
+def without_negative_zero(values: pa.Array) -> pa.Array:
+    """Floats with -0.0 made +0.0, every other value (NaN included) as it was.
+
+    PostgreSQL's float `=` holds -0 equal to 0 but prints it `-0`: hashed as text, the two would get
+    different tokens, and a join or IN on the masked column would pair rows whose tokens differ (one
+    bit of the values that the tokens hide). Adding +0.0 is IEEE's own normalisation; NaNs already
+    print alike, as PostgreSQL's `=` holds them equal.
+    """
+    if pa.types.is_float32(values.type) or pa.types.is_float64(values.type):
+        return pc.add(values, pa.scalar(0.0, values.type))
+    return values
+
+
 def canonical_bytes(values: pa.Array) -> list[bytes]:
     """The bytes a keyed hash is taken over: UTF-8 text for strings, Arrow's text form for other scalars.
 
@@ -76,6 +89,7 @@ def canonical_bytes(values: pa.Array) -> list[bytes]:
     """
     t = values.type
     check_hashable(t)
+    values = without_negative_zero(values)
     if not (is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
         values = pc.cast(values, pa.large_string())
     raw = pc.cast(values, pa.large_binary())
@@ -88,6 +102,7 @@ def canonical_binary(values: pa.Array) -> pa.Array:
     """`canonical_bytes` kept as one Arrow binary array (no Python object per value); nulls stay null."""
     t = values.type
     check_hashable(t)
+    values = without_negative_zero(values)
     if not (is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
         values = pc.cast(values, pa.large_string())
     return pc.cast(values, pa.large_binary())
